@@ -1,0 +1,64 @@
+// Typed construction of IR nodes: each function applies one op's shape rule and appends the node.
+// Shape errors here are compiler bugs (sema has already checked the program), so they throw
+// ir::IRError rather than report a user diagnostic.
+#pragma once
+
+#include "IR.h"
+
+#include <stdexcept>
+
+namespace mtlc::ir {
+
+struct IRError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Builder {
+ public:
+  explicit Builder(Function &fn) : fn_(fn) {}
+  Function &function() { return fn_; }
+
+  Node *input(int index, Type t);
+  Node *label(int task, Type t);
+  Node *param(int index, std::vector<int64_t> shape);
+  Node *lossWeight(int task);
+  Node *constant(double v);
+
+  Node *matmul(Node *a, Node *b, bool transA, bool transB);
+  Node *biasAdd(Node *x, Node *b);
+  Node *conv2d(Node *x, Node *w, int64_t stride, int64_t pad);
+  Node *maxPool(Node *x, int64_t k, int64_t stride);
+  Node *avgPool(Node *x, int64_t k, int64_t stride);
+  Node *reshape(Node *x, Type t);
+  Node *unary(OpKind op, Node *x, double f = 0, std::vector<int64_t> ints = {});
+  Node *layerNorm(Node *x, Node *gamma, Node *beta, double eps);
+  Node *add(Node *a, Node *b);
+  Node *mul(Node *a, Node *b);
+  Node *loss(OpKind op, Node *pred, Node *label);
+
+  Node *biasGrad(Node *dy);
+  Node *reduceBatch(Node *dy);
+  Node *conv2dBwdData(Node *dy, Node *w, Type xType, int64_t stride, int64_t pad);
+  Node *conv2dBwdFilter(Node *x, Node *dy, Type wType, int64_t stride, int64_t pad);
+  Node *maxPoolBwd(Node *x, Node *dy, int64_t k, int64_t stride);
+  Node *avgPoolBwd(Node *dy, Type xType, int64_t k, int64_t stride);
+  // Elementwise backward of a unary op: (x or y, dy) -> dx.
+  Node *unaryBwd(OpKind op, Node *saved, Node *dy, double f = 0, std::vector<int64_t> ints = {});
+  Node *dropoutBwd(Node *dy, double p, int64_t salt);
+  Node *layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps);
+  Node *layerNormBwdGamma(Node *x, Node *dy, double eps);
+  Node *lossBwd(OpKind op, Node *pred, Node *label, Node *dLoss);
+
+  // Pooling / convolution output extent along one axis.
+  static int64_t outExtent(int64_t in, int64_t k, int64_t stride, int64_t pad);
+
+ private:
+  Node *emit(OpKind op, std::vector<Node *> operands, Type t, std::vector<int64_t> ints = {},
+             double f = 0);
+  Function &fn_;
+};
+
+// 2-D view of an operand for MatMul: {rows, cols}; rows == -1 means the batch size n.
+std::pair<int64_t, int64_t> matrixView(const Type &t);
+
+}  // namespace mtlc::ir

@@ -1,0 +1,86 @@
+// The graph IR: a function is a list of nodes in topological order; each node is one operation and
+// its single SSA result. Shapes are static except the batch dimension, which is a run-time value
+// (`n` in mtlc_args) bounded by the module's maxBatch.
+//
+// A "batched" type [d0, d1, ...] stands for the tensor [n, d0, d1, ...]; an unbatched type is the
+// whole tensor (parameters, their gradients, scalars). MatMul views its operands as 2-D matrices:
+// a batched operand is [n, perSample], an unbatched one [dims[0], product of the rest].
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mtlc::ir {
+
+enum class OpKind {
+#define MTLC_OP(Name, mnem, arity, cls) Name,
+#include "Ops.def"
+};
+
+enum class FusionClass { Leaf, Elemwise, Broadcast, Injective, Reduction, OutFusable, Opaque };
+
+const char *mnemonic(OpKind k);
+int arity(OpKind k);  // -1: variadic
+FusionClass fusionClass(OpKind k);
+
+struct Type {
+  std::vector<int64_t> dims;  // per-sample dims if batched, else the whole shape ([] = scalar)
+  bool batched = false;
+
+  int64_t elements() const;   // per sample if batched, else total
+  bool operator==(const Type &o) const { return dims == o.dims && batched == o.batched; }
+  bool operator!=(const Type &o) const { return !(*this == o); }
+  std::string str() const;    // "[n,32,26,26]" or "[64,5408]" or "[]"
+};
+
+struct Node {
+  int id = 0;
+  OpKind op = OpKind::Const;
+  std::vector<Node *> operands;
+  Type type;
+  std::vector<int64_t> ints;  // integer attributes (see Ops.def for each op's meaning)
+  double f = 0;               // float attribute
+  std::string name;           // optional, for printing ("trunk.0", "category.loss")
+};
+
+// Where a function's results go.
+struct Output {
+  enum class Kind { TaskLoss, TotalLoss, Grad, Head };
+  Kind kind;
+  int index;    // task index (TaskLoss, Head) or parameter index (Grad); unused for TotalLoss
+  Node *value;
+};
+
+struct Function {
+  std::string name;  // entry point symbol: "train_step", "eval_step", "predict"
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<Output> outputs;
+  int nextId = 0;
+
+  Node *add(OpKind op, std::vector<Node *> operands, Type type, std::vector<int64_t> ints = {},
+            double f = 0, std::string name = {});
+};
+
+// The parameter table the graph's Param nodes index into.
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0;  // element offset in the params/grads arenas
+  int64_t elements() const;
+};
+
+struct Module {
+  std::string name;
+  std::vector<ParamInfo> params;
+  std::vector<Type> inputs;       // per input, batched
+  std::vector<Type> labels;       // per task, batched
+  std::vector<Type> heads;        // per task head output, batched
+  int64_t maxBatch = 1;
+  std::vector<std::unique_ptr<Function>> functions;
+
+  Function *function(const std::string &name) const;
+};
+
+}  // namespace mtlc::ir

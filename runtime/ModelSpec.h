@@ -1,0 +1,128 @@
+// What the runtime knows about a compiled model: the contract between the compiler (which fills it
+// in from the checked program and the memory plan) and the trainer (which only reads it).
+// Nothing here depends on LLVM or ANTLR, so embedded programs can use it too.
+#pragma once
+
+#include "abi.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mtlc::rt {
+
+// How a parameter tensor is initialised (PyTorch's defaults for each layer kind).
+enum class Init {
+  UniformFanIn,  // U(-1/sqrt(fan_in), +1/sqrt(fan_in)): nn.Linear / nn.Conv2d weight and bias
+  Ones,          // nn.LayerNorm weight
+  Zeros,         // nn.LayerNorm bias
+};
+
+struct ParamSpec {
+  std::string name;            // checkpoint name: "<pipeline>.<layer index>.<weight|bias>"
+  std::vector<int64_t> shape;  // PyTorch layout: dense [out, in], conv [oc, ic, kh, kw]
+  int64_t offset = 0;          // element offset into the params (and grads) arena
+  int64_t size = 0;            // element count
+  Init init = Init::UniformFanIn;
+  int64_t fanIn = 1;           // for UniformFanIn
+  std::string block;           // the shared block or task that owns it (for summaries)
+};
+
+struct InputSpec {
+  std::string name;
+  std::vector<int64_t> shape;  // per sample
+  int64_t size = 0;            // per-sample element count
+};
+
+enum class LossKind { CrossEntropy, BCE, MSE, L1 };
+enum class Metric { Accuracy, AUC, MSE, MAE };
+
+struct TaskSpec {
+  std::string name;
+  LossKind loss = LossKind::MSE;
+  std::vector<Metric> metrics;
+  double weight = 1.0;      // the `weight` line
+  int64_t outWidth = 1;     // head output width per sample
+  int64_t labelWidth = 1;   // label floats per sample (1 for class index / binary)
+};
+
+// ---- Data binding -------------------------------------------------------------------------------
+
+// A data source named in `data { train ...; test ... }`.
+struct SourceSpec {
+  std::string kind;                 // "fashion_mnist" | "idx" | "csv" (more later)
+  std::vector<std::string> args;    // string arguments, paths already resolved against the .mtl dir
+  std::map<std::string, double> options;  // named numeric arguments (e.g. synthetic generators)
+  bool present() const { return !kind.empty(); }
+};
+
+// A field selection of a source: a named field, or (csv) a list / range of columns.
+struct FieldRef {
+  std::string field;                  // "pixels", "label", a csv column name; empty if columns used
+  std::vector<std::string> columns;   // csv columns("a", "b")
+  int64_t colFirst = -1, colLast = -1;  // csv columns(3..10), inclusive, 0-based
+};
+
+// A binding expression: FIELD [transform]. Produces float per-sample vectors.
+struct BindExpr {
+  enum class Op { Field, Div, Mul, Add, Sub, In, Eq, Ne, Gt, Ge, Lt, Le };
+  Op op = Op::Field;
+  FieldRef ref;                 // the field it reads (Field and every transform read one field)
+  double value = 0;             // the constant of Div/Mul/Add/Sub/Eq/Ne/Gt/Ge/Lt/Le
+  std::vector<double> set;      // In {a, b, c}
+};
+
+struct Binding {
+  std::string target;   // input or task name
+  BindExpr expr;
+  int64_t width = 1;    // floats per sample the target expects
+};
+
+struct DataSpec {
+  SourceSpec train, test;
+  std::vector<Binding> inputs;  // in model input order
+  std::vector<Binding> labels;  // in task order
+};
+
+// ---- Training settings ----------------------------------------------------------------------------
+
+struct OptimizerSpec {
+  std::string kind = "adam";  // "sgd" | "adam"
+  double lr = 1e-3, momentum = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
+};
+
+struct TrainSpec {
+  OptimizerSpec optimizer;
+  int64_t batch = 32;
+  int64_t epochs = 1;
+  uint64_t seed = 0;
+  bool shuffle = true;
+  std::string weighting = "fixed";  // fixed | uniform (others: the MTL issue)
+};
+
+// ---- The compiled model -----------------------------------------------------------------------------
+
+struct Entry {
+  mtlc_entry_fn fn = nullptr;
+};
+
+struct ModelSpec {
+  std::string name;
+  std::vector<InputSpec> inputs;
+  std::vector<TaskSpec> tasks;
+  std::vector<ParamSpec> params;
+  int64_t paramCount = 0;      // elements in the params arena (= grads arena)
+  int64_t actsFloats = 0;      // elements in the activation arena, for batches up to maxBatch
+  int64_t maxBatch = 1;        // largest n the kernels accept
+  TrainSpec train;
+  DataSpec data;
+  double flopsPerSample = 0;   // forward multiply-adds * 2, for summaries
+  // Entry points (null where not generated).
+  mtlc_entry_fn trainStep = nullptr;  // forward + losses + backward: writes grads, losses
+  mtlc_entry_fn evalStep = nullptr;   // forward + losses: writes losses and outputs
+  mtlc_entry_fn predict = nullptr;    // forward only: writes outputs
+};
+
+}  // namespace mtlc::rt

@@ -1,0 +1,35 @@
+/* The calling convention between generated kernels and the runtime.
+ *
+ * Every entry point the compiler generates (train_step, eval_step, predict, ...) has the C type
+ * `mtlc_entry_fn`: it takes one pointer to an `mtlc_args` record. The record's layout is mirrored
+ * field by field in compiler/codegen (CodegenABI), so this header is the single place it is defined.
+ * Plain C so that embedded programs (AOT bundles) can include it too.
+ */
+#ifndef MTLC_RUNTIME_ABI_H
+#define MTLC_RUNTIME_ABI_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mtlc_args {
+  float *params;               /* parameter arena (all learnable tensors, PyTorch layouts)      */
+  float *grads;                /* gradient arena, same layout as params; written by train_step  */
+  float *acts;                 /* activation arena, sized by the compiler's memory plan         */
+  const float *const *inputs;  /* one pointer per model input: [n, per-sample shape], row-major */
+  const float *const *labels;  /* one pointer per task: [n, label width] (class index as float) */
+  const float *loss_weights;   /* one weight per task: the total loss is sum_i w_i * L_i        */
+  float *losses;               /* out: one batch-mean loss per task, then the weighted total    */
+  float *const *outputs;       /* out: one pointer per task: [n, head width] raw head outputs   */
+  int64_t n;                   /* samples in this batch (1 .. max batch)                        */
+  uint64_t seed;               /* dropout stream for this step                                  */
+} mtlc_args;
+
+typedef void (*mtlc_entry_fn)(const mtlc_args *);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
