@@ -1,0 +1,163 @@
+#include "Builder.h"
+
+#include <fmt/format.h>
+
+namespace mtlc::ir {
+
+namespace {
+void require(bool ok, const char *op, const std::string &what) {
+  if (!ok) throw IRError(fmt::format("ir::Builder::{}: {}", op, what));
+}
+Type batched(std::vector<int64_t> dims) { return Type{std::move(dims), true}; }
+Type scalar() { return Type{{}, false}; }
+}  // namespace
+
+std::pair<int64_t, int64_t> matrixView(const Type &t) {
+  if (t.batched) return {-1, t.elements()};
+  if (t.dims.empty()) return {1, 1};
+  int64_t rest = 1;
+  for (size_t i = 1; i < t.dims.size(); ++i) rest *= t.dims[i];
+  return {t.dims[0], rest};
+}
+
+int64_t Builder::outExtent(int64_t in, int64_t k, int64_t stride, int64_t pad) {
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+Node *Builder::emit(OpKind op, std::vector<Node *> operands, Type t, std::vector<int64_t> ints,
+                    double f) {
+  return fn_.add(op, std::move(operands), std::move(t), std::move(ints), f);
+}
+
+Node *Builder::input(int index, Type t) {
+  require(t.batched, "input", "inputs are batched");
+  return emit(OpKind::Input, {}, std::move(t), {index});
+}
+Node *Builder::label(int task, Type t) {
+  require(t.batched, "label", "labels are batched");
+  return emit(OpKind::Label, {}, std::move(t), {task});
+}
+Node *Builder::param(int index, std::vector<int64_t> shape) {
+  return emit(OpKind::Param, {}, Type{std::move(shape), false}, {index});
+}
+Node *Builder::lossWeight(int task) { return emit(OpKind::LossWeight, {}, scalar(), {task}); }
+Node *Builder::constant(double v) { return emit(OpKind::Const, {}, scalar(), {}, v); }
+
+Node *Builder::matmul(Node *a, Node *b, bool transA, bool transB) {
+  auto [ar, ac] = matrixView(a->type);
+  auto [br, bc] = matrixView(b->type);
+  int64_t m = transA ? ac : ar, k = transA ? ar : ac;
+  int64_t k2 = transB ? bc : br, n = transB ? br : bc;
+  require(k == k2, "matmul", fmt::format("inner extents differ: {} vs {} ({} x {})", k, k2,
+                                         a->type.str(), b->type.str()));
+  require(n != -1, "matmul", "the batch may not be the result's column extent");
+  // A batched row extent gives a batched result; contracting over the batch gives an unbatched one.
+  Type t = m == -1 ? batched({n}) : Type{{m, n}, false};
+  return emit(OpKind::MatMul, {a, b}, t, {transA, transB});
+}
+
+Node *Builder::biasAdd(Node *x, Node *b) {
+  require(x->type.batched && !x->type.dims.empty(), "biasAdd", "x must be batched");
+  require(b->type.dims == std::vector<int64_t>{x->type.dims[0]}, "biasAdd",
+          fmt::format("bias {} does not match channels of {}", b->type.str(), x->type.str()));
+  return emit(OpKind::BiasAdd, {x, b}, x->type);
+}
+
+Node *Builder::conv2d(Node *x, Node *w, int64_t stride, int64_t pad) {
+  const auto &xd = x->type.dims, &wd = w->type.dims;
+  require(x->type.batched && xd.size() == 3 && wd.size() == 4 && wd[1] == xd[0], "conv2d",
+          fmt::format("bad operands {} * {}", x->type.str(), w->type.str()));
+  int64_t oh = outExtent(xd[1], wd[2], stride, pad), ow = outExtent(xd[2], wd[3], stride, pad);
+  require(oh >= 1 && ow >= 1, "conv2d", "empty output");
+  return emit(OpKind::Conv2d, {x, w}, batched({wd[0], oh, ow}), {stride, pad});
+}
+
+static Type poolType(Node *x, int64_t k, int64_t stride) {
+  const auto &d = x->type.dims;
+  require(x->type.batched && d.size() == 3, "pool", "x must be batched [C,H,W]");
+  int64_t oh = Builder::outExtent(d[1], k, stride, 0), ow = Builder::outExtent(d[2], k, stride, 0);
+  require(oh >= 1 && ow >= 1, "pool", "empty output");
+  return batched({d[0], oh, ow});
+}
+
+Node *Builder::maxPool(Node *x, int64_t k, int64_t stride) {
+  return emit(OpKind::MaxPool, {x}, poolType(x, k, stride), {k, stride});
+}
+Node *Builder::avgPool(Node *x, int64_t k, int64_t stride) {
+  return emit(OpKind::AvgPool, {x}, poolType(x, k, stride), {k, stride});
+}
+
+Node *Builder::reshape(Node *x, Type t) {
+  require(t.batched == x->type.batched && t.elements() == x->type.elements(), "reshape",
+          fmt::format("{} -> {} changes the element count", x->type.str(), t.str()));
+  return emit(OpKind::Reshape, {x}, std::move(t));
+}
+
+Node *Builder::unary(OpKind op, Node *x, double f, std::vector<int64_t> ints) {
+  require(fusionClass(op) == FusionClass::Elemwise && arity(op) == 1, "unary", mnemonic(op));
+  return emit(op, {x}, x->type, std::move(ints), f);
+}
+
+Node *Builder::layerNorm(Node *x, Node *gamma, Node *beta, double eps) {
+  require(x->type.batched && gamma->type.dims == x->type.dims && beta->type.dims == x->type.dims,
+          "layerNorm", "gamma and beta must have the per-sample shape");
+  return emit(OpKind::LayerNorm, {x, gamma, beta}, x->type, {}, eps);
+}
+
+Node *Builder::add(Node *a, Node *b) {
+  require(a->type == b->type, "add", a->type.str() + " + " + b->type.str());
+  return emit(OpKind::Add, {a, b}, a->type);
+}
+Node *Builder::mul(Node *a, Node *b) {
+  require(a->type == b->type, "mul", a->type.str() + " * " + b->type.str());
+  return emit(OpKind::Mul, {a, b}, a->type);
+}
+
+Node *Builder::loss(OpKind op, Node *pred, Node *label) {
+  require(pred->type.batched && label->type.batched, "loss", "operands must be batched");
+  if (op == OpKind::CrossEntropy)
+    require(label->type.elements() == 1, "loss", "cross_entropy takes one class index per sample");
+  else
+    require(label->type.elements() == pred->type.elements(), "loss", "label width mismatch");
+  return emit(op, {pred, label}, scalar());
+}
+
+Node *Builder::biasGrad(Node *dy) {
+  require(dy->type.batched && !dy->type.dims.empty(), "biasGrad", "dy must be batched");
+  return emit(OpKind::BiasGrad, {dy}, Type{{dy->type.dims[0]}, false});
+}
+Node *Builder::reduceBatch(Node *dy) {
+  require(dy->type.batched, "reduceBatch", "dy must be batched");
+  return emit(OpKind::ReduceBatch, {dy}, Type{dy->type.dims, false});
+}
+Node *Builder::conv2dBwdData(Node *dy, Node *w, Type xType, int64_t stride, int64_t pad) {
+  return emit(OpKind::Conv2dBwdData, {dy, w}, std::move(xType), {stride, pad});
+}
+Node *Builder::conv2dBwdFilter(Node *x, Node *dy, Type wType, int64_t stride, int64_t pad) {
+  return emit(OpKind::Conv2dBwdFilter, {x, dy}, std::move(wType), {stride, pad});
+}
+Node *Builder::maxPoolBwd(Node *x, Node *dy, int64_t k, int64_t stride) {
+  return emit(OpKind::MaxPoolBwd, {x, dy}, x->type, {k, stride});
+}
+Node *Builder::avgPoolBwd(Node *dy, Type xType, int64_t k, int64_t stride) {
+  return emit(OpKind::AvgPoolBwd, {dy}, std::move(xType), {k, stride});
+}
+Node *Builder::unaryBwd(OpKind op, Node *saved, Node *dy, double f, std::vector<int64_t> ints) {
+  require(saved->type == dy->type, "unaryBwd", mnemonic(op));
+  return emit(op, {saved, dy}, dy->type, std::move(ints), f);
+}
+Node *Builder::dropoutBwd(Node *dy, double p, int64_t salt) {
+  return emit(OpKind::DropoutBwd, {dy}, dy->type, {salt}, p);
+}
+Node *Builder::layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps) {
+  return emit(OpKind::LayerNormBwdData, {x, gamma, dy}, x->type, {}, eps);
+}
+Node *Builder::layerNormBwdGamma(Node *x, Node *dy, double eps) {
+  return emit(OpKind::LayerNormBwdGamma, {x, dy}, Type{x->type.dims, false}, {}, eps);
+}
+Node *Builder::lossBwd(OpKind op, Node *pred, Node *label, Node *dLoss) {
+  require(dLoss->type.dims.empty() && !dLoss->type.batched, "lossBwd", "dL must be a scalar");
+  return emit(op, {pred, label, dLoss}, pred->type);
+}
+
+}  // namespace mtlc::ir

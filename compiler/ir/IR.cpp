@@ -1,0 +1,62 @@
+#include "IR.h"
+
+#include <fmt/format.h>
+
+namespace mtlc::ir {
+
+namespace {
+struct OpInfo {
+  const char *mnemonic;
+  int arity;
+  FusionClass cls;
+};
+constexpr OpInfo kOps[] = {
+#define MTLC_OP(Name, mnem, ar, cl) {mnem, ar, FusionClass::cl},
+#include "Ops.def"
+};
+}  // namespace
+
+const char *mnemonic(OpKind k) { return kOps[static_cast<int>(k)].mnemonic; }
+int arity(OpKind k) { return kOps[static_cast<int>(k)].arity; }
+FusionClass fusionClass(OpKind k) { return kOps[static_cast<int>(k)].cls; }
+
+int64_t Type::elements() const {
+  int64_t e = 1;
+  for (int64_t d : dims) e *= d;
+  return e;
+}
+
+std::string Type::str() const {
+  std::string s = "[";
+  if (batched) s += dims.empty() ? "n" : "n,";
+  s += fmt::format("{}", fmt::join(dims, ","));
+  return s + "]";
+}
+
+int64_t ParamInfo::elements() const {
+  int64_t e = 1;
+  for (int64_t d : shape) e *= d;
+  return e;
+}
+
+Node *Function::add(OpKind op, std::vector<Node *> operands, Type type, std::vector<int64_t> ints,
+                    double f, std::string name) {
+  auto node = std::make_unique<Node>();
+  node->id = nextId++;
+  node->op = op;
+  node->operands = std::move(operands);
+  node->type = std::move(type);
+  node->ints = std::move(ints);
+  node->f = f;
+  node->name = std::move(name);
+  nodes.push_back(std::move(node));
+  return nodes.back().get();
+}
+
+Function *Module::function(const std::string &fname) const {
+  for (auto &f : functions)
+    if (f->name == fname) return f.get();
+  return nullptr;
+}
+
+}  // namespace mtlc::ir
