@@ -1,0 +1,158 @@
+#include "Autodiff.h"
+
+#include "ir/Builder.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+namespace mtlc::autodiff {
+
+namespace {
+
+using ir::Node;
+using ir::OpKind;
+
+class ReverseMode {
+ public:
+  ReverseMode(ir::Function &fn) : fn_(fn), b_(fn) {}
+
+  void run(ir::Node *loss) {
+    // Only nodes that depend on a parameter need an adjoint.
+    size_t forwardCount = fn_.nodes.size();
+    for (size_t i = 0; i < forwardCount; ++i) {
+      Node *n = fn_.nodes[i].get();
+      bool needs = n->op == OpKind::Param;
+      for (Node *o : n->operands) needs = needs || needsGrad_.count(o);
+      if (needs) needsGrad_.insert(n);
+    }
+    accumulate(loss, b_.constant(1.0));
+    // Visit forward nodes in reverse topological order; appended nodes are not revisited.
+    for (size_t i = forwardCount; i-- > 0;) {
+      Node *n = fn_.nodes[i].get();
+      auto it = adjoint_.find(n);
+      if (it == adjoint_.end() || n->op == OpKind::Param) continue;
+      backward(n, it->second);
+    }
+  }
+
+  const std::unordered_map<Node *, Node *> &adjoints() const { return adjoint_; }
+
+ private:
+  // adjoint(x) += g, with g reshaped to x's type where only the view differs.
+  void accumulate(Node *x, Node *g) {
+    if (!needsGrad_.count(x)) return;
+    if (g->type != x->type) g = b_.reshape(g, x->type);
+    auto [it, fresh] = adjoint_.try_emplace(x, g);
+    if (!fresh) it->second = b_.add(it->second, g);
+  }
+
+  void backward(Node *n, Node *g) {
+    auto &ops = n->operands;
+    switch (n->op) {
+      case OpKind::Add:
+        accumulate(ops[0], g);
+        accumulate(ops[1], g);
+        break;
+      case OpKind::Mul:
+        if (needsGrad_.count(ops[0])) accumulate(ops[0], b_.mul(g, ops[1]));
+        if (needsGrad_.count(ops[1])) accumulate(ops[1], b_.mul(g, ops[0]));
+        break;
+      case OpKind::CrossEntropy:
+      case OpKind::BCE:
+      case OpKind::MSE:
+      case OpKind::L1:
+        accumulate(ops[0], b_.lossBwd(lossBwdOp(n->op), ops[0], ops[1], g));
+        break;
+      case OpKind::MatMul: {
+        // C = op(A)·op(B). dA = dC·op(B)ᵀ (or its transpose when A is used transposed), and
+        // dB = op(A)ᵀ·dC likewise; the transposes are flags, never materialised.
+        bool tA = n->ints[0], tB = n->ints[1];
+        Node *a = ops[0], *bm = ops[1];
+        if (needsGrad_.count(a))
+          accumulate(a, tA ? b_.matmul(bm, g, tB, true) : b_.matmul(g, bm, false, !tB));
+        if (needsGrad_.count(bm))
+          accumulate(bm, tB ? b_.matmul(g, a, true, tA) : b_.matmul(a, g, !tA, false));
+        break;
+      }
+      case OpKind::BiasAdd:
+        accumulate(ops[0], g);
+        if (needsGrad_.count(ops[1])) accumulate(ops[1], b_.biasGrad(g));
+        break;
+      case OpKind::Conv2d: {
+        int64_t stride = n->ints[0], pad = n->ints[1];
+        if (needsGrad_.count(ops[0]))
+          accumulate(ops[0], b_.conv2dBwdData(g, ops[1], ops[0]->type, stride, pad));
+        if (needsGrad_.count(ops[1]))
+          accumulate(ops[1], b_.conv2dBwdFilter(ops[0], g, ops[1]->type, stride, pad));
+        break;
+      }
+      case OpKind::MaxPool:
+        accumulate(ops[0], b_.maxPoolBwd(ops[0], g, n->ints[0], n->ints[1]));
+        break;
+      case OpKind::AvgPool:
+        accumulate(ops[0], b_.avgPoolBwd(g, ops[0]->type, n->ints[0], n->ints[1]));
+        break;
+      case OpKind::Reshape: accumulate(ops[0], b_.reshape(g, ops[0]->type)); break;
+      case OpKind::Relu: accumulate(ops[0], b_.unaryBwd(OpKind::ReluBwd, ops[0], g)); break;
+      case OpKind::LeakyRelu:
+        accumulate(ops[0], b_.unaryBwd(OpKind::LeakyReluBwd, ops[0], g, n->f));
+        break;
+      // sigmoid and tanh differentiate through their output y: σ' = y(1-y), tanh' = 1-y².
+      case OpKind::Sigmoid: accumulate(ops[0], b_.unaryBwd(OpKind::SigmoidBwd, n, g)); break;
+      case OpKind::Tanh: accumulate(ops[0], b_.unaryBwd(OpKind::TanhBwd, n, g)); break;
+      case OpKind::Gelu: accumulate(ops[0], b_.unaryBwd(OpKind::GeluBwd, ops[0], g)); break;
+      case OpKind::Dropout: accumulate(ops[0], b_.dropoutBwd(g, n->f, n->ints[0])); break;
+      case OpKind::LayerNorm: {
+        Node *x = ops[0], *gamma = ops[1], *beta = ops[2];
+        if (needsGrad_.count(x)) accumulate(x, b_.layerNormBwdData(x, gamma, g, n->f));
+        if (needsGrad_.count(gamma)) accumulate(gamma, b_.layerNormBwdGamma(x, g, n->f));
+        if (needsGrad_.count(beta)) accumulate(beta, b_.reduceBatch(g));
+        break;
+      }
+      default:
+        throw ir::IRError(std::string("autodiff: no gradient rule for ") + ir::mnemonic(n->op));
+    }
+  }
+
+  static OpKind lossBwdOp(OpKind k) {
+    switch (k) {
+      case OpKind::CrossEntropy: return OpKind::CrossEntropyBwd;
+      case OpKind::BCE: return OpKind::BCEBwd;
+      case OpKind::MSE: return OpKind::MSEBwd;
+      default: return OpKind::L1Bwd;
+    }
+  }
+
+  ir::Function &fn_;
+  ir::Builder b_;
+  std::unordered_set<Node *> needsGrad_;
+  std::unordered_map<Node *, Node *> adjoint_;
+};
+
+}  // namespace
+
+void appendGradients(const ir::Module &m, ir::Function &fn, ir::Node *loss) {
+  ReverseMode rm(fn);
+  rm.run(loss);
+  // A parameter read in several places (a shared block used by several readers is computed once,
+  // so this is rare) has one Param node per read; sum their adjoints per parameter index.
+  std::unordered_map<int64_t, Node *> perParam;
+  ir::Builder b(fn);
+  std::vector<Node *> paramReads;  // collected first: adding nodes below grows fn.nodes
+  for (const auto &up : fn.nodes)
+    if (up->op == OpKind::Param) paramReads.push_back(up.get());
+  for (Node *n : paramReads) {
+    auto it = rm.adjoints().find(n);
+    if (it == rm.adjoints().end()) continue;
+    auto [slot, fresh] = perParam.try_emplace(n->ints[0], it->second);
+    if (!fresh) slot->second = b.add(slot->second, it->second);
+  }
+  for (size_t i = 0; i < m.params.size(); ++i) {
+    auto it = perParam.find((int64_t)i);
+    if (it == perParam.end()) continue;
+    it->second->name = "d(" + m.params[i].name + ")";
+    fn.outputs.push_back({ir::Output::Kind::Grad, (int)i, it->second});
+  }
+}
+
+}  // namespace mtlc::autodiff
