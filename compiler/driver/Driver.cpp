@@ -1,0 +1,115 @@
+#include "Driver.h"
+
+#include "Options.h"
+#include "Pipeline.h"
+#include "Summary.h"
+#include "ir/Builder.h"
+#include "ir/Printer.h"
+#include "runtime/Error.h"
+#include "runtime/Trainer.h"
+#include "syntax/AST.h"
+#include "syntax/Parser.h"
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include <fstream>
+#include <sstream>
+#include <iostream>
+#include <unistd.h>
+
+namespace mtlc::driver {
+
+namespace {
+
+constexpr int kExitError = 1;     // the program or its data is wrong
+constexpr int kExitInternal = 3;  // a bug in mtlc
+
+bool useColour(const Options &o) {
+  if (o.color == "always") return true;
+  if (o.color == "never") return false;
+  return isatty(STDERR_FILENO);
+}
+
+// Writes --emit output to -o FILE or stdout.
+int emitText(const Options &o, const std::string &text) {
+  if (o.output.empty() || o.output == "-") {
+    std::cout << text;
+    return 0;
+  }
+  std::ofstream out(o.output, std::ios::binary);
+  out << text;
+  if (!out) {
+    fmt::print(stderr, "mtlc: error: cannot write '{}'\n", o.output);
+    return kExitError;
+  }
+  return 0;
+}
+
+int run(const Options &o) {
+  if (o.emit == Emit::Ast) {
+    // Only parsing is needed to show the syntax tree.
+    std::ifstream in(o.file, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Diagnostics diags(o.file, text);
+    auto ast = parseProgram(o.file, text, diags);
+    diags.render(std::cerr, useColour(o));
+    if (!ast || diags.hasErrors()) return kExitError;
+    std::ostringstream os;
+    ast::dump(*ast, os);
+    return emitText(o, os.str());
+  }
+
+  CheckedProgram checked = checkFile(o.file);
+  checked.diags->render(std::cerr, useColour(o));
+  if (!checked.model) return kExitError;
+
+  CompiledProgram compiled = compileProgram(checked, o.optimize, o.emit == Emit::Llvm);
+  if (o.emit == Emit::Ir) {
+    std::ostringstream os;
+    ir::print(compiled.lowered.module, os);
+    return emitText(o, os.str());
+  }
+  if (o.emit == Emit::Llvm) return emitText(o, compiled.llvmText);
+
+  if (o.command == Command::Compile) {
+    printSummary(checked, compiled, std::cout);
+    return 0;
+  }
+
+  rt::TrainOptions to;
+  if (o.epochs) to.epochs = *o.epochs;
+  if (o.steps) to.steps = *o.steps;
+  to.seed = o.seed;
+  to.initPath = o.init;
+  to.savePath = o.save;
+  to.logPath = o.log;
+  to.dataOverrides = o.data;
+  to.quiet = o.quiet;
+  fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
+             o.file, checked.times.totalMs(), compiled.spec.paramCount,
+             compiled.spec.flopsPerSample / 1e6);
+  rt::train(compiled.spec, to, std::cout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  if (auto code = parseOptions(argc, argv, o)) return *code;
+  try {
+    return run(o);
+  } catch (const rt::Error &e) {
+    fmt::print(stderr, "mtlc: error: {}\n", e.what());
+    return kExitError;
+  } catch (const ir::IRError &e) {
+    fmt::print(stderr, "mtlc: internal error: {}\n", e.what());
+    return kExitInternal;
+  } catch (const std::exception &e) {
+    fmt::print(stderr, "mtlc: internal error: {}\n", e.what());
+    return kExitInternal;
+  }
+}
+
+}  // namespace mtlc::driver

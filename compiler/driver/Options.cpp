@@ -1,0 +1,85 @@
+#include "Options.h"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+namespace mtlc::driver {
+
+namespace {
+
+const char *kDescription =
+    "mtlc: a compiler for multi-task neural networks.\n"
+    "  mtlc [options] MODEL.mtl         parse, check, lower, JIT-compile; print a summary\n"
+    "  mtlc train [options] MODEL.mtl   compile, then train on the program's data\n";
+
+const char *kFooter =
+    "Exit status: 0 success, 1 error in the program or its data, 2 bad command line,\n"
+    "3 internal compiler error. Errors go to stderr as file:line:col: error: message.";
+
+void addCommon(CLI::App &app, Options &o) {
+  app.add_option("MODEL", o.file, "The .mtl program")->required()->check(CLI::ExistingFile);
+  std::map<std::string, Emit> emits{{"ast", Emit::Ast}, {"ir", Emit::Ir}, {"llvm", Emit::Llvm}};
+  app.add_option("--emit", o.emit,
+                 "Print an intermediate form instead of running: ast (syntax tree), ir (forward "
+                 "and backward graphs), llvm (the generated, optimised LLVM IR)")
+      ->transform(CLI::CheckedTransformer(emits, CLI::ignore_case));
+  app.add_option("-o,--output", o.output, "Write --emit output to this file instead of stdout");
+  app.add_option("--color", o.color, "Colour diagnostics: auto (on a tty), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_flag("!-O0", o.optimize, "Skip LLVM's optimisation pipeline");
+}
+
+}  // namespace
+
+std::optional<int> parseOptions(int argc, char **argv, Options &o) {
+  CLI::App app{kDescription, "mtlc"};
+  app.footer(kFooter);
+  app.require_subcommand(0, 1);
+  addCommon(app, o);
+
+  CLI::App *train = app.add_subcommand("train", "Compile MODEL and train it on its data");
+  train->footer(kFooter);
+  addCommon(*train, o);
+  train->add_option("--epochs", o.epochs, "Epochs (overrides the program's `epochs`)")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--steps", o.steps, "Stop after this many optimizer steps")
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--seed", o.seed, "Seed for initialisation, shuffling and dropout");
+  train->add_option("--init", o.init, "Start from this safetensors checkpoint")
+      ->check(CLI::ExistingFile);
+  train->add_option("--save", o.save, "Write a safetensors checkpoint at the end");
+  train->add_option("--log", o.log, "Write one JSON object per step (and per epoch) here");
+  std::vector<std::string> data;
+  train->add_option("--data", data,
+                    "Override a data source: train=PATH or test=PATH (a .csv file, an "
+                    "images,labels IDX pair, or a directory of Fashion-MNIST files); repeatable")
+      ->allow_extra_args(false)
+      ->check([](const std::string &v) -> std::string {
+        auto eq = v.find('=');
+        if (eq == std::string::npos || eq + 1 == v.size()) return "expected train=PATH or test=PATH";
+        std::string key = v.substr(0, eq);
+        return key == "train" || key == "test" ? "" : "unknown source '" + key + "' (train or test)";
+      });
+  train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
+
+  // `mtlc MODEL` and `mtlc train MODEL` share option names; the main app's MODEL is only
+  // required when no subcommand is given.
+  app.get_option("MODEL")->required(false);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &e) {
+    int code = app.exit(e);  // prints help or the error
+    return code == 0 ? 0 : 2;
+  }
+  for (const auto &d : data) o.data[d.substr(0, d.find('='))] = d.substr(d.find('=') + 1);
+  if (train->parsed()) {
+    o.command = Command::Train;
+  } else if (o.file.empty()) {
+    std::cerr << "mtlc: error: no input file (see mtlc --help)\n";
+    return 2;
+  }
+  return std::nullopt;
+}
+
+}  // namespace mtlc::driver

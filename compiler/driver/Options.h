@@ -1,0 +1,33 @@
+// The `mtlc` command line: what the user asked for, parsed by CLI11 (Options.cpp).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace mtlc::driver {
+
+enum class Emit { None, Ast, Ir, Llvm };
+enum class Command { Compile, Train };
+
+struct Options {
+  Command command = Command::Compile;
+  std::string file;                 // the .mtl program
+  Emit emit = Emit::None;
+  std::string output;               // -o: where --emit output goes (default stdout)
+  std::string color = "auto";       // auto | always | never
+  bool optimize = true;             // -O0 turns LLVM's pipeline off (debugging codegen)
+  // train
+  std::optional<int64_t> epochs, steps;
+  std::optional<uint64_t> seed;
+  std::string init, save, log;
+  std::map<std::string, std::string> data;  // --data train=PATH
+  bool quiet = false;
+};
+
+// Parses argv. Returns the exit code to stop with (0 for --help, 2 for usage errors) when the
+// command line does not ask for work, nullopt otherwise.
+std::optional<int> parseOptions(int argc, char **argv, Options &out);
+
+}  // namespace mtlc::driver

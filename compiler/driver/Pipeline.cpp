@@ -1,0 +1,103 @@
+#include "Pipeline.h"
+
+#include "ir/Builder.h"
+#include "ir/Verifier.h"
+#include "jit/JIT.h"
+#include "sema/Sema.h"
+#include "syntax/Parser.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+namespace mtlc::driver {
+
+namespace {
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+CheckedProgram checkFile(const std::string &path) {
+  CheckedProgram p;
+  p.path = path;
+  p.displayName = path;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  if (in) ss << in.rdbuf();
+  p.text = ss.str();
+  p.diags = std::make_unique<Diagnostics>(p.displayName, p.text);
+  if (!in) {
+    p.diags->error("cannot read the file");
+    return p;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto ast = parseProgram(p.displayName, p.text, *p.diags);
+  p.times.parseMs = msSince(t0);
+  if (!ast || p.diags->hasErrors()) return p;
+  t0 = std::chrono::steady_clock::now();
+  p.model = sema::analyze(*ast, path, *p.diags);
+  p.times.semaMs = msSince(t0);
+  if (p.diags->hasErrors()) p.model.reset();
+  return p;
+}
+
+rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel &lowered) {
+  rt::ModelSpec spec;
+  spec.name = model.name;
+  for (const auto &in : model.inputs) {
+    rt::InputSpec is;
+    is.name = in.name;
+    is.shape = in.shape;
+    is.size = 1;
+    for (int64_t d : in.shape) is.size *= d;
+    spec.inputs.push_back(std::move(is));
+  }
+  for (const auto &t : model.tasks) {
+    rt::TaskSpec ts;
+    ts.name = t.name;
+    ts.loss = t.loss;
+    ts.metrics = t.metrics;
+    ts.weight = t.weight;
+    ts.outWidth = 1;
+    for (int64_t d : t.head.outShape) ts.outWidth *= d;
+    ts.labelWidth = t.labelWidth;
+    spec.tasks.push_back(std::move(ts));
+  }
+  spec.params = lowered.params;
+  spec.paramCount = 0;
+  for (const auto &p : spec.params) spec.paramCount = std::max(spec.paramCount, p.offset + p.size);
+  spec.maxBatch = lowered.module.maxBatch;
+  spec.train = model.train;
+  spec.data = model.data;
+  spec.flopsPerSample = lowered.flopsPerSample;
+  return spec;
+}
+
+CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText) {
+  CompiledProgram c;
+  const sema::Model &model = *checked.model;
+  auto t0 = std::chrono::steady_clock::now();
+  c.lowered = lower::lowerModel(model, model.train.batch);
+  auto problems = ir::verify(c.lowered.module);
+  if (!problems.empty()) throw ir::IRError("IR verification failed after lowering: " + problems[0]);
+  checked.times.lowerMs = msSince(t0);
+
+  t0 = std::chrono::steady_clock::now();
+  c.code = std::make_shared<jit::CompiledModule>(
+      jit::compile(c.lowered.module, optimize, keepLlvmText));
+  checked.times.codegenMs = msSince(t0);
+
+  c.spec = describeModel(model, c.lowered);
+  c.spec.actsFloats = c.code->actsFloats;
+  c.spec.trainStep = c.code->entry("train_step");
+  c.spec.evalStep = c.code->entry("eval_step");
+  c.spec.predict = c.code->entry("predict");
+  c.llvmText = c.code->llvmText;
+  return c;
+}
+
+}  // namespace mtlc::driver

@@ -1,0 +1,52 @@
+// The compiler's stages run in order over one .mtl file:
+//   read → parse (AST) → analyze (typed model) → lower (IR + autodiff) → verify → codegen + JIT.
+// Each stage reports user errors through the Diagnostics engine; the driver prints them and stops.
+#pragma once
+
+#include "lower/Lower.h"
+#include "runtime/ModelSpec.h"
+#include "sema/Model.h"
+#include "syntax/Diagnostics.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace mtlc::jit {
+class CompiledModule;
+}
+
+namespace mtlc::driver {
+
+struct StageTimes {
+  double parseMs = 0, semaMs = 0, lowerMs = 0, codegenMs = 0;
+  double totalMs() const { return parseMs + semaMs + lowerMs + codegenMs; }
+};
+
+// A checked program: its source, diagnostics and typed model.
+struct CheckedProgram {
+  std::string path, displayName, text;
+  std::unique_ptr<Diagnostics> diags;
+  std::optional<sema::Model> model;
+  StageTimes times;
+};
+
+// Reads and checks `path`. Returns with model empty when it has errors (diags hold them) or when
+// the file cannot be read (one location-less error in diags).
+CheckedProgram checkFile(const std::string &path);
+
+// A program compiled to machine code: the model description the runtime reads, with entry points
+// that stay valid while this object lives.
+struct CompiledProgram {
+  lower::LoweredModel lowered;
+  std::shared_ptr<jit::CompiledModule> code;
+  rt::ModelSpec spec;
+  std::string llvmText;  // filled when asked for (--emit=llvm)
+};
+
+CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText);
+
+// Builds the runtime's ModelSpec (everything but entry points and arena size) from the model.
+rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel &lowered);
+
+}  // namespace mtlc::driver

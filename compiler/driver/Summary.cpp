@@ -1,0 +1,49 @@
+#include "Summary.h"
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include <map>
+
+namespace mtlc::driver {
+
+namespace {
+
+std::string human(double v) {
+  const char *units[] = {"", "K", "M", "G", "T"};
+  int u = 0;
+  while (v >= 1000 && u < 4) v /= 1000, ++u;
+  return u == 0 ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}{}", v, units[u]);
+}
+
+}  // namespace
+
+void printSummary(const CheckedProgram &checked, const CompiledProgram &compiled, std::ostream &os) {
+  const rt::ModelSpec &spec = compiled.spec;
+  fmt::print(os, "model {}: {} input{}, {} task{}\n", spec.name, spec.inputs.size(),
+             spec.inputs.size() == 1 ? "" : "s", spec.tasks.size(), spec.tasks.size() == 1 ? "" : "s");
+
+  // Parameters per block (shared blocks first, then task heads: the order of the table).
+  std::vector<std::pair<std::string, int64_t>> blocks;
+  for (const auto &p : spec.params) {
+    if (blocks.empty() || blocks.back().first != p.block) blocks.push_back({p.block, 0});
+    blocks.back().second += p.size;
+  }
+  int64_t total = 0;
+  fmt::print(os, "\n  {:<20} {:>12}\n", "block", "parameters");
+  for (const auto &[block, count] : blocks) {
+    fmt::print(os, "  {:<20} {:>12}\n", block, count);
+    total += count;
+  }
+  fmt::print(os, "  {:<20} {:>12}\n\n", "total", total);
+
+  fmt::print(os, "  forward FLOPs per sample  {}\n", human(spec.flopsPerSample));
+  fmt::print(os, "  activation arena          {:.2f} MiB (batch up to {})\n",
+             spec.actsFloats * 4.0 / (1 << 20), spec.maxBatch);
+  const auto &t = checked.times;
+  fmt::print(os, "  compile time              {:.1f} ms (parse {:.1f}, check {:.1f}, lower {:.1f}, "
+                 "codegen+JIT {:.1f})\n",
+             t.totalMs(), t.parseMs, t.semaMs, t.lowerMs, t.codegenMs);
+}
+
+}  // namespace mtlc::driver
