@@ -1,0 +1,87 @@
+// The mtlc command as a user meets it: help, emit modes, located errors and exit codes.
+#include "Run.h"
+
+#include <catch2/catch.hpp>
+
+TEST_CASE("mtlc --help documents the commands and options") {
+  auto r = runMtlc("--help");
+  CHECK(r.exitCode == 0);
+  for (const char *word : {"train", "--emit", "-o", "MODEL"}) CHECK_THAT(r.out, Catch::Contains(word));
+  auto t = runMtlc("train --help");
+  CHECK(t.exitCode == 0);
+  for (const char *word : {"--epochs", "--steps", "--init", "--save", "--log", "--data", "--seed"})
+    CHECK_THAT(t.out, Catch::Contains(word));
+}
+
+TEST_CASE("bad command lines exit 2 with a message") {
+  CHECK(runMtlc("").exitCode == 2);
+  auto r = runMtlc("--emit=bogus " + example("fashion.mtl"));
+  CHECK(r.exitCode == 2);
+  CHECK(runMtlc("no-such-file.mtl").exitCode == 2);
+  CHECK(runMtlc("train --data nonsense " + example("fashion.mtl")).exitCode == 2);
+}
+
+TEST_CASE("compiling the flagship prints a summary") {
+  auto r = runMtlc(example("fashion.mtl"));
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("model fashion"));
+  CHECK_THAT(r.out, Catch::Contains("trunk"));
+  CHECK_THAT(r.out, Catch::Contains("category"));
+  CHECK_THAT(r.out, Catch::Contains("compile time"));
+  // conv 32*1*9+32, dense 5408*64+64 and 64*10+10, dense 5408*64+64 and 64+1.
+  CHECK_THAT(r.out, Catch::Contains(std::to_string(320 + 346176 + 650 + 346176 + 65)));
+}
+
+TEST_CASE("--emit=ir shows the forward and the backward graph") {
+  auto r = runMtlc("--emit=ir " + example("fashion.mtl"));
+  REQUIRE(r.exitCode == 0);
+  for (const char *s : {"func @train_step", "func @eval_step", "func @predict", "conv2d ",
+                        "conv2d_bwd_filter", "maxpool_bwd", "cross_entropy_bwd", "bce_bwd",
+                        "return grad(trunk.0.weight)", "return loss(task 1)"})
+    CHECK_THAT(r.out, Catch::Contains(s));
+}
+
+TEST_CASE("--emit=llvm prints the generated module; -o writes it to a file") {
+  auto r = runMtlc("--emit=llvm " + example("fashion.mtl"));
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("define"));
+  CHECK_THAT(r.out, Catch::Contains("mtlc_fashion_train_step"));
+  auto path = (testDir("emit") / "fashion.ll").string();
+  auto o = runMtlc("--emit=llvm -o '" + path + "' " + example("fashion.mtl"));
+  CHECK(o.exitCode == 0);
+  CHECK(o.out.empty());
+  CHECK_THAT(slurp(path), Catch::Contains("mtlc_fashion_eval_step"));
+}
+
+TEST_CASE("a malformed program gives a located error and exit 1, never a signal") {
+  auto file = writeFile("bad.mtl", "model m\ninput x : f32[4]\nshared t = x -> dens(3)\n");
+  auto r = runMtlc("'" + file + "'");
+  CHECK(r.exitCode == 1);
+  CHECK(r.signal == 0);
+  CHECK_THAT(r.err, Catch::Contains("bad.mtl:3:17: error:"));
+  CHECK_THAT(r.err, Catch::Contains("dense"));  // did you mean
+  CHECK_THAT(r.err, Catch::Contains("^"));
+}
+
+TEST_CASE("garbage input never crashes the compiler") {
+  std::string garbage;
+  for (int i = 0; i < 512; ++i) garbage += static_cast<char>((i * 7919 + 13) % 256);
+  for (const std::string &text : {std::string(""), std::string("model"), garbage,
+                                  std::string("model m\ntask t { ") ,
+                                  std::string("model m\ninput x : f32[99999999999999999999]\n")}) {
+    auto r = runMtlc("'" + writeFile("garbage.mtl", text) + "'");
+    CHECK(r.signal == 0);
+    CHECK(r.exitCode == 1);
+    CHECK_THAT(r.err, Catch::Contains("error:"));
+  }
+}
+
+TEST_CASE("a missing data file is a clear error with exit 1") {
+  auto file = writeFile("nodata.mtl",
+                        "model m\ninput x : f32[2]\ntask y { x -> dense(1) loss mse }\n"
+                        "data {\n  train csv(\"missing.csv\")\n  x = columns(0..1)\n  y = y\n}\n");
+  auto r = runMtlc("train '" + file + "'");
+  CHECK(r.exitCode == 1);
+  CHECK(r.signal == 0);
+  CHECK_THAT(r.err, Catch::Contains("missing.csv"));
+}
