@@ -1,0 +1,59 @@
+#include "runtime/Batcher.h"
+
+#include "runtime/Error.h"
+#include "runtime/Rng.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+namespace mtlc::rt {
+
+std::vector<int64_t> shuffledOrder(int64_t n, uint64_t seed) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniformBelow(rng, uint64_t(i) + 1)]);
+  return order;
+}
+
+Batcher::Batcher(const Dataset& data, int64_t batch, bool shuffle, uint64_t seed)
+    : data_(data), batch_(batch), shuffle_(shuffle), seed_(seed) {
+  if (batch < 1) throwError("batch size must be at least 1, got {}", batch);
+  auto alloc = [&](const std::vector<Field>& fields, std::vector<std::vector<float>>& bufs,
+                   std::vector<const float*>& ptrs) {
+    for (const Field& f : fields) bufs.emplace_back(size_t(batch) * f.width);
+    for (auto& b : bufs) ptrs.push_back(b.data());
+  };
+  alloc(data.inputs, inputBufs_, inputPtrs_);
+  alloc(data.labels, labelBufs_, labelPtrs_);
+  startEpoch(0);
+}
+
+void Batcher::startEpoch(int64_t epoch) {
+  if (shuffle_) {
+    order_ = shuffledOrder(data_.rows, seed_ + uint64_t(epoch));
+  } else {
+    order_.resize(data_.rows);
+    std::iota(order_.begin(), order_.end(), 0);
+  }
+}
+
+int64_t Batcher::gather(int64_t b) {
+  const int64_t first = b * batch_;
+  const int64_t n = std::min(batch_, data_.rows - first);
+  auto copy = [&](const std::vector<Field>& fields, std::vector<std::vector<float>>& bufs) {
+    for (size_t k = 0; k < fields.size(); ++k) {
+      const int64_t w = fields[k].width;
+      const float* src = fields[k].data.data();
+      float* dst = bufs[k].data();
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(dst + i * w, src + order_[first + i] * w, size_t(w) * sizeof(float));
+    }
+  };
+  copy(data_.inputs, inputBufs_);
+  copy(data_.labels, labelBufs_);
+  return n;
+}
+
+}  // namespace mtlc::rt

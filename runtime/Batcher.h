@@ -1,0 +1,49 @@
+// Batching: each epoch visits every row of a Dataset once, in a shuffled or in file order, and
+// gathers the rows of each batch into contiguous buffers (one per input, one per label) that the
+// kernels read through mtlc_args::inputs / labels.
+//
+// Shuffle: epoch e (0-based: the first epoch is e = 0) uses the permutation drawn by Fisher–Yates
+// from std::mt19937_64(seed + e), where for i = rows−1 down to 1, j = uniformBelow(rng, i + 1)
+// (Rng.h) and rows i and j swap. So a (seed, epoch) pair gives the same batches on every platform.
+// Without shuffle, rows come in file order. The last batch keeps the remaining rows
+// (rows % batch of them) rather than dropping them.
+#pragma once
+
+#include "runtime/Dataset.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace mtlc::rt {
+
+class Batcher {
+ public:
+  Batcher(const Dataset& data, int64_t batch, bool shuffle, uint64_t seed);
+
+  // Draws the order for epoch `epoch` (0-based).
+  void startEpoch(int64_t epoch);
+  int64_t batches() const { return (data_.rows + batch_ - 1) / batch_; }
+  int64_t batchSize() const { return batch_; }
+
+  // Gathers batch b (0 .. batches()-1) of the current epoch; returns its row count n.
+  int64_t gather(int64_t b);
+
+  // Pointers to the gathered buffers: [n, width] each, valid until the next gather().
+  const float* const* inputs() const { return inputPtrs_.data(); }
+  const float* const* labels() const { return labelPtrs_.data(); }
+  const std::vector<int64_t>& order() const { return order_; }
+
+ private:
+  const Dataset& data_;
+  int64_t batch_;
+  bool shuffle_;
+  uint64_t seed_;
+  std::vector<int64_t> order_;
+  std::vector<std::vector<float>> inputBufs_, labelBufs_;
+  std::vector<const float*> inputPtrs_, labelPtrs_;
+};
+
+// The permutation Batcher uses: Fisher–Yates over 0..n-1 from mt19937_64(seed).
+std::vector<int64_t> shuffledOrder(int64_t n, uint64_t seed);
+
+}  // namespace mtlc::rt

@@ -1,0 +1,118 @@
+#include "runtime/Metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace mtlc::rt {
+
+static const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+const char* metricName(Metric m) {
+  switch (m) {
+    case Metric::Accuracy: return "accuracy";
+    case Metric::AUC: return "auc";
+    case Metric::MSE: return "mse";
+    case Metric::MAE: return "mae";
+  }
+  return "?";
+}
+
+double rocAuc(const std::vector<float>& scores, const std::vector<uint8_t>& positive) {
+  const size_t n = scores.size();
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  // Ranks 1..n in ascending score order; a run of equal scores shares the average of its ranks.
+  double positiveRankSum = 0;
+  int64_t pos = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j + 1 < n && scores[idx[j + 1]] == scores[idx[i]]) ++j;
+    const double avgRank = (double(i + 1) + double(j + 1)) / 2;
+    for (size_t k = i; k <= j; ++k)
+      if (positive[idx[k]]) positiveRankSum += avgRank, ++pos;
+    i = j + 1;
+  }
+  const int64_t neg = int64_t(n) - pos;
+  if (pos == 0 || neg == 0) return kNaN;
+  // U = (sum of positive ranks) − P(P+1)/2 counts the (positive, negative) pairs ordered correctly,
+  // ties counting one half.
+  return (positiveRankSum - double(pos) * double(pos + 1) / 2) / (double(pos) * double(neg));
+}
+
+MetricAccumulator::MetricAccumulator(const TaskSpec& task) : task_(task) {}
+
+void MetricAccumulator::reset() { *this = MetricAccumulator(task_); }
+
+void MetricAccumulator::add(const float* out, const float* labels, int64_t n, double batchLoss) {
+  lossSum_ += batchLoss * double(n);
+  lossSamples_ += n;
+  if (!out) return;
+  outSamples_ += n;
+  const int64_t W = task_.outWidth, L = task_.labelWidth;
+  auto err = [&](double pred, double y) {
+    sqErr_ += (pred - y) * (pred - y);
+    absErr_ += std::fabs(pred - y);
+    ++errCount_;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const float* o = out + i * W;
+    const float* y = labels + i * L;
+    switch (task_.loss) {
+      case LossKind::CrossEntropy: {
+        int64_t best = 0;
+        for (int64_t k = 1; k < W; ++k)
+          if (o[k] > o[best]) best = k;
+        correct_ += (double(best) == double(y[0]));
+        ++judged_;
+        // Softmax against the one-hot label, for mse/mae if asked.
+        double mx = o[best], z = 0;
+        for (int64_t k = 0; k < W; ++k) z += std::exp(double(o[k]) - mx);
+        for (int64_t k = 0; k < W; ++k) err(std::exp(double(o[k]) - mx) / z, double(k) == double(y[0]) ? 1 : 0);
+        break;
+      }
+      case LossKind::BCE:
+        for (int64_t k = 0; k < std::min(W, L); ++k) {
+          const bool pos = y[k] > 0.5f;
+          correct_ += ((o[k] > 0) == pos);
+          ++judged_;
+          scores_.push_back(o[k]);
+          positive_.push_back(pos);
+          err(1.0 / (1.0 + std::exp(-double(o[k]))), y[k]);
+        }
+        break;
+      case LossKind::MSE:
+      case LossKind::L1:
+        for (int64_t k = 0; k < std::min(W, L); ++k) err(o[k], y[k]);
+        break;
+    }
+  }
+}
+
+std::map<std::string, double> MetricAccumulator::result() const {
+  std::map<std::string, double> r;
+  r["loss"] = lossSamples_ ? lossSum_ / double(lossSamples_) : kNaN;
+  for (Metric m : task_.metrics) {
+    double v = kNaN;
+    switch (m) {
+      case Metric::Accuracy:
+        if (judged_) v = double(correct_) / double(judged_);
+        break;
+      case Metric::AUC:
+        if (task_.loss == LossKind::BCE && !scores_.empty()) v = rocAuc(scores_, positive_);
+        break;
+      case Metric::MSE:
+        if (errCount_) v = sqErr_ / double(errCount_);
+        break;
+      case Metric::MAE:
+        if (errCount_) v = absErr_ / double(errCount_);
+        break;
+    }
+    r[metricName(m)] = v;
+  }
+  return r;
+}
+
+}  // namespace mtlc::rt

@@ -1,0 +1,52 @@
+// Per-task metrics over an epoch, from raw head outputs [n, outWidth] and labels [n, labelWidth]:
+//
+//   loss      mean over samples of the kernels' batch-mean loss (Σ batchLoss·n / Σ n)
+//   accuracy  cross_entropy: argmax of the row == label (first maximum on ties);
+//             bce: (logit > 0) == (label > 0.5), over every element
+//   auc       bce: ROC AUC of the logits against label > 0.5, by ranks with ties given their
+//             average rank (the Mann–Whitney U statistic / (positives · negatives)); NaN when one
+//             class is absent
+//   mse, mae  mean over all elements of (prediction − label)² / |prediction − label|, where the
+//             prediction is the raw output for mse/l1 tasks and sigmoid(logit) for bce;
+//             cross_entropy: mse/mae of the softmax against the one-hot label
+// A metric that does not apply gives NaN.
+#pragma once
+
+#include "runtime/ModelSpec.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mtlc::rt {
+
+const char* metricName(Metric m);  // "accuracy", "auc", "mse", "mae"
+
+// Area under the ROC curve of `scores` for binary `positive` labels, ties averaged.
+double rocAuc(const std::vector<float>& scores, const std::vector<uint8_t>& positive);
+
+class MetricAccumulator {
+ public:
+  explicit MetricAccumulator(const TaskSpec& task);
+
+  // One batch. `outputs` may be null (the kernel wrote none): then only the loss is accumulated.
+  void add(const float* outputs, const float* labels, int64_t n, double batchLoss);
+  void reset();
+
+  // "loss" plus one entry per metric of the task, under metricName().
+  std::map<std::string, double> result() const;
+  int64_t samples() const { return lossSamples_; }
+
+ private:
+  TaskSpec task_;
+  double lossSum_ = 0;
+  int64_t lossSamples_ = 0;
+  int64_t outSamples_ = 0;          // samples whose outputs were seen
+  int64_t correct_ = 0, judged_ = 0;  // accuracy
+  double sqErr_ = 0, absErr_ = 0;
+  int64_t errCount_ = 0;
+  std::vector<float> scores_;       // auc
+  std::vector<uint8_t> positive_;
+};
+
+}  // namespace mtlc::rt

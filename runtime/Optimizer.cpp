@@ -1,0 +1,74 @@
+#include "runtime/Optimizer.h"
+
+#include "runtime/Error.h"
+
+#include <cmath>
+
+namespace mtlc::rt {
+
+void sgdUpdate(float* p, const float* grad, float* buf, int64_t count, double lrD, double momentumD,
+               double weightDecayD, bool firstStep) {
+  // torch casts the python-float hyperparameters to the tensor's dtype inside each kernel.
+  const float lr = float(lrD), mu = float(momentumD), wd = float(weightDecayD);
+  for (int64_t i = 0; i < count; ++i) {
+    float g = grad[i];
+    if (wd != 0) g = g + wd * p[i];
+    if (mu != 0) {
+      buf[i] = firstStep ? g : mu * buf[i] + g;
+      g = buf[i];
+    }
+    p[i] = p[i] - lr * g;
+  }
+}
+
+void adamUpdate(float* p, const float* grad, float* m, float* v, int64_t count, double lr,
+                double beta1D, double beta2D, double epsD, double weightDecayD, int64_t t) {
+  // Bias corrections in double, as torch computes them in Python before calling the kernels.
+  const double bias1 = 1.0 - std::pow(beta1D, double(t));
+  const double bias2 = 1.0 - std::pow(beta2D, double(t));
+  const float stepSize = float(lr / bias1);
+  const float bias2Sqrt = float(std::sqrt(bias2));
+  const float beta1 = float(beta1D), beta2 = float(beta2D), eps = float(epsD), wd = float(weightDecayD);
+  const float oneMinusBeta1 = float(1.0 - beta1D), oneMinusBeta2 = float(1.0 - beta2D);
+  for (int64_t i = 0; i < count; ++i) {
+    float g = grad[i];
+    if (wd != 0) g = g + wd * p[i];
+    m[i] = m[i] * beta1 + oneMinusBeta1 * g;        // exp_avg.mul_(beta1).add_(grad, alpha=1-beta1)
+    v[i] = v[i] * beta2 + oneMinusBeta2 * g * g;    // exp_avg_sq.mul_(beta2).addcmul_(g, g, 1-beta2)
+    const float denom = std::sqrt(v[i]) / bias2Sqrt + eps;
+    p[i] = p[i] - stepSize * (m[i] / denom);        // param.addcdiv_(exp_avg, denom, -step_size)
+  }
+}
+
+Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount) : spec_(spec), count_(paramCount) {
+  if (spec.kind == "sgd") {
+    if (spec.momentum != 0) a_.resize(paramCount);
+  } else if (spec.kind == "adam") {
+    a_.resize(paramCount);
+    b_.resize(paramCount);
+  } else {
+    throwError("unknown optimizer `{}` (known: sgd, adam)", spec.kind);
+  }
+}
+
+void Optimizer::step(float* params, const float* grads) {
+  ++steps_;
+  stepTensor_ = float(steps_);
+  if (spec_.kind == "sgd")
+    sgdUpdate(params, grads, a_.data(), count_, spec_.lr, spec_.momentum, spec_.weightDecay, steps_ == 1);
+  else
+    adamUpdate(params, grads, a_.data(), b_.data(), count_, spec_.lr, spec_.beta1, spec_.beta2, spec_.eps,
+               spec_.weightDecay, steps_);
+}
+
+std::vector<Optimizer::StateTensor> Optimizer::state() {
+  std::vector<StateTensor> s{{"optim.step", &stepTensor_, 1}};
+  if (spec_.kind == "sgd" && spec_.momentum != 0) s.push_back({"optim.momentum", a_.data(), count_});
+  if (spec_.kind == "adam") {
+    s.push_back({"optim.m", a_.data(), count_});
+    s.push_back({"optim.v", b_.data(), count_});
+  }
+  return s;
+}
+
+}  // namespace mtlc::rt

@@ -1,0 +1,65 @@
+// Optimizers over the flat parameter arena, with exactly torch.optim's update rules (torch 1.13,
+// single-tensor path, float32 arithmetic; dampening 0, no nesterov, no amsgrad):
+//
+//   sgd(lr, momentum, weight_decay):
+//     g = grad + weight_decay·p
+//     if momentum ≠ 0:  buf = g on the first step, else buf = momentum·buf + g;  g = buf
+//     p = p − lr·g
+//
+//   adam(lr, beta1, beta2, eps, weight_decay)   (L2 decay added to the gradient, not AdamW):
+//     t = t + 1;  g = grad + weight_decay·p
+//     m = beta1·m + (1 − beta1)·g
+//     v = beta2·v + (1 − beta2)·g²
+//     p = p − (lr / (1 − beta1^t)) · m / (sqrt(v) / sqrt(1 − beta2^t) + eps)
+//     (eps is added after the bias-corrected square root, as torch does.)
+//
+// Checkpoint state (flat float tensors of paramCount elements, plus the step count):
+//   optim.step      [1]           optimizer steps taken so far (float, exact up to 2^24)
+//   optim.momentum  [paramCount]  sgd with momentum ≠ 0: the momentum buffer
+//   optim.m         [paramCount]  adam: first moment (torch's exp_avg)
+//   optim.v         [paramCount]  adam: second moment (torch's exp_avg_sq)
+#pragma once
+
+#include "runtime/Arena.h"
+#include "runtime/ModelSpec.h"
+
+#include <string>
+#include <vector>
+
+namespace mtlc::rt {
+
+// One plain loop each; `step` is the 1-based number of this update (adam's t).
+void sgdUpdate(float* params, const float* grads, float* momentumBuf, int64_t count, double lr,
+               double momentum, double weightDecay, bool firstStep);
+void adamUpdate(float* params, const float* grads, float* m, float* v, int64_t count, double lr,
+                double beta1, double beta2, double eps, double weightDecay, int64_t step);
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerSpec& spec, int64_t paramCount);
+
+  // One update of params[0 .. paramCount) from grads.
+  void step(float* params, const float* grads);
+
+  int64_t steps() const { return steps_; }
+  const OptimizerSpec& spec() const { return spec_; }
+
+  // Named state for checkpoints (see above). The pointers stay valid for the optimizer's life.
+  struct StateTensor {
+    std::string name;
+    float* data;
+    int64_t size;
+  };
+  std::vector<StateTensor> state();
+  // Sets the step count (the value of optim.step after loading it).
+  void setSteps(int64_t steps) { steps_ = steps; stepTensor_ = float(steps); }
+
+ private:
+  OptimizerSpec spec_;
+  int64_t count_;
+  int64_t steps_ = 0;
+  float stepTensor_ = 0;  // optim.step as saved
+  Arena a_, b_;           // sgd: momentum; adam: m, v
+};
+
+}  // namespace mtlc::rt

@@ -1,0 +1,331 @@
+#include "runtime/Trainer.h"
+
+#include "runtime/Arena.h"
+#include "runtime/Batcher.h"
+#include "runtime/Checkpoint.h"
+#include "runtime/Error.h"
+#include "runtime/Init.h"
+#include "runtime/Metrics.h"
+#include "runtime/Optimizer.h"
+#include "runtime/Progress.h"
+#include "runtime/Rng.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <limits>
+
+namespace mtlc::rt {
+
+using ojson = nlohmann::ordered_json;
+
+static double now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::vector<float> lossWeights(const ModelSpec& spec) {
+  const std::string& w = spec.train.weighting;
+  std::vector<float> weights;
+  for (const TaskSpec& t : spec.tasks) {
+    if (w == "fixed" || w.empty()) weights.push_back(float(t.weight));
+    else if (w == "uniform") weights.push_back(1.0f / float(spec.tasks.size()));
+    else throwError("weighting `{}` is not supported by the runtime yet (supported: fixed, uniform)", w);
+  }
+  return weights;
+}
+
+Dataset loadSplit(const ModelSpec& spec, const std::string& split,
+                  const std::map<std::string, std::string>& overrides) {
+  for (const auto& [key, path] : overrides)
+    if (key != "train" && key != "test") throwError("--data {}={}: expected train=PATH or test=PATH", key, path);
+  SourceSpec source = split == "train" ? spec.data.train : spec.data.test;
+  if (auto it = overrides.find(split); it != overrides.end()) source = sourceFromPath(it->second, split);
+  Dataset d = loadDataset(source, spec.data.inputs, spec.data.labels, split);
+  // Arrange the buffers in model order (inputs, then tasks), matching bindings by name.
+  auto arrange = [&](std::vector<Field>& fields, const std::vector<std::string>& names, const char* what) {
+    std::vector<Field> ordered;
+    for (const std::string& name : names) {
+      auto it = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
+      if (it == fields.end()) throwError("{}: no data binding for {} `{}`", d.origin, what, name);
+      ordered.push_back(std::move(*it));
+    }
+    fields = std::move(ordered);
+  };
+  std::vector<std::string> inputNames, taskNames;
+  for (const InputSpec& in : spec.inputs) inputNames.push_back(in.name);
+  for (const TaskSpec& t : spec.tasks) taskNames.push_back(t.name);
+  arrange(d.inputs, inputNames, "input");
+  arrange(d.labels, taskNames, "task");
+  for (size_t i = 0; i < spec.inputs.size(); ++i)
+    if (d.inputs[i].width != spec.inputs[i].size)
+      throwError("{}: input `{}` takes {} values per sample, its binding gives {}", d.origin, spec.inputs[i].name,
+                 spec.inputs[i].size, d.inputs[i].width);
+  validateLabels(spec.tasks, d);
+  return d;
+}
+
+namespace {
+
+// The buffers one kernel call needs besides params/grads: activations, per-task outputs, losses.
+struct Workspace {
+  Arena acts;
+  std::vector<Arena> outputs;
+  std::vector<float*> outputPtrs;
+  std::vector<float> losses, weights;
+  explicit Workspace(const ModelSpec& spec) : acts(spec.actsFloats), losses(spec.tasks.size() + 1),
+                                              weights(lossWeights(spec)) {
+    for (const TaskSpec& t : spec.tasks) outputs.emplace_back(spec.maxBatch * t.outWidth);
+    for (Arena& a : outputs) outputPtrs.push_back(a.data());
+  }
+};
+
+std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params, const Dataset& data, Workspace& ws) {
+  if (!spec.evalStep) throwError("internal: model `{}` has no eval_step entry point", spec.name);
+  std::vector<MetricAccumulator> acc;
+  for (const TaskSpec& t : spec.tasks) acc.emplace_back(t);
+  Batcher batcher(data, spec.maxBatch, /*shuffle=*/false, 0);
+  for (int64_t b = 0; b < batcher.batches(); ++b) {
+    const int64_t n = batcher.gather(b);
+    mtlc_args args{};
+    args.params = const_cast<float*>(params);  // evalStep only reads them
+    args.grads = nullptr;
+    args.acts = ws.acts.data();
+    args.inputs = batcher.inputs();
+    args.labels = batcher.labels();
+    args.loss_weights = ws.weights.data();
+    args.losses = ws.losses.data();
+    args.outputs = ws.outputPtrs.data();
+    args.n = n;
+    args.seed = 0;
+    spec.evalStep(&args);
+    for (size_t t = 0; t < spec.tasks.size(); ++t)
+      acc[t].add(ws.outputPtrs[t], batcher.labels()[t], n, ws.losses[t]);
+  }
+  std::vector<TaskResult> results;
+  for (size_t t = 0; t < spec.tasks.size(); ++t) results.push_back({spec.tasks[t].name, acc[t].result()});
+  return results;
+}
+
+std::string fmtValue(double v) { return std::isnan(v) ? "-" : fmt::format("{:.4f}", v); }
+
+std::string metricsLine(const TaskResult& r) {
+  std::string s = fmt::format("loss {}", fmtValue(r.metrics.at("loss")));
+  for (const auto& [k, v] : r.metrics)
+    if (k != "loss") s += fmt::format("  {} {}", k, fmtValue(v));
+  return s;
+}
+
+ojson metricsJson(const TaskResult& r) {
+  ojson j = ojson::object();
+  j["loss"] = r.metrics.at("loss");
+  for (const auto& [k, v] : r.metrics)
+    if (k != "loss") j[k] = std::isnan(v) ? ojson(nullptr) : ojson(v);
+  return j;
+}
+
+std::string optimizerString(const OptimizerSpec& o) {
+  if (o.kind == "sgd") {
+    std::string s = fmt::format("sgd(lr={}", o.lr);
+    if (o.momentum != 0) s += fmt::format(", momentum={}", o.momentum);
+    if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);
+    return s + ")";
+  }
+  std::string s = fmt::format("adam(lr={}", o.lr);
+  if (o.beta1 != 0.9 || o.beta2 != 0.999) s += fmt::format(", beta1={}, beta2={}", o.beta1, o.beta2);
+  if (o.eps != 1e-8) s += fmt::format(", eps={}", o.eps);
+  if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);
+  return s + ")";
+}
+
+// The final table: one row per task and data split, one column per metric that any task has.
+void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r) {
+  std::vector<std::string> cols{"loss"};
+  for (const TaskSpec& t : spec.tasks)
+    for (Metric m : t.metrics)
+      if (std::find(cols.begin(), cols.end(), metricName(m)) == cols.end()) cols.push_back(metricName(m));
+  size_t taskWidth = 4;
+  for (const TaskSpec& t : spec.tasks) taskWidth = std::max(taskWidth, t.name.size());
+  std::string head = fmt::format("{:<{}}  {:<5}", "task", taskWidth, "data");
+  for (const std::string& c : cols) head += fmt::format("  {:>9}", c);
+  out << head << '\n';
+  for (size_t t = 0; t < spec.tasks.size(); ++t)
+    for (const auto* results : {&r.train, &r.test}) {
+      if (t >= results->size()) continue;
+      const TaskResult& res = (*results)[t];
+      std::string line = fmt::format("{:<{}}  {:<5}", res.task, taskWidth, results == &r.train ? "train" : "test");
+      for (const std::string& c : cols) {
+        auto it = res.metrics.find(c);
+        line += fmt::format("  {:>9}", it == res.metrics.end() ? "" : fmtValue(it->second));
+      }
+      out << line << '\n';
+    }
+}
+
+}  // namespace
+
+std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data) {
+  Workspace ws(spec);
+  return evaluateWith(spec, params, data, ws);
+}
+
+TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& out) {
+  if (!spec.trainStep) throwError("internal: model `{}` has no train_step entry point", spec.name);
+  const TrainSpec& ts = spec.train;
+  const uint64_t seed = opt.seed.value_or(ts.seed);
+  const int64_t epochs = opt.epochs >= 0 ? opt.epochs : ts.epochs;
+  const int64_t T = int64_t(spec.tasks.size());
+  if (ts.batch > spec.maxBatch)
+    throwError("internal: batch {} exceeds the kernels' maximum batch {}", ts.batch, spec.maxBatch);
+
+  // ---- data
+  Dataset trainData = loadSplit(spec, "train", opt.dataOverrides);
+  const bool hasTest = spec.data.test.present() || opt.dataOverrides.count("test");
+  Dataset testData = hasTest ? loadSplit(spec, "test", opt.dataOverrides) : Dataset{};
+
+  // ---- arenas, initial parameters, optimizer
+  Arena params(spec.paramCount), grads(spec.paramCount);
+  Workspace ws(spec);
+  Optimizer optimizer(ts.optimizer, spec.paramCount);
+  std::string initNote;
+  if (!opt.initPath.empty()) {
+    loadParams(opt.initPath, spec, params.data());
+    bool withState = loadOptimizerState(opt.initPath, optimizer);
+    initNote = fmt::format("parameters from {}{}", opt.initPath,
+                           withState ? fmt::format(" (with optimizer state after {} steps)", optimizer.steps()) : "");
+  } else {
+    initParams(spec, seed, params.data());
+    initNote = fmt::format("seed {}", seed);
+  }
+  const std::vector<float>& weights = ws.weights;
+
+  std::ofstream log;
+  if (!opt.logPath.empty()) {
+    log.open(opt.logPath);
+    if (!log) throwError("{}: cannot open the log file for writing", opt.logPath);
+  }
+
+  out << fmt::format("model {}: {} task{}, {} parameters; {}, batch {}, {} epoch{}; {}\n", spec.name, T,
+                     T == 1 ? "" : "s", spec.paramCount, optimizerString(ts.optimizer), ts.batch, epochs,
+                     epochs == 1 ? "" : "s", initNote);
+  out << fmt::format("train: {} ({} samples)", trainData.origin, trainData.rows);
+  if (hasTest) out << fmt::format("; test: {} ({} samples)", testData.origin, testData.rows);
+  out << '\n' << std::flush;
+
+  // ---- the loop
+  Batcher batcher(trainData, ts.batch, ts.shuffle, seed);
+  Progress progress(std::cerr, Progress::stderrIsTty(), !opt.quiet);
+  std::vector<MetricAccumulator> trainAcc;
+  for (const TaskSpec& t : spec.tasks) trainAcc.emplace_back(t);
+  TrainReport report;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  double loopSeconds = 0;
+  int64_t samplesSeen = 0;
+  bool stop = opt.steps == 0;
+  for (int64_t e = 0; e < epochs && !stop; ++e) {
+    batcher.startEpoch(e);
+    for (MetricAccumulator& a : trainAcc) a.reset();
+    const int64_t batches = batcher.batches();
+    progress.beginEpoch(e + 1, epochs, batches);
+    const double epochStart = now();
+    double totalSum = 0;
+    int64_t epochSamples = 0;
+    for (int64_t b = 0; b < batches; ++b) {
+      const int64_t n = batcher.gather(b);
+      const int64_t step = report.steps + 1;
+      for (float* o : ws.outputPtrs) o[0] = float(nan);  // tells whether trainStep wrote outputs
+      mtlc_args args{};
+      args.params = params.data();
+      args.grads = grads.data();
+      args.acts = ws.acts.data();
+      args.inputs = batcher.inputs();
+      args.labels = batcher.labels();
+      args.loss_weights = weights.data();
+      args.losses = ws.losses.data();
+      args.outputs = ws.outputPtrs.data();
+      args.n = n;
+      args.seed = mix64(mix64(seed) ^ uint64_t(step));
+      spec.trainStep(&args);
+      for (int64_t t = 0; t <= T; ++t) {
+        const float L = ws.losses[t];
+        if (!std::isfinite(L))
+          throwError("{} loss became {} at step {} (epoch {})",
+                     t < T ? fmt::format("task `{}`", spec.tasks[t].name) : std::string("the total"),
+                     std::isnan(L) ? "NaN" : "infinite", step, e + 1);
+      }
+      optimizer.step(params.data(), grads.data());
+      report.steps = step;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* o = std::isnan(ws.outputPtrs[t][0]) ? nullptr : ws.outputPtrs[t];
+        trainAcc[t].add(o, batcher.labels()[t], n, ws.losses[t]);
+      }
+      totalSum += double(ws.losses[T]) * double(n);
+      epochSamples += n;
+      samplesSeen += n;
+      if (log.is_open()) {
+        ojson j;
+        j["step"] = step;
+        j["epoch"] = e + 1;
+        j["loss"] = ws.losses[T];
+        ojson tasks = ojson::object();
+        for (int64_t t = 0; t < T; ++t) tasks[spec.tasks[t].name] = {{"loss", ws.losses[t]}, {"weight", weights[t]}};
+        j["tasks"] = tasks;
+        log << j.dump() << '\n';
+      }
+      progress.update(b + 1, epochSamples, totalSum / double(epochSamples));
+      if (opt.steps >= 0 && report.steps >= opt.steps) {
+        stop = true;
+        break;
+      }
+    }
+    progress.endEpoch();
+    const double epochSeconds = now() - epochStart;
+    loopSeconds += epochSeconds;
+    std::string taskLosses;
+    for (int64_t t = 0; t < T; ++t)
+      taskLosses += fmt::format("{}{} {:.4f}", t ? ", " : "", spec.tasks[t].name, trainAcc[t].result()["loss"]);
+    out << fmt::format("epoch {}/{}: loss {:.4f} ({}){}  {:.1f}s  {:.0f} samples/s\n", e + 1, epochs,
+                       epochSamples ? totalSum / double(epochSamples) : nan, taskLosses,
+                       stop && epochSamples < trainData.rows ? fmt::format("  [stopped at step {}]", report.steps) : "",
+                       epochSeconds, epochSeconds > 0 ? double(epochSamples) / epochSeconds : 0.0);
+    if (hasTest) {
+      report.test = evaluateWith(spec, params.data(), testData, ws);
+      for (const TaskResult& r : report.test) out << fmt::format("  test {}: {}\n", r.task, metricsLine(r));
+      if (log.is_open()) {
+        ojson j;
+        j["epoch"] = e + 1;
+        ojson tj = ojson::object();
+        for (const TaskResult& r : report.test) tj[r.task] = metricsJson(r);
+        j["test"] = tj;
+        log << j.dump() << '\n';
+      }
+    }
+    out << std::flush;
+    if (log.is_open()) log.flush();
+  }
+  if (hasTest && report.test.empty()) {  // no epoch ran (--epochs 0 / --steps 0): evaluate as loaded
+    report.test = evaluateWith(spec, params.data(), testData, ws);
+    for (const TaskResult& r : report.test) out << fmt::format("  test {}: {}\n", r.task, metricsLine(r));
+  }
+  report.train.clear();
+  for (int64_t t = 0; t < T; ++t)
+    if (trainAcc[t].samples() > 0) report.train.push_back({spec.tasks[t].name, trainAcc[t].result()});
+  report.seconds = loopSeconds;
+  report.samplesPerSec = loopSeconds > 0 ? double(samplesSeen) / loopSeconds : 0;
+
+  out << fmt::format("trained {} step{} in {:.1f}s ({:.0f} samples/s)\n", report.steps, report.steps == 1 ? "" : "s",
+                     report.seconds, report.samplesPerSec);
+  if (!report.train.empty() || !report.test.empty()) printSummary(out, spec, report);
+  if (!opt.savePath.empty()) {
+    saveCheckpoint(opt.savePath, spec, params.data(), &optimizer);
+    out << fmt::format("saved {} (parameters and optimizer state)\n", opt.savePath);
+  }
+  out << std::flush;
+  return report;
+}
+
+}  // namespace mtlc::rt
