@@ -1,5 +1,7 @@
 // Optimizers over the flat parameter arena, with exactly torch.optim's update rules (torch 1.13,
-// single-tensor path, float32 arithmetic; dampening 0, no nesterov, no amsgrad):
+// single-tensor path, float32 arithmetic; dampening 0, no nesterov, no amsgrad). The operations
+// and their order are torch's; results agree to float rounding (torch's vectorised CPU kernels
+// fuse some multiply-adds, so the last bit can differ; sgd is bit-identical in the tests):
 //
 //   sgd(lr, momentum, weight_decay):
 //     g = grad + weight_decay·p

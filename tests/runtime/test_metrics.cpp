@@ -1,0 +1,80 @@
+// Metrics: accuracy, ROC AUC with ties, mse/mae, loss averaging over batches.
+#include "TestUtil.h"
+
+#include "runtime/Metrics.h"
+
+#include <cmath>
+
+using namespace mtlc::rt;
+
+TEST_CASE("auc by ranks, ties counted one half", "[metrics]") {
+  // Positives 0.35, 0.8, 0.4, 0.1 against negatives 0.1, 0.4. Correctly ordered pairs:
+  //   0.35: 1 (vs 0.1)   0.8: 2   0.4: 1 + ½ (tie with 0.4)   0.1: ½ (tie with 0.1)
+  // AUC = 5 / (4 · 2) = 0.625.
+  std::vector<float> scores{0.1f, 0.4f, 0.35f, 0.8f, 0.4f, 0.1f};
+  std::vector<uint8_t> pos{0, 0, 1, 1, 1, 1};
+  CHECK(rocAuc(scores, pos) == Approx(0.625));
+  CHECK(rocAuc({1, 2, 3}, {0, 1, 1}) == 1.0);
+  CHECK(rocAuc({1, 2, 3}, {1, 0, 0}) == 0.0);
+  CHECK(rocAuc({5, 5, 5, 5}, {1, 0, 1, 0}) == 0.5);
+  CHECK(std::isnan(rocAuc({1, 2}, {1, 1})));
+}
+
+TEST_CASE("bce task: accuracy at logit 0, auc, brier mse, loss averaged per sample", "[metrics]") {
+  TaskSpec t;
+  t.name = "flag";
+  t.loss = LossKind::BCE;
+  t.metrics = {Metric::Accuracy, Metric::AUC, Metric::MSE};
+  MetricAccumulator acc(t);
+  // Two batches, the same scores as above split 4 + 2.
+  std::vector<float> out1{0.1f, 0.4f, 0.35f, 0.8f}, lab1{0, 0, 1, 1};
+  std::vector<float> out2{0.4f, -0.1f}, lab2{1, 1};
+  acc.add(out1.data(), lab1.data(), 4, 0.5);
+  acc.add(out2.data(), lab2.data(), 2, 2.0);
+  auto r = acc.result();
+  CHECK(r.at("loss") == Approx((0.5 * 4 + 2.0 * 2) / 6));
+  // A logit > 0 predicts 1: rows 2, 3, 4 are right; rows 0, 1 (label 0) and 5 (logit -0.1) wrong.
+  CHECK(r.at("accuracy") == Approx(3.0 / 6));
+  // Positives 0.35, 0.8, 0.4, -0.1 against negatives 0.1, 0.4: 1 + 2 + 1.5 + 0 = 4.5 of 8 pairs.
+  CHECK(r.at("auc") == Approx(4.5 / 8));
+  double mse = 0;
+  std::vector<float> all{0.1f, 0.4f, 0.35f, 0.8f, 0.4f, -0.1f}, y{0, 0, 1, 1, 1, 1};
+  for (int i = 0; i < 6; ++i) {
+    double p = 1 / (1 + std::exp(-double(all[i])));
+    mse += (p - y[i]) * (p - y[i]);
+  }
+  CHECK(r.at("mse") == Approx(mse / 6));
+}
+
+TEST_CASE("cross_entropy accuracy by argmax; regression mse/mae; reset", "[metrics]") {
+  TaskSpec ce;
+  ce.loss = LossKind::CrossEntropy;
+  ce.outWidth = 3;
+  ce.metrics = {Metric::Accuracy};
+  MetricAccumulator a(ce);
+  std::vector<float> out{0.1f, 2.0f, -1.0f, 3.0f, 0.0f, 0.5f, 0.0f, 0.0f, 1.0f};
+  std::vector<float> lab{1, 2, 2};
+  a.add(out.data(), lab.data(), 3, 1.25);
+  CHECK(a.result().at("accuracy") == Approx(2.0 / 3));
+  CHECK(a.result().at("loss") == Approx(1.25));
+  a.reset();
+  CHECK(std::isnan(a.result().at("loss")));
+
+  TaskSpec reg;
+  reg.loss = LossKind::MSE;
+  reg.outWidth = reg.labelWidth = 2;
+  reg.metrics = {Metric::MSE, Metric::MAE, Metric::Accuracy};
+  MetricAccumulator m(reg);
+  std::vector<float> ro{1, 2, 3, 4}, rl{1.5f, 2, 1, 4};
+  m.add(ro.data(), rl.data(), 2, 0);
+  auto r = m.result();
+  CHECK(r.at("mse") == Approx((0.25 + 0 + 4 + 0) / 4));
+  CHECK(r.at("mae") == Approx((0.5 + 0 + 2 + 0) / 4));
+  CHECK(std::isnan(r.at("accuracy")));  // does not apply to regression
+
+  // Without outputs only the loss is accumulated.
+  MetricAccumulator lossOnly(ce);
+  lossOnly.add(nullptr, lab.data(), 3, 0.75);
+  CHECK(lossOnly.result().at("loss") == Approx(0.75));
+  CHECK(std::isnan(lossOnly.result().at("accuracy")));
+}

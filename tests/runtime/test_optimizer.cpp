@@ -1,0 +1,120 @@
+// Optimizers against torch.optim (torch 1.13, float32).
+//
+// The expected numbers were produced with /usr/bin/python3 (torch 1.13) by this script:
+//   p0 = [0.5, -1.25, 2.0, 0.0, -0.3]
+//   grads = [[0.1, -0.2, 0.3, -0.4, 0.5], [-0.05, 0.4, 0.0, 1.5, -0.25], [0.2, 0.2, -0.6, 0.01, 0.0]]
+//   p = torch.nn.Parameter(torch.tensor(p0)); opt = torch.optim.<X>([p], ...)
+//   for g in grads: p.grad = torch.tensor(g); opt.step()
+//   print(p.tolist(), opt.state[p])      # "%.9g"
+#include "TestUtil.h"
+
+#include "runtime/Error.h"
+#include "runtime/Optimizer.h"
+
+#include <iomanip>
+
+using namespace mtlc::rt;
+
+namespace {
+
+const std::vector<float> kP0{0.5f, -1.25f, 2.0f, 0.0f, -0.3f};
+const std::vector<std::vector<float>> kGrads{
+    {0.1f, -0.2f, 0.3f, -0.4f, 0.5f}, {-0.05f, 0.4f, 0.0f, 1.5f, -0.25f}, {0.2f, 0.2f, -0.6f, 0.01f, 0.0f}};
+
+std::vector<float> run(Optimizer& opt) {
+  std::vector<float> p = kP0;
+  for (const auto& g : kGrads) opt.step(p.data(), g.data());
+  return p;
+}
+
+void checkClose(const float* got, const std::vector<float>& want) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO("element " << i << ": " << std::setprecision(9) << got[i] << " vs torch " << want[i]);
+    CHECK(got[i] == Approx(want[i]).epsilon(2e-6).margin(1e-7));
+  }
+}
+
+const Optimizer::StateTensor& stateNamed(const std::vector<Optimizer::StateTensor>& s, const std::string& n) {
+  for (const auto& t : s)
+    if (t.name == n) return t;
+  FAIL("no state tensor " << n);
+  return s.front();
+}
+
+}  // namespace
+
+TEST_CASE("sgd matches torch.optim.SGD(lr=0.1)", "[optim]") {
+  OptimizerSpec s;
+  s.kind = "sgd";
+  s.lr = 0.1;
+  Optimizer opt(s, 5);
+  checkClose(run(opt).data(), {0.474999994f, -1.28999996f, 2.02999997f, -0.111000001f, -0.325000018f});
+  CHECK(opt.state().size() == 1);  // only optim.step without momentum
+  CHECK(opt.steps() == 3);
+}
+
+TEST_CASE("sgd with momentum and weight decay matches torch", "[optim]") {
+  OptimizerSpec s;
+  s.kind = "sgd";
+  s.lr = 0.1;
+  s.momentum = 0.9;
+  s.weightDecay = 0.01;
+  Optimizer opt(s, 5);
+  checkClose(run(opt).data(), {0.45963037f, -1.2848295f, 1.96760356f, -0.177601948f, -0.386153489f});
+  auto state = opt.state();
+  checkClose(stateNamed(state, "optim.momentum").data,
+             {0.249301106f, 0.364332289f, -0.303715676f, 1.0356195f, 0.170731872f});
+  CHECK(stateNamed(state, "optim.step").data[0] == 3.0f);
+}
+
+TEST_CASE("adam matches torch.optim.Adam(lr=0.01)", "[optim]") {
+  OptimizerSpec s;
+  s.kind = "adam";
+  s.lr = 0.01;
+  Optimizer opt(s, 5);
+  checkClose(run(opt).data(), {0.480755508f, -1.24885345f, 1.9866997f, 0.000270049553f, -0.31472218f});
+  auto state = opt.state();
+  checkClose(stateNamed(state, "optim.m").data, {0.0236000009f, 0.0397999994f, -0.0357000045f, 0.103600003f, 0.0179999974f});
+  checkClose(stateNamed(state, "optim.v").data,
+             {5.24775132e-05f, 0.000239760047f, 0.000449820131f, 0.00240753009f, 0.000311937765f});
+}
+
+TEST_CASE("adam with betas, eps and L2 weight decay matches torch", "[optim]") {
+  OptimizerSpec s;
+  s.kind = "adam";
+  s.lr = 0.05;
+  s.beta1 = 0.8;
+  s.beta2 = 0.99;
+  s.eps = 1e-3;
+  s.weightDecay = 0.1;
+  Optimizer opt(s, 5);
+  checkClose(run(opt).data(), {0.37913844f, -1.20975959f, 1.90308118f, -0.00178888813f, -0.35878554f});
+  auto state = opt.state();
+  checkClose(stateNamed(state, "optim.m").data, {0.0668138638f, 0.0191579852f, 0.0133332163f, 0.191999495f, 0.00743391737f});
+  checkClose(stateNamed(state, "optim.v").data, {0.000806614f, 0.00187498983f, 0.00450234441f, 0.023992978f, 0.0029818099f});
+}
+
+TEST_CASE("optimizer state can be restored and continues the same trajectory", "[optim]") {
+  OptimizerSpec s;
+  s.kind = "adam";
+  s.lr = 0.01;
+  Optimizer full(s, 5);
+  std::vector<float> pFull = run(full);
+
+  Optimizer first(s, 5);
+  std::vector<float> p = kP0;
+  first.step(p.data(), kGrads[0].data());
+  Optimizer resumed(s, 5);
+  auto from = first.state(), to = resumed.state();
+  for (size_t i = 0; i < from.size(); ++i) std::copy(from[i].data, from[i].data + from[i].size, to[i].data);
+  resumed.setSteps(first.steps());
+  resumed.step(p.data(), kGrads[1].data());
+  resumed.step(p.data(), kGrads[2].data());
+  CHECK(p == pFull);
+}
+
+TEST_CASE("unknown optimizer kind is an error", "[optim]") {
+  OptimizerSpec s;
+  s.kind = "rmsprop";
+  CHECK_THROWS_WITH(Optimizer(s, 3), "unknown optimizer `rmsprop` (known: sgd, adam)");
+}
