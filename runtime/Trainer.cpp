@@ -111,20 +111,28 @@ std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params,
   return results;
 }
 
-std::string fmtValue(double v) { return std::isnan(v) ? "-" : fmt::format("{:.4f}", v); }
+// 4 decimals, or 3 significant digits in exponent form for small values (a loss of 2.1e-05
+// should not print as 0.0000); "-" for a metric that does not apply.
+std::string fmtValue(double v) {
+  if (std::isnan(v)) return "-";
+  if (v != 0 && std::fabs(v) < 1e-3) return fmt::format("{:.2e}", v);
+  return fmt::format("{:.4f}", v);
+}
 
-std::string metricsLine(const TaskResult& r) {
+// "loss 0.1234  accuracy 0.9000  auc 0.9500": the loss, then the task's metrics in program order.
+std::string metricsLine(const TaskSpec& task, const TaskResult& r) {
   std::string s = fmt::format("loss {}", fmtValue(r.metrics.at("loss")));
-  for (const auto& [k, v] : r.metrics)
-    if (k != "loss") s += fmt::format("  {} {}", k, fmtValue(v));
+  for (Metric m : task.metrics) s += fmt::format("  {} {}", metricName(m), fmtValue(r.metrics.at(metricName(m))));
   return s;
 }
 
-ojson metricsJson(const TaskResult& r) {
+ojson metricsJson(const TaskSpec& task, const TaskResult& r) {
   ojson j = ojson::object();
   j["loss"] = r.metrics.at("loss");
-  for (const auto& [k, v] : r.metrics)
-    if (k != "loss") j[k] = std::isnan(v) ? ojson(nullptr) : ojson(v);
+  for (Metric m : task.metrics) {
+    double v = r.metrics.at(metricName(m));
+    j[metricName(m)] = std::isnan(v) ? ojson(nullptr) : ojson(v);
+  }
   return j;
 }
 
@@ -287,19 +295,20 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     loopSeconds += epochSeconds;
     std::string taskLosses;
     for (int64_t t = 0; t < T; ++t)
-      taskLosses += fmt::format("{}{} {:.4f}", t ? ", " : "", spec.tasks[t].name, trainAcc[t].result()["loss"]);
-    out << fmt::format("epoch {}/{}: loss {:.4f} ({}){}  {:.1f}s  {:.0f} samples/s\n", e + 1, epochs,
-                       epochSamples ? totalSum / double(epochSamples) : nan, taskLosses,
+      taskLosses += fmt::format("{}{} {}", t ? ", " : "", spec.tasks[t].name, fmtValue(trainAcc[t].result()["loss"]));
+    out << fmt::format("epoch {}/{}: loss {} ({}){}  {:.1f}s  {:.0f} samples/s\n", e + 1, epochs,
+                       fmtValue(epochSamples ? totalSum / double(epochSamples) : nan), taskLosses,
                        stop && epochSamples < trainData.rows ? fmt::format("  [stopped at step {}]", report.steps) : "",
                        epochSeconds, epochSeconds > 0 ? double(epochSamples) / epochSeconds : 0.0);
     if (hasTest) {
       report.test = evaluateWith(spec, params.data(), testData, ws);
-      for (const TaskResult& r : report.test) out << fmt::format("  test {}: {}\n", r.task, metricsLine(r));
+      for (size_t t = 0; t < report.test.size(); ++t)
+        out << fmt::format("  test {}: {}\n", report.test[t].task, metricsLine(spec.tasks[t], report.test[t]));
       if (log.is_open()) {
         ojson j;
         j["epoch"] = e + 1;
         ojson tj = ojson::object();
-        for (const TaskResult& r : report.test) tj[r.task] = metricsJson(r);
+        for (size_t t = 0; t < report.test.size(); ++t) tj[report.test[t].task] = metricsJson(spec.tasks[t], report.test[t]);
         j["test"] = tj;
         log << j.dump() << '\n';
       }
@@ -309,7 +318,8 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   }
   if (hasTest && report.test.empty()) {  // no epoch ran (--epochs 0 / --steps 0): evaluate as loaded
     report.test = evaluateWith(spec, params.data(), testData, ws);
-    for (const TaskResult& r : report.test) out << fmt::format("  test {}: {}\n", r.task, metricsLine(r));
+    for (size_t t = 0; t < report.test.size(); ++t)
+      out << fmt::format("  test {}: {}\n", report.test[t].task, metricsLine(spec.tasks[t], report.test[t]));
   }
   report.train.clear();
   for (int64_t t = 0; t < T; ++t)

@@ -27,12 +27,19 @@ void writeRaw(const std::string& path, const std::string& header, const std::vec
   writeBytes(path, b);
 }
 
+ParamSpec param(std::string name, std::vector<int64_t> shape, int64_t offset, int64_t size) {
+  ParamSpec p;
+  p.name = std::move(name);
+  p.shape = std::move(shape);
+  p.offset = offset;
+  p.size = size;
+  return p;
+}
+
 ModelSpec tinySpec() {
   ModelSpec s;
   s.name = "tiny";
-  ParamSpec w{"head.0.weight", {2, 3}, 0, 6};
-  ParamSpec b{"head.0.bias", {2}, 6, 2};
-  s.params = {w, b};
+  s.params = {param("head.0.weight", {2, 3}, 0, 6), param("head.0.bias", {2}, 6, 2)};
   s.paramCount = 8;
   return s;
 }
@@ -153,7 +160,7 @@ TEST_CASE("checkpoints: params and optimizer state roundtrip; mismatches are ref
                     dir / "c.safetensors" + ": parameter `head.0.weight` has shape [2, 3] in the checkpoint, the model expects [3, 2]");
   CHECK(untouched == std::vector<float>(8, -1));
   ModelSpec more = spec;
-  more.params.push_back(ParamSpec{"head.2.bias", {1}, 8, 1});
+  more.params.push_back(param("head.2.bias", {1}, 8, 1));
   more.paramCount = 9;
   std::vector<float> nine(9);
   CHECK_THROWS_WITH(loadParams(dir / "c.safetensors", more, nine.data()),
