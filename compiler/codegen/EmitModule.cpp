@@ -1,0 +1,218 @@
+// The entry points: per ir::Function, one external function that loads the mtlc_args fields it
+// needs, computes each node's base pointer from the memory plan, and calls the node's kernel.
+#include "Codegen.h"
+#include "CodegenABI.h"
+#include "Kernel.h"
+#include "passes/MemoryPlan.h"
+
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Support/raw_ostream.h>
+
+#include <map>
+
+namespace mtlc::codegen {
+
+namespace {
+
+using ir::OpKind;
+using passes::Storage;
+
+// Ops that read the call's arguments or view another node's storage: nothing to compute.
+bool needsKernel(OpKind op) {
+  switch (op) {
+    case OpKind::Input:
+    case OpKind::Label:
+    case OpKind::Param:
+    case OpKind::LossWeight:
+    case OpKind::Reshape: return false;
+    default: return true;
+  }
+}
+
+// The body of one node's kernel. Every op kind is listed, so a new op in Ops.def is a compile
+// warning here until it has an emitter.
+void emitKernelBody(Kernel &k) {
+  switch (k.node.op) {
+    case OpKind::Input:
+    case OpKind::Label:
+    case OpKind::Param:
+    case OpKind::LossWeight:
+    case OpKind::Reshape: throw std::logic_error("codegen: node has no kernel");
+    case OpKind::MatMul: return emitMatMul(k);
+    case OpKind::Conv2d: return emitConv2d(k);
+    case OpKind::Conv2dBwdData: return emitConv2dBwdData(k);
+    case OpKind::Conv2dBwdFilter: return emitConv2dBwdFilter(k);
+    case OpKind::MaxPool:
+    case OpKind::AvgPool: return emitPool(k);
+    case OpKind::MaxPoolBwd: return emitMaxPoolBwd(k);
+    case OpKind::AvgPoolBwd: return emitAvgPoolBwd(k);
+    case OpKind::BiasAdd: return emitBiasAdd(k);
+    case OpKind::BiasGrad: return emitBiasGrad(k);
+    case OpKind::ReduceBatch: return emitReduceBatch(k);
+    case OpKind::LayerNorm: return emitLayerNorm(k);
+    case OpKind::LayerNormBwdData: return emitLayerNormBwdData(k);
+    case OpKind::LayerNormBwdGamma: return emitLayerNormBwdGamma(k);
+    case OpKind::CrossEntropy:
+    case OpKind::BCE:
+    case OpKind::MSE:
+    case OpKind::L1: return emitLoss(k);
+    case OpKind::CrossEntropyBwd:
+    case OpKind::BCEBwd:
+    case OpKind::MSEBwd:
+    case OpKind::L1Bwd: return emitLossBwd(k);
+    case OpKind::Const:
+    case OpKind::Relu:
+    case OpKind::LeakyRelu:
+    case OpKind::Sigmoid:
+    case OpKind::Tanh:
+    case OpKind::Gelu:
+    case OpKind::Dropout:
+    case OpKind::Add:
+    case OpKind::Mul:
+    case OpKind::ReluBwd:
+    case OpKind::LeakyReluBwd:
+    case OpKind::SigmoidBwd:
+    case OpKind::TanhBwd:
+    case OpKind::GeluBwd:
+    case OpKind::DropoutBwd: return emitElementwise(k);
+  }
+  throw std::logic_error("codegen: unknown op kind");
+}
+
+class EntryEmitter {
+ public:
+  EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm)
+      : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_),
+        plan_(passes::planMemory(m, f)) {}
+
+  void emit() {
+    entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
+                                    entrySymbol(m_, f_), lm_);
+    entry_->setDoesNotThrow();
+    llvm::Argument *args = entry_->getArg(0);
+    args->setName("args");
+    // The record is only read, and nothing else writes it during the call.
+    for (auto kind : {llvm::Attribute::NoAlias, llvm::Attribute::NoCapture, llvm::Attribute::ReadOnly})
+      entry_->addParamAttr(0, kind);
+    entry_->addParamAttr(0, llvm::Attribute::getWithDereferenceableBytes(
+                                ctx_, lm_.getDataLayout().getTypeAllocSize(argsStructType(ctx_))));
+    args_ = args;
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", entry_));
+
+    for (const auto &node : f_.nodes)
+      if (needsKernel(node->op)) callKernel(*node);
+    for (const auto &copy : plan_.copies) {
+      const ir::Type &t = copy.value->type;
+      llvm::Value *floats = t.batched ? b_.CreateMul(n(), b_.getInt64(t.elements()))
+                                      : b_.getInt64(t.elements());
+      b_.CreateMemCpy(pointer(copy.to), llvm::MaybeAlign(4), pointer(plan_.storage[copy.value->id]),
+                      llvm::MaybeAlign(4), b_.CreateMul(floats, b_.getInt64(sizeof(float))));
+    }
+    b_.CreateRetVoid();
+  }
+
+ private:
+  llvm::Value *field(ArgsField which) {
+    auto [it, fresh] = fields_.try_emplace(which, nullptr);
+    if (fresh) it->second = loadArgsField(b_, args_, which);
+    return it->second;
+  }
+  llvm::Value *n() { return field(ArgsField::N); }
+
+  // float * to the first element of a storage location.
+  llvm::Value *pointer(const Storage &s) {
+    auto ptrTable = [&](ArgsField table) {  // inputs[i], labels[i], outputs[i]
+      llvm::Value *slot = b_.CreateConstInBoundsGEP1_64(b_.getPtrTy(), field(table), s.index);
+      return b_.CreateLoad(b_.getPtrTy(), slot);
+    };
+    llvm::Value *base = nullptr;
+    switch (s.base) {
+      case Storage::Base::None: throw std::logic_error("codegen: node without storage");
+      case Storage::Base::Acts: base = field(ArgsField::Acts); break;
+      case Storage::Base::Params: base = field(ArgsField::Params); break;
+      case Storage::Base::Grads: base = field(ArgsField::Grads); break;
+      case Storage::Base::LossWeights: base = field(ArgsField::LossWeights); break;
+      case Storage::Base::Losses: base = field(ArgsField::Losses); break;
+      case Storage::Base::Input: base = ptrTable(ArgsField::Inputs); break;
+      case Storage::Base::Label: base = ptrTable(ArgsField::Labels); break;
+      case Storage::Base::Output: base = ptrTable(ArgsField::Outputs); break;
+    }
+    if (s.offset == 0) return base;
+    return b_.CreateConstInBoundsGEP1_64(b_.getFloatTy(), base, s.offset);
+  }
+
+  llvm::Value *nodePointer(const ir::Node &node) {
+    auto [it, fresh] = nodePtrs_.try_emplace(node.id, nullptr);
+    if (fresh) it->second = pointer(plan_.storage.at(node.id));
+    return it->second;
+  }
+
+  // void @<fn>.k<id>.<op>(ptr noalias %out, ptr noalias readonly %in..., i64 %n, i64 %seed)
+  llvm::Function *declareKernel(const ir::Node &node) {
+    std::vector<llvm::Type *> params(1 + node.operands.size(), b_.getPtrTy());
+    params.push_back(b_.getInt64Ty());
+    params.push_back(b_.getInt64Ty());
+    auto *type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
+    std::string name = f_.name + ".k" + std::to_string(node.id) + "." + ir::mnemonic(node.op);
+    if (!node.name.empty()) name += "." + node.name;
+    auto *fn = llvm::Function::Create(type, llvm::Function::InternalLinkage, name, lm_);
+    fn->setDoesNotThrow();
+    for (unsigned i = 0; i <= node.operands.size(); ++i) {
+      fn->addParamAttr(i, llvm::Attribute::NoAlias);
+      fn->addParamAttr(i, llvm::Attribute::NoCapture);
+      if (i > 0) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
+      fn->getArg(i)->setName(i == 0 ? "out" : "in" + std::to_string(i - 1));
+    }
+    fn->getArg(node.operands.size() + 1)->setName("n");
+    fn->getArg(node.operands.size() + 2)->setName("seed");
+    return fn;
+  }
+
+  void callKernel(const ir::Node &node) {
+    llvm::Function *fn = declareKernel(node);
+    llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
+    Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(node.operands.size() + 1),
+             fn->getArg(node.operands.size() + 2)};
+    for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
+    emitKernelBody(k);
+    kb.CreateRetVoid();
+
+    std::vector<llvm::Value *> callArgs{nodePointer(node)};
+    for (const ir::Node *operand : node.operands) callArgs.push_back(nodePointer(*operand));
+    callArgs.push_back(n());
+    callArgs.push_back(field(ArgsField::Seed));
+    b_.CreateCall(fn, callArgs);
+  }
+
+  const ir::Module &m_;
+  const ir::Function &f_;
+  llvm::Module &lm_;
+  llvm::LLVMContext &ctx_;
+  llvm::IRBuilder<> b_;
+  passes::MemoryPlan plan_;
+  llvm::Function *entry_ = nullptr;
+  llvm::Value *args_ = nullptr;
+  std::map<ArgsField, llvm::Value *> fields_;
+  std::map<int, llvm::Value *> nodePtrs_;
+};
+
+}  // namespace
+
+std::string entrySymbol(const ir::Module &m, const ir::Function &f) {
+  return "mtlc_" + m.name + "_" + f.name;
+}
+
+std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext &ctx,
+                                         const llvm::DataLayout &dl) {
+  auto lm = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
+  lm->setDataLayout(dl);
+  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm).emit();
+
+  std::string problems;
+  llvm::raw_string_ostream os(problems);
+  if (llvm::verifyModule(*lm, &os)) throw std::logic_error("codegen produced invalid LLVM IR:\n" + problems);
+  return lm;
+}
+
+}  // namespace mtlc::codegen

@@ -1,0 +1,66 @@
+#include "Kernel.h"
+
+#include <llvm/IR/Module.h>
+
+namespace mtlc::codegen {
+
+llvm::Value *Kernel::linear(llvm::ArrayRef<llvm::Value *> idx, llvm::ArrayRef<int64_t> dims) {
+  llvm::Value *flat = idx[0];
+  for (size_t d = 1; d < idx.size(); ++d) flat = add(mul(flat, dims[d]), idx[d]);
+  return flat;
+}
+
+llvm::Value *Kernel::at(llvm::Value *base, llvm::Value *index) {
+  return b.CreateInBoundsGEP(b.getFloatTy(), base, index);
+}
+
+llvm::Value *Kernel::load(llvm::Value *base, llvm::Value *index) {
+  return b.CreateLoad(b.getFloatTy(), at(base, index));
+}
+
+void Kernel::store(llvm::Value *v, llvm::Value *base, llvm::Value *index) {
+  b.CreateStore(v, at(base, index));
+}
+
+void Kernel::zero(llvm::Value *base, llvm::Value *floats) {
+  b.CreateMemSet(base, b.getInt8(0), mul(floats, (int64_t)sizeof(float)), llvm::MaybeAlign(4));
+}
+
+void Kernel::copy(llvm::Value *dst, llvm::Value *src, llvm::Value *floats) {
+  b.CreateMemCpy(dst, llvm::MaybeAlign(4), src, llvm::MaybeAlign(4),
+                 mul(floats, (int64_t)sizeof(float)));
+}
+
+llvm::Value *Kernel::fma(llvm::Value *x, llvm::Value *y, llvm::Value *z) {
+  return b.CreateIntrinsic(llvm::Intrinsic::fmuladd, {x->getType()}, {x, y, z});
+}
+
+llvm::Value *Kernel::sumAdd(llvm::Value *acc, llvm::Value *v) {
+  auto *sum = llvm::cast<llvm::Instruction>(b.CreateFAdd(acc, v));
+  sum->setHasAllowReassoc(true);
+  sum->setHasAllowContract(true);
+  return sum;
+}
+
+llvm::Value *Kernel::dotAdd(llvm::Value *acc, llvm::Value *x, llvm::Value *y) {
+  auto *prod = llvm::cast<llvm::Instruction>(b.CreateFMul(x, y));
+  prod->setHasAllowContract(true);
+  return sumAdd(acc, prod);
+}
+
+llvm::Value *Kernel::erf(llvm::Value *x) {
+  llvm::Module *m = b.GetInsertBlock()->getModule();
+  llvm::Function *erff = m->getFunction("erff");
+  if (!erff) {
+    auto *ty = llvm::FunctionType::get(b.getFloatTy(), {b.getFloatTy()}, false);
+    erff = llvm::Function::Create(ty, llvm::Function::ExternalLinkage, "erff", m);
+    // A pure function of its argument as far as the kernels are concerned: lets LLVM hoist and
+    // combine calls. (glibc's erff never writes errno for finite results.)
+    erff->setDoesNotThrow();
+    erff->setDoesNotAccessMemory();
+    erff->setWillReturn();
+  }
+  return b.CreateCall(erff, {x});
+}
+
+}  // namespace mtlc::codegen

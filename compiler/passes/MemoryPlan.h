@@ -1,0 +1,61 @@
+// The memory plan: where every node's values live while an entry point runs.
+//
+// Leaves read the call's arguments (inputs[i], labels[t], the params arena, loss_weights[t]);
+// a node bound to a function output is written straight into the caller's buffer (grads arena at
+// the parameter's offset, outputs[t], losses[t], losses[T] for the total); Reshape is a view of
+// its operand; everything else gets a slot in the activation arena (`acts`), sized for maxBatch
+// samples when batched. Codegen only reads the plan, so a smarter allocator (liveness-based
+// reuse) changes nothing outside MemoryPlan.cpp.
+#pragma once
+
+#include "ir/IR.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace mtlc::passes {
+
+// One place values can live: a flat arena, or one of the per-input / per-task pointer tables.
+struct Storage {
+  enum class Base {
+    None,         // not planned (only for ids no node has)
+    Acts,         // args->acts + offset
+    Params,       // args->params + offset
+    Grads,        // args->grads + offset
+    Input,        // args->inputs[index] + offset
+    Label,        // args->labels[index] + offset
+    LossWeights,  // args->loss_weights + offset
+    Losses,       // args->losses + offset
+    Output,       // args->outputs[index] + offset
+  };
+  Base base = Base::None;
+  int index = 0;       // which pointer of inputs / labels / outputs
+  int64_t offset = 0;  // element (float) offset from the base
+
+  bool operator==(const Storage &) const = default;
+};
+
+// An output whose node already lives elsewhere (a leaf, a view of another buffer, or a node bound
+// to two outputs): codegen copies it there after the last node.
+struct OutputCopy {
+  const ir::Node *value;
+  Storage to;
+};
+
+struct MemoryPlan {
+  std::vector<int64_t> offset;    // per node id: element offset into acts, or -1 if not in acts
+  std::vector<Storage> storage;   // per node id: where its values are read and written
+  std::vector<OutputCopy> copies; // outputs not written in place, in function-output order
+  int64_t actsFloats = 0;         // size the acts arena must have (a multiple of kSlotAlign)
+};
+
+// Acts slots start at multiples of this many floats (64 bytes: one cache line, one AVX-512 vector).
+constexpr int64_t kSlotAlign = 16;
+
+// Plans one function of `m` for batches of up to m.maxBatch samples.
+MemoryPlan planMemory(const ir::Module &m, const ir::Function &f);
+
+// The acts arena size that fits every function of the module.
+int64_t maxActsFloats(const ir::Module &m);
+
+}  // namespace mtlc::passes

@@ -1,0 +1,79 @@
+// conv2d (NCHW, PyTorch semantics) and its two gradients against direct double loops, on
+// non-square inputs, several channels, strides 1 and 2, padding 0 and 1, batch n < maxBatch.
+// Tolerance: 1e-5 relative + 1e-5 absolute.
+#include "Harness.h"
+
+using namespace mtlc;
+using namespace mtlc::test;
+
+namespace {
+
+struct Geometry {
+  int64_t C, H, W, O, KH, KW, stride, pad;
+  int64_t OH() const { return (H + 2 * pad - KH) / stride + 1; }
+  int64_t OW() const { return (W + 2 * pad - KW) / stride + 1; }
+};
+
+// Visits every (s, o, c, oh, ow, kh, kw) whose input tap (ih, iw) is inside the image.
+template <typename Fn>
+void forEachTap(const Geometry &g, int64_t n, Fn fn) {
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t oh = 0; oh < g.OH(); ++oh)
+          for (int64_t ow = 0; ow < g.OW(); ++ow)
+            for (int64_t kh = 0; kh < g.KH; ++kh)
+              for (int64_t kw = 0; kw < g.KW; ++kw) {
+                int64_t ih = oh * g.stride - g.pad + kh, iw = ow * g.stride - g.pad + kw;
+                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                int64_t xi = ((s * g.C + c) * g.H + ih) * g.W + iw;
+                int64_t yi = ((s * g.O + o) * g.OH() + oh) * g.OW() + ow;
+                int64_t wi = ((o * g.C + c) * g.KH + kh) * g.KW + kw;
+                fn(xi, yi, wi);
+              }
+}
+
+void checkConv(const Geometry &g, int64_t n) {
+  INFO("C" << g.C << " H" << g.H << " W" << g.W << " O" << g.O << " k" << g.KH << "x" << g.KW
+            << " stride " << g.stride << " pad " << g.pad << " n " << n);
+  Harness h(6);
+  Node *x = h.input({g.C, g.H, g.W});
+  Node *w = h.param({g.O, g.C, g.KH, g.KW});
+  Node *y = h.b.conv2d(x, w, g.stride, g.pad);
+  Node *dy = h.input({g.O, g.OH(), g.OW()});
+  Node *dx = h.b.conv2dBwdData(dy, w, x->type, g.stride, g.pad);
+  Node *dw = h.b.conv2dBwdFilter(x, dy, w->type, g.stride, g.pad);
+  REQUIRE(y->type == dy->type);
+  h.fillUniform(x);
+  h.fillUniform(w);
+  h.fillUniform(dy);
+  h.run(n);
+
+  auto X = values(h, x), Wt = values(h, w), DY = values(h, dy);
+  std::vector<double> Y(n * y->type.elements()), DX(n * x->type.elements()), DW(Wt.size());
+  forEachTap(g, n, [&](int64_t xi, int64_t yi, int64_t wi) {
+    Y[yi] += X[xi] * Wt[wi];
+    DX[xi] += DY[yi] * Wt[wi];
+    DW[wi] += DY[yi] * X[xi];
+  });
+  requireClose(h.read(y), Y, 1e-5, 1e-5, "conv2d");
+  requireClose(h.read(dx), DX, 1e-5, 1e-5, "conv2d_bwd_data");
+  requireClose(h.read(dw), DW, 1e-5, 1e-5, "conv2d_bwd_filter");
+}
+
+}  // namespace
+
+TEST_CASE("conv2d forward and gradients: stride 1, no padding", "[codegen][conv]") {
+  checkConv({3, 9, 7, 4, 3, 3, 1, 0}, 5);
+}
+
+TEST_CASE("conv2d forward and gradients: stride 2, padding 1, non-square", "[codegen][conv]") {
+  checkConv({2, 11, 8, 5, 3, 3, 2, 1}, 4);
+  checkConv({3, 7, 10, 2, 3, 2, 2, 1}, 6);  // non-square kernel, full batch
+}
+
+TEST_CASE("conv2d: single channel, 1×1 and 5×5 kernels", "[codegen][conv]") {
+  checkConv({1, 6, 5, 3, 1, 1, 1, 0}, 2);
+  checkConv({2, 8, 9, 3, 5, 5, 1, 2}, 3);
+  checkConv({2, 5, 5, 2, 4, 4, 3, 2}, 1);  // padding reaches whole rows
+}

@@ -1,0 +1,95 @@
+// The four losses (batch means, PyTorch's 'mean' reduction) and their gradients scaled by the
+// incoming dL, against double formulas; logits include ±50 to check the stable forms.
+// Tolerance: 1e-5 relative + 1e-6 absolute.
+#include "Harness.h"
+
+#include <cmath>
+
+using namespace mtlc;
+using namespace mtlc::test;
+
+namespace {
+
+// Loss + backward for one loss kind; dL comes from loss_weights[0] (a scalar node).
+struct LossRun {
+  Harness h{8};
+  Node *pred, *label, *loss, *grad;
+  std::vector<double> P, Y;
+  double dL = 0.7;
+
+  LossRun(OpKind fwd, OpKind bwd, int64_t width, int64_t labelWidth, int64_t n, bool classes,
+          bool binary) {
+    pred = h.input({width});
+    label = h.label({labelWidth});
+    loss = h.b.loss(fwd, pred, label);
+    grad = h.b.lossBwd(bwd, pred, label, h.lossWeight(0));
+    h.bind(loss, ir::Output::Kind::TaskLoss, 0);
+    h.fillUniform(pred, -3, 3);
+    float *p = h.data(pred);
+    p[0] = 50, p[1] = -50;  // saturated logits
+    if (classes) h.fillClasses(label, (int)width);
+    else if (binary) h.fillClasses(label, 2);
+    else h.fillUniform(label, -2, 2);
+    h.lossWeights()[0] = (float)dL;
+    h.run(n);
+    P = values(h, pred);
+    Y = values(h, label);
+  }
+};
+
+double logSumExp(const double *z, int64_t C) {
+  double m = *std::max_element(z, z + C), s = 0;
+  for (int64_t c = 0; c < C; ++c) s += std::exp(z[c] - m);
+  return m + std::log(s);
+}
+
+}  // namespace
+
+TEST_CASE("cross entropy and its gradient", "[codegen][loss]") {
+  const int64_t n = 6, C = 10;
+  LossRun r(OpKind::CrossEntropy, OpKind::CrossEntropyBwd, C, 1, n, true, false);
+  double loss = 0;
+  std::vector<double> grad(n * C);
+  for (int64_t s = 0; s < n; ++s) {
+    const double *z = &r.P[s * C];
+    int64_t y = (int64_t)r.Y[s];
+    double lse = logSumExp(z, C);
+    loss += (lse - z[y]) / n;
+    for (int64_t c = 0; c < C; ++c) grad[s * C + c] = r.dL * (std::exp(z[c] - lse) - (c == y)) / n;
+  }
+  requireClose({r.h.losses()[0]}, {loss}, 1e-5, 1e-6, "loss written to losses[0]");
+  requireClose(r.h.read(r.loss), {loss}, 1e-5, 1e-6, "cross_entropy");
+  requireClose(r.h.read(r.grad), grad, 1e-5, 1e-6, "cross_entropy_bwd");
+}
+
+TEST_CASE("binary cross entropy with logits and its gradient", "[codegen][loss]") {
+  const int64_t n = 7;
+  LossRun r(OpKind::BCE, OpKind::BCEBwd, 1, 1, n, false, true);
+  double loss = 0;
+  std::vector<double> grad(n);
+  for (int64_t s = 0; s < n; ++s) {
+    double z = r.P[s], y = r.Y[s];
+    loss += (std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)))) / n;
+    grad[s] = r.dL * (1 / (1 + std::exp(-z)) - y) / n;
+  }
+  requireClose(r.h.read(r.loss), {loss}, 1e-5, 1e-6, "bce");
+  requireClose(r.h.read(r.grad), grad, 1e-5, 1e-6, "bce_bwd");
+}
+
+TEST_CASE("mse and l1 over n·k elements and their gradients", "[codegen][loss]") {
+  const int64_t n = 5, k = 3;
+  for (bool l1 : {false, true}) {
+    INFO((l1 ? "l1" : "mse"));
+    LossRun r(l1 ? OpKind::L1 : OpKind::MSE, l1 ? OpKind::L1Bwd : OpKind::MSEBwd, k, k, n, false,
+              false);
+    double loss = 0;
+    std::vector<double> grad(n * k);
+    for (int64_t i = 0; i < n * k; ++i) {
+      double d = r.P[i] - r.Y[i];
+      loss += (l1 ? std::abs(d) : d * d) / double(n * k);
+      grad[i] = r.dL * (l1 ? double((d > 0) - (d < 0)) : 2 * d) / double(n * k);
+    }
+    requireClose(r.h.read(r.loss), {loss}, 1e-5, 1e-6, "loss");
+    requireClose(r.h.read(r.grad), grad, 1e-5, 1e-6, "loss gradient");
+  }
+}

@@ -1,0 +1,188 @@
+// Whole entry points built by hand the way lowering + autodiff will build them: forward, losses,
+// weighted total, backward, with every output kind bound (TaskLoss, TotalLoss, Grad, Head).
+// Gradients are checked against central differences of the total loss the same entry point
+// reports. Tolerance: 2e-3 absolute + 2e-2 relative (float loss, step 1e-2; tanh/smooth paths).
+#include "Harness.h"
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+
+using namespace mtlc;
+using namespace mtlc::test;
+using Kind = ir::Output::Kind;
+
+namespace {
+
+// y = x·Wᵀ + b for a dense layer.
+Node *dense(Harness &h, Node *x, Node *w, Node *b) {
+  return h.b.biasAdd(h.b.matmul(x, w, false, true), b);
+}
+
+// Compares each parameter's gradient (read from the grads arena) with central differences of
+// losses[T] on up to `probes` elements per parameter.
+void checkGradients(Harness &h, const std::vector<Node *> &params, int64_t n, int probes) {
+  const int T = (int)h.module.labels.size();
+  h.run(n);
+  std::vector<std::vector<double>> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto &info = h.module.params[params[i]->ints[0]];
+    grads.emplace_back(h.grads().begin() + info.offset,
+                       h.grads().begin() + info.offset + info.elements());
+  }
+  const double step = 1e-2;
+  for (size_t i = 0; i < params.size(); ++i) {
+    float *p = h.data(params[i]);
+    int64_t count = params[i]->type.elements();
+    for (int k = 0; k < probes; ++k) {
+      int64_t e = (k * 7919) % count;
+      float saved = p[e];
+      p[e] = saved + (float)step;
+      h.run(n);
+      double up = h.losses()[T];
+      p[e] = saved - (float)step;
+      h.run(n);
+      double down = h.losses()[T];
+      p[e] = saved;
+      double numeric = (up - down) / (2 * step);
+      INFO("param " << i << " element " << e);
+      CHECK(std::abs(grads[i][e] - numeric) <= 2e-3 + 2e-2 * std::abs(numeric));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("train_step of a two-task MLP: losses, heads and gradients", "[codegen][e2e]") {
+  Harness h(8, "train_step");
+  Node *x = h.input({6});
+  Node *W1 = h.param({5, 6}), *b1 = h.param({5});
+  Node *Wa = h.param({3, 5}), *ba = h.param({3});  // task 0: 3-way classifier
+  Node *Wb = h.param({1, 5}), *bb = h.param({1});  // task 1: binary
+  Node *ya = h.label({1}), *yb = h.label({1});
+  // forward
+  Node *a1 = dense(h, x, W1, b1);
+  Node *h1 = h.b.unary(OpKind::Tanh, a1);
+  Node *za = dense(h, h1, Wa, ba), *zb = dense(h, h1, Wb, bb);
+  Node *La = h.b.loss(OpKind::CrossEntropy, za, ya), *Lb = h.b.loss(OpKind::BCE, zb, yb);
+  Node *wa = h.lossWeight(0), *wb = h.lossWeight(1);
+  Node *total = h.b.add(h.b.mul(wa, La), h.b.mul(wb, Lb));
+  // backward
+  Node *dza = h.b.lossBwd(OpKind::CrossEntropyBwd, za, ya, wa);
+  Node *dzb = h.b.lossBwd(OpKind::BCEBwd, zb, yb, wb);
+  Node *dWa = h.b.matmul(dza, h1, true, false), *dba = h.b.biasGrad(dza);
+  Node *dWb = h.b.matmul(dzb, h1, true, false), *dbb = h.b.biasGrad(dzb);
+  Node *dh1 = h.b.add(h.b.matmul(dza, Wa, false, false), h.b.matmul(dzb, Wb, false, false));
+  Node *da1 = h.b.unaryBwd(OpKind::TanhBwd, h1, dh1);
+  Node *dW1 = h.b.matmul(da1, x, true, false), *db1 = h.b.biasGrad(da1);
+  h.bind(La, Kind::TaskLoss, 0);
+  h.bind(Lb, Kind::TaskLoss, 1);
+  h.bind(total, Kind::TotalLoss, 0);
+  h.bind(za, Kind::Head, 0);
+  h.bind(zb, Kind::Head, 1);
+  std::vector<Node *> params{W1, b1, Wa, ba, Wb, bb};
+  std::vector<Node *> grads{dW1, db1, dWa, dba, dWb, dbb};
+  for (size_t i = 0; i < params.size(); ++i) h.bind(grads[i], Kind::Grad, (int)i);
+
+  h.fillUniform(x);
+  for (Node *p : params) h.fillUniform(p, -0.8, 0.8);
+  h.fillClasses(ya, 3);
+  h.fillClasses(yb, 2);
+  h.lossWeights()[0] = 1.0f;
+  h.lossWeights()[1] = 0.5f;
+  const int64_t n = 6;
+  h.run(n);
+  // Every output landed where the caller expects it.
+  CHECK(h.losses()[2] == Approx(h.losses()[0] + 0.5 * h.losses()[1]).epsilon(1e-6));
+  CHECK(h.read(La)[0] == h.losses()[0]);
+  auto head0 = h.read(za);
+  CHECK(std::equal(head0.begin(), head0.end(), h.outputBuffer(0).begin()));
+  CHECK(std::isnan(h.outputBuffer(0)[n * 3]));  // rows past n are left alone
+  checkGradients(h, params, n, 6);
+}
+
+TEST_CASE("train_step of a small conv net: gradients through conv, pool, reshape", "[codegen][e2e]") {
+  Harness h(4, "train_step");
+  Node *x = h.input({2, 9, 8});
+  Node *Wc = h.param({3, 2, 3, 3}), *bc = h.param({3});
+  Node *Wd = h.param({4, 3 * 4 * 4}), *bd = h.param({4});
+  Node *y = h.label({4});
+  // forward: conv(pad 1) -> bias -> tanh -> avgpool 2 (smooth, so finite differences hold)
+  Node *c = h.b.biasAdd(h.b.conv2d(x, Wc, 1, 1), bc);       // [3,9,8]
+  Node *t = h.b.unary(OpKind::Tanh, c);
+  Node *pool = h.b.avgPool(t, 2, 2);                        // [3,4,4]
+  Node *flat = h.b.reshape(pool, batched({48}));
+  Node *z = dense(h, flat, Wd, bd);
+  Node *L = h.b.loss(OpKind::MSE, z, y);
+  Node *w = h.lossWeight(0);
+  Node *total = h.b.mul(w, L);
+  // backward
+  Node *dz = h.b.lossBwd(OpKind::MSEBwd, z, y, w);
+  Node *dWd = h.b.matmul(dz, flat, true, false), *dbd = h.b.biasGrad(dz);
+  Node *dflat = h.b.matmul(dz, Wd, false, false);
+  Node *dpool = h.b.reshape(dflat, pool->type);
+  Node *dt = h.b.avgPoolBwd(dpool, t->type, 2, 2);
+  Node *dc = h.b.unaryBwd(OpKind::TanhBwd, t, dt);
+  Node *dWc = h.b.conv2dBwdFilter(x, dc, Wc->type, 1, 1), *dbc = h.b.biasGrad(dc);
+  h.bind(L, Kind::TaskLoss, 0);
+  h.bind(total, Kind::TotalLoss, 0);
+  h.bind(z, Kind::Head, 0);
+  std::vector<Node *> params{Wc, bc, Wd, bd};
+  std::vector<Node *> grads{dWc, dbc, dWd, dbd};
+  for (size_t i = 0; i < params.size(); ++i) h.bind(grads[i], Kind::Grad, (int)i);
+
+  h.fillUniform(x);
+  for (Node *p : params) h.fillUniform(p, -0.5, 0.5);
+  h.fillUniform(y);
+  h.lossWeights()[0] = 0.8f;
+  checkGradients(h, params, 3, 5);
+}
+
+// Not run by default: `test_codegen "[.timing]" -s` prints compile and step times of a
+// Fashion-MNIST-sized model (conv 32×3×3, maxpool 2, dense 64, dense 10, CE), forward + backward.
+TEST_CASE("timing: fashion-sized train_step", "[.timing]") {
+  const int64_t batch = 64;
+  Harness h(batch, "train_step");
+  Node *x = h.input({1, 28, 28});
+  Node *Wc = h.param({32, 1, 3, 3}), *bc = h.param({32});
+  Node *W1 = h.param({64, 5408}), *b1 = h.param({64});
+  Node *W2 = h.param({10, 64}), *b2 = h.param({10});
+  Node *y = h.label({1});
+  Node *c = h.b.unary(OpKind::Relu, h.b.biasAdd(h.b.conv2d(x, Wc, 1, 0), bc));  // [32,26,26]
+  Node *p = h.b.maxPool(c, 2, 2);                                                // [32,13,13]
+  Node *flat = h.b.reshape(p, batched({5408}));
+  Node *h1 = h.b.unary(OpKind::Relu, dense(h, flat, W1, b1));
+  Node *z = dense(h, h1, W2, b2);
+  Node *w = h.lossWeight(0);
+  Node *L = h.b.loss(OpKind::CrossEntropy, z, y);
+  Node *dz = h.b.lossBwd(OpKind::CrossEntropyBwd, z, y, w);
+  Node *dW2 = h.b.matmul(dz, h1, true, false), *db2 = h.b.biasGrad(dz);
+  Node *dh1 = h.b.unaryBwd(OpKind::ReluBwd, h1, h.b.matmul(dz, W2, false, false));
+  Node *dW1 = h.b.matmul(dh1, flat, true, false), *db1 = h.b.biasGrad(dh1);
+  Node *dp = h.b.reshape(h.b.matmul(dh1, W1, false, false), p->type);
+  Node *dc = h.b.unaryBwd(OpKind::ReluBwd, c, h.b.maxPoolBwd(c, dp, 2, 2));
+  Node *dWc = h.b.conv2dBwdFilter(x, dc, Wc->type, 1, 0), *dbc = h.b.biasGrad(dc);
+  h.bind(L, Kind::TaskLoss, 0);
+  h.bind(h.b.mul(w, L), Kind::TotalLoss, 0);
+  std::vector<Node *> grads{dWc, dbc, dW1, db1, dW2, db2};
+  for (size_t i = 0; i < grads.size(); ++i) h.bind(grads[i], Kind::Grad, (int)i);
+
+  auto t0 = std::chrono::steady_clock::now();
+  h.prepare();
+  double prepareMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  h.fillUniform(x, 0, 1);
+  for (Node *q : {Wc, bc, W1, b1, W2, b2}) h.fillUniform(q, -0.05, 0.05);
+  h.fillClasses(y, 10);
+  h.poison = false;  // time the step, not the NaN fill
+  h.run(batch);
+  const int steps = 20;
+  t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) h.run(batch);
+  double stepMs =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
+  std::cout << "fashion-sized train_step: compile " << h.compiled().compileMs << " ms (prepare "
+            << prepareMs << " ms), " << h.fn.nodes.size() << " nodes, acts "
+            << h.compiled().actsFloats * 4 / 1024 << " KiB; step (batch " << batch << ") "
+            << stepMs << " ms, loss " << h.losses()[0] << "\n";
+  CHECK(std::isfinite(h.losses()[0]));
+}
