@@ -217,3 +217,28 @@ TEST_CASE("synthetic_mmoe: deterministic, split-dependent, correlation knob work
   CHECK(high > 0.6);
   CHECK(std::fabs(low) < 0.3);
 }
+
+TEST_CASE("multi_fashion: overlaid pairs, labels from both items, pixels in [0,1]", "[data][fashion]") {
+  if (!std::filesystem::exists(fashionMnistDir() + "/t10k-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipped");
+    return;
+  }
+  Table src = fashionMnist("test");
+  Table t = multiFashion("test");
+  REQUIRE(t.rows == 10000);
+  const Field& px = field(t, "pixels");
+  REQUIRE(px.width == 784);
+  float lo = 1e9f, hi = -1e9f;
+  for (float v : px.data) lo = std::min(lo, v), hi = std::max(hi, v);
+  CHECK(lo >= 0.0f);
+  CHECK(hi <= 1.0f);
+  CHECK(hi > 0.9f);
+  // The left label is item i's; the right labels are a permutation of the source labels.
+  CHECK(field(t, "left").data == field(src, "label").data);
+  std::vector<int> a(10), b(10);
+  for (float y : field(t, "right").data) b[int(y)]++;
+  for (float y : field(src, "label").data) a[int(y)]++;
+  CHECK(a == b);
+  CHECK(field(t, "right").data != field(src, "label").data);
+  CHECK(multiFashion("test").find("pixels")->data == px.data);  // deterministic
+}
