@@ -1,0 +1,632 @@
+// Semantic analysis: the model declaration, names, inputs, shared blocks, tasks, the train block.
+// Layer rules are in ShapeInference.cpp, the data block in DataBinding.cpp.
+#include "sema/SemaInternal.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <fmt/format.h>
+
+namespace mtlc::sema {
+
+const std::vector<std::string> &knownLosses() {
+  static const std::vector<std::string> v = {"cross_entropy", "bce", "mse", "l1"};
+  return v;
+}
+
+const std::vector<std::string> &knownMetrics() {
+  static const std::vector<std::string> v = {"accuracy", "auc", "mse", "mae"};
+  return v;
+}
+
+namespace detail {
+
+const char *nameKindWord(NameKind k) {
+  switch (k) {
+  case NameKind::Input: return "input";
+  case NameKind::Shared: return "shared block";
+  case NameKind::Task: return "task";
+  }
+  return "?";
+}
+
+namespace {
+
+const char *lossName(rt::LossKind k) {
+  switch (k) {
+  case rt::LossKind::CrossEntropy: return "cross_entropy";
+  case rt::LossKind::BCE: return "bce";
+  case rt::LossKind::MSE: return "mse";
+  case rt::LossKind::L1: return "l1";
+  }
+  return "?";
+}
+
+// Common spellings from other frameworks, mapped to ours.
+std::string aliasHint(const std::string &name, const std::map<std::string, std::string> &aliases) {
+  auto it = aliases.find(name);
+  return it == aliases.end() ? "" : "; did you mean '" + it->second + "'?";
+}
+
+}  // namespace
+
+std::optional<Model> Analyzer::run() {
+  checkModelDecl();
+  declareNames();
+  checkInputs();
+  checkShared();
+  checkTasks();
+  checkTrain();
+  checkData();
+  if (diags_.hasErrors()) return std::nullopt;
+  return std::move(model_);
+}
+
+// ---- model NAME ---------------------------------------------------------------------------------
+
+void Analyzer::checkModelDecl() {
+  if (prog_.models.empty()) {
+    SourceRange where{{1, 1}, {1, 1}};
+    if (!prog_.order.empty()) where = prog_.order.front().loc;
+    diags_.error(where, "missing the model declaration: a program starts with 'model NAME'");
+    return;
+  }
+  const ast::ModelDecl &m = prog_.models.front();
+  model_.name = m.name;
+  for (size_t i = 1; i < prog_.models.size(); ++i) {
+    diags_.error(prog_.models[i].loc, "a program declares one model; this is the second");
+    diags_.note(m.loc, "the model is declared here");
+  }
+  const auto &first = prog_.order.front();
+  if (first.kind != ast::Program::ItemKind::Model) {
+    diags_.error(m.loc, "'model " + m.name + "' must come first, before every other declaration");
+    diags_.note(first.loc, "the first declaration is here");
+  }
+}
+
+// ---- Names --------------------------------------------------------------------------------------
+
+void Analyzer::declareNames() {
+  for (const auto &item : prog_.order) {
+    const std::string *name = nullptr;
+    SourceRange loc;
+    NameKind kind;
+    switch (item.kind) {
+    case ast::Program::ItemKind::Input:
+      name = &prog_.inputs[item.index].name;
+      loc = prog_.inputs[item.index].nameLoc;
+      kind = NameKind::Input;
+      break;
+    case ast::Program::ItemKind::Shared:
+      name = &prog_.shared[item.index].name;
+      loc = prog_.shared[item.index].nameLoc;
+      kind = NameKind::Shared;
+      break;
+    case ast::Program::ItemKind::Task:
+      name = &prog_.tasks[item.index].name;
+      loc = prog_.tasks[item.index].nameLoc;
+      kind = NameKind::Task;
+      break;
+    default: continue;
+    }
+    if (auto it = names_.find(*name); it != names_.end()) {
+      diags_.error(loc, fmt::format("'{}' is already defined", *name));
+      diags_.note(it->second.loc,
+                  fmt::format("'{}' is first defined here, as {} {}", *name,
+                              it->second.kind == NameKind::Input ? "an" : "a",
+                              nameKindWord(it->second.kind)));
+      continue;
+    }
+    if (kind != NameKind::Input && (*name == "mtl" || *name == "optim")) {
+      diags_.error(loc, fmt::format("the name '{}' is reserved: checkpoints use '{}.' for "
+                                    "training state",
+                                    *name, *name));
+    }
+    size_t index = 0;
+    switch (kind) {
+    case NameKind::Input:
+      index = inputDecls_.size();
+      inputDecls_.push_back(&prog_.inputs[item.index]);
+      break;
+    case NameKind::Shared:
+      index = sharedDecls_.size();
+      sharedDecls_.push_back(&prog_.shared[item.index]);
+      break;
+    case NameKind::Task:
+      index = taskDecls_.size();
+      taskDecls_.push_back(&prog_.tasks[item.index]);
+      break;
+    }
+    names_[*name] = {kind, index, loc};
+  }
+}
+
+// ---- input NAME : f32[...] ------------------------------------------------------------------------
+
+void Analyzer::checkInputs() {
+  for (const ast::InputDecl *d : inputDecls_) {
+    Input in;
+    in.name = d->name;
+    in.loc = d->loc;
+    bool ok = true;
+    if (d->dtype != "f32") {
+      diags_.error(d->dtypeLoc, fmt::format("unsupported element type '{}': inputs are f32{}",
+                                            d->dtype, d->dtype == "F32" ? "; did you mean 'f32'?" : ""));
+      ok = false;
+    }
+    for (const ast::Value &v : d->dims) {
+      if (!v.isInteger || !(v.number >= 1)) {
+        diags_.error(v.loc, fmt::format("a dimension must be an integer of at least 1, got {}", v.text));
+        ok = false;
+        continue;
+      }
+      if (v.number > static_cast<double>(kMaxInt)) {
+        diags_.error(v.loc, fmt::format("dimension {} is too large (at most {})", v.text, kMaxInt));
+        ok = false;
+        continue;
+      }
+      in.shape.push_back(static_cast<int64_t>(v.number));
+    }
+    if (ok) {
+      int64_t n = elementCount(in.shape);
+      if (n < 0 || n > kMaxInt) {
+        diags_.error(d->shapeLoc, fmt::format("input '{}' has too many values per sample (at most {})",
+                                              d->name, kMaxInt));
+        ok = false;
+      }
+    }
+    model_.inputs.push_back(std::move(in));
+    inputOk_.push_back(ok);
+  }
+}
+
+// ---- Pipelines ------------------------------------------------------------------------------------
+
+std::optional<Shape> Analyzer::resolveSource(const ast::Pipeline &ap, bool isShared,
+                                             size_t sharedIndex, Pipeline &out, Origin &origin,
+                                             bool &ok) {
+  ok = true;
+  if (ap.sourceKind == ast::Pipeline::SourceKind::Gate) {
+    diags_.error(ap.sourceLoc, "gate(...) (a task's gate over a mixture) is not supported yet");
+    ok = false;
+    return std::nullopt;
+  }
+  out.source = ap.source;
+  auto it = names_.find(ap.source);
+  if (it == names_.end()) {
+    std::vector<std::string> candidates;
+    for (const auto &[name, info] : names_)
+      if (info.kind == NameKind::Input || (info.kind == NameKind::Shared && (!isShared || info.index < sharedIndex)))
+        candidates.push_back(name);
+    std::string hint = didYouMean(ap.source, candidates);
+    if (hint.empty() && std::find(knownLayers().begin(), knownLayers().end(), ap.source) != knownLayers().end())
+      hint = "; a pipeline starts from an input or a shared block, then '->' and its layers";
+    diags_.error(ap.sourceNameLoc, fmt::format("unknown name '{}'{}", ap.source, hint));
+    ok = false;
+    return std::nullopt;
+  }
+  const NameInfo &info = it->second;
+  switch (info.kind) {
+  case NameKind::Task:
+    diags_.error(ap.sourceNameLoc, fmt::format("'{}' is a task; a pipeline starts from an input "
+                                               "or a shared block",
+                                               ap.source));
+    diags_.note(info.loc, fmt::format("task '{}' is defined here", ap.source));
+    ok = false;
+    return std::nullopt;
+  case NameKind::Input:
+    out.sourceIsInput = true;
+    out.sourceIndex = static_cast<int>(info.index);
+    if (!inputOk_[info.index]) return std::nullopt;
+    origin = {inputDecls_[info.index]->shapeLoc,
+              fmt::format("input '{}' has shape {}", ap.source, shapeStr(model_.inputs[info.index].shape))};
+    return model_.inputs[info.index].shape;
+  case NameKind::Shared:
+    if (isShared && info.index == sharedIndex) {
+      diags_.error(ap.sourceNameLoc, fmt::format("shared block '{}' cannot start from itself", ap.source));
+      ok = false;
+      return std::nullopt;
+    }
+    if (isShared && info.index > sharedIndex) {
+      diags_.error(ap.sourceNameLoc,
+                   fmt::format("shared block '{}' is defined later; a shared block can only start "
+                               "from an input or a shared block defined before it",
+                               ap.source));
+      diags_.note(info.loc, fmt::format("'{}' is defined here", ap.source));
+      ok = false;
+      return std::nullopt;
+    }
+    out.sourceIsInput = false;
+    out.sourceIndex = static_cast<int>(info.index);
+    if (!sharedOut_[info.index]) return std::nullopt;
+    origin = sharedOrigin_[info.index];
+    return sharedOut_[info.index];
+  }
+  return std::nullopt;
+}
+
+void Analyzer::checkShared() {
+  for (size_t i = 0; i < sharedDecls_.size(); ++i) {
+    const ast::SharedDecl &d = *sharedDecls_[i];
+    Pipeline p;
+    p.name = d.name;
+    p.loc = d.loc;
+    Origin origin;
+    bool ok;
+    std::optional<Shape> in = resolveSource(d.pipeline, true, i, p, origin, ok);
+    if (in) p.inShape = *in;
+    std::optional<Shape> outShape = checkLayers(d.pipeline.layers, in, origin, p);
+    if (outShape) {
+      p.outShape = *outShape;
+      // Notes about this block's output point at its last layer (or its source).
+      SourceRange at = d.pipeline.layers.empty() ? d.nameLoc : d.pipeline.layers.back().loc;
+      sharedOrigin_.push_back({at, fmt::format("shared block '{}' produces {}", d.name, shapeStr(*outShape))});
+    } else {
+      sharedOrigin_.push_back({});
+    }
+    sharedOut_.push_back(outShape);
+    model_.shared.push_back(std::move(p));
+  }
+}
+
+// ---- Tasks --------------------------------------------------------------------------------------
+
+void Analyzer::checkTasks() {
+  for (size_t i = 0; i < taskDecls_.size(); ++i) checkTask(*taskDecls_[i], i);
+  if (taskDecls_.empty() && !prog_.models.empty())
+    diags_.error(prog_.models.front().loc,
+                 fmt::format("model '{}' has no tasks; add one, e.g. task NAME {{ SOURCE -> dense(1) "
+                             "loss mse }}",
+                             prog_.models.front().name));
+}
+
+void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
+  Task task;
+  task.name = t.name;
+  task.loc = t.loc;
+  task.head.name = t.name;
+  task.head.loc = t.loc;
+  bool headOk = true;
+
+  // The pipeline: exactly one.
+  std::optional<Shape> out;
+  SourceRange lastLoc;
+  if (t.pipelines.empty()) {
+    diags_.error(t.nameLoc, fmt::format("task '{}' has no pipeline; start its body with e.g. "
+                                        "'trunk -> dense(1)'",
+                                        t.name));
+    headOk = false;
+  } else {
+    for (size_t k = 1; k < t.pipelines.size(); ++k) {
+      const ast::Pipeline &extra = t.pipelines[k];
+      std::string hint = extra.sourceKind == ast::Pipeline::SourceKind::Name &&
+                                 std::find(knownLayers().begin(), knownLayers().end(), extra.source) !=
+                                     knownLayers().end()
+                             ? fmt::format(" (missing '->' before '{}'?)", extra.source)
+                             : "";
+      diags_.error(extra.sourceLoc, fmt::format("task '{}' has a second pipeline{}", t.name, hint));
+      diags_.note(t.pipelines[0].loc, "its pipeline is here");
+    }
+    const ast::Pipeline &ap = t.pipelines[0];
+    Origin origin;
+    bool ok;
+    std::optional<Shape> in = resolveSource(ap, false, 0, task.head, origin, ok);
+    if (in) task.head.inShape = *in;
+    out = checkLayers(ap.layers, in, origin, task.head);
+    if (out) {
+      task.head.outShape = *out;
+    } else {
+      headOk = false;
+    }
+    lastLoc = ap.layers.empty() ? ap.sourceLoc : ap.layers.back().loc;
+    if (out && out->size() != 1) {
+      diags_.error(lastLoc, fmt::format("the head of task '{}' must end with a 1-D output, but it "
+                                        "produces {}; end it with 'flatten' or 'dense(n)'",
+                                        t.name, shapeStr(*out)));
+      headOk = false;
+    }
+  }
+  int64_t width = headOk ? (*out)[0] : 0;
+  std::string widthNote = fmt::format("the head of task '{}' produces {}", t.name,
+                                      headOk ? shapeStr(*out) : std::string());
+
+  // The loss: exactly one.
+  bool lossOk = false;
+  if (t.losses.empty()) {
+    diags_.error(t.nameLoc, fmt::format("task '{}' has no loss; add e.g. 'loss cross_entropy', "
+                                        "'loss bce' or 'loss mse'",
+                                        t.name));
+  } else {
+    for (size_t k = 1; k < t.losses.size(); ++k) {
+      diags_.error(t.losses[k].loc, fmt::format("task '{}' has a second loss", t.name));
+      diags_.note(t.losses[0].loc, "its loss is given here");
+    }
+    const ast::Call &l = t.losses[0];
+    static const std::map<std::string, rt::LossKind> losses = {
+        {"cross_entropy", rt::LossKind::CrossEntropy}, {"bce", rt::LossKind::BCE},
+        {"mse", rt::LossKind::MSE}, {"l1", rt::LossKind::L1}};
+    static const std::map<std::string, std::string> aliases = {
+        {"mae", "l1"}, {"crossentropy", "cross_entropy"}, {"ce", "cross_entropy"},
+        {"nll", "cross_entropy"}, {"softmax", "cross_entropy"}, {"binary_cross_entropy", "bce"},
+        {"bce_with_logits", "bce"}, {"logistic", "bce"}, {"l2", "mse"}};
+    auto it = losses.find(l.name);
+    if (it == losses.end()) {
+      std::string hint = aliasHint(l.name, aliases);
+      if (hint.empty()) hint = didYouMean(l.name, knownLosses());
+      if (hint.empty()) hint = "; the losses are cross_entropy, bce, mse and l1";
+      diags_.error(l.nameLoc, fmt::format("unknown loss '{}'{}", l.name, hint));
+    } else {
+      task.loss = it->second;
+      lossOk = true;
+      if (l.hasArgs()) {
+        diags_.error(l.loc, fmt::format("loss '{}' takes no arguments", l.name));
+      }
+    }
+  }
+
+  // Head width against the loss.
+  if (lossOk && headOk) {
+    const ast::Call &l = t.losses[0];
+    switch (task.loss) {
+    case rt::LossKind::CrossEntropy:
+      if (width < 2) {
+        diags_.error(l.nameLoc, fmt::format("cross_entropy needs a head width of at least 2 (one "
+                                            "output per class), but task '{}' produces {}; for a "
+                                            "0/1 label use 'bce'",
+                                            t.name, shapeStr(*out)));
+        diags_.note(lastLoc, widthNote);
+        headOk = false;
+      }
+      task.labelWidth = 1;
+      break;
+    case rt::LossKind::BCE:
+      if (width != 1) {
+        diags_.error(l.nameLoc, fmt::format("bce needs a head width of 1 (one logit), but task "
+                                            "'{}' produces {}; for {} classes use 'cross_entropy'",
+                                            t.name, shapeStr(*out), width));
+        diags_.note(lastLoc, widthNote);
+        headOk = false;
+      }
+      task.labelWidth = 1;
+      break;
+    case rt::LossKind::MSE:
+    case rt::LossKind::L1:
+      task.labelWidth = width;
+      break;
+    }
+  }
+
+  // The weight: at most one, a number >= 0.
+  for (size_t k = 0; k < t.weights.size(); ++k) {
+    const ast::Value &w = t.weights[k];
+    if (k > 0) {
+      diags_.error(w.loc, fmt::format("task '{}' has a second weight", t.name));
+      diags_.note(t.weights[0].loc, "its weight is given here");
+      continue;
+    }
+    if (!std::isfinite(w.number))
+      diags_.error(w.loc, fmt::format("the number {} is out of range", w.text));
+    else if (w.number < 0)
+      diags_.error(w.loc, fmt::format("a task weight must be at least 0, got {}", w.text));
+    else
+      task.weight = w.number;
+  }
+
+  // Metrics: known, not repeated, valid for the loss.
+  static const std::map<std::string, rt::Metric> metrics = {
+      {"accuracy", rt::Metric::Accuracy}, {"auc", rt::Metric::AUC}, {"mse", rt::Metric::MSE},
+      {"mae", rt::Metric::MAE}};
+  static const std::map<std::string, std::string> metricAliases = {
+      {"acc", "accuracy"}, {"roc_auc", "auc"}, {"auroc", "auc"}, {"l1", "mae"}, {"rmse", "mse"}};
+  std::map<std::string, SourceRange> seen;
+  for (const ast::MetricName &m : t.metrics) {
+    auto it = metrics.find(m.name);
+    if (it == metrics.end()) {
+      std::string hint = aliasHint(m.name, metricAliases);
+      if (hint.empty()) hint = didYouMean(m.name, knownMetrics());
+      if (hint.empty()) hint = "; the metrics are accuracy, auc, mse and mae";
+      diags_.error(m.loc, fmt::format("unknown metric '{}'{}", m.name, hint));
+      continue;
+    }
+    if (auto s = seen.find(m.name); s != seen.end()) {
+      diags_.error(m.loc, fmt::format("metric '{}' is listed twice", m.name));
+      diags_.note(s->second, "first listed here");
+      continue;
+    }
+    seen[m.name] = m.loc;
+    if (lossOk) {
+      rt::Metric metric = it->second;
+      bool classification = task.loss == rt::LossKind::CrossEntropy || task.loss == rt::LossKind::BCE;
+      std::string problem;
+      if (metric == rt::Metric::Accuracy && !classification)
+        problem = "needs a classification loss (cross_entropy or bce)";
+      else if (metric == rt::Metric::AUC && task.loss != rt::LossKind::BCE)
+        problem = "needs a binary task (loss bce)";
+      else if ((metric == rt::Metric::MSE || metric == rt::Metric::MAE) && classification)
+        problem = "needs a regression loss (mse or l1)";
+      if (!problem.empty()) {
+        diags_.error(m.loc, fmt::format("metric '{}' {}, but task '{}' uses {}", m.name, problem,
+                                        t.name, lossName(task.loss)));
+        continue;
+      }
+    }
+    task.metrics.push_back(it->second);
+  }
+
+  taskHeadOk_.push_back(headOk && lossOk);
+  model_.tasks.push_back(std::move(task));
+}
+
+// ---- train { ... } --------------------------------------------------------------------------------
+
+void Analyzer::checkOptimizer(const ast::Setting &s) {
+  if (!s.isCall) {
+    diags_.error(s.valueLoc, fmt::format("optimizer must be sgd(lr=...) or adam(...), got {}",
+                                         ast::str(s.value)));
+    return;
+  }
+  const ast::Call &c = s.call;
+  ParamDef lr = realParam("lr", c.name == "sgd", 1e-3);
+  lr.lo = 0;
+  lr.loOpen = true;
+  auto unit = [](std::string name, double def) {
+    ParamDef p = realParam(std::move(name), false, def);
+    p.lo = 0;
+    p.hi = 1;
+    p.hiOpen = true;
+    return p;
+  };
+  ParamDef wd = realParam("weight_decay", false, 0);
+  wd.lo = 0;
+  rt::OptimizerSpec &o = model_.train.optimizer;
+  if (c.name == "sgd") {
+    BoundArgs a = bindArgs(c, "optimizer 'sgd'", {lr, unit("momentum", 0), wd}, "sgd(lr=0.01)", diags_);
+    o.kind = "sgd";
+    o.lr = a.num("lr");
+    o.momentum = a.num("momentum");
+    o.weightDecay = a.num("weight_decay");
+  } else if (c.name == "adam") {
+    ParamDef eps = realParam("eps", false, 1e-8);
+    eps.lo = 0;
+    eps.loOpen = true;
+    BoundArgs a = bindArgs(c, "optimizer 'adam'",
+                           {lr, unit("beta1", 0.9), unit("beta2", 0.999), eps, wd},
+                           "adam(lr=0.001)", diags_);
+    o.kind = "adam";
+    o.lr = a.num("lr");
+    o.beta1 = a.num("beta1");
+    o.beta2 = a.num("beta2");
+    o.eps = a.num("eps");
+    o.weightDecay = a.num("weight_decay");
+  } else {
+    std::string hint = didYouMean(c.name, {"sgd", "adam"});
+    if (hint.empty()) hint = "; the optimizers are sgd and adam";
+    diags_.error(c.nameLoc, fmt::format("unknown optimizer '{}'{}", c.name, hint));
+  }
+}
+
+void Analyzer::checkWeighting(const ast::Setting &s) {
+  if (!s.isCall) {
+    diags_.error(s.valueLoc, fmt::format("weighting must be a strategy name such as fixed or "
+                                         "uniform, got {}",
+                                         ast::str(s.value)));
+    return;
+  }
+  const ast::Call &c = s.call;
+  static const std::vector<std::string> supported = {"fixed", "uniform"};
+  static const std::vector<std::string> later = {"uncertainty", "dwa", "gradnorm", "pcgrad", "mgda"};
+  if (std::find(supported.begin(), supported.end(), c.name) != supported.end()) {
+    bindArgs(c, "weighting '" + c.name + "'", {}, "", diags_);
+    model_.train.weighting = c.name;
+    return;
+  }
+  if (std::find(later.begin(), later.end(), c.name) != later.end()) {
+    diags_.error(c.nameLoc, fmt::format("weighting '{}' is not supported yet; use 'fixed' or "
+                                        "'uniform'",
+                                        c.name));
+    return;
+  }
+  std::vector<std::string> all = supported;
+  all.insert(all.end(), later.begin(), later.end());
+  std::string hint = didYouMean(c.name, all);
+  if (hint.empty()) hint = "; use 'fixed' or 'uniform'";
+  diags_.error(c.nameLoc, fmt::format("unknown weighting '{}'{}", c.name, hint));
+}
+
+void Analyzer::checkTrain() {
+  if (prog_.trains.empty()) return;  // all defaults
+  for (size_t i = 1; i < prog_.trains.size(); ++i) {
+    diags_.error(prog_.trains[i].keywordLoc, "a program has one train block; this is the second");
+    diags_.note(prog_.trains[0].keywordLoc, "the first train block is here");
+  }
+  static const std::vector<std::string> settings = {"optimizer", "batch", "epochs",
+                                                    "weighting", "seed", "shuffle"};
+  static const std::vector<std::string> optimizerArgs = {"lr", "momentum", "beta1", "beta2", "eps",
+                                                         "weight_decay"};
+  std::map<std::string, SourceRange> seen;
+  rt::TrainSpec &tr = model_.train;
+  for (const ast::Setting &s : prog_.trains[0].settings) {
+    if (std::find(settings.begin(), settings.end(), s.name) == settings.end()) {
+      std::string hint;
+      if (std::find(optimizerArgs.begin(), optimizerArgs.end(), s.name) != optimizerArgs.end())
+        hint = fmt::format("; '{}' is an argument of the optimizer: optimizer adam({}=...)", s.name, s.name);
+      else if (s.name == "batch_size")
+        hint = "; did you mean 'batch'?";
+      else if (s.name == "epoch")
+        hint = "; did you mean 'epochs'?";
+      else
+        hint = didYouMean(s.name, settings);
+      if (hint.empty()) hint = "; the settings are optimizer, batch, epochs, weighting, seed and shuffle";
+      diags_.error(s.nameLoc, fmt::format("unknown train setting '{}'{}", s.name, hint));
+      continue;
+    }
+    if (auto it = seen.find(s.name); it != seen.end()) {
+      diags_.error(s.nameLoc, fmt::format("'{}' is set twice", s.name));
+      diags_.note(it->second, "first set here");
+      continue;
+    }
+    seen[s.name] = s.nameLoc;
+    if (s.name == "optimizer") {
+      checkOptimizer(s);
+    } else if (s.name == "weighting") {
+      checkWeighting(s);
+    } else if (s.name == "shuffle") {
+      if (s.isCall && !s.call.hasParens && (s.call.name == "true" || s.call.name == "false"))
+        tr.shuffle = s.call.name == "true";
+      else
+        diags_.error(s.valueLoc, fmt::format("shuffle must be true or false, got {}",
+                                             s.isCall ? ast::str(s.call) : ast::str(s.value)));
+    } else {  // batch, epochs, seed: integers
+      const bool isSeed = s.name == "seed";
+      if (s.isCall || !s.value.isInteger) {
+        diags_.error(s.valueLoc, fmt::format("{} must be an integer, got {}", s.name,
+                                             s.isCall ? ast::str(s.call) : ast::str(s.value)));
+        continue;
+      }
+      const ast::Value &v = s.value;
+      if (isSeed) {
+        errno = 0;
+        const std::string &digits = v.text;
+        unsigned long long seed = digits.empty() || digits[0] == '-' ? 0 : std::strtoull(digits.c_str(), nullptr, 10);
+        if (!digits.empty() && digits[0] == '-') {
+          diags_.error(v.loc, fmt::format("seed must be at least 0, got {}", v.text));
+        } else if (errno == ERANGE) {
+          diags_.error(v.loc, fmt::format("seed {} is too large (at most {})", v.text,
+                                          std::numeric_limits<uint64_t>::max()));
+        } else {
+          tr.seed = seed;
+        }
+        continue;
+      }
+      if (v.number < 1) {
+        diags_.error(v.loc, fmt::format("{} must be at least 1, got {}", s.name, v.text));
+        continue;
+      }
+      if (v.number > static_cast<double>(kMaxInt)) {
+        diags_.error(v.loc, fmt::format("{} {} is too large (at most {})", s.name, v.text, kMaxInt));
+        continue;
+      }
+      (s.name == "batch" ? tr.batch : tr.epochs) = static_cast<int64_t>(v.number);
+    }
+  }
+}
+
+}  // namespace detail
+
+std::optional<Model> analyze(const ast::Program &program, const std::string &file,
+                             Diagnostics &diags) {
+  size_t first = diags.diagnostics().size();
+  try {
+    detail::Analyzer a(program, file, diags);
+    auto model = a.run();
+    diags.sortByLocation(first);
+    return model;
+  } catch (const std::exception &e) {
+    diags.error(std::string("internal error in semantic analysis: ") + e.what());
+  } catch (...) {
+    diags.error("internal error in semantic analysis");
+  }
+  return std::nullopt;
+}
+
+}  // namespace mtlc::sema

@@ -1,0 +1,33 @@
+// Semantic analysis: ast::Program -> the checked, typed sema::Model.
+//
+// Resolves names, checks every layer's arguments, infers per-sample shapes through every pipeline,
+// checks losses / metrics / weights, the train block and the data block. Every mistake a user can
+// make in a program is reported here as a located diagnostic (never an exception); analysis goes
+// on after an error to report independent ones, but does not report errors that only follow from
+// an earlier one (an unknown layer makes the rest of that pipeline's shapes unknown, not wrong).
+#pragma once
+
+#include "sema/Model.h"
+#include "syntax/AST.h"
+#include "syntax/Diagnostics.h"
+
+#include <optional>
+#include <string>
+
+namespace mtlc::sema {
+
+// `file` is the path of the .mtl file as it can be opened (data paths in the program are resolved
+// against its directory); it is stored in Model::file. Returns nullopt when any error was reported.
+std::optional<Model> analyze(const ast::Program &program, const std::string &file,
+                             Diagnostics &diags);
+
+// The names sema knows, for documentation, completion and tests.
+const std::vector<std::string> &knownLayers();      // dense, conv2d, ...
+const std::vector<std::string> &knownLosses();      // cross_entropy, bce, mse, l1
+const std::vector<std::string> &knownMetrics();     // accuracy, auc, mse, mae
+const std::vector<std::string> &knownSources();     // fashion_mnist, idx, csv (+ unsupported ones)
+
+// Element count of a shape (1 for []); -1 on overflow.
+int64_t elementCount(const Shape &s);
+
+}  // namespace mtlc::sema

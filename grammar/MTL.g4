@@ -1,0 +1,215 @@
+// The syntax of .mtl programs: the only description of it (docs/ and LANGUAGE.md explain meaning).
+//
+// Design notes
+// - Whitespace, newlines included, is insignificant: statements end where the next keyword or name
+//   begins, so `loss bce weight 0.5` on one line means the same as on two.
+// - Only the words that start a declaration or a task statement are reserved (see KEYWORDS below).
+//   Layer, loss, metric, optimizer, data-source and train-setting names are ordinary identifiers:
+//   semantic analysis checks them, which gives better messages ("unknown layer 'desne'; did you
+//   mean 'dense'?") than a parser could.
+// - The grammar is deliberately permissive about order and multiplicity (several `model` lines, a
+//   task without a loss, two pipelines in one task, a `train` block anywhere): those are reported
+//   by semantic analysis with a location and a note pointing at the other occurrence.
+// - Inside `task NAME { ... }` the pipeline and the `loss` / `weight` / `metric` statements may come
+//   in any order; by convention the pipeline comes first.
+
+grammar MTL;
+
+// ---- Program ----------------------------------------------------------------------------------
+
+program
+    : item* EOF
+    ;
+
+item
+    : modelDecl
+    | inputDecl
+    | sharedDecl
+    | taskDecl
+    | trainBlock
+    | dataBlock
+    ;
+
+// model NAME
+modelDecl
+    : MODEL name=IDENT
+    ;
+
+// input NAME : f32[1, 28, 28]      (dims are checked by sema: integers >= 1)
+inputDecl
+    : INPUT name=IDENT ':' dtype=IDENT '[' number (',' number)* ']'
+    ;
+
+// shared NAME = SOURCE -> layer -> layer ...
+sharedDecl
+    : SHARED name=IDENT '=' pipeline
+    ;
+
+// task NAME { PIPELINE  loss L  weight W  metric M, M ... }
+taskDecl
+    : TASK name=IDENT '{' taskItem* '}'
+    ;
+
+taskItem
+    : pipeline                                        # taskPipeline
+    | LOSS call                                       # taskLoss
+    | WEIGHT number                                   # taskWeight
+    | METRIC metricName (',' metricName)*             # taskMetric
+    ;
+
+metricName
+    : IDENT
+    ;
+
+// ---- Pipelines --------------------------------------------------------------------------------
+
+// SOURCE -> stage -> stage ...   A pipeline ends at the first token that is not '->'.
+pipeline
+    : source ('->' stage)*
+    ;
+
+source
+    : GATE '(' IDENT ')'            # gateSource      // gate(experts): a task's gate over a mixture
+    | IDENT                         # nameSource      // an input or a shared block
+    ;
+
+// A layer, or a mixture of experts whose body is one expert's layers:
+//   x -> mixture(experts=8) { dense(16) -> relu }
+stage
+    : MIXTURE '(' argList? ')' '{' call ('->' call)* '}'   # mixtureStage
+    | call                                                 # layerStage
+    ;
+
+// A layer, loss, optimizer, weighting or data source: `relu`, `dense(64)`, `conv2d(32, kernel=3)`,
+// `adam(lr=0.001)`, `fashion_mnist("train")`. A bare name (no parentheses) has no arguments.
+call
+    : name=IDENT ('(' argList? ')')?
+    ;
+
+argList
+    : arg (',' arg)*
+    ;
+
+// Positional `3`, or keyword `kernel=3`. (Positional after keyword is rejected when building the AST.)
+arg
+    : (key=IDENT '=')? value
+    ;
+
+value
+    : number
+    | STRING
+    | IDENT                 // true, false, or any name; its meaning is up to sema
+    ;
+
+number
+    : '-'? (INT | FLOAT)
+    ;
+
+// ---- train { ... } ----------------------------------------------------------------------------
+
+// train { optimizer adam(lr=0.001) batch 64 epochs 2 weighting fixed seed 42 shuffle false }
+// Each setting is a name followed by exactly one value: a number, or a (possibly called) name.
+trainBlock
+    : TRAIN '{' trainSetting* '}'
+    ;
+
+trainSetting
+    : key=IDENT settingValue
+    ;
+
+settingValue
+    : number
+    | call
+    ;
+
+// ---- data { ... } -----------------------------------------------------------------------------
+
+// data { train SRC  test SRC  NAME = EXPR ... }
+dataBlock
+    : DATA '{' dataItem* '}'
+    ;
+
+dataItem
+    : role=(TRAIN | IDENT) call             # dataSource      // train fashion_mnist("train"); test ...
+    | target=IDENT '=' bindExpr             # dataBinding     // category = label
+    ;
+
+// FIELD [transform]:  pixels / 255,  label in {5, 7, 9},  label == 3,  columns(3..10) * 2
+bindExpr
+    : fieldRef (binOp number | IN '{' number (',' number)* '}')?
+    ;
+
+binOp
+    : '/' | '*' | '+' | '-' | '==' | '!=' | '>' | '>=' | '<' | '<='
+    ;
+
+// A field of the source: `pixels`, `label`, a csv column name, or `columns("a", "b")`,
+// `columns(3..10)` (0-based positions, both ends included).
+fieldRef
+    : name=IDENT ('(' columnSel (',' columnSel)* ')')?
+    ;
+
+columnSel
+    : STRING                # columnName
+    | INT ('..' INT)?       # columnRange
+    ;
+
+// ---- Lexer ------------------------------------------------------------------------------------
+
+// KEYWORDS: reserved words (cannot be used as names).
+MODEL   : 'model' ;
+INPUT   : 'input' ;
+SHARED  : 'shared' ;
+TASK    : 'task' ;
+LOSS    : 'loss' ;
+WEIGHT  : 'weight' ;
+METRIC  : 'metric' ;
+TRAIN   : 'train' ;
+DATA    : 'data' ;
+MIXTURE : 'mixture' ;
+GATE    : 'gate' ;
+IN      : 'in' ;
+
+ARROW     : '->' ;
+DOTDOT    : '..' ;
+EQEQ      : '==' ;
+NEQ       : '!=' ;
+GE        : '>=' ;
+LE        : '<=' ;
+GT        : '>' ;
+LT        : '<' ;
+ASSIGN    : '=' ;
+COLON     : ':' ;
+COMMA     : ',' ;
+LPAREN    : '(' ;
+RPAREN    : ')' ;
+LBRACE    : '{' ;
+RBRACE    : '}' ;
+LBRACKET  : '[' ;
+RBRACKET  : ']' ;
+PLUS      : '+' ;
+MINUS     : '-' ;
+STAR      : '*' ;
+SLASH     : '/' ;
+
+IDENT : [A-Za-z_] [A-Za-z0-9_]* ;
+
+// 3   0.5   1e-3   2.5E+4   (a sign is a separate token; `3..10` lexes as INT DOTDOT INT)
+INT   : DIGITS ;
+FLOAT : DIGITS '.' DIGITS EXPONENT?
+      | DIGITS EXPONENT
+      ;
+fragment DIGITS   : [0-9]+ ;
+fragment EXPONENT : [eE] [+-]? DIGITS ;
+
+// "text" with backslash escapes; no newlines inside.
+STRING : '"' (~["\\\r\n] | '\\' ~[\r\n])* '"' ;
+// A string missing its closing quote (longest match prefers STRING when the quote is there);
+// reported by the parser wrapper as "unterminated string".
+UNTERMINATED_STRING : '"' (~["\\\r\n] | '\\' ~[\r\n])* '\\'? ;
+
+COMMENT : '#' ~[\r\n]* -> skip ;
+WS      : [ \t\r\n\f]+ -> skip ;
+
+// Anything else: one bad character, reported by the parser wrapper ("unexpected character").
+BAD_CHAR : . ;

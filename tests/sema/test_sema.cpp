@@ -1,0 +1,350 @@
+// Semantic analysis of well-formed programs: inferred shapes, layer attributes, parameter-naming
+// indexes, tasks, and the filled TrainSpec / DataSpec.
+#include "sema/Sema.h"
+#include "syntax/Parser.h"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using mtlc::sema::LayerKind;
+using mtlc::sema::Model;
+using mtlc::sema::Shape;
+using Op = mtlc::rt::BindExpr::Op;
+
+namespace {
+
+std::string slurp(const fs::path &p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Parses and analyses; fails the test (showing the diagnostics) unless it is error-free.
+Model check(const std::string &text, const std::string &file = "dir/test.mtl") {
+  mtlc::Diagnostics diags(file, text);
+  auto program = mtlc::parseProgram(file, text, diags);
+  std::optional<Model> model;
+  if (program) model = mtlc::sema::analyze(*program, file, diags);
+  INFO(diags.str());
+  REQUIRE(model);
+  REQUIRE(diags.errorCount() == 0);
+  return *model;
+}
+
+std::string errorsOf(const std::string &text) {
+  mtlc::Diagnostics diags("e.mtl", text);
+  auto program = mtlc::parseProgram("e.mtl", text, diags);
+  if (program) CHECK_FALSE(mtlc::sema::analyze(*program, "e.mtl", diags));
+  return diags.str();
+}
+
+Model example(const char *name) {
+  fs::path p = fs::path(MTLC_SOURCE_DIR) / "examples" / name;
+  return check(slurp(p), p.string());
+}
+
+}  // namespace
+
+TEST_CASE("fashion.mtl: shapes through the trunk and the heads") {
+  Model m = example("fashion.mtl");
+  CHECK(m.name == "fashion");
+  REQUIRE(m.inputs.size() == 1);
+  CHECK(m.inputs[0].name == "image");
+  CHECK(m.inputs[0].shape == Shape{1, 28, 28});
+
+  REQUIRE(m.shared.size() == 1);
+  const auto &trunk = m.shared[0];
+  CHECK(trunk.name == "trunk");
+  CHECK(trunk.source == "image");
+  CHECK(trunk.sourceIsInput);
+  CHECK(trunk.sourceIndex == 0);
+  CHECK(trunk.inShape == Shape{1, 28, 28});
+  CHECK(trunk.outShape == Shape{5408});
+  REQUIRE(trunk.layers.size() == 4);
+  const auto &conv = trunk.layers[0];
+  CHECK(conv.kind == LayerKind::Conv2d);
+  CHECK(conv.units == 32);
+  CHECK(conv.kernel == 3);
+  CHECK(conv.stride == 1);
+  CHECK(conv.padding == 0);
+  CHECK(conv.in == Shape{1, 28, 28});
+  CHECK(conv.out == Shape{32, 26, 26});
+  CHECK(conv.hasParams());
+  CHECK(trunk.layers[1].kind == LayerKind::Relu);
+  CHECK(trunk.layers[1].out == Shape{32, 26, 26});
+  CHECK_FALSE(trunk.layers[1].hasParams());
+  CHECK(trunk.layers[2].kind == LayerKind::MaxPool);
+  CHECK(trunk.layers[2].kernel == 2);
+  CHECK(trunk.layers[2].stride == 2);
+  CHECK(trunk.layers[2].out == Shape{32, 13, 13});
+  CHECK(trunk.layers[3].kind == LayerKind::Flatten);
+  CHECK(trunk.layers[3].out == Shape{5408});
+  for (int i = 0; i < 4; ++i) CHECK(trunk.layers[i].index == i);
+  CHECK(trunk.layers[0].loc.begin.line == 6);
+  CHECK(trunk.layers[0].loc.begin.column == 25);
+
+  REQUIRE(m.tasks.size() == 2);
+  const auto &category = m.tasks[0];
+  CHECK(category.name == "category");
+  CHECK(category.head.name == "category");
+  CHECK(category.head.source == "trunk");
+  CHECK_FALSE(category.head.sourceIsInput);
+  CHECK(category.head.sourceIndex == 0);
+  CHECK(category.head.inShape == Shape{5408});
+  CHECK(category.head.outShape == Shape{10});
+  REQUIRE(category.head.layers.size() == 3);
+  // Parameter naming: category.0 is the first dense, category.2 the last.
+  CHECK(category.head.layers[0].index == 0);
+  CHECK(category.head.layers[0].kind == LayerKind::Dense);
+  CHECK(category.head.layers[0].in == Shape{5408});
+  CHECK(category.head.layers[0].out == Shape{64});
+  CHECK(category.head.layers[1].index == 1);
+  CHECK(category.head.layers[1].kind == LayerKind::Relu);
+  CHECK(category.head.layers[2].index == 2);
+  CHECK(category.head.layers[2].kind == LayerKind::Dense);
+  CHECK(category.head.layers[2].units == 10);
+  CHECK(category.head.layers[2].in == Shape{64});
+  CHECK(category.loss == mtlc::rt::LossKind::CrossEntropy);
+  CHECK(category.labelWidth == 1);
+  CHECK(category.weight == 1.0);
+  CHECK(category.metrics == std::vector<mtlc::rt::Metric>{mtlc::rt::Metric::Accuracy});
+
+  const auto &footwear = m.tasks[1];
+  CHECK(footwear.head.outShape == Shape{1});
+  CHECK(footwear.loss == mtlc::rt::LossKind::BCE);
+  CHECK(footwear.labelWidth == 1);
+  CHECK(footwear.weight == 0.5);
+  CHECK(footwear.metrics == std::vector<mtlc::rt::Metric>{mtlc::rt::Metric::Accuracy, mtlc::rt::Metric::AUC});
+}
+
+TEST_CASE("fashion.mtl: train and data specs") {
+  Model m = example("fashion.mtl");
+  const auto &t = m.train;
+  CHECK(t.optimizer.kind == "adam");
+  CHECK(t.optimizer.lr == Approx(0.001));
+  CHECK(t.optimizer.beta1 == Approx(0.9));
+  CHECK(t.optimizer.beta2 == Approx(0.999));
+  CHECK(t.optimizer.eps == Approx(1e-8));
+  CHECK(t.optimizer.weightDecay == 0);
+  CHECK(t.batch == 64);
+  CHECK(t.epochs == 2);
+  CHECK(t.seed == 42);
+  CHECK(t.shuffle);
+  CHECK(t.weighting == "fixed");
+
+  const auto &d = m.data;
+  CHECK(d.train.kind == "fashion_mnist");
+  CHECK(d.train.args == std::vector<std::string>{"train"});
+  CHECK(d.test.kind == "fashion_mnist");
+  CHECK(d.test.args == std::vector<std::string>{"test"});
+  REQUIRE(d.inputs.size() == 1);
+  CHECK(d.inputs[0].target == "image");
+  CHECK(d.inputs[0].expr.op == Op::Field);
+  CHECK(d.inputs[0].expr.ref.field == "pixels");
+  CHECK(d.inputs[0].width == 784);
+  REQUIRE(d.labels.size() == 2);
+  CHECK(d.labels[0].target == "category");
+  CHECK(d.labels[0].expr.ref.field == "label");
+  CHECK(d.labels[0].width == 1);
+  CHECK(d.labels[1].target == "footwear");
+  CHECK(d.labels[1].expr.op == Op::In);
+  CHECK(d.labels[1].expr.set == std::vector<double>{5, 7, 9});
+  CHECK(d.labels[1].width == 1);
+  CHECK(m.file.find("fashion.mtl") != std::string::npos);
+}
+
+TEST_CASE("tabular.mtl: csv paths resolved against the file, column ranges, shuffle false") {
+  Model m = example("tabular.mtl");
+  fs::path dir = fs::path(MTLC_SOURCE_DIR) / "examples";
+  CHECK(m.data.train.kind == "csv");
+  REQUIRE(m.data.train.args.size() == 1);
+  CHECK(fs::path(m.data.train.args[0]) == (dir / "tabular.csv").lexically_normal());
+  CHECK(fs::exists(m.data.train.args[0]));
+  CHECK(fs::exists(m.data.test.args[0]));
+  CHECK_FALSE(m.train.shuffle);
+  REQUIRE(m.data.inputs.size() == 1);
+  CHECK(m.data.inputs[0].expr.ref.field.empty());
+  CHECK(m.data.inputs[0].expr.ref.colFirst == 0);
+  CHECK(m.data.inputs[0].expr.ref.colLast == 7);
+  CHECK(m.data.inputs[0].width == 8);
+  REQUIRE(m.tasks.size() == 3);
+  CHECK(m.tasks[0].loss == mtlc::rt::LossKind::CrossEntropy);
+  CHECK(m.tasks[0].head.outShape == Shape{3});
+  CHECK(m.tasks[1].loss == mtlc::rt::LossKind::BCE);
+  CHECK(m.tasks[2].loss == mtlc::rt::LossKind::MSE);
+  CHECK(m.tasks[2].labelWidth == 1);
+  for (const auto &l : m.data.labels) CHECK(l.width == 1);
+}
+
+TEST_CASE("defaults when the train block or a setting is missing") {
+  Model m = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n");
+  CHECK(m.train.optimizer.kind == "adam");
+  CHECK(m.train.optimizer.lr == Approx(0.001));
+  CHECK(m.train.batch == 32);
+  CHECK(m.train.epochs == 1);
+  CHECK(m.train.seed == 0);
+  CHECK(m.train.shuffle);
+  CHECK(m.train.weighting == "fixed");
+  CHECK(m.tasks[0].weight == 1.0);
+  CHECK(m.tasks[0].metrics.empty());
+  CHECK_FALSE(m.data.train.present());  // no data block: compiles, nothing to train on
+
+  Model s = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n"
+                  "train { optimizer sgd(lr=0.1) epochs 3 weighting uniform shuffle true }\n");
+  CHECK(s.train.optimizer.kind == "sgd");
+  CHECK(s.train.optimizer.lr == Approx(0.1));
+  CHECK(s.train.optimizer.momentum == 0);
+  CHECK(s.train.batch == 32);
+  CHECK(s.train.epochs == 3);
+  CHECK(s.train.weighting == "uniform");
+
+  Model a = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n"
+                  "train { optimizer adam(0.01, beta2=0.99, eps=1e-6, weight_decay=0.01) seed 18446744073709551615 }\n");
+  CHECK(a.train.optimizer.lr == Approx(0.01));
+  CHECK(a.train.optimizer.beta1 == Approx(0.9));
+  CHECK(a.train.optimizer.beta2 == Approx(0.99));
+  CHECK(a.train.optimizer.eps == Approx(1e-6));
+  CHECK(a.train.optimizer.weightDecay == Approx(0.01));
+  CHECK(a.train.seed == 18446744073709551615ull);
+
+  Model b = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n"
+                  "train { optimizer sgd(lr=0.05, momentum=0.9) }\n");
+  CHECK(b.train.optimizer.momentum == Approx(0.9));
+  Model c = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\ntrain { optimizer adam }\n");
+  CHECK(c.train.optimizer.kind == "adam");
+  CHECK(c.train.optimizer.lr == Approx(0.001));
+}
+
+TEST_CASE("layer rules: conv padding and stride, pools, flatten, layernorm, elementwise") {
+  Model m = check(
+      "model m\ninput img : f32[3, 32, 32]\n"
+      "shared a = img -> conv2d(8, kernel=5, stride=2, padding=2) -> avgpool(2) -> maxpool(3, stride=1)\n"
+      "shared b = a -> layernorm -> leaky_relu -> dropout(0.25) -> gelu -> tanh -> sigmoid -> flatten\n"
+      "shared c = b -> layernorm(eps=0.001) -> leaky_relu(slope=-0.2) -> dropout\n"
+      "task t { c -> dense(5) -> layernorm loss mse metric mse, mae }\n");
+  const auto &a = m.shared[0];
+  CHECK(a.layers[0].out == Shape{8, 16, 16});   // (32 + 4 - 5) / 2 + 1 = 16
+  CHECK(a.layers[1].kind == LayerKind::AvgPool);
+  CHECK(a.layers[1].stride == 2);
+  CHECK(a.layers[1].out == Shape{8, 8, 8});
+  CHECK(a.layers[2].stride == 1);
+  CHECK(a.layers[2].out == Shape{8, 6, 6});
+  const auto &b = m.shared[1];
+  CHECK(b.source == "a");
+  CHECK_FALSE(b.sourceIsInput);
+  CHECK(b.sourceIndex == 0);
+  CHECK(b.layers[0].kind == LayerKind::LayerNorm);
+  CHECK(b.layers[0].value == Approx(1e-5));
+  CHECK(b.layers[0].out == Shape{8, 6, 6});
+  CHECK(b.layers[1].value == Approx(0.01));
+  CHECK(b.layers[2].value == Approx(0.25));
+  CHECK(b.outShape == Shape{288});
+  const auto &c = m.shared[2];
+  CHECK(c.sourceIndex == 1);
+  CHECK(c.layers[0].value == Approx(0.001));
+  CHECK(c.layers[1].value == Approx(-0.2));
+  CHECK(c.layers[2].value == Approx(0.5));
+  CHECK(m.tasks[0].head.outShape == Shape{5});
+  CHECK(m.tasks[0].labelWidth == 5);
+  CHECK(m.tasks[0].loss == mtlc::rt::LossKind::MSE);
+}
+
+TEST_CASE("tasks may read inputs and any shared block; l1; weights; labels for wide heads") {
+  Model m = check(
+      "model m\ninput x : f32[6]\ninput y : f32[2, 3]\n"
+      "task early { late -> dense(3) loss l1 weight 0 metric mae }\n"
+      "shared late = y -> flatten -> dense(4)\n"
+      "task raw { x loss mse }\n"
+      "data { train csv(\"/abs/data.csv\") x = columns(0..5) y = columns(\"a\",\"b\",\"c\",\"d\",\"e\",\"f\") / 10\n"
+      "       early = columns(6..8) raw = columns(9..14) }\n");
+  CHECK(m.tasks[0].head.source == "late");
+  CHECK(m.tasks[0].loss == mtlc::rt::LossKind::L1);
+  CHECK(m.tasks[0].weight == 0);
+  CHECK(m.tasks[0].labelWidth == 3);
+  CHECK(m.tasks[1].head.sourceIsInput);
+  CHECK(m.tasks[1].head.sourceIndex == 0);
+  CHECK(m.tasks[1].head.layers.empty());
+  CHECK(m.tasks[1].labelWidth == 6);
+  CHECK(m.data.train.args == std::vector<std::string>{"/abs/data.csv"});  // absolute: kept
+  REQUIRE(m.data.inputs.size() == 2);
+  CHECK(m.data.inputs[1].target == "y");
+  CHECK(m.data.inputs[1].expr.ref.columns.size() == 6);
+  CHECK(m.data.inputs[1].expr.op == Op::Div);
+  CHECK(m.data.inputs[1].expr.value == 10);
+  CHECK(m.data.inputs[1].width == 6);
+  CHECK(m.data.labels[0].width == 3);
+  CHECK(m.data.labels[1].width == 6);
+}
+
+TEST_CASE("idx sources: paths joined with the .mtl directory; any pixel count accepted") {
+  Model m = check("model m\ninput img : f32[1, 20, 20]\ntask c { img -> flatten -> dense(3) loss cross_entropy }\n"
+                  "data { train idx(\"../data/images.idx\", \"labels.idx.gz\") img = pixels / 255 c = label }\n",
+                  "models/sub/m.mtl");
+  CHECK(m.data.train.kind == "idx");
+  CHECK(m.data.train.args == std::vector<std::string>{"models/data/images.idx", "models/sub/labels.idx.gz"});
+  CHECK(m.data.inputs[0].width == 400);
+  CHECK(m.data.labels[0].width == 1);
+}
+
+TEST_CASE("a file in the current directory keeps its data paths as written") {
+  Model m = check("model m\ninput x : f32[1]\ntask t { x -> dense(1) loss mse }\n"
+                  "data { train csv(\"d.csv\") x = a t = b }\n",
+                  "m.mtl");
+  CHECK(m.data.train.args == std::vector<std::string>{"d.csv"});
+  CHECK(m.data.inputs[0].expr.ref.field == "a");
+}
+
+TEST_CASE("comparisons in bindings") {
+  Model m = check("model m\ninput x : f32[1]\ntask a { x -> dense(1) loss bce }\ntask b { x -> dense(1) loss bce }\n"
+                  "task c { x -> dense(1) loss bce }\ntask d { x -> dense(1) loss bce }\n"
+                  "data { train csv(\"d.csv\") x = v * -1 a = l == 3 b = l != 3 c = l >= 0.5 d = l <= 2 }\n");
+  CHECK(m.data.inputs[0].expr.op == Op::Mul);
+  CHECK(m.data.inputs[0].expr.value == -1);
+  CHECK(m.data.labels[0].expr.op == Op::Eq);
+  CHECK(m.data.labels[1].expr.op == Op::Ne);
+  CHECK(m.data.labels[2].expr.op == Op::Ge);
+  CHECK(m.data.labels[2].expr.value == 0.5);
+  CHECK(m.data.labels[3].expr.op == Op::Le);
+}
+
+TEST_CASE("analysis reports independent errors but not their consequences") {
+  // One unknown layer: the rest of that pipeline has an unknown shape, so no dense/loss errors.
+  std::string e = errorsOf("model m\ninput x : f32[1, 4, 4]\nshared t = x -> frobnicate -> dense(3)\n"
+                           "task a { t -> dense(1) loss cross_entropy }\n"
+                           "task b { x -> dense(2) loss mse }\n");
+  CHECK_THAT(e, Catch::Contains("unknown layer 'frobnicate'"));
+  CHECK_THAT(e, !Catch::Contains("cross_entropy needs"));
+  CHECK_THAT(e, Catch::Contains("e.mtl:5:15: error: dense needs a 1-D input"));
+  // An input with a bad dimension: no shape errors downstream.
+  std::string f = errorsOf("model m\ninput x : f32[0]\ntask a { x -> dense(1) loss mse }\n"
+                           "data { train csv(\"d.csv\") x = columns(0..3) a = y }\n");
+  CHECK_THAT(f, Catch::Contains("got 0"));
+  CHECK_THAT(f, !Catch::Contains("takes"));
+}
+
+TEST_CASE("parameter limits and huge shapes are errors, not crashes") {
+  CHECK_THAT(errorsOf("model m\ninput x : f32[100000, 100000]\ntask a { x -> flatten -> dense(1) loss mse }\n"),
+             Catch::Contains("too many values per sample"));
+  CHECK_THAT(errorsOf("model m\ninput x : f32[100000]\ntask a { x -> dense(100000) -> dense(1) loss mse }\n"),
+             Catch::Contains("larger than the supported 2147483647 parameters"));
+  CHECK_THAT(errorsOf("model m\ninput x : f32[8]\ntask a { x -> dense(1e30) loss mse }\n"),
+             Catch::Contains("is too large"));
+  CHECK_THAT(errorsOf("model m\ninput x : f32[8]\ntask a { x -> dense(1) loss mse weight 1e999 }\n"),
+             Catch::Contains("out of range"));
+}
+
+TEST_CASE("known name lists") {
+  CHECK(mtlc::sema::knownLayers().size() == 12);
+  CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1"});
+  CHECK(mtlc::sema::knownMetrics().size() == 4);
+  CHECK(mtlc::sema::knownSources().size() == 5);
+  CHECK(std::string(mtlc::sema::layerName(LayerKind::LeakyRelu)) == "leaky_relu");
+  CHECK(mtlc::sema::shapeStr({1, 28, 28}) == "[1, 28, 28]");
+  CHECK(mtlc::sema::shapeStr({}) == "[]");
+  CHECK(mtlc::sema::elementCount({32, 13, 13}) == 5408);
+}
