@@ -64,7 +64,7 @@ int run(const Options &o) {
   checked.diags->render(std::cerr, useColour(o));
   if (!checked.model) return kExitError;
 
-  CompiledProgram compiled = compileProgram(checked, o.optimize, o.emit == Emit::Llvm);
+  CompiledProgram compiled = compileProgram(checked, o.optLevel > 0, o.emit == Emit::Llvm);
   if (o.emit == Emit::Ir) {
     std::ostringstream os;
     ir::print(compiled.lowered.module, os);

@@ -27,7 +27,8 @@ void addCommon(CLI::App &app, Options &o) {
   app.add_option("-o,--output", o.output, "Write --emit output to this file instead of stdout");
   app.add_option("--color", o.color, "Colour diagnostics: auto (on a tty), always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  app.add_flag("!-O0", o.optimize, "Skip LLVM's optimisation pipeline");
+  app.add_option("-O", o.optLevel, "Optimisation level: -O0 skips LLVM's pipeline, -O3 (default) runs it")
+      ->check(CLI::Range(0, 3));
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ struct Options {
   Emit emit = Emit::None;
   std::string output;               // -o: where --emit output goes (default stdout)
   std::string color = "auto";       // auto | always | never
-  bool optimize = true;             // -O0 turns LLVM's pipeline off (debugging codegen)
+  int optLevel = 3;                 // -O0 turns LLVM's pipeline off (debugging codegen)
   // train
   std::optional<int64_t> epochs, steps;
   std::optional<uint64_t> seed;

@@ -2,7 +2,7 @@
 
 #include "ir/Builder.h"
 #include "ir/Verifier.h"
-#include "jit/JIT.h"
+#include "jit/Compile.h"
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
 
@@ -96,7 +96,7 @@ CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keep
   c.spec.trainStep = c.code->entry("train_step");
   c.spec.evalStep = c.code->entry("eval_step");
   c.spec.predict = c.code->entry("predict");
-  c.llvmText = c.code->llvmText;
+  c.llvmText = c.code->llvmIR;
   return c;
 }
 

@@ -13,7 +13,7 @@
 #include <string>
 
 namespace mtlc::jit {
-class CompiledModule;
+struct CompiledModule;
 }
 
 namespace mtlc::driver {
