@@ -106,9 +106,9 @@ void Analyzer::checkData() {
   std::map<std::string, SourceRange> seenRole;
   for (const ast::DataSource &src : block.sources) {
     if (src.role != "train" && src.role != "test") {
-      diags_.error(src.roleLoc, fmt::format("unknown data source role '{}'; expected 'train' or "
-                                            "'test'{}",
-                                            src.role, didYouMean(src.role, {"train", "test"})));
+      std::string hint = didYouMean(src.role, {"train", "test"});
+      if (hint.empty()) hint = "; a data block has 'train SOURCE' and optionally 'test SOURCE'";
+      diags_.error(src.roleLoc, fmt::format("unknown data role '{}'{}", src.role, hint));
       continue;
     }
     if (auto it = seenRole.find(src.role); it != seenRole.end()) {

@@ -370,6 +370,27 @@ private:
   Diagnostics &diags_;
 };
 
+// A safety net: the error strategy above reports every parser error itself and the lexer has a
+// catch-all token, so ANTLR should never call a listener; if it does (a path we did not foresee),
+// the message still becomes a located diagnostic instead of console output.
+class Listener : public antlr4::BaseErrorListener {
+public:
+  explicit Listener(Diagnostics &diags) : diags_(diags) {}
+  void syntaxError(antlr4::Recognizer *, Token *offending, size_t line, size_t column,
+                   const std::string &msg, std::exception_ptr) override {
+    if (reported_) return;
+    reported_ = true;
+    SourceRange where = offending ? tokenRange(offending)
+                                  : SourceRange{{static_cast<int>(line), static_cast<int>(column) + 1},
+                                                {static_cast<int>(line), static_cast<int>(column) + 1}};
+    diags_.error(where, "syntax error: " + msg);
+  }
+
+private:
+  Diagnostics &diags_;
+  bool reported_ = false;
+};
+
 // ---- Parse tree -> AST --------------------------------------------------------------------------
 
 class Builder {
@@ -694,14 +715,17 @@ std::optional<ast::Program> parseProgram(const std::string &file, const std::str
   try {
     antlr4::ANTLRInputStream input(sanitizeUtf8(text));
     input.name = file;
+    Listener listener(diags);
     MTLLexer lexer(&input);
     lexer.removeErrorListeners();
+    lexer.addErrorListener(&listener);
     antlr4::CommonTokenStream tokens(&lexer);
     tokens.fill();
     if (!checkTokens(tokens, diags)) return std::nullopt;
 
     MTLParser parser(&tokens);
     parser.removeErrorListeners();
+    parser.addErrorListener(&listener);
     parser.setErrorHandler(std::make_shared<ErrorStrategy>(diags));
     MTLParser::ProgramContext *tree = nullptr;
     try {
