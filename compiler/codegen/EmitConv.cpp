@@ -1,8 +1,14 @@
-// 2-D convolution, NCHW, with stride and zero padding, and its two gradients. No bias (BiasAdd is
-// a separate node). The kernel taps (kh, kw) are unrolled at compile time: for each tap the range of
-// output rows and columns that read real (unpadded) input is a constant, so the inner loops are
-// plain strided sweeps over one plane without padding checks; with stride 1 they vectorise.
-#include "ConvGeometry.h"
+// 2-D convolution, NCHW, stride and zero padding (PyTorch's conv2d without bias: BiasAdd is its
+// own node), and its two gradients, lowered to matrix multiplies one sample at a time:
+//
+//   col = im2col(x_s)                       [C·KH·KW, OH·OW]   (row r = (c, kh, kw))
+//   forward        y_s  = W · col           W viewed as [O, C·KH·KW]
+//   filter grad    dW  += dy_s · colᵀ       summed over the batch
+//   data grad      dcol = Wᵀ · dy_s,  dx_s = col2im(dcol)   (overlapping taps add up)
+//
+// so the multiply-adds run in the vectorised GEMM loops (EmitMatMul.cpp) with the long OH·OW
+// extent innermost. The column matrix lives in the node's scratch (passes::scratchFloats); a 1×1,
+// stride 1, unpadded convolution uses the sample itself.
 #include "Kernel.h"
 #include "LoopBuilder.h"
 
@@ -10,114 +16,138 @@ namespace mtlc::codegen {
 
 namespace {
 
-// Extents of one convolution, read from the node's operand and result types.
 struct ConvShape {
-  int64_t C, H, W;      // input channels and spatial extent
-  int64_t O, OH, OW;    // output channels and spatial extent
-  int64_t KH, KW;       // kernel
-  int64_t stride, pad;
+  int64_t C, H, W;    // input channels and extent
+  int64_t O, OH, OW;  // output channels and extent
+  int64_t KH, KW, stride, pad;
+  int64_t taps() const { return C * KH * KW; }  // rows of the column matrix
+  int64_t P() const { return OH * OW; }         // its columns
+  bool pointwise() const { return KH == 1 && KW == 1 && stride == 1 && pad == 0; }
 };
 
-ConvShape shapeOf(const std::vector<int64_t> &x, const std::vector<int64_t> &w,
-                  const std::vector<int64_t> &y, const Kernel &k) {
-  return {x[0], x[1], x[2], y[0], y[1], y[2], w[2], w[3], k.attr(0), k.attr(1)};
+ConvShape shapeOf(const ir::Type &x, const ir::Type &w, const ir::Type &y, const Kernel &k) {
+  return {x.dims[0], x.dims[1], x.dims[2], y.dims[0], y.dims[1], y.dims[2],
+          w.dims[2], w.dims[3], k.attr(0), k.attr(1)};
 }
 
-// Calls body(oh, ow, ih, iw) over every output position whose tap (kh, kw) reads inside the input.
+// The output positions o in [0, out) whose tap at kernel offset `tap` reads inside the input,
+// 0 <= o·stride − pad + tap < in, as a run-time range [lo, hi) with lo <= hi.
+std::pair<llvm::Value *, llvm::Value *> validOutputs(Kernel &k, llvm::Value *tap, int64_t in,
+                                                     int64_t out, int64_t stride, int64_t pad) {
+  llvm::IRBuilder<> &b = k.b;
+  // lo = ceil((pad − tap) / stride), at least 0 (truncating division is fine: clamped when negative)
+  llvm::Value *lo = k.smax(k.c(0), b.CreateSDiv(k.sub(k.c(pad + stride - 1), tap), k.c(stride)));
+  lo = k.smin(lo, k.c(out));
+  // hi = floor((in − 1 + pad − tap) / stride) + 1, at most out; empty when the numerator is < 0
+  llvm::Value *num = k.sub(k.c(in - 1 + pad), tap);
+  llvm::Value *hi = k.smin(k.c(out), k.add(b.CreateSDiv(num, k.c(stride)), 1));
+  hi = b.CreateSelect(b.CreateICmpSLT(num, k.c(0)), k.c(0), hi);
+  return {lo, k.smax(lo, hi)};
+}
+
+// Calls body(r, c, kh, kw, lo, hi) for every row r = (c, kh, kw) of the column matrix, with the
+// valid output-column range [lo, hi) of the tap's kw.
 template <typename Body>
-void forTapPositions(Kernel &k, const ConvShape &s, int64_t kh, int64_t kw, Body body) {
-  OutRange rows = validOutputs(kh, s.H, s.OH, s.stride, s.pad);
-  OutRange cols = validOutputs(kw, s.W, s.OW, s.stride, s.pad);
-  if (rows.empty() || cols.empty()) return;
-  forLoop(k.b, k.c(rows.lo), k.c(rows.hi), [&](llvm::Value *oh) {
-    llvm::Value *ih = k.add(k.mul(oh, s.stride), kh - s.pad);
-    forLoop(k.b, k.c(cols.lo), k.c(cols.hi), [&](llvm::Value *ow) {
-      llvm::Value *iw = k.add(k.mul(ow, s.stride), kw - s.pad);
-      body(oh, ow, ih, iw);
-    }, "ow");
-  }, "oh");
+void forTapRows(Kernel &k, const ConvShape &s, Body body) {
+  forLoop(k.b, k.c(s.C), [&](llvm::Value *c) {
+    forLoop(k.b, k.c(s.KH), [&](llvm::Value *kh) {
+      forLoop(k.b, k.c(s.KW), [&](llvm::Value *kw) {
+        auto [lo, hi] = validOutputs(k, kw, s.W, s.OW, s.stride, s.pad);
+        llvm::Value *r = k.add(k.mul(k.add(k.mul(c, s.KH), kh), s.KW), kw);
+        body(r, c, kh, kw, lo, hi);
+      }, "kw");
+    }, "kh");
+  }, "c");
+}
+
+// Input row ih read by output row oh at tap kh, and whether it lies inside the image.
+std::pair<llvm::Value *, llvm::Value *> inputRow(Kernel &k, const ConvShape &s, llvm::Value *oh,
+                                                 llvm::Value *kh) {
+  llvm::Value *ih = k.add(k.mul(oh, s.stride), k.add(kh, k.c(-s.pad)));
+  return {ih, k.b.CreateICmpULT(ih, k.c(s.H))};  // unsigned: negative rows are outside too
+}
+
+// col[r, oh·OW + ow] = x[c, oh·st − pad + kh, ow·st − pad + kw], or 0 in the padding.
+void im2col(Kernel &k, const ConvShape &s, llvm::Value *x, llvm::Value *col) {
+  forTapRows(k, s, [&](llvm::Value *r, llvm::Value *c, llvm::Value *kh, llvm::Value *kw,
+                       llvm::Value *lo, llvm::Value *hi) {
+    llvm::Value *xPlane = k.at(x, k.mul(c, s.H * s.W));
+    llvm::Value *iwShift = k.add(kw, k.c(-s.pad));
+    forLoop(k.b, k.c(s.OH), [&](llvm::Value *oh) {
+      auto [ih, rowInside] = inputRow(k, s, oh, kh);
+      llvm::Value *seg = k.at(col, k.add(k.mul(r, s.P()), k.mul(oh, s.OW)));
+      // A row outside the image is all padding: an empty copy range, zeros everywhere.
+      llvm::Value *copyHi = k.b.CreateSelect(rowInside, hi, lo);
+      forLoop(k.b, lo, [&](llvm::Value *ow) { k.store(k.f32(0), seg, ow); }, "pad");
+      forLoop(k.b, lo, copyHi, [&](llvm::Value *ow) {
+        llvm::Value *iw = k.add(k.mul(ow, s.stride), iwShift);
+        k.store(k.load(xPlane, k.add(k.mul(ih, s.W), iw)), seg, ow);
+      }, "ow");
+      forLoop(k.b, copyHi, k.c(s.OW), [&](llvm::Value *ow) { k.store(k.f32(0), seg, ow); }, "pad");
+    }, "oh");
+  });
+}
+
+// dx_s = 0, then dx[c, ih, iw] += dcol[r, oh·OW + ow] for every tap that reads inside the image.
+void col2im(Kernel &k, const ConvShape &s, llvm::Value *dcol, llvm::Value *dx) {
+  k.zero(dx, k.c(s.C * s.H * s.W));
+  forTapRows(k, s, [&](llvm::Value *r, llvm::Value *c, llvm::Value *kh, llvm::Value *kw,
+                       llvm::Value *lo, llvm::Value *hi) {
+    llvm::Value *dxPlane = k.at(dx, k.mul(c, s.H * s.W));
+    llvm::Value *iwShift = k.add(kw, k.c(-s.pad));
+    forLoop(k.b, k.c(s.OH), [&](llvm::Value *oh) {
+      auto [ih, rowInside] = inputRow(k, s, oh, kh);
+      llvm::Value *seg = k.at(dcol, k.add(k.mul(r, s.P()), k.mul(oh, s.OW)));
+      llvm::Value *addHi = k.b.CreateSelect(rowInside, hi, lo);
+      forLoop(k.b, lo, addHi, [&](llvm::Value *ow) {
+        llvm::Value *xi = k.add(k.mul(ih, s.W), k.add(k.mul(ow, s.stride), iwShift));
+        k.store(k.b.CreateFAdd(k.load(dxPlane, xi), k.load(seg, ow)), dxPlane, xi);
+      }, "ow");
+    }, "oh");
+  });
+}
+
+// Sample s's column matrix: built in scratch, or the sample itself for a pointwise convolution.
+llvm::Value *columns(Kernel &k, const ConvShape &s, llvm::Value *xSample) {
+  if (s.pointwise()) return xSample;
+  im2col(k, s, xSample, k.scratch);
+  return k.scratch;
 }
 
 }  // namespace
 
-// y[s,o,oh,ow] = Σ_{c,kh,kw} x[s,c,oh·st−p+kh, ow·st−p+kw] · w[o,c,kh,kw]
 void emitConv2d(Kernel &k) {
-  ConvShape s = shapeOf(k.inType(0).dims, k.inType(1).dims, k.type().dims, k);
-  llvm::Value *x = k.in[0], *w = k.in[1], *y = k.out;
+  ConvShape s = shapeOf(k.inType(0), k.inType(1), k.type(), k);
   forLoop(k.b, k.n, [&](llvm::Value *n) {
-    forLoop(k.b, k.c(s.O), [&](llvm::Value *o) {
-      llvm::Value *yPlane = k.at(y, k.mul(k.add(k.mul(n, s.O), o), s.OH * s.OW));
-      k.zero(yPlane, k.c(s.OH * s.OW));
-      forLoop(k.b, k.c(s.C), [&](llvm::Value *c) {
-        llvm::Value *xPlane = k.at(x, k.mul(k.add(k.mul(n, s.C), c), s.H * s.W));
-        for (int64_t kh = 0; kh < s.KH; ++kh)
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            llvm::Value *tap = k.load(w, k.linear({o, c, k.c(kh), k.c(kw)}, {s.O, s.C, s.KH, s.KW}));
-            forTapPositions(k, s, kh, kw, [&](auto *oh, auto *ow, auto *ih, auto *iw) {
-              llvm::Value *yi = k.add(k.mul(oh, s.OW), ow);
-              llvm::Value *xv = k.load(xPlane, k.add(k.mul(ih, s.W), iw));
-              k.store(k.fma(tap, xv, k.load(yPlane, yi)), yPlane, yi);
-            });
-          }
-      }, "c");
-    }, "o");
+    llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
+    llvm::Value *ys = k.at(k.out, k.mul(n, s.O * s.P()));
+    emitGemm(k, {k.in[1], columns(k, s, xs), ys, k.c(s.O), k.c(s.taps()), k.c(s.P())});
   }, "s");
 }
 
-// dx[s,c,ih,iw] = Σ_{o,kh,kw} dy[s,o,oh,ow] · w[o,c,kh,kw] over the (oh, ow) that read (ih, iw):
-// the forward loop with the roles of x and y swapped (a scatter into the dx plane of channel c).
-void emitConv2dBwdData(Kernel &k) {
-  ConvShape s = shapeOf(k.type().dims, k.inType(1).dims, k.inType(0).dims, k);
-  llvm::Value *dy = k.in[0], *w = k.in[1], *dx = k.out;
-  forLoop(k.b, k.n, [&](llvm::Value *n) {
-    forLoop(k.b, k.c(s.C), [&](llvm::Value *c) {
-      llvm::Value *dxPlane = k.at(dx, k.mul(k.add(k.mul(n, s.C), c), s.H * s.W));
-      k.zero(dxPlane, k.c(s.H * s.W));
-      forLoop(k.b, k.c(s.O), [&](llvm::Value *o) {
-        llvm::Value *dyPlane = k.at(dy, k.mul(k.add(k.mul(n, s.O), o), s.OH * s.OW));
-        for (int64_t kh = 0; kh < s.KH; ++kh)
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            llvm::Value *tap = k.load(w, k.linear({o, c, k.c(kh), k.c(kw)}, {s.O, s.C, s.KH, s.KW}));
-            forTapPositions(k, s, kh, kw, [&](auto *oh, auto *ow, auto *ih, auto *iw) {
-              llvm::Value *xi = k.add(k.mul(ih, s.W), iw);
-              llvm::Value *g = k.load(dyPlane, k.add(k.mul(oh, s.OW), ow));
-              k.store(k.fma(tap, g, k.load(dxPlane, xi)), dxPlane, xi);
-            });
-          }
-      }, "o");
-    }, "c");
-  }, "s");
-}
-
-// dw[o,c,kh,kw] = Σ_{s,oh,ow} dy[s,o,oh,ow] · x[s,c,oh·st−p+kh, ow·st−p+kw]: one reduction per
-// weight, over the batch and the tap's valid output positions, written once (no zeroing needed).
 void emitConv2dBwdFilter(Kernel &k) {
-  ConvShape s = shapeOf(k.inType(0).dims, k.type().dims, k.inType(1).dims, k);
-  llvm::Value *x = k.in[0], *dy = k.in[1], *dw = k.out;
-  forLoop(k.b, k.c(s.O), [&](llvm::Value *o) {
-    forLoop(k.b, k.c(s.C), [&](llvm::Value *c) {
-      for (int64_t kh = 0; kh < s.KH; ++kh)
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          OutRange rows = validOutputs(kh, s.H, s.OH, s.stride, s.pad);
-          OutRange cols = validOutputs(kw, s.W, s.OW, s.stride, s.pad);
-          llvm::Value *sum = k.f32(0);
-          if (!rows.empty() && !cols.empty())
-            sum = reduceLoop(k.b, k.c(0), k.n, sum, [&](llvm::Value *n, llvm::Value *acc) {
-              llvm::Value *xPlane = k.at(x, k.mul(k.add(k.mul(n, s.C), c), s.H * s.W));
-              llvm::Value *dyPlane = k.at(dy, k.mul(k.add(k.mul(n, s.O), o), s.OH * s.OW));
-              return reduceLoop(k.b, k.c(rows.lo), k.c(rows.hi), acc, [&](llvm::Value *oh, llvm::Value *acc) {
-                llvm::Value *ih = k.add(k.mul(oh, s.stride), kh - s.pad);
-                return reduceLoop(k.b, k.c(cols.lo), k.c(cols.hi), acc, [&](llvm::Value *ow, llvm::Value *acc) {
-                  llvm::Value *iw = k.add(k.mul(ow, s.stride), kw - s.pad);
-                  return k.dotAdd(acc, k.load(dyPlane, k.add(k.mul(oh, s.OW), ow)),
-                                  k.load(xPlane, k.add(k.mul(ih, s.W), iw)));
-                }, "ow");
-              }, "oh");
-            }, "s");
-          k.store(sum, dw, k.linear({o, c, k.c(kh), k.c(kw)}, {s.O, s.C, s.KH, s.KW}));
-        }
-    }, "c");
-  }, "o");
+  ConvShape s = shapeOf(k.inType(0), k.type(), k.inType(1), k);
+  k.zero(k.out, k.c(s.O * s.taps()));
+  forLoop(k.b, k.n, [&](llvm::Value *n) {
+    llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
+    llvm::Value *dys = k.at(k.in[1], k.mul(n, s.O * s.P()));
+    Gemm g{dys, columns(k, s, xs), k.out, k.c(s.O), k.c(s.P()), k.c(s.taps())};
+    g.transB = true;
+    g.accumulate = true;
+    emitGemm(k, g);
+  }, "s");
+}
+
+void emitConv2dBwdData(Kernel &k) {
+  ConvShape s = shapeOf(k.type(), k.inType(1), k.inType(0), k);
+  forLoop(k.b, k.n, [&](llvm::Value *n) {
+    llvm::Value *dys = k.at(k.in[0], k.mul(n, s.O * s.P()));
+    llvm::Value *dxs = k.at(k.out, k.mul(n, s.C * s.H * s.W));
+    Gemm g{k.in[1], dys, s.pointwise() ? dxs : k.scratch, k.c(s.taps()), k.c(s.O), k.c(s.P())};
+    g.transA = true;
+    emitGemm(k, g);
+    if (!s.pointwise()) col2im(k, s, k.scratch, dxs);
+  }, "s");
 }
 
 }  // namespace mtlc::codegen

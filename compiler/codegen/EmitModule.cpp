@@ -148,9 +148,11 @@ class EntryEmitter {
     return it->second;
   }
 
-  // void @<fn>.k<id>.<op>(ptr noalias %out, ptr noalias readonly %in..., i64 %n, i64 %seed)
-  llvm::Function *declareKernel(const ir::Node &node) {
-    std::vector<llvm::Type *> params(1 + node.operands.size(), b_.getPtrTy());
+  // void @<fn>.k<id>.<op>(ptr noalias %out, ptr noalias readonly %in..., [ptr noalias %scratch,]
+  //                       i64 %n, i64 %seed)
+  llvm::Function *declareKernel(const ir::Node &node, bool hasScratch) {
+    unsigned pointers = 1 + node.operands.size() + (hasScratch ? 1 : 0);
+    std::vector<llvm::Type *> params(pointers, b_.getPtrTy());
     params.push_back(b_.getInt64Ty());
     params.push_back(b_.getInt64Ty());
     auto *type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
@@ -158,28 +160,33 @@ class EntryEmitter {
     if (!node.name.empty()) name += "." + node.name;
     auto *fn = llvm::Function::Create(type, llvm::Function::InternalLinkage, name, lm_);
     fn->setDoesNotThrow();
-    for (unsigned i = 0; i <= node.operands.size(); ++i) {
+    for (unsigned i = 0; i < pointers; ++i) {
       fn->addParamAttr(i, llvm::Attribute::NoAlias);
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
-      if (i > 0) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
-      fn->getArg(i)->setName(i == 0 ? "out" : "in" + std::to_string(i - 1));
+      bool isOperand = i > 0 && i <= node.operands.size();
+      if (isOperand) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
+      fn->getArg(i)->setName(i == 0 ? "out" : isOperand ? "in" + std::to_string(i - 1) : "scratch");
     }
-    fn->getArg(node.operands.size() + 1)->setName("n");
-    fn->getArg(node.operands.size() + 2)->setName("seed");
+    fn->getArg(pointers)->setName("n");
+    fn->getArg(pointers + 1)->setName("seed");
     return fn;
   }
 
   void callKernel(const ir::Node &node) {
-    llvm::Function *fn = declareKernel(node);
+    int64_t scratchOffset = plan_.scratch.at(node.id);
+    bool hasScratch = scratchOffset >= 0;
+    llvm::Function *fn = declareKernel(node, hasScratch);
+    unsigned pointers = fn->arg_size() - 2;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
-    Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(node.operands.size() + 1),
-             fn->getArg(node.operands.size() + 2)};
+    Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
+             hasScratch ? fn->getArg(pointers - 1) : nullptr};
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     emitKernelBody(k);
     kb.CreateRetVoid();
 
     std::vector<llvm::Value *> callArgs{nodePointer(node)};
     for (const ir::Node *operand : node.operands) callArgs.push_back(nodePointer(*operand));
+    if (hasScratch) callArgs.push_back(pointer({Storage::Base::Acts, 0, scratchOffset}));
     callArgs.push_back(n());
     callArgs.push_back(field(ArgsField::Seed));
     b_.CreateCall(fn, callArgs);

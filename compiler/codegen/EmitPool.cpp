@@ -43,20 +43,25 @@ std::vector<int64_t> windowTaps(const PoolShape &s) {
   return taps;
 }
 
-// Max of one window: {value, plane index}. PyTorch's rule: a later element replaces the running
-// max only if it is greater (or NaN), so the first maximum wins and NaN propagates.
+// Max of one window: {value, index of its tap in windowTaps order}. PyTorch's rule: a later element
+// replaces the running max only if it is greater (or NaN), so the first maximum wins and NaN
+// propagates. The selects are marked unpredictable: on random data a branch would mispredict.
 std::pair<llvm::Value *, llvm::Value *> windowMax(Kernel &k, const PoolShape &s,
                                                   llvm::Value *xPlane, llvm::Value *origin) {
-  llvm::Value *best = k.load(xPlane, origin), *bestAt = origin;
-  for (int64_t tap : windowTaps(s)) {
-    if (tap == 0) continue;
-    llvm::Value *at = k.add(origin, tap);
-    llvm::Value *v = k.load(xPlane, at);
+  std::vector<int64_t> taps = windowTaps(s);
+  auto unpredictable = [&](llvm::Value *select) {
+    if (auto *inst = llvm::dyn_cast<llvm::Instruction>(select))
+      inst->setMetadata(llvm::LLVMContext::MD_unpredictable, llvm::MDNode::get(k.b.getContext(), {}));
+    return select;
+  };
+  llvm::Value *best = k.load(xPlane, origin), *bestTap = k.c(0);
+  for (size_t t = 1; t < taps.size(); ++t) {
+    llvm::Value *v = k.load(xPlane, k.add(origin, taps[t]));
     llvm::Value *replaces = k.b.CreateOr(k.b.CreateFCmpOGT(v, best), k.b.CreateFCmpUNO(v, v));
-    best = k.b.CreateSelect(replaces, v, best);
-    bestAt = k.b.CreateSelect(replaces, at, bestAt);
+    best = unpredictable(k.b.CreateSelect(replaces, v, best));
+    bestTap = unpredictable(k.b.CreateSelect(replaces, k.c((int64_t)t), bestTap));
   }
-  return {best, bestAt};
+  return {best, bestTap};
 }
 
 }  // namespace
@@ -86,9 +91,12 @@ void emitPool(Kernel &k) {
 }
 
 // dx = 0, then each output's gradient is added at its window's argmax, recomputed from x.
-// Overlapping windows (stride < k) accumulate.
+// Windows that do not overlap (stride >= k) write their k² elements with plain selects, a loop the
+// vectoriser handles; overlapping windows (stride < k) accumulate one element at a time.
 void emitMaxPoolBwd(Kernel &k) {
   PoolShape s = shapeOf(k.inType(0), k.inType(1), k);
+  std::vector<int64_t> taps = windowTaps(s);
+  const bool overlapping = s.stride < s.k;
   llvm::Value *xPlane = nullptr, *dyPlane = nullptr, *dxPlane = nullptr;
   forEachWindow(k, s,
       [&](llvm::Value *q) {
@@ -98,8 +106,18 @@ void emitMaxPoolBwd(Kernel &k) {
         k.zero(dxPlane, k.c(s.H * s.W));
       },
       [&](llvm::Value *yi, llvm::Value *origin) {
-        llvm::Value *at = windowMax(k, s, xPlane, origin).second;
-        k.store(k.b.CreateFAdd(k.load(dxPlane, at), k.load(dyPlane, yi)), dxPlane, at);
+        llvm::Value *bestTap = windowMax(k, s, xPlane, origin).second;
+        llvm::Value *g = k.load(dyPlane, yi);
+        if (overlapping) {
+          // tap t = kh·k + kw sits at kh·W + kw from the window's origin
+          llvm::Value *kh = k.b.CreateUDiv(bestTap, k.c(s.k)), *kw = k.b.CreateURem(bestTap, k.c(s.k));
+          llvm::Value *at = k.add(origin, k.add(k.mul(kh, s.W), kw));
+          k.store(k.b.CreateFAdd(k.load(dxPlane, at), g), dxPlane, at);
+          return;
+        }
+        for (size_t t = 0; t < taps.size(); ++t)
+          k.store(k.b.CreateSelect(k.b.CreateICmpEQ(bestTap, k.c((int64_t)t)), g, k.f32(0)),
+                  dxPlane, k.add(origin, taps[t]));
       });
 }
 

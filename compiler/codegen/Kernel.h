@@ -3,7 +3,8 @@
 // dropout seed), plus small helpers for index arithmetic, float memory and math.
 //
 // Each node becomes one internal function
-//     void @<entry>.k<id>.<mnemonic>(ptr noalias %out, ptr noalias readonly %in0, ..., i64 %n, i64 %seed)
+//     void @<entry>.k<id>.<mnemonic>(ptr noalias %out, ptr noalias readonly %in0, ...,
+//                                    [ptr noalias %scratch,] i64 %n, i64 %seed)
 // which the entry point calls in graph order. The noalias markings are valid because the memory
 // plan gives every computed node its own storage (no in-place updates); LLVM keeps them as alias
 // scopes when it inlines the kernel into the entry point.
@@ -22,6 +23,7 @@ struct Kernel {
   llvm::SmallVector<llvm::Value *, 3> in;  // float *: one per operand
   llvm::Value *n;                        // i64: samples in this batch
   llvm::Value *seed;                     // i64: dropout stream
+  llvm::Value *scratch = nullptr;        // float *: working memory (passes::scratchFloats), or null
 
   const ir::Type &type() const { return node.type; }
   const ir::Type &inType(size_t i) const { return node.operands.at(i)->type; }
@@ -70,6 +72,15 @@ struct Kernel {
   // libm erff (the only library call kernels make besides what LLVM lowers intrinsics to).
   llvm::Value *erf(llvm::Value *x);
 };
+
+// C[M,N] = op(A)[M,K] · op(B)[K,N] (or C += with accumulate) over densely stored row-major
+// matrices: A is [M,K], or [K,M] when transA; B is [K,N], or [N,K] when transB.
+struct Gemm {
+  llvm::Value *A, *B, *C;
+  llvm::Value *M, *K, *N;  // i64
+  bool transA = false, transB = false, accumulate = false;
+};
+void emitGemm(Kernel &k, const Gemm &g);                         // EmitMatMul.cpp
 
 // ---- the op emitters, one family per file ----
 void emitMatMul(Kernel &k);                                      // EmitMatMul.cpp

@@ -27,7 +27,7 @@ void optimizeModule(llvm::Module &m, llvm::TargetMachine &tm) {
   llvm::PipelineTuningOptions tuning;
   tuning.LoopVectorization = true;
   tuning.SLPVectorization = true;
-  tuning.LoopUnrolling = true;
+  tuning.LoopUnrolling = false;
   llvm::PassBuilder pb(&tm, tuning);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);

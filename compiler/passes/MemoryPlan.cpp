@@ -57,12 +57,26 @@ bool isExternalLeaf(OpKind op) {
 
 }  // namespace
 
+int64_t scratchFloats(const ir::Node &n) {
+  const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
+  switch (n.op) {
+    case OpKind::Conv2d: x = &n.operands[0]->type.dims, w = &n.operands[1]->type.dims, y = &n.type.dims; break;
+    case OpKind::Conv2dBwdData: x = &n.type.dims, w = &n.operands[1]->type.dims, y = &n.operands[0]->type.dims; break;
+    case OpKind::Conv2dBwdFilter: x = &n.operands[0]->type.dims, w = &n.type.dims, y = &n.operands[1]->type.dims; break;
+    default: return 0;
+  }
+  int64_t stride = n.ints.at(0), pad = n.ints.at(1);
+  bool pointwise = (*w)[2] == 1 && (*w)[3] == 1 && stride == 1 && pad == 0;
+  return pointwise ? 0 : (*x)[0] * (*w)[2] * (*w)[3] * (*y)[1] * (*y)[2];
+}
+
 MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
   int ids = f.nextId;
   for (const auto &n : f.nodes) ids = std::max(ids, n->id + 1);
 
   MemoryPlan plan;
   plan.offset.assign(ids, -1);
+  plan.scratch.assign(ids, -1);
   plan.storage.assign(ids, Storage{});
 
   // Outputs first: the first output bound to a computed node decides where that node is written.
@@ -93,6 +107,7 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
       plan.offset[n.id] = acts.allocate(floats);
       plan.storage[n.id] = {Base::Acts, 0, plan.offset[n.id]};
     }
+    if (int64_t floats = scratchFloats(n)) plan.scratch[n.id] = acts.allocate(floats);
   }
   plan.actsFloats = acts.size();
 

@@ -45,12 +45,19 @@ struct OutputCopy {
 struct MemoryPlan {
   std::vector<int64_t> offset;    // per node id: element offset into acts, or -1 if not in acts
   std::vector<Storage> storage;   // per node id: where its values are read and written
+  std::vector<int64_t> scratch;   // per node id: acts offset of its kernel's scratch, or -1
   std::vector<OutputCopy> copies; // outputs not written in place, in function-output order
   int64_t actsFloats = 0;         // size the acts arena must have (a multiple of kSlotAlign)
 };
 
 // Acts slots start at multiples of this many floats (64 bytes: one cache line, one AVX-512 vector).
 constexpr int64_t kSlotAlign = 16;
+
+// Floats of working memory a node's kernel needs while it runs, 0 for most ops. The convolutions
+// lower to im2col + matrix multiply, one sample at a time: their scratch is one sample's column
+// matrix [C·KH·KW, OH·OW] (none for a 1×1, stride 1, unpadded convolution, whose input already is
+// that matrix). codegen/EmitConv.cpp relies on this rule.
+int64_t scratchFloats(const ir::Node &n);
 
 // Plans one function of `m` for batches of up to m.maxBatch samples.
 MemoryPlan planMemory(const ir::Module &m, const ir::Function &f);

@@ -77,3 +77,8 @@ TEST_CASE("conv2d: single channel, 1×1 and 5×5 kernels", "[codegen][conv]") {
   checkConv({2, 8, 9, 3, 5, 5, 1, 2}, 3);
   checkConv({2, 5, 5, 2, 4, 4, 3, 2}, 1);  // padding reaches whole rows
 }
+
+TEST_CASE("conv2d: planes wider than one GEMM column tile, pointwise", "[codegen][conv]") {
+  checkConv({2, 24, 25, 3, 3, 3, 1, 1}, 2);  // OH·OW = 600
+  checkConv({3, 24, 23, 4, 1, 1, 1, 0}, 3);  // 1×1: no column matrix, OH·OW = 552
+}

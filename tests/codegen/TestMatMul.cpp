@@ -57,6 +57,12 @@ TEST_CASE("matmul: x·W and dx = dy·W (batch is M, B not transposed)", "[codege
   checkMatMul(batched({7}), unbatched({7, 13}), false, false, 6);
 }
 
+TEST_CASE("matmul: wide results span several column tiles", "[codegen][matmul]") {
+  checkMatMul(batched({9}), unbatched({9, 1100}), false, false, 7);   // 1100 = 2·512 + 76
+  checkMatMul(batched({5}), batched({1030}), true, false, 6);         // dW, K = n
+  checkMatMul(batched({600}), unbatched({6, 600}), false, true, 5);   // long dot products
+}
+
 TEST_CASE("matmul: dW = dyᵀ·x contracts over the batch", "[codegen][matmul]") {
   checkMatMul(batched({7}), batched({13}), true, false, 5);
   checkMatMul(batched({3}), batched({37}), true, false, 1);
