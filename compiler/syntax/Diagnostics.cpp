@@ -91,28 +91,41 @@ void Diagnostics::render(std::ostream &os, const Diagnostic &d, bool colour) con
   if (r.begin.line <= 0 || r.begin.line > lineCount()) return;
 
   // The source line, with unprintable characters and invalid bytes shown as U+FFFD so that the
-  // caret line (one column per code point) lines up.
+  // caret line (one column per code point) lines up. A very long line (minified or binary input)
+  // is cut to a window around the range, marked with "...".
   std::string line = lineText(r.begin.line);
-  std::string shown, caret;
-  int col = 1;
-  int begin = std::max(1, r.begin.column);
-  int end = (r.end.line == r.begin.line && r.end.column >= begin) ? r.end.column : -1;
-  for (size_t i = 0; i < line.size(); ++col) {
+  std::vector<std::string> cps;  // the shown text of each column
+  for (size_t i = 0; i < line.size();) {
     bool valid;
     size_t n = utf8Len(line, i, valid);
     auto c = static_cast<unsigned char>(line[i]);
     bool tab = c == '\t';
     if (!valid || (n == 1 && !tab && (c < 0x20 || c == 0x7F)))
-      shown += "\xEF\xBF\xBD";
+      cps.push_back("\xEF\xBF\xBD");
     else
-      shown.append(line, i, n);
-    if (col < begin) caret += tab ? '\t' : ' ';
-    else if (col == begin) caret += '^';
-    else if (end < 0 || col <= end) caret += '~';
+      cps.push_back(line.substr(i, n));
     i += n;
   }
-  if (col <= begin) {  // the range starts past the end of the line (e.g. end of file)
-    caret.append(static_cast<size_t>(begin - col), ' ');
+  const int count = static_cast<int>(cps.size());
+  int begin = std::max(1, r.begin.column);
+  int end = (r.end.line == r.begin.line && r.end.column >= begin) ? r.end.column : count;
+  constexpr int kWidth = 120;
+  int lo = 1, hi = count;
+  if (count > kWidth + 40) {
+    lo = std::max(1, std::min(begin - 40, count - kWidth + 1));
+    hi = std::min(count, lo + kWidth - 1);
+  }
+  std::string shown = lo > 1 ? "..." : "", caret = lo > 1 ? "   " : "";
+  for (int col = lo; col <= hi; ++col) {
+    const std::string &cp = cps[static_cast<size_t>(col - 1)];
+    shown += cp;
+    if (col < begin) caret += cp == "\t" ? '\t' : ' ';
+    else if (col == begin) caret += '^';
+    else if (col <= end) caret += '~';
+  }
+  if (hi < count) shown += "...";
+  if (begin > hi) {  // the range starts past the end of the line (e.g. end of file)
+    caret.append(static_cast<size_t>(begin - hi - 1), ' ');
     caret += '^';
   }
   os << shown << '\n';

@@ -110,3 +110,29 @@ TEST_CASE("sortByLocation orders errors by position and keeps notes with their e
   CHECK(all[4].message == "note of third");
   CHECK(d.errorCount() == 4);
 }
+
+TEST_CASE("very long lines are cut to a window around the range") {
+  std::string line(1000, 'a');
+  line.replace(500, 4, "dens");
+  Diagnostics d("w.mtl", line + "\n");
+  d.error(range(1, 501, 1, 504), "here");
+  std::string out = d.str();
+  std::istringstream in(out);
+  std::string header, shown, caret;
+  std::getline(in, header);
+  std::getline(in, shown);
+  std::getline(in, caret);
+  CHECK(header == "w.mtl:1:501: error: here");
+  CHECK(shown.size() == 3 + 120 + 3);
+  CHECK(shown.substr(0, 3) == "...");
+  CHECK(shown.substr(shown.size() - 3) == "...");
+  REQUIRE(caret.find('^') != std::string::npos);
+  CHECK(shown.substr(caret.find('^'), 4) == "dens");
+  CHECK(caret.substr(caret.find('^')) == "^~~~");
+  // A range near the end of a long line shows the end of the line, without a trailing "...".
+  Diagnostics e("w.mtl", line);
+  e.error(range(1, 1001, 1, 1001), "at the end");
+  std::string end = e.str();
+  CHECK(end.find("a\n") != std::string::npos);
+  CHECK(end.substr(end.size() - 2) == "^\n");
+}
