@@ -4,12 +4,6 @@
 
 namespace mtlc::codegen {
 
-llvm::Value *Kernel::linear(llvm::ArrayRef<llvm::Value *> idx, llvm::ArrayRef<int64_t> dims) {
-  llvm::Value *flat = idx[0];
-  for (size_t d = 1; d < idx.size(); ++d) flat = add(mul(flat, dims[d]), idx[d]);
-  return flat;
-}
-
 llvm::Value *Kernel::at(llvm::Value *base, llvm::Value *index) {
   return b.CreateInBoundsGEP(b.getFloatTy(), base, index);
 }
@@ -24,11 +18,6 @@ void Kernel::store(llvm::Value *v, llvm::Value *base, llvm::Value *index) {
 
 void Kernel::zero(llvm::Value *base, llvm::Value *floats) {
   b.CreateMemSet(base, b.getInt8(0), mul(floats, (int64_t)sizeof(float)), llvm::MaybeAlign(4));
-}
-
-void Kernel::copy(llvm::Value *dst, llvm::Value *src, llvm::Value *floats) {
-  b.CreateMemCpy(dst, llvm::MaybeAlign(4), src, llvm::MaybeAlign(4),
-                 mul(floats, (int64_t)sizeof(float)));
 }
 
 llvm::Value *Kernel::fma(llvm::Value *x, llvm::Value *y, llvm::Value *z) {

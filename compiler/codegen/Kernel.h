@@ -34,14 +34,12 @@ struct Kernel {
   // Not nuw: offsets such as (kh - pad) are negative constants.
   llvm::Value *c(int64_t v) { return b.getInt64(v); }
   llvm::Value *add(llvm::Value *x, llvm::Value *y) { return b.CreateAdd(x, y, "", false, true); }
-  llvm::Value *add(llvm::Value *x, int64_t y) { return add(x, c(y)); }
+  llvm::Value *add(llvm::Value *x, int64_t y) { return y == 0 ? x : add(x, c(y)); }
   llvm::Value *sub(llvm::Value *x, llvm::Value *y) { return b.CreateSub(x, y, "", false, true); }
   llvm::Value *mul(llvm::Value *x, llvm::Value *y) { return b.CreateMul(x, y, "", false, true); }
-  llvm::Value *mul(llvm::Value *x, int64_t y) { return mul(x, c(y)); }
+  llvm::Value *mul(llvm::Value *x, int64_t y) { return y == 1 ? x : mul(x, c(y)); }
   llvm::Value *smin(llvm::Value *x, llvm::Value *y) { return b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, x, y); }
   llvm::Value *smax(llvm::Value *x, llvm::Value *y) { return b.CreateBinaryIntrinsic(llvm::Intrinsic::smax, x, y); }
-  // Row-major linear index of `idx` in a tensor of extents `dims` (idx.size() == dims.size()).
-  llvm::Value *linear(llvm::ArrayRef<llvm::Value *> idx, llvm::ArrayRef<int64_t> dims);
 
   // Samples a value of type t holds: n if batched, else 1.
   llvm::Value *samples(const ir::Type &t) { return t.batched ? n : c(1); }
@@ -53,7 +51,6 @@ struct Kernel {
   llvm::Value *load(llvm::Value *base, llvm::Value *index);
   void store(llvm::Value *v, llvm::Value *base, llvm::Value *index);
   void zero(llvm::Value *base, llvm::Value *floats);  // memset to 0.0f
-  void copy(llvm::Value *dst, llvm::Value *src, llvm::Value *floats);
 
   // ---- float math ----
   llvm::Value *f32(double v) { return llvm::ConstantFP::get(b.getFloatTy(), v); }

@@ -1,5 +1,7 @@
 #include "Harness.h"
 
+#include "ir/Verifier.h"
+
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -46,6 +48,9 @@ void Harness::bind(Node *value, ir::Output::Kind kind, int index) {
 void Harness::prepare() {
   if (prepared_) return;
   prepared_ = true;
+  auto problems = ir::verify(module);
+  INFO((problems.empty() ? std::string() : problems[0]));
+  REQUIRE(problems.empty());  // the test built a well-formed graph
   compiled_ = jit::compile(module);
   plan_ = passes::planMemory(module, fn);
   int64_t B = module.maxBatch;
