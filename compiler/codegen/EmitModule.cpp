@@ -9,6 +9,7 @@
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
+#include <cstdio>
 #include <map>
 
 namespace mtlc::codegen {
@@ -80,11 +81,25 @@ void emitKernelBody(Kernel &k) {
   throw std::logic_error("codegen: unknown op kind");
 }
 
+// What a kernel's code depends on: op, types, attributes, scratch. Nodes with equal signatures
+// share one kernel function, within an entry point and across them (eval_step and predict repeat
+// train_step's forward kernels), which keeps compile time proportional to distinct kernels.
+std::string kernelSignature(const ir::Node &node, bool hasScratch) {
+  std::string sig = std::string(ir::mnemonic(node.op)) + " " + node.type.str();
+  for (const ir::Node *operand : node.operands) sig += " " + operand->type.str();
+  for (int64_t v : node.ints) sig += " i" + std::to_string(v);
+  char f[32];
+  std::snprintf(f, sizeof f, " f%a", node.f);  // exact: hex float
+  return sig + f + (hasScratch ? " scratch" : "");
+}
+
+using KernelCache = std::map<std::string, llvm::Function *>;
+
 class EntryEmitter {
  public:
-  EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm)
+  EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels)
       : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_),
-        plan_(passes::planMemory(m, f)) {}
+        plan_(passes::planMemory(m, f)), kernels_(kernels) {}
 
   void emit() {
     entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
@@ -156,10 +171,14 @@ class EntryEmitter {
     params.push_back(b_.getInt64Ty());
     params.push_back(b_.getInt64Ty());
     auto *type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
-    std::string name = f_.name + ".k" + std::to_string(node.id) + "." + ir::mnemonic(node.op);
+    // Named after the first node that uses it: k<number>.<mnemonic>[.<node name>]
+    std::string name = "k" + std::to_string(kernels_.size() - 1) + "." + ir::mnemonic(node.op);
     if (!node.name.empty()) name += "." + node.name;
     auto *fn = llvm::Function::Create(type, llvm::Function::InternalLinkage, name, lm_);
     fn->setDoesNotThrow();
+    // Kept out of line: a shared kernel is optimised (vectorised) once, not once per call site,
+    // which roughly halves compile time; a call per node costs nothing next to its loops.
+    fn->addFnAttr(llvm::Attribute::NoInline);
     for (unsigned i = 0; i < pointers; ++i) {
       fn->addParamAttr(i, llvm::Attribute::NoAlias);
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
@@ -172,10 +191,11 @@ class EntryEmitter {
     return fn;
   }
 
-  void callKernel(const ir::Node &node) {
-    int64_t scratchOffset = plan_.scratch.at(node.id);
-    bool hasScratch = scratchOffset >= 0;
-    llvm::Function *fn = declareKernel(node, hasScratch);
+  // The node's kernel, emitted on first use of its signature.
+  llvm::Function *kernelFor(const ir::Node &node, bool hasScratch) {
+    llvm::Function *&fn = kernels_[kernelSignature(node, hasScratch)];
+    if (fn) return fn;
+    fn = declareKernel(node, hasScratch);
     unsigned pointers = fn->arg_size() - 2;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
     Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
@@ -183,6 +203,13 @@ class EntryEmitter {
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     emitKernelBody(k);
     kb.CreateRetVoid();
+    return fn;
+  }
+
+  void callKernel(const ir::Node &node) {
+    int64_t scratchOffset = plan_.scratch.at(node.id);
+    bool hasScratch = scratchOffset >= 0;
+    llvm::Function *fn = kernelFor(node, hasScratch);
 
     std::vector<llvm::Value *> callArgs{nodePointer(node)};
     for (const ir::Node *operand : node.operands) callArgs.push_back(nodePointer(*operand));
@@ -200,6 +227,7 @@ class EntryEmitter {
   passes::MemoryPlan plan_;
   llvm::Function *entry_ = nullptr;
   llvm::Value *args_ = nullptr;
+  KernelCache &kernels_;
   std::map<ArgsField, llvm::Value *> fields_;
   std::map<int, llvm::Value *> nodePtrs_;
 };
@@ -214,7 +242,8 @@ std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext 
                                          const llvm::DataLayout &dl) {
   auto lm = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
   lm->setDataLayout(dl);
-  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm).emit();
+  KernelCache kernels;
+  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels).emit();
 
   std::string problems;
   llvm::raw_string_ostream os(problems);

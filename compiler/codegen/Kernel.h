@@ -2,12 +2,11 @@
 // the node, and the kernel's arguments (result pointer, one pointer per operand, batch size n,
 // dropout seed), plus small helpers for index arithmetic, float memory and math.
 //
-// Each node becomes one internal function
-//     void @<entry>.k<id>.<mnemonic>(ptr noalias %out, ptr noalias readonly %in0, ...,
-//                                    [ptr noalias %scratch,] i64 %n, i64 %seed)
-// which the entry point calls in graph order. The noalias markings are valid because the memory
-// plan gives every computed node its own storage (no in-place updates); LLVM keeps them as alias
-// scopes when it inlines the kernel into the entry point.
+// Each node is a call, in graph order, to an internal kernel function
+//     void @k<number>.<mnemonic>[.<node name>](ptr noalias %out, ptr noalias readonly %in0, ...,
+//                                              [ptr noalias %scratch,] i64 %n, i64 %seed)
+// shared by all nodes with the same op, types and attributes. The noalias markings are valid
+// because the memory plan gives every computed node its own storage (no in-place updates).
 #pragma once
 
 #include "ir/IR.h"
