@@ -100,7 +100,9 @@ void Harness::fillClasses(const Node *label, int classes) {
   for (int64_t i = 0; i < module.maxBatch; ++i) p[i] = (float)dist(rng_);
 }
 
-void Harness::run(int64_t n, uint64_t seed) {
+void Harness::run(int64_t n, uint64_t seed) { runFunction(fnName_, n, seed); }
+
+void Harness::runFunction(const std::string &name, int64_t n, uint64_t seed) {
   prepare();
   n_ = n;
   if (poison) {
@@ -119,7 +121,20 @@ void Harness::run(int64_t n, uint64_t seed) {
   mtlc_args args{params_.data(),      grads_.data(),     acts_.data(),      inputPtrs.data(),
                  labelPtrs.data(),    lossWeights_.data(), losses_.data(),  outputPtrs.data(),
                  n,                   seed};
-  compiled_.entry(fnName_)(&args);
+  compiled_.entry(name)(&args);
+
+  // Kernels must not touch samples past n: those rows of every batched acts slot stay poisoned.
+  if (poison && name == fnName_)
+    for (const auto &node : fn.nodes) {
+      const passes::Storage &s = plan_.storage.at(node->id);
+      if (s.base != passes::Storage::Base::Acts || !node->type.batched) continue;
+      int64_t e = node->type.elements();
+      for (int64_t i = n * e; i < module.maxBatch * e; ++i)
+        if (!std::isnan(acts_[s.offset + i])) {
+          FAIL_CHECK("node %" << node->id << " (" << ir::mnemonic(node->op) << ") wrote past sample n");
+          break;
+        }
+    }
 }
 
 std::vector<double> Harness::read(const Node *node) {

@@ -57,6 +57,8 @@ class Harness {
   // with batch size n.
   bool poison = true;
   void run(int64_t n, uint64_t seed = 1);
+  // Runs another function of the module (added by the test) on the same buffers.
+  void runFunction(const std::string &name, int64_t n, uint64_t seed = 1);
   // A copy of a node's values after run(): n·elements floats if batched, else elements.
   std::vector<double> read(const Node *node);
 

@@ -138,6 +138,53 @@ TEST_CASE("train_step of a small conv net: gradients through conv, pool, reshape
   checkGradients(h, params, 3, 5);
 }
 
+TEST_CASE("entry points of one module share kernels and run independently", "[codegen][e2e]") {
+  Harness h(8, "train_step");
+  h.module.name = "shared";
+  // The same forward graph in two functions: train_step (Head 0) and predict (Head 1).
+  Node *x = h.input({6});
+  Node *w = h.param({4, 6});
+  auto forward = [&](ir::Builder &b) {
+    Node *y = b.unary(OpKind::Relu, b.matmul(b.input(0, x->type), b.param(0, w->type.dims), false, true));
+    h.module.heads.resize(2, y->type);
+    return y;
+  };
+  h.fn.outputs.push_back({Kind::Head, 0, forward(h.b)});
+  h.module.functions.push_back(std::make_unique<ir::Function>());
+  ir::Function &predict = *h.module.functions.back();
+  predict.name = "predict";
+  ir::Builder pb(predict);
+  predict.outputs.push_back({Kind::Head, 1, forward(pb)});
+
+  jit::CompiledModule c = jit::compile(h.module, true, /*keepIR=*/true);
+  REQUIRE(c.entries.size() == 2);
+  auto count = [&](const std::string &what) {
+    size_t hits = 0;
+    for (size_t at = c.llvmIR.find(what); at != std::string::npos; at = c.llvmIR.find(what, at + 1)) ++hits;
+    return hits;
+  };
+  CHECK(count("define void @mtlc_shared_") == 2);
+  CHECK(count(".relu(") == 3);  // one kernel definition, one call from each entry point
+
+  h.fillUniform(x);
+  h.fillUniform(w);
+  auto X = values(h, x), W = values(h, w);
+  std::vector<double> want;
+  for (int s = 0; s < 5; ++s)
+    for (int o = 0; o < 4; ++o) {
+      double dot = 0;
+      for (int i = 0; i < 6; ++i) dot += X[s * 6 + i] * W[o * 6 + i];
+      want.push_back(std::max(dot, 0.0));
+    }
+  auto head = [&](int task) {
+    return std::vector<double>(h.outputBuffer(task).begin(), h.outputBuffer(task).begin() + 20);
+  };
+  h.run(5);
+  requireClose(head(0), want, 1e-5, 1e-6, "train_step head");
+  h.runFunction("predict", 5);
+  requireClose(head(1), want, 1e-5, 1e-6, "predict head");
+}
+
 // Not run by default: `test_codegen "[.timing]" -s` prints compile and step times of a
 // Fashion-MNIST-sized model (conv 32×3×3, maxpool 2, dense 64, dense 10, CE), forward + backward.
 TEST_CASE("timing: fashion-sized train_step", "[.timing]") {
