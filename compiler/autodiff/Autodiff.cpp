@@ -93,9 +93,11 @@ class ReverseMode {
         accumulate(ops[0], b_.avgPoolBwd(g, ops[0]->type, n->ints[0], n->ints[1]));
         break;
       case OpKind::Reshape: accumulate(ops[0], b_.reshape(g, ops[0]->type)); break;
-      case OpKind::Relu: accumulate(ops[0], b_.unaryBwd(OpKind::ReluBwd, ops[0], g)); break;
-      case OpKind::LeakyRelu:
-        accumulate(ops[0], b_.unaryBwd(OpKind::LeakyReluBwd, ops[0], g, n->f));
+      // relu's mask reads its output (y > 0 exactly when x > 0), so the pre-activation need not
+      // outlive the forward pass and bias + relu fuse into the producing matmul's epilogue.
+      case OpKind::Relu: accumulate(ops[0], b_.unaryBwd(OpKind::ReluBwd, n, g)); break;
+      case OpKind::LeakyRelu:  // likewise for a non-negative slope; a negative one flips signs
+        accumulate(ops[0], b_.unaryBwd(OpKind::LeakyReluBwd, n->f >= 0 ? n : ops[0], g, n->f));
         break;
       // sigmoid and tanh differentiate through their output y: σ' = y(1-y), tanh' = 1-y².
       case OpKind::Sigmoid: accumulate(ops[0], b_.unaryBwd(OpKind::SigmoidBwd, n, g)); break;

@@ -3,6 +3,7 @@
 #include "ir/Builder.h"
 #include "ir/Verifier.h"
 #include "jit/Compile.h"
+#include "passes/Passes.h"
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
 
@@ -84,6 +85,7 @@ CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keep
   c.lowered = lower::lowerModel(model, model.train.batch);
   auto problems = ir::verify(c.lowered.module);
   if (!problems.empty()) throw ir::IRError("IR verification failed after lowering: " + problems[0]);
+  passes::runGraphPasses(c.lowered.module);
   checked.times.lowerMs = msSince(t0);
 
   t0 = std::chrono::steady_clock::now();

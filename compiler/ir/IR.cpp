@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <unordered_map>
+
 namespace mtlc::ir {
 
 namespace {
@@ -51,6 +53,31 @@ Node *Function::add(OpKind op, std::vector<Node *> operands, Type type, std::vec
   node->name = std::move(name);
   nodes.push_back(std::move(node));
   return nodes.back().get();
+}
+
+void Function::replaceAllUses(Node *from, Node *to) {
+  for (auto &n : nodes)
+    for (Node *&o : n->operands)
+      if (o == from) o = to;
+  for (Output &o : outputs)
+    if (o.value == from) o.value = to;
+}
+
+void Function::erase(const std::vector<bool> &dead) {
+  size_t keep = 0;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (!dead[i]) nodes[keep++] = std::move(nodes[i]);
+  nodes.resize(keep);
+}
+
+std::vector<int> Function::useCounts() const {
+  std::unordered_map<const Node *, int> position;
+  for (size_t i = 0; i < nodes.size(); ++i) position[nodes[i].get()] = (int)i;
+  std::vector<int> uses(nodes.size(), 0);
+  for (const auto &n : nodes)
+    for (const Node *o : n->operands) ++uses[position.at(o)];
+  for (const Output &o : outputs) ++uses[position.at(o.value)];
+  return uses;
 }
 
 Function *Module::function(const std::string &fname) const {

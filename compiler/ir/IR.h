@@ -61,6 +61,13 @@ struct Function {
 
   Node *add(OpKind op, std::vector<Node *> operands, Type type, std::vector<int64_t> ints = {},
             double f = 0, std::string name = {});
+  // Every operand and output that reads `from` reads `to` instead (same type required).
+  void replaceAllUses(Node *from, Node *to);
+  // Drops the nodes `dead` says to drop (indexed by position in `nodes`); the caller guarantees
+  // nothing live reads them.
+  void erase(const std::vector<bool> &dead);
+  // How many operand slots and outputs read each node, indexed by node position.
+  std::vector<int> useCounts() const;
 };
 
 // The parameter table the graph's Param nodes index into.

@@ -1,0 +1,51 @@
+// Fusion by rule (TVM's op classes, from ir/Ops.def), not by pattern lists.
+//
+// A fusion group is a root node followed by a chain of elementwise / broadcast nodes that each
+// consume the previous member's result, element for element, in the root's own loop nest: the
+// epilogue. Only the group's last node is materialised; the members before it never touch memory.
+//
+// A node n joins the group of its data operand p when
+//   - n is Elemwise or Broadcast (per-element maths; bias add reads its channel's bias),
+//   - p is the last node of its group and is a root kind: OutFusable (matmul, conv, conv's data
+//     gradient), Elemwise or Broadcast — never a leaf or a view,
+//   - p has exactly one use (n) and is not a function output, and
+//   - p and n have the same type (the same iteration space).
+// The data operand is the one the chain flows through: operand 0 for forward ops, the upstream
+// gradient dy (the last operand) for the backward ops that take (saved value, dy); for add either
+// operand, first the one that qualifies. Other operands (bias, saved activations, the addend) are
+// read at the same element index (the bias at its channel).
+//
+// So, with relu's backward reading relu's output:
+//   forward   matmul → bias_add → relu            one loop nest, one store
+//   backward  matmul (dh = dy·W) → relu_bwd(y, ·)  the activation derivative in the epilogue
+#pragma once
+
+#include "ir/IR.h"
+
+#include <unordered_map>
+#include <vector>
+
+namespace mtlc::passes {
+
+struct FusionGroup {
+  const ir::Node *root = nullptr;
+  std::vector<const ir::Node *> chain;  // epilogue members in order (may be empty)
+  const ir::Node *last() const { return chain.empty() ? root : chain.back(); }
+};
+
+struct FusionPlan {
+  std::vector<FusionGroup> groups;                   // in the order of their last nodes
+  std::unordered_map<const ir::Node *, int> groupOf; // every member of a group of size > 1
+
+  // True for a member whose value stays in registers (a group member other than the last).
+  bool isInterior(const ir::Node *n) const;
+  // The group a node belongs to, or nullptr when it stands alone.
+  const FusionGroup *group(const ir::Node *n) const;
+};
+
+FusionPlan planFusion(const ir::Function &f);
+
+// Which operand of an epilogue member carries the chain (see above); -1 if none qualifies.
+int dataOperand(const ir::Node &n, const FusionPlan &plan);
+
+}  // namespace mtlc::passes
