@@ -1,0 +1,467 @@
+// mtlc_bench: the mtlc side of the benchmark (bench/run.py drives it and prints the tables).
+//
+//   mtlc_bench MODEL.mtl [--batch N] [--steps N] [--warmup N] [--reps N] [--threads N] [--json]
+//                        [--profile-ops]
+//     Compiles the program (.mtl → JIT ready, timed; --compile-reps times, the first is the cold
+//     one a user sees), loads its train split, initialises the parameters and times full training
+//     steps exactly as rt::train does them: gather a batch → spec.trainStep → loss check →
+//     optimizer step. After --warmup steps it times --reps blocks of --steps steps and reports the
+//     median block (µs per step, samples/s), plus peak RSS (getrusage ru_maxrss) of the process.
+//     Only full batches are used, so every step sees the same batch size.
+//     --profile-ops: also times every kernel of train_step alone (one-op modules, same shapes,
+//     batch N), which shows where a step's time goes even though the kernels are inlined into the
+//     entry point and invisible to perf.
+//
+//   mtlc_bench --matmul N [--trans nn|nt|tn|tt] [--reps N] [--json]
+//     One MatMul [N,N]·[N,N] of two parameters, written to a third parameter's gradient slot,
+//     compiled with jit::compile and timed: GFLOP/s = 2·N³ / time (median of --reps blocks).
+//
+// Threads: the runtime has no thread setting yet; --threads is accepted and the JSON says
+// "threads_supported": false, "threads": 1.
+#include "driver/Pipeline.h"
+#include "ir/Builder.h"
+#include "ir/Verifier.h"
+#include "jit/Compile.h"
+#include "runtime/Arena.h"
+#include "runtime/Batcher.h"
+#include "runtime/Init.h"
+#include "runtime/Optimizer.h"
+#include "runtime/Rng.h"
+#include "runtime/Trainer.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+#include <xmmintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace mtlc;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+constexpr bool kThreadsSupported = false;  // the runtime has no thread pool yet (issue #3)
+
+using Clock = std::chrono::steady_clock;
+double msSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(v.begin(), v.end());
+  size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
+// User + system CPU seconds of this process so far.
+double cpuSeconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+double peakRssMiB() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+struct Options {
+  std::string model;
+  int64_t batch = 0;  // 0: the program's
+  int64_t steps = 50, warmup = 5, reps = 5, compileReps = 5, threads = 1;
+  int64_t matmul = 0;
+  std::string trans = "nn";
+  uint64_t seed = 42;
+  bool json = false, profileOps = false, ftz = false;
+};
+
+// ---- model benchmark ---------------------------------------------------------------------------
+
+struct Compiled {
+  driver::CheckedProgram checked;
+  driver::CompiledProgram program;
+  double ms = 0;
+};
+
+// .mtl → JIT-ready entry points, with the batch (and so the kernels' maxBatch) overridden.
+Compiled compileModel(const Options &o) {
+  Compiled c;
+  auto t0 = Clock::now();
+  c.checked = driver::checkFile(o.model);
+  if (!c.checked.model) throw std::runtime_error(c.checked.diags->str());
+  if (o.batch > 0) c.checked.model->train.batch = o.batch;
+  c.program = driver::compileProgram(c.checked, /*optimize=*/true, /*keepLlvmText=*/false);
+  c.ms = msSince(t0);
+  return c;
+}
+
+// Host buffers for one call of a one-function module (the per-op profile).
+struct OpRun {
+  jit::CompiledModule code;
+  rt::Arena params, grads, acts;
+  std::vector<rt::Arena> inputs, outputs;
+  std::vector<const float *> inputPtrs;
+  std::vector<float *> outputPtrs;
+  std::vector<float> weights{1.f, 1.f}, losses{0.f, 0.f};
+  mtlc_args args{};
+};
+
+// Times every kernel of train_step on its own: a module holding just that node, with leaves for
+// its operands (batched → inputs, unbatched → parameters, loss weights → constants) and the result
+// bound to an output (batched → head 0, unbatched → a parameter's gradient slot).
+ojson profileOps(const ir::Module &src, int64_t batch, int64_t reps, double stepUs) {
+  const ir::Function *train = src.function("train_step");
+  struct Row {
+    std::string what;
+    double us;
+  };
+  std::vector<Row> rows;
+  double totalUs = 0;
+  for (const auto &up : train->nodes) {
+    const ir::Node &node = *up;
+    if (ir::fusionClass(node.op) == ir::FusionClass::Leaf || node.op == ir::OpKind::Reshape) continue;
+    ir::Module m;
+    m.name = "op";
+    m.maxBatch = batch;
+    m.functions.push_back(std::make_unique<ir::Function>());
+    ir::Function &fn = *m.functions.back();
+    fn.name = "run";
+    ir::Builder b(fn);
+    int64_t paramFloats = 0;
+    auto addParamInfo = [&](const std::vector<int64_t> &shape) {
+      ir::ParamInfo info{"p" + std::to_string(m.params.size()), shape, paramFloats};
+      paramFloats += (info.elements() + 15) / 16 * 16;
+      m.params.push_back(info);
+      return int(m.params.size() - 1);
+    };
+    std::vector<ir::Node *> operands;
+    std::vector<bool> labelLike;
+    for (const ir::Node *op : node.operands) {
+      if (op->op == ir::OpKind::Const) {
+        operands.push_back(b.constant(op->f));
+      } else if (op->op == ir::OpKind::LossWeight) {
+        operands.push_back(b.constant(1.0));
+      } else if (op->type.batched) {
+        m.inputs.push_back(op->type);
+        labelLike.push_back(op->op == ir::OpKind::Label);
+        operands.push_back(b.input(int(m.inputs.size() - 1), op->type));
+      } else {
+        int idx = addParamInfo(op->type.dims);
+        operands.push_back(b.param(idx, op->type.dims));
+      }
+    }
+    ir::Node *out = fn.add(node.op, operands, node.type, node.ints, node.f, node.name);
+    if (node.type.batched) {
+      m.heads.push_back(node.type);
+      fn.outputs.push_back({ir::Output::Kind::Head, 0, out});
+    } else {
+      fn.outputs.push_back({ir::Output::Kind::Grad, addParamInfo(node.type.dims), out});
+    }
+    auto problems = ir::verify(m);
+    if (!problems.empty()) throw std::logic_error("profile module for %" + std::to_string(node.id) + ": " + problems[0]);
+
+    OpRun r;
+    r.code = jit::compile(m);
+    r.params.resize(paramFloats + 16);
+    r.grads.resize(paramFloats + 16);
+    r.acts.resize(r.code.actsFloats + 16);
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> dist(-0.5f, 0.5f);
+    for (int64_t i = 0; i < r.params.size(); ++i) r.params[i] = dist(rng);
+    for (size_t i = 0; i < m.inputs.size(); ++i) {
+      r.inputs.emplace_back(batch * m.inputs[i].elements());
+      if (!labelLike[i])  // labels stay 0: a valid class index and a valid 0/1 target
+        for (int64_t j = 0; j < r.inputs.back().size(); ++j) r.inputs.back()[j] = dist(rng);
+    }
+    for (const ir::Type &t : m.heads) r.outputs.emplace_back(batch * t.elements());
+    for (auto &a : r.inputs) r.inputPtrs.push_back(a.data());
+    for (auto &a : r.outputs) r.outputPtrs.push_back(a.data());
+    r.args = mtlc_args{r.params.data(), r.grads.data(), r.acts.data(), r.inputPtrs.data(), r.inputPtrs.data(),
+                       r.weights.data(), r.losses.data(), r.outputPtrs.data(), batch, 1};
+    mtlc_entry_fn f = r.code.entry("run");
+    auto t0 = Clock::now();
+    f(&r.args);
+    f(&r.args);
+    double once = std::max(msSince(t0) / 2, 1e-4);
+    int64_t iters = std::max<int64_t>(1, int64_t(20.0 / once));  // ~20 ms per block
+    std::vector<double> us;
+    for (int64_t rep = 0; rep < reps; ++rep) {
+      t0 = Clock::now();
+      for (int64_t i = 0; i < iters; ++i) f(&r.args);
+      us.push_back(msSince(t0) * 1000.0 / double(iters));
+    }
+    std::string shapes;
+    for (const ir::Node *op : node.operands) shapes += (shapes.empty() ? "" : ", ") + op->type.str();
+    rows.push_back({fmt::format("%{} {}{} ({}) -> {}", node.id, ir::mnemonic(node.op),
+                                node.name.empty() ? "" : " " + node.name, shapes, node.type.str()),
+                    median(us)});
+    totalUs += rows.back().us;
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const Row &a, const Row &b) { return a.us > b.us; });
+  ojson j;
+  j["batch"] = batch;
+  j["kernels_total_us"] = totalUs;
+  j["step_us"] = stepUs;
+  ojson list = ojson::array();
+  for (const Row &r : rows)
+    list.push_back({{"kernel", r.what}, {"us", r.us}, {"share", totalUs > 0 ? r.us / totalUs : 0.0}});
+  j["kernels"] = list;
+  return j;
+}
+
+int benchModel(const Options &o) {
+  ojson j;
+  j["model"] = o.model;
+  if (o.threads != 1 && !kThreadsSupported)
+    std::cerr << "mtlc_bench: the runtime has no thread setting yet; running with 1 thread\n";
+  j["threads_requested"] = o.threads;
+  j["threads"] = kThreadsSupported ? o.threads : 1;
+  j["threads_supported"] = kThreadsSupported;
+  j["ftz"] = o.ftz;
+
+  // ---- compile: the first one is cold (what `mtlc train` pays), then warm repeats
+  std::vector<double> compileMs;
+  std::unique_ptr<Compiled> compiled;
+  try {
+    for (int64_t i = 0; i < std::max<int64_t>(1, o.compileReps); ++i) {
+      compiled.reset();  // frees the previous JIT before the next compile
+      compiled = std::make_unique<Compiled>(compileModel(o));
+      compileMs.push_back(compiled->ms);
+    }
+  } catch (const std::exception &e) {
+    j["supported"] = false;
+    j["error"] = e.what();
+    if (o.json) std::cout << j.dump(2) << '\n';
+    else std::cerr << "mtlc_bench: " << o.model << ": cannot compile:\n" << e.what() << '\n';
+    return 1;
+  }
+  j["supported"] = true;
+  const Compiled &c = *compiled;
+  const rt::ModelSpec &spec = c.program.spec;
+  const int64_t B = spec.train.batch;
+  j["name"] = spec.name;
+  j["batch"] = B;
+  j["params"] = spec.paramCount;
+  j["acts_floats"] = spec.actsFloats;
+  j["optimizer"] = spec.train.optimizer.kind;
+  j["compile_ms"] = compileMs.front();
+  j["compile_ms_median"] = median(compileMs);
+  j["compile_ms_all"] = compileMs;
+  j["compile_stages_ms"] = {{"parse", c.checked.times.parseMs},
+                            {"sema", c.checked.times.semaMs},
+                            {"lower", c.checked.times.lowerMs},
+                            {"codegen_jit", c.checked.times.codegenMs}};
+  if (!spec.trainStep) throw std::runtime_error("the compiled model has no train_step");
+  if (B > spec.maxBatch) throw std::runtime_error("batch exceeds the kernels' maximum batch");
+
+  // ---- data, arenas, parameters, optimizer: as rt::train sets them up
+  auto t0 = Clock::now();
+  rt::Dataset data = rt::loadSplit(spec, "train");
+  j["load_ms"] = msSince(t0);
+  j["rows"] = data.rows;
+  const int64_t fullBatches = data.rows / B;
+  if (fullBatches < 1) throw std::runtime_error("fewer rows than one batch");
+
+  const int64_t T = int64_t(spec.tasks.size());
+  rt::Arena params(spec.paramCount), grads(spec.paramCount), acts(spec.actsFloats);
+  std::vector<rt::Arena> outputs;
+  std::vector<float *> outputPtrs;
+  for (const rt::TaskSpec &t : spec.tasks) outputs.emplace_back(spec.maxBatch * t.outWidth);
+  for (rt::Arena &a : outputs) outputPtrs.push_back(a.data());
+  std::vector<float> losses(T + 1), weights = rt::lossWeights(spec);
+  rt::initParams(spec, o.seed, params.data());
+  rt::Optimizer optimizer(spec.train.optimizer, spec.paramCount);
+  rt::Batcher batcher(data, B, spec.train.shuffle, o.seed);
+  int64_t epoch = 0, b = 0, step = 0;
+  batcher.startEpoch(epoch);
+
+  auto trainStep = [&]() {
+    if (b == fullBatches) {
+      batcher.startEpoch(++epoch);
+      b = 0;
+    }
+    const int64_t n = batcher.gather(b++);
+    ++step;
+    mtlc_args args{};
+    args.params = params.data();
+    args.grads = grads.data();
+    args.acts = acts.data();
+    args.inputs = batcher.inputs();
+    args.labels = batcher.labels();
+    args.loss_weights = weights.data();
+    args.losses = losses.data();
+    args.outputs = outputPtrs.data();
+    args.n = n;
+    args.seed = rt::mix64(rt::mix64(o.seed) ^ uint64_t(step));
+    spec.trainStep(&args);
+    for (int64_t t = 0; t <= T; ++t)
+      if (!std::isfinite(losses[t])) throw std::runtime_error(fmt::format("loss became {} at step {}", losses[t], step));
+    optimizer.step(params.data(), grads.data());
+  };
+
+  for (int64_t i = 0; i < o.warmup; ++i) trainStep();
+  std::vector<double> repUs;
+  double firstLoss = std::numeric_limits<double>::quiet_NaN();
+  const double cpu0 = cpuSeconds();
+  const auto wall0 = Clock::now();
+  for (int64_t rep = 0; rep < std::max<int64_t>(1, o.reps); ++rep) {
+    t0 = Clock::now();
+    for (int64_t i = 0; i < o.steps; ++i) trainStep();
+    repUs.push_back(msSince(t0) * 1000.0 / double(std::max<int64_t>(1, o.steps)));
+    if (rep == 0) firstLoss = losses[T];
+  }
+  // CPU time over wall time of the timed steps: about 1 on an idle core, less when other processes
+  // took the core away (the numbers are then pessimistic).
+  const double cpuUtil = (cpuSeconds() - cpu0) / (msSince(wall0) / 1000.0);
+  const double us = median(repUs);
+  j["cpu_util"] = cpuUtil;
+  j["steps"] = o.steps;
+  j["warmup"] = o.warmup;
+  j["reps"] = repUs.size();
+  j["us_per_step"] = us;
+  j["samples_per_s"] = double(B) * 1e6 / us;
+  j["rep_us_per_step"] = repUs;
+  j["loss_after_first_rep"] = firstLoss;
+  j["loss_last"] = losses[T];
+  j["peak_rss_mib"] = peakRssMiB();
+  if (o.profileOps) j["profile"] = profileOps(c.program.lowered.module, B, o.reps, us);
+
+  if (o.json) {
+    std::cout << j.dump(2) << '\n';
+  } else {
+    std::cout << fmt::format(
+        "{} (batch {}, {}): compile {:.1f} ms (median of {}: {:.1f} ms)\n"
+        "  {:.1f} µs/step, {:.0f} samples/s (median of {} x {} steps after {} warm-up)\n"
+        "  peak RSS {:.1f} MiB, loss {:.4f} -> {:.4f}\n",
+        spec.name, B, spec.train.optimizer.kind, compileMs.front(), compileMs.size(), median(compileMs), us,
+        double(B) * 1e6 / us, repUs.size(), o.steps, o.warmup, peakRssMiB(), firstLoss, losses[T]);
+    if (o.profileOps) {
+      const ojson &p = j["profile"];
+      std::cout << fmt::format("  kernels alone: {:.1f} µs in total (the step: {:.1f} µs)\n",
+                               p["kernels_total_us"].get<double>(), us);
+      for (const auto &k : p["kernels"])
+        std::cout << fmt::format("  {:>9.1f} µs {:>5.1f}%  {}\n", k["us"].get<double>(),
+                                 100 * k["share"].get<double>(), k["kernel"].get<std::string>());
+    }
+  }
+  return 0;
+}
+
+// ---- matmul alone --------------------------------------------------------------------------------
+
+int benchMatmul(const Options &o) {
+  const int64_t N = o.matmul;
+  if (o.trans.size() != 2 || o.trans.find_first_not_of("nt") != std::string::npos)
+    throw std::runtime_error("--trans: expected nn, nt, tn or tt");
+  const bool tA = o.trans[0] == 't', tB = o.trans[1] == 't';
+  ir::Module m;
+  m.name = "matmul";
+  m.maxBatch = 1;
+  m.functions.push_back(std::make_unique<ir::Function>());
+  ir::Function &fn = *m.functions.back();
+  fn.name = "run";
+  ir::Builder b(fn);
+  const int64_t stride = (N * N + 15) / 16 * 16;
+  for (int i = 0; i < 3; ++i) m.params.push_back({"p" + std::to_string(i), {N, N}, i * stride});
+  ir::Node *c = b.matmul(b.param(0, {N, N}), b.param(1, {N, N}), tA, tB);
+  fn.outputs.push_back({ir::Output::Kind::Grad, 2, c});
+  auto problems = ir::verify(m);
+  if (!problems.empty()) throw std::logic_error(problems[0]);
+
+  auto t0 = Clock::now();
+  jit::CompiledModule code = jit::compile(m);
+  const double compileMs = msSince(t0);
+  rt::Arena params(3 * stride), grads(3 * stride), acts(code.actsFloats + 16);
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  for (int64_t i = 0; i < 2 * stride; ++i) params[i] = dist(rng);
+  float weight = 1.f, loss = 0.f;
+  mtlc_args args{params.data(), grads.data(), acts.data(), nullptr, nullptr, &weight, &loss, nullptr, 1, 1};
+  mtlc_entry_fn f = code.entry("run");
+
+  t0 = Clock::now();
+  f(&args);
+  f(&args);
+  const double once = std::max(msSince(t0) / 2, 1e-4);
+
+  // Spot check against a double-precision dot product.
+  const float *A = params.data(), *Bm = params.data() + stride, *C = grads.data() + 2 * stride;
+  double maxErr = 0;
+  std::mt19937 pick(3);
+  for (int s = 0; s < 64; ++s) {
+    int64_t i = int64_t(pick() % N), jj = int64_t(pick() % N);
+    double want = 0;
+    for (int64_t k = 0; k < N; ++k)
+      want += double(tA ? A[k * N + i] : A[i * N + k]) * double(tB ? Bm[jj * N + k] : Bm[k * N + jj]);
+    maxErr = std::max(maxErr, std::abs(want - double(C[i * N + jj])));
+  }
+
+  const int64_t iters = std::max<int64_t>(1, int64_t(200.0 / once));  // ~0.2 s per block
+  std::vector<double> gflops;
+  for (int64_t rep = 0; rep < std::max<int64_t>(1, o.reps); ++rep) {
+    t0 = Clock::now();
+    for (int64_t i = 0; i < iters; ++i) f(&args);
+    double s = msSince(t0) / 1000.0;
+    gflops.push_back(2.0 * double(N) * double(N) * double(N) * double(iters) / s / 1e9);
+  }
+  ojson j;
+  j["n"] = N;
+  j["trans"] = o.trans;
+  j["compile_ms"] = compileMs;
+  j["iters_per_rep"] = iters;
+  j["reps"] = gflops.size();
+  j["gflops"] = median(gflops);
+  j["rep_gflops"] = gflops;
+  j["max_abs_err"] = maxErr;
+  if (o.json) std::cout << j.dump(2) << '\n';
+  else
+    std::cout << fmt::format("matmul {}x{} ({}): {:.2f} GFLOP/s (median of {} x {} calls), compile {:.1f} ms, "
+                             "max |err| {:.2e}\n",
+                             N, N, o.trans, median(gflops), gflops.size(), iters, compileMs, maxErr);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  CLI::App app{"mtlc_bench: time mtlc's compile and training steps, or its matmul kernel"};
+  app.add_option("model", o.model, "the .mtl program");
+  app.add_option("--batch", o.batch, "batch size (overrides the program's; the kernels follow)");
+  app.add_option("--steps", o.steps, "training steps per timed repetition");
+  app.add_option("--warmup", o.warmup, "untimed steps first");
+  app.add_option("--reps", o.reps, "timed repetitions; the median is reported");
+  app.add_option("--compile-reps", o.compileReps, "compiles (the first is reported, and the median)");
+  app.add_option("--threads", o.threads, "threads (the runtime supports 1 so far)");
+  app.add_option("--seed", o.seed, "initialisation / shuffle seed");
+  app.add_option("--matmul", o.matmul, "time one N x N matmul instead of a model");
+  app.add_option("--trans", o.trans, "with --matmul: nn, nt, tn or tt");
+  app.add_flag("--json", o.json, "one JSON object on stdout");
+  app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
+  app.add_flag("--ftz", o.ftz, "experiment: flush denormals to zero (MXCSR FTZ+DAZ); rt::train does not");
+  CLI11_PARSE(app, argc, argv);
+  if (o.matmul <= 0 && o.model.empty()) {
+    std::cerr << app.help();
+    return 2;
+  }
+  if (o.ftz) _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) + DAZ (bit 6)
+  try {
+    return o.matmul > 0 ? benchMatmul(o) : benchModel(o);
+  } catch (const std::exception &e) {
+    std::cerr << "mtlc_bench: " << e.what() << '\n';
+    return 1;
+  }
+}

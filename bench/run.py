@@ -1,0 +1,299 @@
+#!/usr/bin/python3
+"""One command for the whole benchmark: mtlc against PyTorch (and its matmul against OpenBLAS).
+
+    /usr/bin/python3 bench/run.py [--build DIR] [--quick] [--reps N] [--no-profile] [--out FILE]
+
+Needs `mtlc_bench` and `sgemm_openblas` built in DIR (default: build-bench, else build):
+    cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release
+    cmake --build build-bench --target mtlc_bench sgemm_openblas
+
+In one run it measures, each configuration in its own process (so peak RSS is that run's):
+  - training throughput of the MLP (batch 1, 64, 256), the flagship CNN examples/fashion.mtl
+    (batch 64) and the MMoE (batch 256): mtlc (bench/mtlc_bench) and the same model in PyTorch
+    (bench/peers.py), 1 thread each; compile time (.mtl → JIT ready) and peak RSS;
+  - mtlc's matmul kernel alone against OpenBLAS's cblas_sgemm (1 thread), n = 64 … 1024, with
+    OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment, naming the
+    OpenBLAS kernel that ran;
+  - 1 against 2 threads on the MLP at batch 256, once the runtime has a thread setting;
+  - where the flagship's training step goes: each train_step kernel timed alone.
+Every number is the median of --reps (default 5) timed repetitions after warm-up steps. Prints
+markdown tables; writes every raw result to --out (default DIR/bench-results.json).
+--quick: a few steps per repetition, 3 repetitions, a smoke test of the harness, not a measurement.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = "/usr/bin/python3"
+
+# (label, mtlc program, peers.py model, batch, steps per repetition, warm-up steps, flush denormals)
+MODELS = [
+    ("MLP", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, False),
+    ("MLP, denormals flushed (both)", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, True),
+    ("MLP", "bench/models/mlp.mtl", "mlp", 64, 200, 20, False),
+    ("MLP", "bench/models/mlp.mtl", "mlp", 256, 60, 10, False),
+    ("CNN (examples/fashion.mtl)", "examples/fashion.mtl", "cnn", 64, 20, 3, False),
+    ("MMoE", "bench/models/mmoe.mtl", "mmoe", 256, 200, 20, False),
+]
+# OpenBLAS cores with AVX-512 sgemm kernels (0.3.21's names).
+AVX512_CORES = {"SkylakeX", "Cooperlake", "SapphireRapids"}
+MATMUL_SIZES = [64, 128, 256, 512, 1024]
+
+
+def run_json(cmd, env=None, allow_fail=False):
+    """Runs cmd, returns its stdout parsed as JSON (None if it failed and allow_fail)."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t0
+    print(f"  [{secs:6.1f}s] {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)}"
+          f"{'' if p.returncode == 0 else f'  (exit {p.returncode})'}", file=sys.stderr, flush=True)
+    try:
+        out = json.loads(p.stdout) if p.stdout.strip() else None
+    except json.JSONDecodeError:
+        out = None
+    if p.returncode != 0 and not allow_fail:
+        sys.exit(f"run.py: {' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr}{p.stdout}")
+    if out is None and not allow_fail:
+        sys.exit(f"run.py: {' '.join(cmd)} printed no JSON:\n{p.stderr}{p.stdout}")
+    if out is not None and p.returncode != 0:
+        out.setdefault("error", p.stderr.strip())
+    return out
+
+
+def fmt_rate(r):
+    """samples/s for batches > 1, µs/step at batch 1 (as issue #3 asks)."""
+    if r is None:
+        return "-"
+    if r["batch"] == 1:
+        return f"{r['us_per_step']:.1f} µs/step"
+    return f"{r['samples_per_s']:,.0f}"
+
+
+def ratio(mtlc, torch, batch):
+    # > 1 means mtlc is faster, at every batch size (throughput ratio = inverse time ratio).
+    return f"{torch['us_per_step'] / mtlc['us_per_step']:.2f}×"
+
+
+def first_line(s):
+    return (s or "").strip().splitlines()[0] if (s or "").strip() else ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description="mtlc vs PyTorch benchmark (see the module docstring)")
+    ap.add_argument("--build", help="build directory with mtlc_bench and sgemm_openblas")
+    ap.add_argument("--quick", action="store_true", help="few steps: a smoke test, not a measurement")
+    ap.add_argument("--reps", type=int, default=0, help="timed repetitions per measurement (default 5; quick 3)")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-kernel profile of the flagship")
+    ap.add_argument("--out", help="raw results as JSON (default BUILD/bench-results.json)")
+    ap.add_argument("--torch-coretype", default="auto",
+                    help="OPENBLAS_CORETYPE for the PyTorch runs: auto (SkylakeX when the CPU has AVX-512 and "
+                         "OpenBLAS does not pick an AVX-512 kernel by itself), default (OpenBLAS's own "
+                         "detection), or a core name")
+    a = ap.parse_args()
+
+    build = a.build or next((os.path.join(ROOT, d) for d in ("build-bench", "build")
+                             if os.path.exists(os.path.join(ROOT, d, "bench", "mtlc_bench"))), None)
+    if build is None:
+        sys.exit("run.py: no build with bench/mtlc_bench found; build it first:\n"
+                 "  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release\n"
+                 "  cmake --build build-bench --target mtlc_bench sgemm_openblas")
+    build = os.path.abspath(build)
+    bench = os.path.join(build, "bench", "mtlc_bench")
+    sgemm = os.path.join(build, "bench", "sgemm_openblas")
+    if not os.path.exists(bench):
+        sys.exit(f"run.py: {bench} does not exist (cmake --build {build} --target mtlc_bench)")
+    reps = a.reps or (3 if a.quick else 5)
+    scale = (lambda steps: max(2, steps // 40)) if a.quick else (lambda steps: steps)
+    warm = (lambda w: 1) if a.quick else (lambda w: w)
+
+    results = {"date": datetime.date.today().isoformat(), "host": platform.node(), "cpu": cpu_name(),
+               "quick": a.quick, "reps": reps, "models": [], "matmul": {}, "threads": None, "profile": None}
+    try:
+        results["git"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.strip()
+    except OSError:
+        results["git"] = "?"
+    print(f"bench: {results['cpu']}, {os.cpu_count()} cores, reps {reps}{', QUICK' if a.quick else ''}",
+          file=sys.stderr)
+
+    # ---- which OpenBLAS kernel runs by itself, and which one PyTorch gets
+    blas_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    blas_env["OPENBLAS_NUM_THREADS"] = "1"
+    detected = None
+    if os.path.exists(sgemm):
+        detected = run_json([sgemm, "--reps", "1", "64"], env=blas_env)["corename"]
+    avx512 = "avx512f" in cpu_flags()
+    if a.torch_coretype == "auto":
+        torch_core = os.environ.get("OPENBLAS_CORETYPE") or (
+            "SkylakeX" if avx512 and detected not in AVX512_CORES else None)
+    else:
+        torch_core = None if a.torch_coretype == "default" else a.torch_coretype
+    torch_env = dict(os.environ)
+    if torch_core:
+        torch_env["OPENBLAS_CORETYPE"] = torch_core
+    results["openblas_detected"] = detected
+    results["torch_coretype"] = torch_core
+
+    # ---- models
+    for label, program, peer, batch, steps, warmup, ftz in MODELS:
+        s, w = scale(steps), warm(warmup)
+        common = ["--batch", str(batch), "--steps", str(s), "--warmup", str(w), "--reps", str(reps), "--json"]
+        common += ["--ftz"] if ftz else []
+        m = run_json([bench, os.path.join(ROOT, program)] + common
+                     + (["--compile-reps", "1"] if a.quick or ftz else []), allow_fail=True)
+        t = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), peer] + common, env=torch_env)
+        results["models"].append({"label": label, "program": program, "batch": batch, "ftz": ftz,
+                                  "mtlc": m, "torch": t})
+
+    # ---- threads (only when the runtime has a thread setting)
+    mlp256 = next(r for r in results["models"] if r["program"].endswith("mlp.mtl") and r["batch"] == 256)
+    if mlp256["mtlc"] and mlp256["mtlc"].get("threads_supported"):
+        s = scale(60)
+        common = ["--batch", "256", "--steps", str(s), "--warmup", str(warm(10)), "--reps", str(reps), "--json"]
+        m2 = run_json([bench, os.path.join(ROOT, "bench/models/mlp.mtl"), "--threads", "2", "--compile-reps", "1"] + common)
+        t2 = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), "mlp", "--threads", "2"] + common, env=torch_env)
+        results["threads"] = {"mtlc1": mlp256["mtlc"], "torch1": mlp256["torch"], "mtlc2": m2, "torch2": t2}
+
+    # ---- matmul
+    mm = []
+    for n in MATMUL_SIZES:
+        mm.append(run_json([bench, "--matmul", str(n), "--reps", str(reps), "--json"]))
+    results["matmul"]["mtlc"] = mm
+    results["matmul"]["openblas"] = results["matmul"]["openblas_avx512"] = None
+    if os.path.exists(sgemm):
+        sizes = [str(n) for n in MATMUL_SIZES]
+        results["matmul"]["openblas"] = run_json([sgemm, "--reps", str(reps)] + sizes, env=blas_env)
+        if avx512 and detected not in AVX512_CORES:  # also OpenBLAS's AVX-512 kernel, forced
+            results["matmul"]["openblas_avx512"] = run_json([sgemm, "--reps", str(reps)] + sizes,
+                                                            env=dict(blas_env, OPENBLAS_CORETYPE="SkylakeX"))
+
+    # ---- where the flagship's step goes
+    if not a.no_profile:
+        p = run_json([bench, os.path.join(ROOT, "examples/fashion.mtl"), "--batch", "64", "--steps", str(scale(5)),
+                      "--warmup", "1", "--reps", str(reps), "--compile-reps", "1", "--profile-ops", "--json"],
+                     allow_fail=True)
+        results["profile"] = p.get("profile") if p else None
+
+    out = a.out or os.path.join(build, "bench-results.json")
+    with open(out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(report(results))
+    print(f"raw results: {out}", file=sys.stderr)
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def report(res):
+    L = []
+    torch_ver = next((r["torch"]["framework"] for r in res["models"] if r["torch"]), "torch")
+    core = res.get("torch_coretype")
+    det = res.get("openblas_detected")
+    L.append(f"Measured on {res['date']} (mtlc {res.get('git', '?')}), {res['cpu']}, 1 thread; each number is the median of "
+             f"{res['reps']} timed repetitions after warm-up steps"
+             f"{' (QUICK: a smoke test, not a measurement)' if res['quick'] else ''}.")
+    L.append(f"PyTorch: {torch_ver}, OpenBLAS kernel `{core or det or '?'}`"
+             + (f" (OPENBLAS_CORETYPE={core}: by itself OpenBLAS picks `{det}` on this CPU)" if core and det and core != det else "")
+             + ". Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
+             "CPU = CPU time / wall time of the timed steps (mtlc / PyTorch): below 1 another process took the core.")
+    L.append("")
+    L.append("| model | batch | mtlc | PyTorch | mtlc / PyTorch | mtlc compile (cold / median) "
+             "| peak RSS mtlc / PyTorch | CPU |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in res["models"]:
+        m, t = r["mtlc"], r["torch"]
+        if m is None or not m.get("supported", False):
+            why = first_line((m or {}).get("error", "")) if m else "mtlc_bench failed"
+            why = why.split(": error: ", 1)[-1]  # the first diagnostic, without its location
+            note = f"not supported yet (mtlc: {why})" if why else "not supported yet"
+            L.append(f"| {r['label']} | {r['batch']} | {note} | {fmt_rate(t)} | - | - "
+                     f"| - / {t['peak_rss_mib']:.0f} MiB | - / {t['cpu_util']:.2f} |")
+            continue
+        compile_ms = f"{m['compile_ms']:.0f} / {m['compile_ms_median']:.0f} ms" if len(m["compile_ms_all"]) > 1 \
+            else f"{m['compile_ms']:.0f} ms"
+        L.append(f"| {r['label']} | {r['batch']} | {fmt_rate(m)} | {fmt_rate(t)} | {ratio(m, t, r['batch'])} "
+                 f"| {compile_ms} | {m['peak_rss_mib']:.0f} / {t['peak_rss_mib']:.0f} MiB "
+                 f"| {m['cpu_util']:.2f} / {t['cpu_util']:.2f} |")
+    L.append("")
+
+    mm = res["matmul"].get("mtlc") or []
+    ob, ob512 = res["matmul"].get("openblas"), res["matmul"].get("openblas_avx512")
+    L.append("Matmul C = A·B, [n,n]·[n,n] f32, 1 thread, GFLOP/s. OpenBLAS as it runs with OPENBLAS_CORETYPE and "
+             f"OPENBLAS_L2_SIZE unset: kernel `{ob['corename'] if ob else 'n/a'}`"
+             + (f" ({ob['config'].strip()})" if ob else "")
+             + (f"; and its AVX-512 kernel `{ob512['corename']}` forced with OPENBLAS_CORETYPE=SkylakeX." if ob512 else "."))
+    L.append("")
+    head = "| n | mtlc | OpenBLAS " + (f"`{ob['corename']}`" if ob else "") + " | mtlc / OpenBLAS |"
+    rule = "| ---: | ---: | ---: | ---: |"
+    if ob512:
+        head += f" OpenBLAS `{ob512['corename']}` | mtlc / `{ob512['corename']}` |"
+        rule += " ---: | ---: |"
+    L.append(head)
+    L.append(rule)
+    obn = {x["n"]: x["gflops"] for x in (ob["results"] if ob else [])}
+    ob5 = {x["n"]: x["gflops"] for x in (ob512["results"] if ob512 else [])}
+    for x in mm:
+        row = f"| {x['n']} | {x['gflops']:.1f} "
+        o = obn.get(x["n"])
+        row += f"| {o:.1f} | {100 * x['gflops'] / o:.0f}% |" if o else "| - | - |"
+        if ob512:
+            o = ob5.get(x["n"])
+            row += f" {o:.1f} | {100 * x['gflops'] / o:.0f}% |" if o else " - | - |"
+        L.append(row)
+    L.append("")
+
+    th = res.get("threads")
+    if th:
+        L.append("Threads, MLP batch 256 (samples/s):")
+        L.append("")
+        L.append("| | 1 thread | 2 threads | 2 / 1 |")
+        L.append("| --- | ---: | ---: | ---: |")
+        for who in ("mtlc", "torch"):
+            one, two = th[who + "1"], th[who + "2"]
+            L.append(f"| {'mtlc' if who == 'mtlc' else 'PyTorch'} | {one['samples_per_s']:,.0f} "
+                     f"| {two['samples_per_s']:,.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |")
+    else:
+        L.append("Threads: the runtime runs kernels on 1 thread so far (no thread setting yet); "
+                 "the 1-vs-2-thread table of the MLP at batch 256 appears once it has one.")
+    L.append("")
+
+    p = res.get("profile")
+    if p:
+        L.append(f"Where the flagship's training step goes (batch {p['batch']}; each train_step kernel timed "
+                 f"alone: {p['kernels_total_us'] / 1000:.2f} ms in total, the whole step {p['step_us'] / 1000:.2f} ms):")
+        L.append("")
+        L.append("| kernel | µs | share |")
+        L.append("| --- | ---: | ---: |")
+        for k in p["kernels"][:10]:
+            L.append(f"| `{k['kernel']}` | {k['us']:,.0f} | {100 * k['share']:.1f}% |")
+        L.append("")
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    main()
