@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include "passes/MemoryPlan.h"
+
+#include <algorithm>
 #include <map>
 
 namespace mtlc::driver {
@@ -38,8 +41,11 @@ void printSummary(const CheckedProgram &checked, const CompiledProgram &compiled
   fmt::print(os, "  {:<20} {:>12}\n\n", "total", total);
 
   fmt::print(os, "  forward FLOPs per sample  {}\n", human(spec.flopsPerSample));
-  fmt::print(os, "  activation arena          {:.2f} MiB (batch up to {})\n",
-             spec.actsFloats * 4.0 / (1 << 20), spec.maxBatch);
+  int64_t naive = 0;  // one slot per value, the largest entry point
+  for (const auto &f : compiled.lowered.module.functions)
+    naive = std::max(naive, passes::planMemory(compiled.lowered.module, *f).actsFloatsWithoutReuse);
+  fmt::print(os, "  activation arena          {:.2f} MiB planned, {:.2f} MiB without reuse (batch up to {})\n",
+             spec.actsFloats * 4.0 / (1 << 20), naive * 4.0 / (1 << 20), spec.maxBatch);
   const auto &t = checked.times;
   fmt::print(os, "  compile time              {:.1f} ms (parse {:.1f}, check {:.1f}, lower {:.1f}, "
                  "codegen+JIT {:.1f})\n",

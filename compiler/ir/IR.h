@@ -85,6 +85,9 @@ struct Module {
   std::vector<Type> labels;       // per task, batched
   std::vector<Type> heads;        // per task head output, batched
   int64_t maxBatch = 1;
+  // Memory planning reuses activation slots after their last use; tests that check a kernel's
+  // writes stay inside its own slot turn reuse off.
+  bool reuseActs = true;
   std::vector<std::unique_ptr<Function>> functions;
 
   Function *function(const std::string &name) const;

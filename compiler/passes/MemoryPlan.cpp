@@ -1,6 +1,7 @@
 #include "MemoryPlan.h"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 
 namespace mtlc::passes {
@@ -11,20 +12,61 @@ using ir::Node;
 using ir::OpKind;
 using Base = Storage::Base;
 
-// Hands out acts slots. Today a bump allocator: every slot lives for the whole call. Liveness-based
-// reuse replaces this class (a release() at each value's last use plus a free list); the planning
-// loop below stays the same.
+// Hands out acts slots with reuse: a slot released at its value's last use goes back to a free
+// list (coalesced with free neighbours) and the next allocation takes the smallest free block that
+// fits (best fit), growing the arena only when none does. `total` counts what a bump allocator
+// would have used, for the summary's planned-versus-naive figure.
 class ActsAllocator {
  public:
+  static int64_t rounded(int64_t floats) {
+    return (std::max<int64_t>(floats, 1) + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
+  }
+
   int64_t allocate(int64_t floats) {
-    int64_t at = top_;
-    top_ += (std::max<int64_t>(floats, 1) + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
+    int64_t size = rounded(floats);
+    total_ += size;
+    auto best = free_.end();
+    for (auto it = free_.begin(); it != free_.end(); ++it)
+      if (it->second >= size && (best == free_.end() || it->second < best->second)) best = it;
+    if (best == free_.end()) {
+      // Nothing fits: extend the arena, absorbing a free block that ends at the top.
+      int64_t at = top_;
+      if (!free_.empty() && std::prev(free_.end())->first + std::prev(free_.end())->second == top_) {
+        at = std::prev(free_.end())->first;
+        free_.erase(std::prev(free_.end()));
+      }
+      top_ = at + size;
+      return at;
+    }
+    int64_t at = best->first, left = best->second - size;
+    free_.erase(best);
+    if (left > 0) free_[at + size] = left;
     return at;
   }
+
+  void release(int64_t at, int64_t floats) {
+    int64_t size = rounded(floats);
+    auto next = free_.lower_bound(at);
+    if (next != free_.end() && at + size == next->first) {  // merge with the block after
+      size += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {  // merge with the block before
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == at) {
+        prev->second += size;
+        return;
+      }
+    }
+    free_[at] = size;
+  }
+
   int64_t size() const { return top_; }
+  int64_t withoutReuse() const { return total_; }
 
  private:
-  int64_t top_ = 0;
+  std::map<int64_t, int64_t> free_;  // offset -> size of each free block
+  int64_t top_ = 0, total_ = 0;
 };
 
 // Where the caller wants an output written.
@@ -94,22 +136,46 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
     }
   }
 
+  // Liveness: a value's slot is free after the last node that reads it (through any chain of
+  // views); values copied to outputs at the end live to the end.
+  std::vector<int> owner(ids, -1);  // node id -> id of the node whose slot it uses (views)
+  std::vector<size_t> lastUse(ids, 0);
+  for (size_t i = 0; i < f.nodes.size(); ++i) {
+    const Node &n = *f.nodes[i];
+    owner[n.id] = n.op == OpKind::Reshape ? owner[n.operands.at(0)->id] : n.id;
+    for (const Node *o : n.operands) lastUse[owner[o->id]] = i;
+  }
+  for (const ir::Output *o : copyOuts) lastUse[owner[o->value->id]] = f.nodes.size();
+  std::vector<std::vector<int>> dyingAt(f.nodes.size());
+  for (const auto &up : f.nodes)
+    if (owner[up->id] == up->id && lastUse[up->id] < f.nodes.size())
+      dyingAt[lastUse[up->id]].push_back(up->id);
+
   ActsAllocator acts;
-  for (const auto &up : f.nodes) {
-    const Node &n = *up;
+  std::vector<int64_t> slotFloats(ids, 0);
+  for (size_t i = 0; i < f.nodes.size(); ++i) {
+    const Node &n = *f.nodes[i];
     if (isExternalLeaf(n.op)) {
       plan.storage[n.id] = leafStorage(m, n);
     } else if (n.op == OpKind::Reshape) {
       plan.storage[n.id] = plan.storage[n.operands.at(0)->id];  // a view: same elements, new type
       plan.offset[n.id] = plan.offset[n.operands.at(0)->id];
     } else if (!boundInPlace[n.id]) {
-      int64_t floats = n.type.elements() * (n.type.batched ? m.maxBatch : 1);
-      plan.offset[n.id] = acts.allocate(floats);
+      slotFloats[n.id] = n.type.elements() * (n.type.batched ? m.maxBatch : 1);
+      plan.offset[n.id] = acts.allocate(slotFloats[n.id]);
       plan.storage[n.id] = {Base::Acts, 0, plan.offset[n.id]};
     }
-    if (int64_t floats = scratchFloats(n)) plan.scratch[n.id] = acts.allocate(floats);
+    // The kernel's scratch lives only while it runs; its output and operands stay put meanwhile.
+    if (int64_t floats = scratchFloats(n)) {
+      plan.scratch[n.id] = acts.allocate(floats);
+      if (m.reuseActs) acts.release(plan.scratch[n.id], floats);
+    }
+    if (!m.reuseActs) continue;
+    for (int id : dyingAt[i])
+      if (plan.offset[id] >= 0 && slotFloats[id] > 0) acts.release(plan.offset[id], slotFloats[id]);
   }
   plan.actsFloats = acts.size();
+  plan.actsFloatsWithoutReuse = acts.withoutReuse();
 
   for (const ir::Output *o : copyOuts) plan.copies.push_back({o->value, outputStorage(m, *o)});
   return plan;

@@ -4,8 +4,8 @@
 // a node bound to a function output is written straight into the caller's buffer (grads arena at
 // the parameter's offset, outputs[t], losses[t], losses[T] for the total); Reshape is a view of
 // its operand; everything else gets a slot in the activation arena (`acts`), sized for maxBatch
-// samples when batched. Codegen only reads the plan, so a smarter allocator (liveness-based
-// reuse) changes nothing outside MemoryPlan.cpp.
+// samples when batched. Slots are reused: a value's slot is released after its last reader (liveness
+// over the node order) and handed to later values, best fit. Codegen only reads the plan.
 #pragma once
 
 #include "ir/IR.h"
@@ -48,6 +48,7 @@ struct MemoryPlan {
   std::vector<int64_t> scratch;   // per node id: acts offset of its kernel's scratch, or -1
   std::vector<OutputCopy> copies; // outputs not written in place, in function-output order
   int64_t actsFloats = 0;         // size the acts arena must have (a multiple of kSlotAlign)
+  int64_t actsFloatsWithoutReuse = 0;  // what one slot per value (no reuse) would need
 };
 
 // Acts slots start at multiples of this many floats (64 bytes: one cache line, one AVX-512 vector).

@@ -51,6 +51,9 @@ void Harness::prepare() {
   auto problems = ir::verify(module);
   INFO((problems.empty() ? std::string() : problems[0]));
   REQUIRE(problems.empty());  // the test built a well-formed graph
+  // One slot per value, so that a kernel writing past sample n shows up in the checks below
+  // instead of landing in another value's reused slot (reuse has its own tests).
+  module.reuseActs = false;
   compiled_ = jit::compile(module);
   plan_ = passes::planMemory(module, fn);
   int64_t B = module.maxBatch;
