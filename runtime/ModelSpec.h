@@ -18,6 +18,8 @@ enum class Init {
   UniformFanIn,  // U(-1/sqrt(fan_in), +1/sqrt(fan_in)): nn.Linear / nn.Conv2d weight and bias
   Ones,          // nn.LayerNorm weight
   Zeros,         // nn.LayerNorm bias
+  Normal,        // N(0, 1): nn.Embedding weight
+  CrossStitch,   // a [T, T] mixing matrix: 0.9 on the diagonal, 0.1/(T-1) elsewhere (T = rows)
 };
 
 struct ParamSpec {
@@ -28,12 +30,16 @@ struct ParamSpec {
   Init init = Init::UniformFanIn;
   int64_t fanIn = 1;           // for UniformFanIn
   std::string block;           // the shared block or task that owns it (for summaries)
+  bool shared = false;         // owned by a shared block (gradient surgery acts on these)
+  bool frozen = false;         // `freeze BLOCK`: the optimizer leaves it unchanged
 };
 
 struct InputSpec {
   std::string name;
   std::vector<int64_t> shape;  // per sample
   int64_t size = 0;            // per-sample element count
+  int64_t categories = 0;      // > 0: values are class indices in [0, categories) (embeddings);
+                               // the runtime checks them before training
 };
 
 enum class LossKind { CrossEntropy, BCE, MSE, L1 };
@@ -99,14 +105,14 @@ struct TrainSpec {
   int64_t epochs = 1;
   uint64_t seed = 0;
   bool shuffle = true;
-  std::string weighting = "fixed";  // fixed | uniform (others: the MTL issue)
+  // fixed | uniform | uncertainty | dwa | gradnorm | pcgrad | mgda; `weightingParam` is dwa's
+  // temperature (default 2) or gradnorm's alpha (default 1.5).
+  std::string weighting = "fixed";
+  double weightingParam = 0;
+  std::vector<std::string> freeze;  // blocks (shared or task names) whose parameters stay fixed
 };
 
 // ---- The compiled model -----------------------------------------------------------------------------
-
-struct Entry {
-  mtlc_entry_fn fn = nullptr;
-};
 
 struct ModelSpec {
   std::string name;
@@ -123,6 +129,16 @@ struct ModelSpec {
   mtlc_entry_fn trainStep = nullptr;  // forward + losses + backward: writes grads, losses
   mtlc_entry_fn evalStep = nullptr;   // forward + losses: writes losses and outputs
   mtlc_entry_fn predict = nullptr;    // forward only: writes outputs
+  // Per-task gradients, for the weightings that need them (gradnorm, pcgrad, mgda): forward,
+  // losses, then each task's own unweighted backward. `grads` must hold T * paramCount floats:
+  // task t's gradient of L_t with respect to every parameter at t * paramCount + offset.
+  mtlc_entry_fn taskGradsStep = nullptr;
+  // MGDA-UB: forward, losses, then each task's unweighted gradient with respect to the shared
+  // representation Z that every task reads (the "shared boundary"), written to outputs[T + t] as
+  // [n, repWidth]; heads to outputs[t] as usual. Null (and repWidth 0) when the tasks do not all
+  // read one shared tensor.
+  mtlc_entry_fn repGradsStep = nullptr;
+  int64_t repWidth = 0;
 };
 
 }  // namespace mtlc::rt

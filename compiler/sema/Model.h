@@ -16,7 +16,14 @@ using Shape = std::vector<int64_t>;  // per-sample shape (batch dimension implic
 std::string shapeStr(const Shape &s);  // "[1, 28, 28]"
 
 enum class LayerKind {
-  Dense, Conv2d, MaxPool, AvgPool, Flatten, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Dropout, LayerNorm
+  Dense, Conv2d, MaxPool, AvgPool, Flatten, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Dropout, LayerNorm,
+  Embedding,    // embedding(vocab, dim): per-sample [k] integer indices -> [k * dim]
+  // Expert blocks (multi-task architectures). Each ends its shared pipeline: its value is a set of
+  // per-task representations that tasks read with gate(NAME) (Mixture, Ple) or column(NAME)
+  // (CrossStitch), never a plain tensor.
+  Mixture,      // mixture(experts=E) { expert }: MMoE; each reading task has its own softmax gate
+  Ple,          // ple(levels=L, shared=S, specific=K) { expert }; cgc(shared=S, specific=K) = L 1
+  CrossStitch,  // cross_stitch { stage ; stage ; ... }: one column per reading task, units between
 };
 const char *layerName(LayerKind k);
 
@@ -30,17 +37,47 @@ struct Layer {
   double value = 0;      // leaky_relu slope, dropout p, layernorm eps
   Shape in, out;         // per-sample shapes
   int index = 0;         // position in its pipeline, counting every layer from 0
+  // embedding(vocab, dim): vocab here, dim in `units`.
+  int64_t vocab = 0;
+  // Expert blocks: Mixture uses `experts`; Ple uses levels, sharedExperts, specificExperts.
+  int64_t experts = 0, levels = 0, sharedExperts = 0, specificExperts = 0;
+  std::vector<Layer> expert;               // Mixture / Ple: one expert's layers (indices from 0)
+  std::vector<std::vector<Layer>> stages;  // CrossStitch: each stage's layers (indices from 0)
+  std::vector<int> readers;                // expert blocks: indices of the tasks that read it,
+                                           // in task order (gate(NAME) / column(NAME))
   bool hasParams() const { return kind == LayerKind::Dense || kind == LayerKind::Conv2d ||
-                                  kind == LayerKind::LayerNorm; }
+                                  kind == LayerKind::LayerNorm || kind == LayerKind::Embedding ||
+                                  kind == LayerKind::Mixture || kind == LayerKind::Ple ||
+                                  kind == LayerKind::CrossStitch; }
+  bool isExpertBlock() const { return kind == LayerKind::Mixture || kind == LayerKind::Ple ||
+                                      kind == LayerKind::CrossStitch; }
+};
+
+// Where a pipeline starts.
+enum class SourceKind {
+  Input,   // an input (sourceIndex into Model::inputs)
+  Shared,  // a shared block's tensor (sourceIndex into Model::shared)
+  Gate,    // gate(NAME): this task's gated output of the expert block ending shared[sourceIndex]
+  Column,  // column(NAME): this task's column of the cross-stitch block ending shared[sourceIndex]
+  Concat,  // concat(a, b, ...): `concat` lists the parts (each Input or Shared), joined along the
+           // feature axis (every part must be 1-D per sample)
+};
+
+struct SourcePart {
+  SourceKind kind = SourceKind::Input;  // Input or Shared
+  int index = 0;
+  std::string name;
 };
 
 // A pipeline: SOURCE -> layer -> layer ...; `name` is the shared block or task it defines, which
 // is also the prefix of its parameters' checkpoint names ("trunk.0.weight").
 struct Pipeline {
   std::string name;
-  std::string source;          // an input or a shared block
-  bool sourceIsInput = false;
+  std::string source;          // an input or a shared block (for Concat: "concat")
+  bool sourceIsInput = false;  // == (sourceKind == SourceKind::Input)
   int sourceIndex = 0;         // index into Model::inputs or Model::shared
+  SourceKind sourceKind = SourceKind::Input;
+  std::vector<SourcePart> concat;  // SourceKind::Concat only
   std::vector<Layer> layers;
   Shape inShape, outShape;
   SourceRange loc;
