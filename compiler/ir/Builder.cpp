@@ -122,6 +122,66 @@ Node *Builder::loss(OpKind op, Node *pred, Node *label) {
   return emit(op, {pred, label}, scalar());
 }
 
+Node *Builder::softmax(Node *x) {
+  require(x->type.batched && x->type.dims.size() == 1, "softmax", "x must be batched [k]");
+  return emit(OpKind::Softmax, {x}, x->type);
+}
+
+Node *Builder::mix(Node *w, const std::vector<Node *> &xs, int64_t row) {
+  require(!xs.empty(), "mix", "no inputs");
+  int64_t e = (int64_t)xs.size();
+  bool gate = w->type.batched && w->type.dims == std::vector<int64_t>{e};
+  bool matrix = !w->type.batched && w->type.dims.size() == 2 && w->type.dims[1] == e &&
+                row >= 0 && row < w->type.dims[0];
+  require(gate || matrix, "mix", fmt::format("weights {} do not fit {} inputs", w->type.str(), e));
+  for (Node *x : xs) require(x->type == xs[0]->type && x->type.batched, "mix", "inputs differ");
+  std::vector<Node *> ops{w};
+  ops.insert(ops.end(), xs.begin(), xs.end());
+  return emit(OpKind::Mix, ops, xs[0]->type, {gate ? 0 : row});
+}
+
+Node *Builder::embedding(Node *table, Node *indices) {
+  require(!table->type.batched && table->type.dims.size() == 2, "embedding", "table must be [V,D]");
+  require(indices->type.batched && indices->type.dims.size() == 1, "embedding", "indices must be [k]");
+  return emit(OpKind::Embedding, {table, indices},
+              batched({indices->type.dims[0] * table->type.dims[1]}));
+}
+
+Node *Builder::concat(const std::vector<Node *> &xs) {
+  int64_t width = 0;
+  for (Node *x : xs) {
+    require(x->type.batched && x->type.dims.size() == 1, "concat", "parts must be batched [d]");
+    width += x->type.dims[0];
+  }
+  return emit(OpKind::Concat, xs, batched({width}));
+}
+
+Node *Builder::slice(Node *x, int64_t offset, int64_t width) {
+  require(x->type.batched && x->type.dims.size() == 1 && offset >= 0 &&
+              offset + width <= x->type.dims[0],
+          "slice", "out of range");
+  return emit(OpKind::Slice, {x}, batched({width}), {offset, width});
+}
+
+Node *Builder::softmaxBwd(Node *y, Node *dy) {
+  require(y->type == dy->type, "softmaxBwd", "types differ");
+  return emit(OpKind::SoftmaxBwd, {y, dy}, y->type);
+}
+
+Node *Builder::mixBwdWeights(Node *dy, const std::vector<Node *> &xs, Type wType, int64_t row) {
+  std::vector<Node *> ops{dy};
+  ops.insert(ops.end(), xs.begin(), xs.end());
+  return emit(OpKind::MixBwdWeights, ops, std::move(wType), {row});
+}
+
+Node *Builder::mixBwdInput(Node *w, Node *dy, int64_t k, int64_t row) {
+  return emit(OpKind::MixBwdInput, {w, dy}, dy->type, {k, row});
+}
+
+Node *Builder::embeddingBwd(Node *indices, Node *dy, Type tableType) {
+  return emit(OpKind::EmbeddingBwd, {indices, dy}, std::move(tableType));
+}
+
 Node *Builder::biasGrad(Node *dy) {
   require(dy->type.batched && !dy->type.dims.empty(), "biasGrad", "dy must be batched");
   return emit(OpKind::BiasGrad, {dy}, Type{{dy->type.dims[0]}, false});

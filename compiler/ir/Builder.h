@@ -35,6 +35,12 @@ class Builder {
   Node *add(Node *a, Node *b);
   Node *mul(Node *a, Node *b);
   Node *loss(OpKind op, Node *pred, Node *label);
+  Node *softmax(Node *x);
+  // w: a batched gate [E], or an unbatched [R, E] matrix whose row `row` weighs the xs.
+  Node *mix(Node *w, const std::vector<Node *> &xs, int64_t row = 0);
+  Node *embedding(Node *table, Node *indices);
+  Node *concat(const std::vector<Node *> &xs);
+  Node *slice(Node *x, int64_t offset, int64_t width);
 
   Node *biasGrad(Node *dy);
   Node *reduceBatch(Node *dy);
@@ -48,6 +54,10 @@ class Builder {
   Node *layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps);
   Node *layerNormBwdGamma(Node *x, Node *dy, double eps);
   Node *lossBwd(OpKind op, Node *pred, Node *label, Node *dLoss);
+  Node *softmaxBwd(Node *y, Node *dy);
+  Node *mixBwdWeights(Node *dy, const std::vector<Node *> &xs, Type wType, int64_t row);
+  Node *mixBwdInput(Node *w, Node *dy, int64_t k, int64_t row);
+  Node *embeddingBwd(Node *indices, Node *dy, Type tableType);
 
   // Pooling / convolution output extent along one axis.
   static int64_t outExtent(int64_t in, int64_t k, int64_t stride, int64_t pad);

@@ -35,6 +35,10 @@ std::string attrs(const Module &m, const Node &n) {
     case OpKind::LayerNorm:
     case OpKind::LayerNormBwdData:
     case OpKind::LayerNormBwdGamma: return fmt::format(" {{eps={}}}", n.f);
+    case OpKind::Mix:
+    case OpKind::MixBwdWeights: return n.ints[0] ? fmt::format(" {{row={}}}", n.ints[0]) : "";
+    case OpKind::MixBwdInput: return fmt::format(" {{k={}, row={}}}", n.ints[0], n.ints[1]);
+    case OpKind::Slice: return fmt::format(" {{offset={}, width={}}}", n.ints[0], n.ints[1]);
     default: return "";
   }
 }
