@@ -171,6 +171,7 @@ void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r
         auto it = res.metrics.find(c);
         line += fmt::format("  {:>9}", it == res.metrics.end() ? "" : fmtValue(it->second));
       }
+      while (!line.empty() && line.back() == ' ') line.pop_back();  // blank cells at the end
       out << line << '\n';
     }
 }
