@@ -188,4 +188,21 @@ void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& d) {
   }
 }
 
+void validateInputs(const std::vector<InputSpec>& inputs, const Dataset& d) {
+  for (const InputSpec& in : inputs) {
+    if (in.categories <= 0) continue;
+    const Field* f = nullptr;
+    for (const Field& x : d.inputs)
+      if (x.name == in.name) f = &x;
+    if (!f) throwError("{}: no data binding for input `{}`", d.origin, in.name);
+    for (int64_t r = 0; r < d.rows; ++r)
+      for (int64_t j = 0; j < f->width; ++j) {
+        const float v = f->data[size_t(r) * f->width + j];
+        if (!(v >= 0 && v < float(in.categories) && v == std::floor(v)))
+          throwError("{}: input `{}` value {} is not a category index in [0, {})", d.rowPos(r), in.name, v,
+                     in.categories);
+      }
+  }
+}
+
 }  // namespace mtlc::rt

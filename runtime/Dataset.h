@@ -94,4 +94,8 @@ Dataset bindTable(Table table, const std::vector<Binding>& inputs,
 // row ("data/x.csv:17: task `kind` label 12 is out of range [0, 10)").
 void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& data);
 
+// Checks inputs that index an embedding (InputSpec::categories > 0): every value an integer in
+// [0, categories). Inputs are matched to buffers by name.
+void validateInputs(const std::vector<InputSpec>& inputs, const Dataset& data);
+
 }  // namespace mtlc::rt

@@ -26,6 +26,18 @@ void initParams(const ModelSpec& spec, uint64_t seed, float* params) {
       case Init::Zeros:
         for (int64_t i = 0; i < p.size; ++i) w[i] = 0.0f;
         break;
+      case Init::Normal:
+        for (int64_t i = 0; i < p.size; ++i) w[i] = float(standardNormal(rng));
+        break;
+      case Init::CrossStitch: {
+        const int64_t T = p.shape.empty() ? 1 : p.shape[0];
+        if (T * T != p.size)
+          throwError("internal: cross-stitch parameter `{}` has {} elements, expected {}x{}", p.name, p.size, T, T);
+        const float off = T > 1 ? 0.1f / float(T - 1) : 0.0f;
+        for (int64_t r = 0; r < T; ++r)
+          for (int64_t c = 0; c < T; ++c) w[r * T + c] = r == c ? (T > 1 ? 0.9f : 1.0f) : off;
+        break;
+      }
     }
   }
 }

@@ -2,6 +2,7 @@
 
 #include "runtime/Error.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mtlc::rt {
@@ -40,7 +41,8 @@ void adamUpdate(float* p, const float* grad, float* m, float* v, int64_t count, 
   }
 }
 
-Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount) : spec_(spec), count_(paramCount) {
+Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount)
+    : spec_(spec), count_(paramCount), spans_{{0, paramCount}} {
   if (spec.kind == "sgd") {
     if (spec.momentum != 0) a_.resize(paramCount);
   } else if (spec.kind == "adam") {
@@ -54,11 +56,31 @@ Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount) : spec_(spec
 void Optimizer::step(float* params, const float* grads) {
   ++steps_;
   stepTensor_ = float(steps_);
-  if (spec_.kind == "sgd")
-    sgdUpdate(params, grads, a_.data(), count_, spec_.lr, spec_.momentum, spec_.weightDecay, steps_ == 1);
-  else
-    adamUpdate(params, grads, a_.data(), b_.data(), count_, spec_.lr, spec_.beta1, spec_.beta2, spec_.eps,
-               spec_.weightDecay, steps_);
+  for (auto [begin, end] : spans_) {
+    const int64_t n = end - begin;
+    if (spec_.kind == "sgd")
+      sgdUpdate(params + begin, grads + begin, a_.data() ? a_.data() + begin : nullptr, n, spec_.lr,
+                spec_.momentum, spec_.weightDecay, steps_ == 1);
+    else
+      adamUpdate(params + begin, grads + begin, a_.data() + begin, b_.data() + begin, n, spec_.lr, spec_.beta1,
+                 spec_.beta2, spec_.eps, spec_.weightDecay, steps_);
+  }
+}
+
+std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec) {
+  bool anyFrozen = false;
+  for (const ParamSpec& p : spec.params) anyFrozen = anyFrozen || p.frozen;
+  if (!anyFrozen) return {{0, spec.paramCount}};
+  std::vector<std::pair<int64_t, int64_t>> spans;
+  for (const ParamSpec& p : spec.params)
+    if (!p.frozen && p.size > 0) spans.push_back({p.offset, p.offset + p.size});
+  std::sort(spans.begin(), spans.end());
+  std::vector<std::pair<int64_t, int64_t>> merged;
+  for (auto s : spans) {
+    if (!merged.empty() && s.first <= merged.back().second) merged.back().second = std::max(merged.back().second, s.second);
+    else merged.push_back(s);
+  }
+  return merged;
 }
 
 std::vector<Optimizer::StateTensor> Optimizer::state() {

@@ -26,6 +26,7 @@
 #include "runtime/ModelSpec.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mtlc::rt {
@@ -40,8 +41,12 @@ class Optimizer {
  public:
   Optimizer(const OptimizerSpec& spec, int64_t paramCount);
 
-  // One update of params[0 .. paramCount) from grads.
+  // One update of params from grads, over the active spans (by default all of [0, paramCount)).
   void step(float* params, const float* grads);
+
+  // Restricts updates to these [begin, end) element ranges: frozen parameters (`freeze BLOCK`)
+  // are left out, so, as with requires_grad=False in torch, neither they nor their state change.
+  void setActiveSpans(std::vector<std::pair<int64_t, int64_t>> spans) { spans_ = std::move(spans); }
 
   int64_t steps() const { return steps_; }
   const OptimizerSpec& spec() const { return spec_; }
@@ -62,6 +67,11 @@ class Optimizer {
   int64_t steps_ = 0;
   float stepTensor_ = 0;  // optim.step as saved
   Arena a_, b_;           // sgd: momentum; adam: m, v
+  std::vector<std::pair<int64_t, int64_t>> spans_;
 };
+
+// The active spans of a model: its parameters that are not frozen, adjacent ones merged; one span
+// [0, paramCount) when nothing is frozen.
+std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
 
 }  // namespace mtlc::rt

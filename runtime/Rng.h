@@ -6,6 +6,7 @@
 // means the same shuffle and the same initial weights everywhere.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 
@@ -24,6 +25,13 @@ inline uint64_t uniformBelow(Rng& rng, uint64_t bound) {
     uint64_t x = rng();
     if (x >= threshold) return x % bound;
   }
+}
+
+// Standard normal N(0, 1) by Box–Muller from two uniform01 draws (the cosine branch only).
+inline double standardNormal(Rng& rng) {
+  const double u1 = 1.0 - uniform01(rng);  // (0, 1]: the log is finite
+  const double u2 = uniform01(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
 
 // SplitMix64 finaliser: a cheap, well-mixed hash used to derive per-step seeds.

@@ -26,16 +26,7 @@
 #include <numeric>
 
 namespace mtlc::rt {
-namespace {
-
-// Standard normal by Box–Muller from two platform-independent uniforms.
-double normal(Rng& rng) {
-  double u1 = 1.0 - uniform01(rng);  // (0, 1]: log is finite
-  double u2 = uniform01(rng);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-}
-
-}  // namespace
+static double normal(Rng& rng) { return standardNormal(rng); }
 
 Table syntheticMmoe(double p, int64_t samples, int64_t dim, uint64_t seed, const std::string& split) {
   const int m = 10;

@@ -66,6 +66,7 @@ Dataset loadSplit(const ModelSpec& spec, const std::string& split,
     if (d.inputs[i].width != spec.inputs[i].size)
       throwError("{}: input `{}` takes {} values per sample, its binding gives {}", d.origin, spec.inputs[i].name,
                  spec.inputs[i].size, d.inputs[i].width);
+  validateInputs(spec.inputs, d);
   validateLabels(spec.tasks, d);
   return d;
 }
@@ -201,6 +202,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   Arena params(spec.paramCount), grads(spec.paramCount);
   Workspace ws(spec);
   Optimizer optimizer(ts.optimizer, spec.paramCount);
+  optimizer.setActiveSpans(trainableSpans(spec));
   std::string initNote;
   if (!opt.initPath.empty()) {
     loadParams(opt.initPath, spec, params.data());

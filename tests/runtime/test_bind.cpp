@@ -135,3 +135,18 @@ TEST_CASE("labels are checked against the task's loss", "[bind]") {
   other.name = "other";
   CHECK_THROWS_WITH(validateLabels({other}, d), "t.csv: no label binding for task `other`");
 }
+
+TEST_CASE("embedding inputs must hold category indices", "[bind]") {
+  InputSpec in;
+  in.name = "user";
+  in.size = 1;
+  in.categories = 9;
+  Dataset d = bindTable(table(), {bind("user", Op::Field, named("label"))}, {});
+  CHECK_THROWS_WITH(validateInputs({in}, d), "t.csv:5: input `user` value 9 is not a category index in [0, 9)");
+  in.categories = 10;
+  CHECK_NOTHROW(validateInputs({in}, d));
+  Dataset half = bindTable(table(), {bind("user", Op::Div, named("label"), 1, 2)}, {});
+  CHECK_THROWS_WITH(validateInputs({in}, half), "t.csv:2: input `user` value 2.5 is not a category index in [0, 10)");
+  in.categories = 0;  // not an embedding input: anything goes
+  CHECK_NOTHROW(validateInputs({in}, half));
+}

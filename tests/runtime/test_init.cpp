@@ -70,3 +70,30 @@ TEST_CASE("init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), ones, zeros; deterministic"
   Rng rng(42);
   CHECK(a[0] == float(-0.1 + 0.2 * uniform01(rng)));
 }
+
+TEST_CASE("init: N(0,1) for embeddings, the cross-stitch mixing matrix", "[init]") {
+  ModelSpec s;
+  ParamSpec emb;
+  emb.name = "emb.0.weight";
+  emb.shape = {100, 50};
+  emb.size = 5000;
+  emb.init = Init::Normal;
+  ParamSpec cs;
+  cs.name = "cs.0.weight";
+  cs.shape = {3, 3};
+  cs.offset = 5000;
+  cs.size = 9;
+  cs.init = Init::CrossStitch;
+  s.params = {emb, cs};
+  s.paramCount = 5009;
+  std::vector<float> w(s.paramCount);
+  initParams(s, 1, w.data());
+  double mean = 0, sq = 0;
+  for (int i = 0; i < 5000; ++i) mean += w[i], sq += double(w[i]) * w[i];
+  mean /= 5000;
+  const double sd = std::sqrt(sq / 5000 - mean * mean);
+  CHECK(std::fabs(mean) < 0.05);  // 5000 draws: the standard error is 0.014
+  CHECK(sd == Approx(1.0).margin(0.05));
+  const float o = 0.05f;
+  CHECK(std::vector<float>(w.begin() + 5000, w.end()) == std::vector<float>{0.9f, o, o, o, 0.9f, o, o, o, 0.9f});
+}

@@ -118,3 +118,37 @@ TEST_CASE("unknown optimizer kind is an error", "[optim]") {
   s.kind = "rmsprop";
   CHECK_THROWS_WITH(Optimizer(s, 3), "unknown optimizer `rmsprop` (known: sgd, adam)");
 }
+
+TEST_CASE("frozen parameters: trainable spans skip them, the optimizer leaves them alone", "[optim]") {
+  ModelSpec spec;
+  auto add = [&](std::string name, int64_t offset, int64_t size, bool frozen) {
+    ParamSpec p;
+    p.name = std::move(name);
+    p.shape = {size};
+    p.offset = offset;
+    p.size = size;
+    p.frozen = frozen;
+    spec.params.push_back(p);
+  };
+  add("a.0.weight", 0, 2, false);
+  add("a.0.bias", 2, 1, true);
+  add("b.0.weight", 3, 1, false);
+  add("b.0.bias", 4, 1, false);
+  spec.paramCount = 5;
+  using Spans = std::vector<std::pair<int64_t, int64_t>>;
+  CHECK(trainableSpans(spec) == Spans{{0, 2}, {3, 5}});
+  spec.params[1].frozen = false;
+  CHECK(trainableSpans(spec) == Spans{{0, 5}});
+  spec.params[1].frozen = true;
+
+  OptimizerSpec s;
+  s.kind = "adam";
+  s.lr = 0.01;
+  Optimizer opt(s, 5);
+  opt.setActiveSpans(trainableSpans(spec));
+  std::vector<float> p = run(opt);
+  CHECK(p[2] == kP0[2]);  // frozen
+  CHECK(opt.state()[1].data[2] == 0.0f);  // its first moment never moved either
+  // The others follow torch's numbers exactly as without freezing.
+  checkClose(p.data(), {0.480755508f, -1.24885345f, 2.0f, 0.000270049553f, -0.31472218f});
+}
