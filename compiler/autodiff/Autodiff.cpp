@@ -16,12 +16,14 @@ class ReverseMode {
  public:
   ReverseMode(ir::Function &fn) : fn_(fn), b_(fn) {}
 
-  void run(ir::Node *loss) {
-    // Only nodes that depend on a parameter need an adjoint.
+  void run(ir::Node *loss, const std::vector<ir::Node *> &wrt) {
+    // Only nodes that depend on a parameter (or on a node we differentiate with respect to) need
+    // an adjoint.
+    std::unordered_set<Node *> roots(wrt.begin(), wrt.end());
     size_t forwardCount = fn_.nodes.size();
     for (size_t i = 0; i < forwardCount; ++i) {
       Node *n = fn_.nodes[i].get();
-      bool needs = n->op == OpKind::Param;
+      bool needs = n->op == OpKind::Param || roots.count(n);
       for (Node *o : n->operands) needs = needs || needsGrad_.count(o);
       if (needs) needsGrad_.insert(n);
     }
@@ -111,6 +113,28 @@ class ReverseMode {
         if (needsGrad_.count(beta)) accumulate(beta, b_.reduceBatch(g));
         break;
       }
+      case OpKind::Softmax: accumulate(ops[0], b_.softmaxBwd(n, g)); break;
+      case OpKind::Mix: {
+        // out = Σ_k w_k·x_k: dw_k = <dy, x_k>, dx_k = w_k·dy.
+        std::vector<Node *> xs(ops.begin() + 1, ops.end());
+        int64_t row = n->ints[0];
+        if (needsGrad_.count(ops[0])) accumulate(ops[0], b_.mixBwdWeights(g, xs, ops[0]->type, row));
+        for (size_t k = 0; k < xs.size(); ++k)
+          if (needsGrad_.count(xs[k])) accumulate(xs[k], b_.mixBwdInput(ops[0], g, (int64_t)k, row));
+        break;
+      }
+      case OpKind::Embedding:
+        if (needsGrad_.count(ops[0])) accumulate(ops[0], b_.embeddingBwd(ops[1], g, ops[0]->type));
+        break;
+      case OpKind::Concat: {
+        int64_t offset = 0;
+        for (Node *x : ops) {
+          int64_t width = x->type.dims[0];
+          if (needsGrad_.count(x)) accumulate(x, b_.slice(g, offset, width));
+          offset += width;
+        }
+        break;
+      }
       default:
         throw ir::IRError(std::string("autodiff: no gradient rule for ") + ir::mnemonic(n->op));
     }
@@ -133,12 +157,17 @@ class ReverseMode {
 
 }  // namespace
 
-void appendGradients(const ir::Module &m, ir::Function &fn, ir::Node *loss) {
+Gradients differentiate(const ir::Module &m, ir::Function &fn, ir::Node *loss,
+                        const std::vector<ir::Node *> &wrt) {
   ReverseMode rm(fn);
-  rm.run(loss);
-  // A parameter read in several places (a shared block used by several readers is computed once,
-  // so this is rare) has one Param node per read; sum their adjoints per parameter index.
-  std::unordered_map<int64_t, Node *> perParam;
+  rm.run(loss, wrt);
+  Gradients out;
+  for (Node *n : wrt) {
+    auto it = rm.adjoints().find(n);
+    if (it != rm.adjoints().end()) out.nodes[n] = it->second;
+  }
+  // A parameter read in several places has one Param node per read (CSE merges them later); sum
+  // their adjoints per parameter index.
   ir::Builder b(fn);
   std::vector<Node *> paramReads;  // collected first: adding nodes below grows fn.nodes
   for (const auto &up : fn.nodes)
@@ -146,13 +175,19 @@ void appendGradients(const ir::Module &m, ir::Function &fn, ir::Node *loss) {
   for (Node *n : paramReads) {
     auto it = rm.adjoints().find(n);
     if (it == rm.adjoints().end()) continue;
-    auto [slot, fresh] = perParam.try_emplace(n->ints[0], it->second);
+    auto [slot, fresh] = out.params.try_emplace(n->ints[0], it->second);
     if (!fresh) slot->second = b.add(slot->second, it->second);
   }
+  (void)m;
+  return out;
+}
+
+void appendGradients(const ir::Module &m, ir::Function &fn, ir::Node *loss) {
+  Gradients g = differentiate(m, fn, loss);
   for (size_t i = 0; i < m.params.size(); ++i) {
-    auto it = perParam.find((int64_t)i);
-    if (it == perParam.end()) continue;
-    it->second->name = "d(" + m.params[i].name + ")";
+    auto it = g.params.find((int64_t)i);
+    if (it == g.params.end()) continue;
+    if (it->second->name.empty()) it->second->name = "d(" + m.params[i].name + ")";
     fn.outputs.push_back({ir::Output::Kind::Grad, (int)i, it->second});
   }
 }

@@ -55,6 +55,7 @@ rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel 
     is.shape = in.shape;
     is.size = 1;
     for (int64_t d : in.shape) is.size *= d;
+    is.categories = in.categories;
     spec.inputs.push_back(std::move(is));
   }
   for (const auto &t : model.tasks) {
@@ -69,8 +70,7 @@ rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel 
     spec.tasks.push_back(std::move(ts));
   }
   spec.params = lowered.params;
-  spec.paramCount = 0;
-  for (const auto &p : spec.params) spec.paramCount = std::max(spec.paramCount, p.offset + p.size);
+  spec.paramCount = lowered.module.paramFloats;
   spec.maxBatch = lowered.module.maxBatch;
   spec.train = model.train;
   spec.data = model.data;
@@ -95,9 +95,16 @@ CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keep
 
   c.spec = describeModel(model, c.lowered);
   c.spec.actsFloats = c.code->actsFloats;
-  c.spec.trainStep = c.code->entry("train_step");
-  c.spec.evalStep = c.code->entry("eval_step");
-  c.spec.predict = c.code->entry("predict");
+  auto entry = [&](const char *name) -> mtlc_entry_fn {
+    auto it = c.code->entries.find(name);
+    return it == c.code->entries.end() ? nullptr : it->second;
+  };
+  c.spec.trainStep = entry("train_step");
+  c.spec.evalStep = entry("eval_step");
+  c.spec.predict = entry("predict");
+  c.spec.taskGradsStep = entry("task_grads");
+  c.spec.repGradsStep = entry("rep_grads");
+  c.spec.repWidth = c.spec.repGradsStep ? c.lowered.repWidth : 0;
   c.llvmText = c.code->llvmIR;
   return c;
 }

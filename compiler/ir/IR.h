@@ -47,10 +47,18 @@ struct Node {
 
 // Where a function's results go.
 struct Output {
-  enum class Kind { TaskLoss, TotalLoss, Grad, Head };
+  enum class Kind {
+    TaskLoss,   // losses[index]
+    TotalLoss,  // losses[T]
+    Grad,       // grads[params[index].offset ...]
+    Head,       // outputs[index]
+    TaskGrad,   // grads[task * Module::paramFloats + params[index].offset ...]
+    RepGrad,    // outputs[T + index]: task index's gradient w.r.t. the shared representation
+  };
   Kind kind;
-  int index;    // task index (TaskLoss, Head) or parameter index (Grad); unused for TotalLoss
+  int index;    // task (TaskLoss, Head, RepGrad) or parameter (Grad, TaskGrad); unused for TotalLoss
   Node *value;
+  int task = 0; // TaskGrad: whose loss
 };
 
 struct Function {
@@ -85,6 +93,7 @@ struct Module {
   std::vector<Type> labels;       // per task, batched
   std::vector<Type> heads;        // per task head output, batched
   int64_t maxBatch = 1;
+  int64_t paramFloats = 0;        // size of the params arena (stride of TaskGrad outputs)
   // Memory planning reuses activation slots after their last use; tests that check a kernel's
   // writes stay inside its own slot turn reuse off.
   bool reuseActs = true;

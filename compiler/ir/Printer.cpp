@@ -48,6 +48,10 @@ std::string outputName(const Module &m, const Output &o) {
     case Output::Kind::TaskLoss: return fmt::format("loss(task {})", o.index);
     case Output::Kind::TotalLoss: return "total_loss";
     case Output::Kind::Head: return fmt::format("head(task {})", o.index);
+    case Output::Kind::RepGrad: return fmt::format("rep_grad(task {})", o.index);
+    case Output::Kind::TaskGrad:
+      return fmt::format("task_grad(task {}, {})", o.task,
+                         o.index < (int)m.params.size() ? m.params[o.index].name : std::to_string(o.index));
     case Output::Kind::Grad:
       return fmt::format("grad({})", o.index < (int)m.params.size() ? m.params[o.index].name
                                                                     : std::to_string(o.index));

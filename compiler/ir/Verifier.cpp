@@ -69,7 +69,8 @@ struct Checker {
     std::set<std::pair<int, int>> seen;
     for (const auto &o : f.outputs) {
       if (!defined.count(o.value)) { fail(nullptr, "output refers to a node outside the function"); continue; }
-      if (!seen.insert({(int)o.kind, o.index}).second) fail(o.value, "output bound twice");
+      if (!seen.insert({(int)o.kind * 1000003 + o.task, o.index}).second)
+        fail(o.value, "output bound twice");
       switch (o.kind) {
         case Output::Kind::TaskLoss:
         case Output::Kind::TotalLoss:
@@ -77,6 +78,13 @@ struct Checker {
           if (o.kind == Output::Kind::TaskLoss && (o.index < 0 || o.index >= (int)m.labels.size()))
             fail(o.value, "loss output task index out of range");
           break;
+        case Output::Kind::RepGrad:
+          if (o.index < 0 || o.index >= (int)m.labels.size()) fail(o.value, "rep grad of unknown task");
+          else if (!o.value->type.batched) fail(o.value, "a representation gradient is batched");
+          break;
+        case Output::Kind::TaskGrad:
+          if (o.task < 0 || o.task >= (int)m.labels.size()) fail(o.value, "task grad of unknown task");
+          [[fallthrough]];
         case Output::Kind::Grad:
           if (o.index < 0 || o.index >= (int)m.params.size()) fail(o.value, "grad of unknown parameter");
           else if (o.value->type.batched || o.value->type.dims != m.params[o.index].shape)

@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <map>
-#include <optional>
 
 namespace mtlc::lower {
 
@@ -14,6 +13,10 @@ namespace {
 
 using ir::Node;
 using ir::OpKind;
+using sema::LayerKind;
+using sema::SourceKind;
+
+constexpr int64_t kParamAlign = 16;  // floats: each tensor starts on a 64-byte boundary
 
 ir::OpKind lossOp(rt::LossKind k) {
   switch (k) {
@@ -25,21 +28,62 @@ ir::OpKind lossOp(rt::LossKind k) {
   return OpKind::MSE;
 }
 
+int64_t product(const std::vector<int64_t> &s) {
+  int64_t p = 1;
+  for (int64_t d : s) p *= d;
+  return p;
+}
+
+// The parameter table, filled while the first function is lowered: a parameter is registered the
+// first time a layer asks for it (so only reachable blocks have parameters, in program order), and
+// later functions find it by name.
+class ParamRegistry {
+ public:
+  ParamRegistry(ir::Module &m, std::vector<rt::ParamSpec> &specs) : m_(m), specs_(specs) {}
+
+  int get(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
+          const std::string &block, bool shared) {
+    auto it = index_.find(name);
+    if (it != index_.end()) return it->second;
+    rt::ParamSpec ps;
+    ps.name = name;
+    ps.shape = shape;
+    ps.size = product(shape);
+    ps.init = init;
+    ps.fanIn = fanIn;
+    ps.block = block;
+    ps.shared = shared;
+    ps.offset = top_;
+    top_ += (ps.size + kParamAlign - 1) / kParamAlign * kParamAlign;
+    m_.params.push_back({name, shape, ps.offset});
+    m_.paramFloats = top_;
+    specs_.push_back(std::move(ps));
+    return index_[name] = (int)specs_.size() - 1;
+  }
+
+ private:
+  ir::Module &m_;
+  std::vector<rt::ParamSpec> &specs_;
+  std::map<std::string, int> index_;
+  int64_t top_ = 0;
+};
+
 // Lowers the forward pass of the whole model into one function.
 class ForwardLowering {
  public:
-  ForwardLowering(const sema::Model &model, const ir::Module &module, ir::Function &fn,
-                  bool training)
-      : model_(model), module_(module), b_(fn), training_(training) {
-    for (size_t i = 0; i < module.params.size(); ++i) paramIndex_[module.params[i].name] = (int)i;
-  }
+  ForwardLowering(const sema::Model &model, ir::Module &module, ParamRegistry &params,
+                  ir::Function &fn, bool training)
+      : model_(model), module_(module), params_(params), b_(fn), training_(training) {}
 
   double flops = 0;  // forward FLOPs per sample, counted while lowering
 
   // Head output of each task.
   std::vector<Node *> heads() {
     std::vector<Node *> out;
-    for (const auto &t : model_.tasks) out.push_back(pipeline(t.head));
+    for (size_t t = 0; t < model_.tasks.size(); ++t) {
+      task_ = (int)t;
+      out.push_back(pipeline(model_.tasks[t].head));
+    }
     return out;
   }
 
@@ -60,71 +104,227 @@ class ForwardLowering {
     return {taskLosses, total};
   }
 
+  // The tensor every task's head starts from, when there is one (MGDA-UB's shared boundary).
+  Node *sharedBoundary() const {
+    Node *z = nullptr;
+    for (const auto &t : model_.tasks) {
+      if (t.head.sourceKind != SourceKind::Shared) return nullptr;
+      auto it = shared_.find(t.head.sourceIndex);
+      if (it == shared_.end() || (z && z != it->second)) return nullptr;
+      z = it->second;
+    }
+    return z;
+  }
+
  private:
   Node *source(const sema::Pipeline &p) {
-    if (p.sourceIsInput) {
-      auto &slot = inputs_[p.sourceIndex];
-      if (!slot) slot = b_.input(p.sourceIndex, module_.inputs[p.sourceIndex]);
-      return slot;
+    switch (p.sourceKind) {
+      case SourceKind::Input: return input(p.sourceIndex);
+      case SourceKind::Shared: return shared(p.sourceIndex);
+      case SourceKind::Concat: {
+        std::vector<Node *> parts;
+        for (const auto &part : p.concat)
+          parts.push_back(part.kind == SourceKind::Input ? input(part.index) : shared(part.index));
+        return b_.concat(parts);
+      }
+      case SourceKind::Gate:
+      case SourceKind::Column: return expertBlock(p.sourceIndex).at(task_);
     }
-    auto &slot = shared_[p.sourceIndex];  // a shared block is computed once, however many readers
-    if (!slot) slot = pipeline(model_.shared[p.sourceIndex]);
+    throw ir::IRError("lower: unknown source kind");
+  }
+
+  Node *input(int index) {
+    auto &slot = inputs_[index];
+    if (!slot) slot = b_.input(index, module_.inputs[index]);
     return slot;
   }
 
-  Node *param(const std::string &name) {
-    const auto &info = module_.params[paramIndex_.at(name)];
-    return b_.param(paramIndex_.at(name), info.shape);
+  // A shared block's tensor, computed once however many readers it has.
+  Node *shared(int index) {
+    auto it = shared_.find(index);
+    if (it != shared_.end()) return it->second;
+    const sema::Pipeline &p = model_.shared[index];
+    Node *x = layers(p.name, p.layers, source(p), /*sharedBlock=*/true, p.name);
+    return shared_[index] = x;
+  }
+
+  // The per-task outputs (indexed by task) of the expert block ending shared[index].
+  std::map<int, Node *> &expertBlock(int index) {
+    auto it = experts_.find(index);
+    if (it != experts_.end()) return it->second;
+    const sema::Pipeline &p = model_.shared[index];
+    const sema::Layer &block = p.layers.back();
+    std::vector<sema::Layer> before(p.layers.begin(), p.layers.end() - 1);
+    int savedTask = task_;
+    Node *x = layers(p.name, before, source(p), true, p.name);
+    std::string prefix = fmt::format("{}.{}", p.name, block.index);
+    std::map<int, Node *> out;
+    switch (block.kind) {
+      case LayerKind::Mixture: out = mixture(prefix, block, x, p.name); break;
+      case LayerKind::Ple: out = ple(prefix, block, x, p.name); break;
+      case LayerKind::CrossStitch: out = crossStitch(prefix, block, x, p.name); break;
+      default: throw ir::IRError("lower: not an expert block");
+    }
+    task_ = savedTask;
+    return experts_[index] = std::move(out);
+  }
+
+  // A softmax gate over `count` experts computed from x (flattened): dense + softmax.
+  Node *gate(const std::string &prefix, Node *x, int64_t count, const std::string &block) {
+    if (x->type.dims.size() != 1) x = b_.reshape(x, ir::Type{{x->type.elements()}, true});
+    int64_t in = x->type.dims[0];
+    flops += 2.0 * in * count;
+    Node *w = param(prefix + ".weight", {count, in}, rt::Init::UniformFanIn, in, block, true);
+    Node *bias = param(prefix + ".bias", {count}, rt::Init::UniformFanIn, in, block, true);
+    return b_.softmax(b_.biasAdd(b_.matmul(x, w, false, true), bias));
+  }
+
+  // MMoE: E experts on x; each reading task mixes them with its own gate.
+  std::map<int, Node *> mixture(const std::string &prefix, const sema::Layer &block, Node *x,
+                                const std::string &owner) {
+    std::vector<Node *> experts;
+    for (int64_t e = 0; e < block.experts; ++e)
+      experts.push_back(layers(fmt::format("{}.{}", prefix, e), block.expert, x, true, owner));
+    std::map<int, Node *> out;
+    for (int t : block.readers) {
+      const std::string &task = model_.tasks[t].name;
+      Node *g = gate(fmt::format("{}.gate.{}", prefix, task), x, block.experts, owner);
+      out[t] = b_.mix(g, experts);
+    }
+    return out;
+  }
+
+  // PLE (CGC when levels = 1): per level, S shared experts and K experts per reading task; each
+  // task's gate mixes its own and the shared experts; below the top level a shared gate mixes all
+  // experts into the next level's shared input, and each task's output is its next input.
+  std::map<int, Node *> ple(const std::string &prefix, const sema::Layer &block, Node *x,
+                            const std::string &owner) {
+    Node *sharedIn = x;
+    std::map<int, Node *> taskIn;
+    for (int t : block.readers) taskIn[t] = x;
+    std::map<int, Node *> out;
+    for (int64_t l = 0; l < block.levels; ++l) {
+      std::string level = fmt::format("{}.{}", prefix, l);
+      std::vector<Node *> sharedExperts, all;
+      for (int64_t s = 0; s < block.sharedExperts; ++s)
+        sharedExperts.push_back(layers(fmt::format("{}.shared.{}", level, s), block.expert, sharedIn, true, owner));
+      all = sharedExperts;
+      std::map<int, Node *> next;
+      for (int t : block.readers) {
+        const std::string &task = model_.tasks[t].name;
+        std::vector<Node *> mine;
+        for (int64_t k = 0; k < block.specificExperts; ++k)
+          mine.push_back(layers(fmt::format("{}.{}.{}", level, task, k), block.expert, taskIn[t], true, owner));
+        all.insert(all.end(), mine.begin(), mine.end());
+        mine.insert(mine.end(), sharedExperts.begin(), sharedExperts.end());
+        Node *g = gate(fmt::format("{}.gate.{}", level, task), taskIn[t], (int64_t)mine.size(), owner);
+        next[t] = b_.mix(g, mine);
+      }
+      if (l + 1 < block.levels) {
+        Node *g = gate(fmt::format("{}.gate.shared", level), sharedIn, (int64_t)all.size(), owner);
+        sharedIn = b_.mix(g, all);
+      }
+      taskIn = next;
+      out = next;
+    }
+    return out;
+  }
+
+  // Cross-stitch: one column per reading task; between consecutive stages a learned [T, T]
+  // matrix α mixes the columns: column_i ← Σ_j α_ij · column_j.
+  std::map<int, Node *> crossStitch(const std::string &prefix, const sema::Layer &block, Node *x,
+                                    const std::string &owner) {
+    const auto &readers = block.readers;
+    std::vector<Node *> cols(readers.size(), x);
+    int64_t T = (int64_t)readers.size();
+    for (size_t s = 0; s < block.stages.size(); ++s) {
+      for (size_t i = 0; i < readers.size(); ++i)
+        cols[i] = layers(fmt::format("{}.{}.{}", prefix, s, model_.tasks[readers[i]].name),
+                         block.stages[s], cols[i], true, owner);
+      if (s + 1 == block.stages.size() || T < 2) continue;
+      Node *alpha = param(fmt::format("{}.{}.alpha", prefix, s), {T, T}, rt::Init::CrossStitch, T, owner, true);
+      std::vector<Node *> mixed;
+      for (int64_t i = 0; i < T; ++i) mixed.push_back(b_.mix(alpha, cols, i));
+      cols = mixed;
+    }
+    std::map<int, Node *> out;
+    for (size_t i = 0; i < readers.size(); ++i) out[readers[i]] = cols[i];
+    return out;
+  }
+
+  Node *param(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
+              const std::string &block, bool shared) {
+    int index = params_.get(name, shape, init, fanIn, block, shared);
+    return b_.param(index, shape);
   }
 
   Node *pipeline(const sema::Pipeline &p) {
-    Node *x = source(p);
-    for (const auto &l : p.layers) {
-      x = layer(p, l, x);
-      x->name = fmt::format("{}.{}", p.name, l.index);
+    return layers(p.name, p.layers, source(p), /*sharedBlock=*/false, p.name);
+  }
+
+  // Applies `ls` to x; parameters are named "<prefix>.<layer index>.<weight|bias>".
+  Node *layers(const std::string &prefix, const std::vector<sema::Layer> &ls, Node *x,
+               bool sharedBlock, const std::string &owner) {
+    for (const auto &l : ls) {
+      x = layer(fmt::format("{}.{}", prefix, l.index), l, x, sharedBlock, owner);
+      if (x->name.empty()) x->name = fmt::format("{}.{}", prefix, l.index);
     }
     return x;
   }
 
-  Node *layer(const sema::Pipeline &p, const sema::Layer &l, Node *x) {
-    std::string prefix = fmt::format("{}.{}.", p.name, l.index);
+  Node *layer(const std::string &name, const sema::Layer &l, Node *x, bool shared,
+              const std::string &owner) {
+    auto p = [&](const char *what, std::vector<int64_t> shape, rt::Init init, int64_t fanIn) {
+      return param(name + "." + what, std::move(shape), init, fanIn, owner, shared);
+    };
     switch (l.kind) {
-      case sema::LayerKind::Dense: {
-        flops += 2.0 * l.in[0] * l.units;
-        Node *y = b_.matmul(x, param(prefix + "weight"), false, true);
-        return b_.biasAdd(y, param(prefix + "bias"));
+      case LayerKind::Dense: {
+        int64_t in = x->type.elements();
+        flops += 2.0 * in * l.units;
+        Node *y = b_.matmul(x, p("weight", {l.units, in}, rt::Init::UniformFanIn, in), false, true);
+        return b_.biasAdd(y, p("bias", {l.units}, rt::Init::UniformFanIn, in));
       }
-      case sema::LayerKind::Conv2d: {
-        Node *y = b_.conv2d(x, param(prefix + "weight"), l.stride, l.padding);
+      case LayerKind::Conv2d: {
+        int64_t c = x->type.dims[0], fanIn = c * l.kernel * l.kernel;
+        Node *w = p("weight", {l.units, c, l.kernel, l.kernel}, rt::Init::UniformFanIn, fanIn);
+        Node *y = b_.conv2d(x, w, l.stride, l.padding);
         const auto &o = y->type.dims;
-        flops += 2.0 * o[0] * o[1] * o[2] * l.in[0] * l.kernel * l.kernel;
-        return b_.biasAdd(y, param(prefix + "bias"));
+        flops += 2.0 * o[0] * o[1] * o[2] * fanIn;
+        return b_.biasAdd(y, p("bias", {l.units}, rt::Init::UniformFanIn, fanIn));
       }
-      case sema::LayerKind::MaxPool: return b_.maxPool(x, l.kernel, l.stride);
-      case sema::LayerKind::AvgPool: return b_.avgPool(x, l.kernel, l.stride);
-      case sema::LayerKind::Flatten: return b_.reshape(x, ir::Type{l.out, true});
-      case sema::LayerKind::Relu: return b_.unary(OpKind::Relu, x);
-      case sema::LayerKind::LeakyRelu: return b_.unary(OpKind::LeakyRelu, x, l.value);
-      case sema::LayerKind::Sigmoid: return b_.unary(OpKind::Sigmoid, x);
-      case sema::LayerKind::Tanh: return b_.unary(OpKind::Tanh, x);
-      case sema::LayerKind::Gelu: return b_.unary(OpKind::Gelu, x);
-      case sema::LayerKind::Dropout:
+      case LayerKind::Embedding:
+        return b_.embedding(p("weight", {l.vocab, l.units}, rt::Init::Normal, 1), x);
+      case LayerKind::MaxPool: return b_.maxPool(x, l.kernel, l.stride);
+      case LayerKind::AvgPool: return b_.avgPool(x, l.kernel, l.stride);
+      case LayerKind::Flatten: return b_.reshape(x, ir::Type{{x->type.elements()}, true});
+      case LayerKind::Relu: return b_.unary(OpKind::Relu, x);
+      case LayerKind::LeakyRelu: return b_.unary(OpKind::LeakyRelu, x, l.value);
+      case LayerKind::Sigmoid: return b_.unary(OpKind::Sigmoid, x);
+      case LayerKind::Tanh: return b_.unary(OpKind::Tanh, x);
+      case LayerKind::Gelu: return b_.unary(OpKind::Gelu, x);
+      case LayerKind::Dropout:
         // Identity outside training; each dropout site draws its own mask stream (salt).
         if (!training_ || l.value <= 0) return x;
         return b_.unary(OpKind::Dropout, x, l.value, {nextSalt_++});
-      case sema::LayerKind::LayerNorm:
-        return b_.layerNorm(x, param(prefix + "weight"), param(prefix + "bias"),
-                            l.value > 0 ? l.value : 1e-5);
+      case LayerKind::LayerNorm:
+        return b_.layerNorm(x, p("weight", x->type.dims, rt::Init::Ones, 1),
+                            p("bias", x->type.dims, rt::Init::Zeros, 1), l.value > 0 ? l.value : 1e-5);
+      case LayerKind::Mixture:
+      case LayerKind::Ple:
+      case LayerKind::CrossStitch:
+        throw ir::IRError("lower: an expert block must end its shared pipeline");
     }
     throw ir::IRError("lower: unknown layer kind");
   }
 
   const sema::Model &model_;
-  const ir::Module &module_;
+  ir::Module &module_;
+  ParamRegistry &params_;
   ir::Builder b_;
   bool training_;
-  std::map<std::string, int> paramIndex_;
+  int task_ = 0;  // the task whose head is being lowered (picks its gate / column)
   std::map<int, Node *> inputs_, shared_;
+  std::map<int, std::map<int, Node *>> experts_;
   int64_t nextSalt_ = 1;
 };
 
@@ -138,6 +338,10 @@ void addOutputs(ir::Function &fn, const std::vector<Node *> &heads,
   fn.outputs.push_back({ir::Output::Kind::TotalLoss, 0, total});
 }
 
+bool needsTaskGradients(const std::string &weighting) {
+  return weighting == "gradnorm" || weighting == "pcgrad" || weighting == "mgda";
+}
+
 }  // namespace
 
 LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
@@ -145,13 +349,12 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
   ir::Module &m = out.module;
   m.name = model.name;
   m.maxBatch = maxBatch;
-  out.params = buildParamTable(model);
-  for (const auto &p : out.params) m.params.push_back({p.name, p.shape, p.offset});
   for (const auto &in : model.inputs) m.inputs.push_back(ir::Type{in.shape, true});
   for (const auto &t : model.tasks) {
     m.labels.push_back(ir::Type{{t.labelWidth}, true});
     m.heads.push_back(ir::Type{t.head.outShape, true});
   }
+  ParamRegistry params(m, out.params);
 
   auto makeFunction = [&](const char *name) {
     m.functions.push_back(std::make_unique<ir::Function>());
@@ -161,7 +364,7 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
 
   {  // train_step: forward with dropout, losses, then reverse mode for every parameter.
     ir::Function *fn = makeFunction("train_step");
-    ForwardLowering fwd(model, m, *fn, /*training=*/true);
+    ForwardLowering fwd(model, m, params, *fn, /*training=*/true);
     auto heads = fwd.heads();
     auto [losses, total] = fwd.losses(heads);
     addOutputs(*fn, heads, &losses, total);
@@ -169,7 +372,7 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
   }
   {
     ir::Function *fn = makeFunction("eval_step");
-    ForwardLowering fwd(model, m, *fn, /*training=*/false);
+    ForwardLowering fwd(model, m, params, *fn, /*training=*/false);
     auto heads = fwd.heads();
     auto [losses, total] = fwd.losses(heads);
     addOutputs(*fn, heads, &losses, total);
@@ -177,9 +380,49 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
   }
   {
     ir::Function *fn = makeFunction("predict");
-    ForwardLowering fwd(model, m, *fn, /*training=*/false);
+    ForwardLowering fwd(model, m, params, *fn, /*training=*/false);
     addOutputs(*fn, fwd.heads(), nullptr, nullptr);
   }
+  if (needsTaskGradients(model.train.weighting)) {
+    // task_grads: every task's own, unweighted gradient of every parameter. The heads are
+    // differentiated once each; the shared trunk once per task (no forward recomputation).
+    ir::Function *fn = makeFunction("task_grads");
+    ForwardLowering fwd(model, m, params, *fn, /*training=*/true);
+    auto heads = fwd.heads();
+    auto [losses, total] = fwd.losses(heads);
+    addOutputs(*fn, heads, &losses, total);
+    for (size_t t = 0; t < losses.size(); ++t) {
+      auto g = autodiff::differentiate(m, *fn, losses[t]);
+      for (auto &[index, node] : g.params)
+        fn->outputs.push_back({ir::Output::Kind::TaskGrad, (int)index, node, (int)t});
+    }
+    // rep_grads (MGDA-UB): each task's gradient with respect to the one shared tensor all heads
+    // read, through the heads only.
+    if (model.train.weighting == "mgda") {
+      ir::Function *rf = makeFunction("rep_grads");
+      ForwardLowering rfwd(model, m, params, *rf, /*training=*/true);
+      auto rheads = rfwd.heads();
+      auto [rlosses, rtotal] = rfwd.losses(rheads);
+      if (Node *z = rfwd.sharedBoundary()) {
+        addOutputs(*rf, rheads, &rlosses, rtotal);
+        out.repWidth = z->type.elements();
+        for (size_t t = 0; t < rlosses.size(); ++t) {
+          auto g = autodiff::differentiate(m, *rf, rlosses[t], {z});
+          auto it = g.nodes.find(z);
+          if (it == g.nodes.end()) continue;
+          Node *dz = it->second;
+          if (dz->type.dims.size() != 1) dz = ir::Builder(*rf).reshape(dz, ir::Type{{dz->type.elements()}, true});
+          rf->outputs.push_back({ir::Output::Kind::RepGrad, (int)t, dz});
+        }
+      } else {
+        m.functions.pop_back();  // no single shared boundary: MGDA works on parameter gradients
+      }
+    }
+  }
+  // Mark frozen blocks' parameters.
+  for (auto &p : out.params)
+    for (const auto &f : model.train.freeze)
+      if (p.block == f) p.frozen = true;
   return out;
 }
 

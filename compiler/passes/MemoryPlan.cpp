@@ -76,6 +76,9 @@ Storage outputStorage(const ir::Module &m, const ir::Output &o) {
     case ir::Output::Kind::Head: return {Base::Output, o.index, 0};
     case ir::Output::Kind::TaskLoss: return {Base::Losses, 0, o.index};
     case ir::Output::Kind::TotalLoss: return {Base::Losses, 0, (int64_t)m.labels.size()};
+    case ir::Output::Kind::TaskGrad:
+      return {Base::Grads, 0, o.task * m.paramFloats + m.params.at(o.index).offset};
+    case ir::Output::Kind::RepGrad: return {Base::Output, (int)m.labels.size() + o.index, 0};
   }
   throw std::logic_error("planMemory: unknown output kind");
 }
