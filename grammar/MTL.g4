@@ -3,8 +3,10 @@
 // Design notes
 // - Whitespace, newlines included, is insignificant: statements end where the next keyword or name
 //   begins, so `loss bce weight 0.5` on one line means the same as on two.
-// - Only the words that start a declaration or a task statement are reserved (see KEYWORDS below).
-//   Layer, loss, metric, optimizer, data-source and train-setting names are ordinary identifiers:
+// - Only the words that start a declaration or a task statement are reserved, plus `mixture`,
+//   `gate` and `in` (see KEYWORDS below). Layer, expert-block (ple, cgc, cross_stitch), source
+//   function (column, concat), loss, metric, optimizer, weighting, data-source and train-setting
+//   names are ordinary identifiers:
 //   semantic analysis checks them, which gives better messages ("unknown layer 'desne'; did you
 //   mean 'dense'?") than a parser could.
 // - The grammar is deliberately permissive about order and multiplicity (several `model` lines, a
@@ -12,6 +14,8 @@
 //   by semantic analysis with a location and a note pointing at the other occurrence.
 // - Inside `task NAME { ... }` the pipeline and the `loss` / `weight` / `metric` statements may come
 //   in any order; by convention the pipeline comes first.
+// - The multi-task forms (expert blocks, gate/column/concat sources, embedding, weighting, freeze)
+//   are explained, with a complete program for each, in docs/mtl-architectures.md.
 
 grammar MTL;
 
@@ -68,16 +72,38 @@ pipeline
     : source ('->' stage)*
     ;
 
+// Where a pipeline starts (docs/mtl-architectures.md explains the multi-task forms):
+//   image                 an input or a shared block
+//   gate(experts)         a task's own gate over a mixture / ple / cgc block
+//   column(cs)            a task's own column of a cross_stitch block
+//   concat(a, b, ...)     inputs and shared blocks joined along the feature axis
+// The function names of `callSource` are not reserved; sema checks them ("column", "concat").
 source
-    : GATE '(' IDENT ')'            # gateSource      // gate(experts): a task's gate over a mixture
-    | IDENT                         # nameSource      // an input or a shared block
+    : GATE '(' IDENT ')'                            # gateSource
+    | func=IDENT '(' IDENT (',' IDENT)* ')'         # callSource
+    | IDENT                                         # nameSource
     ;
 
-// A layer, or a mixture of experts whose body is one expert's layers:
+// A layer, or an expert block: a call followed by a body in braces. The body is one expert's
+// layers, or (cross_stitch) several stages separated by ';':
 //   x -> mixture(experts=8) { dense(16) -> relu }
+//   x -> ple(levels=2, shared=2, specific=2) { dense(16) -> relu }
+//   x -> cgc(shared=2, specific=2) { dense(16) -> relu }
+//   x -> cross_stitch { dense(32) -> relu ; dense(16) -> relu }
+// `mixture` is reserved (LANGUAGE.md's core form); the other block names are ordinary identifiers
+// checked by sema, like layer names (a body after any call parses; sema rejects `dense(4) { .. }`).
 stage
-    : MIXTURE '(' argList? ')' '{' call ('->' call)* '}'   # mixtureStage
-    | call                                                 # layerStage
+    : MIXTURE '(' argList? ')' '{' blockBody '}'            # mixtureStage
+    | call ('{' blockBody '}')?                             # layerStage
+    ;
+
+// stage ; stage ; ...   (one stage for mixture / ple / cgc; sema checks the count)
+blockBody
+    : blockLayers (';' blockLayers)*
+    ;
+
+blockLayers
+    : call ('->' call)*
     ;
 
 // A layer, loss, optimizer, weighting or data source: `relu`, `dense(64)`, `conv2d(32, kernel=3)`,
@@ -91,8 +117,9 @@ argList
     ;
 
 // Positional `3`, or keyword `kernel=3`. (Positional after keyword is rejected when building the AST.)
+// The keyword `shared` is also an argument name: ple(levels=2, shared=2, specific=2).
 arg
-    : (key=IDENT '=')? value
+    : (key=(IDENT | SHARED) '=')? value
     ;
 
 value
@@ -108,13 +135,14 @@ number
 // ---- train { ... } ----------------------------------------------------------------------------
 
 // train { optimizer adam(lr=0.001) batch 64 epochs 2 weighting fixed seed 42 shuffle false }
-// Each setting is a name followed by exactly one value: a number, or a (possibly called) name.
+// Each setting is a name followed by a value: a number, or a (possibly called) name. Settings that
+// take a list (`freeze trunk, experts`) separate the values with ','; sema checks the counts.
 trainBlock
     : TRAIN '{' trainSetting* '}'
     ;
 
 trainSetting
-    : key=IDENT settingValue
+    : key=IDENT settingValue (',' settingValue)*
     ;
 
 settingValue
@@ -181,6 +209,7 @@ LT        : '<' ;
 ASSIGN    : '=' ;
 COLON     : ':' ;
 COMMA     : ',' ;
+SEMI      : ';' ;       // only between the stages of a cross_stitch body
 LPAREN    : '(' ;
 RPAREN    : ')' ;
 LBRACE    : '{' ;

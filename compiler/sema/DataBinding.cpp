@@ -10,29 +10,51 @@ namespace mtlc::sema {
 
 namespace {
 
-enum class Family { Images, Csv };
+// Images: `pixels` and `label` (fashion_mnist, idx); Csv: any column; Fields: the named fields of a
+// generated source.
+enum class Family { Images, Csv, Fields };
+
+// A field of a source with a fixed set of fields: its width per sample, or the numeric argument
+// that gives it (synthetic_mmoe's `x` has `dim` values).
+struct FieldInfo {
+  const char *name;
+  int64_t width;               // 0: unknown until the data is read (idx pixels)
+  const char *widthArg = nullptr;
+};
 
 struct SourceInfo {
   const char *name;
-  bool supported;
   Family family;
   std::vector<detail::ParamDef> params;
   bool paths;          // string arguments are file paths (resolved against the .mtl directory)
   const char *example;
+  std::vector<FieldInfo> fields;  // Images / Fields
 };
+
+constexpr int64_t kFashionPixels = 28 * 28;
 
 const std::vector<SourceInfo> &sourceTable() {
   using namespace detail;
-  static const std::vector<SourceInfo> table = {
-      {"fashion_mnist", true, Family::Images, {stringParam("split", true, {"train", "test"})}, false,
-       "fashion_mnist(\"train\")"},
-      {"idx", true, Family::Images, {stringParam("images", true), stringParam("labels", true)}, true,
-       "idx(\"images.idx\", \"labels.idx\")"},
-      {"csv", true, Family::Csv, {stringParam("path", true)}, true, "csv(\"data.csv\")"},
-      // Known to the language (LANGUAGE.md) and the runtime, not yet to the compiler.
-      {"synthetic_mmoe", false, Family::Csv, {}, false, ""},
-      {"multi_fashion", false, Family::Images, {}, false, ""},
-  };
+  static const std::vector<SourceInfo> table = [] {
+    ParamDef correlation = realParam("correlation", false, 0.5);
+    correlation.lo = -1;
+    correlation.hi = 1;
+    std::vector<SourceInfo> t = {
+        {"fashion_mnist", Family::Images, {stringParam("split", true, {"train", "test"})}, false,
+         "fashion_mnist(\"train\")", {{"pixels", kFashionPixels}, {"label", 1}}},
+        {"idx", Family::Images, {stringParam("images", true), stringParam("labels", true)}, true,
+         "idx(\"images.idx\", \"labels.idx\")", {{"pixels", 0}, {"label", 1}}},
+        {"csv", Family::Csv, {stringParam("path", true)}, true, "csv(\"data.csv\")", {}},
+        // Synthetic.cpp: the MMoE paper's regression pair; two Fashion-MNIST items on one image.
+        {"synthetic_mmoe", Family::Fields,
+         {correlation, intParam("samples", false, 12000), intParam("dim", false, 100, 2),
+          intParam("seed", false, 0, 0)},
+         false, "synthetic_mmoe(correlation=0.5)", {{"x", 0, "dim"}, {"y1", 1}, {"y2", 1}}},
+        {"multi_fashion", Family::Fields, {stringParam("split", true, {"train", "test"})}, false,
+         "multi_fashion(\"train\")", {{"pixels", kFashionPixels}, {"left", 1}, {"right", 1}}},
+    };
+    return t;
+  }();
   return table;
 }
 
@@ -41,8 +63,6 @@ const SourceInfo *findSource(const std::string &name) {
     if (name == s.name) return &s;
   return nullptr;
 }
-
-constexpr int64_t kFashionPixels = 28 * 28;
 
 }  // namespace
 
@@ -62,8 +82,17 @@ namespace {
 struct CheckedSource {
   const SourceInfo *info = nullptr;  // null if erroneous
   rt::SourceSpec spec;
+  std::vector<std::pair<std::string, int64_t>> fields;  // Images / Fields: name, width (0: unknown)
   SourceRange loc;
 };
+
+// "pixels and label", "x, y1 and y2"
+std::string fieldList(const std::vector<std::pair<std::string, int64_t>> &fields) {
+  std::string out;
+  for (size_t i = 0; i < fields.size(); ++i)
+    out += (i ? (i + 1 == fields.size() ? " and " : ", ") : "") + fields[i].first;
+  return out;
+}
 
 rt::BindExpr::Op convertOp(ast::BindExpr::Op op) {
   using A = ast::BindExpr::Op;
@@ -123,12 +152,8 @@ void Analyzer::checkData() {
     const SourceInfo *info = findSource(c.name);
     if (!info) {
       std::string hint = didYouMean(c.name, knownSources());
-      if (hint.empty()) hint = "; the sources are fashion_mnist, idx and csv";
+      if (hint.empty()) hint = "; the sources are fashion_mnist, idx, csv, synthetic_mmoe and multi_fashion";
       diags_.error(c.nameLoc, fmt::format("unknown data source '{}'{}", c.name, hint));
-    } else if (!info->supported) {
-      diags_.error(c.nameLoc, fmt::format("data source '{}' is not supported yet; use "
-                                          "fashion_mnist, idx or csv",
-                                          c.name));
     } else {
       BoundArgs a = bindArgs(c, fmt::format("data source '{}'", c.name), info->params, info->example,
                              diags_);
@@ -150,6 +175,9 @@ void Analyzer::checkData() {
             cs.spec.options[p.name] = v.number;
           }
         }
+        for (const FieldInfo &f : info->fields)
+          cs.fields.push_back({f.name, f.widthArg ? static_cast<int64_t>(cs.spec.options[f.widthArg])
+                                                  : f.width});
       }
     }
     sources[src.role] = cs;
@@ -161,16 +189,32 @@ void Analyzer::checkData() {
   const CheckedSource *test = sources.count("test") ? &sources["test"] : nullptr;
   if (train && train->info) model_.data.train = train->spec;
   if (test && test->info) model_.data.test = test->spec;
-  if (train && train->info && test && test->info && train->info->family != test->info->family) {
-    diags_.error(test->loc, fmt::format("the test source {} does not have the same fields as the "
-                                        "train source {}",
-                                        test->info->name, train->info->name));
-    diags_.note(train->loc, "the train source is here");
+  if (train && train->info && test && test->info) {
+    std::vector<std::string> trainNames, testNames;
+    for (const auto &f : train->fields) trainNames.push_back(f.first);
+    for (const auto &f : test->fields) testNames.push_back(f.first);
+    if (train->info->family != test->info->family || trainNames != testNames) {
+      diags_.error(test->loc, fmt::format("the test source {} does not have the same fields as the "
+                                          "train source {}",
+                                          test->info->name, train->info->name));
+      diags_.note(train->loc, "the train source is here");
+    } else {
+      for (size_t i = 0; i < train->fields.size(); ++i) {
+        int64_t a = train->fields[i].second, b = test->fields[i].second;
+        if (a > 0 && b > 0 && a != b) {
+          diags_.error(test->loc, fmt::format("the test source gives field '{}' {} values per "
+                                              "sample, the train source {}",
+                                              train->fields[i].first, b, a));
+          diags_.note(train->loc, "the train source is here");
+        }
+      }
+    }
   }
   // The fields the bindings read come from the train source (or the test source alone).
-  const SourceInfo *fields = train && train->info ? train->info
-                             : !train && test && test->info ? test->info
-                                                            : nullptr;
+  const CheckedSource *fieldSource = train && train->info ? train
+                                     : !train && test && test->info ? test
+                                                                    : nullptr;
+  const SourceInfo *fields = fieldSource ? fieldSource->info : nullptr;
 
   // ---- Bindings
   std::vector<std::optional<rt::Binding>> inputBinds(model_.inputs.size()), labelBinds(model_.tasks.size());
@@ -205,21 +249,25 @@ void Analyzer::checkData() {
     re.op = convertOp(e.op);
     std::optional<int64_t> width;  // values per sample the expression gives, when known
     bool exprOk = true;
-    if (fields && fields->family == Family::Images) {
+    if (fields && fields->family != Family::Csv) {
+      const auto &known = fieldSource->fields;
+      std::vector<std::string> names;
+      for (const auto &kf : known) names.push_back(kf.first);
+      auto found = std::find(names.begin(), names.end(), f.name);
       if (f.hasParens) {
-        diags_.error(f.loc, fmt::format("{}(...) is not a field of {}; its fields are pixels and label{}",
-                                        f.name, fields->name,
+        diags_.error(f.loc, fmt::format("{}(...) is not a field of {}; its fields are {}{}",
+                                        f.name, fields->name, fieldList(known),
                                         f.name == "columns" ? " (columns(...) selects csv columns)" : ""));
         exprOk = false;
-      } else if (f.name != "pixels" && f.name != "label") {
-        std::string hint = didYouMean(f.name, {"pixels", "label"});
-        if (hint.empty()) hint = "; its fields are pixels and label";
+      } else if (found == names.end()) {
+        std::string hint = didYouMean(f.name, names);
+        if (hint.empty()) hint = "; its fields are " + fieldList(known);
         diags_.error(f.nameLoc, fmt::format("{} has no field '{}'{}", fields->name, f.name, hint));
         exprOk = false;
       } else {
         re.ref.field = f.name;
-        if (f.name == "label") width = 1;
-        else if (std::string(fields->name) == "fashion_mnist") width = kFashionPixels;
+        int64_t w = known[static_cast<size_t>(found - names.begin())].second;
+        if (w > 0) width = w;
         // idx pixels: the image size is known when the file is read (the runtime checks it)
       }
     } else if (fields && fields->family == Family::Csv) {

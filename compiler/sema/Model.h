@@ -45,6 +45,23 @@ struct Layer {
   std::vector<std::vector<Layer>> stages;  // CrossStitch: each stage's layers (indices from 0)
   std::vector<int> readers;                // expert blocks: indices of the tasks that read it,
                                            // in task order (gate(NAME) / column(NAME))
+  // Ple with levels > 1: one expert's layers at levels 2..L, whose input is the expert output
+  // shape `out` (same kinds and arguments as `expert`, shapes re-inferred; sema guarantees that
+  // they map `out` to `out` again, and that `out` is 1-D, as the next level's gates read it).
+  std::vector<Layer> laterExpert;
+  // Expert blocks, in words (docs/mtl-architectures.md has the full semantics):
+  //  - Mixture: `in` is the block's input (1-D: each reader's gate is a dense softmax over it);
+  //    `out` is one expert's output = what gate(NAME) gives each reader.
+  //  - Ple: `in` as Mixture (level 1's experts and gates read it); `out` is one expert's output =
+  //    the per-level and final per-task representation. Level l has sharedExperts experts shared
+  //    by all readers and specificExperts experts per reader; reader t's gate at level l mixes its
+  //    own specificExperts + the sharedExperts experts; for l < levels a shared gate mixes all
+  //    sharedExperts + specificExperts * readers experts into the shared input of level l+1, and
+  //    reader t's experts (and gate) at level l+1 read reader t's output of level l.
+  //  - CrossStitch: `in` any shape; stages[s] maps stage s's input to its output (stage 0's input
+  //    is `in`); one column per reader runs its own copy of every stage; between consecutive
+  //    stages (not after the last) a cross-stitch unit (a [T, T] matrix, T = readers.size() >= 2)
+  //    mixes the columns' stage outputs; `out` is the last stage's output = column(NAME).
   bool hasParams() const { return kind == LayerKind::Dense || kind == LayerKind::Conv2d ||
                                   kind == LayerKind::LayerNorm || kind == LayerKind::Embedding ||
                                   kind == LayerKind::Mixture || kind == LayerKind::Ple ||
@@ -71,6 +88,10 @@ struct SourcePart {
 
 // A pipeline: SOURCE -> layer -> layer ...; `name` is the shared block or task it defines, which
 // is also the prefix of its parameters' checkpoint names ("trunk.0.weight").
+// A shared pipeline may end with an expert block (only as its last layer); its outShape is then
+// the per-task representation (the block layer's `out`), which only tasks read, through
+// gate(NAME) / column(NAME). Gate / Column sources only start task pipelines; a shared block
+// never reads an expert block.
 struct Pipeline {
   std::string name;
   std::string source;          // an input or a shared block (for Concat: "concat")
@@ -86,6 +107,8 @@ struct Pipeline {
 struct Input {
   std::string name;
   Shape shape;
+  int64_t categories = 0;      // > 0: the input feeds embedding(categories, dim) layers, so its
+                               // values are class indices in [0, categories) (InputSpec::categories)
   SourceRange loc;
 };
 

@@ -14,6 +14,12 @@ const std::vector<std::string> &knownLosses() {
   return v;
 }
 
+const std::vector<std::string> &knownWeightings() {
+  static const std::vector<std::string> v = {"fixed", "uniform", "uncertainty", "dwa",
+                                             "gradnorm", "pcgrad", "mgda"};
+  return v;
+}
+
 const std::vector<std::string> &knownMetrics() {
   static const std::vector<std::string> v = {"accuracy", "auc", "mse", "mae"};
   return v;
@@ -56,6 +62,7 @@ std::optional<Model> Analyzer::run() {
   checkInputs();
   checkShared();
   checkTasks();
+  finishBlocks();
   checkTrain();
   checkData();
   if (diags_.hasErrors()) return std::nullopt;
@@ -139,6 +146,26 @@ void Analyzer::declareNames() {
     }
     names_[*name] = {kind, index, loc};
   }
+  // The expert block ending each shared block, known before any is checked (a misplaced or
+  // misspelt one is reported with the layers; readers then get no follow-on errors).
+  for (const ast::SharedDecl *d : sharedDecls_) {
+    BlockKind kind = BlockKind::None;
+    const ast::Call *call = nullptr;
+    for (const ast::LayerCall &l : d->pipeline.layers) {
+      BlockKind k = l.name == "mixture"        ? BlockKind::Mixture
+                    : l.name == "ple" || l.name == "cgc" ? BlockKind::Ple
+                    : l.name == "cross_stitch" ? BlockKind::CrossStitch
+                    : l.hasBody                ? BlockKind::Unknown
+                                               : BlockKind::None;
+      if (k != BlockKind::None) {
+        kind = k;
+        call = &l;
+        break;
+      }
+    }
+    sharedBlock_.push_back(kind);
+    sharedBlockCall_.push_back(call);
+  }
 }
 
 // ---- input NAME : f32[...] ------------------------------------------------------------------------
@@ -177,20 +204,18 @@ void Analyzer::checkInputs() {
     }
     model_.inputs.push_back(std::move(in));
     inputOk_.push_back(ok);
+    categoriesLoc_.push_back({});
   }
 }
 
 // ---- Pipelines ------------------------------------------------------------------------------------
 
 std::optional<Shape> Analyzer::resolveSource(const ast::Pipeline &ap, bool isShared,
-                                             size_t sharedIndex, Pipeline &out, Origin &origin,
-                                             bool &ok) {
+                                             size_t sharedIndex, int taskIndex, Pipeline &out,
+                                             Origin &origin, bool &ok) {
   ok = true;
-  if (ap.sourceKind == ast::Pipeline::SourceKind::Gate) {
-    diags_.error(ap.sourceLoc, "gate(...) (a task's gate over a mixture) is not supported yet");
-    ok = false;
-    return std::nullopt;
-  }
+  if (ap.sourceKind != ast::Pipeline::SourceKind::Name)
+    return resolveBlockSource(ap, isShared, sharedIndex, taskIndex, out, origin, ok);
   out.source = ap.source;
   auto it = names_.find(ap.source);
   if (it == names_.end()) {
@@ -216,6 +241,7 @@ std::optional<Shape> Analyzer::resolveSource(const ast::Pipeline &ap, bool isSha
     return std::nullopt;
   case NameKind::Input:
     out.sourceIsInput = true;
+    out.sourceKind = SourceKind::Input;
     out.sourceIndex = static_cast<int>(info.index);
     if (!inputOk_[info.index]) return std::nullopt;
     origin = {inputDecls_[info.index]->shapeLoc,
@@ -237,7 +263,12 @@ std::optional<Shape> Analyzer::resolveSource(const ast::Pipeline &ap, bool isSha
       return std::nullopt;
     }
     out.sourceIsInput = false;
+    out.sourceKind = SourceKind::Shared;
     out.sourceIndex = static_cast<int>(info.index);
+    if (rejectBlockRead(ap.source, ap.sourceNameLoc, info.index, isShared)) {
+      ok = false;
+      return std::nullopt;
+    }
     if (!sharedOut_[info.index]) return std::nullopt;
     origin = sharedOrigin_[info.index];
     return sharedOut_[info.index];
@@ -253,9 +284,12 @@ void Analyzer::checkShared() {
     p.loc = d.loc;
     Origin origin;
     bool ok;
-    std::optional<Shape> in = resolveSource(d.pipeline, true, i, p, origin, ok);
+    std::optional<Shape> in = resolveSource(d.pipeline, true, i, -1, p, origin, ok);
     if (in) p.inShape = *in;
-    std::optional<Shape> outShape = checkLayers(d.pipeline.layers, in, origin, p);
+    LayerContext ctx;
+    ctx.isShared = true;
+    ctx.inputIndex = !ok ? -2 : p.sourceKind == SourceKind::Input ? p.sourceIndex : -1;
+    std::optional<Shape> outShape = checkLayers(d.pipeline.layers, in, origin, p, ctx);
     if (outShape) {
       p.outShape = *outShape;
       // Notes about this block's output point at its last layer (or its source).
@@ -310,9 +344,11 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
     const ast::Pipeline &ap = t.pipelines[0];
     Origin origin;
     bool ok;
-    std::optional<Shape> in = resolveSource(ap, false, 0, task.head, origin, ok);
+    std::optional<Shape> in = resolveSource(ap, false, 0, static_cast<int>(index), task.head, origin, ok);
     if (in) task.head.inShape = *in;
-    out = checkLayers(ap.layers, in, origin, task.head);
+    LayerContext ctx;
+    ctx.inputIndex = !ok ? -2 : task.head.sourceKind == SourceKind::Input ? task.head.sourceIndex : -1;
+    out = checkLayers(ap.layers, in, origin, task.head, ctx);
     if (out) {
       task.head.outShape = *out;
     } else {
@@ -513,24 +549,100 @@ void Analyzer::checkWeighting(const ast::Setting &s) {
     return;
   }
   const ast::Call &c = s.call;
-  static const std::vector<std::string> supported = {"fixed", "uniform"};
-  static const std::vector<std::string> later = {"uncertainty", "dwa", "gradnorm", "pcgrad", "mgda"};
-  if (std::find(supported.begin(), supported.end(), c.name) != supported.end()) {
-    bindArgs(c, "weighting '" + c.name + "'", {}, "", diags_);
-    model_.train.weighting = c.name;
+  const auto &all = knownWeightings();
+  if (std::find(all.begin(), all.end(), c.name) == all.end()) {
+    std::string hint = didYouMean(c.name, all);
+    if (hint.empty())
+      hint = "; the strategies are fixed, uniform, uncertainty, dwa, gradnorm, pcgrad and mgda";
+    diags_.error(c.nameLoc, fmt::format("unknown weighting '{}'{}", c.name, hint));
     return;
   }
-  if (std::find(later.begin(), later.end(), c.name) != later.end()) {
-    diags_.error(c.nameLoc, fmt::format("weighting '{}' is not supported yet; use 'fixed' or "
-                                        "'uniform'",
-                                        c.name));
-    return;
+  std::vector<ParamDef> params;
+  std::string example;
+  if (c.name == "dwa") {
+    ParamDef t = realParam("temperature", false, 2);
+    t.lo = 0;
+    t.loOpen = true;
+    params = {t};
+    example = "dwa(temperature=2)";
+  } else if (c.name == "gradnorm") {
+    ParamDef a = realParam("alpha", false, 1.5);
+    a.lo = 0;
+    params = {a};
+    example = "gradnorm(alpha=1.5)";
   }
-  std::vector<std::string> all = supported;
-  all.insert(all.end(), later.begin(), later.end());
-  std::string hint = didYouMean(c.name, all);
-  if (hint.empty()) hint = "; use 'fixed' or 'uniform'";
-  diags_.error(c.nameLoc, fmt::format("unknown weighting '{}'{}", c.name, hint));
+  BoundArgs a = bindArgs(c, "weighting '" + c.name + "'", params, example, diags_);
+  model_.train.weighting = c.name;
+  if (c.name == "dwa") model_.train.weightingParam = a.num("temperature");
+  if (c.name == "gradnorm") model_.train.weightingParam = a.num("alpha");
+
+  // The gradient-based strategies balance the tasks' gradients on what they share.
+  if (c.name == "gradnorm" || c.name == "pcgrad" || c.name == "mgda") {
+    const size_t tasks = model_.tasks.size();
+    if (tasks < 2) {
+      diags_.error(c.nameLoc, fmt::format("weighting '{}' balances the gradients of several tasks and "
+                                          "needs at least two, but the model has {}",
+                                          c.name, tasks));
+    } else if (model_.shared.empty()) {
+      diags_.error(c.nameLoc, fmt::format("weighting '{}' acts on the gradients of what the tasks "
+                                          "share, but the model has no shared block; declare one "
+                                          "(shared NAME = SOURCE -> ...) and read it from the tasks",
+                                          c.name));
+    } else if (std::all_of(sharedOut_.begin(), sharedOut_.end(), [](const auto &o) { return o.has_value(); })) {
+      bool params = false;
+      for (const Pipeline &p : model_.shared)
+        for (const Layer &l : p.layers) params |= l.hasParams();
+      if (!params)
+        diags_.error(c.nameLoc, fmt::format("weighting '{}' acts on the gradients of the shared "
+                                            "parameters, but no shared block has learnable "
+                                            "parameters",
+                                            c.name));
+    }
+  }
+}
+
+void Analyzer::checkFreeze(const ast::Setting &s) {
+  std::vector<ast::SettingValue> values;
+  ast::SettingValue first;
+  first.isCall = s.isCall;
+  first.call = s.call;
+  first.value = s.value;
+  first.loc = s.valueLoc;
+  values.push_back(std::move(first));
+  values.insert(values.end(), s.more.begin(), s.more.end());
+  std::vector<std::string> candidates;
+  for (const auto &[name, info] : names_)
+    if (info.kind != NameKind::Input) candidates.push_back(name);
+  std::map<std::string, SourceRange> seen;
+  for (const ast::SettingValue &v : values) {
+    if (!v.isCall || v.call.hasParens || v.call.hasBody) {
+      diags_.error(v.loc, fmt::format("freeze takes the names of shared blocks and tasks, got {}",
+                                      v.isCall ? ast::str(v.call) : ast::str(v.value)));
+      continue;
+    }
+    const std::string &name = v.call.name;
+    auto it = names_.find(name);
+    if (it == names_.end()) {
+      std::string hint = didYouMean(name, candidates);
+      if (hint.empty()) hint = "; freeze takes the names of shared blocks and tasks";
+      diags_.error(v.loc, fmt::format("unknown block '{}' in freeze{}", name, hint));
+      continue;
+    }
+    if (it->second.kind == NameKind::Input) {
+      diags_.error(v.loc, fmt::format("'{}' is an input, which has no parameters; freeze takes the "
+                                      "names of shared blocks and tasks",
+                                      name));
+      diags_.note(it->second.loc, fmt::format("input '{}' is declared here", name));
+      continue;
+    }
+    if (auto prev = seen.find(name); prev != seen.end()) {
+      diags_.error(v.loc, fmt::format("'{}' is frozen twice", name));
+      diags_.note(prev->second, "first listed here");
+      continue;
+    }
+    seen[name] = v.loc;
+    model_.train.freeze.push_back(name);
+  }
 }
 
 void Analyzer::checkTrain() {
@@ -540,7 +652,7 @@ void Analyzer::checkTrain() {
     diags_.note(prog_.trains[0].keywordLoc, "the first train block is here");
   }
   static const std::vector<std::string> settings = {"optimizer", "batch", "epochs",
-                                                    "weighting", "seed", "shuffle"};
+                                                    "weighting", "seed", "shuffle", "freeze"};
   static const std::vector<std::string> optimizerArgs = {"lr", "momentum", "beta1", "beta2", "eps",
                                                          "weight_decay"};
   std::map<std::string, SourceRange> seen;
@@ -556,7 +668,8 @@ void Analyzer::checkTrain() {
         hint = "; did you mean 'epochs'?";
       else
         hint = didYouMean(s.name, settings);
-      if (hint.empty()) hint = "; the settings are optimizer, batch, epochs, weighting, seed and shuffle";
+      if (hint.empty())
+        hint = "; the settings are optimizer, batch, epochs, weighting, seed, shuffle and freeze";
       diags_.error(s.nameLoc, fmt::format("unknown train setting '{}'{}", s.name, hint));
       continue;
     }
@@ -566,6 +679,15 @@ void Analyzer::checkTrain() {
       continue;
     }
     seen[s.name] = s.nameLoc;
+    if (s.name == "freeze") {
+      checkFreeze(s);
+      continue;
+    }
+    if (!s.more.empty()) {
+      diags_.error(s.more.front().loc, fmt::format("'{}' takes one value; only freeze takes a list",
+                                                   s.name));
+      continue;
+    }
     if (s.name == "optimizer") {
       checkOptimizer(s);
     } else if (s.name == "weighting") {

@@ -22,10 +22,12 @@ std::optional<Model> analyze(const ast::Program &program, const std::string &fil
                              Diagnostics &diags);
 
 // The names sema knows, for documentation, completion and tests.
-const std::vector<std::string> &knownLayers();      // dense, conv2d, ...
+const std::vector<std::string> &knownLayers();      // dense, conv2d, ..., embedding
+const std::vector<std::string> &knownBlocks();      // mixture, ple, cgc, cross_stitch
 const std::vector<std::string> &knownLosses();      // cross_entropy, bce, mse, l1
 const std::vector<std::string> &knownMetrics();     // accuracy, auc, mse, mae
-const std::vector<std::string> &knownSources();     // fashion_mnist, idx, csv (+ unsupported ones)
+const std::vector<std::string> &knownSources();     // fashion_mnist, idx, csv, synthetic_mmoe, ...
+const std::vector<std::string> &knownWeightings();  // fixed, uniform, uncertainty, dwa, ...
 
 // Element count of a shape (1 for []); -1 on overflow.
 int64_t elementCount(const Shape &s);

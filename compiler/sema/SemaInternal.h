@@ -2,6 +2,8 @@
 //   Sema.cpp            driver of the analysis: model, names, inputs, tasks, train block
 //   Args.cpp            binding call arguments to a parameter list (types, ranges, defaults)
 //   ShapeInference.cpp  the layer table, layer arguments, shape rules through a pipeline
+//   Blocks.cpp          expert blocks (mixture, ple, cgc, cross_stitch) and the sources that read
+//                       them (gate, column), concat, the readers of each block
 //   DataBinding.cpp     the data block: sources, field expressions, widths
 #pragma once
 
@@ -72,6 +74,23 @@ struct NameInfo {
   SourceRange loc;    // the name in its declaration
 };
 
+// The expert block that ends a shared block (None for a plain one).
+enum class BlockKind { None, Unknown, Mixture, Ple, CrossStitch };  // Unknown: a misspelt block
+const char *blockWord(BlockKind k);    // "mixture", "ple", "cross_stitch"
+const char *readWord(BlockKind k);     // "gate", "column"
+
+// Recomputes the shapes of already-checked layers for another input (PLE's later levels); false,
+// with the reason in `why`, when a layer cannot take it.
+bool reinferShapes(std::vector<Layer> &layers, const Shape &in, std::string &why);
+
+// What a list of layers belongs to, for the rules that depend on it.
+struct LayerContext {
+  bool isShared = false;      // a shared block's pipeline (expert blocks may end it)
+  bool inBody = false;        // the body of an expert block
+  int inputIndex = -1;        // the pipeline starts from this input (embedding may come first);
+                              // -2: its source is erroneous (already reported)
+};
+
 // Where a shape came from, for the note under a shape error.
 struct Origin {
   SourceRange loc;
@@ -89,7 +108,17 @@ public:
   // ShapeInference.cpp: checks the layers of `ap` (arguments, then shapes from `in`, unknown when
   // nullopt) and appends them to `out.layers`; returns the output shape (nullopt if unknown).
   std::optional<Shape> checkLayers(const std::vector<ast::LayerCall> &calls, std::optional<Shape> in,
-                                   Origin origin, Pipeline &out);
+                                   Origin origin, Pipeline &out, const LayerContext &ctx = {});
+  // Blocks.cpp: an expert block stage (its arguments, body and shapes) into `layer`; returns the
+  // per-task representation's shape.
+  std::optional<Shape> checkBlock(const ast::Call &call, std::optional<Shape> in,
+                                  const Origin &origin, Layer &layer);
+  // Blocks.cpp: gate(NAME), column(NAME), concat(...) sources; reading an expert block by name.
+  std::optional<Shape> resolveBlockSource(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
+                                          int taskIndex, Pipeline &out, Origin &origin, bool &ok);
+  bool rejectBlockRead(const std::string &name, SourceRange at, size_t sharedIndex, bool isShared);
+  // Blocks.cpp: after the tasks: blocks nobody reads, cross_stitch with one column, parameters.
+  void finishBlocks();
   // DataBinding.cpp
   void checkData();
 
@@ -104,9 +133,10 @@ private:
   // Resolves a pipeline's source; fills out.source/sourceIsInput/sourceIndex/inShape. Returns the
   // source's shape (nullopt if unknown or erroneous) and its origin for notes.
   std::optional<Shape> resolveSource(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
-                                     Pipeline &out, Origin &origin, bool &ok);
+                                     int taskIndex, Pipeline &out, Origin &origin, bool &ok);
   void checkOptimizer(const ast::Setting &s);
   void checkWeighting(const ast::Setting &s);
+  void checkFreeze(const ast::Setting &s);
 
 public:
   const ast::Program &prog_;
@@ -123,6 +153,13 @@ public:
   std::vector<const ast::SharedDecl *> sharedDecls_;
   int64_t totalParams_ = 0;
   bool paramLimitReported_ = false;
+  // Per shared block: the expert block ending it (from the AST, known even when it has errors),
+  // and that block's call.
+  std::vector<BlockKind> sharedBlock_;
+  std::vector<const ast::Call *> sharedBlockCall_;
+  // Per input: where an embedding first fixed its `categories` (line 0: none yet).
+  std::vector<SourceRange> categoriesLoc_;
+  void addParams(int64_t n, SourceRange at, const std::string &what);
 };
 
 }  // namespace mtlc::sema::detail

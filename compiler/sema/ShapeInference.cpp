@@ -1,6 +1,7 @@
 // The layer table (names, arguments) and the per-sample shape rules of every layer.
 #include "sema/SemaInternal.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 namespace mtlc::sema {
@@ -47,6 +48,8 @@ const std::vector<LayerInfo> &layerTable() {
       {"layernorm", LayerKind::LayerNorm,
        {rangeParam(realParam("eps", false, 1e-5), 0, true, std::numeric_limits<double>::infinity(), false)},
        "layernorm"},
+      {"embedding", LayerKind::Embedding, {intParam("vocab", true), intParam("dim", true)},
+       "embedding(1000, 8)"},
   };
   return table;
 }
@@ -67,9 +70,20 @@ int64_t mulChecked(int64_t a, int64_t b) {
 }  // namespace
 
 const char *layerName(LayerKind k) {
+  switch (k) {
+  case LayerKind::Mixture: return "mixture";
+  case LayerKind::Ple: return "ple";
+  case LayerKind::CrossStitch: return "cross_stitch";
+  default: break;
+  }
   for (const auto &l : layerTable())
     if (l.kind == k) return l.name;
   return "?";
+}
+
+const std::vector<std::string> &knownBlocks() {
+  static const std::vector<std::string> names = {"mixture", "ple", "cgc", "cross_stitch"};
+  return names;
 }
 
 const std::vector<std::string> &knownLayers() {
@@ -98,18 +112,113 @@ int64_t elementCount(const Shape &s) {
 
 namespace detail {
 
+bool reinferShapes(std::vector<Layer> &layers, const Shape &in, std::string &why) {
+  Shape cur = in;
+  for (Layer &l : layers) {
+    l.in = cur;
+    const char *name = layerName(l.kind);
+    switch (l.kind) {
+    case LayerKind::Dense:
+      if (cur.size() != 1) {
+        why = fmt::format("dense needs a 1-D input, not {}", shapeStr(cur));
+        return false;
+      }
+      l.out = {l.units};
+      break;
+    case LayerKind::Conv2d:
+    case LayerKind::MaxPool:
+    case LayerKind::AvgPool: {
+      if (cur.size() != 3) {
+        why = fmt::format("{} needs a 3-D input, not {}", name, shapeStr(cur));
+        return false;
+      }
+      int64_t h = cur[1] + 2 * l.padding, w = cur[2] + 2 * l.padding;
+      if (h < l.kernel || w < l.kernel) {
+        why = fmt::format("{} {} is larger than the input {}", name, l.kernel, shapeStr(cur));
+        return false;
+      }
+      int64_t c = l.kind == LayerKind::Conv2d ? l.units : cur[0];
+      l.out = {c, (h - l.kernel) / l.stride + 1, (w - l.kernel) / l.stride + 1};
+      break;
+    }
+    case LayerKind::Flatten: l.out = {elementCount(cur)}; break;
+    case LayerKind::Embedding:
+    case LayerKind::Mixture:
+    case LayerKind::Ple:
+    case LayerKind::CrossStitch:
+      why = fmt::format("{} cannot be re-applied", name);
+      return false;
+    default: l.out = cur; break;  // elementwise, dropout, layernorm
+    }
+    cur = l.out;
+  }
+  return true;
+}
+
 std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &calls,
-                                           std::optional<Shape> in, Origin origin, Pipeline &out) {
+                                           std::optional<Shape> in, Origin origin, Pipeline &out,
+                                           const LayerContext &ctx) {
   std::optional<Shape> cur = std::move(in);
   for (const ast::LayerCall &call : calls) {
     Layer layer;
     layer.loc = call.loc;
     layer.index = static_cast<int>(out.layers.size());
-    if (call.isMixture) {
-      diags_.error(call.nameLoc, "mixture(...) (a mixture of experts) is not supported yet");
-      layer.kind = LayerKind::Relu;  // placeholder; the model is not returned
+    const bool isBlock = std::find(knownBlocks().begin(), knownBlocks().end(), call.name) !=
+                         knownBlocks().end();
+    if (call.hasBody || isBlock) {
+      layer.kind = call.name == "mixture"        ? LayerKind::Mixture
+                   : call.name == "cross_stitch" ? LayerKind::CrossStitch
+                                                 : LayerKind::Ple;
+      std::string error;
+      SourceRange at = call.nameLoc;
+      if (!isBlock) {
+        layer.kind = LayerKind::Relu;  // placeholder; the model is not returned
+        if (findLayer(call.name)) {
+          at = call.bodyLoc;
+          error = fmt::format("{} takes no body in braces; only the expert blocks mixture, ple, cgc "
+                              "and cross_stitch have one",
+                              call.name);
+        } else {
+          std::string hint = didYouMean(call.name, knownBlocks());
+          if (hint.empty()) hint = "; the expert blocks are mixture, ple, cgc and cross_stitch";
+          error = fmt::format("unknown expert block '{}'{}", call.name, hint);
+        }
+      } else if (ctx.inBody) {
+        error = fmt::format("expert blocks do not nest: {} cannot be a layer in the body of another "
+                            "block",
+                            call.name);
+      } else if (!call.hasBody) {
+        at = call.loc;
+        static const std::map<std::string, std::string> examples = {
+            {"ple", "ple(levels=2, shared=2, specific=2) { dense(16) -> relu }"},
+            {"cgc", "cgc(shared=2, specific=2) { dense(16) -> relu }"},
+            {"cross_stitch", "cross_stitch { dense(32) -> relu ; dense(16) -> relu }"},
+            {"mixture", "mixture(experts=8) { dense(16) -> relu }"}};
+        error = fmt::format("{} needs its {} in braces, e.g. {}", call.name,
+                            call.name == "cross_stitch" ? "stages" : "expert's layers",
+                            examples.at(call.name));
+      } else if (!ctx.isShared) {
+        error = fmt::format("{} can only end a shared block (shared NAME = SOURCE -> {}(...) {{ ... }}), "
+                            "which tasks then read with {}(NAME)",
+                            call.name, call.name, call.name == "cross_stitch" ? "column" : "gate");
+      }
+      if (!error.empty()) {
+        diags_.error(at, error);
+        out.layers.push_back(layer);
+        cur.reset();
+        continue;
+      }
+      cur = checkBlock(call, cur, origin, layer);
       out.layers.push_back(layer);
-      cur.reset();
+      if (&call != &calls.back()) {
+        const ast::LayerCall &next = *(&call + 1);
+        bool stitch = layer.kind == LayerKind::CrossStitch;
+        diags_.error(next.loc, fmt::format("a layer cannot follow {}(...) {{ ... }}: {} output is read "
+                                           "through {}({}) in each task's pipeline",
+                                           call.name, stitch ? "a cross-stitch block's" : "a mixture's",
+                                           stitch ? "column" : "gate", out.name));
+        cur.reset();
+      }
       continue;
     }
     const LayerInfo *info = findLayer(call.name);
@@ -149,9 +258,36 @@ std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &ca
     case LayerKind::LeakyRelu: layer.value = args.num("slope"); break;
     case LayerKind::Dropout: layer.value = args.num("p"); break;
     case LayerKind::LayerNorm: layer.value = args.num("eps"); break;
+    case LayerKind::Embedding:
+      layer.vocab = static_cast<int64_t>(args.num("vocab"));
+      layer.units = static_cast<int64_t>(args.num("dim"));
+      break;
     default: break;
     }
     if (!args.ok) cur.reset();  // the arguments are wrong: the output shape is unknown
+    if (info->kind == LayerKind::Embedding && ctx.inputIndex == -2 && layer.index == 0) {
+      cur.reset();  // the source is wrong (reported): nothing to check
+    } else if (info->kind == LayerKind::Embedding) {
+      if (ctx.inBody || layer.index != 0 || ctx.inputIndex < 0) {
+        diags_.error(call.loc, "embedding reads integer category indices, so it must be the first "
+                               "layer of a pipeline that starts from an input (e.g. shared emb = "
+                               "category -> embedding(1000, 8))");
+        cur.reset();
+      } else if (args.ok) {
+        Input &input = model_.inputs[static_cast<size_t>(ctx.inputIndex)];
+        SourceRange &first = categoriesLoc_[static_cast<size_t>(ctx.inputIndex)];
+        if (input.categories == 0) {
+          input.categories = layer.vocab;
+          first = call.loc;
+        } else if (input.categories != layer.vocab) {
+          diags_.error(call.loc, fmt::format("input '{}' feeds embeddings with different vocabularies: "
+                                             "{} here, {} before; its values are indices into one "
+                                             "vocabulary",
+                                             input.name, layer.vocab, input.categories));
+          diags_.note(first, fmt::format("'{}' feeds embedding({}, ...) here", input.name, input.categories));
+        }
+      }
+    }
 
     std::string spelled = ast::str(call);
     auto shapeError = [&](const std::string &msg) {
@@ -199,6 +335,15 @@ std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &ca
         layer.out = {n};
         break;
       }
+      case LayerKind::Embedding:
+        if (s.size() != 1) {
+          shapeError(fmt::format("embedding needs a 1-D input [k] of category indices, but its input "
+                                 "has shape {}",
+                                 shapeStr(s)));
+          break;
+        }
+        layer.out = {mulChecked(s[0], layer.units)};
+        break;
       default:  // elementwise, dropout, layernorm: same shape
         layer.out = s;
         break;
@@ -219,6 +364,8 @@ std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &ca
           params = mulChecked(mulChecked(mulChecked(s[0], layer.kernel), layer.kernel) + 1, layer.units);
         else if (info->kind == LayerKind::LayerNorm)
           params = mulChecked(elementCount(s), 2);
+        else if (info->kind == LayerKind::Embedding)
+          params = mulChecked(layer.vocab, layer.units);
         if (params < 0 || totalParams_ + params > kMaxInt) {
           if (!paramLimitReported_)
             diags_.error(call.loc, fmt::format("{} makes the model larger than the supported {} "

@@ -41,9 +41,24 @@ std::string str(const Value &v) {
   return "?";
 }
 
+namespace {
+
+// ` { dense(16) -> relu ; dense(8) }` or "".
+std::string bodyStr(const Call &c) {
+  if (!c.hasBody) return "";
+  std::string out = " {";
+  for (size_t s = 0; s < c.body.size(); ++s) {
+    if (s) out += " ;";
+    for (size_t i = 0; i < c.body[s].size(); ++i) out += (i ? " -> " : " ") + str(c.body[s][i]);
+  }
+  return out + " }";
+}
+
+}  // namespace
+
 std::string str(const Call &c) {
   std::string out = c.name;
-  if (!c.hasParens) return out;
+  if (!c.hasParens) return out + bodyStr(c);
   out += '(';
   bool first = true;
   for (const auto &v : c.positional) {
@@ -57,12 +72,7 @@ std::string str(const Call &c) {
     first = false;
   }
   out += ')';
-  if (c.isMixture) {
-    out += " {";
-    for (size_t i = 0; i < c.expert.size(); ++i) out += (i ? " -> " : " ") + str(c.expert[i]);
-    out += " }";
-  }
-  return out;
+  return out + bodyStr(c);
 }
 
 std::string str(const FieldRef &f) {
@@ -103,15 +113,26 @@ std::string str(const SourceRange &r) {
          std::to_string(r.end.line) + ":" + std::to_string(r.end.column) + ">";
 }
 
-namespace {
-
 std::string sourceStr(const Pipeline &p) {
-  return p.sourceKind == Pipeline::SourceKind::Gate ? "gate(" + p.source + ")" : p.source;
+  switch (p.sourceKind) {
+  case Pipeline::SourceKind::Name: return p.source;
+  case Pipeline::SourceKind::Gate: return "gate(" + p.source + ")";
+  case Pipeline::SourceKind::Call: {
+    std::string out = p.source + "(";
+    for (size_t i = 0; i < p.sourceArgs.size(); ++i) out += (i ? ", " : "") + p.sourceArgs[i].name;
+    return out + ")";
+  }
+  }
+  return "?";
 }
+
+namespace {
 
 void dumpPipeline(const Pipeline &p, std::ostream &os, const std::string &ind) {
   os << ind << "Pipeline " << str(p.loc) << '\n';
-  const char *kind = p.sourceKind == Pipeline::SourceKind::Gate ? "GateSource" : "Source";
+  const char *kind = p.sourceKind == Pipeline::SourceKind::Gate   ? "GateSource"
+                     : p.sourceKind == Pipeline::SourceKind::Call ? "CallSource"
+                                                                  : "Source";
   os << ind << "  " << kind << ' ' << sourceStr(p) << ' ' << str(p.sourceLoc) << '\n';
   for (const auto &l : p.layers) os << ind << "  Layer " << str(l) << ' ' << str(l.loc) << '\n';
 }
@@ -152,9 +173,11 @@ void dump(const Program &program, std::ostream &os) {
     case Program::ItemKind::Train: {
       const auto &b = program.trains[item.index];
       os << "  Train " << str(b.loc) << '\n';
-      for (const auto &s : b.settings)
-        os << "    Setting " << s.name << " = " << (s.isCall ? str(s.call) : str(s.value)) << ' '
-           << str(s.loc) << '\n';
+      for (const auto &s : b.settings) {
+        os << "    Setting " << s.name << " = " << (s.isCall ? str(s.call) : str(s.value));
+        for (const auto &v : s.more) os << ", " << (v.isCall ? str(v.call) : str(v.value));
+        os << ' ' << str(s.loc) << '\n';
+      }
       break;
     }
     case Program::ItemKind::Data: {

@@ -32,31 +32,42 @@ struct KeywordArg {
 };
 
 // A layer, loss, optimizer, weighting or data source: `relu`, `dense(64)`, `conv2d(32, kernel=3)`,
-// `adam(lr=0.001)`, `fashion_mnist("train")`; or, as a pipeline stage, a mixture of experts
-// `mixture(experts=8) { dense(16) -> relu }` (name "mixture", isMixture, expert = the body).
+// `adam(lr=0.001)`, `fashion_mnist("train")`; or, as a pipeline stage, an expert block with a body
+// in braces: `mixture(experts=8) { dense(16) -> relu }`, `cross_stitch { dense(8) ; dense(4) }`
+// (hasBody; `body` holds the stages split at ';', one for mixture / ple / cgc).
 struct Call {
   std::string name;
   SourceRange nameLoc;
   bool hasParens = false;            // `relu()` vs `relu`
   std::vector<Value> positional;     // in order
   std::vector<KeywordArg> keyword;   // in order
-  bool isMixture = false;
-  std::vector<Call> expert;          // isMixture: the layers of one expert
-  SourceRange loc;                   // the whole call (for a mixture, up to its closing '}')
+  bool hasBody = false;              // `NAME(...) { ... }`
+  std::vector<std::vector<Call>> body;  // hasBody: each stage's layers (at least one stage, each
+                                        // with at least one layer)
+  SourceRange bodyLoc;               // hasBody: from '{' to '}'
+  SourceRange loc;                   // the whole call (with a body, up to its closing '}')
   bool hasArgs() const { return !positional.empty() || !keyword.empty(); }
 };
 using LayerCall = Call;
+
+// A name used as an argument of a pipeline source: the `a` of `concat(a, b)`.
+struct NameRef {
+  std::string name;
+  SourceRange loc;
+};
 
 // SOURCE -> layer -> layer ...
 struct Pipeline {
   enum class SourceKind {
     Name,      // an input or a shared block: `image`, `trunk`
-    Gate,      // gate(experts): a task's softmax gate over a mixture's experts
+    Gate,      // gate(experts): a task's softmax gate over an expert block
+    Call,      // FUNC(a, b, ...): `column(cs)`, `concat(a, b)` (sema checks FUNC)
   };
   SourceKind sourceKind = SourceKind::Name;
-  std::string source;                // Name: the name; Gate: the mixture's (shared block's) name
-  SourceRange sourceLoc;             // the source construct (`image`, `gate(experts)`)
-  SourceRange sourceNameLoc;         // the referenced name
+  std::string source;                // Name: the name; Gate: the block's name; Call: FUNC
+  SourceRange sourceLoc;             // the source construct (`image`, `gate(experts)`, `concat(a, b)`)
+  SourceRange sourceNameLoc;         // Name / Gate: the referenced name; Call: FUNC
+  std::vector<NameRef> sourceArgs;   // Call: the names in parentheses
   std::vector<LayerCall> layers;
   SourceRange loc;                   // from the source to the last layer
 };
@@ -104,14 +115,23 @@ struct TaskDecl {
   SourceRange loc;                   // `task` to '}'
 };
 
-// `batch 64`, `optimizer adam(lr=0.001)`, `weighting fixed`, `shuffle false`
-struct Setting {
-  std::string name;
-  SourceRange nameLoc;
+// One value of a train setting: a number, or a name / call.
+struct SettingValue {
   bool isCall = false;               // the value is a name or a call (then `call` holds it)
   Call call;                         // isCall: `adam(lr=0.001)`, `fixed` (no parens), `false`
   Value value;                       // !isCall: a number
+  SourceRange loc;
+};
+
+// `batch 64`, `optimizer adam(lr=0.001)`, `weighting fixed`, `shuffle false`, `freeze a, b`
+struct Setting {
+  std::string name;
+  SourceRange nameLoc;
+  bool isCall = false;               // the (first) value is a name or a call (then `call` holds it)
+  Call call;                         // isCall: `adam(lr=0.001)`, `fixed` (no parens), `false`
+  Value value;                       // !isCall: a number
   SourceRange valueLoc;
+  std::vector<SettingValue> more;    // the values after the first, for `freeze a, b, c`
   SourceRange loc;
 };
 
@@ -200,7 +220,8 @@ std::string dumpToString(const Program &program);
 
 // Source spelling helpers used by the dump and by diagnostics.
 std::string str(const Value &v);       // 3, 1e-3, "train", relu
-std::string str(const Call &c);        // conv2d(32, kernel=3)
+std::string str(const Call &c);        // conv2d(32, kernel=3); mixture(experts=2) { dense(4) }
+std::string sourceStr(const Pipeline &p);  // image, gate(experts), concat(a, b)
 std::string str(const FieldRef &f);    // columns(3..10)
 std::string str(const BindExpr &e);    // label in {5, 7, 9}
 std::string str(const SourceRange &r); // <6:31-6:48>

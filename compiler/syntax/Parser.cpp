@@ -190,6 +190,9 @@ private:
     }
     std::string what = expectation(p, t, prev, expected);
     std::string msg = "expected " + what + ", found " + describeToken(t);
+    if (t && t->getType() == MTLParser::SEMI && !inBlockBody(p->getContext()))
+      msg = "unexpected ';'; statements need no terminator (layers are joined with '->'; ';' only "
+            "separates the stages of a cross_stitch body)";
     if (t && t->getType() == MTLParser::IDENT) {
       auto *ctx = p->getContext();
       size_t rule = ctx ? ctx->getRuleIndex() : 0;
@@ -207,6 +210,24 @@ private:
 
   static bool has(const antlr4::misc::IntervalSet &s, size_t type) {
     return s.contains(type);
+  }
+
+  // The expert block (`mixture`, `ple`, ...) whose body `ctx` is in (or which `ctx` is), or "".
+  static std::string blockName(antlr4::tree::ParseTree *ctx) {
+    for (auto *c = ctx; c; c = c->parent) {
+      if (dynamic_cast<MTLParser::MixtureStageContext *>(c)) return "mixture";
+      if (auto *l = dynamic_cast<MTLParser::LayerStageContext *>(c))
+        return l->call() && l->call()->name ? l->call()->name->getText() : "";
+    }
+    return "";
+  }
+  static bool inBlockBody(antlr4::tree::ParseTree *ctx) {
+    for (auto *c = ctx; c; c = c->parent)
+      if (dynamic_cast<MTLParser::BlockBodyContext *>(c)) return true;
+    return false;
+  }
+  static bool isBlockName(const std::string &name) {
+    return name == "mixture" || name == "ple" || name == "cgc" || name == "cross_stitch";
   }
 
   // What the parser expected, in words, from the rule it is in and the expected token set.
@@ -232,6 +253,14 @@ private:
           (prev->getType() == MTLParser::IDENT || prev->getType() == MTLParser::RPAREN ||
            prev->getType() == MTLParser::RBRACE)) {
         auto items = prog->item();
+        if (!items.empty() && items.back()->sharedDecl() && items.back()->sharedDecl()->pipeline()) {
+          auto stages = items.back()->sharedDecl()->pipeline()->stage();
+          auto *last = stages.empty() ? nullptr
+                                      : dynamic_cast<MTLParser::LayerStageContext *>(stages.back());
+          if (last && !last->blockBody() && last->call() && last->call()->name &&
+              isBlockName(last->call()->name->getText()) && last->call()->getStop() == prev)
+            return "'{' and the expert's layers after " + last->call()->name->getText() + "(...)";
+        }
         if (!items.empty() && items.back()->sharedDecl() && items.back()->sharedDecl()->name)
           return "'->' to continue the pipeline of '" +
                  items.back()->sharedDecl()->name->getText() + "', or " + decl;
@@ -274,29 +303,46 @@ private:
         if (has(exp, MTLParser::LPAREN)) return "'(' after 'gate'";
         return generic;
       }
-      return "a pipeline source (an input or a shared block, or gate(...))";
+      if (auto *c = dynamic_cast<MTLParser::CallSourceContext *>(ctx)) {
+        std::string f = c->func ? c->func->getText() : "the source";
+        if (has(exp, MTLParser::RPAREN)) return "',' or ')' in " + f + "(...)";
+        if (has(exp, MTLParser::IDENT)) return "a name in " + f + "(...)";
+        return generic;
+      }
+      return "a pipeline source (an input or a shared block, gate(...), column(...) or concat(...))";
     case MTLParser::RuleStage:
       if (dynamic_cast<MTLParser::MixtureStageContext *>(ctx)) {
         if (has(exp, MTLParser::LPAREN)) return "'(' after 'mixture'";
         if (has(exp, MTLParser::LBRACE)) return "'{' and the expert's layers after mixture(...)";
         if (has(exp, MTLParser::RPAREN)) return "',' or ')' after the mixture's arguments";
-        if (has(exp, MTLParser::RBRACE)) return "'->' or '}' in the mixture's expert";
-        if (has(exp, MTLParser::IDENT)) return "a layer of the mixture's expert";
+        if (has(exp, MTLParser::RBRACE)) return "'->', ';' or '}' in the body of mixture";
         return generic;
       }
+      if (auto *l = dynamic_cast<MTLParser::LayerStageContext *>(ctx); l && l->blockBody())
+        return "'->', ';' or '}' in the body of " + blockName(ctx);
       return "a layer after '->'";
+    case MTLParser::RuleBlockBody:
+      return "'->', ';' or '}' in the body of " + blockName(ctx);
+    case MTLParser::RuleBlockLayers:
+      return "'->', ';' or '}' in the body of " + blockName(ctx);
     case MTLParser::RuleCall: {
       auto *call = dynamic_cast<MTLParser::CallContext *>(ctx);
       if (call && !call->name) {
         switch (parentRule) {
         case MTLParser::RuleStage: return "a layer after '->'";
+        case MTLParser::RuleBlockLayers: {
+          std::string after = prev && prev->getType() == MTLParser::SEMI ? "';'"
+                              : prev && prev->getType() == MTLParser::LBRACE ? "'{'"
+                                                                             : "'->'";
+          return "a layer after " + after + " in the body of " + blockName(ctx);
+        }
         case MTLParser::RuleTaskItem: return "a loss name after 'loss' (cross_entropy, bce, mse or l1)";
         case MTLParser::RuleDataItem: return "a data source such as fashion_mnist(\"train\")";
         default: return "a name";
         }
       }
       std::string name = callName(ctx);
-      std::string what = parentRule == MTLParser::RuleStage
+      std::string what = parentRule == MTLParser::RuleStage || parentRule == MTLParser::RuleBlockLayers
                              ? "layer arguments"
                              : "the arguments of '" + name + "'";
       if (has(exp, MTLParser::RPAREN) && call && call->argList())
@@ -330,7 +376,7 @@ private:
       }
     case MTLParser::RuleTrainBlock:
       if (has(exp, MTLParser::LBRACE)) return "'{' after 'train'";
-      return "a setting (optimizer, batch, epochs, weighting, seed or shuffle) or '}'";
+      return "a setting (optimizer, batch, epochs, weighting, seed, shuffle or freeze) or '}'";
     case MTLParser::RuleTrainSetting:
     case MTLParser::RuleSettingValue: {
       auto *set = dynamic_cast<MTLParser::TrainSettingContext *>(
@@ -536,24 +582,47 @@ private:
       p.sourceKind = ast::Pipeline::SourceKind::Gate;
       p.source = g->IDENT()->getText();
       p.sourceNameLoc = tokenRange(g->IDENT()->getSymbol());
+    } else if (auto *c = dynamic_cast<MTLParser::CallSourceContext *>(src)) {
+      p.sourceKind = ast::Pipeline::SourceKind::Call;
+      p.source = c->func->getText();
+      p.sourceNameLoc = tokenRange(c->func);
+      auto names = c->IDENT();
+      for (size_t i = 1; i < names.size(); ++i)  // IDENT(0) is the function name
+        p.sourceArgs.push_back({names[i]->getText(), tokenRange(names[i]->getSymbol())});
     }
     for (auto *st : ctx->stage()) {
       if (auto *l = dynamic_cast<MTLParser::LayerStageContext *>(st)) {
-        p.layers.push_back(call(l->call()));
+        ast::Call c = call(l->call());
+        if (l->blockBody()) {
+          body(l->blockBody(), l->LBRACE(), l->RBRACE(), c);
+          c.loc = ctxRange(l);
+        }
+        p.layers.push_back(std::move(c));
       } else if (auto *m = dynamic_cast<MTLParser::MixtureStageContext *>(st)) {
         ast::Call c;
         c.name = "mixture";
         c.nameLoc = tokenRange(m->MIXTURE()->getSymbol());
         c.hasParens = true;
-        c.isMixture = true;
         args(m->argList(), c);
-        for (auto *e : m->call()) c.expert.push_back(call(e));
+        body(m->blockBody(), m->LBRACE(), m->RBRACE(), c);
         c.loc = ctxRange(m);
         p.layers.push_back(std::move(c));
       }
     }
     p.loc = ctxRange(ctx);
     return p;
+  }
+
+  // `{ dense(16) -> relu ; dense(8) }` into c.body (one vector of layers per stage).
+  void body(MTLParser::BlockBodyContext *ctx, antlr4::tree::TerminalNode *lbrace,
+            antlr4::tree::TerminalNode *rbrace, ast::Call &c) {
+    c.hasBody = true;
+    c.bodyLoc = join(tokenRange(lbrace->getSymbol()), tokenRange(rbrace->getSymbol()));
+    for (auto *stage : ctx->blockLayers()) {
+      std::vector<ast::Call> layers;
+      for (auto *l : stage->call()) layers.push_back(call(l));
+      c.body.push_back(std::move(layers));
+    }
   }
 
   ast::TaskDecl taskDecl(MTLParser::TaskDeclContext *ctx) {
@@ -580,13 +649,25 @@ private:
     ast::Setting s;
     s.name = ctx->key->getText();
     s.nameLoc = tokenRange(ctx->key);
-    auto *v = ctx->settingValue();
-    s.valueLoc = ctxRange(v);
-    if (v->call()) {
-      s.isCall = true;
-      s.call = call(v->call());
-    } else {
-      s.value = number(v->number());
+    auto values = ctx->settingValue();
+    for (size_t i = 0; i < values.size(); ++i) {
+      auto *v = values[i];
+      ast::SettingValue sv;
+      sv.loc = ctxRange(v);
+      if (v->call()) {
+        sv.isCall = true;
+        sv.call = call(v->call());
+      } else {
+        sv.value = number(v->number());
+      }
+      if (i == 0) {
+        s.isCall = sv.isCall;
+        s.call = std::move(sv.call);
+        s.value = std::move(sv.value);
+        s.valueLoc = sv.loc;
+      } else {
+        s.more.push_back(std::move(sv));
+      }
     }
     s.loc = ctxRange(ctx);
     return s;
@@ -690,8 +771,6 @@ bool checkTokens(antlr4::CommonTokenStream &tokens, Diagnostics &diags) {
         msg = fmt::format("unexpected control character U+{:04X}", static_cast<uint32_t>(cp));
       else if (cp >= 0x80)
         msg = fmt::format("unexpected character U+{:04X} '{}'", static_cast<uint32_t>(cp), text);
-      else if (cp == ';')
-        msg = "unexpected ';'; statements need no terminator (layers are joined with '->')";
       else if (cp == '\'')
         msg = "unexpected character '''; strings use double quotes: \"...\"";
       else

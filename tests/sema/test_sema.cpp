@@ -13,6 +13,7 @@ namespace fs = std::filesystem;
 using mtlc::sema::LayerKind;
 using mtlc::sema::Model;
 using mtlc::sema::Shape;
+using mtlc::sema::SourceKind;
 using Op = mtlc::rt::BindExpr::Op;
 
 namespace {
@@ -339,7 +340,11 @@ TEST_CASE("parameter limits and huge shapes are errors, not crashes") {
 }
 
 TEST_CASE("known name lists") {
-  CHECK(mtlc::sema::knownLayers().size() == 12);
+  CHECK(mtlc::sema::knownLayers().size() == 13);
+  CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
+  CHECK(mtlc::sema::knownWeightings().size() == 7);
+  CHECK(std::string(mtlc::sema::layerName(LayerKind::Embedding)) == "embedding");
+  CHECK(std::string(mtlc::sema::layerName(LayerKind::CrossStitch)) == "cross_stitch");
   CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1"});
   CHECK(mtlc::sema::knownMetrics().size() == 4);
   CHECK(mtlc::sema::knownSources().size() == 5);
@@ -347,4 +352,253 @@ TEST_CASE("known name lists") {
   CHECK(mtlc::sema::shapeStr({1, 28, 28}) == "[1, 28, 28]");
   CHECK(mtlc::sema::shapeStr({}) == "[]");
   CHECK(mtlc::sema::elementCount({32, 13, 13}) == 5408);
+}
+
+// ---- Multi-task architectures (docs/mtl-architectures.md) ---------------------------------------
+
+TEST_CASE("mmoe.mtl: the mixture, its readers, gate sources and the synthetic source") {
+  Model m = example("mmoe.mtl");
+  REQUIRE(m.shared.size() == 1);
+  const auto &experts = m.shared[0];
+  CHECK(experts.sourceKind == SourceKind::Input);
+  CHECK(experts.inShape == Shape{100});
+  CHECK(experts.outShape == Shape{16});
+  REQUIRE(experts.layers.size() == 1);
+  const auto &mix = experts.layers[0];
+  CHECK(mix.kind == LayerKind::Mixture);
+  CHECK(mix.isExpertBlock());
+  CHECK(mix.hasParams());
+  CHECK(mix.index == 0);
+  CHECK(mix.experts == 8);
+  CHECK(mix.in == Shape{100});
+  CHECK(mix.out == Shape{16});
+  REQUIRE(mix.expert.size() == 2);
+  CHECK(mix.expert[0].kind == LayerKind::Dense);
+  CHECK(mix.expert[0].index == 0);
+  CHECK(mix.expert[0].in == Shape{100});
+  CHECK(mix.expert[0].out == Shape{16});
+  CHECK(mix.expert[1].kind == LayerKind::Relu);
+  CHECK(mix.expert[1].index == 1);
+  CHECK(mix.readers == std::vector<int>{0, 1});
+  CHECK(mix.stages.empty());
+  for (const auto &t : m.tasks) {
+    CHECK(t.head.sourceKind == SourceKind::Gate);
+    CHECK(t.head.source == "experts");
+    CHECK_FALSE(t.head.sourceIsInput);
+    CHECK(t.head.sourceIndex == 0);
+    CHECK(t.head.inShape == Shape{16});
+    CHECK(t.head.outShape == Shape{1});
+    CHECK(t.head.layers[0].in == Shape{16});
+  }
+  CHECK(m.train.batch == 256);
+  CHECK(m.data.train.kind == "synthetic_mmoe");
+  CHECK(m.data.train.args.empty());
+  CHECK(m.data.train.options.at("correlation") == 0.5);
+  CHECK(m.data.train.options.at("samples") == 12000);
+  CHECK(m.data.train.options.at("dim") == 100);
+  CHECK(m.data.train.options.at("seed") == 1);
+  CHECK(m.data.test.options.at("samples") == 2000);
+  REQUIRE(m.data.inputs.size() == 1);
+  CHECK(m.data.inputs[0].expr.ref.field == "x");
+  CHECK(m.data.inputs[0].width == 100);
+  CHECK(m.data.labels[0].expr.ref.field == "y1");
+  CHECK(m.data.labels[1].expr.ref.field == "y2");
+}
+
+TEST_CASE("ple.mtl: levels, shared and specific experts, later levels' shapes") {
+  Model m = example("ple.mtl");
+  const auto &ple = m.shared[0].layers[0];
+  CHECK(ple.kind == LayerKind::Ple);
+  CHECK(ple.levels == 2);
+  CHECK(ple.sharedExperts == 2);
+  CHECK(ple.specificExperts == 2);
+  CHECK(ple.experts == 0);
+  CHECK(ple.in == Shape{100});
+  CHECK(ple.out == Shape{16});
+  REQUIRE(ple.expert.size() == 2);
+  CHECK(ple.expert[0].in == Shape{100});
+  REQUIRE(ple.laterExpert.size() == 2);
+  CHECK(ple.laterExpert[0].kind == LayerKind::Dense);
+  CHECK(ple.laterExpert[0].units == 16);
+  CHECK(ple.laterExpert[0].in == Shape{16});
+  CHECK(ple.laterExpert[1].out == Shape{16});
+  CHECK(ple.readers == std::vector<int>{0, 1});
+  CHECK(m.tasks[1].head.sourceKind == SourceKind::Gate);
+  CHECK(m.tasks[1].head.inShape == Shape{16});
+
+  Model c = check("model m\ninput x : f32[5]\nshared b = x -> cgc(shared=1, specific=3) { dense(4) }\n"
+                  "task t { gate(b) -> dense(1) loss mse }\n");
+  const auto &cgc = c.shared[0].layers[0];
+  CHECK(cgc.kind == LayerKind::Ple);
+  CHECK(cgc.levels == 1);
+  CHECK(cgc.sharedExperts == 1);
+  CHECK(cgc.specificExperts == 3);
+  CHECK(cgc.laterExpert.empty());
+  CHECK(cgc.readers == std::vector<int>{0});
+}
+
+TEST_CASE("cross_stitch.mtl: stages, columns, weighting uncertainty") {
+  Model m = example("cross_stitch.mtl");
+  const auto &cs = m.shared[0].layers[0];
+  CHECK(cs.kind == LayerKind::CrossStitch);
+  CHECK(cs.expert.empty());
+  REQUIRE(cs.stages.size() == 2);
+  REQUIRE(cs.stages[0].size() == 2);
+  CHECK(cs.stages[0][0].in == Shape{100});
+  CHECK(cs.stages[0][0].out == Shape{32});
+  CHECK(cs.stages[1][0].index == 0);
+  CHECK(cs.stages[1][0].in == Shape{32});
+  CHECK(cs.stages[1][1].out == Shape{16});
+  CHECK(cs.in == Shape{100});
+  CHECK(cs.out == Shape{16});
+  CHECK(cs.readers == std::vector<int>{0, 1});
+  CHECK(m.shared[0].outShape == Shape{16});
+  CHECK(m.tasks[0].head.sourceKind == SourceKind::Column);
+  CHECK(m.tasks[0].head.source == "stitch");
+  CHECK(m.tasks[0].head.inShape == Shape{16});
+  CHECK(m.train.weighting == "uncertainty");
+}
+
+TEST_CASE("multi_fashion.mtl: the multi_fashion source and pcgrad") {
+  Model m = example("multi_fashion.mtl");
+  CHECK(m.shared[0].outShape == Shape{50});
+  CHECK(m.train.weighting == "pcgrad");
+  CHECK(m.data.train.kind == "multi_fashion");
+  CHECK(m.data.train.args == std::vector<std::string>{"train"});
+  CHECK(m.data.test.args == std::vector<std::string>{"test"});
+  CHECK(m.data.inputs[0].expr.ref.field == "pixels");
+  CHECK(m.data.inputs[0].width == 784);
+  CHECK(m.data.labels[0].expr.ref.field == "left");
+  CHECK(m.data.labels[1].expr.ref.field == "right");
+  CHECK(m.tasks[0].loss == mtlc::rt::LossKind::CrossEntropy);
+}
+
+TEST_CASE("recsys.mtl: embeddings record categories, concat parts, a mixture over them") {
+  Model m = example("recsys.mtl");
+  REQUIRE(m.inputs.size() == 3);
+  CHECK(m.inputs[0].categories == 0);
+  CHECK(m.inputs[1].categories == 20);
+  CHECK(m.inputs[2].categories == 50);
+  const auto &emb = m.shared[0].layers[0];
+  CHECK(emb.kind == LayerKind::Embedding);
+  CHECK(emb.hasParams());
+  CHECK(emb.vocab == 20);
+  CHECK(emb.units == 4);
+  CHECK(emb.in == Shape{1});
+  CHECK(emb.out == Shape{4});
+  CHECK(m.shared[1].outShape == Shape{8});
+  const auto &experts = m.shared[2];
+  CHECK(experts.sourceKind == SourceKind::Concat);
+  CHECK(experts.source == "concat");
+  CHECK_FALSE(experts.sourceIsInput);
+  REQUIRE(experts.concat.size() == 3);
+  CHECK(experts.concat[0].kind == SourceKind::Input);
+  CHECK(experts.concat[0].index == 0);
+  CHECK(experts.concat[0].name == "numeric");
+  CHECK(experts.concat[1].kind == SourceKind::Shared);
+  CHECK(experts.concat[1].index == 0);
+  CHECK(experts.concat[2].kind == SourceKind::Shared);
+  CHECK(experts.concat[2].index == 1);
+  CHECK(experts.inShape == Shape{18});
+  CHECK(experts.layers[0].kind == LayerKind::Mixture);
+  CHECK(experts.layers[0].experts == 4);
+  CHECK(experts.layers[0].in == Shape{18});
+  CHECK(m.train.weighting == "uniform");
+  CHECK(m.data.inputs[1].expr.ref.field == "user_group");
+  CHECK(m.data.inputs[1].width == 1);
+  CHECK(m.data.labels[1].expr.ref.field == "buy");
+}
+
+TEST_CASE("architectures.mtl: every multi-task form in one program") {
+  fs::path p = fs::path(MTLC_SOURCE_DIR) / "tests/syntax/architectures.mtl";
+  Model m = check(slurp(p), p.string());
+  CHECK(m.inputs[1].categories == 100);
+  CHECK(m.shared[0].outShape == Shape{12});                     // cat [3] -> embedding(100, 4)
+  CHECK(m.shared[2].inShape == Shape{12 + 12 + 64});            // concat(dense_x, emb, flat)
+  CHECK(m.shared[2].concat[2].name == "flat");
+  const auto &deep = m.shared[4].layers[0];
+  CHECK(deep.levels == 3);
+  CHECK(deep.laterExpert[0].in == Shape{8});
+  CHECK(deep.readers == std::vector<int>{2, 3});
+  const auto &one = m.shared[5].layers[0];
+  CHECK(one.levels == 1);
+  CHECK(one.sharedExperts == 2);
+  CHECK(one.specificExperts == 1);
+  CHECK(one.readers == std::vector<int>{4});
+  const auto &cs = m.shared[6].layers[0];
+  REQUIRE(cs.stages.size() == 3);
+  CHECK(cs.stages[2][0].kind == LayerKind::LayerNorm);
+  CHECK(cs.stages[2][0].in == Shape{8});
+  CHECK(cs.readers == std::vector<int>{5, 6});
+  CHECK(m.tasks[6].head.layers.empty());
+  CHECK(m.tasks[6].labelWidth == 8);
+  CHECK(m.tasks[7].head.sourceKind == SourceKind::Concat);
+  CHECK(m.tasks[7].head.inShape == Shape{24});
+  CHECK(m.train.weighting == "gradnorm");
+  CHECK(m.train.weightingParam == 0.5);
+  CHECK(m.train.freeze == std::vector<std::string>{"emb", "flat", "joined"});
+  CHECK(m.train.batch == 16);
+}
+
+TEST_CASE("weighting strategies and their parameters") {
+  const std::string base = "model m\ninput x : f32[4]\nshared s = x -> dense(4)\n"
+                           "task a { s -> dense(1) loss mse }\ntask b { s -> dense(1) loss mse }\n";
+  struct Case {
+    const char *setting;
+    const char *name;
+    double param;
+  };
+  const Case cases[] = {{"fixed", "fixed", 0},          {"uniform", "uniform", 0},
+                        {"uncertainty", "uncertainty", 0}, {"dwa", "dwa", 2},
+                        {"dwa(temperature=0.5)", "dwa", 0.5}, {"dwa(3)", "dwa", 3},
+                        {"gradnorm", "gradnorm", 1.5},   {"gradnorm(alpha=0)", "gradnorm", 0},
+                        {"pcgrad", "pcgrad", 0},         {"mgda", "mgda", 0}};
+  for (const auto &c : cases) {
+    DYNAMIC_SECTION(c.setting) {
+      Model m = check(base + "train { weighting " + c.setting + " }\n");
+      CHECK(m.train.weighting == c.name);
+      CHECK(m.train.weightingParam == Approx(c.param));
+    }
+  }
+  // Loss-based strategies work with one task and nothing shared.
+  Model one = check("model m\ninput x : f32[4]\ntask a { x -> dense(1) loss mse }\ntrain { weighting dwa }\n");
+  CHECK(one.train.weighting == "dwa");
+  CHECK_THAT(errorsOf("model m\ninput x : f32[4]\nshared s = x -> flatten\n"
+                      "task a { s -> dense(1) loss mse }\ntask b { s -> dense(1) loss mse }\n"
+                      "train { weighting mgda }\n"),
+             Catch::Contains("no shared block has learnable parameters"));
+  CHECK_THAT(errorsOf(base + "train { weighting dwa(temperature=0) }\n"),
+             Catch::Contains("'temperature' of weighting 'dwa' must be greater than 0"));
+  CHECK_THAT(errorsOf(base + "train { weighting pcgrad(1) }\n"),
+             Catch::Contains("weighting 'pcgrad' takes no arguments"));
+}
+
+TEST_CASE("freeze lists shared blocks and tasks") {
+  const std::string base = "model m\ninput x : f32[4]\nshared s = x -> dense(4)\n"
+                           "task a { s -> dense(1) loss mse }\ntask b { s -> dense(1) loss mse }\n";
+  Model m = check(base + "train { freeze s, b batch 8 }\n");
+  CHECK(m.train.freeze == std::vector<std::string>{"s", "b"});
+  CHECK(m.train.batch == 8);
+  CHECK(check(base).train.freeze.empty());
+  CHECK_THAT(errorsOf(base + "train { freeze x }\n"), Catch::Contains("'x' is an input, which has no parameters"));
+  CHECK_THAT(errorsOf(base + "train { freeze ss }\n"), Catch::Contains("unknown block 'ss' in freeze; did you mean 's'?"));
+  CHECK_THAT(errorsOf(base + "train { freeze s, a, s }\n"), Catch::Contains("'s' is frozen twice"));
+  CHECK_THAT(errorsOf(base + "train { freeze 3 }\n"), Catch::Contains("freeze takes the names of shared blocks and tasks, got 3"));
+  CHECK_THAT(errorsOf(base + "train { batch 8, 9 }\n"), Catch::Contains("'batch' takes one value; only freeze takes a list"));
+}
+
+TEST_CASE("synthetic_mmoe: defaults and option ranges; dim sets the width of x") {
+  Model m = check("model m\ninput x : f32[7]\ntask a { x -> dense(1) loss mse }\n"
+                  "data { train synthetic_mmoe(dim=7) x = x a = y2 }\n");
+  CHECK(m.data.train.options.at("correlation") == 0.5);
+  CHECK(m.data.train.options.at("samples") == 12000);
+  CHECK(m.data.train.options.at("dim") == 7);
+  CHECK(m.data.train.options.at("seed") == 0);
+  CHECK(m.data.inputs[0].width == 7);
+  CHECK_THAT(errorsOf("model m\ninput x : f32[100]\ntask a { x -> dense(1) loss mse }\n"
+                      "data { train synthetic_mmoe(correlation=1.5) x = x a = y1 }\n"),
+             Catch::Contains("'correlation' of data source 'synthetic_mmoe' must be in [-1, 1], got 1.5"));
+  Model d = check("model m\ninput x : f32[100]\ntask a { x -> dense(1) loss mse }\n"
+                  "data { train synthetic_mmoe x = x a = y1 }\n");
+  CHECK(d.data.inputs[0].width == 100);
 }

@@ -72,11 +72,12 @@ TEST_CASE("the form catalogue parses into the expected tree") {
   }
   SECTION("mixture stages and gate sources") {
     const auto &mix = prog.shared[2].pipeline.layers[3];
-    CHECK(mix.isMixture);
+    CHECK(mix.hasBody);
     CHECK(mix.name == "mixture");
     CHECK(mix.keyword[0].key == "experts");
-    REQUIRE(mix.expert.size() == 2);
-    CHECK(mix.expert[0].name == "dense");
+    REQUIRE(mix.body.size() == 1);
+    REQUIRE(mix.body[0].size() == 2);
+    CHECK(mix.body[0][0].name == "dense");
     CHECK(prog.tasks[2].pipelines[0].sourceKind == Pipeline::SourceKind::Gate);
     CHECK(prog.tasks[2].pipelines[0].source == "c");
   }
@@ -140,6 +141,75 @@ TEST_CASE("the form catalogue parses into the expected tree") {
     CHECK(b[11].expr.operand.number == 250);
     CHECK(b[12].expr.field.columns[0].name == "with \"escaped\" quotes");
     CHECK(b[12].expr.field.columns[1].name == "tab\there");
+  }
+}
+
+TEST_CASE("the multi-task forms parse into the expected tree") {
+  auto p = parse(slurp(sourceDir() / "tests/syntax/architectures.mtl"), "architectures.mtl");
+  INFO(p.diagnostics);
+  REQUIRE(p.program);
+  checkGolden(sourceDir() / "tests/syntax/architectures.ast", mtlc::ast::dumpToString(*p.program));
+  const auto &prog = *p.program;
+  REQUIRE(prog.shared.size() == 7);
+  REQUIRE(prog.tasks.size() == 8);
+
+  SECTION("concat sources list their parts") {
+    const auto &joined = prog.shared[2].pipeline;
+    CHECK(joined.sourceKind == Pipeline::SourceKind::Call);
+    CHECK(joined.source == "concat");
+    REQUIRE(joined.sourceArgs.size() == 3);
+    CHECK(joined.sourceArgs[0].name == "dense_x");
+    CHECK(joined.sourceArgs[2].name == "flat");
+    CHECK(joined.sourceArgs[2].loc.begin.line == joined.sourceArgs[0].loc.begin.line + 1);
+    CHECK(joined.sourceNameLoc.begin.column == 17);
+    CHECK(mtlc::ast::sourceStr(joined) == "concat(dense_x, emb, flat)");
+  }
+  SECTION("expert blocks: name, arguments, body stages") {
+    const auto &moe = prog.shared[3].pipeline.layers[0];
+    CHECK(moe.name == "mixture");
+    CHECK(moe.hasBody);
+    REQUIRE(moe.body.size() == 1);
+    CHECK(moe.body[0].size() == 2);
+    const auto &ple = prog.shared[4].pipeline.layers[0];
+    CHECK(ple.name == "ple");
+    CHECK(ple.hasParens);
+    REQUIRE(ple.keyword.size() == 3);
+    CHECK(ple.keyword[0].key == "levels");
+    const auto &cgc = prog.shared[5].pipeline.layers[0];
+    CHECK(cgc.name == "cgc");
+    CHECK(cgc.positional.size() == 2);
+    CHECK(cgc.bodyLoc.begin.line == 11);
+    CHECK(cgc.bodyLoc.end.line == 13);
+    CHECK(cgc.loc.end.line == 13);
+    const auto &cs = prog.shared[6].pipeline.layers[0];
+    CHECK(cs.name == "cross_stitch");
+    CHECK_FALSE(cs.hasParens);
+    REQUIRE(cs.body.size() == 3);
+    CHECK(cs.body[0].size() == 2);
+    CHECK(cs.body[1].size() == 1);
+    CHECK(cs.body[2][1].name == "tanh");
+    CHECK(mtlc::ast::str(cs) == "cross_stitch { dense(16) -> relu ; dense(8) ; layernorm -> tanh }");
+  }
+  SECTION("gate and column sources") {
+    CHECK(prog.tasks[0].pipelines[0].sourceKind == Pipeline::SourceKind::Gate);
+    CHECK(prog.tasks[0].pipelines[0].source == "moe");
+    const auto &g = prog.tasks[6].pipelines[0];
+    CHECK(g.sourceKind == Pipeline::SourceKind::Call);
+    CHECK(g.source == "column");
+    REQUIRE(g.sourceArgs.size() == 1);
+    CHECK(g.sourceArgs[0].name == "cs");
+    CHECK(g.layers.empty());
+  }
+  SECTION("settings with a list of values") {
+    const auto &s = prog.trains[0].settings;
+    REQUIRE(s.size() == 3);
+    CHECK(s[0].call.name == "gradnorm");
+    CHECK(s[1].name == "freeze");
+    CHECK(s[1].call.name == "emb");
+    REQUIRE(s[1].more.size() == 2);
+    CHECK(s[1].more[1].call.name == "joined");
+    CHECK(s[2].name == "batch");
+    CHECK(s[2].more.empty());
   }
 }
 
@@ -224,6 +294,23 @@ TEST_CASE("syntax errors are located and say what was expected") {
       {"model m\nshared s = x -> mixture(experts=2) dense\n",
        "test.mtl:2:36: error: expected '{' and the expert's layers after mixture(...), found 'dense'"},
       {"model m\nshared s = gate(3)\n", "test.mtl:2:17: error: expected the name of a mixture in gate(...), found number 3"},
+      {"model m\nshared s = x -> ple(levels=2, shared=1, specific=1) dense\n",
+       "test.mtl:2:53: error: expected '{' and the expert's layers after ple(...), found 'dense'"},
+      {"model m\nshared s = x -> cgc(shared=1, specific=1) { }\n",
+       "test.mtl:2:45: error: expected a layer after '{' in the body of cgc, found '}'"},
+      {"model m\nshared s = x -> cross_stitch { dense(4) ; }\n",
+       "test.mtl:2:43: error: expected a layer after ';' in the body of cross_stitch, found '}'"},
+      {"model m\nshared s = x -> mixture(experts=2) { dense(4) relu }\n",
+       "test.mtl:2:47: error: expected '->', ';' or '}' in the body of mixture, found 'relu'"},
+      {"model m\nshared s = x -> mixture(experts=2) { dense(4) -> }\n",
+       "test.mtl:2:50: error: expected a layer after '->' in the body of mixture, found '}'"},
+      {"model m\nshared s = x -> dense(4) -> relu;\n",
+       "test.mtl:2:33: error: unexpected ';'; statements need no terminator"},
+      {"model m\ntask t { concat() -> dense(1) loss mse }\n",
+       "test.mtl:2:17: error: expected a name in concat(...), found ')'"},
+      {"model m\ntask t { concat(a b) -> dense(1) loss mse }\n",
+       "test.mtl:2:19: error: expected ',' or ')' in concat(...), found 'b'"},
+      {"model m\ntrain { freeze a, }\n", "test.mtl:2:19: error: expected a value after 'freeze' (a number or a name), found '}'"},
   };
   for (const auto &c : cases) {
     DYNAMIC_SECTION(c.text) {

@@ -1,0 +1,403 @@
+// Expert blocks (mixture, ple / cgc, cross_stitch), the sources that read them (gate, column),
+// concat sources, and the checks that need every task first (readers, parameter totals).
+// docs/mtl-architectures.md describes what these forms mean.
+#include "sema/SemaInternal.h"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace mtlc::sema::detail {
+
+const char *blockWord(BlockKind k) {
+  switch (k) {
+  case BlockKind::Mixture: return "mixture";
+  case BlockKind::Ple: return "ple";
+  case BlockKind::CrossStitch: return "cross_stitch";
+  case BlockKind::Unknown:
+  case BlockKind::None: break;
+  }
+  return "plain";
+}
+
+const char *readWord(BlockKind k) { return k == BlockKind::CrossStitch ? "column" : "gate"; }
+
+namespace {
+
+// Learnable parameters of one copy of `layers` (what checkLayers counted for it).
+int64_t paramCount(const std::vector<Layer> &layers) {
+  int64_t n = 0;
+  for (const Layer &l : layers) {
+    switch (l.kind) {
+    case LayerKind::Dense: n += (l.in.empty() ? 0 : l.in[0] + 1) * l.units; break;
+    case LayerKind::Conv2d:
+      n += (l.in.empty() ? 0 : l.in[0] * l.kernel * l.kernel + 1) * l.units;
+      break;
+    case LayerKind::LayerNorm: n += 2 * elementCount(l.in); break;
+    case LayerKind::Embedding: n += l.vocab * l.units; break;
+    default: break;
+    }
+    if (n < 0 || n > kMaxInt) return -1;
+  }
+  return n;
+}
+
+// "an input", "a shared block", "a task"
+std::string aKind(NameKind k) {
+  return std::string(k == NameKind::Input ? "an " : "a ") + nameKindWord(k);
+}
+
+}  // namespace
+
+void Analyzer::addParams(int64_t n, SourceRange at, const std::string &what) {
+  if (n < 0 || totalParams_ + n > kMaxInt) {
+    if (!paramLimitReported_)
+      diags_.error(at, fmt::format("{} makes the model larger than the supported {} parameters", what,
+                                   kMaxInt));
+    paramLimitReported_ = true;
+    return;
+  }
+  totalParams_ += n;
+}
+
+// ---- The block stage ------------------------------------------------------------------------------
+
+std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<Shape> in,
+                                          const Origin &origin, Layer &layer) {
+  std::vector<ParamDef> params;
+  std::string example;
+  if (call.name == "mixture") {
+    params = {intParam("experts", true)};
+    example = "mixture(experts=8) { dense(16) -> relu }";
+  } else if (call.name == "ple") {
+    params = {intParam("levels", true), intParam("shared", true), intParam("specific", true)};
+    example = "ple(levels=2, shared=2, specific=2) { dense(16) -> relu }";
+  } else if (call.name == "cgc") {
+    params = {intParam("shared", true), intParam("specific", true)};
+    example = "cgc(shared=2, specific=2) { dense(16) -> relu }";
+  }
+  BoundArgs args = bindArgs(call, call.name, params, example, diags_);
+  switch (layer.kind) {
+  case LayerKind::Mixture: layer.experts = static_cast<int64_t>(args.num("experts")); break;
+  case LayerKind::Ple:
+    layer.levels = call.name == "cgc" ? 1 : static_cast<int64_t>(args.num("levels"));
+    layer.sharedExperts = static_cast<int64_t>(args.num("shared"));
+    layer.specificExperts = static_cast<int64_t>(args.num("specific"));
+    break;
+  default: break;
+  }
+  const bool stitch = layer.kind == LayerKind::CrossStitch;
+  bool ok = args.ok;
+
+  // The body: one expert pipeline, or (cross_stitch) at least two stages.
+  if (!stitch && call.body.size() > 1) {
+    diags_.error(call.body[1].front().loc,
+                 fmt::format("';' separates the stages of cross_stitch; the expert of {} is one "
+                             "pipeline (join its layers with '->')",
+                             call.name));
+    ok = false;
+  }
+  if (stitch && call.body.size() < 2) {
+    diags_.error(call.bodyLoc, "cross_stitch needs at least two stages separated by ';' (its units "
+                               "mix the columns between stages), e.g. cross_stitch { dense(32) -> "
+                               "relu ; dense(16) -> relu }");
+    ok = false;
+  }
+  // The gates are dense softmax layers over the block's input.
+  if (!stitch && in && in->size() != 1) {
+    diags_.error(call.nameLoc, fmt::format("the gates of {} read its input, which must be 1-D "
+                                           "[features], but it has shape {}; add 'flatten' before {}",
+                                           call.name, shapeStr(*in), call.name));
+    if (origin.loc.begin.line > 0) diags_.note(origin.loc, origin.what);
+    ok = false;
+  }
+
+  LayerContext body;
+  body.inBody = true;
+  std::optional<Shape> out;
+  if (!stitch) {
+    Pipeline expert;
+    out = checkLayers(call.body.front(), in, origin, expert, body);
+    layer.expert = std::move(expert.layers);
+  } else {
+    out = in;
+    Origin o = origin;
+    for (size_t s = 0; s < call.body.size(); ++s) {
+      Pipeline stage;
+      out = checkLayers(call.body[s], out, o, stage, body);
+      layer.stages.push_back(std::move(stage.layers));
+      if (out)
+        o = {call.body[s].back().loc, fmt::format("stage {} of cross_stitch produces {}", s + 1, shapeStr(*out))};
+    }
+  }
+  if (!out || !in) return std::nullopt;
+  layer.in = *in;
+  layer.out = *out;
+
+  // PLE: level l + 1 reads level l's output, through its gates (1-D) and its experts.
+  if (layer.kind == LayerKind::Ple && layer.levels > 1 && ok) {
+    std::string spelled = fmt::format("ple(levels={})", layer.levels);
+    if (out->size() != 1) {
+      diags_.error(call.nameLoc, fmt::format("{} feeds each level's output to the next level's gates, "
+                                             "which need a 1-D input, but the expert produces {}; end "
+                                             "the expert with 'flatten' or 'dense(n)'",
+                                             spelled, shapeStr(*out)));
+      ok = false;
+    } else {
+      layer.laterExpert = layer.expert;
+      std::string why;
+      if (!reinferShapes(layer.laterExpert, *out, why)) {
+        diags_.error(call.nameLoc, fmt::format("{} feeds each level's output {} to the next level's "
+                                               "experts, but the expert cannot take it: {}",
+                                               spelled, shapeStr(*out), why));
+        ok = false;
+      } else if (layer.laterExpert.back().out != *out) {
+        diags_.error(call.nameLoc, fmt::format("{} feeds each level's output to the next level's "
+                                               "experts, so the expert must map {} to {} again, but "
+                                               "it gives {}",
+                                               spelled, shapeStr(*out), shapeStr(*out),
+                                               shapeStr(layer.laterExpert.back().out)));
+        ok = false;
+      }
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+// ---- Reading blocks -------------------------------------------------------------------------------
+
+bool Analyzer::rejectBlockRead(const std::string &name, SourceRange at, size_t index, bool isShared) {
+  BlockKind k = sharedBlock_[index];
+  if (k == BlockKind::None) return false;
+  if (k == BlockKind::Unknown) return true;  // already reported
+  const char *word = blockWord(k), *fn = readWord(k);
+  if (isShared)
+    diags_.error(at, fmt::format("'{}' is a {} block, whose output is per task: only tasks read it, "
+                                 "each with {}({}) -> ...",
+                                 name, word, fn, name));
+  else
+    diags_.error(at, fmt::format("'{}' is a {} block; a task reads it through its own {}: {}({}) -> ...",
+                                 name, word, fn, fn, name));
+  diags_.note(sharedBlockCall_[index]->nameLoc, fmt::format("'{}' ends with {} here", name,
+                                                            sharedBlockCall_[index]->name));
+  return true;
+}
+
+std::optional<Shape> Analyzer::resolveBlockSource(const ast::Pipeline &ap, bool isShared,
+                                                  size_t sharedIndex, int taskIndex, Pipeline &out,
+                                                  Origin &origin, bool &ok) {
+  ok = false;
+  const bool isGate = ap.sourceKind == ast::Pipeline::SourceKind::Gate;
+  out.sourceIsInput = false;
+
+  // ---- gate(NAME), column(NAME)
+  if (isGate || ap.source == "column") {
+    const char *fn = isGate ? "gate" : "column";
+    if (!isGate && ap.sourceArgs.size() != 1) {
+      diags_.error(ap.sourceLoc, "column(...) takes one name: the cross_stitch block whose column "
+                                 "this task reads");
+      return std::nullopt;
+    }
+    const std::string &name = isGate ? ap.source : ap.sourceArgs[0].name;
+    SourceRange nameLoc = isGate ? ap.sourceNameLoc : ap.sourceArgs[0].loc;
+    out.source = name;
+    const char *wanted = isGate ? "a mixture, ple or cgc block" : "a cross_stitch block";
+    if (isShared) {
+      diags_.error(ap.sourceLoc, fmt::format("{}({}) is a task's own {}; only a task's pipeline can "
+                                             "start with it, not a shared block's",
+                                             fn, name, fn));
+      return std::nullopt;
+    }
+    auto it = names_.find(name);
+    if (it == names_.end()) {
+      std::vector<std::string> candidates;
+      for (const auto &[n, info] : names_)
+        if (info.kind == NameKind::Shared && sharedBlock_[info.index] != BlockKind::None) candidates.push_back(n);
+      std::string hint = didYouMean(name, candidates);
+      if (hint.empty()) hint = fmt::format("; {}(NAME) reads {}", fn, wanted);
+      diags_.error(nameLoc, fmt::format("unknown name '{}'{}", name, hint));
+      return std::nullopt;
+    }
+    const NameInfo &info = it->second;
+    BlockKind have = info.kind == NameKind::Shared ? sharedBlock_[info.index] : BlockKind::None;
+    if (have == BlockKind::Unknown) return std::nullopt;  // already reported
+    bool match = isGate ? (have == BlockKind::Mixture || have == BlockKind::Ple)
+                        : have == BlockKind::CrossStitch;
+    if (!match) {
+      if (have != BlockKind::None)
+        diags_.error(ap.sourceLoc, fmt::format("'{}' is a {} block; a task reads it with {}({})", name,
+                                               blockWord(have), readWord(have), name));
+      else
+        diags_.error(ap.sourceLoc, fmt::format("{}({}) reads {}, but '{}' is {} without experts",
+                                               fn, name, wanted, name, aKind(info.kind)));
+      diags_.note(info.loc, fmt::format("'{}' is defined here", name));
+      return std::nullopt;
+    }
+    out.sourceKind = isGate ? SourceKind::Gate : SourceKind::Column;
+    out.sourceIndex = static_cast<int>(info.index);
+    ok = true;
+    if (info.index < model_.shared.size() && !model_.shared[info.index].layers.empty() &&
+        model_.shared[info.index].layers.back().isExpertBlock())
+      model_.shared[info.index].layers.back().readers.push_back(taskIndex);
+    if (!sharedOut_[info.index]) return std::nullopt;
+    origin = {ap.sourceLoc, fmt::format("{}({}) gives {}", fn, name, shapeStr(*sharedOut_[info.index]))};
+    return sharedOut_[info.index];
+  }
+
+  // ---- concat(a, b, ...)
+  if (ap.source == "concat") {
+    out.source = "concat";
+    out.sourceKind = SourceKind::Concat;
+    out.sourceIndex = 0;
+    if (ap.sourceArgs.size() < 2) {
+      diags_.error(ap.sourceLoc, fmt::format("concat(...) joins at least two inputs or shared blocks; "
+                                             "start from '{}' directly",
+                                             ap.sourceArgs.front().name));
+      return std::nullopt;
+    }
+    bool partsOk = true, known = true;
+    int64_t width = 0;
+    for (const ast::NameRef &part : ap.sourceArgs) {
+      auto it = names_.find(part.name);
+      if (it == names_.end()) {
+        std::vector<std::string> candidates;
+        for (const auto &[n, info] : names_)
+          if (info.kind == NameKind::Input ||
+              (info.kind == NameKind::Shared && (!isShared || info.index < sharedIndex)))
+            candidates.push_back(n);
+        diags_.error(part.loc, fmt::format("unknown name '{}'{}", part.name, didYouMean(part.name, candidates)));
+        partsOk = false;
+        continue;
+      }
+      const NameInfo &info = it->second;
+      SourcePart sp;
+      sp.name = part.name;
+      sp.index = static_cast<int>(info.index);
+      std::optional<Shape> shape;
+      SourceRange declLoc;
+      if (info.kind == NameKind::Task) {
+        diags_.error(part.loc, fmt::format("'{}' is a task; concat joins inputs and shared blocks", part.name));
+        diags_.note(info.loc, fmt::format("task '{}' is defined here", part.name));
+        partsOk = false;
+        continue;
+      }
+      if (info.kind == NameKind::Input) {
+        sp.kind = SourceKind::Input;
+        if (inputOk_[info.index]) shape = model_.inputs[info.index].shape;
+        declLoc = inputDecls_[info.index]->shapeLoc;
+      } else {
+        sp.kind = SourceKind::Shared;
+        if (isShared && info.index >= sharedIndex) {
+          diags_.error(part.loc, info.index == sharedIndex
+                                     ? fmt::format("shared block '{}' cannot read itself", part.name)
+                                     : fmt::format("shared block '{}' is defined later; a shared block "
+                                                   "can only read inputs and shared blocks defined "
+                                                   "before it",
+                                                   part.name));
+          partsOk = false;
+          continue;
+        }
+        if (rejectBlockRead(part.name, part.loc, info.index, isShared)) {
+          partsOk = false;
+          continue;
+        }
+        shape = sharedOut_[info.index];
+        declLoc = sharedOrigin_[info.index].loc;
+      }
+      out.concat.push_back(sp);
+      if (!shape) {
+        known = false;
+        continue;
+      }
+      if (shape->size() != 1) {
+        diags_.error(part.loc, fmt::format("concat joins 1-D parts, but {} '{}' has shape {}; flatten "
+                                           "it first (in a shared block)",
+                                           nameKindWord(info.kind), part.name, shapeStr(*shape)));
+        partsOk = false;
+        continue;
+      }
+      width += (*shape)[0];
+    }
+    ok = partsOk;
+    if (!partsOk || !known) return std::nullopt;
+    if (width > kMaxInt) {
+      diags_.error(ap.sourceLoc, fmt::format("concat gives {} values per sample, more than the "
+                                             "supported {}",
+                                             width, kMaxInt));
+      ok = false;
+      return std::nullopt;
+    }
+    origin = {ap.sourceLoc, fmt::format("{} gives [{}]", ast::sourceStr(ap), width)};
+    return Shape{width};
+  }
+
+  // ---- anything else
+  std::string hint = didYouMean(ap.source, {"gate", "column", "concat"});
+  if (hint.empty())
+    hint = "; a pipeline starts from an input, a shared block, gate(NAME), column(NAME) or "
+           "concat(a, b, ...)";
+  diags_.error(ap.sourceNameLoc, fmt::format("unknown source '{}(...)'{}", ap.source, hint));
+  return std::nullopt;
+}
+
+// ---- After the tasks --------------------------------------------------------------------------------
+
+void Analyzer::finishBlocks() {
+  for (size_t i = 0; i < sharedDecls_.size() && i < model_.shared.size(); ++i) {
+    BlockKind kind = sharedBlock_[i];
+    if (kind == BlockKind::None || kind == BlockKind::Unknown) continue;
+    const Pipeline &p = model_.shared[i];
+    if (p.layers.empty() || !p.layers.back().isExpertBlock()) continue;  // erroneous
+    const Layer &b = p.layers.back();
+    const std::string &name = sharedDecls_[i]->name;
+    const size_t readers = b.readers.size();
+    if (readers == 0) {
+      diags_.error(sharedDecls_[i]->nameLoc,
+                   fmt::format("{} block '{}' is not read by any task; a task reads it with {}({}) -> ...",
+                               blockWord(kind), name, readWord(kind), name));
+      continue;
+    }
+    if (kind == BlockKind::CrossStitch && readers == 1) {
+      const std::string &task = model_.tasks[static_cast<size_t>(b.readers[0])].name;
+      diags_.error(sharedDecls_[i]->nameLoc,
+                   fmt::format("cross_stitch block '{}' has one column per reading task and needs at "
+                               "least two, but only task '{}' reads column({})",
+                               name, task, name));
+      diags_.note(taskDecls_[static_cast<size_t>(b.readers[0])]->pipelines.front().sourceLoc,
+                  fmt::format("task '{}' reads it here", task));
+      continue;
+    }
+    if (!sharedOut_[i] || b.in.empty()) continue;
+    // The copies beyond the one checkLayers counted, and the gates / units.
+    const double T = static_cast<double>(readers);
+    double extra = 0;
+    auto pc = [](const std::vector<Layer> &l) {
+      int64_t n = paramCount(l);
+      return n < 0 ? 1e18 : static_cast<double>(n);
+    };
+    auto gate = [](int64_t in, double n) { return static_cast<double>(in + 1) * n; };
+    if (b.kind == LayerKind::Mixture) {
+      extra = static_cast<double>(b.experts - 1) * pc(b.expert) + T * gate(b.in[0], static_cast<double>(b.experts));
+    } else if (b.kind == LayerKind::Ple) {
+      const double n = static_cast<double>(b.sharedExperts) + static_cast<double>(b.specificExperts) * T;
+      const double mixed = static_cast<double>(b.sharedExperts + b.specificExperts);
+      extra = (n - 1) * pc(b.expert) + T * gate(b.in[0], mixed);
+      if (b.levels > 1) {
+        const double later = static_cast<double>(b.levels - 1);
+        const int64_t d = b.out.empty() ? 0 : b.out[0];
+        extra += gate(b.in[0], n);  // level 1's shared gate
+        extra += later * (n * pc(b.laterExpert) + T * gate(d, mixed));
+        extra += (later - 1) * gate(d, n);  // the shared gates of levels 2 .. L-1
+      }
+    } else {
+      double column = 0;
+      for (const auto &stage : b.stages) column += pc(stage);
+      extra = (T - 1) * column + static_cast<double>(b.stages.size() - 1) * T * T;
+    }
+    addParams(extra > static_cast<double>(kMaxInt) ? -1 : static_cast<int64_t>(extra),
+              sharedBlockCall_[i]->nameLoc,
+              fmt::format("{} block '{}'", blockWord(kind), name));
+  }
+}
+
+}  // namespace mtlc::sema::detail
