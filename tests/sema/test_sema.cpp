@@ -602,3 +602,37 @@ TEST_CASE("synthetic_mmoe: defaults and option ranges; dim sets the width of x")
                   "data { train synthetic_mmoe x = x a = y1 }\n");
   CHECK(d.data.inputs[0].width == 100);
 }
+
+TEST_CASE("every example and every program of docs/mtl-architectures.md checks cleanly") {
+  int examples = 0;
+  for (const auto &e : fs::directory_iterator(fs::path(MTLC_SOURCE_DIR) / "examples")) {
+    if (e.path().extension() != ".mtl") continue;
+    DYNAMIC_SECTION(e.path().filename().string()) { check(slurp(e.path()), e.path().string()); }
+    ++examples;
+  }
+  CHECK(examples >= 7);
+  // The fenced ```mtl blocks of the language reference, each a whole program.
+  fs::path doc = fs::path(MTLC_SOURCE_DIR) / "docs/mtl-architectures.md";
+  std::istringstream in(slurp(doc));
+  std::vector<std::string> blocks;
+  std::string line, block;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (!inside && line == "```mtl") {
+      inside = true;
+      block.clear();
+    } else if (inside && line == "```") {
+      inside = false;
+      blocks.push_back(block);
+    } else if (inside) {
+      block += line + "\n";
+    }
+  }
+  CHECK(blocks.size() >= 6);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    DYNAMIC_SECTION("docs block " << i + 1) {
+      Model m = check(blocks[i], (fs::path(MTLC_SOURCE_DIR) / "docs/block.mtl").string());
+      CHECK_FALSE(m.tasks.empty());
+    }
+  }
+}

@@ -422,3 +422,37 @@ TEST_CASE("large programs parse quickly") {
   REQUIRE(p.program);
   CHECK(p.program->tasks.size() == 2000);
 }
+
+TEST_CASE("mutations of the multi-task programs never crash the front end") {
+  std::mt19937 rng(4242);
+  const std::string alphabet = "(){}[]-><=,.:;\"#abcxyz0123456789 \n_";
+  for (const char *file : {"tests/syntax/architectures.mtl", "examples/recsys.mtl", "examples/ple.mtl"}) {
+    const std::string base = slurp(sourceDir() / file);
+    int analysed = 0;
+    for (int iter = 0; iter < 800; ++iter) {
+      std::string text = base;
+      int edits = 1 + static_cast<int>(rng() % 3);
+      for (int e = 0; e < edits && !text.empty(); ++e) {
+        size_t pos = rng() % text.size();
+        switch (rng() % 3) {
+        case 0: text.erase(pos, 1 + rng() % 6); break;
+        case 1: text.insert(pos, 1, alphabet[rng() % alphabet.size()]); break;
+        default: text[pos] = alphabet[rng() % alphabet.size()]; break;
+        }
+      }
+      mtlc::Diagnostics diags("fuzz.mtl", text);
+      std::optional<mtlc::ast::Program> prog;
+      REQUIRE_NOTHROW(prog = mtlc::parseProgram("fuzz.mtl", text, diags));
+      if (prog) {
+        std::optional<mtlc::sema::Model> model;
+        REQUIRE_NOTHROW(model = mtlc::sema::analyze(*prog, "fuzz.mtl", diags));
+        if (!model) CHECK(diags.hasErrors());
+        ++analysed;
+      } else {
+        CHECK(diags.hasErrors());
+      }
+      REQUIRE_NOTHROW(diags.str());
+    }
+    CHECK(analysed > 100);
+  }
+}
