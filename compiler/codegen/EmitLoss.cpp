@@ -1,6 +1,13 @@
 // Losses (batch means, PyTorch's default 'mean' reduction) and their gradients. The loss kernels
 // touch n·width values, so they work in double throughout: stable forms (log-sum-exp, BCE with
 // logits), double sums. The backward kernels scale by the incoming scalar gradient dL.
+//
+// Partial labels: a NaN label is absent. The mean runs over the present labels only, and an absent
+// label's gradient is exactly 0 (selected, not multiplied, so a non-finite prediction there cannot
+// leak NaN). Cross-entropy and BCE mask per sample (one label value per sample); MSE and L1 mask
+// per element — the mean is over the present elements of the n·k label values, which is PyTorch's
+// mean over `label[mask]`, and with every label present the plain mean over n·k. A batch with no
+// present label gives loss 0 and a zero gradient.
 #include "Kernel.h"
 #include "LoopBuilder.h"
 
@@ -31,9 +38,32 @@ SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C) {
   return {max, sumExp};
 }
 
-// The class index a label row holds (stored as a float).
-llvm::Value *classIndex(Kernel &k, llvm::Value *label, llvm::Value *s) {
-  return k.b.CreateFPToSI(k.load(label, s), k.b.getInt64Ty());
+// Whether a label value is present: anything but NaN.
+llvm::Value *present(Kernel &k, llvm::Value *y) { return k.b.CreateFCmpORD(y, y); }
+
+// 1.0 for a present label value, 0.0 for an absent one (double, for counting).
+llvm::Value *presentCount(Kernel &k, llvm::Value *y) {
+  return k.b.CreateUIToFP(present(k, y), k.b.getDoubleTy());
+}
+
+// The class index a label value holds (stored as a float); an absent (NaN) label reads class 0,
+// whose term the caller masks out (no poison from converting NaN).
+llvm::Value *classIndex(Kernel &k, llvm::Value *y) {
+  llvm::Value *known = k.b.CreateSelect(present(k, y), y, k.f32(0));
+  return k.b.CreateFPToSI(known, k.b.getInt64Ty());
+}
+
+// x / count, or 0 when no label is present (count == 0), in double.
+llvm::Value *perPresent(Kernel &k, llvm::Value *x, llvm::Value *count) {
+  llvm::IRBuilder<> &b = k.b;
+  return b.CreateSelect(b.CreateFCmpOGT(count, k.f64(0)), b.CreateFDiv(x, count), k.f64(0));
+}
+
+// The number of present values among label[0, values), in double.
+llvm::Value *countPresent(Kernel &k, llvm::Value *label, llvm::Value *values) {
+  return reduceLoop(k.b, k.c(0), values, k.f64(0), [&](llvm::Value *i, llvm::Value *acc) {
+    return k.sumAdd(acc, presentCount(k, k.load(label, i)));
+  }, "i");
 }
 
 // The per-element term of an elementwise loss, in double: pred p (or logit z), label y.
@@ -81,26 +111,31 @@ void emitLoss(Kernel &k) {
   llvm::IRBuilder<> &b = k.b;
   const ir::Type &pt = k.inType(0);
   llvm::Value *pred = k.in[0], *label = k.in[1];
-  llvm::Value *total;
-  llvm::Value *count;  // what the mean divides by
+  Carried sums;  // {Σ terms over present labels, number of present labels}
+  llvm::Value *zero = k.f64(0);
   if (k.node.op == OpKind::CrossEntropy) {
-    // L = mean_s [log Σ_c e^{z_sc} − z_{s,y_s}], with the row max subtracted before exp.
+    // L = mean_s [log Σ_c e^{z_sc} − z_{s,y_s}] over present y_s, row max subtracted before exp.
     int64_t C = pt.elements();
-    total = reduceLoop(b, k.c(0), k.n, k.f64(0), [&](llvm::Value *s, llvm::Value *acc) {
+    sums = reduceLoop(b, k.c(0), k.n, {zero, zero},
+                      [&](llvm::Value *s, llvm::ArrayRef<llvm::Value *> acc) {
+      llvm::Value *y = k.load(label, s);
       llvm::Value *zRow = k.at(pred, k.mul(s, C));
       SoftmaxRow r = softmaxRow(k, zRow, C);
       llvm::Value *logSumExp = b.CreateFAdd(k.toDouble(r.max), dlog(k, r.sumExp));
-      llvm::Value *target = k.toDouble(k.load(zRow, classIndex(k, label, s)));
-      return b.CreateFAdd(acc, b.CreateFSub(logSumExp, target));
+      llvm::Value *target = k.toDouble(k.load(zRow, classIndex(k, y)));
+      llvm::Value *term = b.CreateSelect(present(k, y), b.CreateFSub(logSumExp, target), zero);
+      return Carried{b.CreateFAdd(acc[0], term), b.CreateFAdd(acc[1], presentCount(k, y))};
     }, "s");
-    count = k.n;
   } else {
-    count = k.count(pt);
-    total = reduceLoop(b, k.c(0), count, k.f64(0), [&](llvm::Value *i, llvm::Value *acc) {
-      return k.sumAdd(acc, lossTerm(k, k.toDouble(k.load(pred, i)), k.toDouble(k.load(label, i))));
+    sums = reduceLoop(b, k.c(0), k.count(pt), {zero, zero},
+                      [&](llvm::Value *i, llvm::ArrayRef<llvm::Value *> acc) {
+      llvm::Value *y = k.load(label, i);
+      llvm::Value *term = lossTerm(k, k.toDouble(k.load(pred, i)), k.toDouble(y));
+      term = b.CreateSelect(present(k, y), term, zero);
+      return Carried{k.sumAdd(acc[0], term), k.sumAdd(acc[1], presentCount(k, y))};
     }, "i");
   }
-  k.store(k.toFloat(b.CreateFDiv(total, k.intToFP(count, b.getDoubleTy()))), k.out, k.c(0));
+  k.store(k.toFloat(perPresent(k, sums[0], sums[1])), k.out, k.c(0));
 }
 
 void emitLossBwd(Kernel &k) {
@@ -109,29 +144,34 @@ void emitLossBwd(Kernel &k) {
   llvm::Value *pred = k.in[0], *label = k.in[1];
   llvm::Value *dL = k.toDouble(k.load(k.in[2], k.c(0)));
   if (k.node.op == OpKind::CrossEntropyBwd) {
-    // dz_sc = dL·(softmax(z_s)_c − [c = y_s]) / n
+    // dz_sc = dL·(softmax(z_s)_c − [c = y_s]) / present for a present y_s, else 0
     int64_t C = pt.elements();
-    llvm::Value *scale = b.CreateFDiv(dL, k.intToFP(k.n, b.getDoubleTy()));
+    llvm::Value *scale = perPresent(k, dL, countPresent(k, label, k.n));
     forLoop(b, k.n, [&](llvm::Value *s) {
       llvm::Value *zRow = k.at(pred, k.mul(s, C)), *dRow = k.at(k.out, k.mul(s, C));
+      llvm::Value *y = k.load(label, s);
+      llvm::Value *has = present(k, y);
       SoftmaxRow r = softmaxRow(k, zRow, C);
-      llvm::Value *target = classIndex(k, label, s);
+      llvm::Value *target = classIndex(k, y);
       llvm::Value *invSum = b.CreateFDiv(k.f64(1), r.sumExp);
       forLoop(b, k.c(C), [&](llvm::Value *c) {
         llvm::Value *shifted = k.toDouble(b.CreateFSub(k.load(zRow, c), r.max));
         llvm::Value *softmax = b.CreateFMul(dexp(k, shifted), invSum);
         llvm::Value *onehot = b.CreateUIToFP(b.CreateICmpEQ(c, target), b.getDoubleTy());
-        k.store(k.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale)), dRow, c);
+        llvm::Value *g = k.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale));
+        k.store(b.CreateSelect(has, g, k.f32(0)), dRow, c);
       }, "c");
     }, "s");
     return;
   }
-  // Elementwise losses: dp_i = dL · term'(p_i, y_i) / (n·width)
+  // Elementwise losses: dp_i = dL · term'(p_i, y_i) / present for a present y_i, else 0
   llvm::Value *count = k.count(pt);
-  llvm::Value *scale = b.CreateFDiv(dL, k.intToFP(count, b.getDoubleTy()));
+  llvm::Value *scale = perPresent(k, dL, countPresent(k, label, count));
   forLoop(b, count, [&](llvm::Value *i) {
-    llvm::Value *g = lossTermGrad(k, k.toDouble(k.load(pred, i)), k.toDouble(k.load(label, i)));
-    k.store(k.toFloat(b.CreateFMul(g, scale)), k.out, i);
+    llvm::Value *y = k.load(label, i);
+    llvm::Value *g = lossTermGrad(k, k.toDouble(k.load(pred, i)), k.toDouble(y));
+    g = k.toFloat(b.CreateFMul(g, scale));
+    k.store(b.CreateSelect(present(k, y), g, k.f32(0)), k.out, i);
   });
 }
 

@@ -2,6 +2,7 @@
 // needs, computes each node's base pointer from the memory plan, and calls the node's kernel.
 #include "Codegen.h"
 #include "CodegenABI.h"
+#include "EmitMtlOps.h"
 #include "Kernel.h"
 #include "passes/MemoryPlan.h"
 
@@ -77,6 +78,15 @@ void emitKernelBody(Kernel &k) {
     case OpKind::TanhBwd:
     case OpKind::GeluBwd:
     case OpKind::DropoutBwd: return emitElementwise(k);
+    case OpKind::Softmax: return emitSoftmax(k);
+    case OpKind::SoftmaxBwd: return emitSoftmaxBwd(k);
+    case OpKind::Mix: return emitMix(k);
+    case OpKind::MixBwdWeights: return emitMixBwdWeights(k);
+    case OpKind::MixBwdInput: return emitMixBwdInput(k);
+    case OpKind::Embedding: return emitEmbedding(k);
+    case OpKind::EmbeddingBwd: return emitEmbeddingBwd(k);
+    case OpKind::Concat: return emitConcat(k);
+    case OpKind::Slice: return emitSlice(k);
   }
   throw std::logic_error("codegen: unknown op kind");
 }
