@@ -30,9 +30,6 @@ std::vector<int> chainCandidates(const Node &n) {
     case OpKind::SigmoidBwd:
     case OpKind::TanhBwd:
     case OpKind::GeluBwd: return {1};  // (saved, dy): the gradient flows through dy
-    case OpKind::BCEBwd:
-    case OpKind::MSEBwd:
-    case OpKind::L1Bwd: return {0};     // (pred, label, dL)
     default: return {0};
   }
 }
