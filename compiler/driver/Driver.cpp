@@ -1,5 +1,6 @@
 #include "Driver.h"
 
+#include "Build.h"
 #include "Options.h"
 #include "Pipeline.h"
 #include "Summary.h"
@@ -47,6 +48,7 @@ int emitText(const Options &o, const std::string &text) {
 }
 
 int run(const Options &o) {
+  if (o.build) return runBuild(o);
   if (o.emit == Emit::Ast) {
     // Only parsing is needed to show the syntax tree.
     std::ifstream in(o.file, std::ios::binary);

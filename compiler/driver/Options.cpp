@@ -64,6 +64,19 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
       });
   train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
 
+  CLI::App *build = app.add_subcommand(
+      "build", "Compile MODEL ahead of time: DIR/<model>.o and the C header DIR/<model>.h, for "
+               "programs that train and predict without LLVM (see README, Embedding generated code)");
+  build->footer(kFooter);
+  addCommon(*build, o);
+  build->add_option("--weights", o.weights, "A safetensors checkpoint: copied next to the header, or "
+                                            "embedded with --embed-weights")
+      ->check(CLI::ExistingFile);
+  build->add_flag("--embed-weights", o.embedWeights, "Put the --weights into the object file");
+  build->add_option("--mcpu", o.mcpu, "Target CPU: x86-64-v2 (default: any x86-64 machine of this "
+                                      "decade), x86-64-v3, native (this machine), or an LLVM CPU name");
+  build->add_option("--target", o.target, "Target triple (default: the host's)");
+
   // `mtlc MODEL` and `mtlc train MODEL` share option names; the main app's MODEL is only
   // required when no subcommand is given.
   app.get_option("MODEL")->required(false);
@@ -74,6 +87,7 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
     return code == 0 ? 0 : 2;
   }
   for (const auto &d : data) o.data[d.substr(0, d.find('='))] = d.substr(d.find('=') + 1);
+  o.build = build->parsed();
   if (train->parsed()) {
     o.command = Command::Train;
   } else if (o.file.empty()) {

@@ -24,6 +24,10 @@ struct Options {
   std::string init, save, log;
   std::map<std::string, std::string> data;  // --data train=PATH
   bool quiet = false;
+  // build (`mtlc build MODEL -o DIR`, Build.h): the command when set
+  bool build = false;
+  std::string weights, mcpu, target;  // --weights FILE, --mcpu CPU (default aot::kDefaultCpu), --target
+  bool embedWeights = false;
 };
 
 // Parses argv. Returns the exit code to stop with (0 for --help, 2 for usage errors) when the

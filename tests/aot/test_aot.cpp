@@ -1,0 +1,255 @@
+// `mtlc build` bundles (compiler/aot, runtime/embed): the header compiles as strict C99 and C++17,
+// the embedded programs link no LLVM / ANTLR / fmt, embedded training matches `mtlc train` step by
+// step, per-task predict equals predict, and wrong-sized buffers are refused.
+//
+// This test links examples/embed's bundle (gen/sensor.o) and libmtlc_embed.a itself.
+#include "sensor.h"
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSource = MTLC_SOURCE_DIR;
+const std::string kWork = std::string(MTLC_BINARY_DIR) + "/test-work/aot";
+
+struct Run {
+  int exitCode;
+  std::string out;
+};
+
+Run run(const std::string &cmd) {
+  fs::create_directories(kWork);
+  const std::string outFile = kWork + "/cmd.out";
+  int rc = std::system((cmd + " > " + outFile + " 2>&1").c_str());
+  std::ifstream in(outFile);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str()};
+}
+
+// The rows of examples/tabular.csv: f0..f7, cls, flag, target.
+struct Table {
+  std::vector<float> x, cls, flag, target;
+  size_t rows = 0;
+};
+
+Table readTabular() {
+  Table t;
+  std::ifstream in(kSource + "/examples/tabular.csv");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    std::stringstream ss(line);
+    std::string cell;
+    std::vector<float> v;
+    while (std::getline(ss, cell, ',')) v.push_back(std::strtof(cell.c_str(), nullptr));
+    REQUIRE(v.size() == 11);
+    t.x.insert(t.x.end(), v.begin(), v.begin() + 8);
+    t.cls.push_back(v[8]);
+    t.flag.push_back(v[9]);
+    t.target.push_back(v[10]);
+    ++t.rows;
+  }
+  return t;
+}
+
+// Per-step total and task losses from a `mtlc train --log` file (lines with a "step").
+std::vector<std::array<double, 4>> readLog(const std::string &path) {
+  std::vector<std::array<double, 4>> steps;
+  std::ifstream in(path);
+  std::string line;
+  auto number = [&](const std::string &key, size_t from) {
+    size_t at = line.find(key, from);
+    REQUIRE(at != std::string::npos);
+    return std::strtod(line.c_str() + at + key.size(), nullptr);
+  };
+  while (std::getline(in, line)) {
+    if (line.find("\"step\"") == std::string::npos) continue;
+    std::array<double, 4> s{};
+    s[0] = number("\"loss\":", 0);
+    const char *tasks[] = {"\"cls\":", "\"flag\":", "\"target\":"};
+    for (int t = 0; t < 3; ++t) s[size_t(t) + 1] = number("\"loss\":", line.find(tasks[t]));
+    steps.push_back(s);
+  }
+  return steps;
+}
+
+// Trains `steps` batches of SENSOR_MAX_BATCH rows in file order; returns total + task losses.
+std::vector<std::array<double, 4>> trainEmbedded(sensor_ctx *ctx, const Table &t, int steps) {
+  std::vector<std::array<double, 4>> out;
+  const int64_t n = SENSOR_MAX_BATCH;
+  for (int k = 0; k < steps; ++k) {
+    const size_t r = size_t(k) * size_t(n);
+    float losses[3], total = 0;
+    int st = sensor_train_step(ctx, n, &t.x[r * 8], size_t(n) * 8, &t.cls[r], size_t(n), &t.flag[r], size_t(n),
+                               &t.target[r], size_t(n), losses, &total);
+    REQUIRE(st == SENSOR_OK);
+    out.push_back({total, losses[0], losses[1], losses[2]});
+  }
+  return out;
+}
+
+double maxRelDiff(const std::vector<std::array<double, 4>> &a, const std::vector<std::array<double, 4>> &b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t s = 0; s < a.size(); ++s)
+    for (size_t i = 0; i < 4; ++i)
+      worst = std::max(worst, std::fabs(a[s][i] - b[s][i]) / std::max(std::fabs(b[s][i]), 1e-12));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("the generated header compiles as strict C99 and as C++17") {
+  const std::string inc = " -I" + std::string(SENSOR_GEN_DIR) + " -I" + kSource + "/runtime/embed ";
+  fs::create_directories(kWork);
+  std::ofstream(kWork + "/h.c") << "#include \"sensor.h\"\nint main(void) { return SENSOR_NUM_TASKS - 3; }\n";
+  std::ofstream(kWork + "/h.cpp") << "#include \"sensor.h\"\nint main() { return SENSOR_NUM_TASKS - 3; }\n";
+  auto c = run("cc -std=c99 -Wall -Wextra -Werror -pedantic -c" + inc + kWork + "/h.c -o " + kWork + "/h_c.o");
+  INFO(c.out);
+  CHECK(c.exitCode == 0);
+  auto cpp = run("c++ -std=c++17 -Wall -Wextra -Werror -pedantic -c" + inc + kWork + "/h.cpp -o " + kWork + "/h_cpp.o");
+  INFO(cpp.out);
+  CHECK(cpp.exitCode == 0);
+}
+
+TEST_CASE("the embedded programs link no LLVM, ANTLR or fmt") {
+  for (const char *exe : {EMBED_C_BINARY, EMBED_CPP_BINARY}) {
+    auto r = run(std::string("ldd ") + exe);
+    INFO(exe << "\n" << r.out);
+    REQUIRE(r.exitCode == 0);
+    for (const char *lib : {"LLVM", "llvm", "antlr", "fmt", "nlohmann", "libz."})
+      CHECK(r.out.find(lib) == std::string::npos);
+  }
+}
+
+TEST_CASE("embedded train steps give mtlc train's losses") {
+  const Table table = readTabular();
+  const int steps = 12;
+  REQUIRE(table.rows >= size_t(steps) * SENSOR_MAX_BATCH);
+
+  // The program's seed (11) on both sides: same initial parameters by the same rule.
+  sensor_ctx *ctx = sensor_create();
+  REQUIRE(ctx);
+  const std::string initPath = kWork + "/init.safetensors";
+  fs::create_directories(kWork);
+  REQUIRE(sensor_save(ctx, initPath.c_str()) == SENSOR_OK);
+  auto embedded = trainEmbedded(ctx, table, steps);
+
+  const std::string mtl = kSource + "/examples/embed/sensor.mtl";
+  auto fromSeed = run(std::string(MTLC_BINARY) + " train -q --steps " + std::to_string(steps) + " --log " + kWork +
+                      "/seed.jsonl " + mtl);
+  INFO(fromSeed.out);
+  REQUIRE(fromSeed.exitCode == 0);
+  auto fromInit = run(std::string(MTLC_BINARY) + " train -q --steps " + std::to_string(steps) + " --init " + initPath +
+                      " --log " + kWork + "/init.jsonl " + mtl);
+  INFO(fromInit.out);
+  REQUIRE(fromInit.exitCode == 0);
+  auto seedLog = readLog(kWork + "/seed.jsonl"), initLog = readLog(kWork + "/init.jsonl");
+  const double dSeed = maxRelDiff(embedded, seedLog), dInit = maxRelDiff(embedded, initLog);
+  std::printf("aot parity over %d adam steps: max relative loss difference %.3g (seed), %.3g (--init)\n", steps, dSeed,
+              dInit);
+  CHECK(dSeed <= 1e-5);
+  CHECK(dInit <= 1e-5);
+
+  // Continuing: a checkpoint saved by the bundle continues under mtlc train with the same losses.
+  const std::string midPath = kWork + "/mid.safetensors";
+  REQUIRE(sensor_save(ctx, midPath.c_str()) == SENSOR_OK);
+  CHECK(sensor_steps(ctx) == steps);
+  sensor_destroy(ctx);
+}
+
+TEST_CASE("predict_<task> equals that task's output of predict") {
+  const Table table = readTabular();
+  sensor_ctx *ctx = sensor_create();
+  REQUIRE(ctx);
+  trainEmbedded(ctx, table, 5);
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(SENSOR_MAX_BATCH)}) {
+    std::vector<float> cls(size_t(n) * 3), flag(static_cast<size_t>(n)), target(static_cast<size_t>(n));
+    REQUIRE(sensor_predict(ctx, n, table.x.data(), size_t(n) * 8, cls.data(), cls.size(), flag.data(), flag.size(),
+                           target.data(), target.size()) == SENSOR_OK);
+    std::vector<float> c2(cls.size(), -1), f2(flag.size(), -1), t2(target.size(), -1);
+    REQUIRE(sensor_predict_cls(ctx, n, table.x.data(), size_t(n) * 8, c2.data(), c2.size()) == SENSOR_OK);
+    REQUIRE(sensor_predict_flag(ctx, n, table.x.data(), size_t(n) * 8, f2.data(), f2.size()) == SENSOR_OK);
+    REQUIRE(sensor_predict_target(ctx, n, table.x.data(), size_t(n) * 8, t2.data(), t2.size()) == SENSOR_OK);
+    CHECK(c2 == cls);
+    CHECK(f2 == flag);
+    CHECK(t2 == target);
+  }
+  sensor_destroy(ctx);
+}
+
+TEST_CASE("wrong sizes, bad values and bad files are refused with a status") {
+  const Table table = readTabular();
+  sensor_ctx *ctx = sensor_create();
+  REQUIRE(ctx);
+  std::vector<float> before(sensor_params(ctx), sensor_params(ctx) + SENSOR_PARAM_COUNT);
+  const int64_t n = 4;
+  float out[3 * 4];
+  auto step = [&](int64_t nn, size_t xCount, size_t clsCount, const float *cls) {
+    return sensor_train_step(ctx, nn, table.x.data(), xCount, cls, clsCount, table.flag.data(), size_t(nn),
+                             table.target.data(), size_t(nn), nullptr, nullptr);
+  };
+  CHECK(step(n, n * 8 - 1, n, table.cls.data()) == SENSOR_ERR_SIZE);
+  CHECK(std::string(sensor_last_error(ctx)).find("features") != std::string::npos);
+  CHECK(step(n, n * 8, n + 1, table.cls.data()) == SENSOR_ERR_SIZE);
+  CHECK(step(0, 0, 0, table.cls.data()) == SENSOR_ERR_BATCH);
+  CHECK(step(SENSOR_MAX_BATCH + 1, (SENSOR_MAX_BATCH + 1) * 8, SENSOR_MAX_BATCH + 1, table.cls.data()) == SENSOR_ERR_BATCH);
+  const float badCls[4] = {0, 1, 3, 2};
+  CHECK(step(n, n * 8, n, badCls) == SENSOR_ERR_VALUE);
+  const float fracCls[4] = {0, 1, 0.5f, 2};
+  CHECK(step(n, n * 8, n, fracCls) == SENSOR_ERR_VALUE);
+  CHECK(sensor_train_step(ctx, n, nullptr, n * 8, table.cls.data(), n, table.flag.data(), n, table.target.data(), n,
+                          nullptr, nullptr) == SENSOR_ERR_NULL);
+  CHECK(sensor_predict_cls(ctx, n, table.x.data(), n * 8, out, 3 * n - 1) == SENSOR_ERR_SIZE);
+  CHECK(sensor_predict_flag(ctx, n, table.x.data(), n * 8, out, n + 1) == SENSOR_ERR_SIZE);
+  // Nothing was trained by the refused calls.
+  CHECK(std::vector<float>(sensor_params(ctx), sensor_params(ctx) + SENSOR_PARAM_COUNT) == before);
+  CHECK(sensor_steps(ctx) == 0);
+
+  CHECK(sensor_load(ctx, (kWork + "/no-such-file.safetensors").c_str()) == SENSOR_ERR_IO);
+  const std::string other = kWork + "/other.safetensors";
+  auto r = run(std::string(MTLC_BINARY) + " train -q --steps 1 --save " + other + " " + kSource + "/examples/tabular.mtl");
+  INFO(r.out);
+  REQUIRE(r.exitCode == 0);
+  CHECK(sensor_load(ctx, other.c_str()) == SENSOR_ERR_FORMAT);
+  CHECK(std::string(sensor_last_error(ctx)).find("trunk.0.weight") != std::string::npos);
+  CHECK(std::string(sensor_strerror(SENSOR_ERR_SIZE)).find("count") != std::string::npos);
+  sensor_destroy(ctx);
+}
+
+TEST_CASE("mtlc build options: embedded weights, cpu selection, errors") {
+  const std::string mtl = kSource + "/examples/embed/sensor.mtl";
+  const std::string ckpt = kWork + "/for-embed.safetensors";
+  auto t = run(std::string(MTLC_BINARY) + " train -q --steps 3 --save " + ckpt + " " + mtl);
+  REQUIRE(t.exitCode == 0);
+  auto b = run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + kWork + "/embedded --weights " + ckpt +
+               " --embed-weights --mcpu=x86-64-v3");
+  INFO(b.out);
+  REQUIRE(b.exitCode == 0);
+  std::ifstream h(kWork + "/embedded/sensor.h");
+  std::stringstream hs;
+  hs << h.rdbuf();
+  CHECK(hs.str().find("#define SENSOR_HAS_EMBEDDED_WEIGHTS 1") != std::string::npos);
+  CHECK(hs.str().find("cpu x86-64-v3") != std::string::npos);
+  auto nm = run("nm " + kWork + "/embedded/sensor.o");
+  CHECK(nm.out.find("D mtlc_sensor_bundle") != std::string::npos);
+  CHECK(nm.out.find("mtlc_sensor_train_step") != std::string::npos);
+  auto bad = run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + kWork + "/bad --mcpu=no-such-cpu");
+  CHECK(bad.exitCode == 2);
+  CHECK(run(std::string(MTLC_BINARY) + " build " + mtl).exitCode == 2);  // no -o
+  CHECK(run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + kWork + "/x --embed-weights").exitCode == 2);
+}
