@@ -3,6 +3,7 @@
 #include "Build.h"
 #include "Options.h"
 #include "Pipeline.h"
+#include "Repl.h"
 #include "Summary.h"
 #include "ir/Builder.h"
 #include "ir/Printer.h"
@@ -49,6 +50,7 @@ int emitText(const Options &o, const std::string &text) {
 
 int run(const Options &o) {
   if (o.build) return runBuild(o);
+  if (o.command == Command::Repl) return runRepl(o.file, o.color, o.optLevel > 0);
   if (o.emit == Emit::Ast) {
     // Only parsing is needed to show the syntax tree.
     std::ifstream in(o.file, std::ios::binary);

@@ -11,7 +11,8 @@ namespace {
 const char *kDescription =
     "mtlc: a compiler for multi-task neural networks.\n"
     "  mtlc [options] MODEL.mtl         parse, check, lower, JIT-compile; print a summary\n"
-    "  mtlc train [options] MODEL.mtl   compile, then train on the program's data\n";
+    "  mtlc train [options] MODEL.mtl   compile, then train on the program's data\n"
+    "  mtlc repl [MODEL.mtl]            define, inspect, train and query a model interactively\n";
 
 const char *kFooter =
     "Exit status: 0 success, 1 error in the program or its data, 2 bad command line,\n"
@@ -64,6 +65,15 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
       });
   train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
 
+  CLI::App *repl = app.add_subcommand(
+      "repl", "An interactive session: type declarations and :commands (:help lists them); with "
+              "stdin not a terminal, runs it as a script");
+  repl->add_option("MODEL", o.file, "A .mtl program to start from")->check(CLI::ExistingFile);
+  repl->add_option("--color", o.color, "Colour diagnostics: auto (on a tty), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  repl->add_option("-O", o.optLevel, "Optimisation level: -O0 skips LLVM's pipeline")
+      ->check(CLI::Range(0, 3));
+
   CLI::App *build = app.add_subcommand(
       "build", "Compile MODEL ahead of time: DIR/<model>.o and the C header DIR/<model>.h, for "
                "programs that train and predict without LLVM (see README, Embedding generated code)");
@@ -90,6 +100,8 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   o.build = build->parsed();
   if (train->parsed()) {
     o.command = Command::Train;
+  } else if (repl->parsed()) {
+    o.command = Command::Repl;
   } else if (o.file.empty()) {
     std::cerr << "mtlc: error: no input file (see mtlc --help)\n";
     return 2;

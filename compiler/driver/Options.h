@@ -9,7 +9,7 @@
 namespace mtlc::driver {
 
 enum class Emit { None, Ast, Ir, Llvm };
-enum class Command { Compile, Train };
+enum class Command { Compile, Train, Repl };
 
 struct Options {
   Command command = Command::Compile;

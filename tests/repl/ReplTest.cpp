@@ -1,0 +1,320 @@
+// `mtlc repl`: driven as a script through a pipe (every command, an error mid-session, declarations
+// typed at the prompt, a head swap that keeps the trunk bit-for-bit) and through a pseudo-terminal
+// (prompt, tab completion, history file).
+#include "runtime/SafeTensors.h"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <pty.h>
+#include <regex>
+#include <signal.h>
+#include <sstream>
+#include <string>
+#include <sys/select.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exitCode = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path &p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path workDir() {
+  auto d = fs::path(MTLC_BINARY_DIR) / "test-work" / "repl";
+  fs::create_directories(d);
+  return d;
+}
+
+std::string example(const std::string &name) { return std::string(MTLC_SOURCE_DIR) + "/examples/" + name; }
+
+// Pipes `script` into `mtlc repl ARGS`.
+Result runScript(const std::string &script, const std::string &args = "") {
+  static int counter = 0;
+  auto dir = workDir();
+  std::string n = std::to_string(counter++);
+  auto in = dir / ("script" + n + ".txt"), out = dir / ("out" + n + ".txt"), err = dir / ("err" + n + ".txt");
+  std::ofstream(in, std::ios::binary) << script;
+  std::string cmd = "'" MTLC_BINARY "' repl " + args + " <'" + in.string() + "' >'" + out.string() +
+                    "' 2>'" + err.string() + "'";
+  int status = std::system(cmd.c_str());
+  Result r;
+  if (WIFEXITED(status)) r.exitCode = WEXITSTATUS(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+size_t count(const std::string &hay, const std::string &needle) {
+  size_t n = 0;
+  for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a piped script runs every command; an error in the middle does not end it") {
+  auto dir = workDir();
+  std::string ckpt = (dir / "tabular.safetensors").string();
+  std::string script =
+      ":load " + example("tabular.mtl") + "\n"   // 1
+      ":help\n"                                   // 2
+      ":show\n"                                   // 3
+      ":show trunk\n"                             // 4
+      ":ir predict\n"                             // 5
+      ":ir trunk\n"                               // 6
+      ":llvm predict\n"                           // 7
+      ":set lr=0.01\n"                            // 8
+      ":set epochs=1\n"                           // 9
+      ":train 5 steps\n"                          // 10
+      ":train 1 epochs\n"                         // 11
+      ":eval\n"                                   // 12
+      ":predict cls row 0\n"                      // 13
+      ":predict target 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8\n"  // 14
+      "task flag { trunk -> dense(16) -> relux -> dense(1)  loss bce }\n"  // 15: an error
+      ":frobnicate\n"                             // 16: another
+      ":show flag\n"                              // 17: the old flag is still there (dense(16) -> relu)
+      ":save " + ckpt + "\n"                      // 18
+      ":init " + ckpt + "\n"                      // 19
+      ":time\n"                                   // 20
+      ":reset\n"                                  // 21
+      ":show\n"                                   // 22
+      ":quit\n"                                   // 23
+      ":help\n";                                  // not reached
+  Result r = runScript(script);
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 1);  // a script with errors fails, but it ran to :quit
+  CHECK(r.out.find("mtl>") == std::string::npos);  // no prompts in a script
+  CHECK(r.err.find("\033[") == std::string::npos); // no colours
+  CHECK(r.out.find("loaded " + example("tabular.mtl")) != std::string::npos);
+  CHECK(r.out.find("compiled tabular in") != std::string::npos);
+  CHECK(count(r.out, "list the commands") == 1);   // :help once: nothing runs after :quit
+  for (const char *c : {":load", ":show", ":ir", ":llvm", ":train", ":eval", ":predict", ":set",
+                        ":save", ":init", ":time", ":reset", ":quit"})
+    CHECK(r.out.find(std::string("  ") + c + " ") != std::string::npos);
+  CHECK(r.out.find("task    cls") != std::string::npos);             // :show
+  CHECK(r.out.find("trunk.0.weight [64, 8]") != std::string::npos);   // :show trunk
+  CHECK(r.out.find("used by: task cls, task flag, task target") != std::string::npos);
+  CHECK(r.out.find("define") != std::string::npos);                   // :llvm predict
+  CHECK(r.out.find("_predict(") != std::string::npos);
+  CHECK(r.out.find("lr = 0.01") != std::string::npos);
+  CHECK(r.out.find("trained 5 steps") != std::string::npos);
+  CHECK(r.out.find("trained 63 steps") != std::string::npos);         // 2000 rows / 32 per batch
+  CHECK(r.out.find("test split, ") != std::string::npos);
+  CHECK(r.out.find("cls: class ") != std::string::npos);
+  CHECK(r.out.find("target: [") != std::string::npos);
+  // The typo is reported where it was typed: line 15 of the input, at `relux`.
+  CHECK(r.err.find("<input>:15:35: error: unknown layer 'relux'") != std::string::npos);
+  CHECK(r.err.find("unknown command ':frobnicate'") != std::string::npos);
+  CHECK(r.err.find("(not added: the model is unchanged)") != std::string::npos);
+  CHECK(r.out.find("relu -> dense(1)") != std::string::npos);        // :show flag after the error
+  CHECK(r.out.find("saved " + ckpt) != std::string::npos);
+  CHECK(r.out.find("loaded parameters and optimizer state from " + ckpt) != std::string::npos);
+  CHECK(r.out.find("last compile:") != std::string::npos);
+  CHECK(r.out.find("training:     68 steps") != std::string::npos);
+  CHECK(r.out.find("reset: no model") != std::string::npos);
+  CHECK(r.out.find("(no declarations)") != std::string::npos);
+}
+
+TEST_CASE("declarations typed at the prompt build a model; redefining one replaces it") {
+  std::string csv = example("tabular.csv");
+  std::string script =
+      "input features : f32[8]\n"                   // 1
+      "shared trunk = features -> dense(16) -> relu\n"  // 2
+      "task cls {\n"                                // 3
+      "  trunk -> dense(3)\n"
+      "  loss cross_entropy\n"
+      "  metric accuracy\n"
+      "}\n"                                         // 7
+      "train {\n"                                   // 8
+      "  optimizer sgd(lr=0.1)\n"
+      "  batch 32\n"
+      "  epochs 1\n"
+      "  seed 1\n"
+      "}\n"                                         // 13
+      "data {\n"                                    // 14
+      "  train csv(\"" + csv + "\")\n"
+      "  features = columns(0..7)\n"
+      "  cls = cls\n"
+      "}\n"                                         // 18
+      ":train 3 steps\n"                            // 19
+      "task cls {\n"                                // 20
+      "  trunk -> dense(8) -> relu -> dense(3)\n"
+      "  loss cross_entrop\n"                       // 22: a typo in a multi-line declaration
+      "}\n"
+      "task cls {\n"                                // 24
+      "  trunk -> dense(8) -> relu -> dense(3)\n"
+      "  loss cross_entropy\n"
+      "}\n"
+      ":show cls\n"
+      ":set batch=16\n"
+      ":train 2 steps\n";
+  Result r = runScript(script);
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 1);
+  CHECK(r.out.find("compiled repl in") != std::string::npos);
+  CHECK(r.out.find("trained 3 steps") != std::string::npos);
+  CHECK(r.err.find("<input>:22:8: error: unknown loss 'cross_entrop'") != std::string::npos);
+  // The new head: the trunk's two tensors are kept, the head's four are new.
+  CHECK(r.out.find("kept 2 tensors, initialised cls.0.weight, cls.0.bias, cls.2.weight, cls.2.bias") !=
+        std::string::npos);
+  CHECK(r.out.find("cls.2.weight [3, 8]") != std::string::npos);
+  // A new batch size recompiles (the kernels are sized for it) and keeps every tensor.
+  CHECK(r.out.find("kept 6 tensors, initialised none") != std::string::npos);
+  CHECK(r.out.find("trained 2 steps") != std::string::npos);
+  CHECK(r.out.find("7 steps in all") == std::string::npos);
+}
+
+TEST_CASE("swapping the flagship's head after :train keeps the trunk bit-for-bit, recompiling fast") {
+  auto dir = workDir();
+  std::string before = (dir / "before.safetensors").string(), after = (dir / "after.safetensors").string();
+  std::string script =
+      ":train 20 steps\n"
+      ":save " + before + "\n"
+      "task category {\n"
+      "  trunk -> dense(32) -> relu -> dense(10)\n"
+      "  loss cross_entropy\n"
+      "  metric accuracy\n"
+      "}\n"
+      ":save " + after + "\n"
+      ":time\n";
+  Result r = runScript(script, "'" + example("fashion.mtl") + "'");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  REQUIRE(r.exitCode == 0);
+  auto a = mtlc::rt::readSafeTensors(before), b = mtlc::rt::readSafeTensors(after);
+  int compared = 0;
+  for (const auto &t : a.tensors) {
+    bool trunk = t.name.rfind("trunk.", 0) == 0, footwear = t.name.rfind("footwear.", 0) == 0;
+    if (!trunk && !footwear) continue;
+    const auto *u = b.find(t.name);
+    REQUIRE(u);
+    CHECK(u->shape == t.shape);
+    REQUIRE(u->data.size() == t.data.size());
+    CHECK(std::memcmp(u->data.data(), t.data.data(), t.data.size() * sizeof(float)) == 0);
+    ++compared;
+  }
+  CHECK(compared == 6);  // trunk.0.{weight,bias}, footwear.0/2.{weight,bias}
+  // The optimizer state of kept tensors is kept too; the swapped head is new.
+  REQUIRE(a.find("category.0.weight"));
+  CHECK(a.find("category.0.weight")->shape == std::vector<int64_t>{64, 5408});
+  CHECK(b.find("category.0.weight")->shape == std::vector<int64_t>{32, 5408});
+  // The recompile after the swap: "compiled fashion in N ms ...; kept 7 tensors" (the trunk's 2,
+  // footwear's 4, and category.2.bias, whose name and shape [10] did not change).
+  std::smatch m;
+  std::regex re("compiled fashion in ([0-9]+) ms[^\n]*kept 7 tensors");
+  REQUIRE(std::regex_search(r.out, m, re));
+  double ms = std::stod(m[1]);
+  std::cout << "flagship head swap recompiled in " << ms << " ms\n";
+  CHECK(ms < 3000);  // ~100-300 ms on an idle machine; generous for loaded CI
+}
+
+TEST_CASE("on a terminal: prompt, tab completion of commands and names, history saved") {
+  auto home = workDir() / "home";
+  fs::create_directories(home);
+  fs::remove(home / ".mtlc_history");
+  int master = -1;
+  winsize ws{};
+  ws.ws_row = 40;
+  ws.ws_col = 120;  // libedit does not edit in a 0x0 terminal
+  pid_t pid = forkpty(&master, nullptr, nullptr, &ws);
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    setenv("HOME", home.c_str(), 1);
+    setenv("TERM", "xterm", 1);
+    unsetenv("MTLC_HISTORY");
+    execl(MTLC_BINARY, "mtlc", "repl", example("tabular.mtl").c_str(), (char *)nullptr);
+    _exit(127);
+  }
+  std::string seen;
+  // Reads until `want` appears after position `from` (or 20 s pass).
+  auto waitFor = [&](const std::string &want, size_t from) {
+    auto t0 = std::chrono::steady_clock::now();
+    while (seen.find(want, from) == std::string::npos) {
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(20)) return false;
+      fd_set fds;
+      FD_ZERO(&fds);
+      FD_SET(master, &fds);
+      timeval tv{0, 200000};
+      if (select(master + 1, &fds, nullptr, nullptr, &tv) > 0) {
+        char buf[4096];
+        ssize_t n = read(master, buf, sizeof buf);
+        if (n <= 0) return false;
+        seen.append(buf, size_t(n));
+      }
+    }
+    return true;
+  };
+  // libedit (re)configures the terminal when a prompt starts reading: give it a moment, so that
+  // typed-ahead keys are not dropped.
+  auto send = [&](const std::string &s) {
+    usleep(300000);
+    REQUIRE(write(master, s.data(), s.size()) == ssize_t(s.size()));
+  };
+
+  bool prompt = waitFor("mtl> ", 0);
+  INFO("terminal:\n" << seen);
+  REQUIRE(prompt);
+  CHECK(seen.find("compiled tabular in") != std::string::npos);
+  size_t mark = seen.size();
+  send(":he\t");  // completes to :help
+  send("\r");
+  CHECK(waitFor("list the commands", mark));
+  CHECK(waitFor("mtl> ", seen.find("list the commands", mark)));
+  mark = seen.size();
+  send(":show tru\t");  // completes a declared name
+  send("\r");  // libedit echoes only the completed part ("nk "): the result proves it
+  CHECK(waitFor("used by: task cls", mark));
+  mark = seen.size();
+  send("task flag {\r");  // a continuation prompt while the brace is open
+  CHECK(waitFor("...> ", mark));
+  size_t cont = seen.size();
+  send("  trunk -> dense(4) -> relu -> dense(1)\r");
+  CHECK(waitFor("...> ", cont));
+  cont = seen.size();
+  send("  loss bce\r");
+  CHECK(waitFor("...> ", cont));
+  send("}\r");
+  CHECK(waitFor("kept", mark));
+  mark = seen.size();
+  send(":quit\r");
+  int status = 0;
+  for (int i = 0; i < 100 && waitpid(pid, &status, WNOHANG) == 0; ++i) {
+    // Keep draining the terminal so the child never blocks on a full buffer.
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(master, &fds);
+    timeval tv{0, 100000};
+    char buf[4096];
+    if (select(master + 1, &fds, nullptr, nullptr, &tv) > 0 && read(master, buf, sizeof buf) <= 0)
+      usleep(100000);
+  }
+  if (waitpid(pid, &status, WNOHANG) == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL("the REPL did not exit after :quit");
+  }
+  close(master);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  std::string history = slurp(home / ".mtlc_history");
+  CHECK(history.find(":help") != std::string::npos);
+  // libedit's history file escapes blanks as \040.
+  CHECK((history.find(":show trunk") != std::string::npos ||
+         history.find(":show\\040trunk") != std::string::npos));
+}
