@@ -165,9 +165,7 @@ void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& d) {
     for (int64_t r = 0; r < d.rows; ++r)
       for (int64_t j = 0; j < f->width; ++j) {
         float y = f->data[size_t(r) * f->width + j];
-        if (std::isnan(y))
-          throwError("{}: task `{}` has no label for this sample (NaN); missing labels are not supported yet",
-                     d.rowPos(r), task.name);
+        if (std::isnan(y)) continue;  // absent: the loss kernels and metrics skip it
         switch (task.loss) {
           case LossKind::CrossEntropy:
             if (y != std::floor(y) || y < 0 || y >= float(task.outWidth))

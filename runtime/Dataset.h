@@ -90,8 +90,8 @@ Dataset bindTable(Table table, const std::vector<Binding>& inputs,
 
 // Checks every label against its task's loss: cross_entropy labels are integers in
 // [0, outWidth); bce labels are 0 or 1 (any value in [0, 1] is accepted: soft labels); mse/l1 labels
-// are finite. Missing labels (NaN) are rejected (no task masks them yet). Throws Error naming the
-// row ("data/x.csv:17: task `kind` label 12 is out of range [0, 10)").
+// are finite. A NaN label (an empty csv cell or `nan`) is absent and accepted: the loss kernels
+// mask it and the metrics skip it. Throws Error naming the row ("data/x.csv:17: task `kind` label 12 is out of range [0, 10)").
 void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& data);
 
 // Checks inputs that index an embedding (InputSpec::categories > 0): every value an integer in

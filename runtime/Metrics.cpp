@@ -46,12 +46,20 @@ MetricAccumulator::MetricAccumulator(const TaskSpec& task) : task_(task) {}
 
 void MetricAccumulator::reset() { *this = MetricAccumulator(task_); }
 
+int64_t countPresent(const float* labels, int64_t count) {
+  int64_t c = 0;
+  for (int64_t i = 0; i < count; ++i) c += !std::isnan(labels[i]);
+  return c;
+}
+
 void MetricAccumulator::add(const float* out, const float* labels, int64_t n, double batchLoss) {
-  lossSum_ += batchLoss * double(n);
-  lossSamples_ += n;
+  const int64_t W = task_.outWidth, L = task_.labelWidth;
+  const int64_t present = countPresent(labels, n * L);
+  if (present > 0) lossSum_ += batchLoss * double(present);  // a batch without labels adds nothing
+  lossCount_ += present;
+  samples_ += n;
   if (!out) return;
   outSamples_ += n;
-  const int64_t W = task_.outWidth, L = task_.labelWidth;
   auto err = [&](double pred, double y) {
     sqErr_ += (pred - y) * (pred - y);
     absErr_ += std::fabs(pred - y);
@@ -62,6 +70,7 @@ void MetricAccumulator::add(const float* out, const float* labels, int64_t n, do
     const float* y = labels + i * L;
     switch (task_.loss) {
       case LossKind::CrossEntropy: {
+        if (std::isnan(y[0])) break;  // absent
         int64_t best = 0;
         for (int64_t k = 1; k < W; ++k)
           if (o[k] > o[best]) best = k;
@@ -75,6 +84,7 @@ void MetricAccumulator::add(const float* out, const float* labels, int64_t n, do
       }
       case LossKind::BCE:
         for (int64_t k = 0; k < std::min(W, L); ++k) {
+          if (std::isnan(y[k])) continue;  // absent
           const bool pos = y[k] > 0.5f;
           correct_ += ((o[k] > 0) == pos);
           ++judged_;
@@ -85,7 +95,8 @@ void MetricAccumulator::add(const float* out, const float* labels, int64_t n, do
         break;
       case LossKind::MSE:
       case LossKind::L1:
-        for (int64_t k = 0; k < std::min(W, L); ++k) err(o[k], y[k]);
+        for (int64_t k = 0; k < std::min(W, L); ++k)
+          if (!std::isnan(y[k])) err(o[k], y[k]);
         break;
     }
   }
@@ -93,7 +104,7 @@ void MetricAccumulator::add(const float* out, const float* labels, int64_t n, do
 
 std::map<std::string, double> MetricAccumulator::result() const {
   std::map<std::string, double> r;
-  r["loss"] = lossSamples_ ? lossSum_ / double(lossSamples_) : kNaN;
+  r["loss"] = lossCount_ ? lossSum_ / double(lossCount_) : kNaN;
   for (Metric m : task_.metrics) {
     double v = kNaN;
     switch (m) {

@@ -1,6 +1,12 @@
 // Per-task metrics over an epoch, from raw head outputs [n, outWidth] and labels [n, labelWidth]:
 //
-//   loss      mean over samples of the kernels' batch-mean loss (Σ batchLoss·n / Σ n)
+// Partial labels: a NaN label value is absent. Every metric runs over the present ones only
+// (cross_entropy: the samples whose label is present; bce, mse, mae: the present label elements),
+// and a task with no present label at all reports NaN (null in logs) for each, loss included.
+//
+//   loss      the kernels' batch-mean loss (a mean over the batch's present labels), averaged over
+//             batches weighted by each batch's present-label count (Σ batchLoss·c / Σ c), which is
+//             the mean over every present label of the epoch
 //   accuracy  cross_entropy: argmax of the row == label (first maximum on ties);
 //             bce: (logit > 0) == (label > 0.5), over every element
 //   auc       bce: ROC AUC of the logits against label > 0.5, by ranks with ties given their
@@ -22,6 +28,9 @@ namespace mtlc::rt {
 
 const char* metricName(Metric m);  // "accuracy", "auc", "mse", "mae"
 
+// The label values present (not NaN) among `count` floats.
+int64_t countPresent(const float* labels, int64_t count);
+
 // Area under the ROC curve of `scores` for binary `positive` labels, ties averaged.
 double rocAuc(const std::vector<float>& scores, const std::vector<uint8_t>& positive);
 
@@ -35,12 +44,13 @@ class MetricAccumulator {
 
   // "loss" plus one entry per metric of the task, under metricName().
   std::map<std::string, double> result() const;
-  int64_t samples() const { return lossSamples_; }
+  int64_t samples() const { return samples_; }          // samples seen (present labels or not)
+  int64_t presentLabels() const { return lossCount_; }  // label values present among them
 
  private:
   TaskSpec task_;
   double lossSum_ = 0;
-  int64_t lossSamples_ = 0;
+  int64_t lossCount_ = 0, samples_ = 0;
   int64_t outSamples_ = 0;          // samples whose outputs were seen
   int64_t correct_ = 0, judged_ = 0;  // accuracy
   double sqErr_ = 0, absErr_ = 0;

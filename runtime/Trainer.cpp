@@ -9,6 +9,7 @@
 #include "runtime/Optimizer.h"
 #include "runtime/Progress.h"
 #include "runtime/Rng.h"
+#include "runtime/Weighting.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -31,11 +32,14 @@ static double now() {
 
 std::vector<float> lossWeights(const ModelSpec& spec) {
   const std::string& w = spec.train.weighting;
+  const float T = float(spec.tasks.size());
   std::vector<float> weights;
   for (const TaskSpec& t : spec.tasks) {
-    if (w == "fixed" || w.empty()) weights.push_back(float(t.weight));
-    else if (w == "uniform") weights.push_back(1.0f / float(spec.tasks.size()));
-    else throwError("weighting `{}` is not supported by the runtime yet (supported: fixed, uniform)", w);
+    if (w == "fixed" || w.empty() || w == "pcgrad") weights.push_back(float(t.weight));
+    else if (w == "uniform" || w == "mgda") weights.push_back(1.0f / T);
+    else if (w == "uncertainty") weights.push_back(0.5f);  // ½·exp(−0)
+    else if (w == "dwa" || w == "gradnorm") weights.push_back(1.0f);
+    else throwError("unknown weighting `{}` (known: fixed, uniform, uncertainty, dwa, gradnorm, pcgrad, mgda)", w);
   }
   return weights;
 }
@@ -73,17 +77,81 @@ Dataset loadSplit(const ModelSpec& spec, const std::string& split,
 
 namespace {
 
-// The buffers one kernel call needs besides params/grads: activations, per-task outputs, losses.
+// The buffers one kernel call needs besides params/grads: activations, per-task outputs (then,
+// for rep_grads, per-task gradients of the shared representation), losses.
 struct Workspace {
   Arena acts;
   std::vector<Arena> outputs;
   std::vector<float*> outputPtrs;
   std::vector<float> losses, weights;
-  explicit Workspace(const ModelSpec& spec) : acts(spec.actsFloats), losses(spec.tasks.size() + 1),
-                                              weights(lossWeights(spec)) {
+  explicit Workspace(const ModelSpec& spec, bool repGrads = false)
+      : acts(spec.actsFloats), losses(spec.tasks.size() + 1), weights(lossWeights(spec)) {
     for (const TaskSpec& t : spec.tasks) outputs.emplace_back(spec.maxBatch * t.outWidth);
+    if (repGrads)
+      for (size_t t = 0; t < spec.tasks.size(); ++t) outputs.emplace_back(spec.maxBatch * spec.repWidth);
     for (Arena& a : outputs) outputPtrs.push_back(a.data());
   }
+};
+
+// The kernels over the current batch, for the weighting strategies (Weighting.h). Every call
+// checks the task losses it produced.
+class BatchKernels final : public StepKernels {
+ public:
+  BatchKernels(const ModelSpec& spec, Workspace& ws, float* params, float* grads, Arena& taskGrads)
+      : spec_(spec), ws_(ws), grads_(grads), taskGrads_(taskGrads), present_(spec.tasks.size()) {
+    base_.params = params;
+    base_.acts = ws.acts.data();
+    base_.losses = ws.losses.data();
+    base_.outputs = ws.outputPtrs.data();
+  }
+  void begin(const Batcher& b, int64_t n, int64_t step, int64_t epoch, uint64_t seed) {
+    base_.inputs = b.inputs();
+    base_.labels = b.labels();
+    base_.n = n;
+    base_.seed = seed;
+    step_ = step;
+    epoch_ = epoch;
+    for (size_t t = 0; t < spec_.tasks.size(); ++t)
+      present_[t] = countPresent(b.labels()[t], n * spec_.tasks[t].labelWidth);
+  }
+  void trainStep(const float* w) override { run(spec_.trainStep, "train_step", w, grads_); }
+  void taskGrads(const float* w) override {
+    taskGrads_.zero();  // a task's gradient is zero where its loss does not reach
+    run(spec_.taskGradsStep, "task_grads", w, taskGrads_.data());
+  }
+  void repGrads(const float* w) override {
+    const size_t T = spec_.tasks.size();
+    for (size_t t = 0; t < T; ++t) std::fill_n(ws_.outputPtrs[T + t], base_.n * spec_.repWidth, 0.0f);
+    run(spec_.repGradsStep, "rep_grads", w, grads_);
+  }
+  const float* losses() const override { return ws_.losses.data(); }
+  float* grads() override { return grads_; }
+  const float* taskGrad(int64_t t) const override { return taskGrads_.data() + t * spec_.paramCount; }
+  const float* repGrad(int64_t t) const override { return ws_.outputPtrs[spec_.tasks.size() + size_t(t)]; }
+  int64_t n() const override { return base_.n; }
+  int64_t present(int64_t t) const override { return present_[size_t(t)]; }
+
+ private:
+  void run(mtlc_entry_fn fn, const char* name, const float* w, float* grads) {
+    if (!fn) throwError("internal: model `{}` has no {} entry point", spec_.name, name);
+    mtlc_args args = base_;
+    args.grads = grads;
+    args.loss_weights = w;
+    fn(&args);
+    for (size_t t = 0; t < spec_.tasks.size(); ++t) {
+      const float L = ws_.losses[t];
+      if (!std::isfinite(L))
+        throwError("task `{}` loss became {} at step {} (epoch {})", spec_.tasks[t].name,
+                   std::isnan(L) ? "NaN" : "infinite", step_, epoch_);
+    }
+  }
+  const ModelSpec& spec_;
+  Workspace& ws_;
+  float* grads_;
+  Arena& taskGrads_;
+  mtlc_args base_{};
+  std::vector<int64_t> present_;
+  int64_t step_ = 0, epoch_ = 0;
 };
 
 std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params, const Dataset& data, Workspace& ws) {
@@ -130,7 +198,8 @@ std::string metricsLine(const TaskSpec& task, const TaskResult& r) {
 
 ojson metricsJson(const TaskSpec& task, const TaskResult& r) {
   ojson j = ojson::object();
-  j["loss"] = r.metrics.at("loss");
+  const double loss = r.metrics.at("loss");
+  j["loss"] = std::isnan(loss) ? ojson(nullptr) : ojson(loss);  // no label of the task in the data
   for (Metric m : task.metrics) {
     double v = r.metrics.at(metricName(m));
     j[metricName(m)] = std::isnan(v) ? ojson(nullptr) : ojson(v);
@@ -198,22 +267,43 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   const bool hasTest = spec.data.test.present() || opt.dataOverrides.count("test");
   Dataset testData = hasTest ? loadSplit(spec, "test", opt.dataOverrides) : Dataset{};
 
-  // ---- arenas, initial parameters, optimizer
+  // ---- arenas, weighting, initial parameters, optimizer
+  std::unique_ptr<Weighting> weighting = Weighting::create(spec, seed);
   Arena params(spec.paramCount), grads(spec.paramCount);
-  Workspace ws(spec);
+  Arena taskGrads(weighting->needsTaskGrads() ? T * spec.paramCount : 0);
+  Workspace ws(spec, weighting->needsRepGrads());
   Optimizer optimizer(ts.optimizer, spec.paramCount);
   optimizer.setActiveSpans(trainableSpans(spec));
   std::string initNote;
+  std::vector<std::string> initLines, freshNames;
+  initParams(spec, seed, params.data());  // then --init overwrites what it has
   if (!opt.initPath.empty()) {
-    loadParams(opt.initPath, spec, params.data());
-    bool withState = loadOptimizerState(opt.initPath, optimizer);
-    initNote = fmt::format("parameters from {}{}", opt.initPath,
-                           withState ? fmt::format(" (with optimizer state after {} steps)", optimizer.steps()) : "");
+    TensorFile file = readSafeTensors(opt.initPath);
+    InitReport ir = loadMatchingParams(file, opt.initPath, spec, params.data());
+    freshNames = ir.freshNames;
+    if (ir.complete() && ir.unused.empty()) {
+      // The same model: continue where it stopped, optimizer and weighting state included.
+      bool withState = loadOptimizerState(file, opt.initPath, optimizer);
+      bool withWeighting = !weighting->state().empty() && loadWeightingState(file, spec, *weighting);
+      std::string extra;
+      if (withState) extra = fmt::format("with optimizer state after {} steps", optimizer.steps());
+      if (withWeighting) extra += fmt::format("{}weighting state", extra.empty() ? "with " : ", ");
+      initNote = fmt::format("parameters from {}{}", opt.initPath, extra.empty() ? "" : " (" + extra + ")");
+    } else {
+      // Another model (transfer): the parameters that fit, and no optimizer or weighting state.
+      if (ir.complete())
+        initNote = fmt::format("parameters from {}: all {} loaded (a checkpoint of another model: optimizer state "
+                               "not restored)", opt.initPath, ir.loaded.size());
+      else
+        initNote = fmt::format("parameters from {}: {} of {} loaded, {} initialised fresh (seed {})", opt.initPath,
+                               ir.loaded.size(), spec.params.size(), ir.fresh.size(), seed);
+      initLines.push_back(fmt::format("init: loaded {}", fmt::join(ir.loaded, ", ")));
+      if (!ir.fresh.empty()) initLines.push_back(fmt::format("init: fresh {}", fmt::join(ir.fresh, ", ")));
+      if (!ir.unused.empty()) initLines.push_back(fmt::format("init: not used from the checkpoint: {}", fmt::join(ir.unused, ", ")));
+    }
   } else {
-    initParams(spec, seed, params.data());
     initNote = fmt::format("seed {}", seed);
   }
-  const std::vector<float>& weights = ws.weights;
 
   std::ofstream log;
   if (!opt.logPath.empty()) {
@@ -224,12 +314,45 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   out << fmt::format("model {}: {} task{}, {} parameters; {}, batch {}, {} epoch{}; {}\n", spec.name, T,
                      T == 1 ? "" : "s", spec.paramCount, optimizerString(ts.optimizer), ts.batch, epochs,
                      epochs == 1 ? "" : "s", initNote);
+  for (const std::string& l : initLines) out << l << '\n';
+  if (ts.weighting != "fixed" && !ts.weighting.empty()) out << fmt::format("weighting: {}\n", weighting->describe());
+  {  // frozen blocks, in parameter order
+    std::vector<std::string> blocks;
+    std::map<std::string, std::pair<int64_t, int64_t>> sizes;  // block -> parameters, values
+    for (const ParamSpec& p : spec.params) {
+      if (!p.frozen) continue;
+      if (!sizes.count(p.block)) blocks.push_back(p.block);
+      sizes[p.block].first += 1;
+      sizes[p.block].second += p.size;
+      if (std::find(freshNames.begin(), freshNames.end(), p.name) != freshNames.end())
+        out << fmt::format("warning: frozen parameter `{}` was not loaded from the checkpoint; it keeps its random "
+                           "initial values\n", p.name);
+    }
+    std::vector<std::string> parts;
+    for (const std::string& b : blocks)
+      parts.push_back(fmt::format("{} ({} parameter{}, {} values)", b, sizes[b].first, sizes[b].first == 1 ? "" : "s",
+                                  sizes[b].second));
+    if (!parts.empty()) out << fmt::format("frozen: {}; the optimizer leaves them unchanged\n", fmt::join(parts, ", "));
+  }
   out << fmt::format("train: {} ({} samples)", trainData.origin, trainData.rows);
   if (hasTest) out << fmt::format("; test: {} ({} samples)", testData.origin, testData.rows);
-  out << '\n' << std::flush;
+  out << '\n';
+  {  // partial labels
+    std::vector<std::string> parts;
+    bool partial = false;
+    for (int64_t t = 0; t < T; ++t) {
+      const Field& f = trainData.labels[size_t(t)];
+      const int64_t total = int64_t(f.data.size()), present = countPresent(f.data.data(), total);
+      partial = partial || present < total;
+      parts.push_back(fmt::format("{} {}/{}", spec.tasks[size_t(t)].name, present, total));
+    }
+    if (partial) out << fmt::format("labels present (train): {}\n", fmt::join(parts, ", "));
+  }
+  out << std::flush;
 
   // ---- the loop
   Batcher batcher(trainData, ts.batch, ts.shuffle, seed);
+  BatchKernels kernels(spec, ws, params.data(), grads.data(), taskGrads);
   Progress progress(std::cerr, Progress::stderrIsTty(), !opt.quiet);
   std::vector<MetricAccumulator> trainAcc;
   for (const TaskSpec& t : spec.tasks) trainAcc.emplace_back(t);
@@ -245,46 +368,33 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     progress.beginEpoch(e + 1, epochs, batches);
     const double epochStart = now();
     double totalSum = 0;
-    int64_t epochSamples = 0;
+    int64_t epochSamples = 0, batchesDone = 0;
     for (int64_t b = 0; b < batches; ++b) {
       const int64_t n = batcher.gather(b);
       const int64_t step = report.steps + 1;
-      for (float* o : ws.outputPtrs) o[0] = float(nan);  // tells whether trainStep wrote outputs
-      mtlc_args args{};
-      args.params = params.data();
-      args.grads = grads.data();
-      args.acts = ws.acts.data();
-      args.inputs = batcher.inputs();
-      args.labels = batcher.labels();
-      args.loss_weights = weights.data();
-      args.losses = ws.losses.data();
-      args.outputs = ws.outputPtrs.data();
-      args.n = n;
-      args.seed = mix64(mix64(seed) ^ uint64_t(step));
-      spec.trainStep(&args);
-      for (int64_t t = 0; t <= T; ++t) {
-        const float L = ws.losses[t];
-        if (!std::isfinite(L))
-          throwError("{} loss became {} at step {} (epoch {})",
-                     t < T ? fmt::format("task `{}`", spec.tasks[t].name) : std::string("the total"),
-                     std::isnan(L) ? "NaN" : "infinite", step, e + 1);
-      }
+      for (int64_t t = 0; t < T; ++t) ws.outputPtrs[t][0] = float(nan);  // tells whether trainStep wrote outputs
+      kernels.begin(batcher, n, step, e + 1, mix64(mix64(seed) ^ uint64_t(step)));
+      const StepResult sr = weighting->step(kernels, step);
+      if (!std::isfinite(sr.total))
+        throwError("the total loss became {} at step {} (epoch {})", std::isnan(sr.total) ? "NaN" : "infinite", step,
+                   e + 1);
       optimizer.step(params.data(), grads.data());
+      ++batchesDone;
       report.steps = step;
       for (int64_t t = 0; t < T; ++t) {
         const float* o = std::isnan(ws.outputPtrs[t][0]) ? nullptr : ws.outputPtrs[t];
         trainAcc[t].add(o, batcher.labels()[t], n, ws.losses[t]);
       }
-      totalSum += double(ws.losses[T]) * double(n);
+      totalSum += sr.total * double(n);
       epochSamples += n;
       samplesSeen += n;
       if (log.is_open()) {
         ojson j;
         j["step"] = step;
         j["epoch"] = e + 1;
-        j["loss"] = ws.losses[T];
+        j["loss"] = sr.total;
         ojson tasks = ojson::object();
-        for (int64_t t = 0; t < T; ++t) tasks[spec.tasks[t].name] = {{"loss", ws.losses[t]}, {"weight", weights[t]}};
+        for (int64_t t = 0; t < T; ++t) tasks[spec.tasks[t].name] = {{"loss", ws.losses[t]}, {"weight", sr.weights[t]}};
         j["tasks"] = tasks;
         log << j.dump() << '\n';
       }
@@ -295,6 +405,11 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       }
     }
     progress.endEpoch();
+    if (batchesDone == batches) {  // only complete epochs feed the weighting (dwa)
+      std::vector<double> means;
+      for (int64_t t = 0; t < T; ++t) means.push_back(trainAcc[t].result()["loss"]);
+      weighting->endEpoch(means);
+    }
     const double epochSeconds = now() - epochStart;
     loopSeconds += epochSeconds;
     std::string taskLosses;
@@ -335,8 +450,10 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
                      report.seconds, report.samplesPerSec);
   if (!report.train.empty() || !report.test.empty()) printSummary(out, spec, report);
   if (!opt.savePath.empty()) {
-    saveCheckpoint(opt.savePath, spec, params.data(), &optimizer);
-    out << fmt::format("saved {} (parameters and optimizer state)\n", opt.savePath);
+    saveCheckpoint(opt.savePath, spec, params.data(), &optimizer, weighting.get());
+    out << fmt::format("saved {} ({})\n", opt.savePath,
+                       weighting->state().empty() ? "parameters and optimizer state"
+                                                  : "parameters, optimizer and weighting state");
   }
   out << std::flush;
   return report;

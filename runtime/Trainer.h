@@ -1,19 +1,39 @@
-// The training loop: data → batches → spec.trainStep → optimizer, with evaluation, logging,
-// progress and checkpoints. Everything the compiled kernels do not do themselves.
+// The training loop: data → batches → the weighting strategy (which runs spec.trainStep, or
+// taskGradsStep / repGradsStep, and leaves the model gradient in the grads arena) → optimizer,
+// with evaluation, logging, progress and checkpoints. Everything the compiled kernels do not do
+// themselves.
 //
 // Seeds: with s = TrainOptions::seed or else spec.train.seed,
 //   initial parameters  initParams(spec, s)                       (Init.h)
 //   epoch e's shuffle   Fisher–Yates from mt19937_64(s + e), e = 0 for the first epoch (Batcher.h)
 //   dropout of step k   mtlc_args::seed = mix64(mix64(s) ^ k), k = 1 for the first step (Rng.h)
 //
-// Loss weights (mtlc_args::loss_weights): `weighting fixed` → TaskSpec::weight; `uniform` → 1/T.
+// Loss weights: Weighting.h (fixed, uniform, uncertainty, dwa, gradnorm, pcgrad, mgda). The log's
+// `tasks.<t>.weight` is the effective weight of L_t in that step's gradient and "loss" the
+// strategy's total (Σ w_i·L_i; uncertainty: its whole objective). Buffers: a T × paramCount arena
+// for task_grads (zeroed before each call, so a kernel may leave untouched what a task's loss does
+// not reach) and T extra outputs of maxBatch × repWidth for rep_grads (zeroed likewise).
+//
+// Partial labels: a NaN label is absent. The kernels mask it; the trainer counts the present
+// labels of each batch (the strategies get them: a task without labels in a batch leaves its
+// uncertainty s and GradNorm's loss ratio alone), metrics skip absent labels, and epoch means weight
+// each batch by its present-label count (Metrics.h). The start lists the present counts when any
+// label is missing.
 //
 // Stopping: after `epochs` epochs (TrainOptions::epochs, or spec.train.epochs when −1), or earlier
 // after `steps` optimizer steps when TrainOptions::steps ≥ 0 (mid-epoch; the test evaluation and
 // the checkpoint still happen).
 //
-// `--init FILE` loads the parameters (all of them, exact shapes) and, when the file holds state
-// for the same optimizer, the optimizer state too, so a saved run continues where it stopped.
+// `--init FILE` (transfer): the parameters are first initialised from the seed, then every one
+// whose name AND shape match a tensor of the file is loaded (Checkpoint.h loadMatchingParams; an
+// Error when none does). When some are not, the start prints what was loaded, what was initialised
+// fresh (with both shapes on a mismatch) and what of the file went unused. Only when the file is
+// of this model (every parameter loaded, no other parameter tensor in it) are the optimizer state
+// (same optimizer) and the weighting's `mtl.` state (same strategy and tasks) restored too, so a
+// saved run continues where it stopped.
+//
+// Frozen parameters (ParamSpec::frozen, from `freeze BLOCK`) are skipped by the optimizer; the
+// start prints the frozen blocks, and warns about a frozen parameter that --init did not load.
 //
 // Log (`--log FILE`): JSON lines, one per optimizer step
 //   {"step": 1, "epoch": 1, "loss": <total>, "tasks": {"<task>": {"loss": <L_i>, "weight": <w_i>}}}
@@ -27,7 +47,9 @@
 //
 // Contract with the kernels: trainStep writes losses (T + 1: each task's batch mean, then the
 // weighted total) and the whole grads arena; evalStep writes losses and outputs and touches
-// neither params nor grads (it is given grads = nullptr).
+// neither params nor grads (it is given grads = nullptr). Every kernel call of a step gets the same
+// dropout seed (rep_grads and train_step of mgda see the same masks). The logged total is computed
+// by the runtime from the task losses, not read from losses[T].
 #pragma once
 
 #include "runtime/Dataset.h"
@@ -74,7 +96,9 @@ std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, con
 Dataset loadSplit(const ModelSpec& spec, const std::string& split,
                   const std::map<std::string, std::string>& overrides = {});
 
-// The per-task loss weights passed to the kernels (see above).
+// The loss weights a plain train_step starts from: fixed and pcgrad → TaskSpec::weight,
+// uniform and mgda → 1/T, uncertainty → ½, dwa and gradnorm → 1 (Weighting.h changes them as it
+// trains). Used for evaluation (where they only affect losses[T]) and by the benchmark.
 std::vector<float> lossWeights(const ModelSpec& spec);
 
 }  // namespace mtlc::rt

@@ -128,9 +128,18 @@ TEST_CASE("labels are checked against the task's loss", "[bind]") {
   kind.outWidth = 10;
   CHECK_NOTHROW(validateLabels({kind}, d));
   CHECK_THROWS_WITH(validateLabels({flag}, d), "t.csv:3: task `flag` label 2 is outside [0, 1] (bce needs 0/1 labels)");
+  // Partial labels: a NaN label is absent and accepted; the present ones are still checked.
   Dataset withNan = bindTable(table(), {}, {bind("kind", Op::Field, named("c"))});
   kind.loss = LossKind::MSE;
-  CHECK_THROWS_WITH(validateLabels({kind}, withNan), Contains("t.csv:5: task `kind` has no label for this sample (NaN)"));
+  CHECK_NOTHROW(validateLabels({kind}, withNan));
+  kind.loss = LossKind::CrossEntropy;
+  CHECK_THROWS_WITH(validateLabels({kind}, withNan), "t.csv:2: task `kind` label -1 is not a class index in [0, 10)");
+  Dataset shifted = bindTable(table(), {}, {bind("kind", Op::Add, named("c"), 1, 1)});  // 0, 1, 2, NaN
+  CHECK_NOTHROW(validateLabels({kind}, shifted));
+  Dataset flags = bindTable(table(), {}, {bind("flag", Op::Ge, named("c"), 1, 0)});      // 0, 1, 1, NaN
+  CHECK_NOTHROW(validateLabels({flag}, flags));
+  Dataset badFlag = bindTable(table(), {}, {bind("flag", Op::Mul, named("c"), 1, 2)});   // -2, 0, 2, NaN
+  CHECK_THROWS_WITH(validateLabels({flag}, badFlag), "t.csv:2: task `flag` label -2 is outside [0, 1] (bce needs 0/1 labels)");
   TaskSpec other;
   other.name = "other";
   CHECK_THROWS_WITH(validateLabels({other}, d), "t.csv: no label binding for task `other`");

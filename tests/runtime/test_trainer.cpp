@@ -349,12 +349,21 @@ TEST_CASE("trainer: user errors are reported with their position", "[trainer]") 
     std::vector<float> w(4);
     writeSafeTensors(dir / "w.safetensors", {{"reg.0.weight", {1, 4}, w.data()}});
     opt.initPath = dir / "w.safetensors";
+    CHECK_THROWS_WITH(train(spec, opt, out),
+                      dir / "w.safetensors" + ": no tensor in the checkpoint matches a parameter of model `tiny` by name "
+                                              "and shape (shapes differ: reg.0.weight (checkpoint [1, 4], model [1, 3]))");
+    writeSafeTensors(dir / "w.safetensors", {{"other.0.weight", {1, 4}, w.data()}});
     CHECK_THROWS_WITH(train(spec, opt, out), dir / "w.safetensors" +
-                                                 ": parameter `reg.0.weight` has shape [1, 4] in the checkpoint, the model expects [1, 3]");
+                                                 ": no tensor in the checkpoint matches a parameter of model `tiny` by name and shape");
   }
-  SECTION("an unsupported weighting") {
+  SECTION("an unknown weighting") {
+    spec.train.weighting = "bogus";
+    CHECK_THROWS_WITH(train(spec, opt, out), Contains("unknown weighting `bogus`"));
+  }
+  SECTION("a weighting whose entry point the model lacks") {
     spec.train.weighting = "pcgrad";
-    CHECK_THROWS_WITH(train(spec, opt, out), Contains("weighting `pcgrad` is not supported by the runtime yet"));
+    CHECK_THROWS_WITH(train(spec, opt, out), "internal: weighting `pcgrad` needs the `task_grads` entry point, which "
+                                             "model `tiny` was compiled without");
   }
 }
 
