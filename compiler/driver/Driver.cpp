@@ -90,9 +90,10 @@ int run(const Options &o) {
   to.logPath = o.log;
   to.dataOverrides = o.data;
   to.quiet = o.quiet;
+  int64_t parameters = 0;  // tensors' elements (the arena also holds alignment padding)
+  for (const auto &p : compiled.spec.params) parameters += p.size;
   fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
-             o.file, checked.times.totalMs(), compiled.spec.paramCount,
-             compiled.spec.flopsPerSample / 1e6);
+             o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
   rt::train(compiled.spec, to, std::cout);
   return 0;
 }
