@@ -6,6 +6,11 @@
 //
 // This header keeps LLVM's headers out of its includers; the JIT (jit/Compile.h) is the usual
 // way in.
+//
+// Kernels written with explicit vector types (the GEMM micro-kernel, its packing routines, fused
+// epilogues) size them from TargetInfo, which comes from the JIT's target machine: AVX-512
+// (16 floats, 32 registers), AVX2 (8 floats, 16 registers), or a 4-float generic fallback that
+// LLVM lowers to SSE on any x86-64 (or to scalars on a target without vectors).
 #pragma once
 
 #include "ir/IR.h"
@@ -20,7 +25,45 @@ class Module;
 class TargetMachine;
 }  // namespace llvm
 
+namespace mtlc::passes {
+struct FusionPlan;
+}
+
 namespace mtlc::codegen {
+
+// The vector shape generated kernels are written for.
+struct TargetInfo {
+  int lanes = 4;             // floats per vector register
+  int vectorRegisters = 16;  // architectural vector registers (bounds the GEMM register tile)
+  std::string name = "generic";  // "avx512", "avx2", "generic"
+};
+
+// What the target machine `tm` supports (its feature string: +avx512f, +avx2 and +fma).
+TargetInfo targetInfo(const llvm::TargetMachine &tm);
+// A named target for tests and benchmarks: "avx512", "avx2" or "generic".
+TargetInfo namedTarget(const std::string &name);
+
+// How a GEMM is generated (EmitGemm.cpp): packed panels + micro-kernel, or one of the direct
+// forms for shapes where packing does not pay; Auto picks by a cost estimate.
+enum class GemmKind { Auto, Packed, Axpy, Dot };
+
+struct CodegenOptions {
+  TargetInfo target;  // jit::compile fills it from the host unless CompileOptions::target says
+  // Consume passes::planFusion: each group is one kernel, its interior members get no storage.
+  bool fuse = true;
+  // GEMM tiling overrides for tests (0: chosen from the target and the shapes).
+  GemmKind gemmKind = GemmKind::Auto;  // forced where applicable (Axpy: B not transposed;
+                                      // Dot: A not transposed, B transposed)
+  int gemmMR = 0, gemmNRV = 0;   // register tile: MR rows × NRV vectors (Dot: MR rows only)
+  int64_t gemmKC = 0, gemmMB = 0, gemmNB = 0;  // cache blocks (K, rows of A, columns of B)
+};
+
+// The fusion groups codegen emits for `f` under `opts`: passes::planFusion, trimmed to what the
+// epilogue emitters support; empty when opts.fuse is false. planMemory must be given the same plan.
+passes::FusionPlan kernelFusion(const ir::Function &f, const CodegenOptions &opts);
+
+// The acts arena size every function of `m` needs under `opts` (fusion leaves interior nodes out).
+int64_t actsFloats(const ir::Module &m, const CodegenOptions &opts);
 
 // "mtlc_" + module name + "_" + function name, e.g. mtlc_fashion_train_step.
 std::string entrySymbol(const ir::Module &m, const ir::Function &f);
@@ -28,7 +71,8 @@ std::string entrySymbol(const ir::Module &m, const ir::Function &f);
 // Emits every function of `m`. Throws std::logic_error if the result fails LLVM's verifier
 // (a compiler bug).
 std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext &ctx,
-                                         const llvm::DataLayout &dl);
+                                         const llvm::DataLayout &dl,
+                                         const CodegenOptions &opts = {});
 
 // LLVM's O3 pipeline (new pass manager) tuned for `tm`'s target: sets the module's triple and data
 // layout and each function's target-cpu / target-features, so the vectoriser uses the host's

@@ -6,9 +6,9 @@
 //   filter grad    dW  += dy_s · colᵀ       summed over the batch
 //   data grad      dcol = Wᵀ · dy_s,  dx_s = col2im(dcol)   (overlapping taps add up)
 //
-// so the multiply-adds run in the vectorised GEMM loops (EmitMatMul.cpp) with the long OH·OW
-// extent innermost. The column matrix lives in the node's scratch (passes::scratchFloats); a 1×1,
-// stride 1, unpadded convolution uses the sample itself.
+// so the multiply-adds run in the packed GEMM (EmitGemm.cpp). The node's scratch
+// (passes::scratchFloats) holds the column matrix (none for a 1×1, stride 1, unpadded convolution,
+// which uses the sample itself), then the GEMM's packing panels.
 #include "Kernel.h"
 #include "LoopBuilder.h"
 
@@ -114,6 +114,23 @@ llvm::Value *columns(Kernel &k, const ConvShape &s, llvm::Value *xSample) {
   return k.scratch;
 }
 
+// The GEMM's packing panels: after the column matrix (16-float aligned, as scratchFloats counts).
+llvm::Value *packing(Kernel &k, const ConvShape &s) {
+  int64_t col = s.pointwise() ? 0 : (s.taps() * s.P() + 15) / 16 * 16;
+  return k.at(k.scratch, k.c(col));
+}
+
+// A GEMM over constant extents with its packing scratch.
+Gemm constGemm(Kernel &k, const ConvShape &s, llvm::Value *A, llvm::Value *B, llvm::Value *C,
+               int64_t M, int64_t K, int64_t N) {
+  Gemm g;
+  g.A = A, g.B = B, g.C = C;
+  g.M = k.c(M), g.K = k.c(K), g.N = k.c(N);
+  g.staticM = M, g.staticK = K, g.staticN = N;
+  g.pack = packing(k, s);
+  return g;
+}
+
 }  // namespace
 
 void emitConv2d(Kernel &k) {
@@ -121,7 +138,7 @@ void emitConv2d(Kernel &k) {
   forLoop(k.b, k.n, [&](llvm::Value *n) {
     llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
     llvm::Value *ys = k.at(k.out, k.mul(n, s.O * s.P()));
-    emitGemm(k, {k.in[1], columns(k, s, xs), ys, k.c(s.O), k.c(s.taps()), k.c(s.P())});
+    emitGemm(k, constGemm(k, s, k.in[1], columns(k, s, xs), ys, s.O, s.taps(), s.P()));
   }, "s");
 }
 
@@ -131,7 +148,7 @@ void emitConv2dBwdFilter(Kernel &k) {
   forLoop(k.b, k.n, [&](llvm::Value *n) {
     llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
     llvm::Value *dys = k.at(k.in[1], k.mul(n, s.O * s.P()));
-    Gemm g{dys, columns(k, s, xs), k.out, k.c(s.O), k.c(s.P()), k.c(s.taps())};
+    Gemm g = constGemm(k, s, dys, columns(k, s, xs), k.out, s.O, s.P(), s.taps());
     g.transB = true;
     g.accumulate = true;
     emitGemm(k, g);
@@ -143,7 +160,7 @@ void emitConv2dBwdData(Kernel &k) {
   forLoop(k.b, k.n, [&](llvm::Value *n) {
     llvm::Value *dys = k.at(k.in[0], k.mul(n, s.O * s.P()));
     llvm::Value *dxs = k.at(k.out, k.mul(n, s.C * s.H * s.W));
-    Gemm g{k.in[1], dys, s.pointwise() ? dxs : k.scratch, k.c(s.taps()), k.c(s.O), k.c(s.P())};
+    Gemm g = constGemm(k, s, k.in[1], dys, s.pointwise() ? dxs : k.scratch, s.taps(), s.O, s.P());
     g.transA = true;
     emitGemm(k, g);
     if (!s.pointwise()) col2im(k, s, k.scratch, dxs);

@@ -4,6 +4,7 @@
 #include "CodegenABI.h"
 #include "EmitMtlOps.h"
 #include "Kernel.h"
+#include "passes/Fusion.h"
 #include "passes/MemoryPlan.h"
 
 #include <llvm/IR/Module.h>
@@ -107,9 +108,10 @@ using KernelCache = std::map<std::string, llvm::Function *>;
 
 class EntryEmitter {
  public:
-  EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels)
+  EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels,
+               const CodegenOptions &opts)
       : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_),
-        plan_(passes::planMemory(m, f)), kernels_(kernels) {}
+        plan_(passes::planMemory(m, f)), kernels_(kernels), opts_(opts) {}
 
   void emit() {
     entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
@@ -209,7 +211,7 @@ class EntryEmitter {
     unsigned pointers = fn->arg_size() - 2;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
     Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
-             hasScratch ? fn->getArg(pointers - 1) : nullptr};
+             hasScratch ? fn->getArg(pointers - 1) : nullptr, &opts_, m_.maxBatch};
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     emitKernelBody(k);
     kb.CreateRetVoid();
@@ -238,22 +240,27 @@ class EntryEmitter {
   llvm::Function *entry_ = nullptr;
   llvm::Value *args_ = nullptr;
   KernelCache &kernels_;
+  const CodegenOptions &opts_;
   std::map<ArgsField, llvm::Value *> fields_;
   std::map<int, llvm::Value *> nodePtrs_;
 };
 
 }  // namespace
 
+passes::FusionPlan kernelFusion(const ir::Function &, const CodegenOptions &) { return {}; }
+
+int64_t actsFloats(const ir::Module &m, const CodegenOptions &) { return passes::maxActsFloats(m); }
+
 std::string entrySymbol(const ir::Module &m, const ir::Function &f) {
   return "mtlc_" + m.name + "_" + f.name;
 }
 
 std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext &ctx,
-                                         const llvm::DataLayout &dl) {
+                                         const llvm::DataLayout &dl, const CodegenOptions &opts) {
   auto lm = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
   lm->setDataLayout(dl);
   KernelCache kernels;
-  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels).emit();
+  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels, opts).emit();
 
   std::string problems;
   llvm::raw_string_ostream os(problems);

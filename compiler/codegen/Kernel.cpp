@@ -53,3 +53,38 @@ llvm::Value *Kernel::erf(llvm::Value *x) {
 }
 
 }  // namespace mtlc::codegen
+
+namespace mtlc::codegen {
+
+const TargetInfo &Kernel::target() const {
+  static const TargetInfo fallback;
+  return opts ? opts->target : fallback;
+}
+
+llvm::Value *Kernel::laneMask(int lanes, llvm::Value *first, llvm::Value *limit) {
+  // i32 lane arithmetic: tile and block extents are small.
+  llvm::SmallVector<llvm::Constant *, 16> iota;
+  for (int l = 0; l < lanes; ++l) iota.push_back(b.getInt32(l));
+  llvm::Value *f = b.CreateTrunc(first, b.getInt32Ty()), *lim = b.CreateTrunc(limit, b.getInt32Ty());
+  llvm::Value *idx = b.CreateAdd(llvm::ConstantVector::get(iota), b.CreateVectorSplat(lanes, f));
+  return b.CreateICmpSLT(idx, b.CreateVectorSplat(lanes, lim));
+}
+
+llvm::Value *Kernel::maskedLoad(int lanes, llvm::Value *base, llvm::Value *index, llvm::Value *mask) {
+  return b.CreateMaskedLoad(vec(lanes), rawAt(base, index), llvm::Align(4), mask,
+                            llvm::Constant::getNullValue(vec(lanes)));
+}
+
+void Kernel::maskedStore(llvm::Value *v, llvm::Value *base, llvm::Value *index, llvm::Value *mask) {
+  b.CreateMaskedStore(v, rawAt(base, index), llvm::Align(4), mask);
+}
+
+llvm::Value *Kernel::vload(int lanes, llvm::Value *base, llvm::Value *index) {
+  return b.CreateAlignedLoad(vec(lanes), at(base, index), llvm::Align(4));
+}
+
+void Kernel::vstore(llvm::Value *v, llvm::Value *base, llvm::Value *index) {
+  b.CreateAlignedStore(v, at(base, index), llvm::Align(4));
+}
+
+}  // namespace mtlc::codegen

@@ -9,11 +9,18 @@
 // because the memory plan gives every computed node its own storage (no in-place updates).
 #pragma once
 
+#include "Codegen.h"
 #include "ir/IR.h"
 
 #include <llvm/IR/IRBuilder.h>
 
+#include <functional>
+
 namespace mtlc::codegen {
+
+// Function attribute of generated code that is explicit vector code already (GEMM micro-kernels,
+// packing): optimizeModule skips the loop vectoriser, unrollers and other loop passes on it.
+inline constexpr const char *kLightPipeline = "mtlc-light";
 
 struct Kernel {
   llvm::IRBuilder<> &b;
@@ -23,6 +30,13 @@ struct Kernel {
   llvm::Value *n;                        // i64: samples in this batch
   llvm::Value *seed;                     // i64: dropout stream
   llvm::Value *scratch = nullptr;        // float *: working memory (passes::scratchFloats), or null
+  const CodegenOptions *opts = nullptr;  // target vector shape, tiling overrides (null: defaults)
+  int64_t maxBatch = 1;                  // the module's largest n (sizes blocks when M or K is n)
+  // The fused chain after this kernel's root (empty when it stands alone): maps root values to
+  // the group's result. v is a float or a vector of floats whose lane 0 sits at element `flat` of
+  // the node's value (over the whole batch) and whose lanes are consecutive elements; mask says
+  // which lanes are real (null: all). Emitted by EmitFusion.cpp.
+  std::function<llvm::Value *(Kernel &k, llvm::Value *v, llvm::Value *flat, llvm::Value *mask)> chain;
 
   const ir::Type &type() const { return node.type; }
   const ir::Type &inType(size_t i) const { return node.operands.at(i)->type; }
@@ -67,16 +81,55 @@ struct Kernel {
   llvm::Value *dotAdd(llvm::Value *acc, llvm::Value *x, llvm::Value *y);
   // libm erff (the only library call kernels make besides what LLVM lowers intrinsics to).
   llvm::Value *erf(llvm::Value *x);
+
+  // ---- explicit vectors (GEMM, packing, epilogues) ----
+  const TargetInfo &target() const;
+  int lanes() const { return target().lanes; }
+  llvm::FixedVectorType *vec(int lanes) { return llvm::FixedVectorType::get(b.getFloatTy(), lanes); }
+  llvm::Value *splat(int lanes, llvm::Value *v) { return b.CreateVectorSplat(lanes, v); }
+  // <lanes x i1>: lane l is on when first + l < limit (i64 scalars; signed compare).
+  llvm::Value *laneMask(int lanes, llvm::Value *first, llvm::Value *limit);
+  // Masked vector memory at base + index floats; masked-off lanes are not accessed (so the address
+  // may lie outside any buffer) and load as 0.
+  llvm::Value *maskedLoad(int lanes, llvm::Value *base, llvm::Value *index, llvm::Value *mask);
+  void maskedStore(llvm::Value *v, llvm::Value *base, llvm::Value *index, llvm::Value *mask);
+  llvm::Value *vload(int lanes, llvm::Value *base, llvm::Value *index);
+  void vstore(llvm::Value *v, llvm::Value *base, llvm::Value *index);
+  // base + index floats without the inbounds promise (addresses masked-off lanes may compute).
+  llvm::Value *rawAt(llvm::Value *base, llvm::Value *index) {
+    return b.CreateGEP(b.getFloatTy(), base, index);
+  }
 };
 
-// C[M,N] = op(A)[M,K] · op(B)[K,N] (or C += with accumulate) over densely stored row-major
-// matrices: A is [M,K], or [K,M] when transA; B is [K,N], or [N,K] when transB.
+// Where a vector of results lies when an epilogue sees it: lane l holds the element at row `row`,
+// column `col + l` of the GEMM's C (which the root emitter maps to the node's flat index).
+struct TileSite {
+  llvm::Value *row, *col;  // i64
+  llvm::Value *mask;       // <lanes x i1>: the lanes that are real elements
+};
+// Turns a vector of finished root values into what is stored (fused chain), or null: store as is.
+using Epilogue = std::function<llvm::Value *(Kernel &k, llvm::Value *v, const TileSite &site)>;
+
+// C[M,N] = op(A)[M,K] · op(B)[K,N] (or C += with accumulate) over row-major matrices: A is [M,K],
+// or [K,M] when transA; B is [K,N], or [N,K] when transB; leading dimensions default to dense.
+// Packed (EmitGemm.cpp): operands are copied into panels in `pack` (gemmScratchFloats floats)
+// and multiplied by a register-blocked micro-kernel; the epilogue, if any, runs on each finished
+// vector before its single store.
 struct Gemm {
   llvm::Value *A, *B, *C;
   llvm::Value *M, *K, *N;  // i64
   bool transA = false, transB = false, accumulate = false;
+  llvm::Value *pack = nullptr;  // float *: packing panels (required)
+  llvm::Value *lda = nullptr, *ldb = nullptr, *ldc = nullptr;  // i64; null: dense
+  Epilogue epilogue;            // empty: store the product
+  // Static extents where known (-1: the batch size n, bounded by maxBatch) for tiling decisions.
+  int64_t staticM = -1, staticK = -1, staticN = -1;
 };
-void emitGemm(Kernel &k, const Gemm &g);                         // EmitMatMul.cpp
+void emitGemm(Kernel &k, const Gemm &g);                         // EmitGemm.cpp
+
+// Floats of packing scratch emitGemm needs for extents M, K, N (-1: the batch; bounded by the
+// largest cache block). Target independent: passes::scratchFloats reserves this for GEMM nodes.
+int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N);
 
 // ---- the op emitters, one family per file ----
 void emitMatMul(Kernel &k);                                      // EmitMatMul.cpp

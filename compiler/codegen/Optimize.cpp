@@ -1,25 +1,75 @@
 // The optimisation pipeline and the textual form of generated code.
 #include "Codegen.h"
+#include "Kernel.h"
 
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Analysis/LoopInfo.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 
+#include <stdexcept>
+
 namespace mtlc::codegen {
+
+TargetInfo namedTarget(const std::string &name) {
+  if (name == "avx512") return {16, 32, "avx512"};
+  if (name == "avx2") return {8, 16, "avx2"};
+  if (name == "generic") return {4, 16, "generic"};
+  throw std::invalid_argument("unknown codegen target '" + name + "'");
+}
+
+TargetInfo targetInfo(const llvm::TargetMachine &tm) {
+  llvm::StringRef features = tm.getTargetFeatureString();
+  auto has = [&](llvm::StringRef f) {
+    for (llvm::StringRef item : llvm::split(features, ','))
+      if (item.size() > 1 && item[0] == '+' && item.drop_front() == f) return true;
+    return false;
+  };
+  if (tm.getTargetTriple().isX86()) {
+    if (has("avx512f")) return namedTarget("avx512");
+    if (has("avx2") && has("fma")) return namedTarget("avx2");
+  }
+  return namedTarget("generic");
+}
 
 void optimizeModule(llvm::Module &m, llvm::TargetMachine &tm) {
   m.setTargetTriple(tm.getTargetTriple().str());
   m.setDataLayout(tm.createDataLayout());
   // Per-function target attributes: the cost models (and an AOT object file later) then see the
   // host's vector extensions even where a pass consults the function rather than the machine.
+  // On AVX-512 machines LLVM prefers 256-bit vectors for the x86 CPUs that clocked down on
+  // 512-bit code; the explicit 16-lane kernels (GEMM, epilogues) need 512-bit registers legal, and
+  // the vectoriser may as well use them too.
+  bool wide = targetInfo(tm).lanes >= 16;
   for (llvm::Function &f : m) {
     if (f.isDeclaration()) continue;
     f.addFnAttr("target-cpu", tm.getTargetCPU());
     if (!tm.getTargetFeatureString().empty())
       f.addFnAttr("target-features", tm.getTargetFeatureString());
+    if (wide) {
+      f.addFnAttr("prefer-vector-width", "512");
+      f.addFnAttr("min-legal-vector-width", "512");
+    }
   }
 
+  // Functions marked kLightPipeline are vector code already: the passes that look for vector or
+  // unrolling opportunities only cost compile time there.
+  llvm::PassInstrumentationCallbacks callbacks;
+  callbacks.registerShouldRunOptionalPassCallback([](llvm::StringRef pass, llvm::Any ir) {
+    const llvm::Function *f = nullptr;
+    if (const auto *fn = llvm::any_cast<const llvm::Function *>(&ir)) f = *fn;
+    else if (const auto *loop = llvm::any_cast<const llvm::Loop *>(&ir)) f = (*loop)->getHeader()->getParent();
+    if (!f || !f->hasFnAttribute(kLightPipeline)) return true;
+    static const llvm::StringRef heavy[] = {
+        "LoopVectorizePass", "SLPVectorizerPass", "LoopUnrollPass", "LoopFullUnrollPass",
+        "LoopIdiomRecognizePass", "SimpleLoopUnswitchPass", "IndVarSimplifyPass",
+        "LoopDeletionPass", "LoopDistributePass", "LoopLoadEliminationPass", "VectorCombinePass"};
+    for (llvm::StringRef h : heavy)
+      if (pass == h) return false;
+    return true;
+  });
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -28,7 +78,7 @@ void optimizeModule(llvm::Module &m, llvm::TargetMachine &tm) {
   tuning.LoopVectorization = true;
   tuning.SLPVectorization = true;
   tuning.LoopUnrolling = false;
-  llvm::PassBuilder pb(&tm, tuning);
+  llvm::PassBuilder pb(&tm, tuning, std::nullopt, &callbacks);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);

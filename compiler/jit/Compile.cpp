@@ -16,25 +16,52 @@ mtlc_entry_fn CompiledModule::entry(const std::string &function) const {
   return it->second;
 }
 
-CompiledModule compile(const ir::Module &m, bool optimize, bool keepIR) {
-  auto start = std::chrono::steady_clock::now();
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double msBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
+  auto start = Clock::now();
   CompiledModule out;
   out.jit = std::make_shared<JIT>();
+  std::unique_ptr<llvm::TargetMachine> tm = out.jit->createTargetMachine();
+  out.options = options.codegen;
+  out.options.fuse = options.fuse;
+  out.options.target =
+      options.target.empty() ? codegen::targetInfo(*tm) : codegen::namedTarget(options.target);
 
   auto ctx = std::make_unique<llvm::LLVMContext>();
-  std::unique_ptr<llvm::Module> module = codegen::emitModule(m, *ctx, out.jit->dataLayout());
+  std::unique_ptr<llvm::Module> module =
+      codegen::emitModule(m, *ctx, out.jit->dataLayout(), out.options);
   module->setTargetTriple(out.jit->targetTriple().str());
-  if (optimize) codegen::optimizeModule(*module, *out.jit->createTargetMachine());
-  if (keepIR) out.llvmIR = codegen::printModule(*module);
+  auto emitted = Clock::now();
+  if (options.optimize) codegen::optimizeModule(*module, *tm);
+  auto optimized = Clock::now();
+  if (options.keepIR) out.llvmIR = codegen::printModule(*module);
 
   out.jit->addModule(llvm::orc::ThreadSafeModule(std::move(module), std::move(ctx)));
   // Looking the entry points up is what makes ORC generate the machine code.
   for (const auto &f : m.functions)
     out.entries[f->name] = out.jit->lookup<mtlc_entry_fn>(codegen::entrySymbol(m, *f));
-  out.actsFloats = passes::maxActsFloats(m);
-  out.compileMs =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  auto done = Clock::now();
+  out.actsFloats = codegen::actsFloats(m, out.options);
+  out.emitMs = msBetween(start, emitted);
+  out.optimizeMs = msBetween(emitted, optimized);
+  out.machineCodeMs = msBetween(optimized, done);
+  out.compileMs = msBetween(start, Clock::now());
   return out;
+}
+
+CompiledModule compile(const ir::Module &m, bool optimize, bool keepIR) {
+  CompileOptions options;
+  options.optimize = optimize;
+  options.keepIR = keepIR;
+  return compile(m, options);
 }
 
 }  // namespace mtlc::jit

@@ -3,6 +3,7 @@
 // tests that only run models do not pay for LLVM's headers.
 #pragma once
 
+#include "codegen/Codegen.h"
 #include "ir/IR.h"
 #include "runtime/abi.h"
 
@@ -19,13 +20,26 @@ struct CompiledModule {
   int64_t actsFloats = 0;    // floats the acts arena needs (enough for every entry point)
   std::string llvmIR;        // the optimised LLVM IR, when asked for (`--emit=llvm`)
   double compileMs = 0;      // wall time of the whole compile: emit, optimise, machine code
+  // Where compileMs went: IR emission, the optimisation pipeline, machine code (ORC's codegen on
+  // the first lookup), in milliseconds.
+  double emitMs = 0, optimizeMs = 0, machineCodeMs = 0;
+  codegen::CodegenOptions options;  // what it was compiled with (target resolved)
   std::shared_ptr<JIT> jit;  // owns the machine code: keep it alive while entries are called
 
   // The entry point of the named function; throws std::out_of_range if there is none.
   mtlc_entry_fn entry(const std::string &function) const;
 };
 
+struct CompileOptions {
+  bool optimize = true;      // LLVM's pipeline (false: -O0, the machine code generator only)
+  bool keepIR = false;       // fill CompiledModule::llvmIR
+  bool fuse = true;          // fusion groups as single kernels (false: one kernel per node)
+  std::string target;        // "" = the host; "avx512", "avx2", "generic" force a vector shape
+  codegen::CodegenOptions codegen;  // tiling overrides (its target is replaced as above)
+};
+
 // Throws JITError (jit/JIT.h) if LLVM fails, std::logic_error for invalid generated code.
+CompiledModule compile(const ir::Module &m, const CompileOptions &options);
 CompiledModule compile(const ir::Module &m, bool optimize = true, bool keepIR = false);
 
 }  // namespace mtlc::jit

@@ -1,8 +1,14 @@
 #include "JIT.h"
 
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
+#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/Support/TargetSelect.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 namespace mtlc::jit {
@@ -29,6 +35,43 @@ llvm::orc::JITTargetMachineBuilder hostMachine() {
   return orThrow(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host CPU");
 }
 
+// With MTLC_PERF_MAP set, every function the JIT links (kernels included: they are local
+// symbols) is appended to /tmp/perf-<pid>.map, so `perf report` names generated code.
+class PerfMapPlugin : public llvm::orc::ObjectLinkingLayer::Plugin {
+ public:
+  void modifyPassConfig(llvm::orc::MaterializationResponsibility &, llvm::jitlink::LinkGraph &,
+                        llvm::jitlink::PassConfiguration &config) override {
+    // Calls between functions of one object are resolved by the assembler, so nothing refers to
+    // the kernels' local symbols and JITLink would prune them: keep them for the map.
+    config.PrePrunePasses.push_back([](llvm::jitlink::LinkGraph &g) -> llvm::Error {
+      for (llvm::jitlink::Symbol *sym : g.defined_symbols())
+        if (sym->hasName() && sym->isCallable()) sym->setLive(true);
+      return llvm::Error::success();
+    });
+    config.PostFixupPasses.push_back([](llvm::jitlink::LinkGraph &g) -> llvm::Error {
+      static std::mutex lock;
+      std::lock_guard<std::mutex> guard(lock);
+      std::string path = "/tmp/perf-" + std::to_string(getpid()) + ".map";
+      if (FILE *f = std::fopen(path.c_str(), "a")) {
+        for (llvm::jitlink::Symbol *sym : g.defined_symbols())
+          if (sym->hasName() && sym->getSize() > 0)
+            std::fprintf(f, "%llx %llx %s\n", (unsigned long long)sym->getAddress().getValue(),
+                         (unsigned long long)sym->getSize(), sym->getName().str().c_str());
+        std::fclose(f);
+      }
+      return llvm::Error::success();
+    });
+  }
+  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility &) override {
+    return llvm::Error::success();
+  }
+  llvm::Error notifyRemovingResources(llvm::orc::JITDylib &, llvm::orc::ResourceKey) override {
+    return llvm::Error::success();
+  }
+  void notifyTransferringResources(llvm::orc::JITDylib &, llvm::orc::ResourceKey,
+                                   llvm::orc::ResourceKey) override {}
+};
+
 }  // namespace
 
 JIT::JIT() : machine_(hostMachine()) {
@@ -38,6 +81,9 @@ JIT::JIT() : machine_(hostMachine()) {
   main.addGenerator(orThrow(llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
                                 lljit_->getDataLayout().getGlobalPrefix()),
                             "exposing process symbols to the JIT"));
+  if (std::getenv("MTLC_PERF_MAP"))
+    if (auto *linker = llvm::dyn_cast<llvm::orc::ObjectLinkingLayer>(&lljit_->getObjLinkingLayer()))
+      linker->addPlugin(std::make_unique<PerfMapPlugin>());
 }
 
 std::unique_ptr<llvm::TargetMachine> JIT::createTargetMachine() {

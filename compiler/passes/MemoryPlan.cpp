@@ -1,5 +1,8 @@
 #include "MemoryPlan.h"
 
+#include "KernelScratch.h"
+#include "ir/Builder.h"  // ir::matrixView
+
 #include <algorithm>
 #include <map>
 #include <stdexcept>
@@ -103,6 +106,14 @@ bool isExternalLeaf(OpKind op) {
 }  // namespace
 
 int64_t scratchFloats(const ir::Node &n) {
+  // MatMul and the convolutions run the packed GEMM (codegen/EmitGemm.cpp), which packs its
+  // operands into panels here (KernelScratch.h); a convolution's column matrix comes first.
+  if (n.op == OpKind::MatMul) {
+    auto [aRows, aCols] = ir::matrixView(n.operands[0]->type);
+    auto [bRows, bCols] = ir::matrixView(n.operands[1]->type);
+    bool transA = n.ints.at(0) != 0, transB = n.ints.at(1) != 0;
+    return gemmPackFloats(transA ? aCols : aRows, transA ? aRows : aCols, transB ? bRows : bCols);
+  }
   const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
   switch (n.op) {
     case OpKind::Conv2d: x = &n.operands[0]->type.dims, w = &n.operands[1]->type.dims, y = &n.type.dims; break;
@@ -112,7 +123,13 @@ int64_t scratchFloats(const ir::Node &n) {
   }
   int64_t stride = n.ints.at(0), pad = n.ints.at(1);
   bool pointwise = (*w)[2] == 1 && (*w)[3] == 1 && stride == 1 && pad == 0;
-  return pointwise ? 0 : (*x)[0] * (*w)[2] * (*w)[3] * (*y)[1] * (*y)[2];
+  int64_t O = (*w)[0], taps = (*x)[0] * (*w)[2] * (*w)[3], P = (*y)[1] * (*y)[2];
+  int64_t col = pointwise ? 0 : (taps * P + 15) / 16 * 16;
+  switch (n.op) {
+    case OpKind::Conv2d: return col + gemmPackFloats(O, taps, P);
+    case OpKind::Conv2dBwdFilter: return col + gemmPackFloats(O, P, taps);
+    default: return col + gemmPackFloats(taps, O, P);
+  }
 }
 
 MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {

@@ -54,7 +54,7 @@ void Harness::prepare() {
   // One slot per value, so that a kernel writing past sample n shows up in the checks below
   // instead of landing in another value's reused slot (reuse has its own tests).
   module.reuseActs = false;
-  compiled_ = jit::compile(module);
+  compiled_ = jit::compile(module, options);
   plan_ = passes::planMemory(module, fn);
   int64_t B = module.maxBatch;
   params_.assign(paramFloats_ + 16, 0);

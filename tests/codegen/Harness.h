@@ -40,6 +40,9 @@ class Harness {
   // Binds a node to a function output (the module's head table grows for Head outputs).
   void bind(Node *value, ir::Output::Kind kind, int index);
 
+  // How prepare() compiles (fusion, target, tiling overrides).
+  jit::CompileOptions options;
+
   // Compiles (once) and allocates every buffer for the module's maxBatch.
   void prepare();
   // The host buffer behind a leaf or any planned node (valid after prepare()).

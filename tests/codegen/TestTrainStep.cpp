@@ -5,6 +5,7 @@
 #include "Harness.h"
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <iostream>
 
@@ -223,13 +224,24 @@ TEST_CASE("timing: fashion-sized train_step", "[.timing]") {
   h.poison = false;  // time the step, not the NaN fill
   h.run(batch);
   const int steps = 20;
-  t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) h.run(batch);
-  double stepMs =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
-  std::cout << "fashion-sized train_step: compile " << h.compiled().compileMs << " ms (prepare "
-            << prepareMs << " ms), " << h.fn.nodes.size() << " nodes, acts "
+  // CPU time of this thread: the machine is shared, wall time swings with the neighbours' load.
+  auto cpuMs = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return 1e3 * double(ts.tv_sec) + 1e-6 * double(ts.tv_nsec);
+  };
+  double best = 1e30;
+  for (int block = 0; block < 3; ++block) {
+    double c0 = cpuMs();
+    for (int i = 0; i < steps; ++i) h.run(batch);
+    best = std::min(best, (cpuMs() - c0) / steps);
+  }
+  double stepMs = best;
+  const auto &cm = h.compiled();
+  std::cout << "fashion-sized train_step: compile " << cm.compileMs << " ms (emit " << cm.emitMs
+            << ", optimise " << cm.optimizeMs << ", machine code " << cm.machineCodeMs
+            << "; prepare " << prepareMs << " ms), " << h.fn.nodes.size() << " nodes, acts "
             << h.compiled().actsFloats * 4 / 1024 << " KiB; step (batch " << batch << ") "
-            << stepMs << " ms, loss " << h.losses()[0] << "\n";
+            << stepMs << " ms CPU (best of 3×20), loss " << h.losses()[0] << "\n";
   CHECK(std::isfinite(h.losses()[0]));
 }

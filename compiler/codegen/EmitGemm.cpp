@@ -1,0 +1,599 @@
+// The packed GEMM: C[M,N] (+)= op(A)[M,K] · op(B)[K,N], generated as LLVM IR with explicit vector
+// types sized to the target (TargetInfo), in the structure of BLIS / GotoBLAS:
+//
+//   for ic in blocks of MB rows of C                           (usually one block: all of M)
+//     for pc in KC-deep slices of K                            (K split evenly)
+//       pack A[ic.., pc..]  into MR-row panels,  k-major       (the broadcast operand)
+//       for jc in blocks of NB columns of C
+//         pack B[pc.., jc..] into NR-column panels, k-major    (the vector operand; L2-resident)
+//         for each MR-row panel of A                           (L1-resident while ...)
+//           for each NR-column panel of B                      (... B's panels stream past it)
+//             micro-kernel: MR × NRV vector accumulators in registers over the kc slice
+//             store: add C's previous value (later slices, or accumulate), apply the epilogue
+//             (last slice only), masked store
+//
+// NR = NRV·lanes. The register tile (MR, NRV) is chosen per call site from the target's register
+// count and the static extents (a small cost model: padded tiles × cycles per k step); a 16-lane
+// target with 32 registers typically gets 14×2 (28 accumulators) or 6×4.
+//
+// Packing reads op(A) and op(B) in whichever layout they are stored, so every transA / transB
+// combination runs the same micro-kernel without a transposed copy of the operand: panels whose
+// source is contiguous along k (A not transposed, B transposed) are built from lanes × lanes
+// blocks transposed in registers with shuffles. Edges are masked loads (panels are zero-padded to
+// the full tile) and masked stores (only real elements of C are written, so rows past the batch
+// size n stay untouched).
+//
+// Every C element is the sum over k in the same order, whatever the blocking outside the k loop,
+// so splitting the tile loops across threads later cannot change results.
+#include "Kernel.h"
+#include "LoopBuilder.h"
+#include "passes/KernelScratch.h"
+
+#include <llvm/IR/Module.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace mtlc::codegen {
+
+namespace {
+
+using llvm::Value;
+
+struct Tiling {
+  // Packed: the BLIS structure above. Axpy: the same register tile fed straight from A and B
+  // (no packing; op(B) must be stored [K, N]). Dot: for C = A·Bᵀ with A [M, K] and B [N, K], both
+  // contiguous along k: MR×NC accumulators of lane-wise partial dot products, summed across lanes
+  // at the end. The direct forms win when packing would not be amortised: a small M (a batch of
+  // one), a small N, or a short K.
+  GemmKind kind = GemmKind::Packed;
+  int VL = 16;   // lanes per vector
+  int MR = 1;    // rows of the register tile
+  int NRV = 1;   // vectors per row of the register tile (Dot: 1, the row of NC sums)
+  int NC = 0;    // Dot: columns of C per tile (<= VL)
+  int64_t KC = passes::kGemmMaxKC, MB = passes::kGemmMaxMB, NB = passes::kGemmMaxNB;
+  int NR() const { return VL * NRV; }
+};
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Choice {
+  double cycles = INFINITY;
+  int mr = 0, n = 0;  // rows; vectors per row (broadcast forms) or columns (Dot)
+};
+
+// The broadcast-form register tile (MR rows × NRV vectors) with the fewest estimated cycles for
+// an M×N×K product in slices of at most `kc`. Cycles per k step of a tile: MR·NRV FMAs on two
+// ports, MR broadcasts + NRV loads on two load ports (times `loadCost` when the operands come from
+// memory rather than packed panels), and at least one FMA latency (4 cycles: each accumulator is a
+// serial chain). Unless forced, the menu is, for NRV = 1, 2, 4, the most rows the registers hold
+// (MR·NRV accumulators + NRV B vectors + a broadcast): few distinct micro-kernels per module.
+Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N,
+                     int64_t K, int64_t kc, double loadCost) {
+  const bool forced = o && (o->gemmMR || o->gemmNRV);
+  Choice best;
+  for (int nrv = 1; nrv <= 4; ++nrv)
+    for (int mr = 1; mr <= 32; ++mr) {
+      if (forced ? (o->gemmMR && o->gemmMR != mr) || (o->gemmNRV && o->gemmNRV != nrv)
+                 : nrv == 3 || mr != std::min(28, (target.vectorRegisters - 1 - nrv) / nrv))
+        continue;
+      if (mr * nrv + nrv + 1 > target.vectorRegisters) continue;
+      if (mr > passes::kGemmMaxTile || nrv * target.lanes > passes::kGemmMaxTile) continue;
+      double perK = std::max({mr * nrv * 0.5, (mr + nrv) * 0.5 * loadCost, 4.0});
+      double tiles = double(ceilDiv(M, mr)) * double(ceilDiv(N, int64_t(nrv) * target.lanes));
+      double cycles = tiles * (perK * double(K) + ceilDiv(K, kc) * (2.0 * mr * nrv + 20.0));
+      if (cycles < best.cycles) best = {cycles, mr, nrv};
+    }
+  return best;
+}
+
+// The Dot tile (MR rows × NC columns, NC <= lanes): per k vector, MR + NC loads and MR·NC FMAs;
+// at the end MR·NC lane sums (about log2(lanes) shuffle + add pairs each).
+Choice dotTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N, int64_t K) {
+  Choice best;
+  for (int mr : {1, 2, 3, 4, 6, 8}) {
+    if (o && o->gemmMR && o->gemmMR != mr) continue;
+    int nc = std::min(target.lanes, (target.vectorRegisters - 1 - mr) / mr);
+    if (nc < 1) continue;
+    double perK = std::max({mr * nc * 0.5, (mr + nc) * 0.5, 4.0});
+    double sums = mr * nc * 2.0 * std::log2(double(target.lanes));
+    double cycles = double(ceilDiv(M, mr)) * double(ceilDiv(N, nc)) *
+                    (perK * double(ceilDiv(K, target.lanes)) + sums + 20.0);
+    if (cycles < best.cycles) best = {cycles, mr, nc};
+  }
+  return best;
+}
+
+// Packed, Axpy or Dot, whichever the estimates (compute plus packing) make cheapest, with its tile.
+Tiling chooseTiling(const Kernel &k, const Gemm &g) {
+  const TargetInfo &target = k.target();
+  const CodegenOptions *o = k.opts;
+  Tiling t;
+  t.VL = target.lanes;
+  auto extent = [&](int64_t e) { return e < 0 ? std::max<int64_t>(k.maxBatch, 1) : e; };
+  const int64_t M = extent(g.staticM), N = extent(g.staticN), K = extent(g.staticK);
+  if (o && o->gemmKC) t.KC = std::min(o->gemmKC, passes::kGemmMaxKC);
+  if (o && o->gemmMB) t.MB = std::min(o->gemmMB, passes::kGemmMaxMB);
+  if (o && o->gemmNB) t.NB = std::min(o->gemmNB, passes::kGemmMaxNB);
+
+  // Packing: a copy (source contiguous along the panel) or a register transpose per element.
+  Choice packed = broadcastTile(target, o, M, N, K, t.KC, 1.0);
+  double packA = double(M) * double(K) * (g.transA ? 0.15 : 0.4);
+  double packB = double(K) * double(N) * (g.transB ? 0.4 : 0.15) * double(ceilDiv(M, t.MB));
+  packed.cycles += packA + packB;
+  // Straight from memory: B is re-read by every row tile, strided, from L1 only when it is small;
+  // measured on the models' shapes (test_codegen "[gemmforms]"), the direct forms then run at
+  // about 2/3 of the packed kernel's rate.
+  double direct = double(K) * double(N) * 4 <= 48 * 1024 ? 1.1 : 1.5;
+  Choice axpy, dot;
+  if (!g.transB) {
+    axpy = broadcastTile(target, o, M, N, K, K, 1.0);
+    axpy.cycles *= direct;
+  }
+  if (g.transB && !g.transA) {
+    dot = dotTile(target, o, M, N, K);
+    dot.cycles *= direct;
+  }
+
+  GemmKind kind = o && o->gemmKind != GemmKind::Auto ? o->gemmKind : GemmKind::Auto;
+  if (kind == GemmKind::Axpy && g.transB) kind = GemmKind::Auto;  // not applicable
+  if (kind == GemmKind::Dot && !(g.transB && !g.transA)) kind = GemmKind::Auto;
+  if (kind == GemmKind::Auto) {
+    kind = GemmKind::Packed;
+    double best = packed.cycles;
+    if (axpy.cycles < best) kind = GemmKind::Axpy, best = axpy.cycles;
+    if (dot.cycles < best) kind = GemmKind::Dot, best = dot.cycles;
+  }
+  const Choice &c = kind == GemmKind::Packed ? packed : kind == GemmKind::Axpy ? axpy : dot;
+  if (c.cycles == INFINITY) throw std::logic_error("emitGemm: no register tile fits the forced shape");
+  t.kind = kind;
+  t.MR = c.mr;
+  if (kind == GemmKind::Dot) t.NRV = 1, t.NC = c.n;
+  else t.NRV = c.n;
+  t.MB = std::max<int64_t>(t.MB / t.MR * t.MR, t.MR);
+  t.NB = std::max<int64_t>(t.NB / t.NR() * t.NR(), t.NR());
+  if (std::getenv("MTLC_GEMM_DEBUG"))
+    std::fprintf(stderr, "gemm %lldx%lldx%lld%s%s: packed %.0f axpy %.0f dot %.0f -> %s %dx%d\n",
+                 (long long)M, (long long)K, (long long)N, g.transA ? " Aᵀ" : "", g.transB ? " Bᵀ" : "",
+                 packed.cycles, axpy.cycles, dot.cycles,
+                 kind == GemmKind::Packed ? "packed" : kind == GemmKind::Axpy ? "axpy" : "dot", t.MR,
+                 kind == GemmKind::Dot ? t.NC : t.NRV);
+  return t;
+}
+
+// Rows of a lanes × lanes block transposed: out[j][i] = rows[i][j]. log2(lanes) rounds of
+// two-source shuffles, each exchanging the off-diagonal halves of ever smaller sub-blocks.
+void transpose(Kernel &k, llvm::SmallVectorImpl<Value *> &rows) {
+  const int V = (int)rows.size();
+  for (int s = V / 2; s >= 1; s /= 2) {
+    llvm::SmallVector<int, 16> lo(V), hi(V);
+    for (int j = 0; j < V; ++j) {
+      lo[j] = (j & s) == 0 ? j : V + j - s;
+      hi[j] = (j & s) == 0 ? j + s : V + j;
+    }
+    for (int i = 0; i < V; ++i) {
+      if (i & s) continue;
+      Value *x = rows[i], *y = rows[i + s];
+      rows[i] = k.b.CreateShuffleVector(x, y, lo);
+      rows[i + s] = k.b.CreateShuffleVector(x, y, hi);
+    }
+  }
+}
+
+void ifThenElse(Kernel &k, Value *cond, const std::function<void()> &then,
+                const std::function<void()> &otherwise) {
+  llvm::Function *fn = k.b.GetInsertBlock()->getParent();
+  auto &ctx = k.b.getContext();
+  auto *thenBlock = llvm::BasicBlock::Create(ctx, "then", fn);
+  auto *elseBlock = llvm::BasicBlock::Create(ctx, "else", fn);
+  auto *done = llvm::BasicBlock::Create(ctx, "endif", fn);
+  k.b.CreateCondBr(cond, thenBlock, elseBlock);
+  k.b.SetInsertPoint(thenBlock);
+  then();
+  k.b.CreateBr(done);
+  k.b.SetInsertPoint(elseBlock);
+  otherwise();
+  k.b.CreateBr(done);
+  k.b.SetInsertPoint(done);
+}
+
+// The building blocks every GEMM of a module shares, one function per (block, shape): the
+// micro-kernel per register tile, the packing routines per layout. They are plain vector code
+// already, so they are marked for the light optimisation pipeline (codegen::kLightPipeline).
+class GemmParts {
+ public:
+  GemmParts(Kernel &k, const Tiling &t) : k(k), t(t), m(*k.b.GetInsertBlock()->getModule()) {}
+
+  // void micro(ptr Ap, ptr Bp, i64 kc, ptr tile): tile[r·NRV + v] = Σ_kk Ap[kk][r]·Bp[kk][v·VL..]
+  llvm::Function *micro() {
+    std::string name = "mtlc.gemm.micro." + std::to_string(t.MR) + "x" + std::to_string(t.NRV) +
+                       "v" + std::to_string(t.VL);
+    return define(name, 4, [&](Kernel &h, llvm::Function *fn) {
+      Value *aPanel = fn->getArg(0), *bPanel = fn->getArg(1), *kc = fn->getArg(2), *tile = fn->getArg(3);
+      const int VL = t.VL, MR = t.MR, NRV = t.NRV;
+      llvm::SmallVector<Value *, 32> zeros(MR * NRV, llvm::Constant::getNullValue(h.vec(VL)));
+      Carried acc = reduceLoop(h.b, h.c(0), kc, zeros, [&](Value *kk, llvm::ArrayRef<Value *> acc) {
+        Value *bRow = h.at(bPanel, h.mul(kk, t.NR()));
+        Value *aRow = h.at(aPanel, h.mul(kk, MR));
+        llvm::SmallVector<Value *, 4> bv;
+        for (int v = 0; v < NRV; ++v) bv.push_back(h.vload(VL, bRow, h.c(v * VL)));
+        Carried next(acc.begin(), acc.end());
+        for (int r = 0; r < MR; ++r) {
+          Value *a = h.splat(VL, h.load(aRow, h.c(r)));
+          for (int v = 0; v < NRV; ++v) next[r * NRV + v] = h.fma(a, bv[v], acc[r * NRV + v]);
+        }
+        return next;
+      }, "k");
+      for (int i = 0; i < MR * NRV; ++i) h.vstore(acc[i], tile, h.c(int64_t(i) * VL));
+    });
+  }
+
+  // void packA(ptr A, i64 lda, i64 rows, i64 kc, ptr dst): rows × kc of op(A) starting at A
+  // (already offset to the block) into panels of MR rows, k-major, zero rows past `rows`.
+  llvm::Function *packA(bool transA) {
+    std::string name = std::string("mtlc.gemm.packA.") + (transA ? "t" : "n") + std::to_string(t.MR) +
+                       "v" + std::to_string(t.VL);
+    return define(name, 5, [&](Kernel &h, llvm::Function *fn) {
+      Value *A = fn->getArg(0), *lda = fn->getArg(1), *rows = fn->getArg(2), *kc = fn->getArg(3),
+            *dst0 = fn->getArg(4);
+      const int VL = t.VL, MR = t.MR, groups = (MR + VL - 1) / VL;
+      llvm::IRBuilder<> &b = h.b;
+      Value *panels = b.CreateUDiv(h.add(rows, MR - 1), h.c(MR));
+      forLoop(b, panels, [&](Value *ip) {
+        Value *dst = h.at(dst0, h.mul(ip, h.mul(kc, MR)));
+        Value *r0 = h.mul(ip, MR);
+        Value *rowsValid = h.smin(h.c(MR), h.sub(rows, r0));
+        if (transA) {  // A stored [K, M]: each k gives MR consecutive rows
+          forLoop(b, kc, [&](Value *kk) {
+            Value *src = h.add(h.mul(kk, lda), r0);
+            for (int gi = 0; gi < groups; ++gi) {
+              Value *mask = h.laneMask(VL, h.c(gi * VL), rowsValid);
+              Value *v = h.maskedLoad(VL, A, h.add(src, gi * VL), mask);
+              h.maskedStore(v, dst, h.add(h.mul(kk, MR), gi * VL), h.laneMask(VL, h.c(gi * VL), h.c(MR)));
+            }
+          }, "kk");
+          return;
+        }
+        // A stored [M, K]: rows are contiguous along k.
+        transposingPanel(h, h.rawAt(A, h.mul(r0, lda)), lda, rowsValid, kc, dst, MR);
+      }, "pa");
+    });
+  }
+
+  // void packB(ptr B, i64 ldb, i64 cols, i64 kc, ptr dst): kc × cols of op(B) starting at B into
+  // panels of NR columns, k-major, zero columns past `cols`.
+  llvm::Function *packB(bool transB) {
+    std::string name = std::string("mtlc.gemm.packB.") + (transB ? "t" : "n") +
+                       std::to_string(t.NRV) + "v" + std::to_string(t.VL);
+    return define(name, 5, [&](Kernel &h, llvm::Function *fn) {
+      Value *B = fn->getArg(0), *ldb = fn->getArg(1), *cols = fn->getArg(2), *kc = fn->getArg(3),
+            *dst0 = fn->getArg(4);
+      const int VL = t.VL, NR = t.NR(), NRV = t.NRV;
+      llvm::IRBuilder<> &b = h.b;
+      Value *panels = b.CreateUDiv(h.add(cols, NR - 1), h.c(NR));
+      forLoop(b, panels, [&](Value *jp) {
+        Value *dst = h.at(dst0, h.mul(jp, h.mul(kc, NR)));
+        Value *c0 = h.mul(jp, NR);
+        Value *colsValid = h.smin(h.c(NR), h.sub(cols, c0));
+        if (!transB) {  // B stored [K, N]: rows are contiguous along the columns
+          forLoop(b, kc, [&](Value *kk) {
+            Value *src = h.add(h.mul(kk, ldb), c0);
+            for (int v = 0; v < NRV; ++v) {
+              Value *mask = h.laneMask(VL, h.c(v * VL), colsValid);
+              h.vstore(h.maskedLoad(VL, B, h.add(src, v * VL), mask), dst, h.add(h.mul(kk, NR), v * VL));
+            }
+          }, "kk");
+          return;
+        }
+        // B stored [N, K]: each column of op(B) is contiguous along k.
+        transposingPanel(h, h.rawAt(B, h.mul(c0, ldb)), ldb, colsValid, kc, dst, NR);
+      }, "pb");
+    });
+  }
+
+ private:
+  // dst[kk·W + j] = src[j·ld + kk] for j < valid, 0 for valid <= j < W, kk < kc: one panel of a
+  // packed block whose source lines (rows of A, columns of op(B)) are contiguous along k. Full
+  // panels go VL×VL blocks at a time, transposed in registers; the k remainder and partial panels
+  // (at most one per block) element by element.
+  void transposingPanel(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *dst, int W) {
+    llvm::IRBuilder<> &b = h.b;
+    const int VL = t.VL, groups = (W + VL - 1) / VL;
+    auto elementwise = [&](Value *kBegin) {
+      Value *lastLine = h.sub(valid, h.c(1));
+      forLoop(b, kBegin, kc, [&](Value *kk) {
+        forLoop(b, h.c(W), [&](Value *j) {
+          Value *line = h.smin(j, lastLine);  // a real line, read but discarded past `valid`
+          Value *v = h.load(src, h.add(h.mul(line, ld), kk));
+          h.store(b.CreateSelect(b.CreateICmpSLT(j, valid), v, h.f32(0)), dst, h.add(h.mul(kk, W), j));
+        }, "j");
+      }, "kt");
+    };
+    ifThenElse(h, b.CreateICmpEQ(valid, h.c(W)), [&] {
+      Value *kBlocks = b.CreateUDiv(kc, h.c(VL));
+      forLoop(b, kBlocks, [&](Value *kb) {
+        Value *k0 = h.mul(kb, VL);
+        for (int gi = 0; gi < groups; ++gi) {
+          llvm::SmallVector<Value *, 16> blk;
+          for (int jj = 0; jj < VL; ++jj) {
+            int line = gi * VL + jj;
+            blk.push_back(line < W ? h.vload(VL, src, h.add(h.mul(h.c(line), ld), k0))
+                                   : llvm::Constant::getNullValue(h.vec(VL)));
+          }
+          transpose(h, blk);
+          int width = std::min(VL, W - gi * VL);
+          for (int tt = 0; tt < VL; ++tt) {
+            Value *at = h.add(h.mul(h.add(k0, tt), W), gi * VL);
+            if (width == VL) h.vstore(blk[tt], dst, at);
+            else h.maskedStore(blk[tt], dst, at, h.laneMask(VL, h.c(0), h.c(width)));
+          }
+        }
+      }, "kb");
+      elementwise(h.mul(kBlocks, VL));
+    }, [&] { elementwise(h.c(0)); });
+  }
+
+  // An internal, non-inlined function of `pointers` pointer/i64 parameters (by the signature
+  // conventions above: ptr, ptr|i64, i64, i64, ptr), defined once per module.
+  llvm::Function *define(const std::string &name, unsigned params,
+                         const std::function<void(Kernel &, llvm::Function *)> &body) {
+    if (llvm::Function *existing = m.getFunction(name)) return existing;
+    auto &ctx = m.getContext();
+    llvm::Type *ptr = llvm::PointerType::getUnqual(ctx), *i64 = llvm::Type::getInt64Ty(ctx);
+    std::vector<llvm::Type *> types;
+    if (params == 4) types = {ptr, ptr, i64, ptr};  // micro
+    else types = {ptr, i64, i64, i64, ptr};         // pack
+    auto *fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), types, false),
+                                      llvm::Function::InternalLinkage, name, m);
+    fn->setDoesNotThrow();
+    fn->addFnAttr(llvm::Attribute::NoInline);
+    fn->addFnAttr(kLightPipeline);
+    for (unsigned i = 0; i < types.size(); ++i)
+      if (types[i]->isPointerTy()) {
+        fn->addParamAttr(i, llvm::Attribute::NoAlias);
+        fn->addParamAttr(i, llvm::Attribute::NoCapture);
+      }
+    fn->addParamAttr(0, llvm::Attribute::ReadOnly);
+    if (params == 4) fn->addParamAttr(1, llvm::Attribute::ReadOnly);
+    llvm::IRBuilder<> hb(llvm::BasicBlock::Create(ctx, "entry", fn));
+    Kernel h{hb, k.node, nullptr, {}, nullptr, nullptr, nullptr, k.opts, k.maxBatch};
+    body(h, fn);
+    hb.CreateRetVoid();
+    return fn;
+  }
+
+  Kernel &k;
+  const Tiling &t;
+  llvm::Module &m;
+};
+
+class GemmEmitter {
+ public:
+  GemmEmitter(Kernel &k, const Gemm &g) : k(k), b(k.b), g(g), t(chooseTiling(k, g)) {}
+
+  void emit() {
+    lda = g.lda ? g.lda : (g.transA ? g.M : g.K);
+    ldb = g.ldb ? g.ldb : (g.transB ? g.K : g.N);
+    ldc = g.ldc ? g.ldc : g.N;
+    // The register tile reaches the store code through a stack buffer (a few dozen vectors per
+    // tile, against MR·NRV·kc multiply-adds).
+    {
+      llvm::IRBuilder<> entry(&b.GetInsertBlock()->getParent()->getEntryBlock(),
+                              b.GetInsertBlock()->getParent()->getEntryBlock().begin());
+      tile = entry.CreateAlloca(k.vec(t.VL), entry.getInt32(t.MR * t.NRV), "tile");
+      tile->setAlignment(llvm::Align(64));
+    }
+    if (t.kind == GemmKind::Axpy) return emitAxpy();
+    if (t.kind == GemmKind::Dot) return emitDot();
+    layoutScratch();
+    GemmParts parts(k, t);
+    llvm::Function *micro = parts.micro(), *packA = parts.packA(g.transA), *packB = parts.packB(g.transB);
+
+    // K in kBlocks slices of kStep (the last may be shorter): even slices, no sliver at the end.
+    singleSlice = g.staticK >= 0 && g.staticK <= t.KC;
+    Value *kBlocks = singleSlice ? k.c(1) : b.CreateUDiv(k.add(g.K, t.KC - 1), k.c(t.KC));
+    Value *kStep = singleSlice ? g.K : b.CreateUDiv(k.sub(k.add(g.K, kBlocks), k.c(1)), kBlocks);
+    Value *mBlocks = b.CreateUDiv(k.add(g.M, t.MB - 1), k.c(t.MB));
+    Value *nBlocks = b.CreateUDiv(k.add(g.N, t.NB - 1), k.c(t.NB));
+
+    forLoop(b, mBlocks, [&](Value *ib) {
+      Value *ic = k.mul(ib, t.MB);
+      Value *mc = k.smin(k.c(t.MB), k.sub(g.M, ic));
+      forLoop(b, kBlocks, [&](Value *pb) {
+        Value *pc = k.mul(pb, kStep);
+        Value *kc = k.smin(kStep, k.sub(g.K, pc));
+        Value *first = b.CreateICmpEQ(pb, k.c(0));
+        Value *last = b.CreateICmpEQ(pb, k.sub(kBlocks, k.c(1)));
+        Value *aBlock = k.rawAt(g.A, g.transA ? k.add(k.mul(pc, lda), ic) : k.add(k.mul(ic, lda), pc));
+        b.CreateCall(packA, {aBlock, lda, mc, kc, packAPtr});
+        forLoop(b, nBlocks, [&](Value *jb) {
+          Value *jc = k.mul(jb, t.NB);
+          Value *nc = k.smin(k.c(t.NB), k.sub(g.N, jc));
+          Value *bBlock = k.rawAt(g.B, g.transB ? k.add(k.mul(jc, ldb), pc) : k.add(k.mul(pc, ldb), jc));
+          b.CreateCall(packB, {bBlock, ldb, nc, kc, packBPtr});
+          Value *mPanels = b.CreateUDiv(k.add(mc, t.MR - 1), k.c(t.MR));
+          Value *nPanels = b.CreateUDiv(k.add(nc, t.NR() - 1), k.c(t.NR()));
+          forLoop(b, mPanels, [&](Value *ip) {
+            Value *aPanel = k.at(packAPtr, k.mul(ip, k.mul(kc, t.MR)));
+            Value *i0 = k.add(ic, k.mul(ip, t.MR));
+            Value *rows = k.smin(k.c(t.MR), k.sub(mc, k.mul(ip, t.MR)));
+            forLoop(b, nPanels, [&](Value *jp) {
+              Value *bPanel = k.at(packBPtr, k.mul(jp, k.mul(kc, t.NR())));
+              Value *j0 = k.add(jc, k.mul(jp, t.NR()));
+              Value *cols = k.smin(k.c(t.NR()), k.sub(nc, k.mul(jp, t.NR())));
+              b.CreateCall(micro, {aPanel, bPanel, kc, tile});
+              storeTile(i0, rows, j0, cols, first, last);
+            }, "jp");
+          }, "ip");
+        }, "jb");
+      }, "pb");
+    }, "ib");
+  }
+
+ private:
+  // Row (or column) indices i0 + r for r < count, clamped to the last real one: edge tiles compute
+  // on copies of a real line, whose results the masked stores then drop.
+  llvm::SmallVector<Value *, 8> clampedLines(Value *i0, int count, Value *extent) {
+    llvm::SmallVector<Value *, 8> lines;
+    Value *lastLine = k.sub(extent, k.c(1));
+    for (int r = 0; r < count; ++r) lines.push_back(k.smin(k.add(i0, r), lastLine));
+    return lines;
+  }
+
+  // A(i, k) of op(A) for the broadcast forms.
+  Value *elementA(Value *i, Value *kk) {
+    return k.load(g.A, g.transA ? k.add(k.mul(kk, lda), i) : k.add(k.mul(i, lda), kk));
+  }
+
+  // The register tile straight from A and B ([K, N]): no packing, one pass over K.
+  void emitAxpy() {
+    singleSlice = true;
+    const int VL = t.VL, MR = t.MR, NRV = t.NRV, NR = t.NR();
+    Value *mTiles = b.CreateUDiv(k.add(g.M, MR - 1), k.c(MR));
+    Value *nTiles = b.CreateUDiv(k.add(g.N, NR - 1), k.c(NR));
+    forLoop(b, mTiles, [&](Value *it) {
+      Value *i0 = k.mul(it, MR);
+      Value *rows = k.smin(k.c(MR), k.sub(g.M, i0));
+      auto lines = clampedLines(i0, MR, g.M);
+      forLoop(b, nTiles, [&](Value *jt) {
+        Value *j0 = k.mul(jt, NR);
+        Value *cols = k.smin(k.c(NR), k.sub(g.N, j0));
+        llvm::SmallVector<Value *, 4> masks;
+        for (int v = 0; v < NRV; ++v) masks.push_back(k.laneMask(VL, k.c(v * VL), cols));
+        llvm::SmallVector<Value *, 32> zeros(MR * NRV, llvm::Constant::getNullValue(k.vec(VL)));
+        Carried acc = reduceLoop(b, k.c(0), g.K, zeros, [&](Value *kk, llvm::ArrayRef<Value *> acc) {
+          Value *bRow = k.add(k.mul(kk, ldb), j0);
+          llvm::SmallVector<Value *, 4> bv;
+          for (int v = 0; v < NRV; ++v) bv.push_back(k.maskedLoad(VL, g.B, k.add(bRow, v * VL), masks[v]));
+          Carried next(acc.begin(), acc.end());
+          for (int r = 0; r < MR; ++r) {
+            Value *a = k.splat(VL, elementA(lines[r], kk));
+            for (int v = 0; v < NRV; ++v) next[r * NRV + v] = k.fma(a, bv[v], acc[r * NRV + v]);
+          }
+          return next;
+        }, "k");
+        for (int i = 0; i < MR * NRV; ++i) k.vstore(acc[i], tile, k.c(int64_t(i) * VL));
+        storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
+      }, "jt");
+    }, "it");
+  }
+
+  // C = A·Bᵀ with A [M, K] and B [N, K]: MR×NC lane-wise partial dot products over k, then lane
+  // sums into row r of the tile buffer (lanes 0..NC-1).
+  void emitDot() {
+    singleSlice = true;
+    const int VL = t.VL, MR = t.MR, NC = t.NC;
+    Value *mTiles = b.CreateUDiv(k.add(g.M, MR - 1), k.c(MR));
+    Value *nTiles = b.CreateUDiv(k.add(g.N, NC - 1), k.c(NC));
+    Value *kVectors = b.CreateUDiv(g.K, k.c(VL));
+    Value *kTail = k.mul(kVectors, VL);
+    forLoop(b, mTiles, [&](Value *it) {
+      Value *i0 = k.mul(it, MR);
+      Value *rows = k.smin(k.c(MR), k.sub(g.M, i0));
+      auto aLines = clampedLines(i0, MR, g.M);
+      llvm::SmallVector<Value *, 8> aRows;
+      for (Value *line : aLines) aRows.push_back(k.mul(line, lda));
+      forLoop(b, nTiles, [&](Value *jt) {
+        Value *j0 = k.mul(jt, NC);
+        Value *cols = k.smin(k.c(NC), k.sub(g.N, j0));
+        llvm::SmallVector<Value *, 16> bRows;
+        for (Value *line : clampedLines(j0, NC, g.N)) bRows.push_back(k.mul(line, ldb));
+        auto step = [&](Value *k0, Value *mask, llvm::ArrayRef<Value *> acc) {
+          auto get = [&](Value *base, Value *row) {
+            return mask ? k.maskedLoad(VL, base, k.add(row, k0), mask) : k.vload(VL, base, k.add(row, k0));
+          };
+          llvm::SmallVector<Value *, 8> a;
+          for (int r = 0; r < MR; ++r) a.push_back(get(g.A, aRows[r]));
+          Carried next(acc.begin(), acc.end());
+          for (int c = 0; c < NC; ++c) {
+            Value *bv = get(g.B, bRows[c]);
+            for (int r = 0; r < MR; ++r) next[r * NC + c] = k.fma(a[r], bv, acc[r * NC + c]);
+          }
+          return next;
+        };
+        llvm::SmallVector<Value *, 32> zeros(MR * NC, llvm::Constant::getNullValue(k.vec(VL)));
+        Carried acc = reduceLoop(b, k.c(0), kVectors, zeros, [&](Value *kv, llvm::ArrayRef<Value *> acc) {
+          return step(k.mul(kv, VL), nullptr, acc);
+        }, "kv");
+        if (!(g.staticK >= 0 && g.staticK % VL == 0))
+          acc = step(kTail, k.laneMask(VL, kTail, g.K), acc);
+        for (int r = 0; r < MR; ++r) {
+          Value *row = llvm::Constant::getNullValue(k.vec(VL));
+          for (int c = 0; c < NC; ++c) {
+            auto *sum = b.CreateFAddReduce(llvm::ConstantFP::get(b.getFloatTy(), -0.0), acc[r * NC + c]);
+            llvm::cast<llvm::Instruction>(sum)->setHasAllowReassoc(true);
+            row = b.CreateInsertElement(row, sum, uint64_t(c));
+          }
+          k.vstore(row, tile, k.c(int64_t(r) * VL));
+        }
+        storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
+      }, "jt");
+    }, "it");
+  }
+
+  // The scratch holds A's packed block, then B's, each 64-byte aligned.
+  void layoutScratch() {
+    if (!g.pack) throw std::logic_error("emitGemm: no packing scratch");
+    auto up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
+    int64_t kcMax = g.staticK < 0 ? t.KC : std::min(g.staticK, t.KC);
+    int64_t mbMax = g.staticM < 0 ? t.MB : std::min(g.staticM, t.MB);
+    int64_t nbMax = g.staticN < 0 ? t.NB : std::min(g.staticN, t.NB);
+    int64_t aFloats = up(kcMax * ceilDiv(mbMax, t.MR) * t.MR, 16);
+    int64_t bFloats = up(kcMax * ceilDiv(nbMax, t.NR()) * t.NR(), 16);
+    if (aFloats + bFloats + 16 > passes::gemmPackFloats(g.staticM, g.staticK, g.staticN))
+      throw std::logic_error("emitGemm: packing needs more scratch than the plan reserves");
+    Value *aligned = b.CreateIntrinsic(llvm::Intrinsic::ptrmask, {b.getPtrTy(), b.getInt64Ty()},
+                                       {k.at(g.pack, k.c(15)), b.getInt64(~int64_t(63))});
+    packAPtr = aligned;
+    packBPtr = k.at(aligned, k.c(aFloats));
+  }
+
+  // Writes the register tile (in `tile`) to C rows [i0, i0+rows), columns [j0, j0+cols): a loop
+  // over the real rows, NRV masked vectors each.
+  void storeTile(Value *i0, Value *rows, Value *j0, Value *cols, Value *first, Value *last) {
+    // C's previous value joins the sum when accumulating or on every slice after the first.
+    Value *loadOld = g.accumulate ? b.getTrue() : singleSlice ? b.getFalse() : b.CreateNot(first);
+    llvm::SmallVector<Value *, 4> masks;
+    for (int v = 0; v < t.NRV; ++v) masks.push_back(k.laneMask(t.VL, k.c(v * t.VL), cols));
+    auto variant = [&](bool withEpilogue) {
+      forLoop(b, rows, [&](Value *r) {
+        Value *row = k.add(i0, r);
+        for (int v = 0; v < t.NRV; ++v) {
+          Value *col = k.add(j0, v * t.VL);
+          Value *index = k.add(k.mul(row, ldc), col);
+          Value *value = k.vload(t.VL, tile, k.mul(k.add(k.mul(r, t.NRV), k.c(v)), t.VL));
+          if (!llvm::isa<llvm::ConstantInt>(loadOld) || !llvm::cast<llvm::ConstantInt>(loadOld)->isZero()) {
+            Value *oldMask = b.CreateAnd(masks[v], k.splat(t.VL, loadOld));
+            value = b.CreateFAdd(k.maskedLoad(t.VL, g.C, index, oldMask), value);
+          }
+          if (withEpilogue)
+            if (Value *out = g.epilogue(k, value, TileSite{row, col, masks[v]})) value = out;
+          k.maskedStore(value, g.C, index, masks[v]);
+        }
+      }, "r");
+    };
+    if (!g.epilogue) return variant(false);
+    if (singleSlice) return variant(true);
+    ifThenElse(k, last, [&] { variant(true); }, [&] { variant(false); });
+  }
+
+  Kernel &k;
+  llvm::IRBuilder<> &b;
+  const Gemm &g;
+  Tiling t;
+  Value *lda = nullptr, *ldb = nullptr, *ldc = nullptr;
+  Value *packAPtr = nullptr, *packBPtr = nullptr;
+  llvm::AllocaInst *tile = nullptr;
+  bool singleSlice = false;
+};
+
+}  // namespace
+
+int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N) { return passes::gemmPackFloats(M, K, N); }
+
+void emitGemm(Kernel &k, const Gemm &g) { GemmEmitter(k, g).emit(); }
+
+}  // namespace mtlc::codegen

@@ -1,0 +1,31 @@
+// Working memory of the packed GEMM (codegen/EmitGemm.cpp), shared by the memory plan (which
+// reserves it as a node's scratch, passes::scratchFloats) and codegen (which checks that what it
+// emits fits). Target independent: the bounds hold for every register tile codegen may choose.
+//
+// The GEMM packs a block of op(A) (up to kGemmMaxMB rows × kGemmMaxKC) and a block of op(B)
+// (kGemmMaxKC × up to kGemmMaxNB columns) into panels padded to a multiple of the register tile
+// (at most kGemmMaxTile rows or columns, so padding adds less than that); codegen aligns the
+// scratch pointer and each block to 64 bytes (the 16-float and 32-float slack below).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace mtlc::passes {
+
+constexpr int64_t kGemmMaxKC = 384;   // depth of a packed block
+constexpr int64_t kGemmMaxMB = 512;   // rows of op(A) per packed block
+constexpr int64_t kGemmMaxNB = 768;   // columns of op(B) per packed block
+constexpr int64_t kGemmMaxTile = 64;  // largest register tile extent (rows or columns)
+
+// Floats of packing scratch for C[M,N] = op(A)[M,K]·op(B)[K,N]; an extent of -1 is the run-time
+// batch size, bounded by the block size.
+inline int64_t gemmPackFloats(int64_t M, int64_t K, int64_t N) {
+  auto up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
+  int64_t kc = K < 0 ? kGemmMaxKC : std::min(K, kGemmMaxKC);
+  int64_t mb = M < 0 ? kGemmMaxMB : std::min(M, kGemmMaxMB);
+  int64_t nb = N < 0 ? kGemmMaxNB : std::min(N, kGemmMaxNB);
+  return up(kc * (mb + kGemmMaxTile), 16) + up(kc * (nb + kGemmMaxTile), 16) + 32;
+}
+
+}  // namespace mtlc::passes
