@@ -1,5 +1,6 @@
 #include "MemoryPlan.h"
 
+#include "Fusion.h"
 #include "KernelScratch.h"
 #include "ir/Builder.h"  // ir::matrixView
 
@@ -132,7 +133,7 @@ int64_t scratchFloats(const ir::Node &n) {
   }
 }
 
-MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
+MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPlan *fusion) {
   int ids = f.nextId;
   for (const auto &n : f.nodes) ids = std::max(ids, n->id + 1);
 
@@ -156,6 +157,18 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
     }
   }
 
+  // Fusion: where each node's computation happens (a group member: at its group's last node).
+  std::vector<size_t> runsAt(f.nodes.size());
+  {
+    std::vector<size_t> position(ids, 0);
+    for (size_t i = 0; i < f.nodes.size(); ++i) position[f.nodes[i]->id] = i;
+    for (size_t i = 0; i < f.nodes.size(); ++i) {
+      const FusionGroup *g = fusion ? fusion->group(f.nodes[i].get()) : nullptr;
+      runsAt[i] = g ? position[g->last()->id] : i;
+    }
+  }
+  auto interior = [&](const Node &n) { return fusion && fusion->isInterior(&n); };
+
   // Liveness: a value's slot is free after the last node that reads it (through any chain of
   // views); values copied to outputs at the end live to the end.
   std::vector<int> owner(ids, -1);  // node id -> id of the node whose slot it uses (views)
@@ -163,7 +176,7 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
   for (size_t i = 0; i < f.nodes.size(); ++i) {
     const Node &n = *f.nodes[i];
     owner[n.id] = n.op == OpKind::Reshape ? owner[n.operands.at(0)->id] : n.id;
-    for (const Node *o : n.operands) lastUse[owner[o->id]] = i;
+    for (const Node *o : n.operands) lastUse[owner[o->id]] = std::max(lastUse[owner[o->id]], runsAt[i]);
   }
   for (const ir::Output *o : copyOuts) lastUse[owner[o->value->id]] = f.nodes.size();
   std::vector<std::vector<int>> dyingAt(f.nodes.size());
@@ -180,15 +193,21 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
     } else if (n.op == OpKind::Reshape) {
       plan.storage[n.id] = plan.storage[n.operands.at(0)->id];  // a view: same elements, new type
       plan.offset[n.id] = plan.offset[n.operands.at(0)->id];
+    } else if (interior(n)) {
+      // fused: stays in registers
     } else if (!boundInPlace[n.id]) {
       slotFloats[n.id] = n.type.elements() * (n.type.batched ? m.maxBatch : 1);
       plan.offset[n.id] = acts.allocate(slotFloats[n.id]);
       plan.storage[n.id] = {Base::Acts, 0, plan.offset[n.id]};
     }
     // The kernel's scratch lives only while it runs; its output and operands stay put meanwhile.
-    if (int64_t floats = scratchFloats(n)) {
-      plan.scratch[n.id] = acts.allocate(floats);
-      if (m.reuseActs) acts.release(plan.scratch[n.id], floats);
+    // A fused group's kernel is its root's, run at the group's last node.
+    const FusionGroup *group = fusion ? fusion->group(&n) : nullptr;
+    const Node &kernel = group && group->last() == &n ? *group->root : n;
+    int64_t floats = interior(n) ? 0 : scratchFloats(kernel);
+    if (floats) {
+      plan.scratch[kernel.id] = acts.allocate(floats);
+      if (m.reuseActs) acts.release(plan.scratch[kernel.id], floats);
     }
     if (!m.reuseActs) continue;
     for (int id : dyingAt[i])
@@ -203,7 +222,11 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f) {
 
 int64_t maxActsFloats(const ir::Module &m) {
   int64_t most = 0;
-  for (const auto &f : m.functions) most = std::max(most, planMemory(m, *f).actsFloats);
+  for (const auto &f : m.functions) {
+    // Codegen runs either plan (fusion on or off): size for both.
+    FusionPlan fusion = planFusion(*f);
+    most = std::max({most, planMemory(m, *f).actsFloats, planMemory(m, *f, &fusion).actsFloats});
+  }
   return most;
 }
 

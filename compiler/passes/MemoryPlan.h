@@ -60,10 +60,18 @@ constexpr int64_t kSlotAlign = 16;
 // that matrix). codegen/EmitConv.cpp relies on this rule.
 int64_t scratchFloats(const ir::Node &n);
 
-// Plans one function of `m` for batches of up to m.maxBatch samples.
-MemoryPlan planMemory(const ir::Module &m, const ir::Function &f);
+struct FusionPlan;
 
-// The acts arena size that fits every function of the module.
+// Plans one function of `m` for batches of up to m.maxBatch samples. With a fusion plan
+// (passes/Fusion.h, as codegen executes it), each group runs as one kernel at its last node's
+// position: interior members get no storage, every operand a member reads stays live until the
+// group has run, and the group's scratch (scratchFloats of its root) is planned there, under the
+// root's id.
+MemoryPlan planMemory(const ir::Module &m, const ir::Function &f,
+                      const FusionPlan *fusion = nullptr);
+
+// The acts arena size that fits every function of the module, with or without fusion (the larger
+// of the plans planMemory makes without a fusion plan and with passes::planFusion's).
 int64_t maxActsFloats(const ir::Module &m);
 
 }  // namespace mtlc::passes
