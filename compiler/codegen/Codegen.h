@@ -58,11 +58,13 @@ struct CodegenOptions {
   int64_t gemmKC = 0, gemmMB = 0, gemmNB = 0;  // cache blocks (K, rows of A, columns of B)
 };
 
-// The fusion groups codegen emits for `f` under `opts`: passes::planFusion, trimmed to what the
-// epilogue emitters support; empty when opts.fuse is false. planMemory must be given the same plan.
-passes::FusionPlan kernelFusion(const ir::Function &f, const CodegenOptions &opts);
+// The fusion groups codegen emits for `f` of `m` under `opts`: passes::planFusion (every group
+// it forms is supported), or none when opts.fuse is false. planMemory must be given the same plan.
+passes::FusionPlan kernelFusion(const ir::Module &m, const ir::Function &f,
+                                const CodegenOptions &opts);
 
-// The acts arena size every function of `m` needs under `opts` (fusion leaves interior nodes out).
+// The acts arena size every function of `m` needs under `opts` (<= passes::maxActsFloats(m), which
+// covers the fused and the unfused plans).
 int64_t actsFloats(const ir::Module &m, const CodegenOptions &opts);
 
 // "mtlc_" + module name + "_" + function name, e.g. mtlc_fashion_train_step.

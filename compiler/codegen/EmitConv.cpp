@@ -133,12 +133,35 @@ Gemm constGemm(Kernel &k, const ConvShape &s, llvm::Value *A, llvm::Value *B, ll
 
 }  // namespace
 
+// A fused chain in the GEMM's epilogue when the GEMM writes sample n's [channels, positions]
+// result directly: element (row, col) is flat index n·rows·P + row·P + col, channel `row`.
+void chainEpilogue(Kernel &k, Gemm &g, llvm::Value *n, int64_t rows, int64_t P) {
+  if (!k.chain) return;
+  llvm::Value *sampleBase = k.mul(n, rows * P);
+  g.epilogue = [=](Kernel &k, llvm::Value *v, const TileSite &site) {
+    ElementSite e{k.add(sampleBase, k.add(k.mul(site.row, P), site.col)), site.mask};
+    e.channel = site.row;
+    return k.chain(k, v, e);
+  };
+}
+
+// A fused chain over finished values in place: out[flat0 + e] for e < count.
+void chainInPlace(Kernel &k, llvm::Value *out, llvm::Value *flat0, int64_t count) {
+  if (!k.chain) return;
+  forLoop(k.b, k.c(count), [&](llvm::Value *e) {
+    llvm::Value *v = k.load(out, e);
+    k.store(k.chain(k, v, ElementSite{k.add(flat0, e)}), out, e);
+  }, "e");
+}
+
 void emitConv2d(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.inType(1), k.type(), k);
   forLoop(k.b, k.n, [&](llvm::Value *n) {
     llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
     llvm::Value *ys = k.at(k.out, k.mul(n, s.O * s.P()));
-    emitGemm(k, constGemm(k, s, k.in[1], columns(k, s, xs), ys, s.O, s.taps(), s.P()));
+    Gemm g = constGemm(k, s, k.in[1], columns(k, s, xs), ys, s.O, s.taps(), s.P());
+    chainEpilogue(k, g, n, s.O, s.P());
+    emitGemm(k, g);
   }, "s");
 }
 
@@ -153,6 +176,7 @@ void emitConv2dBwdFilter(Kernel &k) {
     g.accumulate = true;
     emitGemm(k, g);
   }, "s");
+  chainInPlace(k, k.out, k.c(0), s.O * s.taps());  // the sum over the batch is final only now
 }
 
 void emitConv2dBwdData(Kernel &k) {
@@ -162,8 +186,12 @@ void emitConv2dBwdData(Kernel &k) {
     llvm::Value *dxs = k.at(k.out, k.mul(n, s.C * s.H * s.W));
     Gemm g = constGemm(k, s, k.in[1], dys, s.pointwise() ? dxs : k.scratch, s.taps(), s.O, s.P());
     g.transA = true;
+    if (s.pointwise()) chainEpilogue(k, g, n, s.C, s.P());
     emitGemm(k, g);
-    if (!s.pointwise()) col2im(k, s, k.scratch, dxs);
+    if (!s.pointwise()) {
+      col2im(k, s, k.scratch, dxs);
+      chainInPlace(k, dxs, k.mul(n, s.C * s.H * s.W), s.C * s.H * s.W);  // taps have all landed
+    }
   }, "s");
 }
 

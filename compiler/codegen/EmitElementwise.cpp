@@ -5,7 +5,6 @@
 #include "LoopBuilder.h"
 
 #include <cmath>
-#include <optional>
 
 namespace mtlc::codegen {
 
@@ -18,65 +17,66 @@ using ir::OpKind;
 // key = mix(seed ^ mix(salt)), computed once per kernel; element i is kept when the top 24 bits of
 // mix(key + (i+1)·γ), read as a fraction in [0,1), are >= p. This is SplitMix64 (γ its increment),
 // indexed instead of stepped. The same (seed, salt, i) gives the same decision in Dropout and
-// DropoutBwd; different dropout sites (salts) and steps (seeds) get independent masks.
+// DropoutBwd; different dropout sites (salts) and steps (seeds) get independent masks. All of it
+// works lane-wise on a vector of indices too.
 constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ull;
 
-llvm::Value *splitMix(Kernel &k, llvm::Value *z) {
-  llvm::IRBuilder<> &b = k.b;
-  z = b.CreateMul(b.CreateXor(z, b.CreateLShr(z, 30)), b.getInt64(0xBF58476D1CE4E5B9ull));
-  z = b.CreateMul(b.CreateXor(z, b.CreateLShr(z, 27)), b.getInt64(0x94D049BB133111EBull));
-  return b.CreateXor(z, b.CreateLShr(z, 31));
+llvm::Value *icst(llvm::Value *like, uint64_t v) { return llvm::ConstantInt::get(like->getType(), v); }
+llvm::Value *fcst(llvm::Value *like, double v) { return llvm::ConstantFP::get(like->getType(), v); }
+
+llvm::Value *splitMix(llvm::IRBuilder<> &b, llvm::Value *z) {
+  z = b.CreateMul(b.CreateXor(z, b.CreateLShr(z, icst(z, 30))), icst(z, 0xBF58476D1CE4E5B9ull));
+  z = b.CreateMul(b.CreateXor(z, b.CreateLShr(z, icst(z, 27))), icst(z, 0x94D049BB133111EBull));
+  return b.CreateXor(z, b.CreateLShr(z, icst(z, 31)));
 }
 
-struct DropoutMask {
-  llvm::Value *key;  // per kernel call
-  double p;
-  llvm::Value *scale;  // 1/(1-p), or 0 when p >= 1 (everything dropped)
-
-  DropoutMask(Kernel &k) : p(k.node.f) {
-    llvm::Value *salt = splitMix(k, k.b.getInt64(uint64_t(k.attr(0)) * kGamma));
-    key = splitMix(k, k.b.CreateXor(k.seed, salt));
-    scale = k.f32(p < 1 ? 1.0 / (1.0 - p) : 0.0);
-  }
-  llvm::Value *keep(Kernel &k, llvm::Value *i) {
-    // Plain (wrapping) arithmetic: hashing relies on modular overflow.
-    llvm::Value *counter = k.b.CreateMul(k.b.CreateAdd(i, k.c(1)), k.b.getInt64(kGamma));
-    llvm::Value *h = splitMix(k, k.b.CreateAdd(key, counter));
-    llvm::Value *u = k.b.CreateFMul(k.b.CreateUIToFP(k.b.CreateLShr(h, 40), k.b.getFloatTy()),
-                                    k.f32(1.0 / 16777216.0));
-    return k.b.CreateFCmpOGE(u, k.f32(p));
-  }
-  llvm::Value *apply(Kernel &k, llvm::Value *i, llvm::Value *v) {
-    return k.b.CreateSelect(keep(k, i), k.b.CreateFMul(v, scale), k.f32(0));
-  }
-};
+// v with dropout (or its gradient) applied at element `flat` (i64 or a vector of i64, matching v).
+llvm::Value *dropout(Kernel &k, const ir::Node &node, llvm::Value *v, llvm::Value *flat) {
+  llvm::IRBuilder<> &b = k.b;
+  const double p = node.f;
+  llvm::Value *salt = splitMix(b, b.getInt64(uint64_t(node.ints.at(0)) * kGamma));
+  llvm::Value *key = splitMix(b, b.CreateXor(k.seed, salt));
+  if (flat->getType()->isVectorTy())
+    key = b.CreateVectorSplat(llvm::cast<llvm::FixedVectorType>(flat->getType())->getNumElements(), key);
+  // Plain (wrapping) arithmetic: hashing relies on modular overflow.
+  llvm::Value *counter = b.CreateMul(b.CreateAdd(flat, icst(flat, 1)), icst(flat, kGamma));
+  llvm::Value *h = splitMix(b, b.CreateAdd(key, counter));
+  llvm::Value *top = b.CreateLShr(h, icst(h, 40));
+  llvm::Value *u = b.CreateFMul(b.CreateUIToFP(top, v->getType()), fcst(v, 1.0 / 16777216.0));
+  llvm::Value *keep = b.CreateFCmpOGE(u, fcst(v, p));
+  llvm::Value *scale = fcst(v, p < 1 ? 1.0 / (1.0 - p) : 0.0);
+  return b.CreateSelect(keep, b.CreateFMul(v, scale), fcst(v, 0.0));
+}
 
 // Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF that GELU is built on.
 llvm::Value *normalCdf(Kernel &k, llvm::Value *x) {
-  llvm::Value *e = k.erf(k.b.CreateFMul(x, k.f32(M_SQRT1_2)));
-  return k.b.CreateFMul(k.f32(0.5), k.b.CreateFAdd(k.f32(1), e));
+  llvm::Value *e = k.erf(k.b.CreateFMul(x, fcst(x, M_SQRT1_2)));
+  return k.b.CreateFMul(fcst(x, 0.5), k.b.CreateFAdd(fcst(x, 1), e));
 }
 
-// Element i of the result, given element i of each operand (v[0], v[1]).
-llvm::Value *elementValue(Kernel &k, DropoutMask *mask, llvm::ArrayRef<llvm::Value *> v,
-                          llvm::Value *i) {
+}  // namespace
+
+llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<llvm::Value *> v,
+                              llvm::Value *flat) {
   llvm::IRBuilder<> &b = k.b;
-  llvm::Value *zero = k.f32(0), *one = k.f32(1);
-  const double f = k.node.f;
-  switch (k.node.op) {
+  llvm::Value *zero = fcst(v[0], 0), *one = fcst(v[0], 1);
+  const double f = node.f;
+  switch (node.op) {
     case OpKind::Relu:  // x < 0 ? 0 : x, so NaN passes through as in PyTorch
       return b.CreateSelect(b.CreateFCmpOLT(v[0], zero), zero, v[0]);
     case OpKind::LeakyRelu:
-      return b.CreateSelect(b.CreateFCmpOGT(v[0], zero), v[0], b.CreateFMul(v[0], k.f32(f)));
+      return b.CreateSelect(b.CreateFCmpOGT(v[0], zero), v[0], b.CreateFMul(v[0], fcst(v[0], f)));
     case OpKind::Sigmoid:  // 1/(1+e^-x): saturates cleanly to 0 and 1, no cancellation
-      return b.CreateFDiv(one, b.CreateFAdd(one, k.math(llvm::Intrinsic::exp, b.CreateFNeg(v[0]))));
+      return k.sigmoid(v[0]);
     case OpKind::Tanh:
-      return k.math(llvm::Intrinsic::tanh, v[0]);
+      return k.tanh(v[0]);
     case OpKind::Gelu:  // exact form: x·Φ(x)
       return b.CreateFMul(v[0], normalCdf(k, v[0]));
     case OpKind::Dropout:
-      return mask->apply(k, i, v[0]);
+    case OpKind::DropoutBwd:
+      return dropout(k, node, v[0], flat);
     case OpKind::Add:
+    case OpKind::BiasAdd:  // v[1]: the bias at this element's channel
       return b.CreateFAdd(v[0], v[1]);
     case OpKind::Mul:
       return b.CreateFMul(v[0], v[1]);
@@ -84,39 +84,32 @@ llvm::Value *elementValue(Kernel &k, DropoutMask *mask, llvm::ArrayRef<llvm::Val
     case OpKind::ReluBwd:
       return b.CreateSelect(b.CreateFCmpOGT(v[0], zero), v[1], zero);
     case OpKind::LeakyReluBwd:
-      return b.CreateSelect(b.CreateFCmpOGT(v[0], zero), v[1], b.CreateFMul(v[1], k.f32(f)));
+      return b.CreateSelect(b.CreateFCmpOGT(v[0], zero), v[1], b.CreateFMul(v[1], fcst(v[1], f)));
     case OpKind::SigmoidBwd:  // dy·y·(1−y)
       return b.CreateFMul(b.CreateFMul(v[1], b.CreateFSub(one, v[0])), v[0]);
     case OpKind::TanhBwd:  // dy·(1−y²)
       return b.CreateFMul(v[1], b.CreateFSub(one, b.CreateFMul(v[0], v[0])));
     case OpKind::GeluBwd: {  // dy·(Φ(x) + x·φ(x)), φ(x) = e^(−x²/2)/√(2π)
       llvm::Value *x = v[0];
-      llvm::Value *pdf = b.CreateFMul(
-          k.math(llvm::Intrinsic::exp, b.CreateFMul(k.f32(-0.5), b.CreateFMul(x, x))),
-          k.f32(0.5 * M_2_SQRTPI * M_SQRT1_2));
+      llvm::Value *pdf = b.CreateFMul(k.exp(b.CreateFMul(fcst(x, -0.5), b.CreateFMul(x, x))),
+                                      fcst(x, 0.5 * M_2_SQRTPI * M_SQRT1_2));
       return b.CreateFMul(v[1], b.CreateFAdd(normalCdf(k, x), b.CreateFMul(x, pdf)));
     }
-    case OpKind::DropoutBwd:
-      return mask->apply(k, i, v[0]);
     default:
-      throw std::logic_error(std::string("emitElementwise: not elementwise: ") +
-                             ir::mnemonic(k.node.op));
+      throw std::logic_error(std::string("elementwiseValue: not elementwise: ") + ir::mnemonic(node.op));
   }
 }
-
-}  // namespace
 
 void emitElementwise(Kernel &k) {
   if (k.node.op == OpKind::Const) {
     k.store(k.f32(k.node.f), k.out, k.c(0));
     return;
   }
-  std::optional<DropoutMask> mask;
-  if (k.node.op == OpKind::Dropout || k.node.op == OpKind::DropoutBwd) mask.emplace(k);
   forLoop(k.b, k.count(k.type()), [&](llvm::Value *i) {
     llvm::SmallVector<llvm::Value *, 2> v;
     for (llvm::Value *operand : k.in) v.push_back(k.load(operand, i));
-    k.store(elementValue(k, mask ? &*mask : nullptr, v, i), k.out, i);
+    llvm::Value *y = elementwiseValue(k, k.node, v, i);
+    k.store(k.chain ? k.chain(k, y, ElementSite{i}) : y, k.out, i);
   });
 }
 
@@ -130,7 +123,8 @@ void emitBiasAdd(Kernel &k) {
       llvm::Value *row = k.mul(k.add(k.mul(s, C), c), rest);
       forLoop(k.b, k.c(rest), [&](llvm::Value *r) {
         llvm::Value *i = k.add(row, r);
-        k.store(k.b.CreateFAdd(k.load(k.in[0], i), bias), k.out, i);
+        llvm::Value *y = k.b.CreateFAdd(k.load(k.in[0], i), bias);
+        k.store(k.chain ? k.chain(k, y, ElementSite{i}) : y, k.out, i);
       }, "r");
     }, "c");
   }, "s");

@@ -21,9 +21,15 @@ void emitMatMul(Kernel &k) {
   g.M = extent(g.staticM), g.K = extent(g.staticK), g.N = extent(g.staticN);
   g.pack = k.scratch;
   if (k.chain) {
+    // A bias along the result's dim 0 runs along C's columns ([n, N] results) or rows ([M, N]).
+    const ir::Type &t = k.type();
+    bool alongColumns = t.batched && t.dims.size() == 1, alongRows = !t.batched && t.dims.size() == 2;
     llvm::Value *N = g.N;
-    g.epilogue = [N](Kernel &k, llvm::Value *v, const TileSite &site) {
-      return k.chain(k, v, k.add(k.mul(site.row, N), site.col), site.mask);
+    g.epilogue = [=](Kernel &k, llvm::Value *v, const TileSite &site) {
+      ElementSite e{k.add(k.mul(site.row, N), site.col), site.mask};
+      if (alongColumns) e.channel = site.col, e.perLane = true;
+      if (alongRows) e.channel = site.row;
+      return k.chain(k, v, e);
     };
   }
   emitGemm(k, g);

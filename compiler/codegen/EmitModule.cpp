@@ -3,6 +3,7 @@
 #include "Codegen.h"
 #include "CodegenABI.h"
 #include "EmitMtlOps.h"
+#include "EmitFusion.h"
 #include "Kernel.h"
 #include "passes/Fusion.h"
 #include "passes/MemoryPlan.h"
@@ -110,8 +111,8 @@ class EntryEmitter {
  public:
   EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels,
                const CodegenOptions &opts)
-      : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_),
-        plan_(passes::planMemory(m, f)), kernels_(kernels), opts_(opts) {}
+      : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_), fusion_(kernelFusion(m, f, opts)),
+        plan_(passes::planMemory(m, f, &fusion_)), kernels_(kernels), opts_(opts) {}
 
   void emit() {
     entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
@@ -127,8 +128,12 @@ class EntryEmitter {
     args_ = args;
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", entry_));
 
-    for (const auto &node : f_.nodes)
-      if (needsKernel(node->op)) callKernel(*node);
+    // One call per kernel: a node standing alone, or a fusion group at its last node.
+    for (const auto &node : f_.nodes) {
+      if (!needsKernel(node->op) || fusion_.isInterior(node.get())) continue;
+      const passes::FusionGroup *group = fusion_.group(node.get());
+      callKernel(group ? KernelSpec(*group, fusion_) : KernelSpec(*node));
+    }
     for (const auto &copy : plan_.copies) {
       const ir::Type &t = copy.value->type;
       llvm::Value *floats = t.batched ? b_.CreateMul(n(), b_.getInt64(t.elements()))
@@ -175,17 +180,23 @@ class EntryEmitter {
     return it->second;
   }
 
-  // void @<fn>.k<id>.<op>(ptr noalias %out, ptr noalias readonly %in..., [ptr noalias %scratch,]
-  //                       i64 %n, i64 %seed)
-  llvm::Function *declareKernel(const ir::Node &node, bool hasScratch) {
-    unsigned pointers = 1 + node.operands.size() + (hasScratch ? 1 : 0);
+  // void @k<number>.<mnemonic>[.<node name>](ptr noalias %out, ptr noalias readonly %in...,
+  //     [ptr noalias readonly %side... (fused members' other operands),] [ptr noalias %scratch,]
+  //     i64 %n, i64 %seed)
+  llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch) {
+    const ir::Node &node = *spec.root;
+    unsigned reads = node.operands.size() + spec.side.size();
+    unsigned pointers = 1 + reads + (hasScratch ? 1 : 0);
     std::vector<llvm::Type *> params(pointers, b_.getPtrTy());
     params.push_back(b_.getInt64Ty());
     params.push_back(b_.getInt64Ty());
     auto *type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
-    // Named after the first node that uses it: k<number>.<mnemonic>[.<node name>]
+    // Named after the first node that uses it: k<number>.<mnemonic>[+<member>...][.<node name>]
     std::string name = "k" + std::to_string(kernels_.size() - 1) + "." + ir::mnemonic(node.op);
-    if (!node.name.empty()) name += "." + node.name;
+    if (spec.group)
+      for (const ir::Node *member : spec.group->chain) name += std::string("+") + ir::mnemonic(member->op);
+    const ir::Node &named = spec.group ? *spec.group->last() : node;
+    if (!named.name.empty()) name += "." + named.name;
     auto *fn = llvm::Function::Create(type, llvm::Function::InternalLinkage, name, lm_);
     fn->setDoesNotThrow();
     // Kept out of line: a shared kernel is optimised (vectorised) once, not once per call site,
@@ -195,36 +206,54 @@ class EntryEmitter {
       fn->addParamAttr(i, llvm::Attribute::NoAlias);
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
       bool isOperand = i > 0 && i <= node.operands.size();
-      if (isOperand) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
-      fn->getArg(i)->setName(i == 0 ? "out" : isOperand ? "in" + std::to_string(i - 1) : "scratch");
+      bool isSide = i > node.operands.size() && i <= reads;
+      if (isOperand || isSide) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
+      fn->getArg(i)->setName(i == 0 ? "out"
+                             : isOperand ? "in" + std::to_string(i - 1)
+                             : isSide    ? "side" + std::to_string(i - 1 - node.operands.size())
+                                         : "scratch");
     }
     fn->getArg(pointers)->setName("n");
     fn->getArg(pointers + 1)->setName("seed");
     return fn;
   }
 
-  // The node's kernel, emitted on first use of its signature.
-  llvm::Function *kernelFor(const ir::Node &node, bool hasScratch) {
-    llvm::Function *&fn = kernels_[kernelSignature(node, hasScratch)];
+  // The kernel, emitted on first use of its signature.
+  llvm::Function *kernelFor(const KernelSpec &spec, bool hasScratch) {
+    std::string signature = kernelSignature(*spec.root, hasScratch);
+    if (spec.group)
+      for (size_t i = 0; i < spec.group->chain.size(); ++i)
+        signature += " | " + kernelSignature(*spec.group->chain[i], false) + " data" +
+                     std::to_string(spec.dataOperand[i]);
+    llvm::Function *&fn = kernels_[signature];
     if (fn) return fn;
-    fn = declareKernel(node, hasScratch);
+    fn = declareKernel(spec, hasScratch);
+    const ir::Node &node = *spec.root;
     unsigned pointers = fn->arg_size() - 2;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
     Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
              hasScratch ? fn->getArg(pointers - 1) : nullptr, &opts_, m_.maxBatch};
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
+    if (spec.group) {
+      std::vector<llvm::Value *> side;
+      for (size_t i = 0; i < spec.side.size(); ++i) side.push_back(fn->getArg(1 + node.operands.size() + i));
+      k.chain = fusedChain(spec, side);
+    }
     emitKernelBody(k);
     kb.CreateRetVoid();
     return fn;
   }
 
-  void callKernel(const ir::Node &node) {
+  void callKernel(const KernelSpec &spec) {
+    const ir::Node &node = *spec.root;
+    const ir::Node &result = spec.group ? *spec.group->last() : node;
     int64_t scratchOffset = plan_.scratch.at(node.id);
     bool hasScratch = scratchOffset >= 0;
-    llvm::Function *fn = kernelFor(node, hasScratch);
+    llvm::Function *fn = kernelFor(spec, hasScratch);
 
-    std::vector<llvm::Value *> callArgs{nodePointer(node)};
+    std::vector<llvm::Value *> callArgs{nodePointer(result)};
     for (const ir::Node *operand : node.operands) callArgs.push_back(nodePointer(*operand));
+    for (const auto &side : spec.side) callArgs.push_back(nodePointer(*side.node));
     if (hasScratch) callArgs.push_back(pointer({Storage::Base::Acts, 0, scratchOffset}));
     callArgs.push_back(n());
     callArgs.push_back(field(ArgsField::Seed));
@@ -236,6 +265,7 @@ class EntryEmitter {
   llvm::Module &lm_;
   llvm::LLVMContext &ctx_;
   llvm::IRBuilder<> b_;
+  passes::FusionPlan fusion_;
   passes::MemoryPlan plan_;
   llvm::Function *entry_ = nullptr;
   llvm::Value *args_ = nullptr;
@@ -246,10 +276,6 @@ class EntryEmitter {
 };
 
 }  // namespace
-
-passes::FusionPlan kernelFusion(const ir::Function &, const CodegenOptions &) { return {}; }
-
-int64_t actsFloats(const ir::Module &m, const CodegenOptions &) { return passes::maxActsFloats(m); }
 
 std::string entrySymbol(const ir::Module &m, const ir::Function &f) {
   return "mtlc_" + m.name + "_" + f.name;

@@ -37,21 +37,6 @@ llvm::Value *Kernel::dotAdd(llvm::Value *acc, llvm::Value *x, llvm::Value *y) {
   return sumAdd(acc, prod);
 }
 
-llvm::Value *Kernel::erf(llvm::Value *x) {
-  llvm::Module *m = b.GetInsertBlock()->getModule();
-  llvm::Function *erff = m->getFunction("erff");
-  if (!erff) {
-    auto *ty = llvm::FunctionType::get(b.getFloatTy(), {b.getFloatTy()}, false);
-    erff = llvm::Function::Create(ty, llvm::Function::ExternalLinkage, "erff", m);
-    // A pure function of its argument as far as the kernels are concerned: lets LLVM hoist and
-    // combine calls. (glibc's erff never writes errno for finite results.)
-    erff->setDoesNotThrow();
-    erff->setDoesNotAccessMemory();
-    erff->setWillReturn();
-  }
-  return b.CreateCall(erff, {x});
-}
-
 }  // namespace mtlc::codegen
 
 namespace mtlc::codegen {

@@ -22,6 +22,8 @@ namespace mtlc::codegen {
 // packing): optimizeModule skips the loop vectoriser, unrollers and other loop passes on it.
 inline constexpr const char *kLightPipeline = "mtlc-light";
 
+struct ElementSite;
+
 struct Kernel {
   llvm::IRBuilder<> &b;
   const ir::Node &node;
@@ -33,10 +35,9 @@ struct Kernel {
   const CodegenOptions *opts = nullptr;  // target vector shape, tiling overrides (null: defaults)
   int64_t maxBatch = 1;                  // the module's largest n (sizes blocks when M or K is n)
   // The fused chain after this kernel's root (empty when it stands alone): maps root values to
-  // the group's result. v is a float or a vector of floats whose lane 0 sits at element `flat` of
-  // the node's value (over the whole batch) and whose lanes are consecutive elements; mask says
-  // which lanes are real (null: all). Emitted by EmitFusion.cpp.
-  std::function<llvm::Value *(Kernel &k, llvm::Value *v, llvm::Value *flat, llvm::Value *mask)> chain;
+  // the group's result at one element (or a vector of consecutive elements, see ElementSite).
+  // Root emitters call it on each finished value right before its single store. EmitFusion.cpp.
+  std::function<llvm::Value *(Kernel &k, llvm::Value *v, const ElementSite &site)> chain;
 
   const ir::Type &type() const { return node.type; }
   const ir::Type &inType(size_t i) const { return node.operands.at(i)->type; }
@@ -79,7 +80,12 @@ struct Kernel {
   llvm::Value *sumAdd(llvm::Value *acc, llvm::Value *v);
   // acc + x*y for reductions (dot products): reassociable, and contractible into an FMA.
   llvm::Value *dotAdd(llvm::Value *acc, llvm::Value *x, llvm::Value *y);
-  // libm erff (the only library call kernels make besides what LLVM lowers intrinsics to).
+  // Float transcendentals as inline polynomials (Math.cpp, accuracy stated there): x is a float or
+  // a vector of floats, so loops using them vectorise.
+  llvm::Value *exp(llvm::Value *x);
+  llvm::Value *log(llvm::Value *x);
+  llvm::Value *tanh(llvm::Value *x);
+  llvm::Value *sigmoid(llvm::Value *x);
   llvm::Value *erf(llvm::Value *x);
 
   // ---- explicit vectors (GEMM, packing, epilogues) ----
@@ -99,6 +105,17 @@ struct Kernel {
   llvm::Value *rawAt(llvm::Value *base, llvm::Value *index) {
     return b.CreateGEP(b.getFloatTy(), base, index);
   }
+};
+
+// Where a root value handed to Kernel::chain lies: a float at element `flat` of the node's value
+// (i64, counted over the whole batch), or a vector whose lane l is element flat + l.
+struct ElementSite {
+  llvm::Value *flat;
+  llvm::Value *mask = nullptr;     // vectors: <lanes x i1>, the lanes that are real (null: all)
+  // Optional, for bias members: the channel (bias index) of lane 0, when the root knows it
+  // cheaply: every lane's (uniform) or lane l's = channel + l (perLane).
+  llvm::Value *channel = nullptr;
+  bool perLane = false;
 };
 
 // Where a vector of results lies when an epilogue sees it: lane l holds the element at row `row`,
@@ -130,6 +147,13 @@ void emitGemm(Kernel &k, const Gemm &g);                         // EmitGemm.cpp
 // Floats of packing scratch emitGemm needs for extents M, K, N (-1: the batch; bounded by the
 // largest cache block). Target independent: passes::scratchFloats reserves this for GEMM nodes.
 int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N);
+
+// The value of an elementwise (or bias) node at one element, for a float or a vector of floats
+// (lanes = consecutive elements): v holds its operands' values there (the bias at the element's
+// channel), `flat` the element's index over the whole batch (i64, or a vector of i64 for vectors;
+// dropout hashes it). Used by the elementwise kernels and by fused epilogues. EmitElementwise.cpp.
+llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<llvm::Value *> v,
+                              llvm::Value *flat);
 
 // ---- the op emitters, one family per file ----
 void emitMatMul(Kernel &k);                                      // EmitMatMul.cpp

@@ -55,7 +55,10 @@ void Harness::prepare() {
   // instead of landing in another value's reused slot (reuse has its own tests).
   module.reuseActs = false;
   compiled_ = jit::compile(module, options);
-  plan_ = passes::planMemory(module, fn);
+  // The plan the generated code uses: with the same fusion groups (interior members of a group
+  // have no storage and cannot be read back).
+  fusion_ = codegen::kernelFusion(module, fn, compiled_.options);
+  plan_ = passes::planMemory(module, fn, &fusion_);
   int64_t B = module.maxBatch;
   params_.assign(paramFloats_ + 16, 0);
   grads_.assign(paramFloats_ + 16, 0);
@@ -81,7 +84,7 @@ float *Harness::where(const passes::Storage &s) {
     case Base::Output: return outputs_.at(s.index).data() + s.offset;
     case Base::None: break;
   }
-  FAIL("node has no storage");
+  FAIL("node has no storage (an interior member of a fusion group? set options.fuse = false)");
   return nullptr;
 }
 

@@ -7,6 +7,7 @@
 
 #include "ir/Builder.h"
 #include "jit/Compile.h"
+#include "passes/Fusion.h"
 #include "passes/MemoryPlan.h"
 
 #include <catch2/catch.hpp>
@@ -68,6 +69,7 @@ class Harness {
   int64_t n() const { return n_; }
   const jit::CompiledModule &compiled() const { return compiled_; }
   const passes::MemoryPlan &plan() const { return plan_; }
+  const passes::FusionPlan &fusion() const { return fusion_; }
   std::mt19937 &rng() { return rng_; }
 
  private:
@@ -77,6 +79,7 @@ class Harness {
   bool prepared_ = false;
   int64_t n_ = 0;
   jit::CompiledModule compiled_;
+  passes::FusionPlan fusion_;
   passes::MemoryPlan plan_;
   std::vector<float> params_, grads_, acts_, lossWeights_, losses_;
   std::vector<std::vector<float>> inputs_, labels_, outputs_;

@@ -1,0 +1,146 @@
+// Fused kernels: the chain of a fusion group applied per element (or per vector of consecutive
+// elements) in the root's kernel. Every member reads its other operands at the same element:
+// saved activations and addends at the same flat index, a bias at the element's channel, a
+// scalar at index 0. See passes/Fusion.h for which groups form.
+#include "EmitFusion.h"
+
+#include "LoopBuilder.h"
+#include "passes/MemoryPlan.h"
+
+#include <stdexcept>
+
+namespace mtlc::codegen {
+
+namespace {
+
+using ir::OpKind;
+using llvm::Value;
+
+bool supportedMember(OpKind op) {
+  switch (op) {
+    case OpKind::BiasAdd:
+    case OpKind::Relu:
+    case OpKind::LeakyRelu:
+    case OpKind::Sigmoid:
+    case OpKind::Tanh:
+    case OpKind::Gelu:
+    case OpKind::Dropout:
+    case OpKind::Add:
+    case OpKind::Mul:
+    case OpKind::ReluBwd:
+    case OpKind::LeakyReluBwd:
+    case OpKind::SigmoidBwd:
+    case OpKind::TanhBwd:
+    case OpKind::GeluBwd:
+    case OpKind::DropoutBwd: return true;
+    default: return false;
+  }
+}
+
+bool supportedRoot(OpKind op) {
+  switch (op) {
+    case OpKind::MatMul:
+    case OpKind::Conv2d:
+    case OpKind::Conv2dBwdData:
+    case OpKind::Conv2dBwdFilter: return true;
+    default: return supportedMember(op);
+  }
+}
+
+// <lanes x i64> flat + (0, 1, ..., lanes−1)
+Value *laneIndices(Kernel &k, Value *flat, int lanes) {
+  llvm::SmallVector<llvm::Constant *, 16> iota;
+  for (int l = 0; l < lanes; ++l) iota.push_back(k.b.getInt64(l));
+  return k.b.CreateAdd(k.b.CreateVectorSplat(lanes, flat), llvm::ConstantVector::get(iota));
+}
+
+// The value operand `j` of `member` contributes at the site (v: the chain's current value, whose
+// type, float or vector, the result takes).
+Value *sideValue(Kernel &k, const ir::Node &member, int j, Value *ptr, Value *v, const ElementSite &site) {
+  llvm::IRBuilder<> &b = k.b;
+  auto *vt = llvm::dyn_cast<llvm::FixedVectorType>(v->getType());
+  const int lanes = vt ? (int)vt->getNumElements() : 1;
+  auto vecLoad = [&](Value *index) {
+    return site.mask ? k.maskedLoad(lanes, ptr, index, site.mask) : k.vload(lanes, ptr, index);
+  };
+  const ir::Type &t = member.operands.at(j)->type;
+  if (member.op == OpKind::BiasAdd && j == 1) {
+    const int64_t C = member.type.dims.at(0), rest = member.type.elements() / C;
+    if (!vt) return k.load(ptr, b.CreateURem(b.CreateUDiv(site.flat, k.c(rest)), k.c(C)));
+    if (site.channel) return site.perLane ? vecLoad(site.channel) : k.splat(lanes, k.load(ptr, site.channel));
+    // No hint: each lane's channel, gathered.
+    Value *idx = laneIndices(k, site.flat, lanes);
+    Value *ch = b.CreateURem(b.CreateUDiv(idx, k.b.CreateVectorSplat(lanes, k.c(rest))),
+                             k.b.CreateVectorSplat(lanes, k.c(C)));
+    Value *mask = site.mask ? site.mask : llvm::ConstantInt::getTrue(llvm::VectorType::get(b.getInt1Ty(), vt->getElementCount()));
+    return b.CreateMaskedGather(vt, b.CreateGEP(b.getFloatTy(), ptr, ch), llvm::Align(4), mask,
+                                llvm::Constant::getNullValue(vt));
+  }
+  if (!t.batched && t.elements() == 1) {  // a scalar (a loss weight, a constant)
+    Value *s = k.load(ptr, k.c(0));
+    return vt ? k.splat(lanes, s) : s;
+  }
+  if (t != member.type)
+    throw std::logic_error(std::string("fused ") + ir::mnemonic(member.op) + ": operand of another shape");
+  return vt ? vecLoad(site.flat) : k.load(ptr, site.flat);
+}
+
+}  // namespace
+
+KernelSpec::KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &plan) : root(g.root), group(&g) {
+  for (size_t i = 0; i < g.chain.size(); ++i) {
+    const ir::Node &member = *g.chain[i];
+    int data = passes::dataOperand(member, plan);
+    if (data < 0) throw std::logic_error("fusion: chain member without a data operand");
+    dataOperand.push_back(data);
+    for (int j = 0; j < (int)member.operands.size(); ++j)
+      if (j != data) side.push_back({member.operands[j], i, j});
+  }
+}
+
+decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<Value *> sidePointers) {
+  std::vector<const ir::Node *> members = spec.group->chain;
+  std::vector<int> data = spec.dataOperand;
+  std::vector<KernelSpec::Side> side = spec.side;
+  return [members, data, side, sidePointers](Kernel &k, Value *v, const ElementSite &site) {
+    auto *vt = llvm::dyn_cast<llvm::FixedVectorType>(v->getType());
+    Value *laneFlat = nullptr;  // per-lane indices, made when a member hashes them (dropout)
+    size_t next = 0;            // position in `side`
+    for (size_t i = 0; i < members.size(); ++i) {
+      const ir::Node &member = *members[i];
+      llvm::SmallVector<Value *, 3> vals(member.operands.size(), nullptr);
+      vals[data[i]] = v;
+      for (; next < side.size() && side[next].member == i; ++next)
+        vals[side[next].operand] = sideValue(k, member, side[next].operand, sidePointers[next], v, site);
+      Value *flat = site.flat;
+      if (vt && (member.op == OpKind::Dropout || member.op == OpKind::DropoutBwd)) {
+        if (!laneFlat) laneFlat = laneIndices(k, site.flat, (int)vt->getNumElements());
+        flat = laneFlat;
+      }
+      v = elementwiseValue(k, member, vals, flat);
+    }
+    return v;
+  };
+}
+
+passes::FusionPlan kernelFusion(const ir::Module &m, const ir::Function &f, const CodegenOptions &opts) {
+  if (!opts.fuse) return {};
+  passes::FusionPlan plan = passes::planFusion(f);
+  for (const passes::FusionGroup &g : plan.groups) {
+    bool ok = supportedRoot(g.root->op);
+    for (const ir::Node *member : g.chain) ok = ok && supportedMember(member->op);
+    if (!ok) throw std::logic_error(std::string("fusion: unsupported group rooted at ") + ir::mnemonic(g.root->op));
+  }
+  return plan;
+}
+
+int64_t actsFloats(const ir::Module &m, const CodegenOptions &opts) {
+  int64_t most = 0;
+  for (const auto &f : m.functions) {
+    passes::FusionPlan plan = kernelFusion(m, *f, opts);
+    most = std::max(most, passes::planMemory(m, *f, &plan).actsFloats);
+  }
+  return most;
+}
+
+}  // namespace mtlc::codegen

@@ -1,0 +1,34 @@
+// Fused kernels (passes/Fusion.h): one kernel per fusion group, the root's emitter with the chain
+// of elementwise / bias members applied to each finished value before its single store.
+#pragma once
+
+#include "Kernel.h"
+#include "passes/Fusion.h"
+
+#include <vector>
+
+namespace mtlc::codegen {
+
+// What one kernel computes: a node alone, or a fusion group (root + chain).
+struct KernelSpec {
+  const ir::Node *root;
+  const passes::FusionGroup *group = nullptr;
+  std::vector<int> dataOperand;  // per chain member: the operand the chain flows through
+  // The members' other operands (bias, saved activations, addends), in chain then operand order:
+  // the fused kernel's extra pointer parameters.
+  struct Side {
+    const ir::Node *node;
+    size_t member;
+    int operand;
+  };
+  std::vector<Side> side;
+
+  explicit KernelSpec(const ir::Node &n) : root(&n) {}
+  KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &plan);
+};
+
+// The Kernel::chain of a group, reading its side operands through `sidePointers` (the kernel's
+// parameters, in spec.side order).
+decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<llvm::Value *> sidePointers);
+
+}  // namespace mtlc::codegen

@@ -1,0 +1,222 @@
+// Fused kernels against the unfused path: each graph is compiled twice, with fusion (one kernel
+// per group, epilogue before the single store) and without (one kernel per node), on the same
+// inputs; the group's result must agree. The chain runs the same float operations in both (the
+// math functions are the same polynomials, vector or scalar), so the tolerance is a few ulp
+// (1e-6 relative + 1e-7 absolute) rather than exact only to allow for FMA contraction choices.
+// Also: that the groups form (kernel names, interior nodes without storage) and that the fused
+// memory plan keeps every operand a group reads out of the group's result slot.
+#include "Harness.h"
+
+#include <functional>
+
+using namespace mtlc;
+using namespace mtlc::test;
+using Kind = ir::Output::Kind;
+
+namespace {
+
+// Builds the graph into h and returns the node to compare (a group's last node).
+using Graph = std::function<Node *(Harness &h)>;
+
+struct Run {
+  std::vector<double> values;
+  std::string ir;
+  size_t interior = 0;  // nodes without storage
+};
+
+Run run(const Graph &graph, bool fuse, int64_t maxBatch, int64_t n, jit::CompileOptions o = {}) {
+  Harness h(maxBatch);
+  o.fuse = fuse;
+  o.keepIR = true;
+  h.options = o;
+  Node *result = graph(h);
+  h.prepare();
+  for (const auto &node : h.fn.nodes)
+    if (node->op == OpKind::Input || node->op == OpKind::Param) h.fillUniform(node.get(), -1.5, 1.5);
+  h.run(n, 7);
+  Run r{h.read(result), h.compiled().llvmIR, 0};
+  for (const auto &node : h.fn.nodes)
+    if (h.plan().storage[node->id].base == passes::Storage::Base::None) ++r.interior;
+  // The group's result slot never overlaps what the group reads (fused plans extend liveness).
+  for (const auto &g : h.fusion().groups) {
+    const auto &out = h.plan().storage[g.last()->id];
+    if (out.base != passes::Storage::Base::Acts) continue;
+    int64_t outEnd = out.offset + g.last()->type.elements() * (g.last()->type.batched ? maxBatch : 1);
+    auto check = [&](const Node *operand) {
+      const auto &s = h.plan().storage[operand->id];
+      if (s.base != passes::Storage::Base::Acts) return;
+      int64_t end = s.offset + operand->type.elements() * (operand->type.batched ? maxBatch : 1);
+      INFO("group result " << g.last()->id << " and operand " << operand->id);
+      CHECK((end <= out.offset || outEnd <= s.offset));
+    };
+    for (const Node *o2 : g.root->operands) check(o2);
+    for (const Node *member : g.chain)
+      for (const Node *o2 : member->operands)
+        if (h.fusion().group(o2) != &g) check(o2);
+  }
+  return r;
+}
+
+// Compiles `graph` fused and unfused; the results must agree and `kernel` (a fused kernel's name,
+// e.g. "matmul+bias_add+relu") must appear in the fused module only.
+void checkFused(const Graph &graph, const std::string &kernel, int64_t maxBatch = 8, int64_t n = 5,
+                jit::CompileOptions o = {}) {
+  Run fused = run(graph, true, maxBatch, n, o), plain = run(graph, false, maxBatch, n, o);
+  INFO("kernel " << kernel << ", target " << (o.target.empty() ? "host" : o.target));
+  CHECK(fused.ir.find("." + kernel + "\"(") != std::string::npos);
+  CHECK(plain.ir.find("." + kernel + "\"(") == std::string::npos);
+  CHECK(fused.interior > plain.interior);
+  requireClose(fused.values, plain.values, 1e-6, 1e-7, "fused vs unfused");
+}
+
+jit::CompileOptions form(codegen::GemmKind kind, const std::string &target = "") {
+  jit::CompileOptions o;
+  o.codegen.gemmKind = kind;
+  o.target = target;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("fusion: dense forward, matmul → bias_add → activation, every GEMM form", "[codegen][fusion]") {
+  using codegen::GemmKind;
+  for (OpKind act : {OpKind::Relu, OpKind::Tanh, OpKind::Sigmoid, OpKind::Gelu, OpKind::LeakyRelu})
+    for (GemmKind kind : {GemmKind::Packed, GemmKind::Dot})
+      for (const char *target : {"", "avx2"}) {
+        Graph g = [act](Harness &h) {
+          Node *x = h.input({37});
+          Node *w = h.param({21, 37}), *b = h.param({21});
+          return h.b.unary(act, h.b.biasAdd(h.b.matmul(x, w, false, true), b), 0.1);
+        };
+        checkFused(g, std::string("matmul+bias_add+") + ir::mnemonic(act), 8, 7, form(kind, target));
+      }
+}
+
+TEST_CASE("fusion: backward, matmul → relu_bwd / tanh_bwd reading the saved output", "[codegen][fusion]") {
+  using codegen::GemmKind;
+  for (GemmKind kind : {GemmKind::Packed, GemmKind::Axpy}) {
+    Graph g = [](Harness &h) {
+      Node *dz = h.input({10});
+      Node *w = h.param({10, 33});
+      Node *y = h.input({33});  // the saved activation
+      return h.b.unaryBwd(OpKind::ReluBwd, y, h.b.matmul(dz, w, false, false));
+    };
+    checkFused(g, "matmul+relu_bwd", 8, 6, form(kind));
+    Graph t = [](Harness &h) {
+      Node *dz = h.input({10});
+      Node *w = h.param({10, 33});
+      Node *y = h.input({33});
+      Node *d = h.b.unaryBwd(OpKind::TanhBwd, y, h.b.matmul(dz, w, false, false));
+      return h.b.mul(d, h.input({33}));  // a second member reading another tensor
+    };
+    checkFused(t, "matmul+tanh_bwd+mul", 8, 6, form(kind));
+  }
+}
+
+TEST_CASE("fusion: several K slices, the epilogue only after the last", "[codegen][fusion]") {
+  jit::CompileOptions o = form(codegen::GemmKind::Packed);
+  o.codegen.gemmKC = 16;  // K = 50: four slices
+  Graph g = [](Harness &h) {
+    Node *x = h.input({50});
+    Node *w = h.param({20, 50}), *b = h.param({20});
+    return h.b.unary(OpKind::Sigmoid, h.b.biasAdd(h.b.matmul(x, w, false, true), b));
+  };
+  checkFused(g, "matmul+bias_add+sigmoid", 8, 8, o);
+}
+
+TEST_CASE("fusion: weight gradient (unbatched result) with an addend and a product", "[codegen][fusion]") {
+  Graph g = [](Harness &h) {
+    Node *dy = h.input({9});
+    Node *x = h.input({14});
+    Node *dw = h.b.matmul(dy, x, true, false);           // [9, 14], K = n
+    Node *sum = h.b.add(dw, h.param({9, 14}));           // e.g. a decay term
+    return h.b.mul(sum, h.param({9, 14}));
+  };
+  checkFused(g, "matmul+add+mul", 8, 5);
+}
+
+TEST_CASE("fusion: dropout in a GEMM epilogue hashes the same element indices", "[codegen][fusion]") {
+  Graph g = [](Harness &h) {
+    Node *x = h.input({29});
+    Node *w = h.param({40, 29});
+    Node *r = h.b.unary(OpKind::Relu, h.b.matmul(x, w, false, true));
+    return h.b.unary(OpKind::Dropout, r, 0.3, {5});
+  };
+  checkFused(g, "matmul+relu+dropout", 8, 7);
+  Graph bwd = [](Harness &h) {
+    Node *dz = h.input({12});
+    Node *w = h.param({12, 40});
+    return h.b.dropoutBwd(h.b.matmul(dz, w, false, false), 0.3, 5);
+  };
+  checkFused(bwd, "matmul+dropout_bwd", 8, 7);
+}
+
+TEST_CASE("fusion: conv2d → bias_add → relu, and the convolution gradients", "[codegen][fusion]") {
+  Graph fwd = [](Harness &h) {
+    Node *x = h.input({2, 9, 8});
+    Node *w = h.param({5, 2, 3, 3}), *b = h.param({5});
+    return h.b.unary(OpKind::Relu, h.b.biasAdd(h.b.conv2d(x, w, 1, 1), b));
+  };
+  checkFused(fwd, "conv2d+bias_add+relu", 4, 3);
+  Graph pointwise = [](Harness &h) {
+    Node *x = h.input({3, 5, 5});
+    Node *w = h.param({4, 3, 1, 1}), *b = h.param({4});
+    return h.b.unary(OpKind::Tanh, h.b.biasAdd(h.b.conv2d(x, w, 1, 0), b));
+  };
+  checkFused(pointwise, "conv2d+bias_add+tanh", 4, 3);
+  for (int64_t k : {1, 3}) {
+    Graph data = [k](Harness &h) {
+      Node *dy = h.input({4, 6, 6});
+      Node *w = h.param({4, 2, k, k});
+      ir::Type xt = batched({2, 6 + k - 1, 6 + k - 1});
+      Node *dx = h.b.conv2dBwdData(dy, w, xt, 1, 0);
+      return h.b.unaryBwd(OpKind::ReluBwd, h.input(xt.dims), dx);
+    };
+    checkFused(data, "conv2d_bwd_data+relu_bwd", 4, 3);
+  }
+  Graph filter = [](Harness &h) {
+    Node *x = h.input({2, 7, 7});
+    Node *dy = h.input({3, 5, 5});
+    Node *dw = h.b.conv2dBwdFilter(x, dy, unbatched({3, 2, 3, 3}), 1, 0);
+    return h.b.add(dw, h.param({3, 2, 3, 3}));
+  };
+  checkFused(filter, "conv2d_bwd_filter+add", 4, 3);
+}
+
+TEST_CASE("fusion: elementwise chains and a bias_add root", "[codegen][fusion]") {
+  Graph chain = [](Harness &h) {
+    Node *x = h.input({3, 11});
+    Node *g = h.b.unary(OpKind::Gelu, x);
+    Node *s = h.b.unary(OpKind::Sigmoid, g);
+    Node *d = h.b.unary(OpKind::Dropout, s, 0.5, {2});
+    return h.b.add(d, h.input({3, 11}));
+  };
+  checkFused(chain, "gelu+sigmoid+dropout+add", 8, 6);
+  Graph bwd = [](Harness &h) {
+    Node *x = h.input({20});
+    Node *dy = h.input({20});
+    Node *a = h.b.add(dy, h.input({20}));  // two upstream gradients summed
+    return h.b.unaryBwd(OpKind::GeluBwd, x, a);
+  };
+  checkFused(bwd, "add+gelu_bwd", 8, 6);
+  Graph bias = [](Harness &h) {
+    Node *x = h.input({4, 6, 6});
+    Node *p = h.b.maxPool(x, 2, 2);  // [4,3,3]: not a root kind, so the bias add roots the group
+    return h.b.unary(OpKind::Tanh, h.b.biasAdd(p, h.param({4})));
+  };
+  checkFused(bias, "bias_add+tanh", 8, 6);
+}
+
+TEST_CASE("fusion: a value read twice or bound to an output stays unfused", "[codegen][fusion]") {
+  Harness h(4);
+  Node *x = h.input({6});
+  Node *w = h.param({5, 6});
+  Node *y = h.b.matmul(x, w, false, true);
+  Node *r = h.b.unary(OpKind::Relu, y);
+  Node *t = h.b.unary(OpKind::Tanh, y);  // y has two uses: no group with y as root
+  Node *s = h.b.add(r, t);
+  h.bind(s, Kind::Head, 0);
+  h.prepare();
+  CHECK(h.fusion().group(y) == nullptr);
+  CHECK(h.plan().storage[y->id].base == passes::Storage::Base::Acts);
+}
