@@ -25,6 +25,15 @@ typedef struct mtlc_args {
   float *const *outputs;       /* out: one pointer per task: [n, head width] raw head outputs   */
   int64_t n;                   /* samples in this batch (1 .. max batch)                        */
   uint64_t seed;               /* dropout stream for this step                                  */
+  /* Threads (optional; zero-initialised = run everything on the calling thread). Kernels with
+   * enough work call parallel_for(pool, count, body, ctx): it must run body(ctx, begin, end) over
+   * contiguous ranges that together cover [0, count) exactly once, possibly concurrently, and
+   * return when all have finished. Results do not depend on how [0, count) is split, so any
+   * thread count trains bit-identically. runtime/ThreadPool provides one (ThreadPool::attach). */
+  void *pool;                  /* passed back to parallel_for                                   */
+  void (*parallel_for)(void *pool, int64_t count,
+                       void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx);
+  int32_t threads;             /* how many threads parallel_for runs on; <= 1: kernels stay serial */
 } mtlc_args;
 
 typedef void (*mtlc_entry_fn)(const mtlc_args *);

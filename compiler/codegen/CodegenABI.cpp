@@ -6,8 +6,9 @@
 
 namespace mtlc::codegen {
 
-// The mirror below assumes an LP64 layout: eight 8-byte pointers followed by two 8-byte integers,
-// no padding. If abi.h changes, these fire; update ArgsField and argsStructType together.
+// The mirror below assumes an LP64 layout: eight 8-byte pointers, two 8-byte integers, two
+// pointers and an int32 (4 bytes of tail padding). If abi.h changes, these fire; update ArgsField
+// and argsStructType together.
 static_assert(sizeof(void *) == 8, "mtlc assumes a 64-bit target");
 static_assert(offsetof(mtlc_args, params) == 0);
 static_assert(offsetof(mtlc_args, grads) == 8);
@@ -19,12 +20,15 @@ static_assert(offsetof(mtlc_args, losses) == 48);
 static_assert(offsetof(mtlc_args, outputs) == 56);
 static_assert(offsetof(mtlc_args, n) == 64);
 static_assert(offsetof(mtlc_args, seed) == 72);
-static_assert(sizeof(mtlc_args) == 80);
+static_assert(offsetof(mtlc_args, pool) == 80);
+static_assert(offsetof(mtlc_args, parallel_for) == 88);
+static_assert(offsetof(mtlc_args, threads) == 96);
+static_assert(sizeof(mtlc_args) == 104);
 
 llvm::StructType *argsStructType(llvm::LLVMContext &ctx) {
   if (auto *existing = llvm::StructType::getTypeByName(ctx, "mtlc_args")) return existing;
   llvm::Type *ptr = llvm::PointerType::getUnqual(ctx);
-  llvm::Type *i64 = llvm::Type::getInt64Ty(ctx);
+  llvm::Type *i64 = llvm::Type::getInt64Ty(ctx), *i32 = llvm::Type::getInt32Ty(ctx);
   llvm::Type *fields[] = {
       ptr,  // params
       ptr,  // grads
@@ -36,6 +40,9 @@ llvm::StructType *argsStructType(llvm::LLVMContext &ctx) {
       ptr,  // outputs
       i64,  // n
       i64,  // seed
+      ptr,  // pool
+      ptr,  // parallel_for
+      i32,  // threads
   };
   static_assert(std::size(fields) == (size_t)ArgsField::Count);
   return llvm::StructType::create(ctx, fields, "mtlc_args");
@@ -48,7 +55,9 @@ llvm::FunctionType *entryFunctionType(llvm::LLVMContext &ctx) {
 
 llvm::Value *loadArgsField(llvm::IRBuilder<> &b, llvm::Value *args, ArgsField field) {
   static const char *names[] = {"params", "grads",  "acts",    "inputs", "labels",
-                                "loss_weights", "losses", "outputs", "n",      "seed"};
+                                "loss_weights", "losses", "outputs", "n",      "seed",
+                                "pool",   "parallel_for", "threads"};
+  static_assert(std::size(names) == (size_t)ArgsField::Count);
   llvm::StructType *st = argsStructType(b.getContext());
   unsigned i = (unsigned)field;
   llvm::Value *addr = b.CreateStructGEP(st, args, i, std::string(names[i]) + ".addr");

@@ -20,10 +20,13 @@ enum class ArgsField : unsigned {
   Outputs,      // float *const *
   N,            // int64_t
   Seed,         // uint64_t
+  Pool,         // void *
+  ParallelFor,  // void (*)(void *, int64_t, void (*)(void *, int64_t, int64_t), void *)
+  Threads,      // int32_t
   Count
 };
 
-// %mtlc_args = type { ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64 }
+// %mtlc_args = type { ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, i32 }
 llvm::StructType *argsStructType(llvm::LLVMContext &ctx);
 
 // void(const mtlc_args *): the C type mtlc_entry_fn.

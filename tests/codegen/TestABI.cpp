@@ -29,6 +29,9 @@ TEST_CASE("codegen mirrors the mtlc_args layout of runtime/abi.h", "[codegen][ab
   CHECK(offset(ArgsField::Outputs) == offsetof(mtlc_args, outputs));
   CHECK(offset(ArgsField::N) == offsetof(mtlc_args, n));
   CHECK(offset(ArgsField::Seed) == offsetof(mtlc_args, seed));
+  CHECK(offset(ArgsField::Pool) == offsetof(mtlc_args, pool));
+  CHECK(offset(ArgsField::ParallelFor) == offsetof(mtlc_args, parallel_for));
+  CHECK(offset(ArgsField::Threads) == offsetof(mtlc_args, threads));
   CHECK(dl.getTypeAllocSize(codegen::argsStructType(ctx)) == sizeof(mtlc_args));
 }
 
