@@ -11,6 +11,9 @@
 // which uses the sample itself), then the GEMM's packing panels.
 #include "Kernel.h"
 #include "LoopBuilder.h"
+#include "passes/KernelScratch.h"
+
+#include <algorithm>
 
 namespace mtlc::codegen {
 
@@ -131,6 +134,29 @@ Gemm constGemm(Kernel &k, const ConvShape &s, llvm::Value *A, llvm::Value *B, ll
   return g;
 }
 
+// Samples in passes::kConvChunks fixed chunks, split across threads: chunk c gets samples
+// [c·n/C, (c+1)·n/C) and scratch area c (column matrix, GEMM panels, [partial sum]) of
+// `chunkFloats`. perSample(h, sample) runs with h.scratch at the chunk's area, serially inside.
+void forSampleChunks(Kernel &k, int64_t chunkFloats, int64_t sampleWork,
+                     const std::function<void(Kernel &h, llvm::Value *chunk)> &chunkStart,
+                     const std::function<void(Kernel &h, llvm::Value *sample)> &perSample) {
+  const int64_t C = std::min<int64_t>(passes::kConvChunks, std::max<int64_t>(k.maxBatch, 1));
+  llvm::Value *big = k.b.CreateICmpSGE(k.mul(k.n, sampleWork), k.c(int64_t(1) << 17));
+  parallelFor(k, k.c(C), big, [&](Kernel &h, llvm::Value *c0, llvm::Value *c1) {
+    forLoop(h.b, c0, c1, [&](llvm::Value *c) {
+      Kernel inner = h;
+      inner.args = nullptr;  // the chunk's GEMMs stay on this thread
+      inner.scratch = h.at(h.scratch, h.mul(c, chunkFloats));
+      if (chunkStart) chunkStart(inner, c);
+      llvm::Value *first = h.b.CreateUDiv(h.mul(c, h.n), h.c(C));
+      llvm::Value *last = h.b.CreateUDiv(h.mul(h.add(c, 1), h.n), h.c(C));
+      forLoop(h.b, first, last, [&](llvm::Value *sample) { perSample(inner, sample); }, "s");
+    }, "chunk");
+  });
+}
+
+int64_t colFloats(const ConvShape &s) { return s.pointwise() ? 0 : s.taps() * s.P(); }
+
 }  // namespace
 
 // A fused chain in the GEMM's epilogue when the GEMM writes sample n's [channels, positions]
@@ -156,43 +182,59 @@ void chainInPlace(Kernel &k, llvm::Value *out, llvm::Value *flat0, int64_t count
 
 void emitConv2d(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.inType(1), k.type(), k);
-  forLoop(k.b, k.n, [&](llvm::Value *n) {
-    llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
-    llvm::Value *ys = k.at(k.out, k.mul(n, s.O * s.P()));
-    Gemm g = constGemm(k, s, k.in[1], columns(k, s, xs), ys, s.O, s.taps(), s.P());
-    chainEpilogue(k, g, n, s.O, s.P());
-    emitGemm(k, g);
-  }, "s");
+  int64_t chunk = passes::convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
+  forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {
+    llvm::Value *xs = h.at(h.in[0], h.mul(n, s.C * s.H * s.W));
+    llvm::Value *ys = h.at(h.out, h.mul(n, s.O * s.P()));
+    Gemm g = constGemm(h, s, h.in[1], columns(h, s, xs), ys, s.O, s.taps(), s.P());
+    chainEpilogue(h, g, n, s.O, s.P());
+    emitGemm(h, g);
+  });
 }
 
+// dW = Σ_chunks (Σ_{samples of the chunk} dy_s · col_sᵀ): each chunk sums into its partial, the
+// partials are added in chunk order.
 void emitConv2dBwdFilter(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.type(), k.inType(1), k);
-  k.zero(k.out, k.c(s.O * s.taps()));
-  forLoop(k.b, k.n, [&](llvm::Value *n) {
-    llvm::Value *xs = k.at(k.in[0], k.mul(n, s.C * s.H * s.W));
-    llvm::Value *dys = k.at(k.in[1], k.mul(n, s.O * s.P()));
-    Gemm g = constGemm(k, s, dys, columns(k, s, xs), k.out, s.O, s.P(), s.taps());
-    g.transB = true;
-    g.accumulate = true;
-    emitGemm(k, g);
-  }, "s");
-  chainInPlace(k, k.out, k.c(0), s.O * s.taps());  // the sum over the batch is final only now
+  const int64_t OT = s.O * s.taps();
+  const int64_t C = std::min<int64_t>(passes::kConvChunks, std::max<int64_t>(k.maxBatch, 1));
+  int64_t chunk = passes::convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
+  int64_t partialAt = chunk - (OT + 15) / 16 * 16;
+  forSampleChunks(k, chunk, s.O * s.taps() * s.P(),
+      [&](Kernel &h, llvm::Value *) { h.zero(h.at(h.scratch, h.c(partialAt)), h.c(OT)); },
+      [&](Kernel &h, llvm::Value *n) {
+        llvm::Value *xs = h.at(h.in[0], h.mul(n, s.C * s.H * s.W));
+        llvm::Value *dys = h.at(h.in[1], h.mul(n, s.O * s.P()));
+        Gemm g = constGemm(h, s, dys, columns(h, s, xs), h.at(h.scratch, h.c(partialAt)), s.O, s.P(), s.taps());
+        g.transB = true;
+        g.accumulate = true;
+        emitGemm(h, g);
+      });
+  k.zero(k.out, k.c(OT));
+  for (int64_t c = 0; c < C; ++c) {
+    llvm::Value *partial = k.at(k.scratch, k.c(c * chunk + partialAt));
+    forLoop(k.b, k.c(OT), [&](llvm::Value *e) {
+      k.store(k.b.CreateFAdd(k.load(k.out, e), k.load(partial, e)), k.out, e);
+    }, "e");
+  }
+  chainInPlace(k, k.out, k.c(0), OT);  // the sum over the batch is final only now
 }
 
 void emitConv2dBwdData(Kernel &k) {
   ConvShape s = shapeOf(k.type(), k.inType(1), k.inType(0), k);
-  forLoop(k.b, k.n, [&](llvm::Value *n) {
-    llvm::Value *dys = k.at(k.in[0], k.mul(n, s.O * s.P()));
-    llvm::Value *dxs = k.at(k.out, k.mul(n, s.C * s.H * s.W));
-    Gemm g = constGemm(k, s, k.in[1], dys, s.pointwise() ? dxs : k.scratch, s.taps(), s.O, s.P());
+  int64_t chunk = passes::convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
+  forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {
+    llvm::Value *dys = h.at(h.in[0], h.mul(n, s.O * s.P()));
+    llvm::Value *dxs = h.at(h.out, h.mul(n, s.C * s.H * s.W));
+    Gemm g = constGemm(h, s, h.in[1], dys, s.pointwise() ? dxs : h.scratch, s.taps(), s.O, s.P());
     g.transA = true;
-    if (s.pointwise()) chainEpilogue(k, g, n, s.C, s.P());
-    emitGemm(k, g);
+    if (s.pointwise()) chainEpilogue(h, g, n, s.C, s.P());
+    emitGemm(h, g);
     if (!s.pointwise()) {
-      col2im(k, s, k.scratch, dxs);
-      chainInPlace(k, dxs, k.mul(n, s.C * s.H * s.W), s.C * s.H * s.W);  // taps have all landed
+      col2im(h, s, h.scratch, dxs);
+      chainInPlace(h, dxs, h.mul(n, s.C * s.H * s.W), s.C * s.H * s.W);  // taps have all landed
     }
-  }, "s");
+  });
 }
 
 }  // namespace mtlc::codegen

@@ -105,11 +105,14 @@ void emitElementwise(Kernel &k) {
     k.store(k.f32(k.node.f), k.out, k.c(0));
     return;
   }
-  forLoop(k.b, k.count(k.type()), [&](llvm::Value *i) {
-    llvm::SmallVector<llvm::Value *, 2> v;
-    for (llvm::Value *operand : k.in) v.push_back(k.load(operand, i));
-    llvm::Value *y = elementwiseValue(k, k.node, v, i);
-    k.store(k.chain ? k.chain(k, y, ElementSite{i}) : y, k.out, i);
+  // Blocks of 4096 elements (16 KiB per operand) across threads from 32K elements on.
+  parallelRange(k, k.count(k.type()), 4096, 1 << 15, [&](Kernel &h, llvm::Value *i0, llvm::Value *i1) {
+    forLoop(h.b, i0, i1, [&](llvm::Value *i) {
+      llvm::SmallVector<llvm::Value *, 2> v;
+      for (llvm::Value *operand : h.in) v.push_back(h.load(operand, i));
+      llvm::Value *y = elementwiseValue(h, h.node, v, i);
+      h.store(h.chain ? h.chain(h, y, ElementSite{i}) : y, h.out, i);
+    });
   });
 }
 
@@ -117,34 +120,44 @@ void emitElementwise(Kernel &k) {
 void emitBiasAdd(Kernel &k) {
   const ir::Type &t = k.type();
   int64_t C = t.dims[0], rest = t.elements() / C;
-  forLoop(k.b, k.samples(t), [&](llvm::Value *s) {
-    forLoop(k.b, k.c(C), [&](llvm::Value *c) {
-      llvm::Value *bias = k.load(k.in[1], c);
-      llvm::Value *row = k.mul(k.add(k.mul(s, C), c), rest);
-      forLoop(k.b, k.c(rest), [&](llvm::Value *r) {
-        llvm::Value *i = k.add(row, r);
-        llvm::Value *y = k.b.CreateFAdd(k.load(k.in[0], i), bias);
-        k.store(k.chain ? k.chain(k, y, ElementSite{i}) : y, k.out, i);
-      }, "r");
-    }, "c");
-  }, "s");
+  parallelRange(k, k.samples(t), std::max<int64_t>(1, 4096 / t.elements()), (1 << 15) / t.elements() + 1,
+                [&](Kernel &h, llvm::Value *s0, llvm::Value *s1) {
+    forLoop(h.b, s0, s1, [&](llvm::Value *s) {
+      forLoop(h.b, h.c(C), [&](llvm::Value *c) {
+        llvm::Value *bias = h.load(h.in[1], c);
+        llvm::Value *row = h.mul(h.add(h.mul(s, C), c), rest);
+        forLoop(h.b, h.c(rest), [&](llvm::Value *r) {
+          llvm::Value *i = h.add(row, r);
+          llvm::Value *y = h.b.CreateFAdd(h.load(h.in[0], i), bias);
+          h.store(h.chain ? h.chain(h, y, ElementSite{i}) : y, h.out, i);
+        }, "r");
+      }, "c");
+    }, "s");
+  });
 }
 
-// db[c] = Σ_{s,r} dy[s,c,r]: samples outer so the c loop (dense) or the r sum (conv) is contiguous.
+// db[c] = Σ_{s,r} dy[s,c,r]: channels split across threads (each sums its channels over the whole
+// batch in sample order, so the split does not change the sums); samples outer within a block so
+// the c loop (dense) or the r sum (conv) is contiguous.
 void emitBiasGrad(Kernel &k) {
   const ir::Type &t = k.inType(0);
   int64_t C = t.dims[0], rest = t.elements() / C;
-  k.zero(k.out, k.c(C));
-  forLoop(k.b, k.samples(t), [&](llvm::Value *s) {
-    forLoop(k.b, k.c(C), [&](llvm::Value *c) {
-      llvm::Value *row = k.at(k.in[0], k.mul(k.add(k.mul(s, C), c), rest));
-      llvm::Value *sum = reduceLoop(k.b, k.c(0), k.c(rest), k.f32(0),
-                                    [&](llvm::Value *r, llvm::Value *acc) {
-                                      return k.sumAdd(acc, k.load(row, r));
-                                    }, "r");
-      k.store(k.b.CreateFAdd(k.load(k.out, c), sum), k.out, c);
-    }, "c");
-  }, "s");
+  llvm::Value *work = k.mul(k.samples(t), t.elements());
+  llvm::Value *blocks = k.c((C + 15) / 16);
+  parallelFor(k, blocks, k.b.CreateICmpSGE(work, k.c(1 << 15)), [&](Kernel &h, llvm::Value *b0, llvm::Value *b1) {
+    llvm::Value *c0 = h.mul(b0, 16), *c1 = h.smin(h.mul(b1, 16), h.c(C));
+    h.zero(h.at(h.out, c0), h.sub(c1, c0));
+    forLoop(h.b, h.samples(t), [&](llvm::Value *s) {
+      forLoop(h.b, c0, c1, [&](llvm::Value *c) {
+        llvm::Value *row = h.at(h.in[0], h.mul(h.add(h.mul(s, C), c), rest));
+        llvm::Value *sum = reduceLoop(h.b, h.c(0), h.c(rest), h.f32(0),
+                                      [&](llvm::Value *r, llvm::Value *acc) {
+                                        return h.sumAdd(acc, h.load(row, r));
+                                      }, "r");
+        h.store(h.b.CreateFAdd(h.load(h.out, c), sum), h.out, c);
+      }, "c");
+    }, "s");
+  });
 }
 
 // out[e] = Σ_s dy[s,e]

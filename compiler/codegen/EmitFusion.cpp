@@ -39,11 +39,12 @@ bool supportedMember(OpKind op) {
 
 bool supportedRoot(OpKind op) {
   switch (op) {
-    case OpKind::MatMul:
-    case OpKind::Conv2d:
-    case OpKind::Conv2dBwdData:
-    case OpKind::Conv2dBwdFilter: return true;
-    default: return supportedMember(op);
+    case OpKind::Input:
+    case OpKind::Label:
+    case OpKind::Param:
+    case OpKind::LossWeight:
+    case OpKind::Reshape: return false;
+    default: return true;  // kernels that do not apply the chain get it afterwards (chainAfterKernel)
   }
 }
 
@@ -86,6 +87,30 @@ Value *sideValue(Kernel &k, const ir::Node &member, int j, Value *ptr, Value *v,
 }
 
 }  // namespace
+
+bool rootAppliesChain(OpKind op) {
+  switch (op) {
+    case OpKind::MatMul:
+    case OpKind::Conv2d:
+    case OpKind::Conv2dBwdData:
+    case OpKind::Conv2dBwdFilter:
+    case OpKind::MaxPoolBwd:
+    case OpKind::AvgPoolBwd: return true;
+    default: return supportedMember(op);
+  }
+}
+
+void chainAfterKernel(Kernel &k) {
+  if (!k.chain || rootAppliesChain(k.node.op)) return;
+  Value *count = k.count(k.type());
+  parallelFor(k, k.b.CreateUDiv(k.add(count, 4095), k.c(4096)), k.b.CreateICmpSGE(count, k.c(1 << 15)),
+              [&](Kernel &h, Value *b0, Value *b1) {
+                Value *end = h.smin(h.mul(b1, 4096), count);
+                forLoop(h.b, h.mul(b0, 4096), end, [&](Value *i) {
+                  h.store(h.chain(h, h.load(h.out, i), ElementSite{i}), h.out, i);
+                }, "e");
+              });
+}
 
 KernelSpec::KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &plan) : root(g.root), group(&g) {
   for (size_t i = 0; i < g.chain.size(); ++i) {

@@ -27,6 +27,11 @@ struct KernelSpec {
   KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &plan);
 };
 
+// Whether the root's emitter applies Kernel::chain itself (else chainAfterKernel does, in place).
+bool rootAppliesChain(ir::OpKind op);
+// After a root kernel that does not apply the chain: runs it over the whole result in place.
+void chainAfterKernel(Kernel &k);
+
 // The Kernel::chain of a group, reading its side operands through `sidePointers` (the kernel's
 // parameters, in spec.side order).
 decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<llvm::Value *> sidePointers);

@@ -374,18 +374,15 @@ class GemmEmitter {
  public:
   GemmEmitter(Kernel &k, const Gemm &g) : k(k), b(k.b), g(g), t(chooseTiling(k, g)) {}
 
+  // The same GEMM emitted through another kernel view (a parallel body's): shares every value.
+  GemmEmitter(Kernel &h, const GemmEmitter &parent)
+      : k(h), b(h.b), g(parent.g), t(parent.t), lda(parent.lda), ldb(parent.ldb), ldc(parent.ldc),
+        packAPtr(parent.packAPtr), packBPtr(parent.packBPtr), singleSlice(parent.singleSlice) {}
+
   void emit() {
     lda = g.lda ? g.lda : (g.transA ? g.M : g.K);
     ldb = g.ldb ? g.ldb : (g.transB ? g.K : g.N);
     ldc = g.ldc ? g.ldc : g.N;
-    // The register tile reaches the store code through a stack buffer (a few dozen vectors per
-    // tile, against MR·NRV·kc multiply-adds).
-    {
-      llvm::IRBuilder<> entry(&b.GetInsertBlock()->getParent()->getEntryBlock(),
-                              b.GetInsertBlock()->getParent()->getEntryBlock().begin());
-      tile = entry.CreateAlloca(k.vec(t.VL), entry.getInt32(t.MR * t.NRV), "tile");
-      tile->setAlignment(llvm::Align(64));
-    }
     if (t.kind == GemmKind::Axpy) return emitAxpy();
     if (t.kind == GemmKind::Dot) return emitDot();
     layoutScratch();
@@ -399,6 +396,8 @@ class GemmEmitter {
     Value *mBlocks = b.CreateUDiv(k.add(g.M, t.MB - 1), k.c(t.MB));
     Value *nBlocks = b.CreateUDiv(k.add(g.N, t.NB - 1), k.c(t.NB));
 
+    // Threads: B's panels are packed cooperatively, then each thread packs the A panels of its
+    // rows and computes their tiles (any split gives the same sums: each tile is one thread's).
     forLoop(b, mBlocks, [&](Value *ib) {
       Value *ic = k.mul(ib, t.MB);
       Value *mc = k.smin(k.c(t.MB), k.sub(g.M, ic));
@@ -408,29 +407,67 @@ class GemmEmitter {
         Value *first = b.CreateICmpEQ(pb, k.c(0));
         Value *last = b.CreateICmpEQ(pb, k.sub(kBlocks, k.c(1)));
         Value *aBlock = k.rawAt(g.A, g.transA ? k.add(k.mul(pc, lda), ic) : k.add(k.mul(ic, lda), pc));
-        b.CreateCall(packA, {aBlock, lda, mc, kc, packAPtr});
         forLoop(b, nBlocks, [&](Value *jb) {
           Value *jc = k.mul(jb, t.NB);
           Value *nc = k.smin(k.c(t.NB), k.sub(g.N, jc));
           Value *bBlock = k.rawAt(g.B, g.transB ? k.add(k.mul(jc, ldb), pc) : k.add(k.mul(pc, ldb), jc));
-          b.CreateCall(packB, {bBlock, ldb, nc, kc, packBPtr});
           Value *mPanels = b.CreateUDiv(k.add(mc, t.MR - 1), k.c(t.MR));
           Value *nPanels = b.CreateUDiv(k.add(nc, t.NR() - 1), k.c(t.NR()));
-          forLoop(b, mPanels, [&](Value *ip) {
-            Value *aPanel = k.at(packAPtr, k.mul(ip, k.mul(kc, t.MR)));
-            Value *i0 = k.add(ic, k.mul(ip, t.MR));
-            Value *rows = k.smin(k.c(t.MR), k.sub(mc, k.mul(ip, t.MR)));
-            forLoop(b, nPanels, [&](Value *jp) {
-              Value *bPanel = k.at(packBPtr, k.mul(jp, k.mul(kc, t.NR())));
-              Value *j0 = k.add(jc, k.mul(jp, t.NR()));
-              Value *cols = k.smin(k.c(t.NR()), k.sub(nc, k.mul(jp, t.NR())));
-              b.CreateCall(micro, {aPanel, bPanel, kc, tile});
-              storeTile(i0, rows, j0, cols, first, last);
-            }, "jp");
-          }, "ip");
+          Value *bigB = b.CreateICmpSGE(k.mul(kc, nc), k.c(int64_t(1) << 15));
+          parallelFor(k, nPanels, bigB, [&](Kernel &h, Value *p0, Value *p1) {
+            Value *c0 = h.mul(p0, t.NR());
+            Value *src = h.rawAt(bBlock, g.transB ? h.mul(c0, ldb) : c0);
+            Value *cols = h.smin(h.mul(h.sub(p1, p0), t.NR()), h.sub(nc, c0));
+            h.b.CreateCall(packB, {src, ldb, cols, kc, h.at(packBPtr, h.mul(p0, h.mul(kc, t.NR())))});
+          });
+          Value *bigC = b.CreateICmpSGE(k.mul(k.mul(mc, nc), kc), k.c(int64_t(1) << 18));
+          parallelFor(k, mPanels, bigC, [&](Kernel &h, Value *p0, Value *p1) {
+            GemmEmitter e(h, *this);
+            e.allocTile();
+            Value *r0 = h.mul(p0, t.MR);
+            Value *src = h.rawAt(aBlock, g.transA ? r0 : h.mul(r0, lda));
+            Value *rowsHere = h.smin(h.mul(h.sub(p1, p0), t.MR), h.sub(mc, r0));
+            h.b.CreateCall(packA, {src, lda, rowsHere, kc, h.at(packAPtr, h.mul(p0, h.mul(kc, t.MR)))});
+            forLoop(h.b, p0, p1, [&](Value *ip) {
+              Value *aPanel = h.at(packAPtr, h.mul(ip, h.mul(kc, t.MR)));
+              Value *i0 = h.add(ic, h.mul(ip, t.MR));
+              Value *rows = h.smin(h.c(t.MR), h.sub(mc, h.mul(ip, t.MR)));
+              forLoop(h.b, nPanels, [&](Value *jp) {
+                Value *bPanel = h.at(packBPtr, h.mul(jp, h.mul(kc, t.NR())));
+                Value *j0 = h.add(jc, h.mul(jp, t.NR()));
+                Value *cols = h.smin(h.c(t.NR()), h.sub(nc, h.mul(jp, t.NR())));
+                h.b.CreateCall(micro, {aPanel, bPanel, kc, e.tile});
+                e.storeTile(i0, rows, j0, cols, first, last);
+              }, "jp");
+            }, "ip");
+          });
         }, "jb");
       }, "pb");
     }, "ib");
+  }
+
+  // The register tile reaches the store code through a stack buffer in the function being
+  // emitted (one per thread): a few dozen vectors per tile, against MR·NRV·kc multiply-adds.
+  void allocTile() {
+    llvm::BasicBlock &entry = b.GetInsertBlock()->getParent()->getEntryBlock();
+    llvm::IRBuilder<> eb(&entry, entry.begin());
+    tile = eb.CreateAlloca(k.vec(t.VL), eb.getInt32(t.MR * t.NRV), "tile");
+    tile->setAlignment(llvm::Align(64));
+  }
+
+  // Runs tileBody(e, it, jt) for every (row tile, column tile) of the direct forms, the flattened
+  // tile range split across threads.
+  void forTilesParallel(Value *mTiles, Value *nTiles,
+                        const std::function<void(GemmEmitter &e, Value *it, Value *jt)> &tileBody) {
+    Value *work = k.mul(k.mul(g.M, g.N), g.K);
+    parallelFor(k, k.mul(mTiles, nTiles), b.CreateICmpSGE(work, k.c(int64_t(1) << 18)),
+                [&](Kernel &h, Value *t0, Value *t1) {
+                  GemmEmitter e(h, *this);
+                  e.allocTile();
+                  forLoop(h.b, t0, t1, [&](Value *ti) {
+                    tileBody(e, h.b.CreateUDiv(ti, nTiles), h.b.CreateURem(ti, nTiles));
+                  }, "t");
+                });
   }
 
  private:
@@ -451,87 +488,86 @@ class GemmEmitter {
   // The register tile straight from A and B ([K, N]): no packing, one pass over K.
   void emitAxpy() {
     singleSlice = true;
-    const int VL = t.VL, MR = t.MR, NRV = t.NRV, NR = t.NR();
+    const int MR = t.MR, NR = t.NR();
     Value *mTiles = b.CreateUDiv(k.add(g.M, MR - 1), k.c(MR));
     Value *nTiles = b.CreateUDiv(k.add(g.N, NR - 1), k.c(NR));
-    forLoop(b, mTiles, [&](Value *it) {
-      Value *i0 = k.mul(it, MR);
-      Value *rows = k.smin(k.c(MR), k.sub(g.M, i0));
-      auto lines = clampedLines(i0, MR, g.M);
-      forLoop(b, nTiles, [&](Value *jt) {
-        Value *j0 = k.mul(jt, NR);
-        Value *cols = k.smin(k.c(NR), k.sub(g.N, j0));
-        llvm::SmallVector<Value *, 4> masks;
-        for (int v = 0; v < NRV; ++v) masks.push_back(k.laneMask(VL, k.c(v * VL), cols));
-        llvm::SmallVector<Value *, 32> zeros(MR * NRV, llvm::Constant::getNullValue(k.vec(VL)));
-        Carried acc = reduceLoop(b, k.c(0), g.K, zeros, [&](Value *kk, llvm::ArrayRef<Value *> acc) {
-          Value *bRow = k.add(k.mul(kk, ldb), j0);
-          llvm::SmallVector<Value *, 4> bv;
-          for (int v = 0; v < NRV; ++v) bv.push_back(k.maskedLoad(VL, g.B, k.add(bRow, v * VL), masks[v]));
-          Carried next(acc.begin(), acc.end());
-          for (int r = 0; r < MR; ++r) {
-            Value *a = k.splat(VL, elementA(lines[r], kk));
-            for (int v = 0; v < NRV; ++v) next[r * NRV + v] = k.fma(a, bv[v], acc[r * NRV + v]);
-          }
-          return next;
-        }, "k");
-        for (int i = 0; i < MR * NRV; ++i) k.vstore(acc[i], tile, k.c(int64_t(i) * VL));
-        storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
-      }, "jt");
-    }, "it");
+    forTilesParallel(mTiles, nTiles, [&](GemmEmitter &e, Value *it, Value *jt) { e.axpyTile(it, jt); });
+  }
+
+  void axpyTile(Value *it, Value *jt) {
+    const int VL = t.VL, MR = t.MR, NRV = t.NRV, NR = t.NR();
+    Value *i0 = k.mul(it, MR);
+    Value *rows = k.smin(k.c(MR), k.sub(g.M, i0));
+    auto lines = clampedLines(i0, MR, g.M);
+    Value *j0 = k.mul(jt, NR);
+    Value *cols = k.smin(k.c(NR), k.sub(g.N, j0));
+    llvm::SmallVector<Value *, 4> masks;
+    for (int v = 0; v < NRV; ++v) masks.push_back(k.laneMask(VL, k.c(v * VL), cols));
+    llvm::SmallVector<Value *, 32> zeros(MR * NRV, llvm::Constant::getNullValue(k.vec(VL)));
+    Carried acc = reduceLoop(b, k.c(0), g.K, zeros, [&](Value *kk, llvm::ArrayRef<Value *> acc) {
+      Value *bRow = k.add(k.mul(kk, ldb), j0);
+      llvm::SmallVector<Value *, 4> bv;
+      for (int v = 0; v < NRV; ++v) bv.push_back(k.maskedLoad(VL, g.B, k.add(bRow, v * VL), masks[v]));
+      Carried next(acc.begin(), acc.end());
+      for (int r = 0; r < MR; ++r) {
+        Value *a = k.splat(VL, elementA(lines[r], kk));
+        for (int v = 0; v < NRV; ++v) next[r * NRV + v] = k.fma(a, bv[v], acc[r * NRV + v]);
+      }
+      return next;
+    }, "k");
+    for (int i = 0; i < MR * NRV; ++i) k.vstore(acc[i], tile, k.c(int64_t(i) * VL));
+    storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
   }
 
   // C = A·Bᵀ with A [M, K] and B [N, K]: MR×NC lane-wise partial dot products over k, then lane
   // sums into row r of the tile buffer (lanes 0..NC-1).
   void emitDot() {
     singleSlice = true;
+    Value *mTiles = b.CreateUDiv(k.add(g.M, t.MR - 1), k.c(t.MR));
+    Value *nTiles = b.CreateUDiv(k.add(g.N, t.NC - 1), k.c(t.NC));
+    forTilesParallel(mTiles, nTiles, [&](GemmEmitter &e, Value *it, Value *jt) { e.dotTile(it, jt); });
+  }
+
+  void dotTile(Value *it, Value *jt) {
     const int VL = t.VL, MR = t.MR, NC = t.NC;
-    Value *mTiles = b.CreateUDiv(k.add(g.M, MR - 1), k.c(MR));
-    Value *nTiles = b.CreateUDiv(k.add(g.N, NC - 1), k.c(NC));
     Value *kVectors = b.CreateUDiv(g.K, k.c(VL));
     Value *kTail = k.mul(kVectors, VL);
-    forLoop(b, mTiles, [&](Value *it) {
-      Value *i0 = k.mul(it, MR);
-      Value *rows = k.smin(k.c(MR), k.sub(g.M, i0));
-      auto aLines = clampedLines(i0, MR, g.M);
-      llvm::SmallVector<Value *, 8> aRows;
-      for (Value *line : aLines) aRows.push_back(k.mul(line, lda));
-      forLoop(b, nTiles, [&](Value *jt) {
-        Value *j0 = k.mul(jt, NC);
-        Value *cols = k.smin(k.c(NC), k.sub(g.N, j0));
-        llvm::SmallVector<Value *, 16> bRows;
-        for (Value *line : clampedLines(j0, NC, g.N)) bRows.push_back(k.mul(line, ldb));
-        auto step = [&](Value *k0, Value *mask, llvm::ArrayRef<Value *> acc) {
-          auto get = [&](Value *base, Value *row) {
-            return mask ? k.maskedLoad(VL, base, k.add(row, k0), mask) : k.vload(VL, base, k.add(row, k0));
-          };
-          llvm::SmallVector<Value *, 8> a;
-          for (int r = 0; r < MR; ++r) a.push_back(get(g.A, aRows[r]));
-          Carried next(acc.begin(), acc.end());
-          for (int c = 0; c < NC; ++c) {
-            Value *bv = get(g.B, bRows[c]);
-            for (int r = 0; r < MR; ++r) next[r * NC + c] = k.fma(a[r], bv, acc[r * NC + c]);
-          }
-          return next;
-        };
-        llvm::SmallVector<Value *, 32> zeros(MR * NC, llvm::Constant::getNullValue(k.vec(VL)));
-        Carried acc = reduceLoop(b, k.c(0), kVectors, zeros, [&](Value *kv, llvm::ArrayRef<Value *> acc) {
-          return step(k.mul(kv, VL), nullptr, acc);
-        }, "kv");
-        if (!(g.staticK >= 0 && g.staticK % VL == 0))
-          acc = step(kTail, k.laneMask(VL, kTail, g.K), acc);
-        for (int r = 0; r < MR; ++r) {
-          Value *row = llvm::Constant::getNullValue(k.vec(VL));
-          for (int c = 0; c < NC; ++c) {
-            auto *sum = b.CreateFAddReduce(llvm::ConstantFP::get(b.getFloatTy(), -0.0), acc[r * NC + c]);
-            llvm::cast<llvm::Instruction>(sum)->setHasAllowReassoc(true);
-            row = b.CreateInsertElement(row, sum, uint64_t(c));
-          }
-          k.vstore(row, tile, k.c(int64_t(r) * VL));
-        }
-        storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
-      }, "jt");
-    }, "it");
+    Value *i0 = k.mul(it, MR);
+    Value *rows = k.smin(k.c(MR), k.sub(g.M, i0));
+    llvm::SmallVector<Value *, 8> aRows;
+    for (Value *line : clampedLines(i0, MR, g.M)) aRows.push_back(k.mul(line, lda));
+    Value *j0 = k.mul(jt, NC);
+    Value *cols = k.smin(k.c(NC), k.sub(g.N, j0));
+    llvm::SmallVector<Value *, 16> bRows;
+    for (Value *line : clampedLines(j0, NC, g.N)) bRows.push_back(k.mul(line, ldb));
+    auto step = [&](Value *k0, Value *mask, llvm::ArrayRef<Value *> acc) {
+      auto get = [&](Value *base, Value *row) {
+        return mask ? k.maskedLoad(VL, base, k.add(row, k0), mask) : k.vload(VL, base, k.add(row, k0));
+      };
+      llvm::SmallVector<Value *, 8> a;
+      for (int r = 0; r < MR; ++r) a.push_back(get(g.A, aRows[r]));
+      Carried next(acc.begin(), acc.end());
+      for (int c = 0; c < NC; ++c) {
+        Value *bv = get(g.B, bRows[c]);
+        for (int r = 0; r < MR; ++r) next[r * NC + c] = k.fma(a[r], bv, acc[r * NC + c]);
+      }
+      return next;
+    };
+    llvm::SmallVector<Value *, 32> zeros(MR * NC, llvm::Constant::getNullValue(k.vec(VL)));
+    Carried acc = reduceLoop(b, k.c(0), kVectors, zeros, [&](Value *kv, llvm::ArrayRef<Value *> acc) {
+      return step(k.mul(kv, VL), nullptr, acc);
+    }, "kv");
+    if (!(g.staticK >= 0 && g.staticK % VL == 0)) acc = step(kTail, k.laneMask(VL, kTail, g.K), acc);
+    for (int r = 0; r < MR; ++r) {
+      Value *row = llvm::Constant::getNullValue(k.vec(VL));
+      for (int c = 0; c < NC; ++c) {
+        auto *sum = b.CreateFAddReduce(llvm::ConstantFP::get(b.getFloatTy(), -0.0), acc[r * NC + c]);
+        llvm::cast<llvm::Instruction>(sum)->setHasAllowReassoc(true);
+        row = b.CreateInsertElement(row, sum, uint64_t(c));
+      }
+      k.vstore(row, tile, k.c(int64_t(r) * VL));
+    }
+    storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
   }
 
   // The scratch holds A's packed block, then B's, each 64-byte aligned.

@@ -20,7 +20,9 @@ using ir::OpKind;
 llvm::Value *dexp(Kernel &k, llvm::Value *x) { return k.math(llvm::Intrinsic::exp, x); }
 llvm::Value *dlog(Kernel &k, llvm::Value *x) { return k.math(llvm::Intrinsic::log, x); }
 
-// Cross-entropy per sample: the row's max (float) and Σ_c exp(z_c − max) (double).
+// Cross-entropy per sample: the row's max (float) and Σ_c exp(z_c − max) (double). The
+// exponentials of the shifted logits (<= 0, results in (0, 1]) are the float polynomial (≤ 1 ulp,
+// Math.cpp), so the row vectorises; the sum and everything after it stay double.
 struct SoftmaxRow {
   llvm::Value *max, *sumExp;
 };
@@ -33,7 +35,7 @@ SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C) {
   llvm::Value *sumExp = reduceLoop(k.b, k.c(0), k.c(C), k.f64(0),
                                    [&](llvm::Value *c, llvm::Value *acc) {
                                      llvm::Value *shifted = k.b.CreateFSub(k.load(zRow, c), max);
-                                     return k.sumAdd(acc, dexp(k, k.toDouble(shifted)));
+                                     return k.sumAdd(acc, k.toDouble(k.exp(shifted)));
                                    }, "c");
   return {max, sumExp};
 }
@@ -147,21 +149,26 @@ void emitLossBwd(Kernel &k) {
     // dz_sc = dL·(softmax(z_s)_c − [c = y_s]) / present for a present y_s, else 0
     int64_t C = pt.elements();
     llvm::Value *scale = perPresent(k, dL, countPresent(k, label, k.n));
-    forLoop(b, k.n, [&](llvm::Value *s) {
-      llvm::Value *zRow = k.at(pred, k.mul(s, C)), *dRow = k.at(k.out, k.mul(s, C));
-      llvm::Value *y = k.load(label, s);
-      llvm::Value *has = present(k, y);
-      SoftmaxRow r = softmaxRow(k, zRow, C);
-      llvm::Value *target = classIndex(k, y);
-      llvm::Value *invSum = b.CreateFDiv(k.f64(1), r.sumExp);
-      forLoop(b, k.c(C), [&](llvm::Value *c) {
-        llvm::Value *shifted = k.toDouble(b.CreateFSub(k.load(zRow, c), r.max));
-        llvm::Value *softmax = b.CreateFMul(dexp(k, shifted), invSum);
-        llvm::Value *onehot = b.CreateUIToFP(b.CreateICmpEQ(c, target), b.getDoubleTy());
-        llvm::Value *g = k.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale));
-        k.store(b.CreateSelect(has, g, k.f32(0)), dRow, c);
-      }, "c");
-    }, "s");
+    // Rows are independent: split across threads.
+    parallelRange(k, k.n, std::max<int64_t>(1, 1024 / C), (1 << 13) / C + 1,
+                  [&](Kernel &h, llvm::Value *s0, llvm::Value *s1) {
+      llvm::IRBuilder<> &b = h.b;
+      forLoop(b, s0, s1, [&](llvm::Value *s) {
+        llvm::Value *zRow = h.at(h.in[0], h.mul(s, C)), *dRow = h.at(h.out, h.mul(s, C));
+        llvm::Value *y = h.load(h.in[1], s);
+        llvm::Value *has = present(h, y);
+        SoftmaxRow r = softmaxRow(h, zRow, C);
+        llvm::Value *target = classIndex(h, y);
+        llvm::Value *invSum = b.CreateFDiv(h.f64(1), r.sumExp);
+        forLoop(b, h.c(C), [&](llvm::Value *c) {
+          llvm::Value *shifted = b.CreateFSub(h.load(zRow, c), r.max);
+          llvm::Value *softmax = b.CreateFMul(h.toDouble(h.exp(shifted)), invSum);
+          llvm::Value *onehot = b.CreateUIToFP(b.CreateICmpEQ(c, target), b.getDoubleTy());
+          llvm::Value *g = h.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale));
+          h.store(b.CreateSelect(has, g, h.f32(0)), dRow, c);
+        }, "c");
+      }, "s");
+    });
     return;
   }
   // Elementwise losses: dp_i = dL · term'(p_i, y_i) / present for a present y_i, else 0

@@ -182,7 +182,7 @@ class EntryEmitter {
 
   // void @k<number>.<mnemonic>[.<node name>](ptr noalias %out, ptr noalias readonly %in...,
   //     [ptr noalias readonly %side... (fused members' other operands),] [ptr noalias %scratch,]
-  //     i64 %n, i64 %seed)
+  //     i64 %n, i64 %seed, ptr %args)
   llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch) {
     const ir::Node &node = *spec.root;
     unsigned reads = node.operands.size() + spec.side.size();
@@ -190,6 +190,7 @@ class EntryEmitter {
     std::vector<llvm::Type *> params(pointers, b_.getPtrTy());
     params.push_back(b_.getInt64Ty());
     params.push_back(b_.getInt64Ty());
+    params.push_back(b_.getPtrTy());  // the call's mtlc_args (threads)
     auto *type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
     // Named after the first node that uses it: k<number>.<mnemonic>[+<member>...][.<node name>]
     std::string name = "k" + std::to_string(kernels_.size() - 1) + "." + ir::mnemonic(node.op);
@@ -215,6 +216,9 @@ class EntryEmitter {
     }
     fn->getArg(pointers)->setName("n");
     fn->getArg(pointers + 1)->setName("seed");
+    fn->getArg(pointers + 2)->setName("args");
+    for (auto a : {llvm::Attribute::NoAlias, llvm::Attribute::NoCapture, llvm::Attribute::ReadOnly})
+      fn->addParamAttr(pointers + 2, a);
     return fn;
   }
 
@@ -229,10 +233,11 @@ class EntryEmitter {
     if (fn) return fn;
     fn = declareKernel(spec, hasScratch);
     const ir::Node &node = *spec.root;
-    unsigned pointers = fn->arg_size() - 2;
+    unsigned pointers = fn->arg_size() - 3;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
     Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
              hasScratch ? fn->getArg(pointers - 1) : nullptr, &opts_, m_.maxBatch};
+    k.args = fn->getArg(pointers + 2);
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     if (spec.group) {
       std::vector<llvm::Value *> side;
@@ -240,6 +245,7 @@ class EntryEmitter {
       k.chain = fusedChain(spec, side);
     }
     emitKernelBody(k);
+    chainAfterKernel(k);
     kb.CreateRetVoid();
     return fn;
   }
@@ -257,6 +263,7 @@ class EntryEmitter {
     if (hasScratch) callArgs.push_back(pointer({Storage::Base::Acts, 0, scratchOffset}));
     callArgs.push_back(n());
     callArgs.push_back(field(ArgsField::Seed));
+    callArgs.push_back(args_);
     b_.CreateCall(fn, callArgs);
   }
 

@@ -38,6 +38,7 @@ struct Kernel {
   // the group's result at one element (or a vector of consecutive elements, see ElementSite).
   // Root emitters call it on each finished value right before its single store. EmitFusion.cpp.
   std::function<llvm::Value *(Kernel &k, llvm::Value *v, const ElementSite &site)> chain;
+  llvm::Value *args = nullptr;           // const mtlc_args *: the call's record (threads), or null
 
   const ir::Type &type() const { return node.type; }
   const ir::Type &inType(size_t i) const { return node.operands.at(i)->type; }
@@ -154,6 +155,21 @@ int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N);
 // dropout hashes it). Used by the elementwise kernels and by fused epilogues. EmitElementwise.cpp.
 llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<llvm::Value *> v,
                               llvm::Value *flat);
+
+// Runs body over [0, count) on the call's threads (mtlc_args::parallel_for; Parallel.cpp): the
+// body is emitted into an outlined function `void (ptr ctx, i64 begin, i64 end)` and called
+// once per contiguous range the runtime hands out, or once over all of it, on this thread, when
+// the record has no pool, threads <= 1, or `worthIt` (an i1, or null = always) is false. `h` is
+// a copy of k whose builder writes the outlined function; the body may use any value of the
+// enclosing kernel (k's parameters, values computed before the call): they are passed through
+// ctx automatically. The body must give the same results however [0, count) is split.
+void parallelFor(Kernel &k, llvm::Value *count, llvm::Value *worthIt,
+                 const std::function<void(Kernel &h, llvm::Value *begin, llvm::Value *end)> &body);
+
+// parallelFor over [0, count) in blocks of `grain` iterations, worth it from `minTotal` on:
+// body(h, i0, i1) gets a contiguous range of iterations.
+void parallelRange(Kernel &k, llvm::Value *count, int64_t grain, int64_t minTotal,
+                   const std::function<void(Kernel &h, llvm::Value *i0, llvm::Value *i1)> &body);
 
 // ---- the op emitters, one family per file ----
 void emitMatMul(Kernel &k);                                      // EmitMatMul.cpp

@@ -28,4 +28,14 @@ inline int64_t gemmPackFloats(int64_t M, int64_t K, int64_t N) {
   return up(kc * (mb + kGemmMaxTile), 16) + up(kc * (nb + kGemmMaxTile), 16) + 32;
 }
 
+// Convolutions run their samples in kConvChunks fixed chunks (split across threads), each with
+// its own scratch: the column matrix, the GEMM's panels and, for the filter gradient, the chunk's
+// partial sum (added up in chunk order afterwards, so results do not depend on the thread count).
+constexpr int64_t kConvChunks = 8;
+
+inline int64_t convChunkFloats(int64_t colFloats, int64_t M, int64_t K, int64_t N, int64_t partialFloats) {
+  auto up = [](int64_t v) { return (v + 15) / 16 * 16; };
+  return up(colFloats) + gemmPackFloats(M, K, N) + up(partialFloats);
+}
+
 }  // namespace mtlc::passes

@@ -125,11 +125,11 @@ int64_t scratchFloats(const ir::Node &n) {
   int64_t stride = n.ints.at(0), pad = n.ints.at(1);
   bool pointwise = (*w)[2] == 1 && (*w)[3] == 1 && stride == 1 && pad == 0;
   int64_t O = (*w)[0], taps = (*x)[0] * (*w)[2] * (*w)[3], P = (*y)[1] * (*y)[2];
-  int64_t col = pointwise ? 0 : (taps * P + 15) / 16 * 16;
+  int64_t col = pointwise ? 0 : taps * P;
   switch (n.op) {
-    case OpKind::Conv2d: return col + gemmPackFloats(O, taps, P);
-    case OpKind::Conv2dBwdFilter: return col + gemmPackFloats(O, P, taps);
-    default: return col + gemmPackFloats(taps, O, P);
+    case OpKind::Conv2d: return kConvChunks * convChunkFloats(col, O, taps, P, 0);
+    case OpKind::Conv2dBwdFilter: return kConvChunks * convChunkFloats(col, O, P, taps, O * taps);
+    default: return kConvChunks * convChunkFloats(col, taps, O, P, 0);
   }
 }
 

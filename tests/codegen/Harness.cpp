@@ -127,6 +127,10 @@ void Harness::runFunction(const std::string &name, int64_t n, uint64_t seed) {
   mtlc_args args{params_.data(),      grads_.data(),     acts_.data(),      inputPtrs.data(),
                  labelPtrs.data(),    lossWeights_.data(), losses_.data(),  outputPtrs.data(),
                  n,                   seed};
+  if (threads > 1) {
+    if (!pool_ || pool_->threads() != threads) pool_ = std::make_unique<rt::ThreadPool>(threads);
+    pool_->attach(args);
+  }
   compiled_.entry(name)(&args);
 
   // Kernels must not touch samples past n: those rows of every batched acts slot stay poisoned.

@@ -12,6 +12,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "runtime/ThreadPool.h"
+
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -43,6 +46,8 @@ class Harness {
 
   // How prepare() compiles (fusion, target, tiling overrides).
   jit::CompileOptions options;
+  // Runs with a runtime ThreadPool of this many threads (<= 1: no pool, kernels stay serial).
+  int threads = 1;
 
   // Compiles (once) and allocates every buffer for the module's maxBatch.
   void prepare();
@@ -85,6 +90,7 @@ class Harness {
   std::vector<std::vector<float>> inputs_, labels_, outputs_;
   int64_t paramFloats_ = 0;
   std::mt19937 rng_{12345};
+  std::unique_ptr<rt::ThreadPool> pool_;
 };
 
 // Per element |got − want| <= atol + rtol·|want|; reports the first few mismatches.

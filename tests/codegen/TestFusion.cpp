@@ -207,6 +207,34 @@ TEST_CASE("fusion: elementwise chains and a bias_add root", "[codegen][fusion]")
   checkFused(bias, "bias_add+tanh", 8, 6);
 }
 
+TEST_CASE("fusion: pooling gradients and concat root groups too (injective kernels)", "[codegen][fusion]") {
+  for (int64_t H : {26, 27}) {  // exact tiling, and a leftover row and column
+    Graph g = [H](Harness &h) {
+      Node *y = h.input({3, H, H});  // the relu output the pool read
+      Node *dp = h.input({3, 13, 13});
+      return h.b.unaryBwd(OpKind::ReluBwd, y, h.b.maxPoolBwd(y, dp, 2, 2));
+    };
+    checkFused(g, "maxpool_bwd+relu_bwd", 4, 3);
+  }
+  Graph overlap = [](Harness &h) {
+    Node *y = h.input({2, 9, 9});
+    Node *dp = h.input({2, 4, 4});
+    return h.b.unaryBwd(OpKind::TanhBwd, y, h.b.maxPoolBwd(y, dp, 3, 2));
+  };
+  checkFused(overlap, "maxpool_bwd+tanh_bwd", 4, 3);
+  Graph avg = [](Harness &h) {
+    Node *dp = h.input({2, 4, 4});
+    Node *dx = h.b.avgPoolBwd(dp, batched({2, 8, 8}), 2, 2);
+    return h.b.unaryBwd(OpKind::ReluBwd, h.input({2, 8, 8}), dx);
+  };
+  checkFused(avg, "avgpool_bwd+relu_bwd", 4, 3);
+  Graph cat = [](Harness &h) {
+    Node *c = h.b.concat({h.input({5}), h.input({7})});
+    return h.b.unary(OpKind::Sigmoid, c);
+  };
+  checkFused(cat, "concat+sigmoid", 4, 3);
+}
+
 TEST_CASE("fusion: a value read twice or bound to an output stays unfused", "[codegen][fusion]") {
   Harness h(4);
   Node *x = h.input({6});

@@ -11,10 +11,11 @@ using namespace mtlc::test;
 namespace {
 
 void checkPool(int64_t C, int64_t H, int64_t W, int64_t k, int64_t stride, int64_t n,
-               bool ties) {
+               bool ties, const std::string &target = "") {
   INFO("C" << C << " H" << H << " W" << W << " k" << k << " stride " << stride << " n " << n
-            << (ties ? " with ties" : ""));
+            << (ties ? " with ties" : "") << " target " << (target.empty() ? "host" : target));
   Harness h(5);
+  h.options.target = target;
   Node *x = h.input({C, H, W});
   Node *mx = h.b.maxPool(x, k, stride);
   Node *av = h.b.avgPool(x, k, stride);
@@ -71,4 +72,13 @@ TEST_CASE("pooling: k = 3, stride 2 (overlapping windows), non-square", "[codege
 TEST_CASE("maxpool: ties go to the first maximum in the window", "[codegen][pool]") {
   checkPool(2, 6, 6, 2, 2, 3, true);
   checkPool(2, 7, 7, 3, 2, 3, true);
+}
+
+TEST_CASE("pooling: windows that tile their rows run as vectors (k = stride = 2, 3, 4)", "[codegen][pool]") {
+  for (const char *target : {"", "avx2", "generic"}) {
+    checkPool(2, 26, 26, 2, 2, 3, false, target);   // exact tiling (the flagship's maxpool)
+    checkPool(2, 9, 70, 2, 2, 2, false, target);    // 35 outputs per row: several vectors
+    checkPool(2, 10, 50, 3, 3, 2, true, target);    // leftover row and columns, ties
+    checkPool(1, 9, 37, 4, 4, 2, false, target);
+  }
 }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <cstdlib>
 #include <cmath>
 #include <iostream>
 
@@ -245,4 +246,57 @@ TEST_CASE("timing: fashion-sized train_step", "[.timing]") {
             << h.compiled().actsFloats * 4 / 1024 << " KiB; step (batch " << batch << ") "
             << stepMs << " ms CPU (best of 3×20), loss " << h.losses()[0] << "\n";
   CHECK(std::isfinite(h.losses()[0]));
+}
+
+// Not run by default: the MLP (784 → 256 → 128, heads 10 (cross-entropy) and 1 (BCE)),
+// train_step at batch 256 on 1 and 2 threads: wall time per step (best of 5 blocks of 10).
+TEST_CASE("timing: MLP train_step, 1 and 2 threads", "[.timing]") {
+  for (int64_t batch : {64, 256}) {
+    Harness h(batch, "train_step");
+    Node *x = h.input({784});
+    Node *W1 = h.param({256, 784}), *b1 = h.param({256});
+    Node *W2 = h.param({128, 256}), *b2 = h.param({128});
+    Node *Wa = h.param({10, 128}), *ba = h.param({10});
+    Node *Wb = h.param({1, 128}), *bb = h.param({1});
+    Node *ya = h.label({1}), *yb = h.label({1});
+    Node *h1 = h.b.unary(OpKind::Relu, dense(h, x, W1, b1));
+    Node *h2 = h.b.unary(OpKind::Relu, dense(h, h1, W2, b2));
+    Node *za = dense(h, h2, Wa, ba), *zb = dense(h, h2, Wb, bb);
+    Node *La = h.b.loss(OpKind::CrossEntropy, za, ya), *Lb = h.b.loss(OpKind::BCE, zb, yb);
+    Node *wa = h.lossWeight(0), *wb = h.lossWeight(1);
+    Node *dza = h.b.lossBwd(OpKind::CrossEntropyBwd, za, ya, wa);
+    Node *dzb = h.b.lossBwd(OpKind::BCEBwd, zb, yb, wb);
+    Node *dh2 = h.b.unaryBwd(OpKind::ReluBwd, h2,
+                             h.b.add(h.b.matmul(dza, Wa, false, false), h.b.matmul(dzb, Wb, false, false)));
+    Node *dh1 = h.b.unaryBwd(OpKind::ReluBwd, h1, h.b.matmul(dh2, W2, false, false));
+    std::vector<std::pair<Node *, Node *>> grads{
+        {W1, h.b.matmul(dh1, x, true, false)},  {b1, h.b.biasGrad(dh1)},
+        {W2, h.b.matmul(dh2, h1, true, false)}, {b2, h.b.biasGrad(dh2)},
+        {Wa, h.b.matmul(dza, h2, true, false)}, {ba, h.b.biasGrad(dza)},
+        {Wb, h.b.matmul(dzb, h2, true, false)}, {bb, h.b.biasGrad(dzb)}};
+    h.bind(La, Kind::TaskLoss, 0);
+    h.bind(Lb, Kind::TaskLoss, 1);
+    h.bind(h.b.add(h.b.mul(wa, La), h.b.mul(wb, Lb)), Kind::TotalLoss, 0);
+    for (auto [p, g] : grads) h.bind(g, Kind::Grad, (int)p->ints[0]);
+    h.prepare();
+    h.fillUniform(x, 0, 1);
+    for (auto [p, g] : grads) h.fillUniform(p, -0.05, 0.05);
+    h.fillClasses(ya, 10);
+    h.fillClasses(yb, 2);
+    h.poison = false;
+    for (int threads : {1, 2}) {
+      // MTLC_TIMING_THREADS=N: only that thread count (for profiling one configuration)
+      if (const char *only = std::getenv("MTLC_TIMING_THREADS"); only && std::atoi(only) != threads) continue;
+      h.threads = threads;
+      h.run(batch);
+      double best = 1e30;
+      for (int block = 0; block < 5; ++block) {
+        auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < 10; ++i) h.run(batch);
+        best = std::min(best, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 10);
+      }
+      std::cout << "MLP train_step batch " << batch << ", " << threads << " thread(s): " << best
+                << " µs/step wall (best of 5×10), " << batch / best * 1e6 << " samples/s\n";
+    }
+  }
 }
