@@ -17,7 +17,10 @@ bool canExtend(const Node &n) {
 
 bool canRoot(const Node &n) {
   auto c = ir::fusionClass(n.op);
-  return c == FusionClass::OutFusable || c == FusionClass::Elemwise || c == FusionClass::Broadcast;
+  // Injective kernels (pooling gradients, concat, embedding) write their result element by element
+  // too; a view (reshape) has no kernel to put an epilogue in.
+  return c == FusionClass::OutFusable || c == FusionClass::Elemwise || c == FusionClass::Broadcast ||
+         (c == FusionClass::Injective && n.op != OpKind::Reshape);
 }
 
 // Operand positions that may carry the chain into n, most preferred first.

@@ -7,7 +7,8 @@
 // A node n joins the group of its data operand p when
 //   - n is Elemwise or Broadcast (per-element maths; bias add reads its channel's bias),
 //   - p is the last node of its group and is a root kind: OutFusable (matmul, conv, conv's data
-//     gradient), Elemwise or Broadcast — never a leaf or a view,
+//     gradient), Elemwise, Broadcast or Injective (pooling gradients, concat, ...) — never a leaf
+//     or a view,
 //   - p has exactly one use (n) and is not a function output, and
 //   - p and n have the same type (the same iteration space).
 // The data operand is the one the chain flows through: operand 0 for forward ops, the upstream
@@ -18,6 +19,7 @@
 // So, with relu's backward reading relu's output:
 //   forward   matmul → bias_add → relu            one loop nest, one store
 //   backward  matmul (dh = dy·W) → relu_bwd(y, ·)  the activation derivative in the epilogue
+//             maxpool_bwd → relu_bwd(y, ·)         the same, after a pooling layer
 #pragma once
 
 #include "ir/IR.h"
