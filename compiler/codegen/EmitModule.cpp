@@ -34,6 +34,12 @@ bool needsKernel(OpKind op) {
   }
 }
 
+// Kernels whose emitters write explicit vector code throughout (GEMM drivers, tiled pooling):
+// the loop vectoriser and unrollers have nothing to add there.
+bool explicitVectorKernel(OpKind op) {
+  return op == OpKind::MatMul || op == OpKind::MaxPool || op == OpKind::MaxPoolBwd;
+}
+
 // The body of one node's kernel. Every op kind is listed, so a new op in Ops.def is a compile
 // warning here until it has an emitter.
 void emitKernelBody(Kernel &k) {
@@ -203,6 +209,8 @@ class EntryEmitter {
     // Kept out of line: a shared kernel is optimised (vectorised) once, not once per call site,
     // which roughly halves compile time; a call per node costs nothing next to its loops.
     fn->addFnAttr(llvm::Attribute::NoInline);
+    // Kernels written as explicit vector code need no vectoriser (compile time).
+    if (explicitVectorKernel(node.op)) fn->addFnAttr(kLightPipeline);
     for (unsigned i = 0; i < pointers; ++i) {
       fn->addParamAttr(i, llvm::Attribute::NoAlias);
       fn->addParamAttr(i, llvm::Attribute::NoCapture);

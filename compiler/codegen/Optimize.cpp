@@ -4,11 +4,14 @@
 
 #include <llvm/ADT/StringExtras.h>
 #include <llvm/Analysis/LoopInfo.h>
+#include <llvm/IR/PassTimingInfo.h>
+#include <llvm/Pass.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 
+#include <optional>
 #include <stdexcept>
 
 namespace mtlc::codegen {
@@ -70,6 +73,11 @@ void optimizeModule(llvm::Module &m, llvm::TargetMachine &tm) {
       if (pass == h) return false;
     return true;
   });
+  std::optional<llvm::TimePassesHandler> timing;  // MTLC_TIME_PASSES (jit/Compile.cpp prints it)
+  if (llvm::TimePassesIsEnabled) {
+    timing.emplace(true);
+    timing->registerCallbacks(callbacks);
+  }
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;

@@ -5,8 +5,12 @@
 #include "passes/MemoryPlan.h"
 
 #include <llvm/IR/Module.h>
+#include <llvm/IR/PassTimingInfo.h>
+#include <llvm/Pass.h>
+#include <llvm/Support/Timer.h>
 
 #include <chrono>
+#include <cstdlib>
 
 namespace mtlc::jit {
 
@@ -26,6 +30,9 @@ double msBetween(Clock::time_point a, Clock::time_point b) {
 }  // namespace
 
 CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
+  // MTLC_TIME_PASSES=1: LLVM's per-pass timing report (optimisation and machine code) on stderr.
+  const bool timePasses = std::getenv("MTLC_TIME_PASSES") != nullptr;
+  if (timePasses) llvm::TimePassesIsEnabled = true;
   auto start = Clock::now();
   CompiledModule out;
   out.jit = std::make_shared<JIT>();
@@ -54,6 +61,10 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   out.optimizeMs = msBetween(emitted, optimized);
   out.machineCodeMs = msBetween(optimized, done);
   out.compileMs = msBetween(start, Clock::now());
+  if (timePasses) {
+    llvm::reportAndResetTimings(&llvm::errs());
+    llvm::TimePassesIsEnabled = false;
+  }
   return out;
 }
 
