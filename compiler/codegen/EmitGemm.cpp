@@ -144,6 +144,11 @@ Tiling chooseTiling(const Kernel &k, const Gemm &g) {
   if (kind == GemmKind::Auto) {
     kind = GemmKind::Packed;
     double best = packed.cycles;
+    // Small products (a few µs whichever way) go direct when they can: the packed form would
+    // bring its own micro-kernel and packing routines into the module for little gain, and
+    // compile time is part of the bill.
+    if (double(M) * double(N) * double(K) < double(1 << 17) && (axpy.cycles < INFINITY || dot.cycles < INFINITY))
+      best = INFINITY;
     if (axpy.cycles < best) kind = GemmKind::Axpy, best = axpy.cycles;
     if (dot.cycles < best) kind = GemmKind::Dot, best = dot.cycles;
   }
