@@ -3,6 +3,7 @@
 #include "runtime/Error.h"
 #include "runtime/Weighting.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace mtlc::rt {
@@ -17,8 +18,10 @@ static std::string weightingName(const ModelSpec& spec) {
   return spec.train.weighting.empty() ? "fixed" : spec.train.weighting;
 }
 
+static std::string accKey(const TaskSpec& t) { return "train.acc." + t.name; }
+
 void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float* params, Optimizer* optimizer,
-                    Weighting* weighting) {
+                    Weighting* weighting, const TrainPosition* pos) {
   std::vector<TensorView> views;
   for (const ParamSpec& p : spec.params) views.push_back({p.name, p.shape, params + p.offset});
   std::map<std::string, std::string> meta{{"format", "mtlc"}, {"model", spec.name}, {"tasks", taskList(spec)}};
@@ -31,13 +34,92 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
     meta["weighting"] = weightingName(spec);
     for (const WeightingState& s : weighting->state()) views.push_back({s.name, s.shape, s.data});
   }
+  if (pos) {
+    meta["train.seed"] = std::to_string(pos->seed);
+    meta["train.position"] = fmt::format("{} {} {}", pos->step, pos->epoch, pos->batch);
+    meta["train.data"] = fmt::format("{} {}", pos->batchSize, pos->rows);
+    meta["train.epoch_loss"] = fmt::format("{} {}", pos->lossSum, pos->samples);
+    if (pos->tasks.size() != spec.tasks.size())
+      throwError("internal: {} task metric states for {} tasks", pos->tasks.size(), spec.tasks.size());
+    for (size_t t = 0; t < spec.tasks.size(); ++t) {
+      const MetricAccumulator::State& a = pos->tasks[t];
+      meta[accKey(spec.tasks[t])] = fmt::format("{}", fmt::join(a.scalars, " "));
+      if (a.scores.empty()) continue;
+      views.push_back({accKey(spec.tasks[t]) + ".scores", {int64_t(a.scores.size())}, a.scores.data()});
+      views.push_back({accKey(spec.tasks[t]) + ".positive", {int64_t(a.positive.size())}, a.positive.data()});
+    }
+  }
   writeSafeTensors(path, views, meta);
 }
 
 static bool startsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
+bool isStateTensor(const std::string& name) {
+  return startsWith(name, "optim.") || startsWith(name, "mtl.") || startsWith(name, "train.");
+}
+
+// "3 0.5 7" -> {3, 0.5, 7}; an Error naming the file and key unless it is exactly `count` numbers.
+static std::vector<double> numbers(const TensorFile& f, const std::string& path, const std::string& key,
+                                   size_t count) {
+  auto it = f.metadata.find(key);
+  if (it == f.metadata.end()) throwError("{}: training position incomplete: no `{}` in the metadata", path, key);
+  std::vector<double> out;
+  const char* p = it->second.c_str();
+  for (;;) {
+    while (*p == ' ') ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    double v = std::strtod(p, &end);
+    if (end == p) throwError("{}: metadata `{}` = \"{}\" is not a list of numbers", path, key, it->second);
+    out.push_back(v);
+    p = end;
+  }
+  if (out.size() != count)
+    throwError("{}: metadata `{}` has {} numbers, expected {}", path, key, out.size(), count);
+  return out;
+}
+
+std::optional<TrainPosition> loadTrainPosition(const TensorFile& f, const std::string& path, const ModelSpec& spec) {
+  auto seed = f.metadata.find("train.seed");
+  if (seed == f.metadata.end()) return std::nullopt;
+  TrainPosition pos;
+  char* end = nullptr;
+  pos.seed = std::strtoull(seed->second.c_str(), &end, 10);
+  if (seed->second.empty() || *end) throwError("{}: metadata `train.seed` = \"{}\" is not a seed", path, seed->second);
+  std::vector<double> at = numbers(f, path, "train.position", 3);
+  pos.step = int64_t(at[0]);
+  pos.epoch = int64_t(at[1]);
+  pos.batch = int64_t(at[2]);
+  std::vector<double> data = numbers(f, path, "train.data", 2);
+  pos.batchSize = int64_t(data[0]);
+  pos.rows = int64_t(data[1]);
+  std::vector<double> loss = numbers(f, path, "train.epoch_loss", 2);
+  pos.lossSum = loss[0];
+  pos.samples = int64_t(loss[1]);
+  if (pos.step < 0 || pos.epoch < 0 || pos.batch < 0 || pos.batchSize <= 0 || pos.samples < 0)
+    throwError("{}: the training position (step {}, epoch {}, batch {}) is not valid", path, pos.step, pos.epoch,
+               pos.batch);
+  for (const TaskSpec& t : spec.tasks) {
+    MetricAccumulator::State a;
+    a.scalars = numbers(f, path, accKey(t), 9);
+    const Tensor* scores = f.find(accKey(t) + ".scores");
+    const Tensor* positive = f.find(accKey(t) + ".positive");
+    if (bool(scores) != bool(positive))
+      throwError("{}: `{}.scores` and `{}.positive` must both be present or both absent", path, accKey(t), accKey(t));
+    if (scores) {
+      a.scores = scores->data;
+      a.positive = positive->data;
+    }
+    pos.tasks.push_back(std::move(a));
+  }
+  return pos;
+}
+
 void loadParams(const std::string& path, const ModelSpec& spec, float* params) {
-  TensorFile f = readSafeTensors(path);
+  loadParams(readSafeTensors(path), path, spec, params);
+}
+
+void loadParams(const TensorFile& f, const std::string& path, const ModelSpec& spec, float* params) {
   for (const ParamSpec& p : spec.params) {
     const Tensor* t = f.find(p.name);
     if (!t) throwError("{}: parameter `{}` {} is missing from the checkpoint", path, p.name, shapeString(p.shape));
@@ -46,7 +128,7 @@ void loadParams(const std::string& path, const ModelSpec& spec, float* params) {
                  shapeString(t->shape), shapeString(p.shape));
   }
   for (const Tensor& t : f.tensors) {
-    if (startsWith(t.name, "optim.") || startsWith(t.name, "mtl.")) continue;
+    if (isStateTensor(t.name)) continue;
     bool known = false;
     for (const ParamSpec& p : spec.params) known = known || p.name == t.name;
     if (!known)
@@ -76,7 +158,7 @@ InitReport loadMatchingParams(const TensorFile& f, const std::string& path, cons
     }
   }
   for (const Tensor& t : f.tensors) {
-    if (startsWith(t.name, "optim.") || startsWith(t.name, "mtl.")) continue;
+    if (isStateTensor(t.name)) continue;
     bool taken = false;
     for (const ParamSpec& p : spec.params) taken = taken || (p.name == t.name && p.shape == t.shape);
     if (!taken) r.unused.push_back(fmt::format("{} {}", t.name, shapeString(t.shape)));

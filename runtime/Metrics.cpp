@@ -1,5 +1,7 @@
 #include "runtime/Metrics.h"
 
+#include "runtime/Error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -45,6 +47,33 @@ double rocAuc(const std::vector<float>& scores, const std::vector<uint8_t>& posi
 MetricAccumulator::MetricAccumulator(const TaskSpec& task) : task_(task) {}
 
 void MetricAccumulator::reset() { *this = MetricAccumulator(task_); }
+
+MetricAccumulator::State MetricAccumulator::state() const {
+  State s;
+  s.scalars = {lossSum_, double(lossCount_), double(samples_), double(outSamples_), double(correct_),
+               double(judged_), sqErr_, absErr_, double(errCount_)};
+  s.scores = scores_;
+  s.positive.assign(positive_.begin(), positive_.end());
+  return s;
+}
+
+void MetricAccumulator::restore(const State& s) {
+  if (s.scalars.size() != 9 || s.scores.size() != s.positive.size())
+    throwError("metric state of task `{}` has {} values and {}/{} scores/labels, expected 9 values and as many "
+               "scores as labels", task_.name, s.scalars.size(), s.scores.size(), s.positive.size());
+  reset();
+  lossSum_ = s.scalars[0];
+  lossCount_ = int64_t(s.scalars[1]);
+  samples_ = int64_t(s.scalars[2]);
+  outSamples_ = int64_t(s.scalars[3]);
+  correct_ = int64_t(s.scalars[4]);
+  judged_ = int64_t(s.scalars[5]);
+  sqErr_ = s.scalars[6];
+  absErr_ = s.scalars[7];
+  errCount_ = int64_t(s.scalars[8]);
+  scores_ = s.scores;
+  positive_.assign(s.positive.begin(), s.positive.end());
+}
 
 int64_t countPresent(const float* labels, int64_t count) {
   int64_t c = 0;

@@ -47,6 +47,16 @@ class MetricAccumulator {
   int64_t samples() const { return samples_; }          // samples seen (present labels or not)
   int64_t presentLabels() const { return lossCount_; }  // label values present among them
 
+  // Everything add() has gathered, so a resumed run (Checkpoint.h) continues an epoch's running
+  // values exactly: the counters and sums (doubles hold every int64 count a run reaches exactly),
+  // and the scores/labels kept for the AUC.
+  struct State {
+    std::vector<double> scalars;
+    std::vector<float> scores, positive;
+  };
+  State state() const;
+  void restore(const State& s);  // Error when `s` does not come from state() of this kind of task
+
  private:
   TaskSpec task_;
   double lossSum_ = 0;

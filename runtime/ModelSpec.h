@@ -6,6 +6,7 @@
 #include "abi.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -110,6 +111,9 @@ struct TrainSpec {
   std::string weighting = "fixed";
   double weightingParam = 0;
   std::vector<std::string> freeze;  // blocks (shared or task names) whose parameters stay fixed
+  // > 0: `clip_grad_norm X` scales the gradient by X / (‖g‖ + 1e-6) when its L2 norm over the
+  // trainable parameters exceeds X, as torch.nn.utils.clip_grad_norm_ does.
+  double clipGradNorm = 0;
 };
 
 // ---- The compiled model -----------------------------------------------------------------------------
@@ -139,6 +143,11 @@ struct ModelSpec {
   // read one shared tensor.
   mtlc_entry_fn repGradsStep = nullptr;
   int64_t repWidth = 0;
+  // After a step produced NaN or Inf: runs the named entry point ("train_step", "task_grads",
+  // "rep_grads") again on the same arguments with every node's values checked, and says which
+  // tensor first held a non-finite value. Set by the compiler's driver (NonFiniteLocator.h); may
+  // be empty (embedded programs, tests), and is only called when training is about to fail.
+  std::function<std::string(const char* entry, const mtlc_args& args)> locateNonFinite;
 };
 
 }  // namespace mtlc::rt

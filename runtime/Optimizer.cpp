@@ -93,4 +93,17 @@ std::vector<Optimizer::StateTensor> Optimizer::state() {
   return s;
 }
 
+double clipGradNorm(float* grads, const std::vector<std::pair<int64_t, int64_t>>& spans, double maxNorm) {
+  double sq = 0;
+  for (auto [begin, end] : spans)
+    for (int64_t i = begin; i < end; ++i) sq += double(grads[i]) * double(grads[i]);
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) return norm;
+  const double coef = maxNorm / (norm + 1e-6);
+  if (coef < 1)
+    for (auto [begin, end] : spans)
+      for (int64_t i = begin; i < end; ++i) grads[i] = float(double(grads[i]) * coef);
+  return norm;
+}
+
 }  // namespace mtlc::rt

@@ -74,4 +74,9 @@ class Optimizer {
 // [0, paramCount) when nothing is frozen.
 std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
 
+// Gradient clipping by the global L2 norm over `spans` of grads (torch.nn.utils.clip_grad_norm_):
+// when ‖g‖ > maxNorm, g is scaled by maxNorm / (‖g‖ + 1e-6). Returns ‖g‖ before clipping (NaN or
+// Inf when a gradient is; then g is left as it is).
+double clipGradNorm(float* grads, const std::vector<std::pair<int64_t, int64_t>>& spans, double maxNorm);
+
 }  // namespace mtlc::rt

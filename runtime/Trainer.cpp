@@ -17,6 +17,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -131,18 +134,45 @@ class BatchKernels final : public StepKernels {
   int64_t n() const override { return base_.n; }
   int64_t present(int64_t t) const override { return present_[size_t(t)]; }
 
+  // After a non-finite loss or gradient: "; <where it first appeared>", or "" when that cannot be
+  // told. A parameter or an input that is already non-finite is named; otherwise the model's
+  // locator (ModelSpec::locateNonFinite) re-runs the last kernel call with every tensor checked.
+  std::string locate() const {
+    auto firstBad = [](const float* p, int64_t count) {
+      for (int64_t i = 0; i < count; ++i)
+        if (!std::isfinite(p[i])) return i;
+      return int64_t(-1);
+    };
+    for (const ParamSpec& p : spec_.params)
+      if (int64_t i = firstBad(base_.params + p.offset, p.size); i >= 0)
+        return fmt::format("; parameter `{}` holds {} (element {}): the optimizer step before this one made it so "
+                           "(a smaller lr or clip_grad_norm may help)", p.name, describeValue(base_.params[p.offset + i]), i);
+    for (size_t k = 0; k < spec_.inputs.size(); ++k) {
+      const InputSpec& in = spec_.inputs[k];
+      if (int64_t i = firstBad(base_.inputs[k], base_.n * in.size); i >= 0)
+        return fmt::format("; input `{}` holds {} in sample {} of the batch", in.name,
+                           describeValue(base_.inputs[k][i]), i / in.size);
+    }
+    if (!spec_.locateNonFinite || !lastEntry_) return "";
+    return spec_.locateNonFinite(lastEntry_, lastArgs_);
+  }
+
  private:
+  static std::string describeValue(float v) { return std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
+
   void run(mtlc_entry_fn fn, const char* name, const float* w, float* grads) {
     if (!fn) throwError("internal: model `{}` has no {} entry point", spec_.name, name);
     mtlc_args args = base_;
     args.grads = grads;
     args.loss_weights = w;
+    lastEntry_ = name;
+    lastArgs_ = args;
     fn(&args);
     for (size_t t = 0; t < spec_.tasks.size(); ++t) {
       const float L = ws_.losses[t];
       if (!std::isfinite(L))
-        throwError("task `{}` loss became {} at step {} (epoch {})", spec_.tasks[t].name,
-                   std::isnan(L) ? "NaN" : "infinite", step_, epoch_);
+        throwError("task `{}` loss became {} at step {} (epoch {}){}", spec_.tasks[t].name,
+                   std::isnan(L) ? "NaN" : "infinite", step_, epoch_, locate());
     }
   }
   const ModelSpec& spec_;
@@ -152,6 +182,8 @@ class BatchKernels final : public StepKernels {
   mtlc_args base_{};
   std::vector<int64_t> present_;
   int64_t step_ = 0, epoch_ = 0;
+  const char* lastEntry_ = nullptr;  // the last kernel call, for locate()
+  mtlc_args lastArgs_{};
 };
 
 std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params, const Dataset& data, Workspace& ws) {
@@ -246,6 +278,62 @@ void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r
     }
 }
 
+std::vector<std::string> taskNames(const ModelSpec& spec) {
+  std::vector<std::string> names;
+  for (const TaskSpec& t : spec.tasks) names.push_back(t.name);
+  return names;
+}
+
+// A resumed run's log: keep what the run logged up to its checkpoint (step lines up to `step`, test
+// lines of the `epochs` completed epochs) and drop the rest, a line cut short by a crash included,
+// so that the log reads as if the run had never stopped. Rewritten atomically.
+void trimLog(const std::string& path, int64_t step, int64_t epochs) {
+  std::ifstream in(path);
+  if (!in) return;  // a new log
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    ojson j = ojson::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;
+    const bool keep = j.contains("step") ? j["step"].is_number() && j["step"].get<int64_t>() <= step
+                                         : j.contains("epoch") && j["epoch"].is_number() && j["epoch"].get<int64_t>() <= epochs;
+    if (keep) kept += line + '\n';
+  }
+  in.close();
+  const std::string tmp = path + ".trim";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o << kept;
+    if (!o.flush()) throwError("{}: cannot rewrite the log", tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throwError("{}: cannot replace the log: {}", path, std::strerror(errno));
+}
+
+// SIGINT and SIGTERM while training: the first one asks the loop to stop after its step (it then
+// writes its checkpoint); the handler is one-shot, so a second signal ends the process as usual.
+volatile std::sig_atomic_t gStopSignal = 0;
+extern "C" void onStopSignal(int sig) { gStopSignal = sig; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    gStopSignal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = onStopSignal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &oldInt_);
+    sigaction(SIGTERM, &sa, &oldTerm_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &oldInt_, nullptr);
+    sigaction(SIGTERM, &oldTerm_, nullptr);
+  }
+  int caught() const { return gStopSignal; }
+
+ private:
+  struct sigaction oldInt_ {}, oldTerm_ {};
+};
+
 }  // namespace
 
 std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data) {
@@ -256,7 +344,23 @@ std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, con
 TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& out) {
   if (!spec.trainStep) throwError("internal: model `{}` has no train_step entry point", spec.name);
   const TrainSpec& ts = spec.train;
-  const uint64_t seed = opt.seed.value_or(ts.seed);
+  if (!opt.resumePath.empty() && !opt.initPath.empty())
+    throwError("--resume continues a run and --init starts one from a checkpoint's parameters: give one of them");
+  if (opt.checkpointEvery > 0 && opt.savePath.empty())
+    throwError("--checkpoint-every needs --save FILE: the checkpoint is written there");
+  // --resume: the run's position first, since its seed decides everything else.
+  std::optional<TensorFile> resumeFile;
+  std::optional<TrainPosition> resumed;
+  if (!opt.resumePath.empty()) {
+    resumeFile = readSafeTensors(opt.resumePath);
+    resumed = loadTrainPosition(*resumeFile, opt.resumePath, spec);
+    if (!resumed)
+      throwError("{}: no training position in this checkpoint, so there is no run to resume (--init FILE starts a "
+                 "new run from its parameters)", opt.resumePath);
+    if (opt.seed && *opt.seed != resumed->seed)
+      throwError("--seed {} differs from the seed {} of the run in {}", *opt.seed, resumed->seed, opt.resumePath);
+  }
+  const uint64_t seed = resumed ? resumed->seed : opt.seed.value_or(ts.seed);
   const int64_t epochs = opt.epochs >= 0 ? opt.epochs : ts.epochs;
   const int64_t T = int64_t(spec.tasks.size());
   if (ts.batch > spec.maxBatch)
@@ -273,11 +377,25 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   Arena taskGrads(weighting->needsTaskGrads() ? T * spec.paramCount : 0);
   Workspace ws(spec, weighting->needsRepGrads());
   Optimizer optimizer(ts.optimizer, spec.paramCount);
-  optimizer.setActiveSpans(trainableSpans(spec));
+  const std::vector<std::pair<int64_t, int64_t>> activeSpans = trainableSpans(spec);
+  optimizer.setActiveSpans(activeSpans);
   std::string initNote;
   std::vector<std::string> initLines, freshNames;
-  initParams(spec, seed, params.data());  // then --init overwrites what it has
-  if (!opt.initPath.empty()) {
+  initParams(spec, seed, params.data());  // then --init or --resume overwrites what it has
+  if (resumed) {
+    const std::string& path = opt.resumePath;
+    if (resumed->batchSize != ts.batch || resumed->rows != trainData.rows)
+      throwError("{}: the run trained with batch {} on {} samples; this one has batch {} and {} samples, so it "
+                 "cannot continue it", path, resumed->batchSize, resumed->rows, ts.batch, trainData.rows);
+    loadParams(*resumeFile, path, spec, params.data());
+    if (!loadOptimizerState(*resumeFile, path, optimizer))
+      throwError("{}: the checkpoint has no {} optimizer state for this model", path, ts.optimizer.kind);
+    if (!loadWeightingState(*resumeFile, spec, *weighting))
+      throwError("{}: the checkpoint has no `{}` weighting state for tasks {}", path, weighting->describe(),
+                 fmt::join(taskNames(spec), ", "));
+    initNote = fmt::format("resumed from {} at step {} (epoch {}, {} batches done)", path, resumed->step,
+                           resumed->epoch + 1, resumed->batch);
+  } else if (!opt.initPath.empty()) {
     TensorFile file = readSafeTensors(opt.initPath);
     InitReport ir = loadMatchingParams(file, opt.initPath, spec, params.data());
     freshNames = ir.freshNames;
@@ -307,7 +425,12 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
 
   std::ofstream log;
   if (!opt.logPath.empty()) {
-    log.open(opt.logPath);
+    if (resumed) {
+      trimLog(opt.logPath, resumed->step, resumed->epoch);
+      log.open(opt.logPath, std::ios::app);
+    } else {
+      log.open(opt.logPath);
+    }
     if (!log) throwError("{}: cannot open the log file for writing", opt.logPath);
   }
 
@@ -360,24 +483,73 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   double loopSeconds = 0;
   int64_t samplesSeen = 0;
-  bool stop = opt.steps == 0;
-  for (int64_t e = 0; e < epochs && !stop; ++e) {
+  report.steps = resumed ? resumed->step : 0;
+  bool stop = opt.steps >= 0 && report.steps >= opt.steps;
+  const int64_t firstEpoch = resumed ? resumed->epoch : 0;
+  double totalSum = 0;  // the epoch's Σ total·n, samples and batches so far (saved in checkpoints)
+  int64_t epochSamples = 0, batchesDone = 0, epoch = firstEpoch;
+  bool epochEnded = false;  // the epoch's end (weighting, evaluation) ran: the next one starts fresh
+  // What a checkpoint written now holds (the loop's position after its last step).
+  auto position = [&] {
+    TrainPosition p;
+    p.seed = seed;
+    p.step = report.steps;
+    p.batchSize = ts.batch;
+    p.rows = trainData.rows;
+    if (epochEnded) {
+      p.epoch = epoch + 1;
+      for (const TaskSpec& t : spec.tasks) p.tasks.push_back(MetricAccumulator(t).state());
+    } else {
+      p.epoch = epoch;
+      p.batch = batchesDone;
+      p.lossSum = totalSum;
+      p.samples = epochSamples;
+      for (const MetricAccumulator& a : trainAcc) p.tasks.push_back(a.state());
+    }
+    return p;
+  };
+  auto checkpoint = [&] {
+    if (log.is_open()) log.flush();  // the log holds at least the checkpoint's steps (trimLog drops the rest)
+    const TrainPosition p = position();
+    saveCheckpoint(opt.savePath, spec, params.data(), &optimizer, weighting.get(), &p);
+  };
+  StopSignals signals;
+  for (int64_t e = firstEpoch; e < epochs && !stop; ++e) {
+    epoch = e;
+    epochEnded = false;
     batcher.startEpoch(e);
     for (MetricAccumulator& a : trainAcc) a.reset();
+    totalSum = 0;
+    epochSamples = batchesDone = 0;
+    if (resumed && e == resumed->epoch) {  // continue the epoch the checkpoint stopped in
+      totalSum = resumed->lossSum;
+      epochSamples = resumed->samples;
+      batchesDone = resumed->batch;
+      for (int64_t t = 0; t < T; ++t) trainAcc[t].restore(resumed->tasks[t]);
+    }
     const int64_t batches = batcher.batches();
+    if (batchesDone > batches)
+      throwError("{}: the checkpoint is {} batches into epoch {}, which has {}", opt.resumePath, batchesDone, e + 1,
+                 batches);
     progress.beginEpoch(e + 1, epochs, batches);
     const double epochStart = now();
-    double totalSum = 0;
-    int64_t epochSamples = 0, batchesDone = 0;
-    for (int64_t b = 0; b < batches; ++b) {
+    const int64_t epochSamplesBefore = epochSamples;
+    for (int64_t b = batchesDone; b < batches; ++b) {
       const int64_t n = batcher.gather(b);
       const int64_t step = report.steps + 1;
       for (int64_t t = 0; t < T; ++t) ws.outputPtrs[t][0] = float(nan);  // tells whether trainStep wrote outputs
       kernels.begin(batcher, n, step, e + 1, mix64(mix64(seed) ^ uint64_t(step)));
       const StepResult sr = weighting->step(kernels, step);
       if (!std::isfinite(sr.total))
-        throwError("the total loss became {} at step {} (epoch {})", std::isnan(sr.total) ? "NaN" : "infinite", step,
-                   e + 1);
+        throwError("the total loss became {} at step {} (epoch {}){}", std::isnan(sr.total) ? "NaN" : "infinite", step,
+                   e + 1, kernels.locate());
+      double gradNorm = nan;
+      if (ts.clipGradNorm > 0) {
+        gradNorm = clipGradNorm(grads.data(), activeSpans, ts.clipGradNorm);
+        if (!std::isfinite(gradNorm))
+          throwError("the gradient norm became {} at step {} (epoch {}) while every task loss was finite{}",
+                     std::isnan(gradNorm) ? "NaN" : "infinite", step, e + 1, kernels.locate());
+      }
       optimizer.step(params.data(), grads.data());
       ++batchesDone;
       report.steps = step;
@@ -396,9 +568,16 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
         ojson tasks = ojson::object();
         for (int64_t t = 0; t < T; ++t) tasks[spec.tasks[t].name] = {{"loss", ws.losses[t]}, {"weight", sr.weights[t]}};
         j["tasks"] = tasks;
+        if (ts.clipGradNorm > 0) j["grad_norm"] = gradNorm;
         log << j.dump() << '\n';
       }
       progress.update(b + 1, epochSamples, totalSum / double(epochSamples));
+      if (opt.checkpointEvery > 0 && step % opt.checkpointEvery == 0) checkpoint();
+      if (signals.caught()) {
+        report.interruptedBy = signals.caught();
+        stop = true;
+        break;
+      }
       if (opt.steps >= 0 && report.steps >= opt.steps) {
         stop = true;
         break;
@@ -415,10 +594,11 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     std::string taskLosses;
     for (int64_t t = 0; t < T; ++t)
       taskLosses += fmt::format("{}{} {}", t ? ", " : "", spec.tasks[t].name, fmtValue(trainAcc[t].result()["loss"]));
+    const double rate = epochSeconds > 0 ? double(epochSamples - epochSamplesBefore) / epochSeconds : 0.0;
     out << fmt::format("epoch {}/{}: loss {} ({}){}  {:.1f}s  {:.0f} samples/s\n", e + 1, epochs,
                        fmtValue(epochSamples ? totalSum / double(epochSamples) : nan), taskLosses,
                        stop && epochSamples < trainData.rows ? fmt::format("  [stopped at step {}]", report.steps) : "",
-                       epochSeconds, epochSeconds > 0 ? double(epochSamples) / epochSeconds : 0.0);
+                       epochSeconds, rate);
     if (hasTest) {
       report.test = evaluateWith(spec, params.data(), testData, ws);
       for (size_t t = 0; t < report.test.size(); ++t)
@@ -432,6 +612,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
         log << j.dump() << '\n';
       }
     }
+    epochEnded = batchesDone == batches;
     out << std::flush;
     if (log.is_open()) log.flush();
   }
@@ -450,11 +631,17 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
                      report.seconds, report.samplesPerSec);
   if (!report.train.empty() || !report.test.empty()) printSummary(out, spec, report);
   if (!opt.savePath.empty()) {
-    saveCheckpoint(opt.savePath, spec, params.data(), &optimizer, weighting.get());
-    out << fmt::format("saved {} ({})\n", opt.savePath,
+    checkpoint();
+    out << fmt::format("saved {} ({}, at step {})\n", opt.savePath,
                        weighting->state().empty() ? "parameters and optimizer state"
-                                                  : "parameters, optimizer and weighting state");
+                                                  : "parameters, optimizer and weighting state",
+                       report.steps);
   }
+  if (report.interruptedBy)
+    out << fmt::format("interrupted by {} after step {}{}\n", report.interruptedBy == SIGINT ? "SIGINT" : "SIGTERM",
+                       report.steps,
+                       opt.savePath.empty() ? " (no --save FILE: nothing written)"
+                                            : fmt::format("; continue with --resume {}", opt.savePath));
   out << std::flush;
   return report;
 }

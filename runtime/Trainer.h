@@ -22,7 +22,15 @@
 //
 // Stopping: after `epochs` epochs (TrainOptions::epochs, or spec.train.epochs when −1), or earlier
 // after `steps` optimizer steps when TrainOptions::steps ≥ 0 (mid-epoch; the test evaluation and
-// the checkpoint still happen).
+// the checkpoint still happen). SIGINT or SIGTERM (once) stops after the step in progress, as
+// `steps` does, and writes the checkpoint when there is a savePath; a second signal kills.
+//
+// Checkpoints and resuming: every checkpoint the trainer writes (savePath at the end, and after
+// every `checkpointEvery` steps) holds the parameters, the optimizer and weighting state and the
+// run's position (Checkpoint.h TrainPosition). `resumePath` loads all of it and continues from that
+// step: the steps, losses, weights and final parameters are bit-identical to a run that was never
+// stopped. The seed, batch size and training set must be the run's (an Error otherwise). The log
+// file, when it is the run's, keeps its lines up to the checkpoint and continues after them.
 //
 // `--init FILE` (transfer): the parameters are first initialised from the seed, then every one
 // whose name AND shape match a tensor of the file is loaded (Checkpoint.h loadMatchingParams; an
@@ -66,8 +74,10 @@ namespace mtlc::rt {
 
 struct TrainOptions {
   int64_t epochs = -1;          // -1: spec.train.epochs
-  int64_t steps = -1;           // stop after this many optimizer steps (-1: no limit)
+  int64_t steps = -1;           // stop after this many optimizer steps in all (-1: no limit)
   std::string initPath, savePath, logPath;
+  std::string resumePath;       // continue the run a checkpoint of savePath stopped at
+  int64_t checkpointEvery = 0;  // > 0: also write savePath after every this many steps
   std::optional<uint64_t> seed; // overrides spec.train.seed
   std::map<std::string, std::string> dataOverrides;  // "train"/"test" -> path (sourceFromPath)
   bool quiet = false;           // no progress display
@@ -79,7 +89,8 @@ struct TaskResult {
 };
 
 struct TrainReport {
-  int64_t steps = 0;             // optimizer steps taken in this run
+  int64_t steps = 0;             // optimizer steps taken (by the resumed run too, with --resume)
+  int interruptedBy = 0;         // SIGINT or SIGTERM when one stopped the run early, else 0
   double seconds = 0;            // time in the training loop (without loading and evaluation)
   double samplesPerSec = 0;
   std::vector<TaskResult> test;  // after the last epoch; empty without a test source

@@ -59,6 +59,10 @@ struct CodegenOptions {
   // Threads: parallel loops hand work to mtlc_args::parallel_for only when it is large enough to
   // pay for the fork and join (a few µs); tests set this to split even the smallest loops.
   bool parallelAlways = false;
+  // Diagnostics (the trainer's NaN/Inf locator, driver/NonFiniteLocator.h): the address of a C
+  // function void hook(int32_t node id, const float *values, int64_t count) that each entry
+  // point calls after every kernel with the values it wrote; 0 (the default) emits no call.
+  uint64_t nodeHook = 0;
 };
 
 // The fusion groups codegen emits for `f` of `m` under `opts`: passes::planFusion (every group

@@ -273,6 +273,16 @@ class EntryEmitter {
     callArgs.push_back(field(ArgsField::Seed));
     callArgs.push_back(args_);
     b_.CreateCall(fn, callArgs);
+    if (opts_.nodeHook) callNodeHook(result);
+  }
+
+  // hook(id, values, count) after the kernel that wrote `node` (CodegenOptions::nodeHook).
+  void callNodeHook(const ir::Node &node) {
+    auto *type = llvm::FunctionType::get(b_.getVoidTy(), {b_.getInt32Ty(), b_.getPtrTy(), b_.getInt64Ty()}, false);
+    llvm::Value *hook = b_.CreateIntToPtr(b_.getInt64(opts_.nodeHook), b_.getPtrTy());
+    const ir::Type &t = node.type;
+    llvm::Value *count = t.batched ? b_.CreateMul(n(), b_.getInt64(t.elements())) : b_.getInt64(t.elements());
+    b_.CreateCall(type, hook, {b_.getInt32(node.id), nodePointer(node), count});
   }
 
   const ir::Module &m_;

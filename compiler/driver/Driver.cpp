@@ -2,6 +2,7 @@
 
 #include "Build.h"
 #include "Options.h"
+#include "NonFiniteLocator.h"
 #include "Pipeline.h"
 #include "Repl.h"
 #include "Summary.h"
@@ -81,12 +82,15 @@ int run(const Options &o) {
     return 0;
   }
 
+  compiled.spec.locateNonFinite = makeNonFiniteLocator(compiled.lowered.module);
   rt::TrainOptions to;
   if (o.epochs) to.epochs = *o.epochs;
   if (o.steps) to.steps = *o.steps;
   to.seed = o.seed;
   to.initPath = o.init;
   to.savePath = o.save;
+  to.resumePath = o.resume;
+  to.checkpointEvery = o.checkpointEvery;
   to.logPath = o.log;
   to.dataOverrides = o.data;
   to.quiet = o.quiet;
@@ -94,8 +98,8 @@ int run(const Options &o) {
   for (const auto &p : compiled.spec.params) parameters += p.size;
   fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
              o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
-  rt::train(compiled.spec, to, std::cout);
-  return 0;
+  rt::TrainReport report = rt::train(compiled.spec, to, std::cout);
+  return report.interruptedBy ? 128 + report.interruptedBy : 0;  // the shell's convention for a signal
 }
 
 }  // namespace

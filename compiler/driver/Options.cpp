@@ -50,7 +50,15 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   train->add_option("--seed", o.seed, "Seed for initialisation, shuffling and dropout");
   train->add_option("--init", o.init, "Start from this safetensors checkpoint")
       ->check(CLI::ExistingFile);
-  train->add_option("--save", o.save, "Write a safetensors checkpoint at the end");
+  train->add_option("--save", o.save, "Write a safetensors checkpoint at the end (and on SIGINT/SIGTERM)");
+  train->add_option("--checkpoint-every", o.checkpointEvery,
+                    "Also write the --save checkpoint after every N steps (atomically: a crash leaves the "
+                    "last complete one)")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--resume", o.resume,
+                    "Continue the run a checkpoint was written by: parameters, optimizer and weighting "
+                    "state, data position; bit-identical to a run that never stopped")
+      ->check(CLI::ExistingFile);
   train->add_option("--log", o.log, "Write one JSON object per step (and per epoch) here");
   std::vector<std::string> data;
   train->add_option("--data", data,

@@ -651,8 +651,8 @@ void Analyzer::checkTrain() {
     diags_.error(prog_.trains[i].keywordLoc, "a program has one train block; this is the second");
     diags_.note(prog_.trains[0].keywordLoc, "the first train block is here");
   }
-  static const std::vector<std::string> settings = {"optimizer", "batch", "epochs",
-                                                    "weighting", "seed", "shuffle", "freeze"};
+  static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting",
+                                                    "seed", "shuffle", "freeze", "clip_grad_norm"};
   static const std::vector<std::string> optimizerArgs = {"lr", "momentum", "beta1", "beta2", "eps",
                                                          "weight_decay"};
   std::map<std::string, SourceRange> seen;
@@ -669,7 +669,7 @@ void Analyzer::checkTrain() {
       else
         hint = didYouMean(s.name, settings);
       if (hint.empty())
-        hint = "; the settings are optimizer, batch, epochs, weighting, seed, shuffle and freeze";
+        hint = "; the settings are optimizer, batch, epochs, weighting, seed, shuffle, freeze and clip_grad_norm";
       diags_.error(s.nameLoc, fmt::format("unknown train setting '{}'{}", s.name, hint));
       continue;
     }
@@ -698,6 +698,12 @@ void Analyzer::checkTrain() {
       else
         diags_.error(s.valueLoc, fmt::format("shuffle must be true or false, got {}",
                                              s.isCall ? ast::str(s.call) : ast::str(s.value)));
+    } else if (s.name == "clip_grad_norm") {
+      if (s.isCall || s.value.kind != ast::Value::Kind::Number || !(s.value.number > 0))
+        diags_.error(s.valueLoc, fmt::format("clip_grad_norm must be a positive number (the largest gradient "
+                                             "norm), got {}", s.isCall ? ast::str(s.call) : ast::str(s.value)));
+      else
+        tr.clipGradNorm = s.value.number;
     } else {  // batch, epochs, seed: integers
       const bool isSeed = s.name == "seed";
       if (s.isCall || !s.value.isInteger) {

@@ -11,7 +11,9 @@
 #include "runtime/Error.h"
 #include "runtime/Optimizer.h"
 
+#include <cmath>
 #include <iomanip>
+#include <limits>
 
 using namespace mtlc::rt;
 
@@ -151,4 +153,23 @@ TEST_CASE("frozen parameters: trainable spans skip them, the optimizer leaves th
   CHECK(opt.state()[1].data[2] == 0.0f);  // its first moment never moved either
   // The others follow torch's numbers exactly as without freezing.
   checkClose(p.data(), {0.480755508f, -1.24885345f, 2.0f, 0.000270049553f, -0.31472218f});
+}
+
+TEST_CASE("clip_grad_norm: torch's clip_grad_norm_ over the trainable spans", "[optim]") {
+  // torch.nn.utils.clip_grad_norm_(p, 1.0) on grads [3, 4 | frozen 12 | 0]: total norm 5 over the
+  // trainable ones, coefficient 1 / (5 + 1e-6).
+  std::vector<float> g{3, 4, 12, 0};
+  const std::vector<std::pair<int64_t, int64_t>> spans{{0, 2}, {3, 4}};
+  CHECK(clipGradNorm(g.data(), spans, 1.0) == Approx(5.0).epsilon(1e-12));
+  CHECK(g[0] == float(3.0 / (5.0 + 1e-6)));
+  CHECK(g[1] == float(4.0 / (5.0 + 1e-6)));
+  CHECK(g[2] == 12);  // frozen: neither counted nor scaled
+  CHECK(g[3] == 0);
+  // Below the bound nothing changes; a non-finite norm is returned and the gradient left alone.
+  std::vector<float> small{0.3f, 0.4f};
+  CHECK(clipGradNorm(small.data(), {{0, 2}}, 1.0) == Approx(0.5).epsilon(1e-7));
+  CHECK(small == std::vector<float>{0.3f, 0.4f});
+  std::vector<float> bad{1, std::numeric_limits<float>::infinity()};
+  CHECK(std::isinf(clipGradNorm(bad.data(), {{0, 2}}, 1.0)));
+  CHECK(bad[0] == 1);
 }

@@ -1,0 +1,236 @@
+// Nothing is lost on a fault: checkpoints written during training, resumed runs that continue
+// bit-exactly (every weighting strategy), SIGKILL at random moments, SIGINT; and NaN/Inf reports
+// that name the task, the step and the tensor. All through the real binary.
+#include "Run.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Three heads on the example table (2000 rows: 63 steps of 32 per epoch), shuffled, with the
+// weighting strategy and epochs given.
+std::string program(const std::string &weighting, int epochs, const std::string &extra = "") {
+  return "model resume\n"
+         "input features : f32[8]\n"
+         "shared trunk = features -> dense(32) -> relu -> dense(16) -> relu\n"
+         "task cls { trunk -> dense(3) loss cross_entropy metric accuracy }\n"
+         "task flag { trunk -> dense(1) loss bce metric accuracy, auc }\n"
+         "task target { trunk -> dense(1) loss mse weight 0.5 metric mae }\n"
+         "train {\n  optimizer adam(lr=0.005)\n  batch 32\n  epochs " +
+         std::to_string(epochs) + "\n  seed 11\n  weighting " + weighting + "\n" + extra +
+         "}\n"
+         "data {\n  train csv(\"" + example("tabular.csv") + "\")\n  test csv(\"" + example("tabular_test.csv") +
+         "\")\n  features = columns(0..7)\n  cls = cls\n  flag = flag\n  target = target\n}\n";
+}
+
+
+// Starts `mtlc train ARGS` in `dir` without a shell, output to files; returns its pid.
+pid_t spawnTrain(const fs::path &dir, const std::vector<std::string> &args) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir.c_str()) != 0) _exit(126);
+    freopen("/dev/null", "w", stdout);
+    freopen((dir / "child-err.txt").c_str(), "w", stderr);
+    std::vector<char *> argv{const_cast<char *>(MTLC_BINARY), const_cast<char *>("train")};
+    for (const std::string &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(MTLC_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
+TEST_CASE("--resume continues bit-exactly for every weighting strategy") {
+  for (const char *weighting : {"fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda"}) {
+    DYNAMIC_SECTION(weighting) {
+      auto dir = testDir(std::string("resume_") + weighting);
+      // 3 epochs: dwa leaves its warm-up (weights 1 for two epochs) in the third.
+      std::ofstream(dir / "m.mtl") << program(weighting, 3);
+      auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
+      INFO(full.out << full.err);
+      REQUIRE(full.exitCode == 0);
+      // Stop mid-epoch 2 (step 100 of 189), then continue from the checkpoint.
+      auto part = runMtlc("train m.mtl -q --steps 100 --save part.safetensors --log part.jsonl", dir.string());
+      REQUIRE(part.exitCode == 0);
+      auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl",
+                          dir.string());
+      INFO(rest.out << rest.err);
+      REQUIRE(rest.exitCode == 0);
+      CHECK_THAT(rest.out, Catch::Contains("resumed from part.safetensors at step 100 (epoch 2, 37 batches done)"));
+      // Same parameters, optimizer and weighting state, position: the same bytes.
+      CHECK(slurp(dir / "part.safetensors") == slurp(dir / "full.safetensors"));
+      // The same log: every step's losses and weights, every epoch's test metrics.
+      CHECK(slurp(dir / "part.jsonl") == slurp(dir / "full.jsonl"));
+      // The same final report (the table after "trained ... steps").
+      auto table = [](const std::string &out) {
+        const size_t from = out.find("task "), to = out.find("saved ");
+        return out.substr(from, to - from);
+      };
+      CHECK(table(rest.out) == table(full.out));
+    }
+  }
+}
+
+TEST_CASE("SIGKILL at 20 random moments: the checkpoint left always resumes to the uninterrupted run") {
+  auto dir = testDir("resume_kill");
+  std::ofstream(dir / "m.mtl") << program("dwa", 8);
+  auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
+  INFO(full.out << full.err);
+  REQUIRE(full.exitCode == 0);
+  const std::string expectedCkpt = slurp(dir / "full.safetensors"), expectedLog = slurp(dir / "full.jsonl");
+
+  std::mt19937 rng(2026);
+  int kills = 0, attempts = 0;
+  while (kills < 20 && attempts < 60) {
+    ++attempts;
+    fs::remove(dir / "ck.safetensors");
+    fs::remove(dir / "ck.jsonl");
+    pid_t pid = spawnTrain(dir, {"m.mtl", "-q", "--save", "ck.safetensors", "--checkpoint-every", "2", "--log",
+                                 "ck.jsonl"});
+    REQUIRE(pid > 0);
+    // Once the first checkpoint exists (the compile is done), kill it at a random moment of the run.
+    int status = 0;
+    bool exited = false;
+    while (!fs::exists(dir / "ck.safetensors") && !exited) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      exited = waitpid(pid, &status, WNOHANG) == pid;
+    }
+    if (!exited) {
+      std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 400000)(rng)));
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+    if (!WIFSIGNALED(status)) continue;  // it finished first: not a kill
+    ++kills;
+    INFO("kill " << kills << " (attempt " << attempts << ")");
+    auto resumed = runMtlc("train m.mtl -q --resume ck.safetensors --save ck.safetensors --log ck.jsonl",
+                           dir.string());
+    INFO(resumed.out << resumed.err);
+    REQUIRE(resumed.exitCode == 0);
+    CHECK(slurp(dir / "ck.safetensors") == expectedCkpt);
+    CHECK(slurp(dir / "ck.jsonl") == expectedLog);
+  }
+  CHECK(kills == 20);
+}
+
+TEST_CASE("SIGINT stops after the step, writes the checkpoint, exits 130; the run resumes") {
+  auto dir = testDir("resume_sigint");
+  std::ofstream(dir / "m.mtl") << program("fixed", 20);
+  fs::remove(dir / "ck.safetensors");
+  pid_t pid = spawnTrain(dir, {"m.mtl", "-q", "--save", "ck.safetensors", "--checkpoint-every", "50"});
+  int status = 0;
+  while (!fs::exists(dir / "ck.safetensors")) {
+    REQUIRE(waitpid(pid, &status, WNOHANG) == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  kill(pid, SIGINT);
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  auto again = runMtlc("train m.mtl -q --epochs 20 --resume ck.safetensors", dir.string());
+  INFO(again.out << again.err);
+  CHECK(again.exitCode == 0);
+  CHECK_THAT(again.out, Catch::Contains("resumed from ck.safetensors at step"));
+  CHECK_THAT(again.out, Catch::Contains("trained 1260 steps"));  // 20 epochs of 63 steps in all
+}
+
+TEST_CASE("--resume refuses what it cannot continue") {
+  auto dir = testDir("resume_errors");
+  std::ofstream(dir / "m.mtl") << program("fixed", 1);
+  std::ofstream(dir / "b.mtl") << [] {
+    std::string p = program("fixed", 1);
+    return p.replace(p.find("batch 32"), 8, "batch 16");
+  }();
+  REQUIRE(runMtlc("train m.mtl -q --steps 3 --save a.safetensors", dir.string()).exitCode == 0);
+  auto both = runMtlc("train m.mtl -q --resume a.safetensors --init a.safetensors", dir.string());
+  CHECK(both.exitCode == 1);
+  CHECK_THAT(both.err, Catch::Contains("give one of them"));
+  auto noSave = runMtlc("train m.mtl -q --checkpoint-every 5", dir.string());
+  CHECK(noSave.exitCode == 1);
+  CHECK_THAT(noSave.err, Catch::Contains("--checkpoint-every needs --save FILE"));
+  auto seed = runMtlc("train m.mtl -q --resume a.safetensors --seed 4", dir.string());
+  CHECK(seed.exitCode == 1);
+  CHECK_THAT(seed.err, Catch::Contains("--seed 4 differs from the seed 11 of the run in a.safetensors"));
+  auto batch = runMtlc("train b.mtl -q --resume a.safetensors", dir.string());
+  CHECK(batch.exitCode == 1);
+  CHECK_THAT(batch.err, Catch::Contains("a.safetensors: the run trained with batch 32 on 2000 samples; this one has "
+                                        "batch 16 and 2000 samples, so it cannot continue it"));
+  // A parameters-only file (no training position), written here by hand: header + one tensor.
+  {
+    std::string header = R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+    while ((8 + header.size()) % 8) header += ' ';
+    uint64_t n = header.size();
+    std::ofstream f(dir / "plain.safetensors", std::ios::binary);
+    f.write(reinterpret_cast<const char *>(&n), 8);
+    f << header;
+    float v = 1;
+    f.write(reinterpret_cast<const char *>(&v), 4);
+  }
+  auto plain = runMtlc("train m.mtl -q --resume plain.safetensors", dir.string());
+  CHECK(plain.exitCode == 1);
+  CHECK_THAT(plain.err, Catch::Contains("plain.safetensors: no training position in this checkpoint"));
+}
+
+TEST_CASE("a non-finite loss names the task, the step and the tensor where it first appeared") {
+  auto dir = testDir("nonfinite");
+  // One huge feature value: the squared error of that sample overflows float.
+  {
+    std::ofstream csv(dir / "big.csv");
+    csv << "a,b,y\n";
+    for (int i = 0; i < 64; ++i) csv << (i == 37 ? "1e30" : std::to_string(0.01 * i)) << ',' << 0.5 << ',' << 1 << '\n';
+  }
+  std::ofstream(dir / "m.mtl") << "model blowup\ninput x : f32[2]\nshared trunk = x -> dense(4)\n"
+                                  "task y { trunk -> dense(1) loss mse }\n"
+                                  "train { optimizer sgd(lr=0.01) batch 64 epochs 1 shuffle false }\n"
+                                  "data { train csv(\"big.csv\") x = columns(0..1) y = y }\n";
+  auto r = runMtlc("train m.mtl -q", dir.string());
+  INFO(r.out << r.err);
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("task `y` loss became infinite at step 1 (epoch 1)"));
+  // The square overflows inside the loss's reduction: the loss node is the first non-finite tensor.
+  CHECK_THAT(r.err, Catch::Contains("the first non-finite value of train_step is +Inf in %"));
+  CHECK_THAT(r.err, Catch::Contains(" mse `y.loss` [] at element 0, whose operands (%"));
+  CHECK_THAT(r.err, Catch::Contains(" bias_add `y.0` [n,1], %"));
+}
+
+TEST_CASE("a diverging run: the parameter that became non-finite is named; clip_grad_norm logs the norm") {
+  auto dir = testDir("diverge");
+  std::ofstream(dir / "m.mtl") << [] {
+    std::string p = program("fixed", 1);
+    return p.replace(p.find("adam(lr=0.005)"), 14, "sgd(lr=1e18)");
+  }();
+  auto r = runMtlc("train m.mtl -q", dir.string());
+  INFO(r.out << r.err);
+  CHECK(r.exitCode == 1);
+  CHECK_THAT(r.err, Catch::Contains("loss became"));
+  CHECK_THAT(r.err, Catch::Contains("at step 2 (epoch 1)") || Catch::Contains("at step 3 (epoch 1)"));
+  CHECK_THAT(r.err, Catch::Contains("parameter `") || Catch::Contains("the first non-finite value of train_step"));
+
+  std::ofstream(dir / "c.mtl") << program("fixed", 1, "  clip_grad_norm 0.5\n");
+  auto c = runMtlc("train c.mtl -q --steps 20 --log c.jsonl", dir.string());
+  INFO(c.out << c.err);
+  REQUIRE(c.exitCode == 0);
+  std::ifstream in(dir / "c.jsonl");
+  int steps = 0, clipped = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("step")) continue;
+    ++steps;
+    REQUIRE(j.contains("grad_norm"));
+    CHECK(j["grad_norm"].get<double>() > 0);
+    clipped += j["grad_norm"].get<double>() > 0.5;
+  }
+  CHECK(steps == 20);
+  CHECK(clipped > 0);  // the untrained model's gradients exceed 0.5
+}
