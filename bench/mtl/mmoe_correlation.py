@@ -13,7 +13,7 @@ sources share it and draw their samples from separate streams) and the training 
 Plain python3, no third-party packages. Prints a markdown table of mean +- std test MSE,
 averaged over the two tasks (std over seeds, sample std with n-1).
 
-  python3 bench/mtl/mmoe_correlation.py --mtlc build/compiler/mtlc [--epochs 100] [--lr 0.001]
+  python3 bench/mtl/mmoe_correlation.py --mtlc build/mtlc [--epochs 100] [--lr 0.001]
 """
 import argparse
 import json
@@ -94,7 +94,7 @@ def run(mtlc, path, log, seed, epochs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mtlc", default="build/compiler/mtlc")
+    ap.add_argument("--mtlc", default="build/mtlc")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--lr", default="0.001")
     ap.add_argument("--width", type=int, default=126,

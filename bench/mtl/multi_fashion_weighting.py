@@ -6,7 +6,7 @@ example: LeNet-style trunk, two 10-way heads, adam(lr=0.001), batch 256), trains
 `mtlc train --epochs N` (or `--steps N`), and prints a markdown table of per-task test accuracy
 (the last epoch record of the log). Plain python3, no third-party packages.
 
-  python3 bench/mtl/multi_fashion_weighting.py --mtlc build/compiler/mtlc [--epochs 1]
+  python3 bench/mtl/multi_fashion_weighting.py --mtlc build/mtlc [--epochs 1]
       [--strategies fixed,uncertainty,mgda,pcgrad] [--seeds 3]
 """
 import argparse
@@ -25,7 +25,7 @@ EXAMPLE = os.path.join(HERE, "..", "..", "examples", "multi_fashion.mtl")
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mtlc", default="build/compiler/mtlc")
+    ap.add_argument("--mtlc", default="build/mtlc")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
     ap.add_argument("--strategies", default="fixed,uncertainty,mgda,pcgrad")

@@ -15,8 +15,11 @@
 
 #include "ir/IR.h"
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace llvm {
 class DataLayout;
@@ -82,6 +85,20 @@ std::string entrySymbol(const ir::Module &m, const ir::Function &f);
 std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext &ctx,
                                          const llvm::DataLayout &dl,
                                          const CodegenOptions &opts = {});
+
+// Incremental compilation (the REPL; jit/Compile.h IncrementalCompiler): the entry points go into
+// `entries`, which only declares its kernels, under external symbols named by what their code
+// depends on (signature and options: "mtlck.<hash>"); the kernels for which `have(symbol)` is false
+// are emitted into `kernels`. A kernel, once compiled, serves every later module compiled with the
+// same options, so a redefinition compiles only the kernels it changed.
+struct SplitModules {
+  std::unique_ptr<llvm::Module> entries;
+  std::unique_ptr<llvm::Module> kernels;  // the new kernels (possibly none)
+  std::vector<std::string> newKernels;    // their symbols
+};
+SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
+                             const CodegenOptions &opts,
+                             const std::function<bool(const std::string &symbol)> &have);
 
 // LLVM's O3 pipeline (new pass manager) tuned for `tm`'s target: sets the module's triple and data
 // layout and each function's target-cpu / target-features, so the vectoriser uses the host's

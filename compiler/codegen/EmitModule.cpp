@@ -12,7 +12,10 @@
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
+#include <functional>
 #include <map>
 
 namespace mtlc::codegen {
@@ -113,12 +116,30 @@ std::string kernelSignature(const ir::Node &node, bool hasScratch) {
 
 using KernelCache = std::map<std::string, llvm::Function *>;
 
+// Split emission (emitModuleSplit): kernels go into modules of their own under symbols named by
+// their signature and the options, and the entry module only declares them.
+struct SplitState {
+  std::string optionsKey;  // what, besides the signature, a kernel's code depends on
+  const std::function<bool(const std::string &)> *have;
+  llvm::Module *kernels;             // where new kernels go
+  std::vector<std::string> emitted;  // their symbols
+
+  // "mtlck.<16 hex digits>": FNV-1a of the signature and options (a process-local cache key).
+  std::string symbol(const std::string &signature) const {
+    uint64_t h = 1469598103934665603ull;
+    for (char c : signature + "|" + optionsKey) h = (h ^ uint8_t(c)) * 1099511628211ull;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "mtlck.%016llx", static_cast<unsigned long long>(h));
+    return buf;
+  }
+};
+
 class EntryEmitter {
  public:
   EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels,
-               const CodegenOptions &opts)
+               const CodegenOptions &opts, SplitState *split = nullptr)
       : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_), fusion_(kernelFusion(m, f, opts)),
-        plan_(passes::planMemory(m, f, &fusion_)), kernels_(kernels), opts_(opts) {}
+        plan_(passes::planMemory(m, f, &fusion_)), kernels_(kernels), opts_(opts), split_(split) {}
 
   void emit() {
     entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
@@ -189,7 +210,19 @@ class EntryEmitter {
   // void @k<number>.<mnemonic>[.<node name>](ptr noalias %out, ptr noalias readonly %in...,
   //     [ptr noalias readonly %side... (fused members' other operands),] [ptr noalias %scratch,]
   //     i64 %n, i64 %seed, ptr %args)
-  llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch) {
+  // Named after the first node that uses it: k<number>.<mnemonic>[+<member>...][.<node name>]
+  std::string kernelName(const KernelSpec &spec) const {
+    const ir::Node &node = *spec.root;
+    std::string name = "k" + std::to_string(kernels_.size() - 1) + "." + ir::mnemonic(node.op);
+    if (spec.group)
+      for (const ir::Node *member : spec.group->chain) name += std::string("+") + ir::mnemonic(member->op);
+    const ir::Node &named = spec.group ? *spec.group->last() : node;
+    if (!named.name.empty()) name += "." + named.name;
+    return name;
+  }
+
+  llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch, llvm::Module &into,
+                                const std::string &name, llvm::GlobalValue::LinkageTypes linkage) {
     const ir::Node &node = *spec.root;
     unsigned reads = node.operands.size() + spec.side.size();
     unsigned pointers = 1 + reads + (hasScratch ? 1 : 0);
@@ -198,13 +231,7 @@ class EntryEmitter {
     params.push_back(b_.getInt64Ty());
     params.push_back(b_.getPtrTy());  // the call's mtlc_args (threads)
     auto *type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
-    // Named after the first node that uses it: k<number>.<mnemonic>[+<member>...][.<node name>]
-    std::string name = "k" + std::to_string(kernels_.size() - 1) + "." + ir::mnemonic(node.op);
-    if (spec.group)
-      for (const ir::Node *member : spec.group->chain) name += std::string("+") + ir::mnemonic(member->op);
-    const ir::Node &named = spec.group ? *spec.group->last() : node;
-    if (!named.name.empty()) name += "." + named.name;
-    auto *fn = llvm::Function::Create(type, llvm::Function::InternalLinkage, name, lm_);
+    auto *fn = llvm::Function::Create(type, linkage, name, into);
     fn->setDoesNotThrow();
     // Kept out of line: a shared kernel is optimised (vectorised) once, not once per call site,
     // which roughly halves compile time; a call per node costs nothing next to its loops.
@@ -239,7 +266,24 @@ class EntryEmitter {
                      std::to_string(spec.dataOperand[i]);
     llvm::Function *&fn = kernels_[signature];
     if (fn) return fn;
-    fn = declareKernel(spec, hasScratch);
+    if (!split_) {
+      fn = declareKernel(spec, hasScratch, lm_, kernelName(spec), llvm::Function::InternalLinkage);
+      emitKernel(spec, hasScratch, fn);
+      return fn;
+    }
+    // Split: the entry module calls the kernel by its symbol; its code goes into the kernels
+    // module unless an earlier compile already has it.
+    const std::string symbol = split_->symbol(signature);
+    fn = declareKernel(spec, hasScratch, lm_, symbol, llvm::Function::ExternalLinkage);
+    if (!(*split_->have)(symbol)) {
+      emitKernel(spec, hasScratch,
+                 declareKernel(spec, hasScratch, *split_->kernels, symbol, llvm::Function::ExternalLinkage));
+      split_->emitted.push_back(symbol);
+    }
+    return fn;
+  }
+
+  void emitKernel(const KernelSpec &spec, bool hasScratch, llvm::Function *fn) {
     const ir::Node &node = *spec.root;
     unsigned pointers = fn->arg_size() - 3;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
@@ -255,7 +299,6 @@ class EntryEmitter {
     emitKernelBody(k);
     chainAfterKernel(k);
     kb.CreateRetVoid();
-    return fn;
   }
 
   void callKernel(const KernelSpec &spec) {
@@ -296,9 +339,16 @@ class EntryEmitter {
   llvm::Value *args_ = nullptr;
   KernelCache &kernels_;
   const CodegenOptions &opts_;
+  SplitState *split_;
   std::map<ArgsField, llvm::Value *> fields_;
   std::map<int, llvm::Value *> nodePtrs_;
 };
+
+void verifyOrThrow(const llvm::Module &lm) {
+  std::string problems;
+  llvm::raw_string_ostream os(problems);
+  if (llvm::verifyModule(lm, &os)) throw std::logic_error("codegen produced invalid LLVM IR:\n" + problems);
+}
 
 }  // namespace
 
@@ -313,10 +363,30 @@ std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext 
   KernelCache kernels;
   for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels, opts).emit();
 
-  std::string problems;
-  llvm::raw_string_ostream os(problems);
-  if (llvm::verifyModule(*lm, &os)) throw std::logic_error("codegen produced invalid LLVM IR:\n" + problems);
+  verifyOrThrow(*lm);
   return lm;
+}
+
+SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
+                             const CodegenOptions &opts, const std::function<bool(const std::string &)> &have) {
+  SplitState split;
+  const TargetInfo &t = opts.target;
+  split.optionsKey = fmt::format("{} {} {} fuse={} gemm={} {} {} {} {} {} par={} hook={}", t.name, t.lanes,
+                                 t.vectorRegisters, opts.fuse, int(opts.gemmKind), opts.gemmMR, opts.gemmNRV,
+                                 opts.gemmKC, opts.gemmMB, opts.gemmNB, opts.parallelAlways, opts.nodeHook);
+  split.have = &have;
+  SplitModules out;
+  out.entries = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
+  out.entries->setDataLayout(dl);
+  out.kernels = std::make_unique<llvm::Module>("mtlc_" + m.name + "_kernels", ctx);
+  out.kernels->setDataLayout(dl);
+  split.kernels = out.kernels.get();
+  KernelCache kernels;
+  for (const auto &f : m.functions) EntryEmitter(m, *f, *out.entries, kernels, opts, &split).emit();
+  verifyOrThrow(*out.entries);
+  verifyOrThrow(*out.kernels);
+  out.newKernels = std::move(split.emitted);
+  return out;
 }
 
 }  // namespace mtlc::codegen

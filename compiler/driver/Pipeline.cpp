@@ -78,7 +78,8 @@ rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel 
   return spec;
 }
 
-CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText) {
+CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
+                               jit::IncrementalCompiler *incremental) {
   CompiledProgram c;
   const sema::Model &model = *checked.model;
   auto t0 = std::chrono::steady_clock::now();
@@ -89,8 +90,11 @@ CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keep
   checked.times.lowerMs = msSince(t0);
 
   t0 = std::chrono::steady_clock::now();
-  c.code = std::make_shared<jit::CompiledModule>(
-      jit::compile(c.lowered.module, optimize, keepLlvmText));
+  jit::CompileOptions options;
+  options.optimize = optimize;
+  options.keepIR = keepLlvmText;
+  c.code = std::make_shared<jit::CompiledModule>(incremental ? incremental->compile(c.lowered.module, options)
+                                                             : jit::compile(c.lowered.module, options));
   checked.times.codegenMs = msSince(t0);
 
   c.spec = describeModel(model, c.lowered);

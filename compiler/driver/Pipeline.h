@@ -14,6 +14,7 @@
 
 namespace mtlc::jit {
 struct CompiledModule;
+class IncrementalCompiler;
 }
 
 namespace mtlc::driver {
@@ -44,7 +45,9 @@ struct CompiledProgram {
   std::string llvmText;  // filled when asked for (--emit=llvm)
 };
 
-CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText);
+// With `incremental` (the REPL), kernels that an earlier compile of it built are reused.
+CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
+                               jit::IncrementalCompiler *incremental = nullptr);
 
 // Builds the runtime's ModelSpec (everything but entry points and arena size) from the model.
 rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel &lowered);

@@ -286,7 +286,7 @@ bool ReplSession::rebuild(const std::string &reason) {
   }
 
   auto c0 = std::chrono::steady_clock::now();
-  CompiledProgram compiled = compileProgram(p, optimize_, false);
+  CompiledProgram compiled = compileProgram(p, optimize_, false, &incremental_);
   double ms = msSince(c0);
   time_.lowerMs = p.times.lowerMs;
   time_.codegenMs = p.times.codegenMs;
@@ -340,8 +340,10 @@ void ReplSession::install(CheckedProgram checked, CompiledProgram compiled, std:
   // Batch buffers point into the old dataset layout when inputs or tasks changed: reload lazily.
   batcher_.reset();
   const rt::ModelSpec &s = live_->compiled.spec;
-  fmt::print(out_, "compiled {} in {:.0f} ms (lower {:.0f} ms, codegen+jit {:.0f} ms): {} parameters",
-             s.name, time_.lastCompileMs, time_.lowerMs, time_.codegenMs, s.paramCount);
+  const jit::CompiledModule &code = *live_->compiled.code;
+  fmt::print(out_, "compiled {} in {:.0f} ms (lower {:.0f} ms, codegen+jit {:.0f} ms; {} kernel{} built, {} reused): "
+             "{} parameters", s.name, time_.lastCompileMs, time_.lowerMs, time_.codegenMs, code.kernelsCompiled,
+             code.kernelsCompiled == 1 ? "" : "s", code.kernelsReused, s.paramCount);
   if (!first)
     fmt::print(out_, "; kept {} tensor{}, initialised {}", kept.size(), kept.size() == 1 ? "" : "s",
                fresh.empty() ? std::string("none") : fmt::format("{}", fmt::join(fresh, ", ")));

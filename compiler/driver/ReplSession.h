@@ -12,13 +12,16 @@
 // blocks, plus the batch size, weighting and freeze list, which change the generated code) is
 // compared with the compiled one. Unchanged structure → no recompile: new train/data settings
 // (lr, epochs, seed, shuffle, sources) are applied to the live model. Changed structure → the
-// whole IR module is lowered, optimised and JIT-compiled again (compileProgram), and every
+// IR module is lowered again and compiled by the session's jit::IncrementalCompiler: new entry
+// points, and only the kernels whose code changed (a new head's); the others are reused as
+// machine code from earlier compiles (ORC resource trackers, one per kernel). Every
 // parameter tensor whose name and shape are unchanged (`trunk.0.weight [32, 1, 3, 3]`) is copied
 // from the old arena into the new one, with its optimizer state; only new or reshaped tensors are
 // initialised. So a head can be swapped while the trained trunk stays bit-for-bit.
 #pragma once
 
 #include "Pipeline.h"
+#include "jit/Compile.h"
 #include "runtime/Arena.h"
 #include "runtime/Dataset.h"
 #include "runtime/ModelSpec.h"
@@ -132,6 +135,7 @@ class ReplSession {
   std::vector<Decl> decls_;
   std::string basePath_ = "repl.mtl";  // data paths resolve against its directory
   std::optional<sema::Model> checkedModel_;  // the last program that checked (may be uncompiled)
+  jit::IncrementalCompiler incremental_;     // before live_: outlives the code it compiled
   std::unique_ptr<Live> live_;
   // Training position and data.
   std::string dataKey_;

@@ -68,6 +68,60 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   return out;
 }
 
+IncrementalCompiler::IncrementalCompiler() : jit_(std::make_shared<JIT>()) {}
+IncrementalCompiler::~IncrementalCompiler() = default;
+
+CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOptions &options) {
+  auto start = Clock::now();
+  CompiledModule out;
+  out.jit = jit_;
+  std::unique_ptr<llvm::TargetMachine> tm = jit_->createTargetMachine();
+  out.options = options.codegen;
+  out.options.fuse = options.fuse;
+  out.options.target =
+      options.target.empty() ? codegen::targetInfo(*tm) : codegen::namedTarget(options.target);
+
+  const int generation = ++generation_;
+  llvm::orc::ThreadSafeContext tsc(std::make_unique<llvm::LLVMContext>());
+  codegen::SplitModules split = codegen::emitModuleSplit(
+      m, *tsc.getContext(), jit_->dataLayout(), out.options,
+      [&](const std::string &symbol) { return kernels_.count(symbol) > 0; });
+  // This compile's entry points get names of their own, so the previous program's stay callable
+  // until their CompiledModule goes.
+  std::vector<std::string> names;
+  for (const auto &f : m.functions) {
+    names.push_back(codegen::entrySymbol(m, *f) + ".g" + std::to_string(generation));
+    split.entries->getFunction(codegen::entrySymbol(m, *f))->setName(names.back());
+  }
+  split.entries->setTargetTriple(jit_->targetTriple().str());
+  split.kernels->setTargetTriple(jit_->targetTriple().str());
+  auto emitted = Clock::now();
+  if (options.optimize) {
+    codegen::optimizeModule(*split.entries, *tm);
+    codegen::optimizeModule(*split.kernels, *tm);
+  }
+  auto optimized = Clock::now();
+  if (options.keepIR) out.llvmIR = codegen::printModule(*split.entries) + codegen::printModule(*split.kernels);
+  out.kernelsCompiled = int(split.newKernels.size());
+  for (const llvm::Function &f : *split.entries)
+    out.kernelsReused += f.isDeclaration() && f.getName().starts_with("mtlck.");
+  out.kernelsReused -= out.kernelsCompiled;
+  for (const std::string &symbol : split.newKernels) kernels_[symbol] = generation;
+  if (!split.newKernels.empty()) jit_->addModule(llvm::orc::ThreadSafeModule(std::move(split.kernels), tsc));
+  llvm::orc::ResourceTrackerSP entries =
+      jit_->addModule(llvm::orc::ThreadSafeModule(std::move(split.entries), tsc));
+  out.entriesLoaded = std::shared_ptr<void>(nullptr, [entries](void *) { llvm::cantFail(entries->remove()); });
+  for (size_t i = 0; i < m.functions.size(); ++i)
+    out.entries[m.functions[i]->name] = jit_->lookup<mtlc_entry_fn>(names[i]);
+  auto done = Clock::now();
+  out.actsFloats = codegen::actsFloats(m, out.options);
+  out.emitMs = msBetween(start, emitted);
+  out.optimizeMs = msBetween(emitted, optimized);
+  out.machineCodeMs = msBetween(optimized, done);
+  out.compileMs = msBetween(start, Clock::now());
+  return out;
+}
+
 CompiledModule compile(const ir::Module &m, bool optimize, bool keepIR) {
   CompileOptions options;
   options.optimize = optimize;

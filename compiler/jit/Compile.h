@@ -25,6 +25,10 @@ struct CompiledModule {
   double emitMs = 0, optimizeMs = 0, machineCodeMs = 0;
   codegen::CodegenOptions options;  // what it was compiled with (target resolved)
   std::shared_ptr<JIT> jit;  // owns the machine code: keep it alive while entries are called
+  // IncrementalCompiler: unloads this module's entry points when the last copy goes (declared
+  // after `jit`, so it goes first). Null for a plain compile, whose JIT is its own.
+  std::shared_ptr<void> entriesLoaded;
+  int kernelsCompiled = 0, kernelsReused = 0;  // IncrementalCompiler: this compile's kernels
 
   // The entry point of the named function; throws std::out_of_range if there is none.
   mtlc_entry_fn entry(const std::string &function) const;
@@ -41,5 +45,25 @@ struct CompileOptions {
 // Throws JITError (jit/JIT.h) if LLVM fails, std::logic_error for invalid generated code.
 CompiledModule compile(const ir::Module &m, const CompileOptions &options);
 CompiledModule compile(const ir::Module &m, bool optimize = true, bool keepIR = false);
+
+// One JIT for a series of compiles (the REPL), in the style of Kaleidoscope's chapter 4: each
+// compile adds the kernels it is the first to need as one module, kept for later compiles, and its
+// entry points as another module under a ResourceTracker of their own that is removed when the
+// CompiledModule goes. So recompiling after a redefinition (a new head) builds only the entry
+// points and the kernels whose code changed; the trunk's kernels are reused as machine code.
+// Kernels are keyed by everything their code depends on (codegen::emitModuleSplit), so a cached
+// kernel is the one a full compile would build.
+class IncrementalCompiler {
+ public:
+  IncrementalCompiler();
+  ~IncrementalCompiler();
+  CompiledModule compile(const ir::Module &m, const CompileOptions &options);
+  size_t cachedKernels() const { return kernels_.size(); }
+
+ private:
+  std::shared_ptr<JIT> jit_;
+  std::map<std::string, int> kernels_;  // kernel symbol -> the compile that built it
+  int generation_ = 0;
+};
 
 }  // namespace mtlc::jit

@@ -221,6 +221,11 @@ TEST_CASE("swapping the flagship's head after :train keeps the trunk bit-for-bit
   REQUIRE(std::regex_search(r.out, m, re));
   double ms = std::stod(m[1]);
   std::cout << "flagship head swap recompiled in " << ms << " ms\n";
+  // Only the new head's kernels are built; the trunk's and footwear's are reused machine code.
+  std::regex kernels("compiled fashion in [0-9]+ ms[^\n]*; ([0-9]+) kernels built, ([0-9]+) reused\\)[^\n]*kept 7");
+  REQUIRE(std::regex_search(r.out, m, kernels));
+  CHECK(std::stoi(m[1]) > 0);
+  CHECK(std::stoi(m[2]) > std::stoi(m[1]));
   CHECK(ms < 3000);  // ~100-300 ms on an idle machine; generous for loaded CI
 }
 
