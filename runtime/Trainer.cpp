@@ -3,6 +3,7 @@
 #include "runtime/Arena.h"
 #include "runtime/Batcher.h"
 #include "runtime/Checkpoint.h"
+#include "runtime/Distributed.h"
 #include "runtime/Error.h"
 #include "runtime/Init.h"
 #include "runtime/Metrics.h"
@@ -23,6 +24,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 namespace mtlc::rt {
 
@@ -97,7 +99,9 @@ struct Workspace {
 };
 
 // The kernels over the current batch, for the weighting strategies (Weighting.h). Every call
-// checks the task losses it produced.
+// checks the task losses it produced. They run on `rows` of the gathered batch (all of it, or a
+// rank's slice in data-parallel training: Distributed.h), reading and writing the batch buffers
+// at those rows.
 class BatchKernels final : public StepKernels {
  public:
   BatchKernels(const ModelSpec& spec, Workspace& ws, float* params, float* grads, Arena& taskGrads)
@@ -105,17 +109,26 @@ class BatchKernels final : public StepKernels {
     base_.params = params;
     base_.acts = ws.acts.data();
     base_.losses = ws.losses.data();
-    base_.outputs = ws.outputPtrs.data();
   }
-  void begin(const Batcher& b, int64_t n, int64_t step, int64_t epoch, uint64_t seed) {
-    base_.inputs = b.inputs();
-    base_.labels = b.labels();
-    base_.n = n;
+  void begin(const Batcher& b, RowRange rows, int64_t step, int64_t epoch, uint64_t seed) {
+    const size_t T = spec_.tasks.size();
+    auto at = [&](const float* const* bufs, size_t count, auto width, std::vector<const float*>& out) {
+      out.resize(count);
+      for (size_t k = 0; k < count; ++k) out[k] = bufs[k] + rows.begin * width(k);
+    };
+    at(b.inputs(), spec_.inputs.size(), [&](size_t k) { return spec_.inputs[k].size; }, inputs_);
+    at(b.labels(), T, [&](size_t k) { return spec_.tasks[k].labelWidth; }, labels_);
+    outputs_.resize(ws_.outputPtrs.size());
+    for (size_t k = 0; k < outputs_.size(); ++k)
+      outputs_[k] = ws_.outputPtrs[k] + rows.begin * (k < T ? spec_.tasks[k].outWidth : spec_.repWidth);
+    base_.inputs = inputs_.data();
+    base_.labels = labels_.data();
+    base_.outputs = outputs_.data();
+    base_.n = rows.count;
     base_.seed = seed;
     step_ = step;
     epoch_ = epoch;
-    for (size_t t = 0; t < spec_.tasks.size(); ++t)
-      present_[t] = countPresent(b.labels()[t], n * spec_.tasks[t].labelWidth);
+    for (size_t t = 0; t < T; ++t) present_[t] = countPresent(labels_[t], rows.count * spec_.tasks[t].labelWidth);
   }
   void trainStep(const float* w) override { run(spec_.trainStep, "train_step", w, grads_); }
   void taskGrads(const float* w) override {
@@ -124,13 +137,13 @@ class BatchKernels final : public StepKernels {
   }
   void repGrads(const float* w) override {
     const size_t T = spec_.tasks.size();
-    for (size_t t = 0; t < T; ++t) std::fill_n(ws_.outputPtrs[T + t], base_.n * spec_.repWidth, 0.0f);
+    for (size_t t = 0; t < T; ++t) std::fill_n(outputs_[T + t], base_.n * spec_.repWidth, 0.0f);
     run(spec_.repGradsStep, "rep_grads", w, grads_);
   }
   const float* losses() const override { return ws_.losses.data(); }
   float* grads() override { return grads_; }
   const float* taskGrad(int64_t t) const override { return taskGrads_.data() + t * spec_.paramCount; }
-  const float* repGrad(int64_t t) const override { return ws_.outputPtrs[spec_.tasks.size() + size_t(t)]; }
+  const float* repGrad(int64_t t) const override { return outputs_[spec_.tasks.size() + size_t(t)]; }
   int64_t n() const override { return base_.n; }
   int64_t present(int64_t t) const override { return present_[size_t(t)]; }
 
@@ -180,6 +193,8 @@ class BatchKernels final : public StepKernels {
   float* grads_;
   Arena& taskGrads_;
   mtlc_args base_{};
+  std::vector<const float*> inputs_, labels_;
+  std::vector<float*> outputs_;
   std::vector<int64_t> present_;
   int64_t step_ = 0, epoch_ = 0;
   const char* lastEntry_ = nullptr;  // the last kernel call, for locate()
@@ -368,7 +383,8 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
 
   // ---- data
   Dataset trainData = loadSplit(spec, "train", opt.dataOverrides);
-  const bool hasTest = spec.data.test.present() || opt.dataOverrides.count("test");
+  const bool root = !opt.comm || opt.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
+  const bool hasTest = root && (spec.data.test.present() || opt.dataOverrides.count("test"));
   Dataset testData = hasTest ? loadSplit(spec, "test", opt.dataOverrides) : Dataset{};
 
   // ---- arenas, weighting, initial parameters, optimizer
@@ -422,6 +438,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   } else {
     initNote = fmt::format("seed {}", seed);
   }
+  if (opt.comm) opt.comm->broadcastFromRoot(params.data(), spec.paramCount);  // every rank starts from rank 0's
 
   std::ofstream log;
   if (!opt.logPath.empty()) {
@@ -476,6 +493,15 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   // ---- the loop
   Batcher batcher(trainData, ts.batch, ts.shuffle, seed);
   BatchKernels kernels(spec, ws, params.data(), grads.data(), taskGrads);
+  std::optional<DataParallelKernels> parallel;  // more than one rank: the global batch's results
+  if (opt.comm && opt.comm->size() > 1) {
+    parallel.emplace(spec, *opt.comm, kernels,
+                     StepBuffers{grads.data(), taskGrads.size() ? taskGrads.data() : nullptr, ws.losses.data(),
+                                 &ws.outputPtrs});
+    out << fmt::format("data-parallel: {} ranks, each computing a slice of {} or {} rows of every batch of {}\n",
+                       opt.comm->size(), ts.batch / opt.comm->size(), (ts.batch + opt.comm->size() - 1) / opt.comm->size(),
+                       ts.batch) << std::flush;
+  }
   Progress progress(std::cerr, Progress::stderrIsTty(), !opt.quiet);
   std::vector<MetricAccumulator> trainAcc;
   for (const TaskSpec& t : spec.tasks) trainAcc.emplace_back(t);
@@ -538,8 +564,13 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       const int64_t n = batcher.gather(b);
       const int64_t step = report.steps + 1;
       for (int64_t t = 0; t < T; ++t) ws.outputPtrs[t][0] = float(nan);  // tells whether trainStep wrote outputs
-      kernels.begin(batcher, n, step, e + 1, mix64(mix64(seed) ^ uint64_t(step)));
-      const StepResult sr = weighting->step(kernels, step);
+      RowRange rows{0, n};
+      if (parallel) {
+        parallel->begin(batcher.labels(), n);
+        rows = parallel->rows();
+      }
+      kernels.begin(batcher, rows, step, e + 1, mix64(mix64(seed) ^ uint64_t(step)));
+      const StepResult sr = parallel ? weighting->step(*parallel, step) : weighting->step(kernels, step);
       if (!std::isfinite(sr.total))
         throwError("the total loss became {} at step {} (epoch {}){}", std::isnan(sr.total) ? "NaN" : "infinite", step,
                    e + 1, kernels.locate());
