@@ -2,6 +2,9 @@
 #include "runtime/Distributed.h"
 
 #include "runtime/Metrics.h"
+#include "runtime/Rng.h"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -11,6 +14,14 @@ RowRange rowsOf(int64_t n, int rank, int ranks) {
   const int64_t base = n / ranks, extra = n % ranks;
   const int64_t r = rank;
   return {r * base + std::min(r, extra), base + (r < extra ? 1 : 0)};
+}
+
+std::string describeCollectives(const Communicator& comm, int64_t steps, double loopSeconds) {
+  const double s = comm.collectiveSeconds();
+  return fmt::format("data-parallel: {:.2f} ms/step ({:.0f}%) in collectives on rank {} (transfers and waiting for "
+                     "the other ranks)",
+                     steps > 0 ? 1e3 * s / double(steps) : 0.0, loopSeconds > 0 ? 100 * s / loopSeconds : 0.0,
+                     comm.rank());
 }
 
 DataParallelKernels::DataParallelKernels(const ModelSpec& spec, Communicator& comm, StepKernels& local,
@@ -33,6 +44,11 @@ void DataParallelKernels::begin(const float* const* labels, int64_t n) {
     globalPresent_[t] = all;
     factor_[t] = all > 0 ? double(mine) / double(all) : 0.0;
   }
+}
+
+uint64_t DataParallelKernels::dropoutSeed(uint64_t stepSeed) const {
+  const int r = comm_.rank();
+  return r == 0 ? stepSeed : mix64(stepSeed ^ (uint64_t(r) * 0x9E3779B97F4A7C15ull));
 }
 
 void DataParallelKernels::trainStep(const float* w) {

@@ -85,6 +85,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   int rank() const override { return rank_; }
+  double collectiveSeconds() const override { return waited_; }
   int size() const override { return size_; }
 
   void allreduceSum(float* data, int64_t count) override { reduce(data, count, MPI_FLOAT, sizeof(float)); }
@@ -142,7 +143,10 @@ class MpiCommunicator final : public Communicator {
     for (int64_t polls = 0;; ++polls) {
       int done = 0;
       check(MPI_Testall(int(req.size()), req.data(), &done, MPI_STATUSES_IGNORE), what);
-      if (done) return;
+      if (done) {
+        waited_ += seconds() - start;
+        return;
+      }
       if (polls > 2000) {
         if (timeout_ > 0 && seconds() - start > timeout_)
           throwError("rank {} of {}: no answer from the other ranks for {:.0f} s while {} (a rank is lost or stuck; "
@@ -160,6 +164,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   double timeout_ = 300;
+  double waited_ = 0;
 };
 
 }  // namespace

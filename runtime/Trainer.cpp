@@ -569,7 +569,8 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
         parallel->begin(batcher.labels(), n);
         rows = parallel->rows();
       }
-      kernels.begin(batcher, rows, step, e + 1, mix64(mix64(seed) ^ uint64_t(step)));
+      const uint64_t stepSeed = mix64(mix64(seed) ^ uint64_t(step));
+      kernels.begin(batcher, rows, step, e + 1, parallel ? parallel->dropoutSeed(stepSeed) : stepSeed);
       const StepResult sr = parallel ? weighting->step(*parallel, step) : weighting->step(kernels, step);
       if (!std::isfinite(sr.total))
         throwError("the total loss became {} at step {} (epoch {}){}", std::isnan(sr.total) ? "NaN" : "infinite", step,
@@ -660,6 +661,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
 
   out << fmt::format("trained {} step{} in {:.1f}s ({:.0f} samples/s)\n", report.steps, report.steps == 1 ? "" : "s",
                      report.seconds, report.samplesPerSec);
+  if (parallel) out << describeCollectives(*opt.comm, report.steps, report.seconds) << '\n';
   if (!report.train.empty() || !report.test.empty()) printSummary(out, spec, report);
   if (!opt.savePath.empty()) {
     checkpoint();
