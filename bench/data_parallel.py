@@ -8,7 +8,8 @@ Trains the MLP of bench/models/mlp.mtl (784 → 256 → 128, a 10-way and a bina
 momentum) on Fashion-MNIST at the given GLOBAL batch (a copy of the program with `batch` replaced),
 `--steps` optimizer steps per run, and reads the throughput `mtlc train` reports for its training
 loop (data loading, compilation and MPI start-up excluded; on N ranks every sample of the global
-batch is counted once). "1 process" is plain `mtlc train`; "N ranks" is
+batch is counted once), and on more than one rank the time rank 0 spent in collectives (the
+transfers and waiting for the other ranks). "1 process" is plain `mtlc train`; "N ranks" is
 `mpirun --oversubscribe --bind-to none -np N mtlc train`. Each number is the median of --reps
 runs; the 1-minute load average before each run is printed with it, since on a shared machine
 the ranks compete with whatever else runs.
@@ -32,7 +33,8 @@ def run_once(cmd, cwd):
     m = re.search(r"trained (\d+) steps? in [\d.]+s \((\d+) samples/s\)", p.stdout)
     if not m:
         sys.exit(f"data_parallel.py: no throughput in the output of {' '.join(cmd)}:\n{p.stdout}")
-    return int(m.group(2))
+    c = re.search(r"data-parallel: ([\d.]+) ms/step \((\d+)%\) in collectives", p.stdout)
+    return int(m.group(2)), (float(c.group(1)), int(c.group(2))) if c else None
 
 
 def main():
@@ -62,12 +64,17 @@ def main():
             configs.append((f"{n} rank{'s' if n > 1 else ''} (mpirun)", n,
                             ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n)] + train))
         for label, n, cmd in configs:
-            rates, loads = [], []
+            rates, loads, comm = [], [], []
             for _ in range(a.reps):
                 loads.append(os.getloadavg()[0])
-                rates.append(run_once(cmd, tmp))
+                rate, c = run_once(cmd, tmp)
+                rates.append(rate)
+                if c:
+                    comm.append(c)
             results.append({"config": label, "ranks": n, "batch": a.batch, "steps": a.steps,
-                            "samples_per_s": statistics.median(rates), "runs": rates, "load_before": loads})
+                            "samples_per_s": statistics.median(rates), "runs": rates, "load_before": loads,
+                            "collective_ms_per_step": [c[0] for c in comm],
+                            "collective_share_percent": [c[1] for c in comm]})
             print(f"  {label}: {rates} samples/s, load {loads}", file=sys.stderr, flush=True)
     if a.json:
         print(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=2))
@@ -75,10 +82,12 @@ def main():
     base = results[0]["samples_per_s"]
     print(f"MLP (bench/models/mlp.mtl), global batch {a.batch}, {a.steps} steps per run, median of {a.reps}; "
           f"{os.cpu_count()} CPUs\n")
-    print("| configuration | samples/s | vs 1 process | load average before the runs |")
-    print("| --- | ---: | ---: | --- |")
+    print("| configuration | samples/s | vs 1 process | rank 0 in collectives, ms/step (share) | "
+          "load average before the runs |")
+    print("| --- | ---: | ---: | --- | --- |")
     for r in results:
-        print(f"| {r['config']} | {r['samples_per_s']:,.0f} | {r['samples_per_s'] / base:.2f}× | "
+        comm = ", ".join(f"{m:.2f} ({p}%)" for m, p in zip(r["collective_ms_per_step"], r["collective_share_percent"]))
+        print(f"| {r['config']} | {r['samples_per_s']:,.0f} | {r['samples_per_s'] / base:.2f}× | {comm or '-'} | "
               f"{', '.join(f'{x:.1f}' for x in r['load_before'])} |")
 
 

@@ -16,6 +16,12 @@ RowRange rowsOf(int64_t n, int rank, int ranks) {
   return {r * base + std::min(r, extra), base + (r < extra ? 1 : 0)};
 }
 
+std::string describeSlices(const Communicator& comm, int64_t batch) {
+  const int64_t small = batch / comm.size(), large = (batch + comm.size() - 1) / comm.size();
+  return fmt::format("data-parallel: {} ranks, each computing {} rows of every batch of {}", comm.size(),
+                     small == large ? fmt::format("{}", small) : fmt::format("{} or {}", small, large), batch);
+}
+
 std::string describeCollectives(const Communicator& comm, int64_t steps, double loopSeconds) {
   const double s = comm.collectiveSeconds();
   return fmt::format("data-parallel: {:.2f} ms/step ({:.0f}%) in collectives on rank {} (transfers and waiting for "

@@ -15,8 +15,8 @@ bool mpiBuilt() { return false; }
 #endif
 
 int launcherWorldSize() {
-  // Open MPI, then PMI-1/2 (MPICH, Intel MPI, Slurm's srun), then PMIx launchers.
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
+  // Open MPI's mpirun, then PMI-1/2 launchers (MPICH's and Intel MPI's hydra, Slurm's srun).
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
     const char* v = std::getenv(var);
     if (v && *v) {
       const long n = std::strtol(v, nullptr, 10);

@@ -50,7 +50,8 @@ class Communicator {
   // the call every rank holds every rank's part.
   virtual void allgather(float* data, const std::vector<int64_t>& counts) = 0;
   virtual void broadcastFromRoot(float* data, int64_t count) = 0;
-  // Seconds spent waiting in collectives so far (their transfers, and waiting for slower ranks).
+  // Seconds spent in the training steps' collectives so far (their transfers, and waiting for
+  // slower ranks); the initial broadcast is not counted.
   virtual double collectiveSeconds() const = 0;
   // Ends every process of the job with this exit status; does not return.
   [[noreturn]] virtual void abort(int status) = 0;
@@ -59,8 +60,8 @@ class Communicator {
 // Whether this mtlc was built with MPI support.
 bool mpiBuilt();
 
-// The process count an MPI launcher started this process with (OMPI_COMM_WORLD_SIZE, PMI_SIZE,
-// PMIX_SIZE...), or 1 when it was not started by one.
+// The process count an MPI launcher started this process with (OMPI_COMM_WORLD_SIZE, PMI_SIZE),
+// or 1 when it was not started by one.
 int launcherWorldSize();
 
 // Joins the MPI job this process was started in: a Communicator when started by an MPI launcher
@@ -74,6 +75,9 @@ struct RowRange {
   int64_t begin = 0, count = 0;
 };
 RowRange rowsOf(int64_t n, int rank, int ranks);
+
+// "data-parallel: 4 ranks, each computing 64 rows of every batch of 256": the start line.
+std::string describeSlices(const Communicator& comm, int64_t batch);
 
 // "data-parallel: 1.2 ms/step (14%) in collectives on rank 0 (transfers and waiting for the other
 // ranks)": where a rank's training loop time went, for the final report.

@@ -113,7 +113,7 @@ class MpiCommunicator final : public Communicator {
       check(MPI_Ibcast(data + at, int(std::min(kBucketFloats, count - at)), MPI_FLOAT, 0, comm_, &req.back()),
             "MPI_Ibcast");
     }
-    wait(req, "broadcasting rank 0's parameters");
+    wait(req, "broadcasting rank 0's parameters", /*counted=*/false);  // before training: not a step's
   }
 
   [[noreturn]] void abort(int status) override {
@@ -137,14 +137,14 @@ class MpiCommunicator final : public Communicator {
   // Polls until every request completes. Spins first (a step's collectives usually complete in
   // microseconds), then sleeps a little between polls so that a rank waiting for rank 0's
   // evaluation leaves the CPU to it; past the deadline the job is stuck: an Error.
-  void wait(std::vector<MPI_Request>& req, const char* what) {
+  void wait(std::vector<MPI_Request>& req, const char* what, bool counted = true) {
     if (req.empty()) return;
     const double start = seconds();
     for (int64_t polls = 0;; ++polls) {
       int done = 0;
       check(MPI_Testall(int(req.size()), req.data(), &done, MPI_STATUSES_IGNORE), what);
       if (done) {
-        waited_ += seconds() - start;
+        if (counted) waited_ += seconds() - start;
         return;
       }
       if (polls > 2000) {

@@ -112,12 +112,10 @@ class BatchKernels final : public StepKernels {
   }
   void begin(const Batcher& b, RowRange rows, int64_t step, int64_t epoch, uint64_t seed) {
     const size_t T = spec_.tasks.size();
-    auto at = [&](const float* const* bufs, size_t count, auto width, std::vector<const float*>& out) {
-      out.resize(count);
-      for (size_t k = 0; k < count; ++k) out[k] = bufs[k] + rows.begin * width(k);
-    };
-    at(b.inputs(), spec_.inputs.size(), [&](size_t k) { return spec_.inputs[k].size; }, inputs_);
-    at(b.labels(), T, [&](size_t k) { return spec_.tasks[k].labelWidth; }, labels_);
+    inputs_.resize(spec_.inputs.size());
+    for (size_t k = 0; k < inputs_.size(); ++k) inputs_[k] = b.inputs()[k] + rows.begin * spec_.inputs[k].size;
+    labels_.resize(T);
+    for (size_t k = 0; k < T; ++k) labels_[k] = b.labels()[k] + rows.begin * spec_.tasks[k].labelWidth;
     outputs_.resize(ws_.outputPtrs.size());
     for (size_t k = 0; k < outputs_.size(); ++k)
       outputs_[k] = ws_.outputPtrs[k] + rows.begin * (k < T ? spec_.tasks[k].outWidth : spec_.repWidth);
@@ -498,9 +496,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     parallel.emplace(spec, *opt.comm, kernels,
                      StepBuffers{grads.data(), taskGrads.size() ? taskGrads.data() : nullptr, ws.losses.data(),
                                  &ws.outputPtrs});
-    out << fmt::format("data-parallel: {} ranks, each computing a slice of {} or {} rows of every batch of {}\n",
-                       opt.comm->size(), ts.batch / opt.comm->size(), (ts.batch + opt.comm->size() - 1) / opt.comm->size(),
-                       ts.batch) << std::flush;
+    out << describeSlices(*opt.comm, ts.batch) << '\n' << std::flush;
   }
   Progress progress(std::cerr, Progress::stderrIsTty(), !opt.quiet);
   std::vector<MetricAccumulator> trainAcc;
