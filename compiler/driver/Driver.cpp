@@ -137,7 +137,15 @@ int main(int argc, char **argv) {
                          "runs data-parallel\n", n);
       return kExitError;
     }
-    return run(o, job.get());
+    const int status = run(o, job.get());
+    if (status != 0 && job && job->size() > 1) {
+      // Its diagnostics are printed; the other ranks may be waiting for it (MPI_Finalize would too).
+      fmt::print(stderr, "mtlc: error: rank {} of {} failed (exit status {}): ending the job\n", job->rank(),
+                 job->size(), status);
+      std::fflush(stderr);
+      job->abort(status);
+    }
+    return status;
   } catch (const rt::Error &e) {
     return fail("error", e.what(), kExitError);
   } catch (const ir::IRError &e) {

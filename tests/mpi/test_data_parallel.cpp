@@ -166,11 +166,23 @@ TEST_CASE("a rank that fails ends the whole job with its error") {
   // MPMD: rank 1 alone is given a train file that does not exist; rank 0 goes on to the
   // broadcast of the initial parameters and would wait there forever.
   const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl -q");
-  const Timed r = runShell(kMpirun + "-np 1 " + train + " : -np 1 " + train + " --data train=missing.csv", dir, 60);
-  INFO(r.err);
-  CHECK(r.exitCode == 1);
-  CHECK(r.err.find("mtlc: error: rank 1 of 2: missing.csv: cannot open") != std::string::npos);
-  CHECK(r.err.find("rank 0 of 2: the job was aborted") != std::string::npos);
+  SECTION("an error in its data") {
+    const Timed r = runShell(kMpirun + "-np 1 " + train + " : -np 1 " + train + " --data train=missing.csv", dir, 60);
+    INFO(r.err);
+    CHECK(r.exitCode == 1);
+    CHECK(r.err.find("mtlc: error: rank 1 of 2: missing.csv: cannot open") != std::string::npos);
+    CHECK(r.err.find("rank 0 of 2: the job was aborted") != std::string::npos);
+  }
+  SECTION("an error in its program (a diagnostic, not an exception)") {
+    std::string text = program("fixed");
+    text.replace(text.find("dense(32)"), 9, "dense(3x)");
+    std::ofstream(dir / "bad.mtl") << text;
+    const Timed r = runShell(kMpirun + "-np 1 " + train + " : -np 1 '" MTLC_BINARY "' train bad.mtl -q", dir, 60);
+    INFO(r.err);
+    CHECK(r.exitCode == 1);
+    CHECK(r.err.find("bad.mtl:3:") != std::string::npos);
+    CHECK(r.err.find("mtlc: error: rank 1 of 2 failed (exit status 1): ending the job") != std::string::npos);
+  }
 }
 
 TEST_CASE("killing one rank mid-run ends the job with an error within seconds") {
