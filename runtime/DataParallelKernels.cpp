@@ -1,12 +1,15 @@
 // The global-batch step on many ranks (Distributed.h): scale, run the slice, combine.
 #include "runtime/Distributed.h"
 
+#include "runtime/Error.h"
 #include "runtime/Metrics.h"
 #include "runtime/Rng.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 namespace mtlc::rt {
 
@@ -55,6 +58,22 @@ void DataParallelKernels::begin(const float* const* labels, int64_t n) {
 uint64_t DataParallelKernels::dropoutSeed(uint64_t stepSeed) const {
   const int r = comm_.rank();
   return r == 0 ? stepSeed : mix64(stepSeed ^ (uint64_t(r) * 0x9E3779B97F4A7C15ull));
+}
+
+void DataParallelKernels::checkInSync(const float* params, int64_t epoch) {
+  rootParams_.assign(params, params + spec_.paramCount);
+  comm_.broadcastFromRoot(rootParams_.data(), spec_.paramCount);
+  int64_t differ = 0;
+  double worst = 0;
+  for (int64_t p = 0; p < spec_.paramCount; ++p)
+    if (std::memcmp(&rootParams_[size_t(p)], &params[p], sizeof(float)) != 0) {
+      ++differ;
+      worst = std::max(worst, std::fabs(double(rootParams_[size_t(p)]) - double(params[p])));
+    }
+  if (differ)
+    throwError("internal: rank {} of {}: after epoch {}, {} of {} parameters differ from rank 0's (by up to {:g}); "
+               "the ranks no longer train one model",
+               comm_.rank(), comm_.size(), epoch, differ, spec_.paramCount, worst);
 }
 
 void DataParallelKernels::trainStep(const float* w) {

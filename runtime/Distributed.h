@@ -108,6 +108,10 @@ class DataParallelKernels final : public StepKernels {
   // keeps the step's seed (its rows get the single-process masks), the others mix in their rank.
   uint64_t dropoutSeed(uint64_t stepSeed) const;
 
+  // After each epoch: every rank's parameters must equal rank 0's bit for bit (they take the same
+  // steps from the same reduced numbers); an Error on a rank whose parameters differ.
+  void checkInSync(const float* params, int64_t epoch);
+
   void trainStep(const float* lossWeights) override;
   void taskGrads(const float* lossWeights) override;
   void repGrads(const float* lossWeights) override;
@@ -134,6 +138,7 @@ class DataParallelKernels final : public StepKernels {
   std::vector<double> factor_;  // f_i = p_i / P_i
   std::vector<float> scaled_;   // w_i · f_i
   std::vector<int64_t> headWidths_, repWidths_;
+  std::vector<float> rootParams_;  // checkInSync's copy of rank 0's
 };
 
 }  // namespace mtlc::rt

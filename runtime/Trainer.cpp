@@ -612,6 +612,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       }
     }
     progress.endEpoch();
+    if (parallel) parallel->checkInSync(params.data(), e + 1);
     if (batchesDone == batches) {  // only complete epochs feed the weighting (dwa)
       std::vector<double> means;
       for (int64_t t = 0; t < T; ++t) means.push_back(trainAcc[t].result()["loss"]);

@@ -3,6 +3,7 @@
 // the batch's present labels fall into the slices (a rank may get no row at all), every rank must
 // see the losses, gradients, per-task gradients, rep_grads rows and outputs of the whole batch.
 #include "runtime/Distributed.h"
+#include "runtime/Error.h"
 
 #include <catch2/catch.hpp>
 
@@ -241,4 +242,35 @@ TEST_CASE("data-parallel kernels give every rank the whole batch's results") {
   for (float v : y[0]) present0 += !std::isnan(v);
   CHECK(bufs[0].losses[kT] == float(n));         // n(): the global batch
   CHECK(bufs[0].losses[kT + 1] == float(present0));  // present(): the global batch's labels
+}
+
+TEST_CASE("checkInSync names a rank whose parameters left rank 0's") {
+  const ModelSpec spec = linearSpec();
+  const int ranks = 3;
+  ThreadJob job(ranks);
+  std::vector<std::string> errors(ranks);
+  std::vector<std::thread> threads;
+  std::vector<float> theta(static_cast<size_t>(kT * kD)), x(static_cast<size_t>(kD));
+  std::vector<std::vector<float>> y(kT, std::vector<float>(1));
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      ThreadCommunicator comm(job, r);
+      Buffers b(1);
+      LinearKernels local(theta, x, y, b.view(), rowsOf(1, r, ranks));
+      DataParallelKernels dp(spec, comm, local, b.view());
+      std::vector<float> params(size_t(spec.paramCount), 0.25f);
+      dp.checkInSync(params.data(), 1);  // in step: no error anywhere
+      if (r == 2) params[4] = 0.75f;
+      try {
+        dp.checkInSync(params.data(), 2);
+      } catch (const Error& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(errors[0].empty());
+  CHECK(errors[1].empty());
+  CHECK(errors[2] ==
+        "internal: rank 2 of 3: after epoch 2, 1 of 6 parameters differ from rank 0's (by up to 0.5); the ranks no "
+        "longer train one model");
 }
