@@ -75,7 +75,8 @@ class MpiCommunicator final : public Communicator {
         throwError("MTLC_MPI_TIMEOUT={}: expected a number of seconds (0: no timeout)", t);
     }
     std::snprintf(gAbortMessage, sizeof gAbortMessage,
-                  "mtlc: error: rank %d of %d: the job was aborted (another rank failed or was lost); stopping\n",
+                  "mtlc: error: rank %d of %d: the job was aborted (another rank failed or was lost, or mpirun was "
+                  "stopped); stopping\n",
                   rank_, size_);
     std::signal(SIGTERM, onTerminate);
   }

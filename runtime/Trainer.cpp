@@ -123,6 +123,7 @@ class BatchKernels final : public StepKernels {
     base_.labels = labels_.data();
     base_.outputs = outputs_.data();
     base_.n = rows.count;
+    rowBegin_ = rows.begin;
     base_.seed = seed;
     step_ = step;
     epoch_ = epoch;
@@ -162,7 +163,7 @@ class BatchKernels final : public StepKernels {
       const InputSpec& in = spec_.inputs[k];
       if (int64_t i = firstBad(base_.inputs[k], base_.n * in.size); i >= 0)
         return fmt::format("; input `{}` holds {} in sample {} of the batch", in.name,
-                           describeValue(base_.inputs[k][i]), i / in.size);
+                           describeValue(base_.inputs[k][i]), rowBegin_ + i / in.size);
     }
     if (!spec_.locateNonFinite || !lastEntry_) return "";
     return spec_.locateNonFinite(lastEntry_, lastArgs_);
@@ -193,6 +194,7 @@ class BatchKernels final : public StepKernels {
   mtlc_args base_{};
   std::vector<const float*> inputs_, labels_;
   std::vector<float*> outputs_;
+  int64_t rowBegin_ = 0;  // the first row of the batch these kernels run on
   std::vector<int64_t> present_;
   int64_t step_ = 0, epoch_ = 0;
   const char* lastEntry_ = nullptr;  // the last kernel call, for locate()
@@ -535,7 +537,10 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     const TrainPosition p = position();
     saveCheckpoint(opt.savePath, spec, params.data(), &optimizer, weighting.get(), &p);
   };
-  StopSignals signals;
+  // Data-parallel: a signal ends the rank at once (Distributed.h); stopping after a step would
+  // need every rank to stop at the same one.
+  std::optional<StopSignals> signals;
+  if (!parallel) signals.emplace();
   for (int64_t e = firstEpoch; e < epochs && !stop; ++e) {
     epoch = e;
     epochEnded = false;
@@ -601,8 +606,8 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       }
       progress.update(b + 1, epochSamples, totalSum / double(epochSamples));
       if (opt.checkpointEvery > 0 && step % opt.checkpointEvery == 0) checkpoint();
-      if (signals.caught()) {
-        report.interruptedBy = signals.caught();
+      if (signals && signals->caught()) {
+        report.interruptedBy = signals->caught();
         stop = true;
         break;
       }

@@ -102,6 +102,7 @@ int run(const Options &o, rt::Communicator *job) {
   if (!root) {
     to.logPath.clear();
     to.savePath.clear();
+    to.checkpointEvery = 0;  // rank 0 writes the checkpoints
     to.quiet = true;
   }
   int64_t parameters = 0;  // tensors' elements (the arena also holds alignment padding)

@@ -158,6 +158,36 @@ TEST_CASE("mpirun -np N matches the single-process run step by step") {
   CHECK(worstParam < 1e-4);
 }
 
+TEST_CASE("a data-parallel checkpoint resumes on another rank count, as if never stopped") {
+  allowRoot();
+  const auto dir = testDir("mpi_resume");
+  writeData(dir);
+  std::ofstream(dir / "dp.mtl") << program("pcgrad");
+  const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl -q ");
+  REQUIRE(runShell(train + "--steps 50 --log single.jsonl", dir, 120).exitCode == 0);
+  std::filesystem::remove(dir / "ck.safetensors");
+  // 30 steps on 2 ranks (rank 0 checkpoints every 10), then on to step 50 on 3 ranks.
+  const Timed first = runShell(kMpirun + "-np 2 " + train + "--steps 30 --checkpoint-every 10 --save ck.safetensors "
+                                         "--log dp.jsonl", dir, 120);
+  INFO(first.err);
+  REQUIRE(first.exitCode == 0);
+  const Timed second = runShell(kMpirun + "-np 3 " + train + "--steps 50 --resume ck.safetensors --save ck.safetensors "
+                                          "--log dp.jsonl", dir, 120);
+  INFO(second.err);
+  REQUIRE(second.exitCode == 0);
+  CHECK(second.out.find("resumed from ck.safetensors at step 30") != std::string::npos);
+  const auto a = steps(dir / "single.jsonl"), b = steps(dir / "dp.jsonl");
+  REQUIRE(a.size() == 50);
+  REQUIRE(b.size() == 50);
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(b[i]["step"] == a[i]["step"]);
+    worst = std::max(worst, relative(a[i]["loss"], b[i]["loss"], 1e-12));
+  }
+  INFO("worst relative difference " << worst);
+  CHECK(worst < 1e-5);
+}
+
 TEST_CASE("a rank that fails ends the whole job with its error") {
   allowRoot();
   const auto dir = testDir("mpi_fail");
