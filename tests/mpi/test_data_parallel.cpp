@@ -69,6 +69,15 @@ void allowRoot() {
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
 }
 
+// A fresh test directory with the data and the program (`weighting` in its train block).
+std::filesystem::path setUp(const std::string &name, const std::string &weighting) {
+  allowRoot();
+  const auto dir = testDir(name);
+  writeData(dir);
+  std::ofstream(dir / "dp.mtl") << program(weighting);
+  return dir;
+}
+
 const std::string kMpirun = std::string("'" MPIEXEC "' --oversubscribe --bind-to none ");
 
 struct Timed {
@@ -110,11 +119,8 @@ double relative(double a, double b, double floor) { return std::fabs(a - b) / st
 }  // namespace
 
 TEST_CASE("mpirun -np N matches the single-process run step by step") {
-  allowRoot();
   auto [weighting, ranks] = GENERATE(table<std::string, int>({{"fixed", 2}, {"fixed", 3}, {"pcgrad", 2}, {"mgda", 2}}));
-  const auto dir = testDir("mpi_" + weighting + "_" + std::to_string(ranks));
-  writeData(dir);
-  std::ofstream(dir / "dp.mtl") << program(weighting);
+  const auto dir = setUp("mpi_" + weighting + "_" + std::to_string(ranks), weighting);
   const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl --steps 40 -q ");
 
   const Timed single = runShell(train + "--log single.jsonl --save single.safetensors", dir, 120);
@@ -159,10 +165,7 @@ TEST_CASE("mpirun -np N matches the single-process run step by step") {
 }
 
 TEST_CASE("a data-parallel checkpoint resumes on another rank count, as if never stopped") {
-  allowRoot();
-  const auto dir = testDir("mpi_resume");
-  writeData(dir);
-  std::ofstream(dir / "dp.mtl") << program("pcgrad");
+  const auto dir = setUp("mpi_resume", "pcgrad");
   const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl -q ");
   REQUIRE(runShell(train + "--steps 50 --log single.jsonl", dir, 120).exitCode == 0);
   std::filesystem::remove(dir / "ck.safetensors");
@@ -189,10 +192,7 @@ TEST_CASE("a data-parallel checkpoint resumes on another rank count, as if never
 }
 
 TEST_CASE("a rank that fails ends the whole job with its error") {
-  allowRoot();
-  const auto dir = testDir("mpi_fail");
-  writeData(dir);
-  std::ofstream(dir / "dp.mtl") << program("fixed");
+  const auto dir = setUp("mpi_fail", "fixed");
   // MPMD: rank 1 alone is given a train file that does not exist; rank 0 goes on to the
   // broadcast of the initial parameters and would wait there forever.
   const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl -q");
@@ -216,10 +216,7 @@ TEST_CASE("a rank that fails ends the whole job with its error") {
 }
 
 TEST_CASE("killing one rank mid-run ends the job with an error within seconds") {
-  allowRoot();
-  const auto dir = testDir("mpi_kill");
-  writeData(dir);
-  std::ofstream(dir / "dp.mtl") << program("fixed");
+  const auto dir = setUp("mpi_kill", "fixed");
   const std::string mark = std::to_string(getpid());
   setenv("MTLC_TEST_JOB", mark.c_str(), 1);  // mpirun passes it on: tells our ranks from others
   std::filesystem::remove(dir / "kill.jsonl");
