@@ -3,6 +3,7 @@
 #include "runtime/Arena.h"
 #include "runtime/Batcher.h"
 #include "runtime/Checkpoint.h"
+#include "runtime/Distributed.h"
 #include "runtime/Error.h"
 #include "runtime/Init.h"
 #include "runtime/Metrics.h"
@@ -23,6 +24,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 namespace mtlc::rt {
 
@@ -97,7 +99,9 @@ struct Workspace {
 };
 
 // The kernels over the current batch, for the weighting strategies (Weighting.h). Every call
-// checks the task losses it produced.
+// checks the task losses it produced. They run on `rows` of the gathered batch (all of it, or a
+// rank's slice in data-parallel training: Distributed.h), reading and writing the batch buffers
+// at those rows.
 class BatchKernels final : public StepKernels {
  public:
   BatchKernels(const ModelSpec& spec, Workspace& ws, float* params, float* grads, Arena& taskGrads)
@@ -105,17 +109,25 @@ class BatchKernels final : public StepKernels {
     base_.params = params;
     base_.acts = ws.acts.data();
     base_.losses = ws.losses.data();
-    base_.outputs = ws.outputPtrs.data();
   }
-  void begin(const Batcher& b, int64_t n, int64_t step, int64_t epoch, uint64_t seed) {
-    base_.inputs = b.inputs();
-    base_.labels = b.labels();
-    base_.n = n;
+  void begin(const Batcher& b, RowRange rows, int64_t step, int64_t epoch, uint64_t seed) {
+    const size_t T = spec_.tasks.size();
+    inputs_.resize(spec_.inputs.size());
+    for (size_t k = 0; k < inputs_.size(); ++k) inputs_[k] = b.inputs()[k] + rows.begin * spec_.inputs[k].size;
+    labels_.resize(T);
+    for (size_t k = 0; k < T; ++k) labels_[k] = b.labels()[k] + rows.begin * spec_.tasks[k].labelWidth;
+    outputs_.resize(ws_.outputPtrs.size());
+    for (size_t k = 0; k < outputs_.size(); ++k)
+      outputs_[k] = ws_.outputPtrs[k] + rows.begin * (k < T ? spec_.tasks[k].outWidth : spec_.repWidth);
+    base_.inputs = inputs_.data();
+    base_.labels = labels_.data();
+    base_.outputs = outputs_.data();
+    base_.n = rows.count;
+    rowBegin_ = rows.begin;
     base_.seed = seed;
     step_ = step;
     epoch_ = epoch;
-    for (size_t t = 0; t < spec_.tasks.size(); ++t)
-      present_[t] = countPresent(b.labels()[t], n * spec_.tasks[t].labelWidth);
+    for (size_t t = 0; t < T; ++t) present_[t] = countPresent(labels_[t], rows.count * spec_.tasks[t].labelWidth);
   }
   void trainStep(const float* w) override { run(spec_.trainStep, "train_step", w, grads_); }
   void taskGrads(const float* w) override {
@@ -124,13 +136,13 @@ class BatchKernels final : public StepKernels {
   }
   void repGrads(const float* w) override {
     const size_t T = spec_.tasks.size();
-    for (size_t t = 0; t < T; ++t) std::fill_n(ws_.outputPtrs[T + t], base_.n * spec_.repWidth, 0.0f);
+    for (size_t t = 0; t < T; ++t) std::fill_n(outputs_[T + t], base_.n * spec_.repWidth, 0.0f);
     run(spec_.repGradsStep, "rep_grads", w, grads_);
   }
   const float* losses() const override { return ws_.losses.data(); }
   float* grads() override { return grads_; }
   const float* taskGrad(int64_t t) const override { return taskGrads_.data() + t * spec_.paramCount; }
-  const float* repGrad(int64_t t) const override { return ws_.outputPtrs[spec_.tasks.size() + size_t(t)]; }
+  const float* repGrad(int64_t t) const override { return outputs_[spec_.tasks.size() + size_t(t)]; }
   int64_t n() const override { return base_.n; }
   int64_t present(int64_t t) const override { return present_[size_t(t)]; }
 
@@ -151,7 +163,7 @@ class BatchKernels final : public StepKernels {
       const InputSpec& in = spec_.inputs[k];
       if (int64_t i = firstBad(base_.inputs[k], base_.n * in.size); i >= 0)
         return fmt::format("; input `{}` holds {} in sample {} of the batch", in.name,
-                           describeValue(base_.inputs[k][i]), i / in.size);
+                           describeValue(base_.inputs[k][i]), rowBegin_ + i / in.size);
     }
     if (!spec_.locateNonFinite || !lastEntry_) return "";
     return spec_.locateNonFinite(lastEntry_, lastArgs_);
@@ -180,6 +192,9 @@ class BatchKernels final : public StepKernels {
   float* grads_;
   Arena& taskGrads_;
   mtlc_args base_{};
+  std::vector<const float*> inputs_, labels_;
+  std::vector<float*> outputs_;
+  int64_t rowBegin_ = 0;  // the first row of the batch these kernels run on
   std::vector<int64_t> present_;
   int64_t step_ = 0, epoch_ = 0;
   const char* lastEntry_ = nullptr;  // the last kernel call, for locate()
@@ -368,7 +383,8 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
 
   // ---- data
   Dataset trainData = loadSplit(spec, "train", opt.dataOverrides);
-  const bool hasTest = spec.data.test.present() || opt.dataOverrides.count("test");
+  const bool root = !opt.comm || opt.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
+  const bool hasTest = root && (spec.data.test.present() || opt.dataOverrides.count("test"));
   Dataset testData = hasTest ? loadSplit(spec, "test", opt.dataOverrides) : Dataset{};
 
   // ---- arenas, weighting, initial parameters, optimizer
@@ -422,6 +438,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   } else {
     initNote = fmt::format("seed {}", seed);
   }
+  if (opt.comm) opt.comm->broadcastFromRoot(params.data(), spec.paramCount);  // every rank starts from rank 0's
 
   std::ofstream log;
   if (!opt.logPath.empty()) {
@@ -476,6 +493,13 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   // ---- the loop
   Batcher batcher(trainData, ts.batch, ts.shuffle, seed);
   BatchKernels kernels(spec, ws, params.data(), grads.data(), taskGrads);
+  std::optional<DataParallelKernels> parallel;  // more than one rank: the global batch's results
+  if (opt.comm && opt.comm->size() > 1) {
+    parallel.emplace(spec, *opt.comm, kernels,
+                     StepBuffers{grads.data(), taskGrads.size() ? taskGrads.data() : nullptr, ws.losses.data(),
+                                 &ws.outputPtrs});
+    out << describeSlices(*opt.comm, ts.batch) << '\n' << std::flush;
+  }
   Progress progress(std::cerr, Progress::stderrIsTty(), !opt.quiet);
   std::vector<MetricAccumulator> trainAcc;
   for (const TaskSpec& t : spec.tasks) trainAcc.emplace_back(t);
@@ -513,7 +537,10 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     const TrainPosition p = position();
     saveCheckpoint(opt.savePath, spec, params.data(), &optimizer, weighting.get(), &p);
   };
-  StopSignals signals;
+  // Data-parallel: a signal ends the rank at once (Distributed.h); stopping after a step would
+  // need every rank to stop at the same one.
+  std::optional<StopSignals> signals;
+  if (!parallel) signals.emplace();
   for (int64_t e = firstEpoch; e < epochs && !stop; ++e) {
     epoch = e;
     epochEnded = false;
@@ -538,8 +565,14 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       const int64_t n = batcher.gather(b);
       const int64_t step = report.steps + 1;
       for (int64_t t = 0; t < T; ++t) ws.outputPtrs[t][0] = float(nan);  // tells whether trainStep wrote outputs
-      kernels.begin(batcher, n, step, e + 1, mix64(mix64(seed) ^ uint64_t(step)));
-      const StepResult sr = weighting->step(kernels, step);
+      RowRange rows{0, n};
+      if (parallel) {
+        parallel->begin(batcher.labels(), n);
+        rows = parallel->rows();
+      }
+      const uint64_t stepSeed = mix64(mix64(seed) ^ uint64_t(step));
+      kernels.begin(batcher, rows, step, e + 1, parallel ? parallel->dropoutSeed(stepSeed) : stepSeed);
+      const StepResult sr = parallel ? weighting->step(*parallel, step) : weighting->step(kernels, step);
       if (!std::isfinite(sr.total))
         throwError("the total loss became {} at step {} (epoch {}){}", std::isnan(sr.total) ? "NaN" : "infinite", step,
                    e + 1, kernels.locate());
@@ -573,8 +606,8 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       }
       progress.update(b + 1, epochSamples, totalSum / double(epochSamples));
       if (opt.checkpointEvery > 0 && step % opt.checkpointEvery == 0) checkpoint();
-      if (signals.caught()) {
-        report.interruptedBy = signals.caught();
+      if (signals && signals->caught()) {
+        report.interruptedBy = signals->caught();
         stop = true;
         break;
       }
@@ -584,6 +617,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
       }
     }
     progress.endEpoch();
+    if (parallel) parallel->checkInSync(params.data(), e + 1);
     if (batchesDone == batches) {  // only complete epochs feed the weighting (dwa)
       std::vector<double> means;
       for (int64_t t = 0; t < T; ++t) means.push_back(trainAcc[t].result()["loss"]);
@@ -629,6 +663,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
 
   out << fmt::format("trained {} step{} in {:.1f}s ({:.0f} samples/s)\n", report.steps, report.steps == 1 ? "" : "s",
                      report.seconds, report.samplesPerSec);
+  if (parallel) out << describeCollectives(*opt.comm, report.steps, report.seconds) << '\n';
   if (!report.train.empty() || !report.test.empty()) printSummary(out, spec, report);
   if (!opt.savePath.empty()) {
     checkpoint();

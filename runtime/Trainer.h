@@ -72,6 +72,8 @@
 
 namespace mtlc::rt {
 
+class Communicator;  // Distributed.h
+
 struct TrainOptions {
   int64_t epochs = -1;          // -1: spec.train.epochs
   int64_t steps = -1;           // stop after this many optimizer steps in all (-1: no limit)
@@ -81,6 +83,10 @@ struct TrainOptions {
   std::optional<uint64_t> seed; // overrides spec.train.seed
   std::map<std::string, std::string> dataOverrides;  // "train"/"test" -> path (sourceFromPath)
   bool quiet = false;           // no progress display
+  // Data-parallel training (Distributed.h): the job's ranks, or null for one process. Every rank
+  // calls train() with the same options except that only rank 0 has the files to write (log,
+  // save), progress and a real `out`; the trainer itself skips evaluation on the other ranks.
+  Communicator* comm = nullptr;
 };
 
 struct TaskResult {

@@ -8,6 +8,7 @@
 #include "Summary.h"
 #include "ir/Builder.h"
 #include "ir/Printer.h"
+#include "runtime/Distributed.h"
 #include "runtime/Error.h"
 #include "runtime/Trainer.h"
 #include "syntax/AST.h"
@@ -49,7 +50,8 @@ int emitText(const Options &o, const std::string &text) {
   return 0;
 }
 
-int run(const Options &o) {
+// `job`: the MPI job of a data-parallel `mtlc train` (null for one process).
+int run(const Options &o, rt::Communicator *job) {
   if (o.build) return runBuild(o);
   if (o.command == Command::Repl) return runRepl(o.file, o.color, o.optLevel > 0);
   if (o.emit == Emit::Ast) {
@@ -94,11 +96,21 @@ int run(const Options &o) {
   to.logPath = o.log;
   to.dataOverrides = o.data;
   to.quiet = o.quiet;
+  to.comm = job;
+  std::ostream silent(nullptr);  // the other ranks of a data-parallel job: rank 0 alone reports
+  const bool root = !job || job->rank() == 0;
+  if (!root) {
+    to.logPath.clear();
+    to.savePath.clear();
+    to.checkpointEvery = 0;  // rank 0 writes the checkpoints
+    to.quiet = true;
+  }
   int64_t parameters = 0;  // tensors' elements (the arena also holds alignment padding)
   for (const auto &p : compiled.spec.params) parameters += p.size;
-  fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
-             o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
-  rt::TrainReport report = rt::train(compiled.spec, to, std::cout);
+  if (root)
+    fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
+               o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
+  rt::TrainReport report = rt::train(compiled.spec, to, root ? std::cout : silent);
   return report.interruptedBy ? 128 + report.interruptedBy : 0;  // the shell's convention for a signal
 }
 
@@ -107,17 +119,40 @@ int run(const Options &o) {
 int main(int argc, char **argv) {
   Options o;
   if (auto code = parseOptions(argc, argv, o)) return *code;
+  std::unique_ptr<rt::Communicator> job;  // MPI_Finalize when it goes
+  // An error on one rank of a data-parallel job ends every rank (the others would wait forever).
+  auto fail = [&](const char *kind, const char *what, int status) {
+    if (job && job->size() > 1) {
+      fmt::print(stderr, "mtlc: {}: rank {} of {}: {}\n", kind, job->rank(), job->size(), what);
+      std::fflush(stderr);
+      job->abort(status);
+    }
+    fmt::print(stderr, "mtlc: {}: {}\n", kind, what);
+    return status;
+  };
   try {
-    return run(o);
+    if (o.command == Command::Train && o.emit == Emit::None) {
+      job = rt::joinJob(&argc, &argv);
+    } else if (int n = rt::launcherWorldSize(); n > 1) {
+      fmt::print(stderr, "mtlc: error: started by an MPI launcher with {} processes: only `mtlc train MODEL.mtl` "
+                         "runs data-parallel\n", n);
+      return kExitError;
+    }
+    const int status = run(o, job.get());
+    if (status != 0 && job && job->size() > 1) {
+      // Its diagnostics are printed; the other ranks may be waiting for it (MPI_Finalize would too).
+      fmt::print(stderr, "mtlc: error: rank {} of {} failed (exit status {}): ending the job\n", job->rank(),
+                 job->size(), status);
+      std::fflush(stderr);
+      job->abort(status);
+    }
+    return status;
   } catch (const rt::Error &e) {
-    fmt::print(stderr, "mtlc: error: {}\n", e.what());
-    return kExitError;
+    return fail("error", e.what(), kExitError);
   } catch (const ir::IRError &e) {
-    fmt::print(stderr, "mtlc: internal error: {}\n", e.what());
-    return kExitInternal;
+    return fail("internal error", e.what(), kExitInternal);
   } catch (const std::exception &e) {
-    fmt::print(stderr, "mtlc: internal error: {}\n", e.what());
-    return kExitInternal;
+    return fail("internal error", e.what(), kExitInternal);
   }
 }
 
