@@ -27,6 +27,25 @@ double msBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// The options a module is compiled with, the target resolved against the JIT's machine.
+codegen::CodegenOptions resolvedOptions(const CompileOptions &options, const llvm::TargetMachine &tm) {
+  codegen::CodegenOptions o = options.codegen;
+  o.fuse = options.fuse;
+  o.target = options.target.empty() ? codegen::targetInfo(tm) : codegen::namedTarget(options.target);
+  return o;
+}
+
+// Where the compile's time went, and the arena size, once the entry points are looked up.
+void finish(CompiledModule &out, const ir::Module &m, Clock::time_point start, Clock::time_point emitted,
+            Clock::time_point optimized) {
+  auto done = Clock::now();
+  out.actsFloats = codegen::actsFloats(m, out.options);
+  out.emitMs = msBetween(start, emitted);
+  out.optimizeMs = msBetween(emitted, optimized);
+  out.machineCodeMs = msBetween(optimized, done);
+  out.compileMs = msBetween(start, Clock::now());
+}
+
 }  // namespace
 
 CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
@@ -37,10 +56,7 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   CompiledModule out;
   out.jit = std::make_shared<JIT>();
   std::unique_ptr<llvm::TargetMachine> tm = out.jit->createTargetMachine();
-  out.options = options.codegen;
-  out.options.fuse = options.fuse;
-  out.options.target =
-      options.target.empty() ? codegen::targetInfo(*tm) : codegen::namedTarget(options.target);
+  out.options = resolvedOptions(options, *tm);
 
   auto ctx = std::make_unique<llvm::LLVMContext>();
   std::unique_ptr<llvm::Module> module =
@@ -55,12 +71,7 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   // Looking the entry points up is what makes ORC generate the machine code.
   for (const auto &f : m.functions)
     out.entries[f->name] = out.jit->lookup<mtlc_entry_fn>(codegen::entrySymbol(m, *f));
-  auto done = Clock::now();
-  out.actsFloats = codegen::actsFloats(m, out.options);
-  out.emitMs = msBetween(start, emitted);
-  out.optimizeMs = msBetween(emitted, optimized);
-  out.machineCodeMs = msBetween(optimized, done);
-  out.compileMs = msBetween(start, Clock::now());
+  finish(out, m, start, emitted, optimized);
   if (timePasses) {
     llvm::reportAndResetTimings(&llvm::errs());
     llvm::TimePassesIsEnabled = false;
@@ -76,10 +87,7 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   CompiledModule out;
   out.jit = jit_;
   std::unique_ptr<llvm::TargetMachine> tm = jit_->createTargetMachine();
-  out.options = options.codegen;
-  out.options.fuse = options.fuse;
-  out.options.target =
-      options.target.empty() ? codegen::targetInfo(*tm) : codegen::namedTarget(options.target);
+  out.options = resolvedOptions(options, *tm);
 
   const int generation = ++generation_;
   llvm::orc::ThreadSafeContext tsc(std::make_unique<llvm::LLVMContext>());
@@ -113,12 +121,7 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   out.entriesLoaded = std::shared_ptr<void>(nullptr, [entries](void *) { llvm::cantFail(entries->remove()); });
   for (size_t i = 0; i < m.functions.size(); ++i)
     out.entries[m.functions[i]->name] = jit_->lookup<mtlc_entry_fn>(names[i]);
-  auto done = Clock::now();
-  out.actsFloats = codegen::actsFloats(m, out.options);
-  out.emitMs = msBetween(start, emitted);
-  out.optimizeMs = msBetween(emitted, optimized);
-  out.machineCodeMs = msBetween(optimized, done);
-  out.compileMs = msBetween(start, Clock::now());
+  finish(out, m, start, emitted, optimized);
   return out;
 }
 
