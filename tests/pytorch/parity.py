@@ -56,10 +56,10 @@ OPTIMIZERS = {
 }
 
 
-def make_data(path):
+def make_data(path, count=ROWS):
     rng = random.Random(1234)
     rows = []
-    for _ in range(ROWS):
+    for _ in range(count):
         f = [rng.uniform(-2, 2) for _ in range(8)]
         s = f[0] + 0.5 * f[1] - f[2]
         cls = 0 if s < -0.7 else (1 if s < 0.7 else 2)
