@@ -21,6 +21,16 @@ const char* metricName(Metric m) {
   return "?";
 }
 
+bool lowerIsBetter(const std::string& metric) {
+  return metric == "loss" || metric == "mse" || metric == "mae";
+}
+
+double relativeImprovement(const std::string& metric, double multi, double single) {
+  if (std::isnan(multi) || std::isnan(single) || single == 0) return kNaN;
+  const double change = (multi - single) / single;
+  return lowerIsBetter(metric) ? -change : change;
+}
+
 double rocAuc(const std::vector<float>& scores, const std::vector<uint8_t>& positive) {
   const size_t n = scores.size();
   std::vector<size_t> idx(n);

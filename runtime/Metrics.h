@@ -28,6 +28,15 @@ namespace mtlc::rt {
 
 const char* metricName(Metric m);  // "accuracy", "auc", "mse", "mae"
 
+// Whether a smaller value of this metric ("loss", "mse", "mae") is the better one.
+bool lowerIsBetter(const std::string& metric);
+
+// One term of Δm (Maninis et al. 2019; LibMTL's count_improvement): the relative change of the
+// multi-task value against the single-task baseline, signed so that positive is an improvement,
+//   (−1)^l · (multi − single) / single,   l = 1 when lowerIsBetter(metric).
+// NaN when the baseline is 0 or either value is NaN (the change is undefined).
+double relativeImprovement(const std::string& metric, double multi, double single);
+
 // The label values present (not NaN) among `count` floats.
 int64_t countPresent(const float* labels, int64_t count);
 

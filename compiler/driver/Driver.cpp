@@ -4,7 +4,9 @@
 #include "Options.h"
 #include "NonFiniteLocator.h"
 #include "Pipeline.h"
+#include "Plot.h"
 #include "Repl.h"
+#include "SingleTask.h"
 #include "Summary.h"
 #include "ir/Builder.h"
 #include "ir/Printer.h"
@@ -54,6 +56,7 @@ int emitText(const Options &o, const std::string &text) {
 int run(const Options &o, rt::Communicator *job) {
   if (o.build) return runBuild(o);
   if (o.command == Command::Repl) return runRepl(o.file, o.color, o.optLevel > 0);
+  if (o.command == Command::Plot) return plotLog(o.file, o.output, std::cout);
   if (o.emit == Emit::Ast) {
     // Only parsing is needed to show the syntax tree.
     std::ifstream in(o.file, std::ios::binary);
@@ -110,8 +113,12 @@ int run(const Options &o, rt::Communicator *job) {
   if (root)
     fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
                o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
+  if (o.singleTask) checkSingleTaskPossible(compiled.spec, to);
   rt::TrainReport report = rt::train(compiled.spec, to, root ? std::cout : silent);
-  return report.interruptedBy ? 128 + report.interruptedBy : 0;  // the shell's convention for a signal
+  if (report.interruptedBy) return 128 + report.interruptedBy;  // the shell's convention for a signal
+  // Every rank trains the baselines too (the same data-parallel steps); rank 0 reports.
+  if (o.singleTask) reportSingleTask(o, checked, compiled.spec, report, to, root ? std::cout : silent);
+  return 0;
 }
 
 }  // namespace

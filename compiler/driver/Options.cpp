@@ -12,7 +12,8 @@ const char *kDescription =
     "mtlc: a compiler for multi-task neural networks.\n"
     "  mtlc [options] MODEL.mtl         parse, check, lower, JIT-compile; print a summary\n"
     "  mtlc train [options] MODEL.mtl   compile, then train on the program's data\n"
-    "  mtlc repl [MODEL.mtl]            define, inspect, train and query a model interactively\n";
+    "  mtlc repl [MODEL.mtl]            define, inspect, train and query a model interactively\n"
+    "  mtlc plot LOG.jsonl -o FILE.png  draw a --log's curves (losses, metrics, weights per task)\n";
 
 const char *kFooter =
     "Exit status: 0 success, 1 error in the program or its data, 2 bad command line,\n"
@@ -72,6 +73,15 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
         return key == "train" || key == "test" ? "" : "unknown source '" + key + "' (train or test)";
       });
   train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
+  train->add_flag("--single-task", o.singleTask,
+                  "Then train each task alone with the same settings and report delta_m, the mean "
+                  "relative change of the test metrics against those single-task baselines");
+
+  CLI::App *plot = app.add_subcommand(
+      "plot", "Draw a training log (--log) as a PNG through gnuplot: per task, its training and "
+              "test loss, its test metrics and its weight, one panel each");
+  plot->add_option("LOG", o.file, "The JSON-lines log of `mtlc train --log`")->required();
+  plot->add_option("-o,--output", o.output, "The PNG file to write")->required();
 
   CLI::App *repl = app.add_subcommand(
       "repl", "An interactive session: type declarations and :commands (:help lists them); with "
@@ -108,6 +118,8 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   o.build = build->parsed();
   if (train->parsed()) {
     o.command = Command::Train;
+  } else if (plot->parsed()) {
+    o.command = Command::Plot;
   } else if (repl->parsed()) {
     o.command = Command::Repl;
   } else if (o.file.empty()) {

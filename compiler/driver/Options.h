@@ -9,7 +9,7 @@
 namespace mtlc::driver {
 
 enum class Emit { None, Ast, Ir, Llvm };
-enum class Command { Compile, Train, Repl };
+enum class Command { Compile, Train, Repl, Plot };
 
 struct Options {
   Command command = Command::Compile;
@@ -26,6 +26,8 @@ struct Options {
   int64_t checkpointEvery = 0;     // --checkpoint-every N: write --save every N steps
   std::map<std::string, std::string> data;  // --data train=PATH
   bool quiet = false;
+  bool singleTask = false;          // --single-task: also train each task alone, report Δm
+  // plot (`mtlc plot LOG.jsonl -o PNG`): the log is `file`, the picture `output`
   // build (`mtlc build MODEL -o DIR`, Build.h): the command when set
   bool build = false;
   std::string weights, mcpu, target;  // --weights FILE, --mcpu CPU (default aot::kDefaultCpu), --target

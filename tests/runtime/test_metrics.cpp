@@ -78,3 +78,16 @@ TEST_CASE("cross_entropy accuracy by argmax; regression mse/mae; reset", "[metri
   CHECK(lossOnly.result().at("loss") == Approx(0.75));
   CHECK(std::isnan(lossOnly.result().at("accuracy")));
 }
+
+TEST_CASE("Δm terms: signed relative change against the single-task baseline", "[metrics][single-task]") {
+  // accuracy 0.9 against 0.8: +12.5%; mse 0.09 against 0.1: 10% lower = +10%; loss up 20% = −20%.
+  CHECK(relativeImprovement("accuracy", 0.9, 0.8) == Approx(0.125));
+  CHECK(relativeImprovement("auc", 0.7, 0.8) == Approx(-0.125));
+  CHECK(relativeImprovement("mse", 0.09, 0.1) == Approx(0.1));
+  CHECK(relativeImprovement("mae", 0.2, 0.25) == Approx(0.2));
+  CHECK(relativeImprovement("loss", 1.2, 1.0) == Approx(-0.2));
+  CHECK(lowerIsBetter("mse"));
+  CHECK_FALSE(lowerIsBetter("accuracy"));
+  CHECK(std::isnan(relativeImprovement("accuracy", 0.5, 0.0)));
+  CHECK(std::isnan(relativeImprovement("auc", std::nan(""), 0.8)));
+}

@@ -1,0 +1,170 @@
+#include "SingleTask.h"
+
+#include "runtime/Checkpoint.h"
+#include "runtime/Error.h"
+#include "runtime/Init.h"
+#include "runtime/Metrics.h"
+#include "sema/Sema.h"
+#include "syntax/AST.h"
+#include "syntax/Parser.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+#include <unistd.h>
+
+namespace mtlc::driver {
+
+namespace {
+
+// The program with only task `keep`: the other task declarations and their data bindings go,
+// and so does the `weighting` setting (the strategies that balance tasks need two or more).
+ast::Program onlyTask(const ast::Program &program, size_t keep) {
+  ast::Program p = program;
+  std::vector<std::string> dropped;
+  for (size_t t = 0; t < program.tasks.size(); ++t)
+    if (t != keep) dropped.push_back(program.tasks[t].name);
+  p.tasks = {program.tasks[keep]};
+  p.order.clear();
+  for (ast::Program::ItemRef r : program.order) {
+    if (r.kind == ast::Program::ItemKind::Task) {
+      if (r.index != keep) continue;
+      r.index = 0;
+    }
+    p.order.push_back(r);
+  }
+  for (ast::DataBlock &d : p.datas)
+    std::erase_if(d.bindings, [&](const ast::Binding &b) {
+      return std::find(dropped.begin(), dropped.end(), b.target) != dropped.end();
+    });
+  for (ast::TrainBlock &t : p.trains)
+    std::erase_if(t.settings, [](const ast::Setting &s) { return s.name == "weighting"; });
+  return p;
+}
+
+// The multi-task run's initial parameters as a file --init can read: the user's --init file, or
+// the seed's initialisation written to a temporary file (removed when this goes away).
+class InitialParams {
+ public:
+  InitialParams(const rt::ModelSpec &spec, const rt::TrainOptions &options) {
+    if (!options.initPath.empty()) {
+      path_ = options.initPath;
+      return;
+    }
+    path_ = (std::filesystem::temp_directory_path() / fmt::format("mtlc-single-task-{}.safetensors", getpid()))
+                .string();
+    std::vector<float> params(static_cast<size_t>(spec.paramCount), 0.0f);
+    rt::initParams(spec, options.seed.value_or(spec.train.seed), params.data());
+    rt::saveCheckpoint(path_, spec, params.data());
+    owned_ = true;
+  }
+  ~InitialParams() {
+    if (owned_) std::filesystem::remove(path_);
+  }
+  InitialParams(const InitialParams &) = delete;
+  InitialParams &operator=(const InitialParams &) = delete;
+  const std::string &path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool owned_ = false;
+};
+
+// Task `t` of the program trained alone: its test results.
+std::vector<rt::TaskResult> trainAlone(const Options &o, const CheckedProgram &checked, const ast::Program &program,
+                                       size_t t, const rt::TrainOptions &options, const std::string &initPath,
+                                       std::ostream &out) {
+  const std::string &name = program.tasks[t].name;
+  Diagnostics diags(checked.displayName, checked.text);
+  std::optional<sema::Model> model = sema::analyze(onlyTask(program, t), checked.path, diags);
+  if (!model)
+    rt::throwError("--single-task: task `{}` cannot be trained alone:\n{}", name, diags.str(false));
+  model->tasks.front().weight = 1.0;
+  CheckedProgram alone;
+  alone.path = checked.path;
+  alone.displayName = checked.displayName;
+  alone.text = checked.text;
+  alone.model = std::move(model);
+  CompiledProgram compiled = compileProgram(alone, o.optLevel > 0, false);
+
+  rt::TrainOptions single = options;
+  single.initPath = initPath;
+  single.logPath.clear();
+  single.savePath.clear();
+  single.quiet = true;
+  std::ostringstream trainerOutput;  // the usual report, not repeated for every baseline
+  rt::TrainReport r = rt::train(compiled.spec, single, trainerOutput);
+  int64_t parameters = 0;
+  for (const rt::ParamSpec &p : compiled.spec.params) parameters += p.size;
+  out << fmt::format("  {}: {} parameters, {} steps in {:.1f}s\n", name, parameters, r.steps, r.seconds)
+      << std::flush;
+  return r.test;
+}
+
+}  // namespace
+
+void checkSingleTaskPossible(const rt::ModelSpec &spec, const rt::TrainOptions &options) {
+  if (!spec.data.test.present() && !options.dataOverrides.count("test"))
+    rt::throwError("--single-task compares test metrics, but model `{}` has no `test` source in its data block "
+                   "(add one, or pass --data test=PATH)",
+                   spec.name);
+}
+
+double reportSingleTask(const Options &o, const CheckedProgram &checked, const rt::ModelSpec &spec,
+                        const rt::TrainReport &multi, const rt::TrainOptions &options, std::ostream &out) {
+  Diagnostics diags(checked.displayName, checked.text);
+  std::optional<ast::Program> program = parseProgram(checked.displayName, checked.text, diags);
+  if (!program) rt::throwError("internal: {} no longer parses", checked.displayName);
+  const InitialParams init(spec, options);
+
+  out << "\nsingle-task baselines (each task alone: same blocks, head, loss, data and settings; weight 1, "
+         "fixed weighting; the multi-task run's initial parameters):\n";
+  std::vector<std::vector<rt::TaskResult>> single;
+  for (size_t t = 0; t < spec.tasks.size(); ++t)
+    single.push_back(trainAlone(o, checked, *program, t, options, init.path(), out));
+
+  size_t taskWidth = 4;
+  for (const rt::TaskSpec &t : spec.tasks) taskWidth = std::max(taskWidth, t.name.size());
+  out << fmt::format("\n{:<{}}  {:<8}  {:>12}  {:>12}  {:>10}\n", "task", taskWidth, "metric", "multi-task",
+                     "single-task", "change");
+  double sum = 0;
+  int64_t tasksCounted = 0;
+  std::vector<std::string> undefined;
+  for (size_t t = 0; t < spec.tasks.size(); ++t) {
+    const rt::TaskSpec &task = spec.tasks[t];
+    std::vector<std::string> metrics;
+    for (rt::Metric m : task.metrics) metrics.push_back(rt::metricName(m));
+    if (metrics.empty()) metrics.push_back("loss");
+    double taskSum = 0;
+    int64_t counted = 0;
+    for (const std::string &m : metrics) {
+      const double a = multi.test.at(t).metrics.at(m), b = single.at(t).front().metrics.at(m);
+      const double change = rt::relativeImprovement(m, a, b);
+      std::string shown = std::isnan(change) ? "undefined" : fmt::format("{:+.4f}%", 100 * change);
+      out << fmt::format("{:<{}}  {:<8}  {:>12.6g}  {:>12.6g}  {:>10}\n", task.name, taskWidth, m, a, b, shown);
+      if (std::isnan(change)) {
+        undefined.push_back(task.name + " " + m);
+        continue;
+      }
+      taskSum += change;
+      ++counted;
+    }
+    if (counted > 0) sum += taskSum / double(counted), ++tasksCounted;
+  }
+  if (!undefined.empty())
+    out << fmt::format("left out (a baseline of 0 or no value): {}\n", fmt::join(undefined, ", "));
+  const double deltaM = tasksCounted > 0 ? sum / double(tasksCounted) : std::nan("");
+  if (std::isnan(deltaM))
+    out << "Δm undefined (no metric could be compared)\n";
+  else
+    out << fmt::format("Δm {:+.4f}% (mean over {} task{} of each task's mean relative change; positive: the "
+                       "multi-task model is better; loss, mse and mae count lower as better)\n",
+                       100 * deltaM, tasksCounted, tasksCounted == 1 ? "" : "s");
+  out << std::flush;
+  return deltaM;
+}
+
+}  // namespace mtlc::driver
