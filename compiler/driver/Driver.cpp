@@ -113,7 +113,7 @@ int run(const Options &o, rt::Communicator *job) {
   if (root)
     fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
                o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
-  if (o.singleTask) checkSingleTaskPossible(compiled.spec, to);
+  if (o.singleTask) checkSingleTaskPossible(checked, compiled.spec, to);
   rt::TrainReport report = rt::train(compiled.spec, to, root ? std::cout : silent);
   if (report.interruptedBy) return 128 + report.interruptedBy;  // the shell's convention for a signal
   // Every rank trains the baselines too (the same data-parallel steps); rank 0 reports.

@@ -73,16 +73,32 @@ class InitialParams {
   bool owned_ = false;
 };
 
+// The program parsed again (the checked program keeps only its typed model).
+ast::Program parseAgain(const CheckedProgram &checked) {
+  Diagnostics diags(checked.displayName, checked.text);
+  std::optional<ast::Program> program = parseProgram(checked.displayName, checked.text, diags);
+  if (!program) rt::throwError("internal: {} no longer parses", checked.displayName);
+  return std::move(*program);
+}
+
+// Task `t` alone, checked; an Error with sema's located diagnostics when it is not a valid model
+// (a cross_stitch block needs two columns).
+sema::Model checkAlone(const CheckedProgram &checked, const ast::Program &program, size_t t) {
+  Diagnostics diags(checked.displayName, checked.text);
+  std::optional<sema::Model> model = sema::analyze(onlyTask(program, t), checked.path, diags);
+  if (!model)
+    rt::throwError("--single-task: task `{}` cannot be trained alone:\n{}", program.tasks[t].name,
+                   diags.str(false));
+  model->tasks.front().weight = 1.0;
+  return std::move(*model);
+}
+
 // Task `t` of the program trained alone: its test results.
 std::vector<rt::TaskResult> trainAlone(const Options &o, const CheckedProgram &checked, const ast::Program &program,
                                        size_t t, const rt::TrainOptions &options, const std::string &initPath,
                                        std::ostream &out) {
   const std::string &name = program.tasks[t].name;
-  Diagnostics diags(checked.displayName, checked.text);
-  std::optional<sema::Model> model = sema::analyze(onlyTask(program, t), checked.path, diags);
-  if (!model)
-    rt::throwError("--single-task: task `{}` cannot be trained alone:\n{}", name, diags.str(false));
-  model->tasks.front().weight = 1.0;
+  sema::Model model = checkAlone(checked, program, t);
   CheckedProgram alone;
   alone.path = checked.path;
   alone.displayName = checked.displayName;
@@ -106,25 +122,26 @@ std::vector<rt::TaskResult> trainAlone(const Options &o, const CheckedProgram &c
 
 }  // namespace
 
-void checkSingleTaskPossible(const rt::ModelSpec &spec, const rt::TrainOptions &options) {
+void checkSingleTaskPossible(const CheckedProgram &checked, const rt::ModelSpec &spec,
+                             const rt::TrainOptions &options) {
   if (!spec.data.test.present() && !options.dataOverrides.count("test"))
     rt::throwError("--single-task compares test metrics, but model `{}` has no `test` source in its data block "
                    "(add one, or pass --data test=PATH)",
                    spec.name);
+  const ast::Program program = parseAgain(checked);
+  for (size_t t = 0; t < program.tasks.size(); ++t) checkAlone(checked, program, t);
 }
 
 double reportSingleTask(const Options &o, const CheckedProgram &checked, const rt::ModelSpec &spec,
                         const rt::TrainReport &multi, const rt::TrainOptions &options, std::ostream &out) {
-  Diagnostics diags(checked.displayName, checked.text);
-  std::optional<ast::Program> program = parseProgram(checked.displayName, checked.text, diags);
-  if (!program) rt::throwError("internal: {} no longer parses", checked.displayName);
+  const ast::Program program = parseAgain(checked);
   const InitialParams init(spec, options);
 
   out << "\nsingle-task baselines (each task alone: same blocks, head, loss, data and settings; weight 1, "
          "fixed weighting; the multi-task run's initial parameters):\n";
   std::vector<std::vector<rt::TaskResult>> single;
   for (size_t t = 0; t < spec.tasks.size(); ++t)
-    single.push_back(trainAlone(o, checked, *program, t, options, init.path(), out));
+    single.push_back(trainAlone(o, checked, program, t, options, init.path(), out));
 
   size_t taskWidth = 4;
   for (const rt::TaskSpec &t : spec.tasks) taskWidth = std::max(taskWidth, t.name.size());

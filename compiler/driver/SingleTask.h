@@ -22,8 +22,11 @@
 
 namespace mtlc::driver {
 
-// Throws rt::Error when the comparison cannot be made (no test data), before any training.
-void checkSingleTaskPossible(const rt::ModelSpec &spec, const rt::TrainOptions &options);
+// Throws rt::Error when the comparison cannot be made, before any training: no test data, or a
+// task that is not a valid model alone (sema's located diagnostics; a cross_stitch block needs
+// two columns).
+void checkSingleTaskPossible(const CheckedProgram &checked, const rt::ModelSpec &spec,
+                             const rt::TrainOptions &options);
 
 // Trains each task of `checked` alone and prints the baselines, the per-metric changes and Δm.
 // `multi` is the multi-task run's report. Returns Δm (a fraction, not a percentage).

@@ -27,13 +27,14 @@ inline std::filesystem::path testDir(const std::string &name) {
   return dir;
 }
 
-// `args` is appended to the binary's path as shell words (quote them yourself).
-inline RunResult runMtlc(const std::string &args, const std::string &cwd = ".") {
+// `args` is appended to the binary's path as shell words (quote them yourself); `env` goes before
+// it (`PATH=/nowhere`).
+inline RunResult runMtlc(const std::string &args, const std::string &cwd = ".", const std::string &env = "") {
   static int counter = 0;
   auto dir = testDir("runs");
   auto out = dir / ("out" + std::to_string(counter) + ".txt");
   auto err = dir / ("err" + std::to_string(counter++) + ".txt");
-  std::string cmd = "cd '" + cwd + "' && '" MTLC_BINARY "' " + args + " >'" + out.string() +
+  std::string cmd = "cd '" + cwd + "' && " + env + " '" MTLC_BINARY "' " + args + " >'" + out.string() +
                     "' 2>'" + err.string() + "' </dev/null";
   int status = std::system(cmd.c_str());
   RunResult r;

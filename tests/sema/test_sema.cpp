@@ -356,8 +356,8 @@ TEST_CASE("known name lists") {
 
 // ---- Multi-task architectures (docs/mtl-architectures.md) ---------------------------------------
 
-TEST_CASE("mmoe.mtl: the mixture, its readers, gate sources and the synthetic source") {
-  Model m = example("mmoe.mtl");
+TEST_CASE("mmoe_synthetic.mtl: the mixture, its readers, gate sources and the synthetic source") {
+  Model m = example("mmoe_synthetic.mtl");
   REQUIRE(m.shared.size() == 1);
   const auto &experts = m.shared[0];
   CHECK(experts.sourceKind == SourceKind::Input);
