@@ -40,7 +40,8 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtlc_rng  # noqa: E402
-import parity  # noqa: E402  (the model and data of the optimizer cross-check)
+import parity  # noqa: E402  (the model, data and relative difference of the optimizer cross-check)
+from parity import rel  # noqa: E402
 import safetensors_io  # noqa: E402
 
 ROWS, BATCH, EPOCHS, LR, SEED = 200, 25, 5, 0.01, 7   # 8 steps an epoch, 40 steps
@@ -253,10 +254,6 @@ def torch_run(strategy, rows, init, orders=pcgrad_orders, counts=None):
 
 
 # ---- comparison ---------------------------------------------------------------------------------
-
-def rel(a, b):
-    return abs(a - b) / max(abs(b), 1e-6)
-
 
 def max_loss_diff(a, b):
     return max(rel(x, y) for (_, la, _), (_, lb, _) in zip(a, b) for x, y in zip(la, lb))
