@@ -6,7 +6,9 @@
 // the `weighting` line removed (so `fixed`) and t's weight set to 1: the same inputs, shared
 // blocks (an expert block gets a gate for t only), head, loss, optimizer, batch, epochs, seed and
 // data. Its parameters start from the multi-task model's initial values (the --init file, or the
-// seed's initialisation), loaded by name, so trunk and head start where the multi-task run started.
+// seed's initialisation), loaded by name and shape, so trunk and head start where the multi-task
+// run started; a tensor whose shape depends on the number of tasks (PLE's shared gates) cannot and
+// starts from the seed.
 //
 // Δm = (1/T) Σ_t (1/|M_t|) Σ_{m ∈ M_t} (−1)^{l_m} (M^multi_{t,m} − M^single_{t,m}) / M^single_{t,m},
 // on the test split, M_t the task's `metric` list (its test loss when it declares none), l_m = 1
