@@ -181,7 +181,8 @@ void emptyPanel(Script &s, const std::string &message) {
 std::string buildScript(const Curves &c, const std::string &logPath, const std::string &pngPath, int width,
                         int height) {
   Script s;
-  s.text += fmt::format("set terminal pngcairo size {},{} font 'DejaVu Sans,10' linewidth 1.2\n", width, height);
+  // noenhanced: names are shown as written (enhanced text would make `_f` a subscript).
+  s.text += fmt::format("set terminal pngcairo noenhanced size {},{} font 'DejaVu Sans,10' linewidth 1.2\n", width, height);
   s.text += fmt::format("set output {}\n", quoted(pngPath));
   // Keys under each panel, so they never hide a curve; a little room above and below the data.
   s.text += "set grid lc rgb '#dddddd'\nset key below horizontal font ',9' spacing 1\nset tics nomirror\n" + kOffsets;
