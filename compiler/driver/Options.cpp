@@ -74,7 +74,7 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
       });
   train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
   train->add_flag("--single-task", o.singleTask,
-                  "Then train each task alone with the same settings and report delta_m, the mean "
+                  "Then train each task alone with the same settings and report Δm, the mean "
                   "relative change of the test metrics against those single-task baselines");
 
   CLI::App *plot = app.add_subcommand(
