@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <sstream>
 #include <unistd.h>
@@ -108,11 +109,16 @@ std::vector<rt::TaskResult> trainAlone(const Options &o, const CheckedProgram &c
 
   rt::TrainOptions single = options;
   single.initPath = initPath;
-  single.logPath.clear();
+  single.logPath.clear();  // the files named on the command line belong to the multi-task run
   single.savePath.clear();
+  single.resumePath.clear();
+  single.checkpointEvery = 0;
   single.quiet = true;
   std::ostringstream trainerOutput;  // the usual report, not repeated for every baseline
   rt::TrainReport r = rt::train(compiled.spec, single, trainerOutput);
+  if (r.interruptedBy)
+    rt::throwError("--single-task: interrupted by {} while training task `{}` alone (no Δm)",
+                   r.interruptedBy == SIGINT ? "SIGINT" : "SIGTERM", name);
   int64_t parameters = 0;
   for (const rt::ParamSpec &p : compiled.spec.params) parameters += p.size;
   out << fmt::format("  {}: {} parameters, {} steps in {:.1f}s\n", name, parameters, r.steps, r.seconds)

@@ -79,9 +79,15 @@ std::pair<uint32_t, uint32_t> pngSize(const std::string &bytes) {
 }  // namespace
 
 TEST_CASE("--single-task trains each task alone and reports a Δm consistent with its table") {
-  auto r = runMtlc("train --epochs 3 --quiet --single-task '" + example("tabular.mtl") + "'");
+  const std::string saved = (testDir("single_task") / "multi.safetensors").string();
+  fs::remove(saved);
+  auto r = runMtlc("train --epochs 3 --quiet --single-task --save '" + saved + "' '" + example("tabular.mtl") + "'");
   INFO(r.out << r.err);
   REQUIRE(r.exitCode == 0);
+  // --save is the multi-task model's (the baselines write nothing): all three heads are in it.
+  const std::string checkpoint = slurp(saved);
+  for (const char *head : {"cls.0.weight", "flag.2.weight", "target.2.weight"})
+    CHECK(checkpoint.find(head) != std::string::npos);
   // One baseline per task, each as long as the multi-task run (3 epochs of 2000 rows in batches of 32).
   for (const char *task : {"cls", "flag", "target"})
     CHECK(r.out.find(std::string("  ") + task + ": ") != std::string::npos);
