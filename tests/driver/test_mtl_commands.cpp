@@ -157,29 +157,20 @@ TEST_CASE("mtlc plot draws a log as a PNG; missing, corrupt or empty logs and a 
   CHECK(bytes.size() > 30000);  // nine panels of curves, not a blank canvas
   CHECK(bytes.substr(bytes.size() - 8, 4) == "IEND");
 
-  auto missing = runMtlc("plot '" + (dir / "nope.jsonl").string() + "' -o '" + png + "'");
-  CHECK(missing.exitCode == 1);
-  CHECK(missing.err.find("nope.jsonl: cannot read the log") != std::string::npos);
-
+  // `mtlc plot LOG -o PNG` must fail with exit 1 and this message.
+  auto fails = [&](const std::string &logPath, const std::string &message, const std::string &env = "") {
+    auto f = runMtlc("plot '" + logPath + "' -o '" + png + "'", ".", env);
+    INFO(logPath << ": " << f.err);
+    CHECK(f.exitCode == 1);
+    CHECK(f.err.find(message) != std::string::npos);
+  };
+  fails((dir / "nope.jsonl").string(), "nope.jsonl: cannot read the log");
   const std::string logText = slurp(log);
-  auto corrupt = writeFile("corrupt.jsonl", logText.substr(0, logText.find('\n') + 1) + "{\"step\": 2, oops\n");
-  auto c = runMtlc("plot '" + corrupt + "' -o '" + png + "'");
-  CHECK(c.exitCode == 1);
-  CHECK(c.err.find("corrupt.jsonl:2: not a JSON object") != std::string::npos);
-
-  auto foreign = writeFile("foreign.jsonl", "{\"hello\": 1}\n");
-  auto f = runMtlc("plot '" + foreign + "' -o '" + png + "'");
-  CHECK(f.exitCode == 1);
-  CHECK(f.err.find("foreign.jsonl:1: neither a step record nor a test record") != std::string::npos);
-
-  auto empty = writeFile("empty.jsonl", "");
-  auto e = runMtlc("plot '" + empty + "' -o '" + png + "'");
-  CHECK(e.exitCode == 1);
-  CHECK(e.err.find("empty.jsonl: no step records") != std::string::npos);
-
-  auto noGnuplot = runMtlc("plot '" + log + "' -o '" + png + "'", ".", "PATH=/nonexistent");
-  CHECK(noGnuplot.exitCode == 1);
-  CHECK(noGnuplot.err.find("gnuplot, which is not on PATH (Debian: apt-get install gnuplot-nox)") != std::string::npos);
+  fails(writeFile("corrupt.jsonl", logText.substr(0, logText.find('\n') + 1) + "{\"step\": 2, oops\n"),
+        "corrupt.jsonl:2: not a JSON object");
+  fails(writeFile("foreign.jsonl", "{\"hello\": 1}\n"), "foreign.jsonl:1: neither a step record nor a test record");
+  fails(writeFile("empty.jsonl", ""), "empty.jsonl: no step records");
+  fails(log, "gnuplot, which is not on PATH (Debian: apt-get install gnuplot-nox)", "PATH=/nonexistent");
 
   auto badOut = runMtlc("plot '" + log + "' -o /nonexistent/dir/x.png");
   CHECK(badOut.exitCode == 1);
