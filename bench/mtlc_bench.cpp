@@ -16,8 +16,9 @@
 //     One MatMul [N,N]·[N,N] of two parameters, written to a third parameter's gradient slot,
 //     compiled with jit::compile and timed: GFLOP/s = 2·N³ / time (median of --reps blocks).
 //
-// Threads: the runtime has no thread setting yet; --threads is accepted and the JSON says
-// "threads_supported": false, "threads": 1.
+// Denormals are flushed to zero as rt::train does (runtime/FloatMode.h); --keep-denormals does not.
+// Threads: --threads N (default 1) runs the kernels on an rt::ThreadPool of N threads, as
+// `mtlc train --threads N` does (0: every CPU), the optimizer step included.
 #include "driver/Pipeline.h"
 #include "ir/Builder.h"
 #include "ir/Verifier.h"
@@ -26,7 +27,9 @@
 #include "runtime/Batcher.h"
 #include "runtime/Init.h"
 #include "runtime/Optimizer.h"
+#include "runtime/FloatMode.h"
 #include "runtime/Rng.h"
+#include "runtime/ThreadPool.h"
 #include "runtime/Trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -34,7 +37,6 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
-#include <xmmintrin.h>
 
 #include <algorithm>
 #include <chrono>
@@ -50,8 +52,6 @@ using namespace mtlc;
 using ojson = nlohmann::ordered_json;
 
 namespace {
-
-constexpr bool kThreadsSupported = false;  // the runtime has no thread pool yet (issue #3)
 
 using Clock = std::chrono::steady_clock;
 double msSince(Clock::time_point t0) {
@@ -85,7 +85,7 @@ struct Options {
   int64_t matmul = 0;
   std::string trans = "nn";
   uint64_t seed = 42;
-  bool json = false, profileOps = false, ftz = false;
+  bool json = false, profileOps = false, keepDenormals = false;
 };
 
 // ---- model benchmark ---------------------------------------------------------------------------
@@ -225,12 +225,11 @@ ojson profileOps(const ir::Module &src, int64_t batch, int64_t reps, double step
 int benchModel(const Options &o) {
   ojson j;
   j["model"] = o.model;
-  if (o.threads != 1 && !kThreadsSupported)
-    std::cerr << "mtlc_bench: the runtime has no thread setting yet; running with 1 thread\n";
+  rt::ThreadPool pool(int(o.threads));
   j["threads_requested"] = o.threads;
-  j["threads"] = kThreadsSupported ? o.threads : 1;
-  j["threads_supported"] = kThreadsSupported;
-  j["ftz"] = o.ftz;
+  j["threads"] = pool.threads();
+  j["threads_supported"] = true;
+  j["ftz"] = !o.keepDenormals;
 
   // ---- compile: the first one is cold (what `mtlc train` pays), then warm repeats
   std::vector<double> compileMs;
@@ -306,10 +305,11 @@ int benchModel(const Options &o) {
     args.outputs = outputPtrs.data();
     args.n = n;
     args.seed = rt::mix64(rt::mix64(o.seed) ^ uint64_t(step));
+    pool.attach(args);
     spec.trainStep(&args);
     for (int64_t t = 0; t <= T; ++t)
       if (!std::isfinite(losses[t])) throw std::runtime_error(fmt::format("loss became {} at step {}", losses[t], step));
-    optimizer.step(params.data(), grads.data());
+    optimizer.step(params.data(), grads.data(), &pool);
   };
 
   for (int64_t i = 0; i < o.warmup; ++i) trainStep();
@@ -445,19 +445,21 @@ int main(int argc, char **argv) {
   app.add_option("--warmup", o.warmup, "untimed steps first");
   app.add_option("--reps", o.reps, "timed repetitions; the median is reported");
   app.add_option("--compile-reps", o.compileReps, "compiles (the first is reported, and the median)");
-  app.add_option("--threads", o.threads, "threads (the runtime supports 1 so far)");
+  app.add_option("--threads", o.threads, "kernel threads (default 1; 0: every CPU)")->check(CLI::Range(0, 1024));
   app.add_option("--seed", o.seed, "initialisation / shuffle seed");
   app.add_option("--matmul", o.matmul, "time one N x N matmul instead of a model");
   app.add_option("--trans", o.trans, "with --matmul: nn, nt, tn or tt");
   app.add_flag("--json", o.json, "one JSON object on stdout");
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
-  app.add_flag("--ftz", o.ftz, "experiment: flush denormals to zero (MXCSR FTZ+DAZ); rt::train does not");
+  bool ftz = false;
+  app.add_flag("--ftz", ftz, "flush denormals to zero (MXCSR FTZ+DAZ), as rt::train does: the default");
+  app.add_flag("--keep-denormals", o.keepDenormals, "do not flush denormals (mtlc train --keep-denormals)");
   CLI11_PARSE(app, argc, argv);
   if (o.matmul <= 0 && o.model.empty()) {
     std::cerr << app.help();
     return 2;
   }
-  if (o.ftz) _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) + DAZ (bit 6)
+  rt::ScopedFlushDenormals flush(!o.keepDenormals);
   try {
     return o.matmul > 0 ? benchMatmul(o) : benchModel(o);
   } catch (const std::exception &e) {

@@ -14,7 +14,8 @@ In one run it measures, each configuration in its own process (so peak RSS is th
   - mtlc's matmul kernel alone against OpenBLAS's cblas_sgemm (1 thread), n = 64 … 1024, with
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment, naming the
     OpenBLAS kernel that ran;
-  - 1 against 2 threads on the MLP at batch 256, once the runtime has a thread setting;
+  - 1 against 2 threads on the MLP at batch 256 (with the load average around it: other processes
+    on the machine make the 2-thread number unreliable);
   - where the flagship's training step goes: each train_step kernel timed alone.
 Every number is the median of --reps (default 5) timed repetitions after warm-up steps. Prints
 markdown tables; writes every raw result to --out (default DIR/bench-results.json).
@@ -32,14 +33,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
 
-# (label, mtlc program, peers.py model, batch, steps per repetition, warm-up steps, flush denormals)
+# (label, mtlc program, peers.py model, batch, steps per repetition, warm-up steps, denormals)
+# denormals: None = each framework's default (mtlc flushes them, PyTorch does not), "flush" = both
+# flush (peers.py --ftz), "keep" = neither does (mtlc_bench --keep-denormals).
 MODELS = [
-    ("MLP", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, False),
-    ("MLP, denormals flushed (both)", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, True),
-    ("MLP", "bench/models/mlp.mtl", "mlp", 64, 200, 20, False),
-    ("MLP", "bench/models/mlp.mtl", "mlp", 256, 60, 10, False),
-    ("CNN (examples/fashion.mtl)", "examples/fashion.mtl", "cnn", 64, 20, 3, False),
-    ("MMoE", "bench/models/mmoe.mtl", "mmoe", 256, 200, 20, False),
+    ("MLP", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, None),
+    ("MLP, denormals flushed (both)", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, "flush"),
+    ("MLP, denormals kept (both)", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, "keep"),
+    ("MLP", "bench/models/mlp.mtl", "mlp", 64, 200, 20, None),
+    ("MLP", "bench/models/mlp.mtl", "mlp", 256, 60, 10, None),
+    ("CNN (examples/fashion.mtl)", "examples/fashion.mtl", "cnn", 64, 20, 3, None),
+    ("MMoE", "bench/models/mmoe.mtl", "mmoe", 256, 200, 20, None),
 ]
 # OpenBLAS cores with AVX-512 sgemm kernels (0.3.21's names).
 AVX512_CORES = {"SkylakeX", "Cooperlake", "SapphireRapids"}
@@ -112,7 +116,7 @@ def main():
     scale = (lambda steps: max(2, steps // 40)) if a.quick else (lambda steps: steps)
     warm = (lambda w: 1) if a.quick else (lambda w: w)
 
-    results = {"date": datetime.date.today().isoformat(), "host": platform.node(), "cpu": cpu_name(),
+    results = {"loadavg_start": os.getloadavg()[0], "date": datetime.date.today().isoformat(), "host": platform.node(), "cpu": cpu_name(),
                "quick": a.quick, "reps": reps, "models": [], "matmul": {}, "threads": None, "profile": None}
     try:
         results["git"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, text=True,
@@ -144,21 +148,24 @@ def main():
     for label, program, peer, batch, steps, warmup, ftz in MODELS:
         s, w = scale(steps), warm(warmup)
         common = ["--batch", str(batch), "--steps", str(s), "--warmup", str(w), "--reps", str(reps), "--json"]
-        common += ["--ftz"] if ftz else []
         m = run_json([bench, os.path.join(ROOT, program)] + common
+                     + (["--keep-denormals"] if ftz == "keep" else [])
                      + (["--compile-reps", "1"] if a.quick or ftz else []), allow_fail=True)
-        t = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), peer] + common, env=torch_env)
+        t = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), peer] + common
+                     + (["--ftz"] if ftz == "flush" else []), env=torch_env)
         results["models"].append({"label": label, "program": program, "batch": batch, "ftz": ftz,
                                   "mtlc": m, "torch": t})
 
-    # ---- threads (only when the runtime has a thread setting)
+    # ---- threads
     mlp256 = next(r for r in results["models"] if r["program"].endswith("mlp.mtl") and r["batch"] == 256)
     if mlp256["mtlc"] and mlp256["mtlc"].get("threads_supported"):
+        load_before = os.getloadavg()[0]
         s = scale(60)
         common = ["--batch", "256", "--steps", str(s), "--warmup", str(warm(10)), "--reps", str(reps), "--json"]
         m2 = run_json([bench, os.path.join(ROOT, "bench/models/mlp.mtl"), "--threads", "2", "--compile-reps", "1"] + common)
         t2 = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), "mlp", "--threads", "2"] + common, env=torch_env)
-        results["threads"] = {"mtlc1": mlp256["mtlc"], "torch1": mlp256["torch"], "mtlc2": m2, "torch2": t2}
+        results["threads"] = {"mtlc1": mlp256["mtlc"], "torch1": mlp256["torch"], "mtlc2": m2, "torch2": t2,
+                              "loadavg": [load_before, os.getloadavg()[0]]}
 
     # ---- matmul
     mm = []
@@ -180,6 +187,7 @@ def main():
                      allow_fail=True)
         results["profile"] = p.get("profile") if p else None
 
+    results["loadavg_end"] = os.getloadavg()[0]
     out = a.out or os.path.join(build, "bench-results.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
@@ -216,7 +224,8 @@ def report(res):
     det = res.get("openblas_detected")
     L.append(f"Measured on {res['date']} (mtlc {res.get('git', '?')}), {res['cpu']}, 1 thread; each number is the median of "
              f"{res['reps']} timed repetitions after warm-up steps"
-             f"{' (QUICK: a smoke test, not a measurement)' if res['quick'] else ''}.")
+             f"{' (QUICK: a smoke test, not a measurement)' if res['quick'] else ''}; 1-minute load average "
+             f"{res.get('loadavg_start', float('nan')):.1f} at the start, {res.get('loadavg_end', float('nan')):.1f} at the end.")
     L.append(f"PyTorch: {torch_ver}, OpenBLAS kernel `{core or det or '?'}`"
              + (f" (OPENBLAS_CORETYPE={core}: by itself OpenBLAS picks `{det}` on this CPU)" if core and det and core != det else "")
              + ". Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
@@ -269,7 +278,9 @@ def report(res):
 
     th = res.get("threads")
     if th:
-        L.append("Threads, MLP batch 256 (samples/s):")
+        la = th.get("loadavg") or [float("nan")] * 2
+        L.append(f"Threads, MLP batch 256 (samples/s; 1-minute load average {la[0]:.1f} before, {la[1]:.1f} after "
+                 f"the 2-thread runs, on {os.cpu_count()} cores):")
         L.append("")
         L.append("| | 1 thread | 2 threads | 2 / 1 |")
         L.append("| --- | ---: | ---: | ---: |")
@@ -278,8 +289,7 @@ def report(res):
             L.append(f"| {'mtlc' if who == 'mtlc' else 'PyTorch'} | {one['samples_per_s']:,.0f} "
                      f"| {two['samples_per_s']:,.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |")
     else:
-        L.append("Threads: the runtime runs kernels on 1 thread so far (no thread setting yet); "
-                 "the 1-vs-2-thread table of the MLP at batch 256 appears once it has one.")
+        L.append("Threads: no 2-thread measurement (the MLP at batch 256 did not run).")
     L.append("")
 
     p = res.get("profile")

@@ -1,6 +1,7 @@
 #include "runtime/Optimizer.h"
 
 #include "runtime/Error.h"
+#include "runtime/ThreadPool.h"
 
 #include <algorithm>
 #include <cmath>
@@ -53,17 +54,40 @@ Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount)
   }
 }
 
-void Optimizer::step(float* params, const float* grads) {
+namespace {
+
+// Blocks of 16K floats (64 KiB per array) split across threads from 64K elements on: below that
+// the fork and join cost more than the loop.
+constexpr int64_t kBlock = 1 << 14, kParallelFrom = 1 << 16;
+
+}  // namespace
+
+void Optimizer::step(float* params, const float* grads, ThreadPool* pool) {
   ++steps_;
   stepTensor_ = float(steps_);
-  for (auto [begin, end] : spans_) {
-    const int64_t n = end - begin;
-    if (spec_.kind == "sgd")
-      sgdUpdate(params + begin, grads + begin, a_.data() ? a_.data() + begin : nullptr, n, spec_.lr,
-                spec_.momentum, spec_.weightDecay, steps_ == 1);
+  struct Job {
+    Optimizer* self;
+    float* params;
+    const float* grads;
+    int64_t begin, end;
+  };
+  auto update = [](void* ctx, int64_t b0, int64_t b1) {
+    const Job& j = *static_cast<const Job*>(ctx);
+    Optimizer& o = *j.self;
+    const int64_t begin = j.begin + b0 * kBlock, n = std::min(j.end, j.begin + b1 * kBlock) - begin;
+    const OptimizerSpec& s = o.spec_;
+    float* a = o.a_.data() ? o.a_.data() + begin : nullptr;
+    if (s.kind == "sgd")
+      sgdUpdate(j.params + begin, j.grads + begin, a, n, s.lr, s.momentum, s.weightDecay, o.steps_ == 1);
     else
-      adamUpdate(params + begin, grads + begin, a_.data() + begin, b_.data() + begin, n, spec_.lr, spec_.beta1,
-                 spec_.beta2, spec_.eps, spec_.weightDecay, steps_);
+      adamUpdate(j.params + begin, j.grads + begin, a, o.b_.data() + begin, n, s.lr, s.beta1,
+                 s.beta2, s.eps, s.weightDecay, o.steps_);
+  };
+  for (auto [begin, end] : spans_) {
+    Job job{this, params, grads, begin, end};
+    const int64_t blocks = (end - begin + kBlock - 1) / kBlock;
+    if (pool && end - begin >= kParallelFrom) pool->parallelFor(blocks, update, &job);
+    else update(&job, 0, blocks);
   }
 }
 

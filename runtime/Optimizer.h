@@ -31,6 +31,8 @@
 
 namespace mtlc::rt {
 
+class ThreadPool;
+
 // One plain loop each; `step` is the 1-based number of this update (adam's t).
 void sgdUpdate(float* params, const float* grads, float* momentumBuf, int64_t count, double lr,
                double momentum, double weightDecay, bool firstStep);
@@ -41,8 +43,10 @@ class Optimizer {
  public:
   Optimizer(const OptimizerSpec& spec, int64_t paramCount);
 
-  // One update of params from grads, over the active spans (by default all of [0, paramCount)).
-  void step(float* params, const float* grads);
+  // One update of params from grads, over the active spans (by default all of [0, paramCount)):
+  // one loop over the arena. With a pool, large spans are split across its threads in fixed
+  // blocks; every element's update is the same arithmetic, so results do not depend on it.
+  void step(float* params, const float* grads, ThreadPool* pool = nullptr);
 
   // Restricts updates to these [begin, end) element ranges: frozen parameters (`freeze BLOCK`)
   // are left out, so, as with requires_grad=False in torch, neither they nor their state change.

@@ -1,5 +1,7 @@
 #include "ThreadPool.h"
 
+#include "runtime/FloatMode.h"
+
 #include <sched.h>
 
 #include <algorithm>
@@ -61,6 +63,9 @@ void ThreadPool::worker(int index) {
     }
     seen = g;
     if (stop_.load()) return;
+    // The caller's floating-point mode (denormal flushing) for this job: the same arithmetic on
+    // every thread, so the thread count cannot change results.
+    if (floatMode() != mode_) setFloatMode(mode_);
     if (index < chunks_) runChunk(index);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
   }
@@ -74,6 +79,7 @@ void ThreadPool::parallelFor(int64_t n, Body body, void *ctx) {
   }
   std::lock_guard<std::mutex> guard(callLock_);
   body_ = body, ctx_ = ctx, n_ = n;
+  mode_ = floatMode();
   chunks_ = (int)std::min<int64_t>(threads_, n);
   pending_.store((int)workers_.size(), std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);

@@ -7,6 +7,7 @@
 // independent of the split too (every output element is computed by one chunk, in a fixed
 // order), so a model trains bit-identically with any thread count.
 //
+// Workers run each job in the caller's floating-point mode (FloatMode.h: denormal flushing).
 // Workers wait by spinning briefly, then sleeping on an atomic (futex); a call from inside a body
 // (nested) runs serially on the calling thread. One parallelFor at a time per pool: calls from
 // several threads are serialised.
@@ -60,6 +61,7 @@ class ThreadPool {
   void *ctx_ = nullptr;
   int64_t n_ = 0;
   int chunks_ = 0;
+  uint32_t mode_ = 0;  // the caller's floating-point mode (FloatMode.h), set on each worker
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};

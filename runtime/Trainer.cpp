@@ -5,11 +5,13 @@
 #include "runtime/Checkpoint.h"
 #include "runtime/Distributed.h"
 #include "runtime/Error.h"
+#include "runtime/FloatMode.h"
 #include "runtime/Init.h"
 #include "runtime/Metrics.h"
 #include "runtime/Optimizer.h"
 #include "runtime/Progress.h"
 #include "runtime/Rng.h"
+#include "runtime/ThreadPool.h"
 #include "runtime/Weighting.h"
 
 #include <fmt/format.h>
@@ -104,8 +106,10 @@ struct Workspace {
 // at those rows.
 class BatchKernels final : public StepKernels {
  public:
-  BatchKernels(const ModelSpec& spec, Workspace& ws, float* params, float* grads, Arena& taskGrads)
+  BatchKernels(const ModelSpec& spec, Workspace& ws, float* params, float* grads, Arena& taskGrads,
+               ThreadPool& pool)
       : spec_(spec), ws_(ws), grads_(grads), taskGrads_(taskGrads), present_(spec.tasks.size()) {
+    pool.attach(base_);
     base_.params = params;
     base_.acts = ws.acts.data();
     base_.losses = ws.losses.data();
@@ -201,7 +205,8 @@ class BatchKernels final : public StepKernels {
   mtlc_args lastArgs_{};
 };
 
-std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params, const Dataset& data, Workspace& ws) {
+std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params, const Dataset& data, Workspace& ws,
+                                     ThreadPool* pool) {
   if (!spec.evalStep) throwError("internal: model `{}` has no eval_step entry point", spec.name);
   std::vector<MetricAccumulator> acc;
   for (const TaskSpec& t : spec.tasks) acc.emplace_back(t);
@@ -219,6 +224,7 @@ std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params,
     args.outputs = ws.outputPtrs.data();
     args.n = n;
     args.seed = 0;
+    if (pool) pool->attach(args);
     spec.evalStep(&args);
     for (size_t t = 0; t < spec.tasks.size(); ++t)
       acc[t].add(ws.outputPtrs[t], batcher.labels()[t], n, ws.losses[t]);
@@ -351,9 +357,10 @@ class StopSignals {
 
 }  // namespace
 
-std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data) {
+std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data,
+                                 ThreadPool* pool) {
   Workspace ws(spec);
-  return evaluateWith(spec, params, data, ws);
+  return evaluateWith(spec, params, data, ws, pool);
 }
 
 TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& out) {
@@ -386,6 +393,9 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   const bool root = !opt.comm || opt.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
   const bool hasTest = root && (spec.data.test.present() || opt.dataOverrides.count("test"));
   Dataset testData = hasTest ? loadSplit(spec, "test", opt.dataOverrides) : Dataset{};
+
+  ThreadPool pool(opt.threads);
+  ScopedFlushDenormals flush(opt.flushDenormals);
 
   // ---- arenas, weighting, initial parameters, optimizer
   std::unique_ptr<Weighting> weighting = Weighting::create(spec, seed);
@@ -451,9 +461,9 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     if (!log) throwError("{}: cannot open the log file for writing", opt.logPath);
   }
 
-  out << fmt::format("model {}: {} task{}, {} parameters; {}, batch {}, {} epoch{}; {}\n", spec.name, T,
+  out << fmt::format("model {}: {} task{}, {} parameters; {}, batch {}, {} epoch{}, {} thread{}; {}\n", spec.name, T,
                      T == 1 ? "" : "s", spec.paramCount, optimizerString(ts.optimizer), ts.batch, epochs,
-                     epochs == 1 ? "" : "s", initNote);
+                     epochs == 1 ? "" : "s", pool.threads(), pool.threads() == 1 ? "" : "s", initNote);
   for (const std::string& l : initLines) out << l << '\n';
   if (ts.weighting != "fixed" && !ts.weighting.empty()) out << fmt::format("weighting: {}\n", weighting->describe());
   {  // frozen blocks, in parameter order
@@ -492,7 +502,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
 
   // ---- the loop
   Batcher batcher(trainData, ts.batch, ts.shuffle, seed);
-  BatchKernels kernels(spec, ws, params.data(), grads.data(), taskGrads);
+  BatchKernels kernels(spec, ws, params.data(), grads.data(), taskGrads, pool);
   std::optional<DataParallelKernels> parallel;  // more than one rank: the global batch's results
   if (opt.comm && opt.comm->size() > 1) {
     parallel.emplace(spec, *opt.comm, kernels,
@@ -583,7 +593,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
           throwError("the gradient norm became {} at step {} (epoch {}) while every task loss was finite{}",
                      std::isnan(gradNorm) ? "NaN" : "infinite", step, e + 1, kernels.locate());
       }
-      optimizer.step(params.data(), grads.data());
+      optimizer.step(params.data(), grads.data(), &pool);
       ++batchesDone;
       report.steps = step;
       for (int64_t t = 0; t < T; ++t) {
@@ -634,7 +644,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
                        stop && epochSamples < trainData.rows ? fmt::format("  [stopped at step {}]", report.steps) : "",
                        epochSeconds, rate);
     if (hasTest) {
-      report.test = evaluateWith(spec, params.data(), testData, ws);
+      report.test = evaluateWith(spec, params.data(), testData, ws, &pool);
       for (size_t t = 0; t < report.test.size(); ++t)
         out << fmt::format("  test {}: {}\n", report.test[t].task, metricsLine(spec.tasks[t], report.test[t]));
       if (log.is_open()) {
@@ -651,7 +661,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     if (log.is_open()) log.flush();
   }
   if (hasTest && report.test.empty()) {  // no epoch ran (--epochs 0 / --steps 0): evaluate as loaded
-    report.test = evaluateWith(spec, params.data(), testData, ws);
+    report.test = evaluateWith(spec, params.data(), testData, ws, &pool);
     for (size_t t = 0; t < report.test.size(); ++t)
       out << fmt::format("  test {}: {}\n", report.test[t].task, metricsLine(spec.tasks[t], report.test[t]));
   }

@@ -20,6 +20,14 @@
 // each batch by its present-label count (Metrics.h). The start lists the present counts when any
 // label is missing.
 //
+// Threads: TrainOptions::threads sizes one ThreadPool (ThreadPool.h) that every kernel call of
+// the run (train_step, task_grads, rep_grads, eval_step) is handed through mtlc_args. The kernels
+// split work so that results do not depend on the thread count: a run trains bit-identically
+// with any --threads.
+//
+// Denormals: flushed to zero while train() runs (TrainOptions::flushDenormals, FloatMode.h says
+// why); the caller's floating-point mode is restored when it returns.
+//
 // Stopping: after `epochs` epochs (TrainOptions::epochs, or spec.train.epochs when −1), or earlier
 // after `steps` optimizer steps when TrainOptions::steps ≥ 0 (mid-epoch; the test evaluation and
 // the checkpoint still happen). SIGINT or SIGTERM (once) stops after the step in progress, as
@@ -73,6 +81,7 @@
 namespace mtlc::rt {
 
 class Communicator;  // Distributed.h
+class ThreadPool;
 
 struct TrainOptions {
   int64_t epochs = -1;          // -1: spec.train.epochs
@@ -87,6 +96,8 @@ struct TrainOptions {
   // calls train() with the same options except that only rank 0 has the files to write (log,
   // save), progress and a real `out`; the trainer itself skips evaluation on the other ranks.
   Communicator* comm = nullptr;
+  int threads = 0;              // threads the kernels split across (0: every CPU this process may use)
+  bool flushDenormals = true;   // train with denormals flushed to zero (FloatMode.h)
 };
 
 struct TaskResult {
@@ -105,8 +116,10 @@ struct TrainReport {
 
 TrainReport train(const ModelSpec& spec, const TrainOptions& options, std::ostream& out);
 
-// Runs spec.evalStep over the whole dataset in file order, in batches of spec.maxBatch.
-std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data);
+// Runs spec.evalStep over the whole dataset in file order, in batches of spec.maxBatch, its kernels
+// split across `pool` (nullptr: on the calling thread).
+std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data,
+                                 ThreadPool* pool = nullptr);
 
 // Loads the "train" or "test" source of spec.data (or the override path for it), binds it and
 // checks its labels against the tasks; the buffers are in model input / task order.

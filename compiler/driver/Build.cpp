@@ -36,7 +36,7 @@ int runBuild(const Options &o) {
   auto problems = ir::verify(lowered.module);
   if (!problems.empty()) throw ir::IRError("IR verification failed after lowering: " + problems[0]);
   aot::addTaskPredicts(lowered.module);
-  passes::runGraphPasses(lowered.module);
+  passes::runGraphPasses(lowered.module, passSettings(o));
   rt::ModelSpec spec = describeModel(model, lowered);
   spec.actsFloats = passes::maxActsFloats(lowered.module);
   try {

@@ -11,6 +11,7 @@
 #include "ir/Builder.h"
 #include "ir/Printer.h"
 #include "runtime/Distributed.h"
+#include "passes/Fusion.h"
 #include "runtime/Error.h"
 #include "runtime/Trainer.h"
 #include "syntax/AST.h"
@@ -74,12 +75,17 @@ int run(const Options &o, rt::Communicator *job) {
   checked.diags->render(std::cerr, useColour(o));
   if (!checked.model) return kExitError;
 
-  CompiledProgram compiled = compileProgram(checked, o.optLevel > 0, o.emit == Emit::Llvm);
-  if (o.emit == Emit::Ir) {
+  const passes::PassSettings settings = passSettings(o);
+  if (o.emit == Emit::Ir || o.emit == Emit::IrOpt) {
+    // The graphs as lowered, or after the passes with their fusion groups: no code generated.
+    passes::PassSettings none;
+    none.optimize = false;
+    lower::LoweredModel lowered = lowerProgram(checked, o.emit == Emit::Ir ? none : settings);
     std::ostringstream os;
-    ir::print(compiled.lowered.module, os);
+    passes::printFused(lowered.module, os, o.emit == Emit::IrOpt && settings.runs(passes::kFusionPass));
     return emitText(o, os.str());
   }
+  CompiledProgram compiled = compileProgram(checked, settings, o.emit == Emit::Llvm);
   if (o.emit == Emit::Llvm) return emitText(o, compiled.llvmText);
 
   if (o.command == Command::Compile) {
@@ -108,6 +114,8 @@ int run(const Options &o, rt::Communicator *job) {
     to.checkpointEvery = 0;  // rank 0 writes the checkpoints
     to.quiet = true;
   }
+  to.threads = o.threads;
+  to.flushDenormals = !o.keepDenormals;
   int64_t parameters = 0;  // tensors' elements (the arena also holds alignment padding)
   for (const auto &p : compiled.spec.params) parameters += p.size;
   if (root)

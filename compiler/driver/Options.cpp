@@ -21,19 +21,36 @@ const char *kFooter =
 
 void addCommon(CLI::App &app, Options &o) {
   app.add_option("MODEL", o.file, "The .mtl program")->required()->check(CLI::ExistingFile);
-  std::map<std::string, Emit> emits{{"ast", Emit::Ast}, {"ir", Emit::Ir}, {"llvm", Emit::Llvm}};
+  std::map<std::string, Emit> emits{
+      {"ast", Emit::Ast}, {"ir", Emit::Ir}, {"ir-opt", Emit::IrOpt}, {"llvm", Emit::Llvm}};
   app.add_option("--emit", o.emit,
                  "Print an intermediate form instead of running: ast (syntax tree), ir (forward "
-                 "and backward graphs), llvm (the generated, optimised LLVM IR)")
+                 "and backward graphs as lowered), ir-opt (the graphs after the passes, fusion "
+                 "groups marked), llvm (the generated, optimised LLVM IR)")
       ->transform(CLI::CheckedTransformer(emits, CLI::ignore_case));
   app.add_option("-o,--output", o.output, "Write --emit output to this file instead of stdout");
   app.add_option("--color", o.color, "Colour diagnostics: auto (on a tty), always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  app.add_option("-O", o.optLevel, "Optimisation level: -O0 skips LLVM's pipeline, -O3 (default) runs it")
+  app.add_option("-O", o.optLevel,
+                 "Optimisation level: -O0 turns every pass off (graph passes, fusion, LLVM's "
+                 "pipeline), -O3 (default) runs them")
       ->check(CLI::Range(0, 3));
+  std::string known;
+  for (const std::string &n : passes::passNames()) known += (known.empty() ? "" : ", ") + n;
+  app.add_option("--disable-pass", o.disabledPasses,
+                 "Turn one pass off (repeatable): " + known)
+      ->allow_extra_args(false)
+      ->check([](const std::string &v) { return passes::checkPassNames({v}); });
 }
 
 }  // namespace
+
+passes::PassSettings passSettings(const Options &o) {
+  passes::PassSettings s;
+  s.optimize = o.optLevel > 0;
+  s.disabled = o.disabledPasses;
+  return s;
+}
 
 std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   CLI::App app{kDescription, "mtlc"};
@@ -73,6 +90,13 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
         return key == "train" || key == "test" ? "" : "unknown source '" + key + "' (train or test)";
       });
   train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
+  train->add_option("--threads", o.threads,
+                    "Threads the kernels split across (default 0: every CPU this process may use); "
+                    "results are bit-identical for any count")
+      ->check(CLI::Range(0, 1024));
+  train->add_flag("--keep-denormals", o.keepDenormals,
+                  "Keep denormal floats (default: flushed to zero, which only changes values below "
+                  "1.2e-38 and keeps decaying optimizer state from slowing steps ~100x)");
   train->add_flag("--single-task", o.singleTask,
                   "Then train each task alone with the same settings and report Δm, the mean "
                   "relative change of the test metrics against those single-task baselines");

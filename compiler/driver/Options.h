@@ -5,10 +5,13 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "passes/Passes.h"
 
 namespace mtlc::driver {
 
-enum class Emit { None, Ast, Ir, Llvm };
+enum class Emit { None, Ast, Ir, IrOpt, Llvm };
 enum class Command { Compile, Train, Repl, Plot };
 
 struct Options {
@@ -17,7 +20,8 @@ struct Options {
   Emit emit = Emit::None;
   std::string output;               // -o: where --emit output goes (default stdout)
   std::string color = "auto";       // auto | always | never
-  int optLevel = 3;                 // -O0 turns LLVM's pipeline off (debugging codegen)
+  int optLevel = 3;                 // -O0 turns every pass off: graph passes, fusion, LLVM's pipeline
+  std::vector<std::string> disabledPasses;  // --disable-pass NAME (repeatable; names checked)
   // train
   std::optional<int64_t> epochs, steps;
   std::optional<uint64_t> seed;
@@ -26,6 +30,8 @@ struct Options {
   int64_t checkpointEvery = 0;     // --checkpoint-every N: write --save every N steps
   std::map<std::string, std::string> data;  // --data train=PATH
   bool quiet = false;
+  int threads = 0;                  // --threads: the kernels' threads (0: every CPU)
+  bool keepDenormals = false;       // --keep-denormals: do not flush them to zero
   bool singleTask = false;          // --single-task: also train each task alone, report Δm
   // plot (`mtlc plot LOG.jsonl -o PNG`): the log is `file`, the picture `output`
   // build (`mtlc build MODEL -o DIR`, Build.h): the command when set
@@ -33,6 +39,9 @@ struct Options {
   std::string weights, mcpu, target;  // --weights FILE, --mcpu CPU (default aot::kDefaultCpu), --target
   bool embedWeights = false;
 };
+
+// The passes the command line enables (-O, --disable-pass).
+passes::PassSettings passSettings(const Options &o);
 
 // Parses argv. Returns the exit code to stop with (0 for --help, 2 for usage errors) when the
 // command line does not ask for work, nullopt otherwise.

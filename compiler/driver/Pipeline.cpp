@@ -78,21 +78,35 @@ rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel 
   return spec;
 }
 
-CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
-                               jit::IncrementalCompiler *incremental) {
-  CompiledProgram c;
+lower::LoweredModel lowerProgram(CheckedProgram &checked, const passes::PassSettings &settings) {
   const sema::Model &model = *checked.model;
   auto t0 = std::chrono::steady_clock::now();
-  c.lowered = lower::lowerModel(model, model.train.batch);
-  auto problems = ir::verify(c.lowered.module);
+  lower::LoweredModel lowered = lower::lowerModel(model, model.train.batch);
+  auto problems = ir::verify(lowered.module);
   if (!problems.empty()) throw ir::IRError("IR verification failed after lowering: " + problems[0]);
-  passes::runGraphPasses(c.lowered.module);
+  passes::runGraphPasses(lowered.module, settings);
   checked.times.lowerMs = msSince(t0);
+  return lowered;
+}
 
-  t0 = std::chrono::steady_clock::now();
+CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
+                               jit::IncrementalCompiler *incremental) {
+  passes::PassSettings settings;
+  settings.optimize = optimize;
+  return compileProgram(checked, settings, keepLlvmText, incremental);
+}
+
+CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettings &settings,
+                               bool keepLlvmText, jit::IncrementalCompiler *incremental) {
+  CompiledProgram c;
+  const sema::Model &model = *checked.model;
+  c.lowered = lowerProgram(checked, settings);
+
+  auto t0 = std::chrono::steady_clock::now();
   jit::CompileOptions options;
-  options.optimize = optimize;
+  options.optimize = settings.optimize;
   options.keepIR = keepLlvmText;
+  options.fuse = settings.runs(passes::kFusionPass);
   c.code = std::make_shared<jit::CompiledModule>(incremental ? incremental->compile(c.lowered.module, options)
                                                              : jit::compile(c.lowered.module, options));
   checked.times.codegenMs = msSince(t0);

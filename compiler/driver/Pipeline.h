@@ -4,6 +4,7 @@
 #pragma once
 
 #include "lower/Lower.h"
+#include "passes/Passes.h"
 #include "runtime/ModelSpec.h"
 #include "sema/Model.h"
 #include "syntax/Diagnostics.h"
@@ -45,7 +46,16 @@ struct CompiledProgram {
   std::string llvmText;  // filled when asked for (--emit=llvm)
 };
 
-// With `incremental` (the REPL), kernels that an earlier compile of it built are reused.
+// Lowers the checked model (IR + autodiff), verifies it and runs the graph passes `passes`
+// enables (none: the IR as lowered). Times it into checked.times.lowerMs.
+lower::LoweredModel lowerProgram(CheckedProgram &checked, const passes::PassSettings &passes);
+
+// lowerProgram, then codegen + JIT: LLVM's pipeline and fusion run unless `passes` turns them off
+// (-O0: every pass off; --disable-pass=fusion: one kernel per node). With `incremental` (the
+// REPL), kernels that an earlier compile of it built are reused.
+CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettings &passes,
+                               bool keepLlvmText, jit::IncrementalCompiler *incremental = nullptr);
+// The same with every pass on (optimize) or off.
 CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
                                jit::IncrementalCompiler *incremental = nullptr);
 

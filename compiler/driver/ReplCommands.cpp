@@ -17,6 +17,7 @@
 #include <fmt/ostream.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -63,7 +64,7 @@ const std::vector<ReplCommandInfo> &ReplSession::commands() {
       {":train", "[N steps | N epochs]", "train from where training stopped (default: the program's epochs)"},
       {":eval", "", "per-task metrics on the test split (the train split without one)"},
       {":predict", "TASK (row N | v1, v2, ...)", "run one sample through a task's head"},
-      {":set", "KEY=VALUE", "change a train setting: lr, batch, epochs, seed, weighting, shuffle, optimizer"},
+      {":set", "KEY=VALUE", "change a train setting: lr, batch, epochs, seed, weighting, shuffle, optimizer; or threads"},
       {":save", "FILE", "write a safetensors checkpoint (parameters + optimizer state)"},
       {":init", "FILE", "load parameters (and optimizer state) from a checkpoint"},
       {":time", "", "compile and step timings"},
@@ -77,7 +78,7 @@ std::vector<std::string> ReplSession::completionWords() const {
   std::vector<std::string> w = declaredNames();
   for (const char *k : {"model", "input", "shared", "task", "train", "data", "loss", "weight",
                         "metric", "optimizer", "batch", "epochs", "seed", "shuffle", "weighting",
-                        "freeze", "steps", "row", "lr", "adam", "sgd", "f32", "train_step",
+                        "freeze", "steps", "row", "lr", "threads", "adam", "sgd", "f32", "train_step",
                         "eval_step", "predict"})
     w.push_back(k);
   for (const auto *list : {&sema::knownLayers(), &sema::knownBlocks(), &sema::knownLosses(),
@@ -320,7 +321,7 @@ void ReplSession::cmdEval() {
   bool test = spec.data.test.present();
   const rt::Dataset &data = dataset(test ? "test" : "train");
   auto t0 = std::chrono::steady_clock::now();
-  auto results = rt::evaluate(spec, live_->params.data(), data);
+  auto results = rt::evaluate(spec, live_->params.data(), data, pool_.get());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   time_.evalSeconds = secs;
   fmt::print(out_, "{} split, {} rows, after {} steps ({:.2f} s):\n", test ? "test" : "train (no test source)",
@@ -449,6 +450,11 @@ void ReplSession::cmdSet(const std::string &args) {
     return;
   }
   std::string key = trim(args.substr(0, eq)), value = trim(args.substr(eq + 1));
+  if (key == "threads") {  // not part of the program: needs no model
+    std::string problem = setThreads(value);
+    if (!problem.empty()) error(problem);
+    return;
+  }
   if (decls_.empty()) {
     error(":set needs a model: type declarations or :load FILE first");
     return;
@@ -502,6 +508,16 @@ void ReplSession::cmdReset() {
 }
 
 // ---- :set: rewrites the train declaration -----------------------------------------------------
+
+std::string ReplSession::setThreads(const std::string &value) {
+  int threads = -1;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), threads);
+  if (ec != std::errc() || end != value.data() + value.size() || threads < 0 || threads > 1024)
+    return fmt::format(":set threads takes a count from 0 (every CPU) to 1024, not '{}'", value);
+  pool_ = std::make_unique<rt::ThreadPool>(threads);
+  fmt::print(out_, "threads = {}\n", pool_->threads());
+  return "";
+}
 
 std::string ReplSession::setTrainSetting(const std::string &key, const std::string &value) {
   static const std::vector<std::string> keys = {"lr", "batch", "epochs", "seed", "weighting",

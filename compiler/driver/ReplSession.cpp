@@ -5,6 +5,7 @@
 #include "runtime/Batcher.h"
 #include "runtime/Checkpoint.h"
 #include "runtime/Error.h"
+#include "runtime/FloatMode.h"
 #include "runtime/Init.h"
 #include "runtime/Progress.h"
 #include "runtime/Rng.h"
@@ -465,6 +466,7 @@ void ReplSession::trainSteps(int64_t steps) {
     outPtrs[t] = outBufs[t].data();
   }
   rt::Progress progress(err_, rt::Progress::stderrIsTty() && isatty(STDIN_FILENO), true);
+  rt::ScopedFlushDenormals flush;  // as rt::train does
   const uint64_t seedMix = rt::mix64(spec.train.seed);
   auto t0 = std::chrono::steady_clock::now();
   int64_t done = 0, samples = 0;
@@ -494,8 +496,9 @@ void ReplSession::trainSteps(int64_t steps) {
       args.outputs = outPtrs.data();
       args.n = n;
       args.seed = rt::mix64(seedMix ^ uint64_t(stepCount_));
+      pool_->attach(args);
       spec.trainStep(&args);
-      live_->optimizer->step(live_->params.data(), live_->grads.data());
+      live_->optimizer->step(live_->params.data(), live_->grads.data(), pool_.get());
       ++batchPos_;
       lossSum += losses[T];
       for (int64_t t = 0; t < T; ++t) taskSum[t] += losses[t];
@@ -536,6 +539,7 @@ void ReplSession::trainDelegated(int64_t steps) {
   to.initPath = in;
   to.savePath = outp;
   to.seed = spec.train.seed + uint64_t(epoch_);
+  to.threads = pool_->threads();
   auto t0 = std::chrono::steady_clock::now();
   auto report = rt::train(spec, to, out_);
   double secs = msSince(t0) / 1000;

@@ -26,6 +26,7 @@
 #include "runtime/Dataset.h"
 #include "runtime/ModelSpec.h"
 #include "runtime/Optimizer.h"
+#include "runtime/ThreadPool.h"
 
 #include <memory>
 #include <optional>
@@ -112,6 +113,7 @@ class ReplSession {
   void trainDelegated(int64_t steps);        // weightings the REPL's loop does not implement
   void resetTrainingPosition();
   std::string setTrainSetting(const std::string &key, const std::string &value);
+  std::string setThreads(const std::string &value);  // `:set threads=N`: a session setting
   void error(const std::string &message);
 
   // ---- commands (ReplCommands.cpp)
@@ -143,6 +145,8 @@ class ReplSession {
   std::unique_ptr<rt::Batcher> batcher_;
   int64_t epoch_ = 0, batchPos_ = 0, stepCount_ = 0;
   Timing time_;
+  // The kernels' threads (`:set threads=N`; 0 = every CPU, the default as in `mtlc train`).
+  std::unique_ptr<rt::ThreadPool> pool_ = std::make_unique<rt::ThreadPool>(0);
   int errors_ = 0;
   bool quiet_ = false;                  // check without printing diagnostics
   std::vector<size_t> errorDecls_;      // declarations that the last check's errors point into

@@ -55,12 +55,14 @@ Node *Function::add(OpKind op, std::vector<Node *> operands, Type type, std::vec
   return nodes.back().get();
 }
 
-void Function::replaceAllUses(Node *from, Node *to) {
+int Function::replaceAllUses(Node *from, Node *to) {
+  int replaced = 0;
   for (auto &n : nodes)
     for (Node *&o : n->operands)
-      if (o == from) o = to;
+      if (o == from) o = to, ++replaced;
   for (Output &o : outputs)
-    if (o.value == from) o.value = to;
+    if (o.value == from) o.value = to, ++replaced;
+  return replaced;
 }
 
 void Function::erase(const std::vector<bool> &dead) {

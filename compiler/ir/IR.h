@@ -70,7 +70,7 @@ struct Function {
   Node *add(OpKind op, std::vector<Node *> operands, Type type, std::vector<int64_t> ints = {},
             double f = 0, std::string name = {});
   // Every operand and output that reads `from` reads `to` instead (same type required).
-  void replaceAllUses(Node *from, Node *to);
+  int replaceAllUses(Node *from, Node *to);  // returns how many uses it replaced
   // Drops the nodes `dead` says to drop (indexed by position in `nodes`); the caller guarantees
   // nothing live reads them.
   void erase(const std::vector<bool> &dead);

@@ -61,7 +61,7 @@ std::string outputName(const Module &m, const Output &o) {
 
 }  // namespace
 
-void print(const Module &m, const Function &f, std::ostream &os) {
+void print(const Module &m, const Function &f, std::ostream &os, const NodeNote &note) {
   fmt::print(os, "func @{}(n <= {}) {{\n", f.name, m.maxBatch);
   for (const auto &node : f.nodes) {
     std::string ops;
@@ -70,13 +70,17 @@ void print(const Module &m, const Function &f, std::ostream &os) {
     fmt::print(os, "  %{} = {}{}{} : {}", node->id, mnemonic(node->op), ops, attrs(m, *node),
                node->type.str());
     if (!node->name.empty()) fmt::print(os, "  # {}", node->name);
+    if (note) {
+      std::string extra = note(f, *node);
+      if (!extra.empty()) fmt::print(os, "  ; {}", extra);
+    }
     os << '\n';
   }
   for (const auto &o : f.outputs) fmt::print(os, "  return {} = %{}\n", outputName(m, o), o.value->id);
   os << "}\n";
 }
 
-void print(const Module &m, std::ostream &os) {
+void print(const Module &m, std::ostream &os, const NodeNote &note) {
   fmt::print(os, "module @{}  # {} parameters, max batch {}\n", m.name, m.params.size(), m.maxBatch);
   for (size_t i = 0; i < m.params.size(); ++i) {
     fmt::print(os, "param {} \"{}\" : [{}] at {}\n", i, m.params[i].name,
@@ -84,7 +88,7 @@ void print(const Module &m, std::ostream &os) {
   }
   for (const auto &f : m.functions) {
     os << '\n';
-    print(m, *f, os);
+    print(m, *f, os, note);
   }
 }
 

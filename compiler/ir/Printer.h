@@ -3,11 +3,16 @@
 
 #include "IR.h"
 
+#include <functional>
 #include <ostream>
+#include <string>
 
 namespace mtlc::ir {
 
-void print(const Module &m, std::ostream &os);
-void print(const Module &m, const Function &f, std::ostream &os);
+// Text appended to a node's line ("" for none); `--emit=ir-opt` marks fusion groups this way.
+using NodeNote = std::function<std::string(const Function &, const Node &)>;
+
+void print(const Module &m, std::ostream &os, const NodeNote &note = {});
+void print(const Module &m, const Function &f, std::ostream &os, const NodeNote &note = {});
 
 }  // namespace mtlc::ir

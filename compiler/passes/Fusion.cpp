@@ -1,6 +1,10 @@
 #include "Fusion.h"
 
+#include "ir/Printer.h"
+
 #include <algorithm>
+#include <map>
+#include <string>
 
 namespace mtlc::passes {
 
@@ -98,6 +102,35 @@ FusionPlan planFusion(const ir::Function &f) {
     for (const Node *m : plan.groups[gi].chain) plan.groupOf[m] = (int)gi;
   }
   return plan;
+}
+
+namespace {
+
+// The `--emit=ir-opt` marks of `plan`'s groups (see printFused).
+std::string fusionNote(const FusionPlan &plan, const Node &n) {
+  const FusionGroup *g = plan.group(&n);
+  if (!g) return "";
+  if (g->last() != &n) return "fused into %" + std::to_string(g->last()->id);
+  std::string text = "kernel: %" + std::to_string(g->root->id) + " " + ir::mnemonic(g->root->op);
+  for (const Node *member : g->chain) text += " -> %" + std::to_string(member->id) + " " + ir::mnemonic(member->op);
+  return text;
+}
+
+}  // namespace
+
+void printFused(const ir::Module &m, std::ostream &os, bool fuse) {
+  if (!fuse) {
+    ir::print(m, os);
+    return;
+  }
+  std::map<const ir::Function *, FusionPlan> plans;
+  for (const auto &f : m.functions) plans[f.get()] = planFusion(*f);
+  ir::print(m, os, [&](const ir::Function &f, const Node &n) { return fusionNote(plans.at(&f), n); });
+}
+
+void printFused(const ir::Module &m, const ir::Function &f, std::ostream &os) {
+  FusionPlan plan = planFusion(f);
+  ir::print(m, f, os, [&](const ir::Function &, const Node &n) { return fusionNote(plan, n); });
 }
 
 }  // namespace mtlc::passes

@@ -24,6 +24,7 @@
 
 #include "ir/IR.h"
 
+#include <ostream>
 #include <unordered_map>
 #include <vector>
 
@@ -49,5 +50,11 @@ FusionPlan planFusion(const ir::Function &f);
 
 // Which operand of an epilogue member carries the chain (see above); -1 if none qualifies.
 int dataOperand(const ir::Node &n, const FusionPlan &plan);
+
+// The module's IR with every function's fusion groups marked (`--emit=ir-opt`): a member whose
+// value stays in registers says `; fused into %L`, the group's last node (the one stored) lists
+// the whole kernel, `; kernel: %3 matmul -> %4 bias_add -> %5 relu`. With fuse false, plain IR.
+void printFused(const ir::Module &m, std::ostream &os, bool fuse = true);
+void printFused(const ir::Module &m, const ir::Function &f, std::ostream &os);
 
 }  // namespace mtlc::passes

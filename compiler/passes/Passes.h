@@ -1,8 +1,15 @@
-// The graph passes and the one list that orders them. Each pass rewrites one function in place
-// and says whether it changed anything; the pipeline runs the list once per function and, when
-// asked (tests, `--verify-each`), runs the IR verifier after every pass.
+// The pass pipeline over the graph IR. One file per pass:
+//   fold-constants  FoldConstants.cpp         x·1, x+0, const∘const (loss weights into the gradient seeds)
+//   cse             CommonSubexpressions.cpp  identical nodes merged
+//   dce             DeadCode.cpp              nodes no output needs dropped
+//   fusion          Fusion.cpp                nodes grouped into single kernels (a plan, not a rewrite)
+// and one list, Pipeline.cpp, that orders them. Each rewrite changes one function in place and
+// says whether it changed anything; runGraphPasses runs the rewrites once per function and, when
+// asked (tests), runs the IR verifier after every pass. Fusion runs last, inside codegen
+// (codegen::kernelFusion), which makes each group one kernel; the memory plan (MemoryPlan.h)
+// follows the same groups. `--emit=ir-opt` prints the result of all of them.
 //
-// Fusion is not a rewrite: planFusion (Fusion.h) groups nodes for codegen and runs after these.
+// Settings: `-O0` turns every pass off, `--disable-pass=NAME` one of them (PassSettings).
 #pragma once
 
 #include "ir/IR.h"
@@ -24,18 +31,30 @@ struct GraphPass {
   bool (*run)(ir::Function &);
 };
 
-// In order: folding exposes common subexpressions, and both leave dead nodes behind.
-inline const std::vector<GraphPass> &graphPasses() {
-  static const std::vector<GraphPass> list = {
-      {"fold-constants", foldConstants},
-      {"cse", eliminateCommonSubexpressions},
-      {"dce", eliminateDeadCode},
-  };
-  return list;
-}
+// The rewrites in order: folding exposes common subexpressions, and both leave dead nodes behind.
+const std::vector<GraphPass> &graphPasses();
 
-// Runs every pass on every function. With verifyEach, throws ir::IRError naming the pass after
-// which the verifier first found a problem.
+// The fusion planner's name in the pipeline (it runs after the rewrites, in codegen).
+inline constexpr const char *kFusionPass = "fusion";
+
+// Every pass name, in pipeline order: the rewrites, then "fusion".
+std::vector<std::string> passNames();
+
+// Which passes run.
+struct PassSettings {
+  bool optimize = true;               // false (-O0): none of them
+  std::vector<std::string> disabled;  // --disable-pass names (checked by checkPassNames)
+  bool runs(const std::string &name) const;
+};
+
+// "" when every name is a pass; else a message naming the first unknown one and listing the
+// known ones: "unknown pass 'cs' (known: fold-constants, cse, dce, fusion)".
+std::string checkPassNames(const std::vector<std::string> &names);
+
+// Runs every rewrite that `settings` enables on every function. With verifyEach, throws
+// ir::IRError naming the pass after which the verifier first found a problem.
+void runGraphPasses(ir::Module &m, const PassSettings &settings, bool verifyEach = false);
+// All of them.
 void runGraphPasses(ir::Module &m, bool verifyEach = false);
 
 }  // namespace mtlc::passes

@@ -41,6 +41,56 @@ TEST_CASE("--emit=ir shows the forward and the backward graph") {
     CHECK_THAT(r.out, Catch::Contains(s));
 }
 
+namespace {
+
+int occurrences(const std::string &text, const std::string &what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("--emit=ir is the graph as lowered, --emit=ir-opt after the passes with fusion groups") {
+  auto before = runMtlc("--emit=ir " + example("fashion.mtl"));
+  auto after = runMtlc("--emit=ir-opt " + example("fashion.mtl"));
+  REQUIRE(before.exitCode == 0);
+  REQUIRE(after.exitCode == 0);
+  // Lowered: reverse mode seeds d(total) = 1 (`const 1`) and multiplies it into each loss weight;
+  // one param read per use. After fold-constants, cse and dce none of that is left.
+  CHECK_THAT(before.out, Catch::Contains("= const 1 :"));
+  CHECK_THAT(after.out, !Catch::Contains("= const"));
+  CHECK(occurrences(after.out, "\n  %") < occurrences(before.out, "\n  %"));  // fewer nodes
+  CHECK(occurrences(before.out, "; kernel:") == 0);
+  // Fusion groups: conv + bias + relu in one kernel, the relu derivative in a matmul's epilogue.
+  CHECK_THAT(after.out, Catch::Matches("(.|\n)*kernel: %[0-9]+ conv2d -> %[0-9]+ bias_add -> %[0-9]+ relu(.|\n)*"));
+  CHECK_THAT(after.out, Catch::Matches("(.|\n)*kernel: %[0-9]+ matmul -> %[0-9]+ relu_bwd(.|\n)*"));
+  CHECK(occurrences(after.out, "; fused into %") > 10);
+}
+
+TEST_CASE("-O0 and --disable-pass turn passes off; unknown pass names are usage errors") {
+  auto all = runMtlc("--emit=ir-opt " + example("fashion.mtl"));
+  auto o0 = runMtlc("-O0 --emit=ir-opt " + example("fashion.mtl"));
+  auto lowered = runMtlc("--emit=ir " + example("fashion.mtl"));
+  REQUIRE(o0.exitCode == 0);
+  CHECK(o0.out == lowered.out);  // every pass off: the IR as lowered, no groups
+  auto noFusion = runMtlc("--disable-pass=fusion --emit=ir-opt " + example("fashion.mtl"));
+  REQUIRE(noFusion.exitCode == 0);
+  CHECK(occurrences(noFusion.out, "; kernel:") == 0);
+  CHECK_THAT(noFusion.out, !Catch::Contains("= const"));  // the rewrites still ran
+  auto noFold = runMtlc("--disable-pass fold-constants --disable-pass=dce --emit=ir-opt " + example("fashion.mtl"));
+  REQUIRE(noFold.exitCode == 0);
+  CHECK_THAT(noFold.out, Catch::Contains("= const 1 :"));
+  CHECK(occurrences(noFold.out, "; kernel:") > 0);
+  // The program still compiles and runs with passes off (the summary needs the JIT).
+  CHECK(runMtlc("-O0 " + example("tabular.mtl")).exitCode == 0);
+  CHECK(runMtlc("--disable-pass=cse --disable-pass=fusion " + example("tabular.mtl")).exitCode == 0);
+  auto bad = runMtlc("--disable-pass=cs " + example("fashion.mtl"));
+  CHECK(bad.exitCode == 2);
+  CHECK_THAT(bad.err, Catch::Contains("unknown pass 'cs' (known: fold-constants, cse, dce, fusion)"));
+  CHECK(all.out != noFusion.out);
+}
+
 TEST_CASE("--emit=llvm prints the generated module; -o writes it to a file") {
   auto r = runMtlc("--emit=llvm " + example("fashion.mtl"));
   REQUIRE(r.exitCode == 0);

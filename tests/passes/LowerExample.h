@@ -27,3 +27,29 @@ inline mtlc::lower::LoweredModel lowerExample(const std::string &name) {
   ss << in.rdbuf();
   return lowerText(ss.str(), path);
 }
+
+// The text of one function of `m` as `--emit=ir` prints it (golden before/after tests).
+#include "ir/Printer.h"
+inline std::string printed(const mtlc::ir::Module &m, const std::string &function) {
+  std::ostringstream os;
+  mtlc::ir::print(m, *m.function(function), os);
+  return os.str();
+}
+
+// A one-task model small enough to read its whole train_step: 4 features → dense(3) → relu →
+// dense(2) → cross entropy, weight 0.5.
+inline const char *kTinyProgram = R"(model g
+input x : f32[4]
+task y { x -> dense(3) -> relu -> dense(2) loss cross_entropy weight 0.5 }
+train { optimizer sgd(lr=0.1) batch 8 }
+)";
+
+// Two tasks under pcgrad: its task_grads entry point runs each task's backward from its own
+// seed d(L_t) = 1.
+inline const char *kTwoTaskProgram = R"(model h
+input x : f32[3]
+shared s = x -> dense(2)
+task a { s -> dense(2) loss cross_entropy }
+task b { s -> dense(1) loss mse }
+train { optimizer sgd(lr=0.1) batch 8 weighting pcgrad }
+)";

@@ -14,8 +14,10 @@
 #include "runtime/Checkpoint.h"
 #include "runtime/Error.h"
 #include "runtime/SafeTensors.h"
+#include "runtime/ThreadPool.h"
 #include "runtime/Trainer.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -233,7 +235,9 @@ TEST_CASE("trainer: two tasks learn, log, report, save; the checkpoint evaluates
   CHECK(log[20]["epoch"] == 2);
 
   const std::string text = out.str();
-  CHECK_THAT(text, Contains("model tiny: 2 tasks, 8 parameters; adam(lr=0.05), batch 16, 20 epochs; seed 11"));
+  CHECK_THAT(text, Contains(fmt::format("model tiny: 2 tasks, 8 parameters; adam(lr=0.05), batch 16, 20 epochs, {} "
+                                        "thread{}; seed 11",
+                                        ThreadPool::hardwareThreads(), ThreadPool::hardwareThreads() == 1 ? "" : "s")));
   CHECK_THAT(text, Contains("epoch 20/20: loss"));
   CHECK_THAT(text, Contains("  test cls: loss"));
   CHECK_THAT(text, Contains("task  data        loss        mae   accuracy        auc\n"));
