@@ -36,6 +36,16 @@ inline std::string printed(const mtlc::ir::Module &m, const std::string &functio
   return os.str();
 }
 
+// The golden text tests/passes/golden/NAME: the IR of kTinyProgram / kTwoTaskProgram after each
+// stage (lowered, folded, cse, dce, fused), each pass's test going from one file to the next.
+inline std::string golden(const std::string &name) {
+  std::ifstream in(std::string(MTLC_SOURCE_DIR) + "/tests/passes/golden/" + name, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  REQUIRE(!ss.str().empty());
+  return ss.str();
+}
+
 // A one-task model small enough to read its whole train_step: 4 features → dense(3) → relu →
 // dense(2) → cross entropy, weight 0.5.
 inline const char *kTinyProgram = R"(model g
