@@ -46,6 +46,37 @@ inline std::string golden(const std::string &name) {
   return ss.str();
 }
 
+// Runs `pass` on `function` of m, which must read as golden `before` and then as golden `after`,
+// verify, and stay unchanged by a second run (a fixed point).
+#include "ir/Verifier.h"
+inline void checkGoldenPass(mtlc::ir::Module &m, const std::string &function, bool (*pass)(mtlc::ir::Function &),
+                            const std::string &before, const std::string &after) {
+  CHECK(printed(m, function) == golden(before));
+  CHECK(pass(*m.function(function)));
+  CHECK(printed(m, function) == golden(after));
+  CHECK(mtlc::ir::verify(m).empty());
+  CHECK_FALSE(pass(*m.function(function)));
+}
+
+// A module with one empty function and the given per-sample input, head and label types, for
+// hand-built graphs.
+inline mtlc::ir::Module handBuiltModule(std::vector<mtlc::ir::Type> inputs, std::vector<mtlc::ir::Type> heads,
+                                        std::vector<mtlc::ir::Type> labels = {}) {
+  mtlc::ir::Module m;
+  m.name = "s";
+  m.inputs = std::move(inputs);
+  m.heads = std::move(heads);
+  m.labels = std::move(labels);
+  m.functions.push_back(std::make_unique<mtlc::ir::Function>());
+  return m;
+}
+
+inline int countOps(const mtlc::ir::Function &f, mtlc::ir::OpKind op) {
+  int c = 0;
+  for (const auto &n : f.nodes) c += n->op == op;
+  return c;
+}
+
 // A one-task model small enough to read its whole train_step: 4 features → dense(3) → relu →
 // dense(2) → cross entropy, weight 0.5.
 inline const char *kTinyProgram = R"(model g

@@ -9,29 +9,19 @@
 using namespace mtlc;
 using ir::OpKind;
 
-namespace {
-
-int count(const ir::Function &f, OpKind op) {
-  int c = 0;
-  for (const auto &n : f.nodes) c += n->op == op;
-  return c;
-}
-
-}  // namespace
-
 TEST_CASE("the pass list keeps real programs valid and drops the loss-seed arithmetic") {
   for (const char *example : {"fashion.mtl", "tabular.mtl"}) {
     auto lowered = lowerExample(example);
     ir::Function &train = *lowered.module.function("train_step");
     size_t before = train.nodes.size();
-    int mulsBefore = count(train, OpKind::Mul);
+    int mulsBefore = countOps(train, OpKind::Mul);
     REQUIRE_NOTHROW(passes::runGraphPasses(lowered.module, /*verifyEach=*/true));
     CHECK(ir::verify(lowered.module).empty());
     // The backward seed 1·w_i folds to w_i for every task: one mul per task remains (forward).
-    CHECK(count(train, OpKind::Mul) == (int)lowered.module.labels.size());
-    CHECK(mulsBefore > count(train, OpKind::Mul));
+    CHECK(countOps(train, OpKind::Mul) == (int)lowered.module.labels.size());
+    CHECK(mulsBefore > countOps(train, OpKind::Mul));
     CHECK(train.nodes.size() < before);
-    CHECK(count(train, OpKind::Const) == 0);
+    CHECK(countOps(train, OpKind::Const) == 0);
     // Every parameter still has its gradient.
     int grads = 0;
     for (const auto &o : train.outputs) grads += o.kind == ir::Output::Kind::Grad;
@@ -58,8 +48,8 @@ TEST_CASE("pass settings: -O0 runs none, --disable-pass one; names are checked")
   auto lowered = lowerText(kTwoTaskProgram), merged = lowerText(kTwoTaskProgram);
   passes::runGraphPasses(lowered.module, noCse, /*verifyEach=*/true);
   passes::runGraphPasses(merged.module, all, /*verifyEach=*/true);
-  CHECK(count(*lowered.module.function("task_grads"), OpKind::Const) == 2);
-  CHECK(count(*merged.module.function("task_grads"), OpKind::Const) == 1);
+  CHECK(countOps(*lowered.module.function("task_grads"), OpKind::Const) == 2);
+  CHECK(countOps(*merged.module.function("task_grads"), OpKind::Const) == 1);
   auto untouched = lowerExample("tabular.mtl");
   passes::runGraphPasses(untouched.module, o0);
   CHECK(printed(untouched.module, "train_step") == printed(lowerExample("tabular.mtl").module, "train_step"));
