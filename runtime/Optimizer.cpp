@@ -8,19 +8,40 @@
 
 namespace mtlc::rt {
 
-void sgdUpdate(float* p, const float* grad, float* buf, int64_t count, double lrD, double momentumD,
-               double weightDecayD, bool firstStep) {
-  // torch casts the python-float hyperparameters to the tensor's dtype inside each kernel.
-  const float lr = float(lrD), mu = float(momentumD), wd = float(weightDecayD);
+namespace {
+
+// The loops with the settings as template parameters: no branch inside, so they vectorise at any
+// optimisation level (-O2 does not unswitch loops). Same operations, in the same order, as the
+// rules in Optimizer.h.
+template <bool Decay, bool Momentum, bool First>
+void sgdLoop(float* p, const float* grad, float* buf, int64_t count, float lr, float mu, float wd) {
   for (int64_t i = 0; i < count; ++i) {
     float g = grad[i];
-    if (wd != 0) g = g + wd * p[i];
-    if (mu != 0) {
-      buf[i] = firstStep ? g : mu * buf[i] + g;
+    if constexpr (Decay) g = g + wd * p[i];
+    if constexpr (Momentum) {
+      if constexpr (First) buf[i] = g;
+      else buf[i] = mu * buf[i] + g;
       g = buf[i];
     }
     p[i] = p[i] - lr * g;
   }
+}
+
+template <bool Decay>
+void sgdDecay(float* p, const float* grad, float* buf, int64_t count, float lr, float mu, float wd, bool first) {
+  if (mu == 0) sgdLoop<Decay, false, false>(p, grad, buf, count, lr, mu, wd);
+  else if (first) sgdLoop<Decay, true, true>(p, grad, buf, count, lr, mu, wd);
+  else sgdLoop<Decay, true, false>(p, grad, buf, count, lr, mu, wd);
+}
+
+}  // namespace
+
+void sgdUpdate(float* p, const float* grad, float* buf, int64_t count, double lrD, double momentumD,
+               double weightDecayD, bool firstStep) {
+  // torch casts the python-float hyperparameters to the tensor's dtype inside each kernel.
+  const float lr = float(lrD), mu = float(momentumD), wd = float(weightDecayD);
+  if (wd != 0) sgdDecay<true>(p, grad, buf, count, lr, mu, wd, firstStep);
+  else sgdDecay<false>(p, grad, buf, count, lr, mu, wd, firstStep);
 }
 
 void adamUpdate(float* p, const float* grad, float* m, float* v, int64_t count, double lr,

@@ -323,3 +323,17 @@ TEST_CASE("on a terminal: prompt, tab completion of commands and names, history 
   CHECK((history.find(":show trunk") != std::string::npos ||
          history.find(":show\\040trunk") != std::string::npos));
 }
+
+TEST_CASE(":set threads=N is a session setting: checked, needs no model, training follows it") {
+  Result r = runScript(":set threads=2\n"
+                       ":set threads=many\n"
+                       ":load " + example("tabular.mtl") + "\n"
+                       ":set threads=1\n"
+                       ":train 3 steps\n");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 1);  // the bad value
+  CHECK(r.out.find("threads = 2\n") != std::string::npos);
+  CHECK(r.err.find(":set threads takes a count from 0 (every CPU) to 1024, not 'many'") != std::string::npos);
+  CHECK(r.out.find("threads = 1\n") != std::string::npos);
+  CHECK(r.out.find("trained 3 steps") != std::string::npos);
+}
