@@ -394,7 +394,10 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
   const bool hasTest = root && (spec.data.test.present() || opt.dataOverrides.count("test"));
   Dataset testData = hasTest ? loadSplit(spec, "test", opt.dataOverrides) : Dataset{};
 
-  ThreadPool pool(opt.threads);
+  // One rank of a data-parallel job takes one thread unless told otherwise: the ranks of a job
+  // usually share a machine, and each taking every CPU would oversubscribe it.
+  const bool ranks = opt.comm && opt.comm->size() > 1;
+  ThreadPool pool(opt.threads == 0 && ranks ? 1 : opt.threads);
   ScopedFlushDenormals flush(opt.flushDenormals);
 
   // ---- arenas, weighting, initial parameters, optimizer

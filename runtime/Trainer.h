@@ -96,7 +96,8 @@ struct TrainOptions {
   // calls train() with the same options except that only rank 0 has the files to write (log,
   // save), progress and a real `out`; the trainer itself skips evaluation on the other ranks.
   Communicator* comm = nullptr;
-  int threads = 0;              // threads the kernels split across (0: every CPU this process may use)
+  int threads = 0;              // threads the kernels split across (0: every CPU this process may use;
+                                // 1 per rank in a data-parallel job)
   bool flushDenormals = true;   // train with denormals flushed to zero (FloatMode.h)
 };
 
