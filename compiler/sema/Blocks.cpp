@@ -48,15 +48,20 @@ std::string aKind(NameKind k) {
 
 }  // namespace
 
-void Analyzer::addParams(int64_t n, SourceRange at, const std::string &what) {
-  if (n < 0 || totalParams_ + n > kMaxInt) {
-    if (!paramLimitReported_)
-      diags_.error(at, fmt::format("{} makes the model larger than the supported {} parameters", what,
-                                   kMaxInt));
+bool Analyzer::addParams(int64_t n, SourceRange at, const std::string &what) {
+  if (n < 0 || n > limits::kMaxParams - totalParams_) {
+    if (!paramLimitReported_ && n < 0)
+      diags_.error(at, fmt::format("{} has more than {} parameters; a model has at most {} (2^28)",
+                                   what, kMaxInt, limits::kMaxParams));
+    else if (!paramLimitReported_)
+      diags_.error(at, fmt::format("{} brings the model to {} parameters, more than the supported "
+                                   "{} (2^28)",
+                                   what, totalParams_ + n, limits::kMaxParams));
     paramLimitReported_ = true;
-    return;
+    return false;
   }
   totalParams_ += n;
+  return true;
 }
 
 // ---- The block stage ------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ std::optional<Model> Analyzer::run() {
   checkTasks();
   finishBlocks();
   checkTrain();
+  checkStepSize();
   checkData();
   if (diags_.hasErrors()) return std::nullopt;
   return std::move(model_);
@@ -142,6 +143,9 @@ void Analyzer::declareNames() {
     case NameKind::Task:
       index = taskDecls_.size();
       taskDecls_.push_back(&prog_.tasks[item.index]);
+      if (static_cast<int64_t>(index) == limits::kMaxTasks)
+        diags_.error(loc, fmt::format("too many tasks: a model has at most {}; '{}' is task {}",
+                                      limits::kMaxTasks, *name, index + 1));
       break;
     }
     names_[*name] = {kind, index, loc};

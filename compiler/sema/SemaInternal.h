@@ -5,9 +5,11 @@
 //   Blocks.cpp          expert blocks (mixture, ple, cgc, cross_stitch) and the sources that read
 //                       them (gate, column), concat, the readers of each block
 //   DataBinding.cpp     the data block: sources, field expressions, widths
+//   StepSize.cpp        one training step's activations against limits::kMaxStepValues
 #pragma once
 
 #include "sema/Sema.h"
+#include "syntax/Limits.h"
 
 #include <cmath>
 #include <limits>
@@ -18,7 +20,7 @@
 
 namespace mtlc::sema::detail {
 
-constexpr int64_t kMaxInt = 2147483647;  // largest dimension / count accepted anywhere
+constexpr int64_t kMaxInt = limits::kMaxDim;  // largest dimension / count accepted anywhere
 
 // ---- Arguments ------------------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ private:
   void checkShared();
   void checkTasks();
   void checkTrain();
+  void checkStepSize();  // StepSize.cpp
   void checkTask(const ast::TaskDecl &t, size_t index);
   // Resolves a pipeline's source; fills out.source/sourceIsInput/sourceIndex/inShape. Returns the
   // source's shape (nullopt if unknown or erroneous) and its origin for notes.
@@ -159,7 +162,9 @@ public:
   std::vector<const ast::Call *> sharedBlockCall_;
   // Per input: where an embedding first fixed its `categories` (line 0: none yet).
   std::vector<SourceRange> categoriesLoc_;
-  void addParams(int64_t n, SourceRange at, const std::string &what);
+  // Adds `n` learnable parameters (-1: too many to count) to the model's total; false, reported at
+  // `at` once per model, past limits::kMaxParams.
+  bool addParams(int64_t n, SourceRange at, const std::string &what);
 };
 
 }  // namespace mtlc::sema::detail

@@ -366,16 +366,7 @@ std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &ca
           params = mulChecked(elementCount(s), 2);
         else if (info->kind == LayerKind::Embedding)
           params = mulChecked(layer.vocab, layer.units);
-        if (params < 0 || totalParams_ + params > kMaxInt) {
-          if (!paramLimitReported_)
-            diags_.error(call.loc, fmt::format("{} makes the model larger than the supported {} "
-                                               "parameters",
-                                               spelled, kMaxInt));
-          paramLimitReported_ = true;
-          cur.reset();
-        } else {
-          totalParams_ += params;
-        }
+        if (!addParams(params, call.loc, spelled)) cur.reset();
       }
       if (cur) {
         cur = layer.out;

@@ -1,6 +1,7 @@
 #include "syntax/Diagnostics.h"
 
 #include <algorithm>
+#include <fmt/format.h>
 #include <ostream>
 #include <sstream>
 
@@ -153,7 +154,18 @@ void Diagnostics::sortByLocation(size_t first) {
 }
 
 void Diagnostics::render(std::ostream &os, bool colour) const {
-  for (const auto &d : diags_) render(os, d, colour);
+  int shown = 0;
+  for (const auto &d : diags_) {
+    if (d.severity == Severity::Error && errorLimit_ > 0 && shown == errorLimit_) break;
+    if (d.severity == Severity::Error) ++shown;
+    render(os, d, colour);
+  }
+  if (errors_ > shown && errorLimit_ > 0 && shown == errorLimit_) {
+    int more = errors_ - shown;
+    render(os, Diagnostic{Severity::Note, {}, fmt::format("{} more error{} not shown (at most {} are)",
+                                                        more, more == 1 ? "" : "s", errorLimit_)},
+           colour);
+  }
 }
 
 std::string Diagnostics::str(bool colour) const {

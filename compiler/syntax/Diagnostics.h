@@ -53,7 +53,13 @@ public:
   // discovers errors out of source order calls this so that output reads top to bottom.
   void sortByLocation(size_t first = 0);
 
+  // Renders every diagnostic in order, up to errorLimit() errors (each with its notes); the rest
+  // are summed up in one last note ("7 more errors not shown"). errorCount() counts them all.
   void render(std::ostream &os, bool colour = false) const;
+  // 0: no limit. The default matches clang's -ferror-limit.
+  void setErrorLimit(int limit) { errorLimit_ = limit; }
+  int errorLimit() const { return errorLimit_; }
+  static constexpr int kDefaultErrorLimit = 20;
   void render(std::ostream &os, const Diagnostic &d, bool colour = false) const;
   std::string str(bool colour = false) const;  // render() into a string
 
@@ -66,6 +72,7 @@ private:
   std::vector<size_t> lineStarts_;
   std::vector<Diagnostic> diags_;
   int errors_ = 0, warnings_ = 0;
+  int errorLimit_ = kDefaultErrorLimit;
 };
 
 // Spelling helpers for messages.

@@ -50,6 +50,9 @@ std::string sanitizeUtf8(const std::string &s) {
 
 namespace {
 
+// Syntax errors reported before the parser gives up (like clang's default -ferror-limit).
+constexpr int kMaxSyntaxErrors = 20;
+
 // ---- Locations ----------------------------------------------------------------------------------
 
 SourceRange tokenRange(const Token *t) {
@@ -83,7 +86,11 @@ SourceRange afterToken(const Token *t) {
 
 // ---- Readable syntax errors ---------------------------------------------------------------------
 
-struct SyntaxError {};  // thrown (internally) to stop parsing after the first error
+// Thrown (internally) out of the rule that met a syntax error, after reporting it: the declaration
+// being parsed is abandoned and parsing resumes at the next one (see resyncPoint).
+struct SyntaxError {
+  size_t tokenIndex;  // the offending token
+};
 
 std::string tokenName(size_t type) {
   switch (type) {
@@ -160,6 +167,10 @@ class ErrorStrategy : public antlr4::DefaultErrorStrategy {
 public:
   explicit ErrorStrategy(Diagnostics &diags) : diags_(diags) {}
 
+  // The declaration parsed just before the one being parsed (null after an error), for messages
+  // that depend on it ("'->' to continue the pipeline of 'trunk'").
+  void setPrevious(MTLParser::ItemContext *item) { previous_ = item; }
+
 protected:
   void reportNoViableAlternative(antlr4::Parser *p, const antlr4::NoViableAltException &e) override {
     fail(p, e.getOffendingToken(), p->getExpectedTokens());
@@ -205,7 +216,7 @@ private:
     else
       where = tokenRange(t);
     diags_.error(where, msg);
-    throw SyntaxError{};
+    throw SyntaxError{t ? t->getTokenIndex() : 0};
   }
 
   static bool has(const antlr4::misc::IntervalSet &s, size_t type) {
@@ -248,22 +259,21 @@ private:
     case MTLParser::RuleItem: {
       std::string decl = "a declaration ('model', 'input', 'shared', 'task', 'train' or 'data')";
       // `shared trunk = image -> conv2d(8, kernel=3) relu`: probably a missing arrow.
-      auto *prog = dynamic_cast<MTLParser::ProgramContext *>(ctx);
-      if (prog && t && t->getType() == MTLParser::IDENT && prev &&
+      MTLParser::ItemContext *last = previous_;
+      if (last && t && t->getType() == MTLParser::IDENT && prev &&
           (prev->getType() == MTLParser::IDENT || prev->getType() == MTLParser::RPAREN ||
            prev->getType() == MTLParser::RBRACE)) {
-        auto items = prog->item();
-        if (!items.empty() && items.back()->sharedDecl() && items.back()->sharedDecl()->pipeline()) {
-          auto stages = items.back()->sharedDecl()->pipeline()->stage();
-          auto *last = stages.empty() ? nullptr
-                                      : dynamic_cast<MTLParser::LayerStageContext *>(stages.back());
-          if (last && !last->blockBody() && last->call() && last->call()->name &&
-              isBlockName(last->call()->name->getText()) && last->call()->getStop() == prev)
-            return "'{' and the expert's layers after " + last->call()->name->getText() + "(...)";
+        if (last->sharedDecl() && last->sharedDecl()->pipeline()) {
+          auto stages = last->sharedDecl()->pipeline()->stage();
+          auto *stage = stages.empty() ? nullptr
+                                       : dynamic_cast<MTLParser::LayerStageContext *>(stages.back());
+          if (stage && !stage->blockBody() && stage->call() && stage->call()->name &&
+              isBlockName(stage->call()->name->getText()) && stage->call()->getStop() == prev)
+            return "'{' and the expert's layers after " + stage->call()->name->getText() + "(...)";
         }
-        if (!items.empty() && items.back()->sharedDecl() && items.back()->sharedDecl()->name)
-          return "'->' to continue the pipeline of '" +
-                 items.back()->sharedDecl()->name->getText() + "', or " + decl;
+        if (last->sharedDecl() && last->sharedDecl()->name)
+          return "'->' to continue the pipeline of '" + last->sharedDecl()->name->getText() +
+                 "', or " + decl;
       }
       return decl;
     }
@@ -414,6 +424,7 @@ private:
   }
 
   Diagnostics &diags_;
+  MTLParser::ItemContext *previous_ = nullptr;
 };
 
 // A safety net: the error strategy above reports every parser error itself and the lexer has a
@@ -443,9 +454,9 @@ class Builder {
 public:
   explicit Builder(Diagnostics &diags) : diags_(diags) {}
 
-  ast::Program program(MTLParser::ProgramContext *ctx) {
+  ast::Program program(const std::vector<MTLParser::ItemContext *> &items) {
     ast::Program p;
-    for (auto *item : ctx->item()) {
+    for (auto *item : items) {
       if (auto *m = item->modelDecl()) {
         ast::ModelDecl d;
         d.name = m->name->getText();
@@ -785,6 +796,41 @@ bool checkTokens(antlr4::CommonTokenStream &tokens, Diagnostics &diags) {
   return reported == 0;
 }
 
+// Where parsing resumes after a syntax error in the declaration that starts at token `start`: the
+// first token from the offending one on (and after `start`, so that parsing moves on) that begins a
+// declaration - a declaration keyword followed by what that declaration needs next (`task NAME`,
+// `train {`, ...; so `ple(shared=2)` and a data block's `train SOURCE` do not qualify) - and is
+// outside braces, or first on its line (so that a missing '}' does not swallow the rest of the
+// file). EOF when there is none.
+size_t resyncPoint(antlr4::CommonTokenStream &tokens, size_t start, size_t offending) {
+  const auto &all = tokens.getTokens();
+  auto type = [&](size_t i) { return i < all.size() ? all[i]->getType() : Token::EOF; };
+  size_t from = std::max(offending, start + 1);
+  int depth = 0;
+  for (size_t i = start; i < from && i < all.size(); ++i) {
+    if (type(i) == MTLParser::LBRACE) ++depth;
+    if (type(i) == MTLParser::RBRACE) --depth;
+  }
+  for (size_t i = from; i < all.size(); ++i) {
+    size_t ty = type(i), next = type(i + 1);
+    bool starts = false;
+    switch (ty) {
+    case MTLParser::MODEL:
+    case MTLParser::INPUT:
+    case MTLParser::SHARED:
+    case MTLParser::TASK: starts = next == MTLParser::IDENT; break;
+    case MTLParser::TRAIN:
+    case MTLParser::DATA: starts = next == MTLParser::LBRACE; break;
+    case Token::EOF: return i;
+    default: break;
+    }
+    if (starts && (depth <= 0 || all[i]->getCharPositionInLine() == 0)) return i;
+    if (ty == MTLParser::LBRACE) ++depth;
+    if (ty == MTLParser::RBRACE) --depth;
+  }
+  return all.empty() ? 0 : all.size() - 1;
+}
+
 }  // namespace
 
 std::optional<ast::Program> parseProgram(const std::string &file, const std::string &text,
@@ -805,16 +851,28 @@ std::optional<ast::Program> parseProgram(const std::string &file, const std::str
     MTLParser parser(&tokens);
     parser.removeErrorListeners();
     parser.addErrorListener(&listener);
-    parser.setErrorHandler(std::make_shared<ErrorStrategy>(diags));
-    MTLParser::ProgramContext *tree = nullptr;
-    try {
-      tree = parser.program();
-    } catch (const SyntaxError &) {
-      return std::nullopt;
+    auto strategy = std::make_shared<ErrorStrategy>(diags);
+    parser.setErrorHandler(strategy);
+    // `program : item* EOF`, one declaration at a time: a syntax error abandons the declaration
+    // it is in and parsing resumes at the next one, so that independent mistakes are all reported
+    // (up to kMaxSyntaxErrors).
+    std::vector<MTLParser::ItemContext *> items;
+    int syntaxErrors = 0;
+    while (tokens.LA(1) != Token::EOF) {
+      size_t start = tokens.index();
+      strategy->reset(&parser);
+      try {
+        items.push_back(parser.item());
+        strategy->setPrevious(items.back());
+      } catch (const SyntaxError &e) {
+        strategy->setPrevious(nullptr);
+        if (++syntaxErrors >= kMaxSyntaxErrors) break;
+        tokens.seek(resyncPoint(tokens, start, e.tokenIndex));
+      }
     }
     if (diags.errorCount() > errorsBefore) return std::nullopt;
     Builder builder(diags);
-    ast::Program program = builder.program(tree);
+    ast::Program program = builder.program(items);
     if (diags.errorCount() > errorsBefore) return std::nullopt;
     return program;
   } catch (const std::exception &e) {

@@ -2,9 +2,11 @@
 // tree into ast::Program. Syntax errors become located diagnostics with readable messages
 // ("expected ')' after the arguments of 'dense', found 'kernel'"); ANTLR's console output is off.
 //
-// The parser stops at the first syntax error (recovery would mostly produce follow-on noise);
-// lexical errors (bad characters, unterminated strings) are all reported, up to a few, before
-// parsing. It never throws, crashes or hangs on any input: empty files, binary data, invalid
+// After a syntax error the parser abandons the declaration it is in and resumes at the next
+// declaration keyword (outside braces, or first on its line), so independent syntax errors in
+// different declarations are all reported, up to 20; within one declaration only the first is
+// (ANTLR's token-level recovery would mostly produce follow-on noise). Lexical errors (bad
+// characters, unterminated strings) are all reported, up to a few, before parsing. It never throws, crashes or hangs on any input: empty files, binary data, invalid
 // UTF-8 (shown as U+FFFD), deeply repeated constructs.
 #pragma once
 

@@ -332,7 +332,8 @@ TEST_CASE("parameter limits and huge shapes are errors, not crashes") {
   CHECK_THAT(errorsOf("model m\ninput x : f32[100000, 100000]\ntask a { x -> flatten -> dense(1) loss mse }\n"),
              Catch::Contains("too many values per sample"));
   CHECK_THAT(errorsOf("model m\ninput x : f32[100000]\ntask a { x -> dense(100000) -> dense(1) loss mse }\n"),
-             Catch::Contains("larger than the supported 2147483647 parameters"));
+             Catch::Contains("e.mtl:3:15: error: dense(100000) brings the model to 10000100000 "
+                             "parameters, more than the supported 268435456 (2^28)"));
   CHECK_THAT(errorsOf("model m\ninput x : f32[8]\ntask a { x -> dense(1e30) loss mse }\n"),
              Catch::Contains("is too large"));
   CHECK_THAT(errorsOf("model m\ninput x : f32[8]\ntask a { x -> dense(1) loss mse weight 1e999 }\n"),
