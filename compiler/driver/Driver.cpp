@@ -16,6 +16,7 @@
 #include "runtime/Trainer.h"
 #include "syntax/AST.h"
 #include "syntax/Parser.h"
+#include "syntax/SourceFile.h"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -60,9 +61,10 @@ int run(const Options &o, rt::Communicator *job) {
   if (o.command == Command::Plot) return plotLog(o.file, o.output, std::cout);
   if (o.emit == Emit::Ast) {
     // Only parsing is needed to show the syntax tree.
-    std::ifstream in(o.file, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string text;
+    bool read = readSourceFile(o.file, text);
     Diagnostics diags(o.file, text);
+    if (!read) diags.error("cannot read the file");
     auto ast = parseProgram(o.file, text, diags);
     diags.render(std::cerr, useColour(o));
     if (!ast || diags.hasErrors()) return kExitError;

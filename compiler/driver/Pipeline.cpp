@@ -6,6 +6,7 @@
 #include "passes/Passes.h"
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
+#include "syntax/SourceFile.h"
 
 #include <algorithm>
 #include <chrono>
@@ -26,12 +27,9 @@ CheckedProgram checkFile(const std::string &path) {
   CheckedProgram p;
   p.path = path;
   p.displayName = path;
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  if (in) ss << in.rdbuf();
-  p.text = ss.str();
+  bool read = readSourceFile(path, p.text);
   p.diags = std::make_unique<Diagnostics>(p.displayName, p.text);
-  if (!in) {
+  if (!read) {
     p.diags->error("cannot read the file");
     return p;
   }

@@ -12,6 +12,7 @@
 #include "runtime/Trainer.h"
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
+#include "syntax/SourceFile.h"
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -392,18 +393,16 @@ bool ReplSession::ensureLive(const char *what) {
 }
 
 bool ReplSession::load(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::string text;
+  if (!readSourceFile(path, text)) {
     error(fmt::format("cannot read '{}'", path));
     return false;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
   cmdReset();
   basePath_ = path;
-  origins_.push_back({path, ss.str()});
+  origins_.push_back({path, text});
   int before = errors_;
-  addDeclarations(ss.str(), static_cast<int>(origins_.size()) - 1, 1);
+  addDeclarations(text, static_cast<int>(origins_.size()) - 1, 1);
   if (errors_ == before)
     fmt::print(out_, "loaded {}: {} declaration{}\n", path, decls_.size(),
                decls_.size() == 1 ? "" : "s");

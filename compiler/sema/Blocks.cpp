@@ -318,6 +318,9 @@ std::optional<Shape> Analyzer::resolveBlockSource(const ast::Pipeline &ap, bool 
         diags_.error(part.loc, fmt::format("concat joins 1-D parts, but {} '{}' has shape {}; flatten "
                                            "it first (in a shared block)",
                                            nameKindWord(info.kind), part.name, shapeStr(*shape)));
+        diags_.note(declLoc, info.kind == NameKind::Input
+                                 ? fmt::format("input '{}' is declared here", part.name)
+                                 : sharedOrigin_[info.index].what);
         partsOk = false;
         continue;
       }

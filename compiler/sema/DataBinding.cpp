@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fmt/format.h>
+#include <set>
 
 namespace mtlc::sema {
 
@@ -219,6 +220,7 @@ void Analyzer::checkData() {
   // ---- Bindings
   std::vector<std::optional<rt::Binding>> inputBinds(model_.inputs.size()), labelBinds(model_.tasks.size());
   std::map<std::string, SourceRange> bound;
+  std::set<std::string> misspelt;  // names suggested for a misspelt target: not also "missing"
   for (const ast::Binding &b : block.bindings) {
     auto it = names_.find(b.target);
     bool targetOk = true;
@@ -228,6 +230,7 @@ void Analyzer::checkData() {
         if (info.kind != NameKind::Shared) candidates.push_back(name);
       diags_.error(b.targetLoc, fmt::format("'{}' is not an input or a task{}", b.target,
                                             didYouMean(b.target, candidates)));
+      misspelt.insert(closestMatch(b.target, candidates));
       targetOk = false;
     } else if (it->second.kind == NameKind::Shared) {
       diags_.error(b.targetLoc, fmt::format("'{}' is a shared block; data binds inputs and task "
@@ -379,6 +382,7 @@ void Analyzer::checkData() {
       continue;
     }
     const std::string &name = model_.inputs[i].name;
+    if (misspelt.count(name)) continue;
     diags_.error(block.keywordLoc, fmt::format("no data binding for input '{}'; add '{} = FIELD' "
                                                "to the data block",
                                                name, name));
@@ -390,6 +394,7 @@ void Analyzer::checkData() {
       continue;
     }
     const std::string &name = model_.tasks[i].name;
+    if (misspelt.count(name)) continue;
     diags_.error(block.keywordLoc, fmt::format("no data binding for the label of task '{}'; add "
                                                "'{} = FIELD' to the data block",
                                                name, name));

@@ -326,26 +326,48 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
   task.head.loc = t.loc;
   bool headOk = true;
 
+  // A misspelt statement keyword (`los mse`) parses as two one-name pipelines: report the word,
+  // and neither it nor its value as a pipeline.
+  std::vector<ast::Pipeline> pipelines;
+  bool lossMisspelt = false;
+  for (size_t k = 0; k < t.pipelines.size(); ++k) {
+    const ast::Pipeline &p = t.pipelines[k];
+    auto bareName = [&](const ast::Pipeline &q) {
+      return q.sourceKind == ast::Pipeline::SourceKind::Name && q.layers.empty() &&
+             !names_.count(q.source);
+    };
+    std::string keyword = bareName(p) ? closestMatch(p.source, {"loss", "weight", "metric"}) : "";
+    if (keyword.empty()) {
+      pipelines.push_back(p);
+      continue;
+    }
+    diags_.error(p.sourceNameLoc, fmt::format("unknown statement '{}' in task '{}'; did you mean "
+                                              "'{}'?",
+                                              p.source, t.name, keyword));
+    lossMisspelt |= keyword == "loss";
+    if (k + 1 < t.pipelines.size() && bareName(t.pipelines[k + 1])) ++k;  // its value
+  }
+
   // The pipeline: exactly one.
   std::optional<Shape> out;
   SourceRange lastLoc;
-  if (t.pipelines.empty()) {
+  if (pipelines.empty()) {
     diags_.error(t.nameLoc, fmt::format("task '{}' has no pipeline; start its body with e.g. "
                                         "'trunk -> dense(1)'",
                                         t.name));
     headOk = false;
   } else {
-    for (size_t k = 1; k < t.pipelines.size(); ++k) {
-      const ast::Pipeline &extra = t.pipelines[k];
+    for (size_t k = 1; k < pipelines.size(); ++k) {
+      const ast::Pipeline &extra = pipelines[k];
       std::string hint = extra.sourceKind == ast::Pipeline::SourceKind::Name &&
                                  std::find(knownLayers().begin(), knownLayers().end(), extra.source) !=
                                      knownLayers().end()
                              ? fmt::format(" (missing '->' before '{}'?)", extra.source)
                              : "";
       diags_.error(extra.sourceLoc, fmt::format("task '{}' has a second pipeline{}", t.name, hint));
-      diags_.note(t.pipelines[0].loc, "its pipeline is here");
+      diags_.note(pipelines[0].loc, "its pipeline is here");
     }
-    const ast::Pipeline &ap = t.pipelines[0];
+    const ast::Pipeline &ap = pipelines[0];
     Origin origin;
     bool ok;
     std::optional<Shape> in = resolveSource(ap, false, 0, static_cast<int>(index), task.head, origin, ok);
@@ -372,7 +394,9 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
 
   // The loss: exactly one.
   bool lossOk = false;
-  if (t.losses.empty()) {
+  if (t.losses.empty() && lossMisspelt) {
+    // reported above
+  } else if (t.losses.empty()) {
     diags_.error(t.nameLoc, fmt::format("task '{}' has no loss; add e.g. 'loss cross_entropy', "
                                         "'loss bce' or 'loss mse'",
                                         t.name));

@@ -1,5 +1,7 @@
 #include "syntax/Parser.h"
 
+#include "syntax/Limits.h"
+
 #include "MTLLexer.h"
 #include "MTLParser.h"
 #include "antlr4-runtime.h"
@@ -49,9 +51,6 @@ std::string sanitizeUtf8(const std::string &s) {
 }
 
 namespace {
-
-// Syntax errors reported before the parser gives up (like clang's default -ferror-limit).
-constexpr int kMaxSyntaxErrors = 20;
 
 // ---- Locations ----------------------------------------------------------------------------------
 
@@ -210,6 +209,18 @@ private:
       if (rule == MTLParser::RuleProgram || rule == MTLParser::RuleItem)
         msg += didYouMean(t->getText(), kKeywords);
     }
+    // `wieght 0.5`: the misspelt word parsed as a one-name pipeline, and its value is what failed.
+    if (t && prev && prev->getType() == MTLParser::IDENT && p->getContext() &&
+        p->getContext()->getRuleIndex() == MTLParser::RuleTaskDecl && !afterArrow(p, prev)) {
+      std::string keyword = closestMatch(prev->getText(), {"loss", "weight", "metric"});
+      auto *task = dynamic_cast<MTLParser::TaskDeclContext *>(p->getContext());
+      if (!keyword.empty() && task && task->name) {
+        diags_.error(tokenRange(prev), "unknown statement '" + prev->getText() + "' in task '" +
+                                           task->name->getText() + "'; did you mean '" + keyword +
+                                           "'?");
+        throw SyntaxError{t->getTokenIndex()};
+      }
+    }
     SourceRange where;
     if (t && t->getType() == Token::EOF)
       where = prev ? afterToken(prev) : SourceRange{{1, 1}, {1, 1}};
@@ -217,6 +228,16 @@ private:
       where = tokenRange(t);
     diags_.error(where, msg);
     throw SyntaxError{t ? t->getTokenIndex() : 0};
+  }
+
+  // Whether the default-channel token before `t` is '->' (so `t` names a layer, not a source).
+  static bool afterArrow(antlr4::Parser *p, const Token *t) {
+    auto *ts = p->getTokenStream();
+    for (ssize_t i = static_cast<ssize_t>(t->getTokenIndex()) - 1; i >= 0; --i) {
+      Token *c = ts->get(static_cast<size_t>(i));
+      if (c->getChannel() == Token::DEFAULT_CHANNEL) return c->getType() == MTLParser::ARROW;
+    }
+    return false;
   }
 
   static bool has(const antlr4::misc::IntervalSet &s, size_t type) {
@@ -837,6 +858,11 @@ std::optional<ast::Program> parseProgram(const std::string &file, const std::str
                                          Diagnostics &diags) {
   (void)file;
   int errorsBefore = diags.errorCount();
+  if (text.size() > limits::kMaxProgramBytes) {
+    diags.error(fmt::format("the program is larger than the supported {} bytes (1 MiB)",
+                            limits::kMaxProgramBytes));
+    return std::nullopt;
+  }
   try {
     antlr4::ANTLRInputStream input(sanitizeUtf8(text));
     input.name = file;
@@ -855,7 +881,7 @@ std::optional<ast::Program> parseProgram(const std::string &file, const std::str
     parser.setErrorHandler(strategy);
     // `program : item* EOF`, one declaration at a time: a syntax error abandons the declaration
     // it is in and parsing resumes at the next one, so that independent mistakes are all reported
-    // (up to kMaxSyntaxErrors).
+    // (up to limits::kMaxSyntaxErrors).
     std::vector<MTLParser::ItemContext *> items;
     int syntaxErrors = 0;
     while (tokens.LA(1) != Token::EOF) {
@@ -866,7 +892,7 @@ std::optional<ast::Program> parseProgram(const std::string &file, const std::str
         strategy->setPrevious(items.back());
       } catch (const SyntaxError &e) {
         strategy->setPrevious(nullptr);
-        if (++syntaxErrors >= kMaxSyntaxErrors) break;
+        if (++syntaxErrors >= limits::kMaxSyntaxErrors) break;
         tokens.seek(resyncPoint(tokens, start, e.tokenIndex));
       }
     }

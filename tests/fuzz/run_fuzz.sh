@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs the front-end fuzzer for a bounded time from the seed corpus.
-#   run_fuzz.sh MTLC_FUZZ SECONDS CORPUS_DIR ARTIFACT_DIR [extra libFuzzer flags, e.g. -jobs=1]
+#   run_fuzz.sh MTLC_FUZZ SECONDS CORPUS_DIR ARTIFACT_DIR [extra libFuzzer flags, e.g. -fork=1]
 # CORPUS_DIR receives the inputs that found new coverage (kept between runs); the seeds are the
-# repository's .mtl files. Exits non-zero on any crash, hang (10 s), leak or out-of-memory (2 GiB).
+# repository's .mtl files (examples, malformed programs, syntax tests), copied to CORPUS_DIR.seeds.
+# Exits non-zero on any crash, sanitizer report, hang (10 s), leak or out-of-memory (2 GiB).
 set -euo pipefail
 fuzz=$1 seconds=$2 corpus=$3 artifacts=$4
 shift 4
 src=$(cd "$(dirname "$0")/../.." && pwd)
-mkdir -p "$corpus" "$artifacts"
-exec "$fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+seeds="$corpus.seeds"
+mkdir -p "$corpus" "$artifacts" "$seeds"
+cp "$src"/examples/*.mtl "$src"/tests/diagnostics/*.mtl "$src"/tests/syntax/*.mtl "$seeds"/
+# .mtl programs are small (the examples are under 2 KiB); longer inputs only slow the search down
+# (the size limits have their own tests).
+exec "$fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
   -dict="$src/tests/fuzz/mtl.dict" -artifact_prefix="$artifacts/" -print_final_stats=1 "$@" \
-  "$corpus" "$src/examples" "$src/tests/diagnostics" "$src/tests/syntax"
+  "$corpus" "$seeds"
