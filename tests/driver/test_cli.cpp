@@ -126,6 +126,15 @@ TEST_CASE("garbage input never crashes the compiler") {
   }
 }
 
+TEST_CASE("an endless or oversized program file is read only up to the size limit") {
+  for (const std::string &args : {std::string("/dev/zero"), std::string("--emit=ast /dev/zero")}) {
+    auto r = runMtlc(args);
+    CHECK(r.signal == 0);
+    CHECK(r.exitCode == 1);
+    CHECK(r.err == "/dev/zero: error: the program is larger than the supported 1048576 bytes (1 MiB)\n");
+  }
+}
+
 TEST_CASE("a missing data file is a clear error with exit 1") {
   auto file = writeFile("nodata.mtl",
                         "model m\ninput x : f32[2]\ntask y { x -> dense(1) loss mse }\n"
