@@ -306,7 +306,7 @@ class GemmParts {
   // (at most one per block) element by element.
   void transposingPanel(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *dst, int W) {
     llvm::IRBuilder<> &b = h.b;
-    const int VL = t.VL, groups = (W + VL - 1) / VL;
+    const int VL = t.VL;
     auto elementwise = [&](Value *kBegin) {
       Value *lastLine = h.sub(valid, h.c(1));
       forLoop(b, kBegin, kc, [&](Value *kk) {
@@ -319,23 +319,28 @@ class GemmParts {
     };
     ifThenElse(h, b.CreateICmpEQ(valid, h.c(W)), [&] {
       Value *kBlocks = b.CreateUDiv(kc, h.c(VL));
+      // One VL×VL block: lines [line0, line0 + width) of the panel at k0 (the rest zero).
+      auto block = [&](Value *k0, Value *line0, int width) {
+        llvm::SmallVector<Value *, 16> blk;
+        for (int jj = 0; jj < VL; ++jj)
+          blk.push_back(jj < width ? h.vload(VL, src, h.add(h.mul(h.add(line0, jj), ld), k0))
+                                   : llvm::Constant::getNullValue(h.vec(VL)));
+        transpose(h, blk);
+        for (int tt = 0; tt < VL; ++tt) {
+          Value *at = h.add(h.mul(h.add(k0, tt), W), line0);
+          if (width == VL) h.vstore(blk[tt], dst, at);
+          else h.maskedStore(blk[tt], dst, at, h.laneMask(VL, h.c(0), h.c(width)));
+        }
+      };
+      // The full groups of VL lines in a loop rather than unrolled: one transpose in the code
+      // instead of W/VL (a 4-group panel's shuffles were a third of a module's instruction
+      // selection time), at the cost of a loop counter.
+      const int fullGroups = W / VL, tail = W - fullGroups * VL;
       forLoop(b, kBlocks, [&](Value *kb) {
         Value *k0 = h.mul(kb, VL);
-        for (int gi = 0; gi < groups; ++gi) {
-          llvm::SmallVector<Value *, 16> blk;
-          for (int jj = 0; jj < VL; ++jj) {
-            int line = gi * VL + jj;
-            blk.push_back(line < W ? h.vload(VL, src, h.add(h.mul(h.c(line), ld), k0))
-                                   : llvm::Constant::getNullValue(h.vec(VL)));
-          }
-          transpose(h, blk);
-          int width = std::min(VL, W - gi * VL);
-          for (int tt = 0; tt < VL; ++tt) {
-            Value *at = h.add(h.mul(h.add(k0, tt), W), gi * VL);
-            if (width == VL) h.vstore(blk[tt], dst, at);
-            else h.maskedStore(blk[tt], dst, at, h.laneMask(VL, h.c(0), h.c(width)));
-          }
-        }
+        if (fullGroups == 1) block(k0, h.c(0), VL);
+        else if (fullGroups > 1) forLoop(b, h.c(fullGroups), [&](Value *gi) { block(k0, h.mul(gi, VL), VL); }, "g");
+        if (tail > 0) block(k0, h.c(int64_t(fullGroups) * VL), tail);
       }, "kb");
       elementwise(h.mul(kBlocks, VL));
     }, [&] { elementwise(h.c(0)); });

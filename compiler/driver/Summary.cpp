@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ostream.h>
 
+#include "jit/Compile.h"
 #include "passes/MemoryPlan.h"
 
 #include <algorithm>
@@ -47,9 +48,11 @@ void printSummary(const CheckedProgram &checked, const CompiledProgram &compiled
   fmt::print(os, "  activation arena          {:.2f} MiB planned, {:.2f} MiB without reuse (batch up to {})\n",
              spec.actsFloats * 4.0 / (1 << 20), naive * 4.0 / (1 << 20), spec.maxBatch);
   const auto &t = checked.times;
+  const jit::CompiledModule &code = *compiled.code;
   fmt::print(os, "  compile time              {:.1f} ms (parse {:.1f}, check {:.1f}, lower {:.1f}, "
-                 "codegen+JIT {:.1f})\n",
-             t.totalMs(), t.parseMs, t.semaMs, t.lowerMs, t.codegenMs);
+                 "codegen+JIT {:.1f}: emit {:.1f}, optimise {:.1f}, machine code {:.1f})\n",
+             t.totalMs(), t.parseMs, t.semaMs, t.lowerMs, t.codegenMs, code.emitMs, code.optimizeMs,
+             code.machineCodeMs);
 }
 
 }  // namespace mtlc::driver

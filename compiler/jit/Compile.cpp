@@ -1,6 +1,7 @@
 #include "Compile.h"
 
 #include "JIT.h"
+#include "ParallelCompile.h"
 #include "codegen/Codegen.h"
 #include "passes/MemoryPlan.h"
 
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 
 namespace mtlc::jit {
 
@@ -49,7 +51,8 @@ void finish(CompiledModule &out, const ir::Module &m, Clock::time_point start, C
 }  // namespace
 
 CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
-  // MTLC_TIME_PASSES=1: LLVM's per-pass timing report (optimisation and machine code) on stderr.
+  // MTLC_TIME_PASSES=1: LLVM's per-pass timing report (optimisation and machine code) on stderr;
+  // its timers are global, so the compile then runs on one thread.
   const bool timePasses = std::getenv("MTLC_TIME_PASSES") != nullptr;
   if (timePasses) llvm::TimePassesIsEnabled = true;
   auto start = Clock::now();
@@ -61,14 +64,17 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   auto ctx = std::make_unique<llvm::LLVMContext>();
   std::unique_ptr<llvm::Module> module =
       codegen::emitModule(m, *ctx, out.jit->dataLayout(), out.options);
-  module->setTargetTriple(out.jit->targetTriple().str());
   auto emitted = Clock::now();
-  if (options.optimize) codegen::optimizeModule(*module, *tm);
-  auto optimized = Clock::now();
-  if (options.keepIR) out.llvmIR = codegen::printModule(*module);
-
-  out.jit->addModule(llvm::orc::ThreadSafeModule(std::move(module), std::move(ctx)));
-  // Looking the entry points up is what makes ORC generate the machine code.
+  int threads = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  if (timePasses) threads = 1;
+  ObjectCode code = compileToObjects(std::move(module), threads, options.optimize, options.keepIR,
+                                     [&] { return out.jit->createTargetMachine(); });
+  auto optimized = emitted + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double, std::milli>(code.optimizeMs));
+  out.llvmIR = std::move(code.llvmIR);
+  out.compileThreads = code.partitions;
+  for (auto &object : code.objects) out.jit->addObject(std::move(object));
+  // Looking the entry points up links the objects.
   for (const auto &f : m.functions)
     out.entries[f->name] = out.jit->lookup<mtlc_entry_fn>(codegen::entrySymbol(m, *f));
   finish(out, m, start, emitted, optimized);

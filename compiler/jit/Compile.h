@@ -22,7 +22,9 @@ struct CompiledModule {
   double compileMs = 0;      // wall time of the whole compile: emit, optimise, machine code
   // Where compileMs went: IR emission, the optimisation pipeline, machine code (ORC's codegen on
   // the first lookup), in milliseconds.
+  // With several compile threads, optimizeMs runs until the slowest partition was optimised.
   double emitMs = 0, optimizeMs = 0, machineCodeMs = 0;
+  int compileThreads = 1;    // partitions compiled in parallel
   codegen::CodegenOptions options;  // what it was compiled with (target resolved)
   std::shared_ptr<JIT> jit;  // owns the machine code: keep it alive while entries are called
   // IncrementalCompiler: unloads this module's entry points when the last copy goes (declared
@@ -40,6 +42,8 @@ struct CompileOptions {
   bool fuse = true;          // fusion groups as single kernels (false: one kernel per node)
   std::string target;        // "" = the host; "avx512", "avx2", "generic" force a vector shape
   codegen::CodegenOptions codegen;  // tiling overrides (its target is replaced as above)
+  // Threads that optimise and generate machine code (jit/ParallelCompile.h); 0: one per CPU.
+  int threads = 0;
 };
 
 // Throws JITError (jit/JIT.h) if LLVM fails, std::logic_error for invalid generated code.

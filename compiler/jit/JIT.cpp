@@ -108,6 +108,10 @@ llvm::orc::ResourceTrackerSP JIT::addModule(llvm::orc::ThreadSafeModule module,
   return tracker;
 }
 
+void JIT::addObject(std::unique_ptr<llvm::MemoryBuffer> object) {
+  orThrow(lljit_->addObjectFile(std::move(object)), "adding an object file to the JIT");
+}
+
 llvm::orc::ExecutorAddr JIT::lookupAddress(llvm::StringRef symbol) {
   return orThrow(lljit_->lookup(symbol), "looking up a JIT symbol");
 }

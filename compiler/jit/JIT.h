@@ -32,6 +32,9 @@ class JIT {
   llvm::orc::ResourceTrackerSP addModule(llvm::orc::ThreadSafeModule module,
                                          llvm::orc::ResourceTrackerSP tracker = nullptr);
 
+  // Adds an object file (ParallelCompile's output) to the main library.
+  void addObject(std::unique_ptr<llvm::MemoryBuffer> object);
+
   // The address of a defined symbol, compiling its module on first use. Throws JITError.
   llvm::orc::ExecutorAddr lookupAddress(llvm::StringRef symbol);
   template <typename Fn>

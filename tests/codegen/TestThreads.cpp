@@ -16,7 +16,7 @@ namespace {
 using Graph = std::function<std::vector<Node *>(Harness &h)>;
 
 std::vector<std::vector<double>> run(const Graph &graph, int threads, jit::CompileOptions o,
-                                     int64_t maxBatch, int64_t n) {
+                                     int64_t maxBatch, int64_t n, int *partitions = nullptr) {
   Harness h(maxBatch);
   o.codegen.parallelAlways = true;
   h.options = o;
@@ -26,6 +26,7 @@ std::vector<std::vector<double>> run(const Graph &graph, int threads, jit::Compi
   for (const auto &node : h.fn.nodes)
     if (node->op == OpKind::Input || node->op == OpKind::Param) h.fillUniform(node.get(), -1, 1);
   h.run(n, 3);
+  if (partitions) *partitions = h.compiled().compileThreads;
   std::vector<std::vector<double>> out;
   for (Node *r : results) out.push_back(h.read(r));
   out.push_back(std::vector<double>(h.grads().begin(), h.grads().end()));
@@ -45,6 +46,26 @@ void checkThreads(const std::string &what, const Graph &graph, jit::CompileOptio
         if (std::isnan(a[j]) && std::isnan(b[j])) a[j] = b[j] = 0;
       requireClose(a, b, 0, 0, what + ", " + std::to_string(threads) + " threads, result " + std::to_string(i));
     }
+  }
+}
+
+// The module split across compile threads (jit/ParallelCompile.h) computes what one thread's
+// compile does, bit for bit.
+void checkCompileThreads(const std::string &what, const Graph &graph, jit::CompileOptions o = {},
+                         int64_t maxBatch = 16, int64_t n = 13) {
+  o.threads = 1;
+  int partitions = 0;
+  auto one = run(graph, 1, o, maxBatch, n, &partitions);
+  CHECK(partitions == 1);
+  o.threads = 4;
+  auto split = run(graph, 1, o, maxBatch, n, &partitions);
+  CHECK(partitions > 1);  // the entry points and at least one kernel apart
+  REQUIRE(split.size() == one.size());
+  for (size_t i = 0; i < split.size(); ++i) {
+    auto a = split[i], b = one[i];
+    for (size_t j = 0; j < a.size(); ++j)
+      if (std::isnan(a[j]) && std::isnan(b[j])) a[j] = b[j] = 0;
+    requireClose(a, b, 0, 0, what + ", compiled on 4 threads, result " + std::to_string(i));
   }
 }
 
@@ -81,6 +102,7 @@ TEST_CASE("threads: fused epilogues and elementwise chains", "[codegen][threads]
     return std::vector<Node *>{y, h.b.add(d, h.input({33}))};
   };
   checkThreads("dense + chains", dense, gemmOptions(codegen::GemmKind::Auto));
+  checkCompileThreads("dense + chains", dense, gemmOptions(codegen::GemmKind::Auto));
 }
 
 TEST_CASE("threads: a conv net's train_step (losses, heads, every gradient)", "[codegen][threads]") {
@@ -113,6 +135,7 @@ TEST_CASE("threads: a conv net's train_step (losses, heads, every gradient)", "[
     return std::vector<Node *>{z, dx};
   };
   checkThreads("conv net", net, {}, 8, 7);
+  checkCompileThreads("conv net", net, {}, 8, 7);
 }
 
 TEST_CASE("threads: pooling, fused pooling gradients, layer norm, bias add", "[codegen][threads]") {

@@ -1,0 +1,161 @@
+#include "ParallelCompile.h"
+
+#include "JIT.h"
+#include "codegen/Codegen.h"
+
+#include <llvm/Bitcode/BitcodeReader.h>
+#include <llvm/Bitcode/BitcodeWriter.h>
+#include <llvm/ExecutionEngine/Orc/CompileUtils.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Transforms/Utils/Cloning.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <set>
+#include <thread>
+
+namespace mtlc::jit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The defined functions `f` refers to: its callees and the bodies it hands to parallel_for.
+std::vector<llvm::Function *> definedReferences(llvm::Function &f) {
+  std::vector<llvm::Function *> out;
+  for (llvm::BasicBlock &bb : f)
+    for (llvm::Instruction &inst : bb)
+      for (llvm::Value *op : inst.operands())
+        if (auto *g = llvm::dyn_cast<llvm::Function>(op->stripPointerCasts()); g && !g->isDeclaration())
+          out.push_back(g);
+  return out;
+}
+
+size_t instructionCount(const llvm::Function &f) {
+  size_t n = 0;
+  for (const llvm::BasicBlock &bb : f) n += bb.size();
+  return n;
+}
+
+// A unit of work that stays in one partition: the entry points, or one kernel, each with what it
+// reaches short of another kernel.
+struct Group {
+  std::set<const llvm::Function *> functions;
+  size_t size = 0;
+};
+
+std::vector<Group> groupsOf(llvm::Module &m) {
+  std::vector<llvm::Function *> entries;
+  std::set<llvm::Function *> kernels;  // what the entry points call: one group each
+  for (llvm::Function &f : m)
+    if (!f.isDeclaration() && !f.hasLocalLinkage()) entries.push_back(&f);
+  for (llvm::Function *e : entries)
+    for (llvm::Function *k : definedReferences(*e))
+      if (k->hasLocalLinkage()) kernels.insert(k);
+  auto reach = [&](const std::vector<llvm::Function *> &from) {
+    Group g;
+    std::vector<llvm::Function *> work(from);
+    while (!work.empty()) {
+      llvm::Function *f = work.back();
+      work.pop_back();
+      if (!g.functions.insert(f).second) continue;
+      g.size += instructionCount(*f);
+      for (llvm::Function *next : definedReferences(*f))
+        if (!kernels.count(next) || std::find(from.begin(), from.end(), next) != from.end()) work.push_back(next);
+    }
+    return g;
+  };
+  std::vector<Group> groups{reach(entries)};
+  for (llvm::Function *k : kernels) groups.push_back(reach({k}));
+  // Kernels are called from other partitions: give them external linkage (the JIT of one
+  // compile is its own, so their names cannot clash with another module's).
+  for (llvm::Function *k : kernels) k->setLinkage(llvm::GlobalValue::ExternalLinkage);
+  return groups;
+}
+
+struct Partition {
+  llvm::SmallVector<char, 0> bitcode;
+  std::unique_ptr<llvm::TargetMachine> machine;
+  std::unique_ptr<llvm::MemoryBuffer> object;
+  std::string llvmIR;
+  double optimizeMs = 0;
+  std::exception_ptr error;
+};
+
+// Optimises `m` and compiles it to an object file with `p.machine`.
+void compileModule(llvm::Module &m, Partition &p, bool optimize, bool keepIR, Clock::time_point start) {
+  m.setTargetTriple(p.machine->getTargetTriple().str());
+  m.setDataLayout(p.machine->createDataLayout());
+  if (optimize) codegen::optimizeModule(m, *p.machine);
+  p.optimizeMs = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  if (keepIR) p.llvmIR = codegen::printModule(m);
+  auto object = llvm::orc::SimpleCompiler(*p.machine)(m);
+  if (!object) throw JITError("generating machine code: " + llvm::toString(object.takeError()));
+  p.object = std::move(*object);
+}
+
+// On a worker thread: the partition from its bitcode, in a context of its own.
+void compilePartition(Partition &p, bool optimize, bool keepIR, Clock::time_point start) {
+  try {
+    llvm::LLVMContext ctx;
+    llvm::StringRef bytes(p.bitcode.data(), p.bitcode.size());
+    auto module = llvm::parseBitcodeFile(llvm::MemoryBufferRef(bytes, "partition"), ctx);
+    if (!module) throw JITError("reading a module partition: " + llvm::toString(module.takeError()));
+    compileModule(**module, p, optimize, keepIR, start);
+  } catch (...) {
+    p.error = std::current_exception();
+  }
+}
+
+}  // namespace
+
+ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
+                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine) {
+  const auto start = Clock::now();
+  ObjectCode out;
+  std::vector<Group> groups = threads > 1 ? groupsOf(*m) : std::vector<Group>{};
+  const size_t count = std::min<size_t>(size_t(std::max(threads, 1)), std::max<size_t>(groups.size(), 1));
+  std::vector<Partition> parts(count);
+  for (Partition &p : parts) p.machine = makeMachine();
+  if (count == 1) {
+    compileModule(*m, parts[0], optimize, keepIR, start);
+  } else {
+    // Largest group first onto the least loaded partition.
+    std::sort(groups.begin(), groups.end(), [](const Group &a, const Group &b) { return a.size > b.size; });
+    std::vector<std::set<const llvm::GlobalValue *>> defined(count);
+    std::vector<size_t> load(count, 0);
+    for (const Group &g : groups) {
+      size_t to = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+      load[to] += g.size;
+      defined[to].insert(g.functions.begin(), g.functions.end());
+    }
+    for (size_t i = 0; i < count; ++i) {
+      // Functions of other partitions become declarations (CloneModule gives them external
+      // linkage; only the kernels are referenced across partitions, and they have it already).
+      llvm::ValueToValueMapTy map;
+      std::unique_ptr<llvm::Module> part = llvm::CloneModule(*m, map, [&](const llvm::GlobalValue *gv) {
+        return !llvm::isa<llvm::Function>(gv) || defined[i].count(gv) > 0;
+      });
+      llvm::raw_svector_ostream os(parts[i].bitcode);
+      llvm::WriteBitcodeToFile(*part, os);
+    }
+    m.reset();
+    std::vector<std::thread> workers;
+    for (size_t i = 1; i < count; ++i)
+      workers.emplace_back(compilePartition, std::ref(parts[i]), optimize, keepIR, start);
+    compilePartition(parts[0], optimize, keepIR, start);
+    for (std::thread &w : workers) w.join();
+  }
+  for (Partition &p : parts) {
+    if (p.error) std::rethrow_exception(p.error);
+    out.objects.push_back(std::move(p.object));
+    out.llvmIR += p.llvmIR;
+    out.optimizeMs = std::max(out.optimizeMs, p.optimizeMs);
+  }
+  out.partitions = int(count);
+  return out;
+}
+
+}  // namespace mtlc::jit

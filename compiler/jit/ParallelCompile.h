@@ -1,0 +1,33 @@
+// Object code for a module on several threads: the module is split into partitions of whole
+// kernels (each kernel with the functions it calls or hands to parallel_for; shared helpers such
+// as the GEMM micro-kernels copied into every partition that uses them), and each partition is
+// optimised and compiled to an object file on a thread of its own, in an LLVMContext of its own.
+// The entry points go into the partition with the least work. A module's machine code is the
+// same function by function as a single-threaded compile's: only the calls from the entry points
+// to the kernels cross objects (and then are resolved by the JIT's linker).
+#pragma once
+
+#include <llvm/IR/Module.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Target/TargetMachine.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mtlc::jit {
+
+struct ObjectCode {
+  std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects;  // one per partition
+  std::string llvmIR;    // the optimised IR, partition by partition (when asked for)
+  double optimizeMs = 0;  // wall time until the slowest partition was optimised
+  int partitions = 0;
+};
+
+// Compiles `m` (consumed) on up to `threads` threads (1: no split, everything on this thread).
+// `makeMachine` is called once per thread: a TargetMachine is not shared between threads.
+ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
+                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine);
+
+}  // namespace mtlc::jit
