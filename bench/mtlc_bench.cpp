@@ -81,7 +81,7 @@ double peakRssMiB() {
 struct Options {
   std::string model;
   int64_t batch = 0;  // 0: the program's
-  int64_t steps = 50, warmup = 5, reps = 5, compileReps = 5, threads = 1;
+  int64_t steps = 50, warmup = 5, reps = 5, compileReps = 5, threads = 1, compileThreads = 0;
   int64_t matmul = 0;
   std::string trans = "nn";
   uint64_t seed = 42;
@@ -103,7 +103,8 @@ Compiled compileModel(const Options &o) {
   c.checked = driver::checkFile(o.model);
   if (!c.checked.model) throw std::runtime_error(c.checked.diags->str());
   if (o.batch > 0) c.checked.model->train.batch = o.batch;
-  c.program = driver::compileProgram(c.checked, /*optimize=*/true, /*keepLlvmText=*/false);
+  c.program = driver::compileProgram(c.checked, /*optimize=*/true, /*keepLlvmText=*/false, nullptr,
+                                     int(o.compileThreads));
   c.ms = msSince(t0);
   return c;
 }
@@ -259,6 +260,7 @@ int benchModel(const Options &o) {
   j["compile_ms"] = compileMs.front();
   j["compile_ms_median"] = median(compileMs);
   j["compile_ms_all"] = compileMs;
+  j["compile_threads"] = compiled ? compiled->program.code->compileThreads : 0;
   j["compile_stages_ms"] = {{"parse", c.checked.times.parseMs},
                             {"sema", c.checked.times.semaMs},
                             {"lower", c.checked.times.lowerMs},
@@ -445,6 +447,8 @@ int main(int argc, char **argv) {
   app.add_option("--warmup", o.warmup, "untimed steps first");
   app.add_option("--reps", o.reps, "timed repetitions; the median is reported");
   app.add_option("--compile-reps", o.compileReps, "compiles (the first is reported, and the median)");
+  app.add_option("--compile-threads", o.compileThreads,
+                 "threads LLVM compiles on (default 0: every CPU, as mtlc does)");
   app.add_option("--threads", o.threads, "kernel threads (default 1; 0: every CPU)")->check(CLI::Range(0, 1024));
   app.add_option("--seed", o.seed, "initialisation / shuffle seed");
   app.add_option("--matmul", o.matmul, "time one N x N matmul instead of a model");

@@ -87,7 +87,10 @@ int run(const Options &o, rt::Communicator *job) {
     passes::printFused(lowered.module, os, o.emit == Emit::IrOpt && settings.runs(passes::kFusionPass));
     return emitText(o, os.str());
   }
-  CompiledProgram compiled = compileProgram(checked, settings, o.emit == Emit::Llvm);
+  // LLVM compiles on --threads threads too (every CPU by default; one per rank of an MPI job,
+  // whose ranks compile at the same time).
+  const int compileThreads = o.threads > 0 ? o.threads : job && job->size() > 1 ? 1 : 0;
+  CompiledProgram compiled = compileProgram(checked, settings, o.emit == Emit::Llvm, nullptr, compileThreads);
   if (o.emit == Emit::Llvm) return emitText(o, compiled.llvmText);
 
   if (o.command == Command::Compile) {

@@ -91,8 +91,8 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
       });
   train->add_flag("-q,--quiet", o.quiet, "Print only the final report");
   train->add_option("--threads", o.threads,
-                    "Threads the kernels split across (default 0: every CPU this process may use); "
-                    "results are bit-identical for any count")
+                    "Threads the kernels split across, and LLVM compiles on (default 0: every CPU this "
+                    "process may use); results are bit-identical for any count")
       ->check(CLI::Range(0, 1024));
   train->add_flag("--keep-denormals", o.keepDenormals,
                   "Keep denormal floats (default: flushed to zero, which only changes values below "

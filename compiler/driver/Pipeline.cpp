@@ -88,14 +88,14 @@ lower::LoweredModel lowerProgram(CheckedProgram &checked, const passes::PassSett
 }
 
 CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
-                               jit::IncrementalCompiler *incremental) {
+                               jit::IncrementalCompiler *incremental, int compileThreads) {
   passes::PassSettings settings;
   settings.optimize = optimize;
-  return compileProgram(checked, settings, keepLlvmText, incremental);
+  return compileProgram(checked, settings, keepLlvmText, incremental, compileThreads);
 }
 
 CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettings &settings,
-                               bool keepLlvmText, jit::IncrementalCompiler *incremental) {
+                               bool keepLlvmText, jit::IncrementalCompiler *incremental, int compileThreads) {
   CompiledProgram c;
   const sema::Model &model = *checked.model;
   c.lowered = lowerProgram(checked, settings);
@@ -103,6 +103,7 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
   auto t0 = std::chrono::steady_clock::now();
   jit::CompileOptions options;
   options.optimize = settings.optimize;
+  options.threads = compileThreads;
   options.keepIR = keepLlvmText;
   options.fuse = settings.runs(passes::kFusionPass);
   c.code = std::make_shared<jit::CompiledModule>(incremental ? incremental->compile(c.lowered.module, options)

@@ -52,12 +52,14 @@ lower::LoweredModel lowerProgram(CheckedProgram &checked, const passes::PassSett
 
 // lowerProgram, then codegen + JIT: LLVM's pipeline and fusion run unless `passes` turns them off
 // (-O0: every pass off; --disable-pass=fusion: one kernel per node). With `incremental` (the
-// REPL), kernels that an earlier compile of it built are reused.
+// REPL), kernels that an earlier compile of it built are reused. `compileThreads`: the threads
+// LLVM's optimisation and machine code run on (jit::CompileOptions::threads; 0: every CPU).
 CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettings &passes,
-                               bool keepLlvmText, jit::IncrementalCompiler *incremental = nullptr);
+                               bool keepLlvmText, jit::IncrementalCompiler *incremental = nullptr,
+                               int compileThreads = 0);
 // The same with every pass on (optimize) or off.
 CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
-                               jit::IncrementalCompiler *incremental = nullptr);
+                               jit::IncrementalCompiler *incremental = nullptr, int compileThreads = 0);
 
 // Builds the runtime's ModelSpec (everything but entry points and arena size) from the model.
 rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel &lowered);
