@@ -167,6 +167,24 @@ def main():
         results["threads"] = {"mtlc1": mlp256["mtlc"], "torch1": mlp256["torch"], "mtlc2": m2, "torch2": t2,
                               "loadavg": [load_before, os.getloadavg()[0]]}
 
+    # ---- compile time of the flagship on one thread and on every CPU (jit/ParallelCompile.h)
+    results["compile"] = []
+    for threads in (1, 0):
+        c = run_json([bench, os.path.join(ROOT, "examples/fashion.mtl"), "--steps", "1", "--warmup", "0",
+                      "--reps", "1", "--compile-reps", "1" if a.quick else "5", "--compile-threads", str(threads),
+                      "--json"], allow_fail=True)
+        if c:
+            results["compile"].append(dict(c, threads_requested=threads or os.cpu_count()))
+
+    # ---- can the cores run two vector loops at once? Two one-thread matmuls side by side, each
+    # against its speed alone: about 1.0 on separate cores, about 0.5 on the two hyperthreads of one.
+    if (os.cpu_count() or 1) >= 2:
+        cmd = [bench, "--matmul", "512", "--reps", str(max(reps, 5)), "--json"]
+        alone = run_json(cmd)
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        pair = [json.loads(p.communicate()[0]) for p in procs]
+        results["side_by_side"] = {"alone": alone["gflops"], "pair": [x["gflops"] for x in pair]}
+
     # ---- matmul
     mm = []
     for n in MATMUL_SIZES:
@@ -291,6 +309,24 @@ def report(res):
     else:
         L.append("Threads: no 2-thread measurement (the MLP at batch 256 did not run).")
     L.append("")
+
+    comp = res.get("compile") or []
+    if comp:
+        L.append("Compile time of examples/fashion.mtl (.mtl → JIT ready; the first compile in a fresh process, "
+                 "and the median of the repeats):")
+        L.append("")
+        L.append("| LLVM threads | partitions | first | median |")
+        L.append("| --- | ---: | ---: | ---: |")
+        for c in comp:
+            L.append(f"| {c['threads_requested']} | {c.get('compile_threads', '?')} "
+                     f"| {c['compile_ms']:.0f} ms | {c['compile_ms_median']:.0f} ms |")
+        L.append("")
+    sbs = res.get("side_by_side")
+    if sbs:
+        L.append(f"Two one-thread 512×512 matmuls side by side: {sbs['pair'][0]:.1f} and {sbs['pair'][1]:.1f} "
+                 f"GFLOP/s against {sbs['alone']:.1f} alone ({sum(sbs['pair']) / sbs['alone']:.2f}× the "
+                 "throughput of one: what a second thread can add to the kernels at best).")
+        L.append("")
 
     p = res.get("profile")
     if p:
