@@ -47,13 +47,14 @@ struct Group {
 };
 
 std::vector<Group> groupsOf(llvm::Module &m) {
-  std::vector<llvm::Function *> entries;
+  // In module order, so that the partitions (and --emit=llvm's text) are the same every run.
+  std::vector<llvm::Function *> entries, kernelList;
   std::set<llvm::Function *> kernels;  // what the entry points call: one group each
   for (llvm::Function &f : m)
     if (!f.isDeclaration() && !f.hasLocalLinkage()) entries.push_back(&f);
   for (llvm::Function *e : entries)
     for (llvm::Function *k : definedReferences(*e))
-      if (k->hasLocalLinkage()) kernels.insert(k);
+      if (k->hasLocalLinkage() && kernels.insert(k).second) kernelList.push_back(k);
   auto reach = [&](const std::vector<llvm::Function *> &from) {
     Group g;
     std::vector<llvm::Function *> work(from);
@@ -68,10 +69,10 @@ std::vector<Group> groupsOf(llvm::Module &m) {
     return g;
   };
   std::vector<Group> groups{reach(entries)};
-  for (llvm::Function *k : kernels) groups.push_back(reach({k}));
+  for (llvm::Function *k : kernelList) groups.push_back(reach({k}));
   // Kernels are called from other partitions: give them external linkage (the JIT of one
   // compile is its own, so their names cannot clash with another module's).
-  for (llvm::Function *k : kernels) k->setLinkage(llvm::GlobalValue::ExternalLinkage);
+  for (llvm::Function *k : kernelList) k->setLinkage(llvm::GlobalValue::ExternalLinkage);
   return groups;
 }
 
@@ -123,7 +124,7 @@ ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool o
     compileModule(*m, parts[0], optimize, keepIR, start);
   } else {
     // Largest group first onto the least loaded partition.
-    std::sort(groups.begin(), groups.end(), [](const Group &a, const Group &b) { return a.size > b.size; });
+    std::stable_sort(groups.begin(), groups.end(), [](const Group &a, const Group &b) { return a.size > b.size; });
     std::vector<std::set<const llvm::GlobalValue *>> defined(count);
     std::vector<size_t> load(count, 0);
     for (const Group &g : groups) {
