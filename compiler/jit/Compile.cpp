@@ -48,6 +48,10 @@ void finish(CompiledModule &out, const ir::Module &m, Clock::time_point start, C
   out.compileMs = msBetween(start, Clock::now());
 }
 
+int threadsFor(const CompileOptions &options) {
+  return options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 }  // namespace
 
 CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
@@ -65,8 +69,7 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   std::unique_ptr<llvm::Module> module =
       codegen::emitModule(m, *ctx, out.jit->dataLayout(), out.options);
   auto emitted = Clock::now();
-  int threads = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  if (timePasses) threads = 1;
+  const int threads = timePasses ? 1 : threadsFor(options);
   ObjectCode code = compileToObjects(std::move(module), threads, options.optimize, options.keepIR,
                                      [&] { return out.jit->createTargetMachine(); });
   auto optimized = emitted + std::chrono::duration_cast<Clock::duration>(
@@ -110,18 +113,23 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   split.entries->setTargetTriple(jit_->targetTriple().str());
   split.kernels->setTargetTriple(jit_->targetTriple().str());
   auto emitted = Clock::now();
-  if (options.optimize) {
-    codegen::optimizeModule(*split.entries, *tm);
-    codegen::optimizeModule(*split.kernels, *tm);
-  }
-  auto optimized = Clock::now();
-  if (options.keepIR) out.llvmIR = codegen::printModule(*split.entries) + codegen::printModule(*split.kernels);
+  if (options.optimize) codegen::optimizeModule(*split.entries, *tm);
+  if (options.keepIR) out.llvmIR = codegen::printModule(*split.entries);
   out.kernelsCompiled = int(split.newKernels.size());
   for (const llvm::Function &f : *split.entries)
     out.kernelsReused += f.isDeclaration() && f.getName().starts_with("mtlck.");
   out.kernelsReused -= out.kernelsCompiled;
   for (const std::string &symbol : split.newKernels) kernels_[symbol] = generation;
-  if (!split.newKernels.empty()) jit_->addModule(llvm::orc::ThreadSafeModule(std::move(split.kernels), tsc));
+  // The new kernels on every thread (each its own group), kept for later compiles.
+  auto optimized = Clock::now();
+  if (!split.newKernels.empty()) {
+    ObjectCode code = compileToObjects(std::move(split.kernels), threadsFor(options), options.optimize,
+                                       options.keepIR, [&] { return jit_->createTargetMachine(); }, Split::Library);
+    optimized += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(code.optimizeMs));
+    out.llvmIR += code.llvmIR;
+    out.compileThreads = code.partitions;
+    for (auto &object : code.objects) jit_->addObject(std::move(object));
+  }
   llvm::orc::ResourceTrackerSP entries =
       jit_->addModule(llvm::orc::ThreadSafeModule(std::move(split.entries), tsc));
   out.entriesLoaded = std::shared_ptr<void>(nullptr, [entries](void *) { llvm::cantFail(entries->remove()); });

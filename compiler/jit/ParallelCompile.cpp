@@ -46,12 +46,16 @@ struct Group {
   size_t size = 0;
 };
 
-std::vector<Group> groupsOf(llvm::Module &m) {
+std::vector<Group> groupsOf(llvm::Module &m, Split split) {
   // In module order, so that the partitions (and --emit=llvm's text) are the same every run.
   std::vector<llvm::Function *> entries, kernelList;
   std::set<llvm::Function *> kernels;  // what the entry points call: one group each
   for (llvm::Function &f : m)
     if (!f.isDeclaration() && !f.hasLocalLinkage()) entries.push_back(&f);
+  if (split == Split::Library) {  // every external function is a kernel
+    kernels.insert(entries.begin(), entries.end());
+    std::swap(kernelList, entries);
+  }
   for (llvm::Function *e : entries)
     for (llvm::Function *k : definedReferences(*e))
       if (k->hasLocalLinkage() && kernels.insert(k).second) kernelList.push_back(k);
@@ -68,7 +72,8 @@ std::vector<Group> groupsOf(llvm::Module &m) {
     }
     return g;
   };
-  std::vector<Group> groups{reach(entries)};
+  std::vector<Group> groups;
+  if (!entries.empty()) groups.push_back(reach(entries));
   for (llvm::Function *k : kernelList) groups.push_back(reach({k}));
   // Kernels are called from other partitions: give them external linkage (the JIT of one
   // compile is its own, so their names cannot clash with another module's).
@@ -113,10 +118,11 @@ void compilePartition(Partition &p, bool optimize, bool keepIR, Clock::time_poin
 }  // namespace
 
 ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
-                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine) {
+                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine,
+                            Split split) {
   const auto start = Clock::now();
   ObjectCode out;
-  std::vector<Group> groups = threads > 1 ? groupsOf(*m) : std::vector<Group>{};
+  std::vector<Group> groups = threads > 1 ? groupsOf(*m, split) : std::vector<Group>{};
   const size_t count = std::min<size_t>(size_t(std::max(threads, 1)), std::max<size_t>(groups.size(), 1));
   std::vector<Partition> parts(count);
   for (Partition &p : parts) p.machine = makeMachine();

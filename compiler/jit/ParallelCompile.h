@@ -25,9 +25,16 @@ struct ObjectCode {
   int partitions = 0;
 };
 
+// How a module divides into groups that stay whole.
+enum class Split {
+  Program,  // entry points (the external functions, one group) calling internal kernels (one each)
+  Library,  // external functions only, one group each (IncrementalCompiler's kernel modules)
+};
+
 // Compiles `m` (consumed) on up to `threads` threads (1: no split, everything on this thread).
 // `makeMachine` is called once per thread: a TargetMachine is not shared between threads.
 ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
-                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine);
+                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine,
+                            Split split = Split::Program);
 
 }  // namespace mtlc::jit
