@@ -48,6 +48,10 @@ void finish(CompiledModule &out, const ir::Module &m, Clock::time_point start, C
   out.compileMs = msBetween(start, Clock::now());
 }
 
+Clock::time_point plusMs(Clock::time_point t, double ms) {
+  return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(ms));
+}
+
 int threadsFor(const CompileOptions &options) {
   return options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
 }
@@ -72,8 +76,7 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   const int threads = timePasses ? 1 : threadsFor(options);
   ObjectCode code = compileToObjects(std::move(module), threads, options.optimize, options.keepIR,
                                      [&] { return out.jit->createTargetMachine(); });
-  auto optimized = emitted + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double, std::milli>(code.optimizeMs));
+  auto optimized = plusMs(emitted, code.optimizeMs);
   out.llvmIR = std::move(code.llvmIR);
   out.compileThreads = code.partitions;
   for (auto &object : code.objects) out.jit->addObject(std::move(object));
@@ -125,7 +128,7 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   if (!split.newKernels.empty()) {
     ObjectCode code = compileToObjects(std::move(split.kernels), threadsFor(options), options.optimize,
                                        options.keepIR, [&] { return jit_->createTargetMachine(); }, Split::Library);
-    optimized += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(code.optimizeMs));
+    optimized = plusMs(optimized, code.optimizeMs);
     out.llvmIR += code.llvmIR;
     out.compileThreads = code.partitions;
     for (auto &object : code.objects) jit_->addObject(std::move(object));
