@@ -12,13 +12,15 @@
 //     batch N), which shows where a step's time goes even though the kernels are inlined into the
 //     entry point and invisible to perf.
 //
-//   mtlc_bench --matmul N [--trans nn|nt|tn|tt] [--reps N] [--json]
-//     One MatMul [N,N]·[N,N] of two parameters, written to a third parameter's gradient slot,
-//     compiled with jit::compile and timed: GFLOP/s = 2·N³ / time (median of --reps blocks).
+//   mtlc_bench --matmul N | --mkn M,K,N [--trans nn|nt|tn|tt] [--reps N] [--threads N] [--json]
+//     One MatMul [N,N]·[N,N] (or op(A) [M,K] · op(B) [K,N]) of two parameters, written to a third
+//     parameter's gradient slot, compiled with jit::compile and timed: GFLOP/s = 2·M·K·N / time
+//     (median of --reps blocks).
 //
 // Denormals are flushed to zero as rt::train does (runtime/FloatMode.h); --keep-denormals does not.
 // Threads: --threads N (default 1) runs the kernels on an rt::ThreadPool of N threads, as
-// `mtlc train --threads N` does (0: every CPU), the optimizer step included.
+// `mtlc train --threads N` does (0: every CPU), the optimizer step included; --profile-ops and
+// --matmul run their kernels on such a pool too, so each kernel's 1- and 2-thread times compare.
 #include "driver/Pipeline.h"
 #include "ir/Builder.h"
 #include "ir/Verifier.h"
@@ -54,6 +56,10 @@ using ojson = nlohmann::ordered_json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+double msBetween(Clock::time_point t0, Clock::time_point t1) {
+  return std::chrono::duration<double, std::milli>(t1 - t0).count();
+}
+
 double msSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
@@ -83,6 +89,7 @@ struct Options {
   int64_t batch = 0;  // 0: the program's
   int64_t steps = 50, warmup = 5, reps = 5, compileReps = 5, threads = 1, compileThreads = 0;
   int64_t matmul = 0;
+  std::vector<int64_t> mkn;  // --mkn M,K,N: a non-square product
   std::string trans = "nn";
   uint64_t seed = 42;
   bool json = false, profileOps = false, keepDenormals = false;
@@ -123,7 +130,7 @@ struct OpRun {
 // Times every kernel of train_step on its own: a module holding just that node, with leaves for
 // its operands (batched → inputs, unbatched → parameters, loss weights → constants) and the result
 // bound to an output (batched → head 0, unbatched → a parameter's gradient slot).
-ojson profileOps(const ir::Module &src, int64_t batch, int64_t reps, double stepUs) {
+ojson profileOps(const ir::Module &src, int64_t batch, int64_t reps, double stepUs, rt::ThreadPool &pool) {
   const ir::Function *train = src.function("train_step");
   struct Row {
     std::string what;
@@ -192,6 +199,7 @@ ojson profileOps(const ir::Module &src, int64_t batch, int64_t reps, double step
     for (auto &a : r.outputs) r.outputPtrs.push_back(a.data());
     r.args = mtlc_args{r.params.data(), r.grads.data(), r.acts.data(), r.inputPtrs.data(), r.inputPtrs.data(),
                        r.weights.data(), r.losses.data(), r.outputPtrs.data(), batch, 1};
+    pool.attach(r.args);
     mtlc_entry_fn f = r.code.entry("run");
     auto t0 = Clock::now();
     f(&r.args);
@@ -289,12 +297,15 @@ int benchModel(const Options &o) {
   int64_t epoch = 0, b = 0, step = 0;
   batcher.startEpoch(epoch);
 
+  // Where a step's time goes (summed over the timed steps): gather, train_step, optimizer.
+  double gatherUs = 0, kernelUs = 0, optimizerUs = 0;
   auto trainStep = [&]() {
+    auto p0 = Clock::now();
     if (b == fullBatches) {
       batcher.startEpoch(++epoch);
       b = 0;
     }
-    const int64_t n = batcher.gather(b++);
+    const int64_t n = batcher.gather(b++, &pool);
     ++step;
     mtlc_args args{};
     args.params = params.data();
@@ -308,13 +319,18 @@ int benchModel(const Options &o) {
     args.n = n;
     args.seed = rt::mix64(rt::mix64(o.seed) ^ uint64_t(step));
     pool.attach(args);
+    auto p1 = Clock::now();
     spec.trainStep(&args);
     for (int64_t t = 0; t <= T; ++t)
       if (!std::isfinite(losses[t])) throw std::runtime_error(fmt::format("loss became {} at step {}", losses[t], step));
+    auto p2 = Clock::now();
     optimizer.step(params.data(), grads.data(), &pool);
+    gatherUs += msBetween(p0, p1) * 1000.0, kernelUs += msBetween(p1, p2) * 1000.0;
+    optimizerUs += msSince(p2) * 1000.0;
   };
 
   for (int64_t i = 0; i < o.warmup; ++i) trainStep();
+  gatherUs = kernelUs = optimizerUs = 0;
   std::vector<double> repUs;
   double firstLoss = std::numeric_limits<double>::quiet_NaN();
   const double cpu0 = cpuSeconds();
@@ -336,10 +352,13 @@ int benchModel(const Options &o) {
   j["us_per_step"] = us;
   j["samples_per_s"] = double(B) * 1e6 / us;
   j["rep_us_per_step"] = repUs;
+  const double timedSteps = double(repUs.size() * std::max<int64_t>(1, o.steps));
+  j["phase_us"] = {{"gather", gatherUs / timedSteps}, {"train_step", kernelUs / timedSteps},
+                   {"optimizer", optimizerUs / timedSteps}};
   j["loss_after_first_rep"] = firstLoss;
   j["loss_last"] = losses[T];
   j["peak_rss_mib"] = peakRssMiB();
-  if (o.profileOps) j["profile"] = profileOps(c.program.lowered.module, B, o.reps, us);
+  if (o.profileOps) j["profile"] = profileOps(c.program.lowered.module, B, o.reps, us, pool);
 
   if (o.json) {
     std::cout << j.dump(2) << '\n';
@@ -347,9 +366,11 @@ int benchModel(const Options &o) {
     std::cout << fmt::format(
         "{} (batch {}, {}): compile {:.1f} ms (median of {}: {:.1f} ms)\n"
         "  {:.1f} µs/step, {:.0f} samples/s (median of {} x {} steps after {} warm-up)\n"
+        "  mean per step: gather {:.1f} µs, train_step {:.1f} µs, optimizer {:.1f} µs\n"
         "  peak RSS {:.1f} MiB, loss {:.4f} -> {:.4f}\n",
         spec.name, B, spec.train.optimizer.kind, compileMs.front(), compileMs.size(), median(compileMs), us,
-        double(B) * 1e6 / us, repUs.size(), o.steps, o.warmup, peakRssMiB(), firstLoss, losses[T]);
+        double(B) * 1e6 / us, repUs.size(), o.steps, o.warmup, gatherUs / timedSteps, kernelUs / timedSteps,
+        optimizerUs / timedSteps, peakRssMiB(), firstLoss, losses[T]);
     if (o.profileOps) {
       const ojson &p = j["profile"];
       std::cout << fmt::format("  kernels alone: {:.1f} µs in total (the step: {:.1f} µs)\n",
@@ -365,7 +386,8 @@ int benchModel(const Options &o) {
 // ---- matmul alone --------------------------------------------------------------------------------
 
 int benchMatmul(const Options &o) {
-  const int64_t N = o.matmul;
+  const int64_t M = o.mkn.empty() ? o.matmul : o.mkn[0], K = o.mkn.empty() ? o.matmul : o.mkn[1],
+                N = o.mkn.empty() ? o.matmul : o.mkn[2];
   if (o.trans.size() != 2 || o.trans.find_first_not_of("nt") != std::string::npos)
     throw std::runtime_error("--trans: expected nn, nt, tn or tt");
   const bool tA = o.trans[0] == 't', tB = o.trans[1] == 't';
@@ -376,9 +398,14 @@ int benchMatmul(const Options &o) {
   ir::Function &fn = *m.functions.back();
   fn.name = "run";
   ir::Builder b(fn);
-  const int64_t stride = (N * N + 15) / 16 * 16;
-  for (int i = 0; i < 3; ++i) m.params.push_back({"p" + std::to_string(i), {N, N}, i * stride});
-  ir::Node *c = b.matmul(b.param(0, {N, N}), b.param(1, {N, N}), tA, tB);
+  auto up = [](int64_t v) { return (v + 15) / 16 * 16; };
+  const std::vector<int64_t> aDims = tA ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K};
+  const std::vector<int64_t> bDims = tB ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N};
+  const int64_t aAt = 0, bAt = up(M * K), cAt = bAt + up(K * N), floats = cAt + up(M * N);
+  m.params.push_back({"a", aDims, aAt});
+  m.params.push_back({"b", bDims, bAt});
+  m.params.push_back({"c", {M, N}, cAt});
+  ir::Node *c = b.matmul(b.param(0, aDims), b.param(1, bDims), tA, tB);
   fn.outputs.push_back({ir::Output::Kind::Grad, 2, c});
   auto problems = ir::verify(m);
   if (!problems.empty()) throw std::logic_error(problems[0]);
@@ -386,12 +413,14 @@ int benchMatmul(const Options &o) {
   auto t0 = Clock::now();
   jit::CompiledModule code = jit::compile(m);
   const double compileMs = msSince(t0);
-  rt::Arena params(3 * stride), grads(3 * stride), acts(code.actsFloats + 16);
+  rt::Arena params(floats), grads(floats), acts(code.actsFloats + 16);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  for (int64_t i = 0; i < 2 * stride; ++i) params[i] = dist(rng);
+  for (int64_t i = 0; i < cAt; ++i) params[i] = dist(rng);
   float weight = 1.f, loss = 0.f;
   mtlc_args args{params.data(), grads.data(), acts.data(), nullptr, nullptr, &weight, &loss, nullptr, 1, 1};
+  rt::ThreadPool pool(int(o.threads));
+  pool.attach(args);
   mtlc_entry_fn f = code.entry("run");
 
   t0 = Clock::now();
@@ -400,14 +429,14 @@ int benchMatmul(const Options &o) {
   const double once = std::max(msSince(t0) / 2, 1e-4);
 
   // Spot check against a double-precision dot product.
-  const float *A = params.data(), *Bm = params.data() + stride, *C = grads.data() + 2 * stride;
+  const float *A = params.data() + aAt, *Bm = params.data() + bAt, *C = grads.data() + cAt;
   double maxErr = 0;
   std::mt19937 pick(3);
   for (int s = 0; s < 64; ++s) {
-    int64_t i = int64_t(pick() % N), jj = int64_t(pick() % N);
+    int64_t i = int64_t(pick() % M), jj = int64_t(pick() % N);
     double want = 0;
-    for (int64_t k = 0; k < N; ++k)
-      want += double(tA ? A[k * N + i] : A[i * N + k]) * double(tB ? Bm[jj * N + k] : Bm[k * N + jj]);
+    for (int64_t k = 0; k < K; ++k)
+      want += double(tA ? A[k * M + i] : A[i * K + k]) * double(tB ? Bm[jj * K + k] : Bm[k * N + jj]);
     maxErr = std::max(maxErr, std::abs(want - double(C[i * N + jj])));
   }
 
@@ -417,11 +446,14 @@ int benchMatmul(const Options &o) {
     t0 = Clock::now();
     for (int64_t i = 0; i < iters; ++i) f(&args);
     double s = msSince(t0) / 1000.0;
-    gflops.push_back(2.0 * double(N) * double(N) * double(N) * double(iters) / s / 1e9);
+    gflops.push_back(2.0 * double(M) * double(K) * double(N) * double(iters) / s / 1e9);
   }
   ojson j;
   j["n"] = N;
+  j["mkn"] = {M, K, N};
+  j["us_per_call"] = 2.0 * double(M) * double(K) * double(N) / (median(gflops) * 1e3);
   j["trans"] = o.trans;
+  j["threads"] = pool.threads();
   j["compile_ms"] = compileMs;
   j["iters_per_rep"] = iters;
   j["reps"] = gflops.size();
@@ -430,9 +462,10 @@ int benchMatmul(const Options &o) {
   j["max_abs_err"] = maxErr;
   if (o.json) std::cout << j.dump(2) << '\n';
   else
-    std::cout << fmt::format("matmul {}x{} ({}): {:.2f} GFLOP/s (median of {} x {} calls), compile {:.1f} ms, "
-                             "max |err| {:.2e}\n",
-                             N, N, o.trans, median(gflops), gflops.size(), iters, compileMs, maxErr);
+    std::cout << fmt::format("matmul {}x{}x{} ({}, {} thread{}): {:.2f} GFLOP/s, {:.1f} µs (median of {} x {} calls), "
+                             "compile {:.1f} ms, max |err| {:.2e}\n",
+                             M, K, N, o.trans, pool.threads(), pool.threads() == 1 ? "" : "s", median(gflops),
+                             j["us_per_call"].get<double>(), gflops.size(), iters, compileMs, maxErr);
   return 0;
 }
 
@@ -452,6 +485,7 @@ int main(int argc, char **argv) {
   app.add_option("--threads", o.threads, "kernel threads (default 1; 0: every CPU)")->check(CLI::Range(0, 1024));
   app.add_option("--seed", o.seed, "initialisation / shuffle seed");
   app.add_option("--matmul", o.matmul, "time one N x N matmul instead of a model");
+  app.add_option("--mkn", o.mkn, "time one [M,K]x[K,N] matmul instead (M,K,N)")->expected(3)->delimiter(',');
   app.add_option("--trans", o.trans, "with --matmul: nn, nt, tn or tt");
   app.add_flag("--json", o.json, "one JSON object on stdout");
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
@@ -459,6 +493,7 @@ int main(int argc, char **argv) {
   app.add_flag("--ftz", ftz, "flush denormals to zero (MXCSR FTZ+DAZ), as rt::train does: the default");
   app.add_flag("--keep-denormals", o.keepDenormals, "do not flush denormals (mtlc train --keep-denormals)");
   CLI11_PARSE(app, argc, argv);
+  if (!o.mkn.empty()) o.matmul = std::max<int64_t>(o.matmul, 1);
   if (o.matmul <= 0 && o.model.empty()) {
     std::cerr << app.help();
     return 2;

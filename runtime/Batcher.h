@@ -10,6 +10,7 @@
 #pragma once
 
 #include "runtime/Dataset.h"
+#include "runtime/ThreadPool.h"
 
 #include <cstdint>
 #include <vector>
@@ -25,8 +26,10 @@ class Batcher {
   int64_t batches() const { return (data_.rows + batch_ - 1) / batch_; }
   int64_t batchSize() const { return batch_; }
 
-  // Gathers batch b (0 .. batches()-1) of the current epoch; returns its row count n.
-  int64_t gather(int64_t b);
+  // Gathers batch b (0 .. batches()-1) of the current epoch; returns its row count n. With a
+  // pool, batches of kParallelFloats input floats or more are copied on all its threads.
+  int64_t gather(int64_t b, ThreadPool* pool = nullptr);
+  static constexpr int64_t kParallelFloats = 1 << 14;
 
   // Pointers to the gathered buffers: [n, width] each, valid until the next gather().
   const float* const* inputs() const { return inputPtrs_.data(); }

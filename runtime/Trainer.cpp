@@ -212,7 +212,7 @@ std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params,
   for (const TaskSpec& t : spec.tasks) acc.emplace_back(t);
   Batcher batcher(data, spec.maxBatch, /*shuffle=*/false, 0);
   for (int64_t b = 0; b < batcher.batches(); ++b) {
-    const int64_t n = batcher.gather(b);
+    const int64_t n = batcher.gather(b, pool);
     mtlc_args args{};
     args.params = const_cast<float*>(params);  // evalStep only reads them
     args.grads = nullptr;
@@ -575,7 +575,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     const double epochStart = now();
     const int64_t epochSamplesBefore = epochSamples;
     for (int64_t b = batchesDone; b < batches; ++b) {
-      const int64_t n = batcher.gather(b);
+      const int64_t n = batcher.gather(b, &pool);
       const int64_t step = report.steps + 1;
       for (int64_t t = 0; t < T; ++t) ws.outputPtrs[t][0] = float(nan);  // tells whether trainStep wrote outputs
       RowRange rows{0, n};

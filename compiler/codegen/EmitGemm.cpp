@@ -24,7 +24,8 @@
 // size n stay untouched).
 //
 // Every C element is the sum over k in the same order, whatever the blocking outside the k loop,
-// so splitting the tile loops across threads later cannot change results.
+// so splitting C across threads (bands of rows or columns, emit() below) cannot change results.
+#include "CodegenABI.h"
 #include "Kernel.h"
 #include "LoopBuilder.h"
 #include "passes/KernelScratch.h"
@@ -387,7 +388,9 @@ class GemmEmitter {
   // The same GEMM emitted through another kernel view (a parallel body's): shares every value.
   GemmEmitter(Kernel &h, const GemmEmitter &parent)
       : k(h), b(h.b), g(parent.g), t(parent.t), lda(parent.lda), ldb(parent.ldb), ldc(parent.ldc),
-        packAPtr(parent.packAPtr), packBPtr(parent.packBPtr), singleSlice(parent.singleSlice) {}
+        packBase(parent.packBase), slotFloats(parent.slotFloats), slotAFloats(parent.slotAFloats),
+        kBlocks(parent.kBlocks), kStep(parent.kStep), fnMicro(parent.fnMicro), fnPackA(parent.fnPackA),
+        fnPackB(parent.fnPackB), singleSlice(parent.singleSlice) {}
 
   void emit() {
     lda = g.lda ? g.lda : (g.transA ? g.M : g.K);
@@ -396,64 +399,128 @@ class GemmEmitter {
     if (t.kind == GemmKind::Axpy) return emitAxpy();
     if (t.kind == GemmKind::Dot) return emitDot();
     layoutScratch();
-    GemmParts parts(k, t);
-    llvm::Function *micro = parts.micro(), *packA = parts.packA(g.transA), *packB = parts.packB(g.transB);
+    GemmParts functions(k, t);
+    fnMicro = functions.micro(), fnPackA = functions.packA(g.transA), fnPackB = functions.packB(g.transB);
 
     // K in kBlocks slices of kStep (the last may be shorter): even slices, no sliver at the end.
     singleSlice = g.staticK >= 0 && g.staticK <= t.KC;
-    Value *kBlocks = singleSlice ? k.c(1) : b.CreateUDiv(k.add(g.K, t.KC - 1), k.c(t.KC));
-    Value *kStep = singleSlice ? g.K : b.CreateUDiv(k.sub(k.add(g.K, kBlocks), k.c(1)), kBlocks);
-    Value *mBlocks = b.CreateUDiv(k.add(g.M, t.MB - 1), k.c(t.MB));
-    Value *nBlocks = b.CreateUDiv(k.add(g.N, t.NB - 1), k.c(t.NB));
+    kBlocks = singleSlice ? k.c(1) : b.CreateUDiv(k.add(g.K, t.KC - 1), k.c(t.KC));
+    kStep = singleSlice ? g.K : b.CreateUDiv(k.sub(k.add(g.K, kBlocks), k.c(1)), kBlocks);
 
-    // Threads: B's panels are packed cooperatively, then each thread packs the A panels of its
-    // rows and computes their tiles (any split gives the same sums: each tile is one thread's).
-    forLoop(b, mBlocks, [&](Value *ib) {
-      Value *ic = k.mul(ib, t.MB);
-      Value *mc = k.smin(k.c(t.MB), k.sub(g.M, ic));
-      forLoop(b, kBlocks, [&](Value *pb) {
-        Value *pc = k.mul(pb, kStep);
-        Value *kc = k.smin(kStep, k.sub(g.K, pc));
-        Value *first = b.CreateICmpEQ(pb, k.c(0));
-        Value *last = b.CreateICmpEQ(pb, k.sub(kBlocks, k.c(1)));
-        Value *aBlock = k.rawAt(g.A, g.transA ? k.add(k.mul(pc, lda), ic) : k.add(k.mul(ic, lda), pc));
-        forLoop(b, nBlocks, [&](Value *jb) {
-          Value *jc = k.mul(jb, t.NB);
-          Value *nc = k.smin(k.c(t.NB), k.sub(g.N, jc));
-          Value *bBlock = k.rawAt(g.B, g.transB ? k.add(k.mul(jc, ldb), pc) : k.add(k.mul(pc, ldb), jc));
-          Value *mPanels = b.CreateUDiv(k.add(mc, t.MR - 1), k.c(t.MR));
-          Value *nPanels = b.CreateUDiv(k.add(nc, t.NR() - 1), k.c(t.NR()));
-          Value *bigB = b.CreateICmpSGE(k.mul(kc, nc), k.c(int64_t(1) << 15));
-          parallelFor(k, nPanels, bigB, [&](Kernel &h, Value *p0, Value *p1) {
-            Value *c0 = h.mul(p0, t.NR());
-            Value *src = h.rawAt(bBlock, g.transB ? h.mul(c0, ldb) : c0);
-            Value *cols = h.smin(h.mul(h.sub(p1, p0), t.NR()), h.sub(nc, c0));
-            h.b.CreateCall(packB, {src, ldb, cols, kc, h.at(packBPtr, h.mul(p0, h.mul(kc, t.NR())))});
-          });
-          Value *bigC = b.CreateICmpSGE(k.mul(k.mul(mc, nc), kc), k.c(int64_t(1) << 18));
-          parallelFor(k, mPanels, bigC, [&](Kernel &h, Value *p0, Value *p1) {
-            GemmEmitter e(h, *this);
-            e.allocTile();
-            Value *r0 = h.mul(p0, t.MR);
-            Value *src = h.rawAt(aBlock, g.transA ? r0 : h.mul(r0, lda));
-            Value *rowsHere = h.smin(h.mul(h.sub(p1, p0), t.MR), h.sub(mc, r0));
-            h.b.CreateCall(packA, {src, lda, rowsHere, kc, h.at(packAPtr, h.mul(p0, h.mul(kc, t.MR)))});
-            forLoop(h.b, p0, p1, [&](Value *ip) {
-              Value *aPanel = h.at(packAPtr, h.mul(ip, h.mul(kc, t.MR)));
+    // Threads: C is cut into one band of rows (or of columns) per slot, and each slot runs the
+    // serial loop nest over its band with panels of its own, so nothing one thread packs is read
+    // by another and no thread waits for another inside the product. A row split repacks all of
+    // B in every slot, a column split all of A: the split taken is the one whose slowest slot
+    // (its share of the tiles, rounded up to whole panels, plus its packing) finishes first, or
+    // g.prefer's unless that is kPreferSlack slower, and none when that saves less than a fork
+    // and join. Each C element's sum over k runs in the same order either way, so the thread
+    // count cannot change results.
+    Value *mPanels = b.CreateUDiv(k.add(g.M, t.MR - 1), k.c(t.MR));
+    Value *nPanels = b.CreateUDiv(k.add(g.N, t.NR() - 1), k.c(t.NR()));
+    if (g.slots <= 1 || !k.args) return subGemm(k.c(0), g.M, k.c(0), g.N, slot(k, k.c(0)));
+    Value *threads = b.CreateSExt(loadArgsField(b, k.args, ArgsField::Threads), b.getInt64Ty());
+    Value *slots = k.smax(k.smin(threads, k.c(g.slots)), k.c(1));
+    Value *sm = k.smin(slots, mPanels), *sn = k.smin(slots, nPanels);
+    auto f = [&](Value *v) { return b.CreateSIToFP(v, b.getDoubleTy()); };
+    auto cyc = [&](double c) { return llvm::ConstantFP::get(b.getDoubleTy(), c); };
+    const double kPreferSlack = 1.15;
+    const double macsPerCycle = 1.4 * t.VL;  // the micro-kernel's measured rate, about 70% of peak
+    const double packA = g.transA ? 0.15 : 0.4, packB = g.transB ? 0.4 : 0.15;  // cycles per float
+    Value *M = f(g.M), *N = f(g.N), *K = f(g.K);
+    // Cycles of the slowest of `parts` bands of `panels` panels of `extent` lines, each line
+    // `other` long: its tiles, packing its own lines, and packing all of the other operand.
+    auto bandTime = [&](Value *panels, Value *parts, int extent, Value *other, double packOwn, double packOther) {
+      Value *share = f(k.mul(b.CreateUDiv(k.add(panels, k.sub(parts, k.c(1))), parts), k.c(extent)));
+      Value *compute = b.CreateFDiv(b.CreateFMul(b.CreateFMul(share, other), K), cyc(macsPerCycle));
+      Value *own = b.CreateFMul(b.CreateFMul(share, K), cyc(packOwn));
+      Value *all = b.CreateFMul(b.CreateFMul(other, K), cyc(packOther));
+      return b.CreateFAdd(compute, b.CreateFAdd(own, all));
+    };
+    Value *rowTime = bandTime(mPanels, sm, t.MR, N, packA, packB);
+    Value *colTime = bandTime(nPanels, sn, t.NR(), M, packB, packA);
+    Value *serial = bandTime(mPanels, k.c(1), t.MR, N, packA, packB);
+    Value *byRows = b.CreateFCmpOLE(rowTime, colTime);
+    if (g.prefer == Gemm::Split::Rows) byRows = b.CreateFCmpOLE(rowTime, b.CreateFMul(colTime, cyc(kPreferSlack)));
+    if (g.prefer == Gemm::Split::Cols) byRows = b.CreateFCmpOGT(colTime, b.CreateFMul(rowTime, cyc(kPreferSlack)));
+    Value *parts = b.CreateSelect(byRows, sm, sn);
+    Value *best = b.CreateSelect(byRows, rowTime, colTime);
+    Value *worth = b.CreateFCmpOLT(b.CreateFAdd(best, cyc(10000)), serial);  // a fork/join ~3 µs
+    if (k.opts && k.opts->parallelAlways) worth = b.getTrue();
+    parts = b.CreateSelect(worth, parts, k.c(1));
+    parallelFor(k, parts, nullptr, [&](Kernel &h, Value *s0, Value *s1) {
+      GemmEmitter e(h, *this);
+      forLoop(h.b, s0, s1, [&](Value *s) {
+        // Band s of `parts`: whole panels, the last band ending at the matrix's edge.
+        auto band = [&](Value *panels, int extent, Value *limit) {
+          Value *p0 = h.b.CreateUDiv(h.mul(panels, s), parts);
+          Value *p1 = h.b.CreateUDiv(h.mul(panels, h.add(s, h.c(1))), parts);
+          return std::pair{h.mul(p0, extent), h.smin(h.mul(p1, extent), limit)};
+        };
+        auto [r0, r1] = band(mPanels, t.MR, g.M);
+        auto [c0, c1] = band(nPanels, t.NR(), g.N);
+        r0 = h.b.CreateSelect(byRows, r0, h.c(0)), r1 = h.b.CreateSelect(byRows, r1, g.M);
+        c0 = h.b.CreateSelect(byRows, h.c(0), c0), c1 = h.b.CreateSelect(byRows, g.N, c1);
+        e.subGemm(r0, r1, c0, c1, e.slot(h, s));
+      }, "slot");
+    });
+  }
+
+  // The packing buffers of slot s: A's panels, then B's, each 64-byte aligned.
+  std::pair<Value *, Value *> slot(Kernel &h, Value *s) {
+    Value *base = h.at(packBase, h.mul(s, h.c(slotFloats)));
+    return {base, h.at(base, h.c(slotAFloats))};
+  }
+
+  // C[r0:r1, c0:c1] on this thread, with the panels in `panels` (the serial loop nest above).
+  // Row and column blocks are even (multiples of the register tile), so no sliver block is left.
+  void subGemm(Value *r0, Value *r1, Value *c0, Value *c1, std::pair<Value *, Value *> panels) {
+    Kernel &h = k;
+    llvm::IRBuilder<> &hb = b;
+    if (!tile) allocTile();
+    auto evenStep = [&](Value *extent, int64_t block, int unit) {
+      Value *blocks = h.smax(hb.CreateUDiv(h.add(extent, block - 1), h.c(block)), h.c(1));
+      Value *step = hb.CreateUDiv(h.add(extent, h.sub(blocks, h.c(1))), blocks);
+      return std::pair{blocks, h.mul(hb.CreateUDiv(h.add(step, unit - 1), h.c(unit)), h.c(unit))};
+    };
+    Value *mLen = h.smax(h.sub(r1, r0), h.c(0)), *nLen = h.smax(h.sub(c1, c0), h.c(0));
+    auto [mBlocks, mStep] = evenStep(mLen, t.MB, t.MR);
+    auto [nBlocks, nStep] = evenStep(nLen, t.NB, t.NR());
+    Value *packA = panels.first, *packB = panels.second;
+    Value *nonEmpty = hb.CreateAnd(hb.CreateICmpSGT(mLen, h.c(0)), hb.CreateICmpSGT(nLen, h.c(0)));
+    ifThenElse(h, nonEmpty, [&] {
+      forLoop(hb, mBlocks, [&](Value *ib) {
+        Value *ic = h.add(r0, h.mul(ib, mStep));
+        Value *mc = h.smin(mStep, h.sub(r1, ic));
+        Value *mp = hb.CreateUDiv(h.add(mc, t.MR - 1), h.c(t.MR));
+        forLoop(hb, kBlocks, [&](Value *pb) {
+          Value *pc = h.mul(pb, kStep);
+          Value *kc = h.smin(kStep, h.sub(g.K, pc));
+          Value *first = hb.CreateICmpEQ(pb, h.c(0));
+          Value *last = hb.CreateICmpEQ(pb, h.sub(kBlocks, h.c(1)));
+          Value *aBlock = h.rawAt(g.A, g.transA ? h.add(h.mul(pc, lda), ic) : h.add(h.mul(ic, lda), pc));
+          hb.CreateCall(fnPackA, {aBlock, lda, mc, kc, packA});
+          forLoop(hb, nBlocks, [&](Value *jb) {
+            Value *jc = h.add(c0, h.mul(jb, nStep));
+            Value *nc = h.smin(nStep, h.sub(c1, jc));
+            Value *np = hb.CreateUDiv(h.add(nc, t.NR() - 1), h.c(t.NR()));
+            Value *bBlock = h.rawAt(g.B, g.transB ? h.add(h.mul(jc, ldb), pc) : h.add(h.mul(pc, ldb), jc));
+            hb.CreateCall(fnPackB, {bBlock, ldb, nc, kc, packB});
+            forLoop(hb, mp, [&](Value *ip) {
+              Value *aPanel = h.at(packA, h.mul(ip, h.mul(kc, t.MR)));
               Value *i0 = h.add(ic, h.mul(ip, t.MR));
               Value *rows = h.smin(h.c(t.MR), h.sub(mc, h.mul(ip, t.MR)));
-              forLoop(h.b, nPanels, [&](Value *jp) {
-                Value *bPanel = h.at(packBPtr, h.mul(jp, h.mul(kc, t.NR())));
+              forLoop(hb, np, [&](Value *jp) {
+                Value *bPanel = h.at(packB, h.mul(jp, h.mul(kc, t.NR())));
                 Value *j0 = h.add(jc, h.mul(jp, t.NR()));
                 Value *cols = h.smin(h.c(t.NR()), h.sub(nc, h.mul(jp, t.NR())));
-                h.b.CreateCall(micro, {aPanel, bPanel, kc, e.tile});
-                e.storeTile(i0, rows, j0, cols, first, last);
+                hb.CreateCall(fnMicro, {aPanel, bPanel, kc, tile});
+                storeTile(i0, rows, j0, cols, first, last);
               }, "jp");
             }, "ip");
-          });
-        }, "jb");
-      }, "pb");
-    }, "ib");
+          }, "jb");
+        }, "pb");
+      }, "ib");
+    }, [] {});
   }
 
   // The register tile reaches the store code through a stack buffer in the function being
@@ -580,21 +647,20 @@ class GemmEmitter {
     storeTile(i0, rows, j0, cols, b.getTrue(), b.getTrue());
   }
 
-  // The scratch holds A's packed block, then B's, each 64-byte aligned.
+  // The scratch holds g.slots slots, each A's packed block, then B's, each 64-byte aligned.
   void layoutScratch() {
     if (!g.pack) throw std::logic_error("emitGemm: no packing scratch");
     auto up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
-    int64_t kcMax = g.staticK < 0 ? t.KC : std::min(g.staticK, t.KC);
-    int64_t mbMax = g.staticM < 0 ? t.MB : std::min(g.staticM, t.MB);
-    int64_t nbMax = g.staticN < 0 ? t.NB : std::min(g.staticN, t.NB);
-    int64_t aFloats = up(kcMax * ceilDiv(mbMax, t.MR) * t.MR, 16);
-    int64_t bFloats = up(kcMax * ceilDiv(nbMax, t.NR()) * t.NR(), 16);
-    if (aFloats + bFloats + 16 > passes::gemmPackFloats(g.staticM, g.staticK, g.staticN))
+    // Extents that are the batch size n are at most k.maxBatch (the plan's bound too).
+    const int64_t batch = std::max<int64_t>(k.maxBatch, 1);
+    auto bound = [&](int64_t e, int64_t block) { return std::min(e < 0 ? batch : e, block); };
+    int64_t kcMax = bound(g.staticK, t.KC), mbMax = bound(g.staticM, t.MB), nbMax = bound(g.staticN, t.NB);
+    slotAFloats = up(kcMax * ceilDiv(mbMax, t.MR) * t.MR, 16);
+    slotFloats = passes::gemmSlotFloats(g.staticM, g.staticK, g.staticN, batch);
+    if (slotAFloats + up(kcMax * ceilDiv(nbMax, t.NR()) * t.NR(), 16) > slotFloats)
       throw std::logic_error("emitGemm: packing needs more scratch than the plan reserves");
-    Value *aligned = b.CreateIntrinsic(llvm::Intrinsic::ptrmask, {b.getPtrTy(), b.getInt64Ty()},
-                                       {k.at(g.pack, k.c(15)), b.getInt64(~int64_t(63))});
-    packAPtr = aligned;
-    packBPtr = k.at(aligned, k.c(aFloats));
+    packBase = b.CreateIntrinsic(llvm::Intrinsic::ptrmask, {b.getPtrTy(), b.getInt64Ty()},
+                                 {k.at(g.pack, k.c(15)), b.getInt64(~int64_t(63))});
   }
 
   // Writes the register tile (in `tile`) to C rows [i0, i0+rows), columns [j0, j0+cols): a loop
@@ -631,14 +697,19 @@ class GemmEmitter {
   const Gemm &g;
   Tiling t;
   Value *lda = nullptr, *ldb = nullptr, *ldc = nullptr;
-  Value *packAPtr = nullptr, *packBPtr = nullptr;
+  Value *packBase = nullptr;                // slot 0's A panels (64-byte aligned)
+  int64_t slotFloats = 0, slotAFloats = 0;  // a slot's size; where its B panels start
+  Value *kBlocks = nullptr, *kStep = nullptr;
+  llvm::Function *fnMicro = nullptr, *fnPackA = nullptr, *fnPackB = nullptr;
   llvm::AllocaInst *tile = nullptr;
   bool singleSlice = false;
 };
 
 }  // namespace
 
-int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N) { return passes::gemmPackFloats(M, K, N); }
+int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N, int64_t slots) {
+  return passes::gemmPackFloats(M, K, N, slots);  // extents -1: bounded by the block sizes
+}
 
 void emitGemm(Kernel &k, const Gemm &g) { GemmEmitter(k, g).emit(); }
 

@@ -4,6 +4,7 @@
 // flat index row·N + col.
 #include "ir/Builder.h"  // ir::matrixView
 #include "Kernel.h"
+#include "passes/KernelScratch.h"
 
 namespace mtlc::codegen {
 
@@ -20,6 +21,9 @@ void emitMatMul(Kernel &k) {
   g.staticN = g.transB ? bRows : bCols;
   g.M = extent(g.staticM), g.K = extent(g.staticK), g.N = extent(g.staticN);
   g.pack = k.scratch;
+  g.slots = int(passes::kGemmSlots);  // the plan reserves that many (passes::scratchFloats)
+  if (!k.type().batched) g.prefer = Gemm::Split::Rows;
+  else if (g.transB && !k.inType(1).batched) g.prefer = Gemm::Split::Cols;
   if (k.chain) {
     // A bias along the result's dim 0 runs along C's columns ([n, N] results) or rows ([M, N]).
     const ir::Type &t = k.type();

@@ -137,7 +137,13 @@ struct Gemm {
   llvm::Value *A, *B, *C;
   llvm::Value *M, *K, *N;  // i64
   bool transA = false, transB = false, accumulate = false;
-  llvm::Value *pack = nullptr;  // float *: packing panels (required)
+  llvm::Value *pack = nullptr;  // float *: packing panels (required), gemmScratchFloats(.., slots)
+  int slots = 1;                // threads it may split across, each packing into its own slot
+  // How to cut C across threads when the costs are close: Rows when C is a parameter's gradient,
+  // Cols when B is a weight [N, K] (transB), so that each thread touches the same band of the
+  // parameter arena here as in the optimizer's update (a line one core writes and the other
+  // reads moves between their caches on every step).
+  enum class Split { Auto, Rows, Cols } prefer = Split::Auto;
   llvm::Value *lda = nullptr, *ldb = nullptr, *ldc = nullptr;  // i64; null: dense
   Epilogue epilogue;            // empty: store the product
   // Static extents where known (-1: the batch size n, bounded by maxBatch) for tiling decisions.
@@ -147,7 +153,7 @@ void emitGemm(Kernel &k, const Gemm &g);                         // EmitGemm.cpp
 
 // Floats of packing scratch emitGemm needs for extents M, K, N (-1: the batch; bounded by the
 // largest cache block). Target independent: passes::scratchFloats reserves this for GEMM nodes.
-int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N);
+int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N, int64_t slots = 1);
 
 // The value of an elementwise (or bias) node at one element, for a float or a vector of floats
 // (lanes = consecutive elements): v holds its operands' values there (the bias at the element's

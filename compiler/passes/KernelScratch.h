@@ -18,14 +18,24 @@ constexpr int64_t kGemmMaxMB = 512;   // rows of op(A) per packed block
 constexpr int64_t kGemmMaxNB = 768;   // columns of op(B) per packed block
 constexpr int64_t kGemmMaxTile = 64;  // largest register tile extent (rows or columns)
 
-// Floats of packing scratch for C[M,N] = op(A)[M,K]·op(B)[K,N]; an extent of -1 is the run-time
-// batch size, bounded by the block size.
-inline int64_t gemmPackFloats(int64_t M, int64_t K, int64_t N) {
+// A MatMul node splits across up to kGemmSlots threads, each packing its own copy of the panels
+// it reads into a slot of its own: a panel written by one core and read by another costs a
+// cross-core transfer on every read and every rewrite, which on two cores took a third of the
+// time a second thread saved. A GEMM inside a convolution's chunk runs on one slot.
+constexpr int64_t kGemmSlots = 8;
+
+// Floats of one slot's panels for C[M,N] = op(A)[M,K]·op(B)[K,N]; an extent of -1 is the
+// run-time batch size (at most maxBatch), bounded by the block size.
+inline int64_t gemmSlotFloats(int64_t M, int64_t K, int64_t N, int64_t maxBatch = INT64_MAX) {
   auto up = [](int64_t v, int64_t to) { return (v + to - 1) / to * to; };
-  int64_t kc = K < 0 ? kGemmMaxKC : std::min(K, kGemmMaxKC);
-  int64_t mb = M < 0 ? kGemmMaxMB : std::min(M, kGemmMaxMB);
-  int64_t nb = N < 0 ? kGemmMaxNB : std::min(N, kGemmMaxNB);
-  return up(kc * (mb + kGemmMaxTile), 16) + up(kc * (nb + kGemmMaxTile), 16) + 32;
+  auto bound = [&](int64_t e, int64_t block) { return std::min(e < 0 ? maxBatch : e, block); };
+  int64_t kc = bound(K, kGemmMaxKC), mb = bound(M, kGemmMaxMB), nb = bound(N, kGemmMaxNB);
+  return up(kc * (mb + kGemmMaxTile), 16) + up(kc * (nb + kGemmMaxTile), 16);
+}
+
+// Floats of packing scratch for `slots` slots (and the alignment slack).
+inline int64_t gemmPackFloats(int64_t M, int64_t K, int64_t N, int64_t slots = 1, int64_t maxBatch = INT64_MAX) {
+  return slots * gemmSlotFloats(M, K, N, maxBatch) + 32;
 }
 
 // Convolutions run their samples in kConvChunks fixed chunks (split across threads), each with

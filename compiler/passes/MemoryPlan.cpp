@@ -106,14 +106,14 @@ bool isExternalLeaf(OpKind op) {
 
 }  // namespace
 
-int64_t scratchFloats(const ir::Node &n) {
+int64_t scratchFloats(const ir::Node &n, int64_t maxBatch) {
   // MatMul and the convolutions run the packed GEMM (codegen/EmitGemm.cpp), which packs its
   // operands into panels here (KernelScratch.h); a convolution's column matrix comes first.
   if (n.op == OpKind::MatMul) {
     auto [aRows, aCols] = ir::matrixView(n.operands[0]->type);
     auto [bRows, bCols] = ir::matrixView(n.operands[1]->type);
     bool transA = n.ints.at(0) != 0, transB = n.ints.at(1) != 0;
-    return gemmPackFloats(transA ? aCols : aRows, transA ? aRows : aCols, transB ? bRows : bCols);
+    return gemmPackFloats(transA ? aCols : aRows, transA ? aRows : aCols, transB ? bRows : bCols, kGemmSlots, maxBatch);
   }
   const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
   switch (n.op) {
@@ -204,7 +204,7 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPl
     // A fused group's kernel is its root's, run at the group's last node.
     const FusionGroup *group = fusion ? fusion->group(&n) : nullptr;
     const Node &kernel = group && group->last() == &n ? *group->root : n;
-    int64_t floats = interior(n) ? 0 : scratchFloats(kernel);
+    int64_t floats = interior(n) ? 0 : scratchFloats(kernel, m.maxBatch);
     if (floats) {
       plan.scratch[kernel.id] = acts.allocate(floats);
       if (m.reuseActs) acts.release(plan.scratch[kernel.id], floats);

@@ -58,7 +58,7 @@ constexpr int64_t kSlotAlign = 16;
 // lower to im2col + matrix multiply, one sample at a time: their scratch is one sample's column
 // matrix [C·KH·KW, OH·OW] (none for a 1×1, stride 1, unpadded convolution, whose input already is
 // that matrix). codegen/EmitConv.cpp relies on this rule.
-int64_t scratchFloats(const ir::Node &n);
+int64_t scratchFloats(const ir::Node &n, int64_t maxBatch);
 
 struct FusionPlan;
 
