@@ -59,6 +59,7 @@ struct CodegenOptions {
                                       // Dot: A not transposed, B transposed)
   int gemmMR = 0, gemmNRV = 0;   // register tile: MR rows × NRV vectors (Dot: MR rows only)
   int64_t gemmKC = 0, gemmMB = 0, gemmNB = 0;  // cache blocks (K, rows of A, columns of B)
+  int gemmSplit = 0;  // packed GEMM across threads: 0 the cost model's choice, 1 rows, 2 columns
   // Threads: parallel loops hand work to mtlc_args::parallel_for only when it is large enough to
   // pay for the fork and join (a few µs); tests set this to split even the smallest loops.
   bool parallelAlways = false;

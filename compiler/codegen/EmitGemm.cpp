@@ -442,6 +442,7 @@ class GemmEmitter {
     Value *byRows = b.CreateFCmpOLE(rowTime, colTime);
     if (g.prefer == Gemm::Split::Rows) byRows = b.CreateFCmpOLE(rowTime, b.CreateFMul(colTime, cyc(kPreferSlack)));
     if (g.prefer == Gemm::Split::Cols) byRows = b.CreateFCmpOGT(colTime, b.CreateFMul(rowTime, cyc(kPreferSlack)));
+    if (k.opts && k.opts->gemmSplit) byRows = b.getInt1(k.opts->gemmSplit == 1);
     Value *parts = b.CreateSelect(byRows, sm, sn);
     Value *best = b.CreateSelect(byRows, rowTime, colTime);
     Value *worth = b.CreateFCmpOLT(b.CreateFAdd(best, cyc(10000)), serial);  // a fork/join ~3 µs

@@ -371,9 +371,10 @@ SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const 
                              const CodegenOptions &opts, const std::function<bool(const std::string &)> &have) {
   SplitState split;
   const TargetInfo &t = opts.target;
-  split.optionsKey = fmt::format("{} {} {} fuse={} gemm={} {} {} {} {} {} par={} hook={}", t.name, t.lanes,
+  split.optionsKey = fmt::format("{} {} {} fuse={} gemm={} {} {} {} {} {} {} par={} hook={}", t.name, t.lanes,
                                  t.vectorRegisters, opts.fuse, int(opts.gemmKind), opts.gemmMR, opts.gemmNRV,
-                                 opts.gemmKC, opts.gemmMB, opts.gemmNB, opts.parallelAlways, opts.nodeHook);
+                                 opts.gemmKC, opts.gemmMB, opts.gemmNB, opts.gemmSplit, opts.parallelAlways,
+                                 opts.nodeHook);
   split.have = &have;
   SplitModules out;
   out.entries = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);

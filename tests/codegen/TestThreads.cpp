@@ -93,6 +93,30 @@ TEST_CASE("threads: every GEMM form and transposition, bit-identical for any thr
       }
 }
 
+TEST_CASE("threads: the packed GEMM cut into bands of rows and of columns", "[codegen][threads]") {
+  // Parameters only ([M,K]·[K,N]), a batched A (M = n), and the weight gradient's form (K = n).
+  for (int split : {1, 2})
+    for (bool tB : {false, true}) {
+      jit::CompileOptions o = gemmOptions(codegen::GemmKind::Packed);
+      o.codegen.gemmSplit = split;
+      std::string what = std::string(split == 1 ? "rows" : "columns") + (tB ? ", Bᵀ" : "");
+      checkThreads("params, " + what, [&](Harness &h) {
+        Node *a = h.param({45, 50});
+        Node *b = h.param(tB ? std::vector<int64_t>{70, 50} : std::vector<int64_t>{50, 70});
+        return std::vector<Node *>{h.b.matmul(a, b, false, tB)};
+      }, o);
+      checkThreads("batched A, " + what, [&](Harness &h) {
+        Node *x = h.input({50});
+        Node *w = h.param(tB ? std::vector<int64_t>{70, 50} : std::vector<int64_t>{50, 70});
+        return std::vector<Node *>{h.b.matmul(x, w, false, tB)};
+      }, o, 64, 61);
+      checkThreads("K = n, " + what, [&](Harness &h) {
+        Node *dy = h.input({45}), *x = h.input({70});
+        return std::vector<Node *>{h.b.matmul(dy, x, true, false)};
+      }, o, 64, 61);
+    }
+}
+
 TEST_CASE("threads: fused epilogues and elementwise chains", "[codegen][threads]") {
   Graph dense = [](Harness &h) {
     Node *x = h.input({60});
