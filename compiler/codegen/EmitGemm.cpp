@@ -420,7 +420,7 @@ class GemmEmitter {
     if (g.slots <= 1 || !k.args) return subGemm(k.c(0), g.M, k.c(0), g.N, slot(k, k.c(0)));
     Value *threads = b.CreateSExt(loadArgsField(b, k.args, ArgsField::Threads), b.getInt64Ty());
     Value *slots = k.smax(k.smin(threads, k.c(g.slots)), k.c(1));
-    Value *sm = k.smin(slots, mPanels), *sn = k.smin(slots, nPanels);
+    Value *sm = k.smax(k.smin(slots, mPanels), k.c(1)), *sn = k.smax(k.smin(slots, nPanels), k.c(1));
     auto f = [&](Value *v) { return b.CreateSIToFP(v, b.getDoubleTy()); };
     auto cyc = [&](double c) { return llvm::ConstantFP::get(b.getDoubleTy(), c); };
     const double kPreferSlack = 1.15;
