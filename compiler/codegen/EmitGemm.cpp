@@ -708,10 +708,6 @@ class GemmEmitter {
 
 }  // namespace
 
-int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N, int64_t slots) {
-  return passes::gemmPackFloats(M, K, N, slots);  // extents -1: bounded by the block sizes
-}
-
 void emitGemm(Kernel &k, const Gemm &g) { GemmEmitter(k, g).emit(); }
 
 }  // namespace mtlc::codegen

@@ -130,14 +130,14 @@ using Epilogue = std::function<llvm::Value *(Kernel &k, llvm::Value *v, const Ti
 
 // C[M,N] = op(A)[M,K] · op(B)[K,N] (or C += with accumulate) over row-major matrices: A is [M,K],
 // or [K,M] when transA; B is [K,N], or [N,K] when transB; leading dimensions default to dense.
-// Packed (EmitGemm.cpp): operands are copied into panels in `pack` (gemmScratchFloats floats)
+// Packed (EmitGemm.cpp): operands are copied into panels in `pack` (passes::gemmPackFloats)
 // and multiplied by a register-blocked micro-kernel; the epilogue, if any, runs on each finished
 // vector before its single store.
 struct Gemm {
   llvm::Value *A, *B, *C;
   llvm::Value *M, *K, *N;  // i64
   bool transA = false, transB = false, accumulate = false;
-  llvm::Value *pack = nullptr;  // float *: packing panels (required), gemmScratchFloats(.., slots)
+  llvm::Value *pack = nullptr;  // float *: packing panels (required), gemmPackFloats(.., slots)
   int slots = 1;                // threads it may split across, each packing into its own slot
   // How to cut C across threads when the costs are close: Rows when C is a parameter's gradient,
   // Cols when B is a weight [N, K] (transB), so that each thread touches the same band of the
@@ -150,10 +150,6 @@ struct Gemm {
   int64_t staticM = -1, staticK = -1, staticN = -1;
 };
 void emitGemm(Kernel &k, const Gemm &g);                         // EmitGemm.cpp
-
-// Floats of packing scratch emitGemm needs for extents M, K, N (-1: the batch; bounded by the
-// largest cache block). Target independent: passes::scratchFloats reserves this for GEMM nodes.
-int64_t gemmScratchFloats(int64_t M, int64_t K, int64_t N, int64_t slots = 1);
 
 // The value of an elementwise (or bias) node at one element, for a float or a vector of floats
 // (lanes = consecutive elements): v holds its operands' values there (the bias at the element's
