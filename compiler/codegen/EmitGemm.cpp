@@ -30,6 +30,7 @@
 #include "LoopBuilder.h"
 #include "passes/KernelScratch.h"
 
+#include <llvm/IR/InlineAsm.h>
 #include <llvm/IR/Module.h>
 
 #include <algorithm>
@@ -170,6 +171,15 @@ Tiling chooseTiling(const Kernel &k, const Gemm &g) {
   return t;
 }
 
+// `v` unchanged, through an empty inline-asm statement that instruction selection cannot see
+// into. Between the rounds of a transpose it keeps the x86 DAG combiner from searching the whole
+// chain of shuffles for a cheaper form (it finds none: one instruction per shuffle either way),
+// which made a 16-lane transpose cost as much to compile as a GEMM kernel.
+Value *registerBarrier(Kernel &k, Value *v) {
+  auto *type = llvm::FunctionType::get(v->getType(), {v->getType()}, false);
+  return k.b.CreateCall(llvm::InlineAsm::get(type, "", "=v,0", /*hasSideEffects=*/false), {v});
+}
+
 // Rows of a lanes × lanes block transposed: out[j][i] = rows[i][j]. log2(lanes) rounds of
 // two-source shuffles, each exchanging the off-diagonal halves of ever smaller sub-blocks.
 void transpose(Kernel &k, llvm::SmallVectorImpl<Value *> &rows) {
@@ -186,6 +196,8 @@ void transpose(Kernel &k, llvm::SmallVectorImpl<Value *> &rows) {
       rows[i] = k.b.CreateShuffleVector(x, y, lo);
       rows[i + s] = k.b.CreateShuffleVector(x, y, hi);
     }
+    if (s > 1 && !std::getenv("MTLC_NO_BARRIER"))
+      for (Value *&row : rows) row = registerBarrier(k, row);
   }
 }
 

@@ -1,8 +1,47 @@
 #include "LoopBuilder.h"
 
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/Metadata.h>
+
 namespace mtlc::codegen {
 
 namespace {
+
+// Intrinsics x86 has no vector instruction for: the vectoriser would call libm once per lane.
+bool isLibmCall(const llvm::Instruction &inst) {
+  const auto *call = llvm::dyn_cast<llvm::IntrinsicInst>(&inst);
+  if (!call) return false;
+  switch (call->getIntrinsicID()) {
+    case llvm::Intrinsic::exp: case llvm::Intrinsic::exp2: case llvm::Intrinsic::exp10:
+    case llvm::Intrinsic::log: case llvm::Intrinsic::log2: case llvm::Intrinsic::log10:
+    case llvm::Intrinsic::pow: case llvm::Intrinsic::sin: case llvm::Intrinsic::cos:
+    case llvm::Intrinsic::tan: case llvm::Intrinsic::tanh:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A loop whose body calls libm stays scalar: vectorised, each call becomes one per lane anyway
+// (no vector math library is linked), so the vector loop runs no faster, and its unrolled copies
+// of the calls were the costliest code of the loss kernels to compile.
+void keepScalarIfCallsLibm(llvm::Function &fn, llvm::BasicBlock *header, llvm::BranchInst *latchBranch) {
+  bool inLoop = false;
+  for (llvm::BasicBlock &bb : fn) {
+    inLoop = inLoop || &bb == header;
+    if (!inLoop) continue;
+    for (llvm::Instruction &inst : bb)
+      if (isLibmCall(inst)) {
+        llvm::LLVMContext &ctx = fn.getContext();
+        llvm::Metadata *off[] = {llvm::MDString::get(ctx, "llvm.loop.vectorize.enable"),
+                                 llvm::ConstantAsMetadata::get(llvm::ConstantInt::getFalse(ctx))};
+        llvm::MDNode *loop = llvm::MDNode::getDistinct(ctx, {nullptr, llvm::MDNode::get(ctx, off)});
+        loop->replaceOperandWith(0, loop);
+        latchBranch->setMetadata(llvm::LLVMContext::MD_loop, loop);
+        return;
+      }
+  }
+}
 
 // True when both bounds are constants and the range is empty: no loop needs emitting.
 bool knownEmpty(llvm::Value *begin, llvm::Value *end) {
@@ -42,7 +81,7 @@ Carried reduceLoop(llvm::IRBuilder<> &b, llvm::Value *begin, llvm::Value *end,
   llvm::Value *inc = b.CreateAdd(iv, b.getInt64(1), name + ".next", /*HasNUW=*/true,
                                  /*HasNSW=*/true);
   llvm::BasicBlock *latch = b.GetInsertBlock();
-  b.CreateBr(header);
+  keepScalarIfCallsLibm(*fn, header, b.CreateBr(header));
   iv->addIncoming(inc, latch);
   for (size_t k = 0; k < accs.size(); ++k) accs[k]->addIncoming(next[k], latch);
 

@@ -7,6 +7,7 @@
 #include <llvm/IR/PassTimingInfo.h>
 #include <llvm/Pass.h>
 #include <llvm/IR/Module.h>
+#include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
@@ -25,12 +26,9 @@ TargetInfo namedTarget(const std::string &name) {
 }
 
 TargetInfo targetInfo(const llvm::TargetMachine &tm) {
-  llvm::StringRef features = tm.getTargetFeatureString();
-  auto has = [&](llvm::StringRef f) {
-    for (llvm::StringRef item : llvm::split(features, ','))
-      if (item.size() > 1 && item[0] == '+' && item.drop_front() == f) return true;
-    return false;
-  };
+  // The subtarget's features: the CPU's own and the explicit ones together.
+  const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
+  auto has = [&](llvm::StringRef f) { return sti->checkFeatures(("+" + f).str()); };
   if (tm.getTargetTriple().isX86()) {
     if (has("avx512f")) return namedTarget("avx512");
     if (has("avx2") && has("fma")) return namedTarget("avx2");

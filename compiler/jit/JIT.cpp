@@ -4,6 +4,7 @@
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/Support/CommandLine.h>
+#include <llvm/TargetParser/SubtargetFeature.h>
 #include <llvm/Support/TargetSelect.h>
 
 #include <unistd.h>
@@ -11,6 +12,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
 
 namespace mtlc::jit {
 
@@ -32,8 +36,24 @@ llvm::orc::JITTargetMachineBuilder hostMachine() {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
     llvm::InitializeNativeTargetAsmParser();
+    // MTLC_LLVM_ARGS: LLVM's own options (as llc takes them), for experiments with its passes.
+    if (const char *args = std::getenv("MTLC_LLVM_ARGS")) {
+      std::vector<std::string> words{"mtlc"};
+      std::istringstream in(args);
+      for (std::string w; in >> w;) words.push_back(w);
+      std::vector<const char *> argv;
+      for (const std::string &w : words) argv.push_back(w.c_str());
+      llvm::cl::ParseCommandLineOptions(int(argv.size()), argv.data(), "", &llvm::errs());
+    }
   });
   auto jtmb = orThrow(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host CPU");
+  // MTLC_TARGET_CPU=znver4 (an LLVM CPU name): code for that CPU and its features instead of the
+  // host's. For measuring compile time under valgrind, whose CPU has no AVX-512; such code must
+  // not be run on a CPU without those features.
+  if (const char *cpu = std::getenv("MTLC_TARGET_CPU"); cpu && *cpu) {
+    jtmb.setCPU(cpu);
+    jtmb.getFeatures() = llvm::SubtargetFeatures();
+  }
   // Machine code at -O1 without loop strength reduction: the kernels arrive optimised (and their
   // hot loops hand-blocked), so these halve code generation time at no measured run-time cost.
   // MTLC_CODEGEN_O2=1 restores LLVM's default (-O2 with LSR) for comparison.

@@ -19,6 +19,7 @@ struct LossRun {
 
   LossRun(OpKind fwd, OpKind bwd, int64_t width, int64_t labelWidth, int64_t n, bool classes,
           bool binary) {
+    h.options.keepIR = true;
     pred = h.input({width});
     label = h.label({labelWidth});
     loss = h.b.loss(fwd, pred, label);
@@ -74,6 +75,13 @@ TEST_CASE("binary cross entropy with logits and its gradient", "[codegen][loss]"
   }
   requireClose(r.h.read(r.loss), {loss}, 1e-5, 1e-6, "bce");
   requireClose(r.h.read(r.grad), grad, 1e-5, 1e-6, "bce_bwd");
+  // The double exp/log loops stay scalar (LoopBuilder: a loop calling libm is not vectorised):
+  // no vector call to them, and the loops carry the hint.
+  const std::string &ir = r.h.compiled().llvmIR;
+  CHECK(ir.find("@llvm.exp.f64(") != std::string::npos);
+  CHECK(ir.find("@llvm.exp.v") == std::string::npos);
+  CHECK(ir.find("@llvm.log.v") == std::string::npos);
+  CHECK(ir.find("!\"llvm.loop.vectorize.enable\", i1 false}") != std::string::npos);
 }
 
 TEST_CASE("mse and l1 over n·k elements and their gradients", "[codegen][loss]") {
