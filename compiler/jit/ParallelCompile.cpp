@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -72,6 +73,26 @@ std::vector<Group> groupsOf(llvm::Module &m, Split split) {
     }
     return g;
   };
+  // Helpers that several groups reach (the GEMM's packing and micro-kernel functions) become
+  // groups of their own, compiled once and called across partitions, rather than a copy in every
+  // partition that uses them. Not in a library split: its kernels join a JITDylib that later
+  // compiles add to, where a second external helper of the same name would clash.
+  for (bool promoted = split == Split::Program; promoted;) {
+    promoted = false;
+    std::map<const llvm::Function *, int> reachedBy;
+    auto count = [&](const Group &g) {
+      for (const llvm::Function *f : g.functions)
+        if (!kernels.count(const_cast<llvm::Function *>(f))) ++reachedBy[f];
+    };
+    if (!entries.empty()) count(reach(entries));
+    for (llvm::Function *k : kernelList) count(reach({k}));
+    for (llvm::Function &f : m)  // module order, for the same partitions every run
+      if (auto it = reachedBy.find(&f); it != reachedBy.end() && it->second > 1 && f.hasLocalLinkage()) {
+        kernels.insert(&f);
+        kernelList.push_back(&f);
+        promoted = true;
+      }
+  }
   std::vector<Group> groups;
   if (!entries.empty()) groups.push_back(reach(entries));
   for (llvm::Function *k : kernelList) groups.push_back(reach({k}));
