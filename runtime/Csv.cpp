@@ -69,7 +69,7 @@ Table readCsv(const std::string& path) {
   t.origin = path;
   t.columnar = true;
   std::vector<std::string> names;
-  std::vector<std::vector<float>> columns;
+  std::vector<HugeFloats> columns;
   int64_t lineNo = 0;
   size_t pos = 0;
   while (pos < text.size()) {

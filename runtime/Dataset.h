@@ -21,6 +21,7 @@
 // t10k-labels-idx1-ubyte(.gz) (split "test"; `test-` is accepted in place of `t10k-`).
 #pragma once
 
+#include "runtime/HugePages.h"
 #include "runtime/ModelSpec.h"
 
 #include <cstdint>
@@ -33,7 +34,7 @@ namespace mtlc::rt {
 struct Field {
   std::string name;
   int64_t width = 0;
-  std::vector<float> data;  // rows * width
+  HugeFloats data;  // rows * width (huge pages: batches gather random rows)
 };
 
 // What a source holds: named fields over the same rows.

@@ -14,7 +14,7 @@ namespace {
 
 struct IdxArray {
   std::vector<int64_t> dims;
-  std::vector<float> values;
+  HugeFloats values;
 };
 
 uint32_t be32(const uint8_t* p) {

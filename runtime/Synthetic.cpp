@@ -52,8 +52,8 @@ Table syntheticMmoe(double p, int64_t samples, int64_t dim, uint64_t seed, const
   Table t;
   t.origin = fmt::format("synthetic_mmoe(correlation={}, samples={}, dim={}) [{}]", p, samples, dim, split);
   t.rows = samples;
-  Field x{"x", dim, std::vector<float>(size_t(samples) * dim)};
-  Field y1{"y1", 1, std::vector<float>(samples)}, y2{"y2", 1, std::vector<float>(samples)};
+  Field x{"x", dim, HugeFloats(size_t(samples) * dim)};
+  Field y1{"y1", 1, HugeFloats(samples)}, y2{"y2", 1, HugeFloats(samples)};
   Rng draw(seed * 2 + (split == "test" ? 1 : 0));
   std::vector<double> xs(dim);
   for (int64_t r = 0; r < samples; ++r) {
@@ -92,8 +92,8 @@ Table multiFashion(const std::string& split, const std::string& dir) {
   Table t;
   t.origin = fmt::format("multi_fashion(\"{}\")", split);
   t.rows = n;
-  Field pixels{"pixels", 784, std::vector<float>(size_t(n) * 784)};
-  Field left{"left", 1, std::vector<float>(n)}, right{"right", 1, std::vector<float>(n)};
+  Field pixels{"pixels", 784, HugeFloats(size_t(n) * 784)};
+  Field left{"left", 1, HugeFloats(n)}, right{"right", 1, HugeFloats(n)};
   const int C = 36, S = 28, off = 8;
   float canvas[C * C];
   for (int64_t r = 0; r < n; ++r) {

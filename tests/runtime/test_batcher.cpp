@@ -97,3 +97,17 @@ TEST_CASE("batches: file order without shuffle, gathered rows, last partial batc
   CHECK(total == 10);
   CHECK(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
 }
+
+TEST_CASE("data set storage: 2 MiB-aligned from 2 MiB on (for huge pages), plain below", "[batch]") {
+  HugeFloats big(size_t(3) << 19);  // 6 MiB
+  CHECK(reinterpret_cast<uintptr_t>(big.data()) % HugePageAllocator<float>::kHugePageBytes == 0);
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = float(i);
+  CHECK(big[4096 * 100] == 409600.0f);
+  HugeFloats small{1, 2, 3};
+  CHECK(small == HugeFloats{1, 2, 3});
+  // Growth crosses the threshold: contents survive reallocation into an aligned block.
+  HugeFloats grown;
+  for (int i = 0; i < (1 << 20); ++i) grown.push_back(float(i));
+  CHECK(reinterpret_cast<uintptr_t>(grown.data()) % HugePageAllocator<float>::kHugePageBytes == 0);
+  CHECK(grown[123456] == 123456.0f);
+}

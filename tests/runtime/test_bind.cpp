@@ -45,7 +45,7 @@ std::vector<float> eval(Binding b) {
   Dataset d = bindTable(table(), {b}, {});
   REQUIRE(d.inputs.size() == 1);
   REQUIRE(d.inputs[0].name == b.target);
-  return d.inputs[0].data;
+  return {d.inputs[0].data.begin(), d.inputs[0].data.end()};
 }
 
 bool same(const std::vector<float>& got, const std::vector<float>& want) {
@@ -86,10 +86,10 @@ TEST_CASE("bindings: several bindings of one field, inputs and labels", "[bind]"
                         {bind("kind", Op::Field, named("label")), bind("flag", Op::In, named("label"), 1, 0, {9})});
   REQUIRE(d.rows == 4);
   CHECK(d.origin == "t.csv");
-  CHECK(d.inputs[1].data == std::vector<float>{5, 6, 7, 9});
+  CHECK(d.inputs[1].data == HugeFloats{5, 6, 7, 9});
   CHECK(d.labels[0].name == "kind");
-  CHECK(d.labels[0].data == std::vector<float>{5, 6, 7, 9});
-  CHECK(d.labels[1].data == std::vector<float>{0, 0, 0, 1});
+  CHECK(d.labels[0].data == HugeFloats{5, 6, 7, 9});
+  CHECK(d.labels[1].data == HugeFloats{0, 0, 0, 1});
   CHECK(d.rowPos(2) == "t.csv:4");
 }
 

@@ -43,7 +43,7 @@ TEST_CASE("idx: plain and gzipped u8 pairs give pixels in [0,1] and labels", "[d
     CHECK(px.data[4] == Approx(1.0f / 255));
     const Field& lab = field(t, "label");
     REQUIRE(lab.width == 1);
-    CHECK(lab.data == std::vector<float>{7, 0, 9});
+    CHECK(lab.data == HugeFloats{7, 0, 9});
   }
 }
 
@@ -55,8 +55,8 @@ TEST_CASE("idx: i32 and f32 element types are read big-endian, unscaled", "[data
   writeBytes(dir / "img", img);
   writeBytes(dir / "lab", lab);
   Table t = readIdx(dir / "img", dir / "lab");
-  CHECK(field(t, "pixels").data == std::vector<float>{258, -1});
-  CHECK(field(t, "label").data == std::vector<float>{1.5f, -2.0f});
+  CHECK(field(t, "pixels").data == HugeFloats{258, -1});
+  CHECK(field(t, "label").data == HugeFloats{1.5f, -2.0f});
 }
 
 TEST_CASE("idx: truncated, corrupt and mismatched files are errors naming the file", "[data][idx]") {
@@ -124,11 +124,11 @@ TEST_CASE("csv: header, numbers, NaN cells, quotes, CRLF, blank lines", "[data][
   REQUIRE(t.rows == 3);
   REQUIRE(t.columnar);
   REQUIRE(t.fieldNames() == "x, y, label");
-  CHECK(field(t, "x").data == std::vector<float>{1, -300, 4});
+  CHECK(field(t, "x").data == HugeFloats{1, -300, 4});
   CHECK(field(t, "y").data[0] == 2.5f);
   CHECK(std::isnan(field(t, "y").data[1]));
   CHECK(std::isnan(field(t, "y").data[2]));
-  CHECK(field(t, "label").data == std::vector<float>{0, 1, 2});
+  CHECK(field(t, "label").data == HugeFloats{0, 1, 2});
   CHECK(t.rowPos(1) == dir / "a.csv" + ":4");  // the blank line 3 is skipped
 }
 
@@ -166,7 +166,7 @@ TEST_CASE("sourceFromPath: csv, idx pair, directory", "[data]") {
   writeBytes(dir / "t10k-labels-idx1-ubyte.gz", gzipBytes(idxU8({3}, kLabels)));
   Table t = loadSource(s);
   CHECK(t.rows == 3);
-  CHECK(field(t, "label").data == std::vector<float>{7, 0, 9});
+  CHECK(field(t, "label").data == HugeFloats{7, 0, 9});
   CHECK_THROWS_WITH(loadSource(sourceFromPath(dir.path.string(), "train")), Contains("no train-images-idx3-ubyte(.gz) file"));
 }
 
