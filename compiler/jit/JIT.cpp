@@ -31,20 +31,32 @@ void orThrow(llvm::Error err, const char *what) {
 }
 
 llvm::orc::JITTargetMachineBuilder hostMachine() {
+  // Machine code at -O1 without loop strength reduction: the kernels arrive optimised (and their
+  // hot loops hand-blocked), so these halve code generation time at no measured run-time cost.
+  // Nor the pre-register-allocation machine scheduler: 6% of the flagship's compile (80M of 1.38G
+  // instructions, callgrind for znver4), and an out-of-order core reorders the register-blocked
+  // micro-kernel itself (matmul GFLOP/s and the bench models' step times unchanged within noise,
+  // losses bit-identical). MTLC_CODEGEN_O2=1 restores LLVM's default (-O2, LSR, scheduler).
+  const bool lightCodegen = !std::getenv("MTLC_CODEGEN_O2");
   static std::once_flag initialised;
-  std::call_once(initialised, [] {
+  std::call_once(initialised, [lightCodegen] {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
     llvm::InitializeNativeTargetAsmParser();
-    // MTLC_LLVM_ARGS: LLVM's own options (as llc takes them), for experiments with its passes.
-    if (const char *args = std::getenv("MTLC_LLVM_ARGS")) {
-      std::vector<std::string> words{"mtlc"};
-      std::istringstream in(args);
-      for (std::string w; in >> w;) words.push_back(w);
-      std::vector<const char *> argv;
-      for (const std::string &w : words) argv.push_back(w.c_str());
-      llvm::cl::ParseCommandLineOptions(int(argv.size()), argv.data(), "", &llvm::errs());
-    }
+    // As command-line options: the scheduler obeys `enable-misched` only when it occurred on one.
+    // MTLC_LLVM_ARGS adds LLVM's own options (as llc takes them), for experiments with its
+    // passes; an option it names replaces the default here.
+    std::string user = std::getenv("MTLC_LLVM_ARGS") ? std::getenv("MTLC_LLVM_ARGS") : "";
+    std::vector<std::string> words{"mtlc"};
+    if (lightCodegen)
+      for (const char *option : {"-disable-lsr", "-enable-misched=false"})
+        if (user.find(std::string(option).substr(1, std::string(option).find('=') - 1)) == std::string::npos)
+          words.push_back(option);
+    std::istringstream in(user);
+    for (std::string w; in >> w;) words.push_back(w);
+    std::vector<const char *> argv;
+    for (const std::string &w : words) argv.push_back(w.c_str());
+    llvm::cl::ParseCommandLineOptions(int(argv.size()), argv.data(), "", &llvm::errs());
   });
   auto jtmb = orThrow(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host CPU");
   // MTLC_TARGET_CPU=znver4 (an LLVM CPU name): code for that CPU and its features instead of the
@@ -54,15 +66,7 @@ llvm::orc::JITTargetMachineBuilder hostMachine() {
     jtmb.setCPU(cpu);
     jtmb.getFeatures() = llvm::SubtargetFeatures();
   }
-  // Machine code at -O1 without loop strength reduction: the kernels arrive optimised (and their
-  // hot loops hand-blocked), so these halve code generation time at no measured run-time cost.
-  // MTLC_CODEGEN_O2=1 restores LLVM's default (-O2 with LSR) for comparison.
-  if (!std::getenv("MTLC_CODEGEN_O2")) {
-    jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Less);
-    auto &options = llvm::cl::getRegisteredOptions();
-    if (auto it = options.find("disable-lsr"); it != options.end())
-      if (auto *flag = static_cast<llvm::cl::opt<bool> *>(it->second)) flag->setValue(true);
-  }
+  if (lightCodegen) jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Less);
   return jtmb;
 }
 
