@@ -1,11 +1,11 @@
 // Object code for a module on several threads: the module is split into partitions of whole
-// kernels (each kernel with the functions it calls or hands to parallel_for; shared helpers such
-// as the GEMM micro-kernels copied into every partition that uses them), and each partition is
-// optimised and compiled to an object file on a thread of its own, in an LLVMContext of its own.
-// The entry points are one group; groups go, largest first, to the partition with the least work
-// so far (by instruction count). A module's machine code is the
-// same function by function as a single-threaded compile's: only the calls from the entry points
-// to the kernels cross objects (and then are resolved by the JIT's linker).
+// kernels (each kernel with the functions it calls or hands to parallel_for; a helper that several
+// kernels call, such as a GEMM micro-kernel, is a group of its own, compiled once), and each
+// partition is optimised and compiled to an object file on a thread of its own, in an LLVMContext
+// of its own. The entry points are one group; groups go, largest first, to the partition with the
+// least work so far (by instruction count). A module's machine code is the same function by
+// function as a single-threaded compile's: only calls to kernels and shared helpers cross objects
+// (and then are resolved by the JIT's linker).
 #pragma once
 
 #include <llvm/IR/Module.h>
