@@ -5,6 +5,8 @@
 #include "Harness.h"
 
 #include <functional>
+#include <map>
+#include <string>
 
 using namespace mtlc;
 using namespace mtlc::test;
@@ -16,7 +18,8 @@ namespace {
 using Graph = std::function<std::vector<Node *>(Harness &h)>;
 
 std::vector<std::vector<double>> run(const Graph &graph, int threads, jit::CompileOptions o,
-                                     int64_t maxBatch, int64_t n, int *partitions = nullptr) {
+                                     int64_t maxBatch, int64_t n, int *partitions = nullptr,
+                                     std::string *llvmIR = nullptr) {
   Harness h(maxBatch);
   o.codegen.parallelAlways = true;
   h.options = o;
@@ -27,6 +30,7 @@ std::vector<std::vector<double>> run(const Graph &graph, int threads, jit::Compi
     if (node->op == OpKind::Input || node->op == OpKind::Param) h.fillUniform(node.get(), -1, 1);
   h.run(n, 3);
   if (partitions) *partitions = h.compiled().compileThreads;
+  if (llvmIR) *llvmIR = h.compiled().llvmIR;
   std::vector<std::vector<double>> out;
   for (Node *r : results) out.push_back(h.read(r));
   out.push_back(std::vector<double>(h.grads().begin(), h.grads().end()));
@@ -52,14 +56,28 @@ void checkThreads(const std::string &what, const Graph &graph, jit::CompileOptio
 // The module split across compile threads (jit/ParallelCompile.h) computes what one thread's
 // compile does, bit for bit.
 void checkCompileThreads(const std::string &what, const Graph &graph, jit::CompileOptions o = {},
-                         int64_t maxBatch = 16, int64_t n = 13) {
+                         int64_t maxBatch = 16, int64_t n = 13, bool gemmHelpersExpected = false) {
   o.threads = 1;
   int partitions = 0;
   auto one = run(graph, 1, o, maxBatch, n, &partitions);
   CHECK(partitions == 1);
   o.threads = 4;
-  auto split = run(graph, 1, o, maxBatch, n, &partitions);
+  o.keepIR = true;
+  std::string ir;
+  auto split = run(graph, 1, o, maxBatch, n, &partitions, &ir);
   CHECK(partitions > 1);  // the entry points and at least one kernel apart
+  // A GEMM helper that several kernels call is defined in one partition only.
+  std::map<std::string, int> helpers;
+  for (size_t at = ir.find("define "); at != std::string::npos; at = ir.find("define ", at + 1)) {
+    size_t name = ir.find("@mtlc.gemm.", at), eol = ir.find('\n', at);
+    if (name < eol) ++helpers[ir.substr(name, ir.find('(', name) - name)];
+  }
+  INFO(what << ": " << helpers.size() << " GEMM helpers");
+  if (gemmHelpersExpected) CHECK(!helpers.empty());
+  for (const auto &[helper, definitions] : helpers) {
+    INFO(helper);
+    CHECK(definitions == 1);
+  }
   REQUIRE(split.size() == one.size());
   for (size_t i = 0; i < split.size(); ++i) {
     auto a = split[i], b = one[i];
@@ -127,6 +145,14 @@ TEST_CASE("threads: fused epilogues and elementwise chains", "[codegen][threads]
   };
   checkThreads("dense + chains", dense, gemmOptions(codegen::GemmKind::Auto));
   checkCompileThreads("dense + chains", dense, gemmOptions(codegen::GemmKind::Auto));
+  // Two packed products, so two kernels (in different partitions) call the same GEMM helpers.
+  Graph twoDense = [](Harness &h) {
+    Node *x = h.input({60});
+    Node *y1 = h.b.unary(OpKind::Relu, h.b.matmul(x, h.param({33, 60}), false, true));
+    Node *y2 = h.b.unary(OpKind::Tanh, h.b.matmul(x, h.param({33, 60}), false, true));
+    return std::vector<Node *>{y1, y2};
+  };
+  checkCompileThreads("two packed products", twoDense, gemmOptions(codegen::GemmKind::Packed), 16, 13, true);
 }
 
 TEST_CASE("threads: a conv net's train_step (losses, heads, every gradient)", "[codegen][threads]") {
