@@ -48,19 +48,6 @@ template <bool Decay>
   else sgdLoop<Decay, true, false>(p, grad, buf, count, lr, mu, wd);
 }
 
-}  // namespace
-
-MTLC_VECTOR_CLONES
-void sgdUpdate(float* p, const float* grad, float* buf, int64_t count, double lrD, double momentumD,
-               double weightDecayD, bool firstStep) {
-  // torch casts the python-float hyperparameters to the tensor's dtype inside each kernel.
-  const float lr = float(lrD), mu = float(momentumD), wd = float(weightDecayD);
-  if (wd != 0) sgdDecay<true>(p, grad, buf, count, lr, mu, wd, firstStep);
-  else sgdDecay<false>(p, grad, buf, count, lr, mu, wd, firstStep);
-}
-
-namespace {
-
 // Adam's loop with weight decay as a template parameter, for the same reason as sgdLoop's: a
 // branch inside kept g++ from vectorising it (and so did sqrtf's errno path until this file was
 // built with -fno-math-errno: v is never negative).
@@ -80,6 +67,15 @@ template <bool Decay>
 }
 
 }  // namespace
+
+MTLC_VECTOR_CLONES
+void sgdUpdate(float* p, const float* grad, float* buf, int64_t count, double lrD, double momentumD,
+               double weightDecayD, bool firstStep) {
+  // torch casts the python-float hyperparameters to the tensor's dtype inside each kernel.
+  const float lr = float(lrD), mu = float(momentumD), wd = float(weightDecayD);
+  if (wd != 0) sgdDecay<true>(p, grad, buf, count, lr, mu, wd, firstStep);
+  else sgdDecay<false>(p, grad, buf, count, lr, mu, wd, firstStep);
+}
 
 MTLC_VECTOR_CLONES
 void adamUpdate(float* __restrict p, const float* __restrict grad, float* __restrict m, float* __restrict v,

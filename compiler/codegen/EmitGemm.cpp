@@ -196,7 +196,7 @@ void transpose(Kernel &k, llvm::SmallVectorImpl<Value *> &rows) {
       rows[i] = k.b.CreateShuffleVector(x, y, lo);
       rows[i + s] = k.b.CreateShuffleVector(x, y, hi);
     }
-    if (s > 1 && !std::getenv("MTLC_NO_BARRIER"))
+    if (s > 1)
       for (Value *&row : rows) row = registerBarrier(k, row);
   }
 }

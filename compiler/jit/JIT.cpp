@@ -48,10 +48,12 @@ llvm::orc::JITTargetMachineBuilder hostMachine() {
     // passes; an option it names replaces the default here.
     std::string user = std::getenv("MTLC_LLVM_ARGS") ? std::getenv("MTLC_LLVM_ARGS") : "";
     std::vector<std::string> words{"mtlc"};
+    struct Default {
+      const char *name, *arg;
+    };
     if (lightCodegen)
-      for (const char *option : {"-disable-lsr", "-enable-misched=false"})
-        if (user.find(std::string(option).substr(1, std::string(option).find('=') - 1)) == std::string::npos)
-          words.push_back(option);
+      for (Default d : {Default{"disable-lsr", "-disable-lsr"}, Default{"enable-misched", "-enable-misched=false"}})
+        if (user.find(d.name) == std::string::npos) words.push_back(d.arg);
     std::istringstream in(user);
     for (std::string w; in >> w;) words.push_back(w);
     std::vector<const char *> argv;
