@@ -39,6 +39,9 @@ struct TargetInfo {
   int lanes = 4;             // floats per vector register
   int vectorRegisters = 16;  // architectural vector registers (bounds the GEMM register tile)
   std::string name = "generic";  // "avx512", "avx2", "generic"
+  // The vectors fit the machine's registers. A named target wider than the machine (tests run
+  // "avx512" code on AVX2 hosts) is legalised in pieces, which an inline-asm operand cannot be.
+  bool nativeVectors = true;
 };
 
 // What the target machine `tm` supports (its feature string: +avx512f, +avx2 and +fma).

@@ -174,10 +174,15 @@ Tiling chooseTiling(const Kernel &k, const Gemm &g) {
 // `v` unchanged, through an empty inline-asm statement that instruction selection cannot see
 // into. Between the rounds of a transpose it keeps the x86 DAG combiner from searching the whole
 // chain of shuffles for a cheaper form (it finds none: one instruction per shuffle either way),
-// which made a 16-lane transpose cost as much to compile as a GEMM kernel.
+// which made a 16-lane transpose cost as much to compile as a GEMM kernel. `v` is any of the 32
+// AVX-512 registers, `x` one of the 16 AVX/SSE ones; on a machine narrower than the vectors no
+// register holds them, and the chain goes without barriers.
 Value *registerBarrier(Kernel &k, Value *v) {
+  const TargetInfo &target = k.target();
+  if (!target.nativeVectors) return v;
   auto *type = llvm::FunctionType::get(v->getType(), {v->getType()}, false);
-  return k.b.CreateCall(llvm::InlineAsm::get(type, "", "=v,0", /*hasSideEffects=*/false), {v});
+  const char *constraints = target.name == "avx512" ? "=v,0" : "=x,0";
+  return k.b.CreateCall(llvm::InlineAsm::get(type, "", constraints, /*hasSideEffects=*/false), {v});
 }
 
 // Rows of a lanes × lanes block transposed: out[j][i] = rows[i][j]. log2(lanes) rounds of

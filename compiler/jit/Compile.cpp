@@ -33,7 +33,9 @@ double msBetween(Clock::time_point a, Clock::time_point b) {
 codegen::CodegenOptions resolvedOptions(const CompileOptions &options, const llvm::TargetMachine &tm) {
   codegen::CodegenOptions o = options.codegen;
   o.fuse = options.fuse;
-  o.target = options.target.empty() ? codegen::targetInfo(tm) : codegen::namedTarget(options.target);
+  codegen::TargetInfo host = codegen::targetInfo(tm);
+  o.target = options.target.empty() ? host : codegen::namedTarget(options.target);
+  o.target.nativeVectors = o.target.lanes <= host.lanes;
   return o;
 }
 
