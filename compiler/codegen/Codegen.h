@@ -42,11 +42,15 @@ struct TargetInfo {
   // The vectors fit the machine's registers. A named target wider than the machine (tests run
   // "avx512" code on AVX2 hosts) is legalised in pieces, which an inline-asm operand cannot be.
   bool nativeVectors = true;
+  // AVX2's masked store (vmaskmovps) is microcoded on AMD's Zen 1-3: about 12 cycles against one
+  // for a plain store (measured on Zen 1). Masked stores then check for a full mask first.
+  bool slowMaskedStores = false;
 };
 
 // What the target machine `tm` supports (its feature string: +avx512f, +avx2 and +fma).
 TargetInfo targetInfo(const llvm::TargetMachine &tm);
-// A named target for tests and benchmarks: "avx512", "avx2" or "generic".
+// A named target for tests and benchmarks: "avx512", "avx2", "zen-avx2" (AVX2 with
+// slowMaskedStores) or "generic".
 TargetInfo namedTarget(const std::string &name);
 
 // How a GEMM is generated (EmitGemm.cpp): packed panels + micro-kernel, or one of the direct

@@ -61,7 +61,26 @@ llvm::Value *Kernel::maskedLoad(int lanes, llvm::Value *base, llvm::Value *index
 }
 
 void Kernel::maskedStore(llvm::Value *v, llvm::Value *base, llvm::Value *index, llvm::Value *mask) {
-  b.CreateMaskedStore(v, rawAt(base, index), llvm::Align(4), mask);
+  llvm::Value *ptr = rawAt(base, index);
+  if (!target().slowMaskedStores || llvm::isa<llvm::Constant>(mask)) {
+    b.CreateMaskedStore(v, ptr, llvm::Align(4), mask);
+    return;
+  }
+  // Most stores of a loop over rows are full vectors (only the last of a row is partial): a
+  // plain store for those, the masked one only where a lane is off.
+  llvm::Function *fn = b.GetInsertBlock()->getParent();
+  auto &ctx = b.getContext();
+  auto *full = llvm::BasicBlock::Create(ctx, "store.full", fn);
+  auto *partial = llvm::BasicBlock::Create(ctx, "store.partial", fn);
+  auto *done = llvm::BasicBlock::Create(ctx, "store.done", fn);
+  b.CreateCondBr(b.CreateAndReduce(mask), full, partial);
+  b.SetInsertPoint(full);
+  b.CreateAlignedStore(v, ptr, llvm::Align(4));
+  b.CreateBr(done);
+  b.SetInsertPoint(partial);
+  b.CreateMaskedStore(v, ptr, llvm::Align(4), mask);
+  b.CreateBr(done);
+  b.SetInsertPoint(done);
 }
 
 llvm::Value *Kernel::vload(int lanes, llvm::Value *base, llvm::Value *index) {

@@ -21,6 +21,11 @@ namespace mtlc::codegen {
 TargetInfo namedTarget(const std::string &name) {
   if (name == "avx512") return {16, 32, "avx512"};
   if (name == "avx2") return {8, 16, "avx2"};
+  if (name == "zen-avx2") {  // AVX2 as on AMD Zen 1-3: masked stores check for a full mask
+    TargetInfo zen{8, 16, "avx2"};
+    zen.slowMaskedStores = true;
+    return zen;
+  }
   if (name == "generic") return {4, 16, "generic"};
   throw std::invalid_argument("unknown codegen target '" + name + "'");
 }
@@ -31,7 +36,9 @@ TargetInfo targetInfo(const llvm::TargetMachine &tm) {
   auto has = [&](llvm::StringRef f) { return sti->checkFeatures(("+" + f).str()); };
   if (tm.getTargetTriple().isX86()) {
     if (has("avx512f")) return namedTarget("avx512");
-    if (has("avx2") && has("fma")) return namedTarget("avx2");
+    if (has("avx2") && has("fma")) {
+      return namedTarget(llvm::StringRef(tm.getTargetCPU()).starts_with("znver") ? "zen-avx2" : "avx2");
+    }
   }
   return namedTarget("generic");
 }

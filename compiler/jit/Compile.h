@@ -40,7 +40,7 @@ struct CompileOptions {
   bool optimize = true;      // LLVM's pipeline (false: -O0, the machine code generator only)
   bool keepIR = false;       // fill CompiledModule::llvmIR
   bool fuse = true;          // fusion groups as single kernels (false: one kernel per node)
-  std::string target;        // "" = the host; "avx512", "avx2", "generic" force a vector shape
+  std::string target;        // "" = the host; "avx512", "avx2", "zen-avx2", "generic" force a vector shape
   codegen::CodegenOptions codegen;  // tiling overrides (its target is replaced as above)
   // Threads that optimise and generate machine code (jit/ParallelCompile.h); 0: one per CPU.
   int threads = 0;

@@ -82,7 +82,7 @@ TEST_CASE("fusion: dense forward, matmul → bias_add → activation, every GEMM
   using codegen::GemmKind;
   for (OpKind act : {OpKind::Relu, OpKind::Tanh, OpKind::Sigmoid, OpKind::Gelu, OpKind::LeakyRelu})
     for (GemmKind kind : {GemmKind::Packed, GemmKind::Dot})
-      for (const char *target : {"", "avx2"}) {
+      for (const char *target : {"", "avx2", "zen-avx2"}) {
         Graph g = [act](Harness &h) {
           Node *x = h.input({37});
           Node *w = h.param({21, 37}), *b = h.param({21});

@@ -88,7 +88,7 @@ TEST_CASE("gemm: several K slices, row blocks and column blocks", "[codegen][gem
 }
 
 TEST_CASE("gemm: AVX2 and generic vector shapes, assorted register tiles", "[codegen][gemm]") {
-  for (const char *target : {"avx2", "generic", "avx512"})
+  for (const char *target : {"avx2", "zen-avx2", "generic", "avx512"})
     for (auto [mr, nrv] : {std::pair{1, 1}, {3, 2}, {6, 2}, {4, 3}})
       for (bool tA : {false, true})
         for (bool tB : {false, true}) {
@@ -101,7 +101,7 @@ TEST_CASE("gemm: AVX2 and generic vector shapes, assorted register tiles", "[cod
 
 TEST_CASE("gemm: the direct forms (axpy, dot) and forced packing, every target", "[codegen][gemm]") {
   using codegen::GemmKind;
-  for (const char *target : {"avx512", "avx2", "generic"})
+  for (const char *target : {"avx512", "avx2", "zen-avx2", "generic"})
     for (GemmKind kind : {GemmKind::Packed, GemmKind::Axpy, GemmKind::Dot})
       for (bool tA : {false, true})
         for (bool tB : {false, true}) {

@@ -75,7 +75,7 @@ TEST_CASE("maxpool: ties go to the first maximum in the window", "[codegen][pool
 }
 
 TEST_CASE("pooling: windows that tile their rows run as vectors (k = stride = 2, 3, 4)", "[codegen][pool]") {
-  for (const char *target : {"", "avx2", "generic"}) {
+  for (const char *target : {"", "avx2", "zen-avx2", "generic"}) {
     checkPool(2, 26, 26, 2, 2, 3, false, target);   // exact tiling (the flagship's maxpool)
     checkPool(2, 9, 70, 2, 2, 2, false, target);    // 35 outputs per row: several vectors
     checkPool(2, 10, 50, 3, 3, 2, true, target);    // leftover row and columns, ties
