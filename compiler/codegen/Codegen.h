@@ -42,15 +42,17 @@ struct TargetInfo {
   // The vectors fit the machine's registers. A named target wider than the machine (tests run
   // "avx512" code on AVX2 hosts) is legalised in pieces, which an inline-asm operand cannot be.
   bool nativeVectors = true;
-  // AVX2's masked store (vmaskmovps) is microcoded on AMD's Zen 1-3: about 12 cycles against one
-  // for a plain store (measured on Zen 1). Masked stores then check for a full mask first.
-  bool slowMaskedStores = false;
+  // AVX2's masked loads and stores (vmaskmovps) are slow on AMD's Zen 1-3: a masked store is
+  // microcoded, about 12 cycles against one (measured on Zen 1), and masked loads inside the
+  // pooling loops halved their speed. Masked accesses then check for a full mask first and do a
+  // plain load or store when it is (Kernel::maskedLoad, Kernel::maskedStore).
+  bool slowMaskedMemory = false;
 };
 
 // What the target machine `tm` supports (its feature string: +avx512f, +avx2 and +fma).
 TargetInfo targetInfo(const llvm::TargetMachine &tm);
 // A named target for tests and benchmarks: "avx512", "avx2", "zen-avx2" (AVX2 with
-// slowMaskedStores) or "generic".
+// slowMaskedMemory) or "generic".
 TargetInfo namedTarget(const std::string &name);
 
 // How a GEMM is generated (EmitGemm.cpp): packed panels + micro-kernel, or one of the direct

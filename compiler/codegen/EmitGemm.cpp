@@ -707,11 +707,12 @@ class GemmEmitter {
             b.CreateCondBr(loadOld, withOld, join);
             b.SetInsertPoint(withOld);
             Value *sum = b.CreateFAdd(k.maskedLoad(t.VL, g.C, index, masks[v]), value);
+            llvm::BasicBlock *withOldEnd = b.GetInsertBlock();
             b.CreateBr(join);
             b.SetInsertPoint(join);
             llvm::PHINode *phi = b.CreatePHI(value->getType(), 2);
             phi->addIncoming(value, from);
-            phi->addIncoming(sum, withOld);
+            phi->addIncoming(sum, withOldEnd);
             value = phi;
           }
           if (withEpilogue)

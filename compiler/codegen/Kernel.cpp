@@ -56,13 +56,32 @@ llvm::Value *Kernel::laneMask(int lanes, llvm::Value *first, llvm::Value *limit)
 }
 
 llvm::Value *Kernel::maskedLoad(int lanes, llvm::Value *base, llvm::Value *index, llvm::Value *mask) {
-  return b.CreateMaskedLoad(vec(lanes), rawAt(base, index), llvm::Align(4), mask,
-                            llvm::Constant::getNullValue(vec(lanes)));
+  llvm::Value *ptr = rawAt(base, index);
+  llvm::Constant *zero = llvm::Constant::getNullValue(vec(lanes));
+  if (!target().slowMaskedMemory || llvm::isa<llvm::Constant>(mask))  // see TargetInfo
+    return b.CreateMaskedLoad(vec(lanes), ptr, llvm::Align(4), mask, zero);
+  llvm::Function *fn = b.GetInsertBlock()->getParent();
+  auto &ctx = b.getContext();
+  auto *full = llvm::BasicBlock::Create(ctx, "load.full", fn);
+  auto *partial = llvm::BasicBlock::Create(ctx, "load.partial", fn);
+  auto *done = llvm::BasicBlock::Create(ctx, "load.done", fn);
+  b.CreateCondBr(b.CreateAndReduce(mask), full, partial);
+  b.SetInsertPoint(full);
+  llvm::Value *whole = b.CreateAlignedLoad(vec(lanes), ptr, llvm::Align(4));
+  b.CreateBr(done);
+  b.SetInsertPoint(partial);
+  llvm::Value *some = b.CreateMaskedLoad(vec(lanes), ptr, llvm::Align(4), mask, zero);
+  b.CreateBr(done);
+  b.SetInsertPoint(done);
+  llvm::PHINode *phi = b.CreatePHI(vec(lanes), 2);
+  phi->addIncoming(whole, full);
+  phi->addIncoming(some, partial);
+  return phi;
 }
 
 void Kernel::maskedStore(llvm::Value *v, llvm::Value *base, llvm::Value *index, llvm::Value *mask) {
   llvm::Value *ptr = rawAt(base, index);
-  if (!target().slowMaskedStores || llvm::isa<llvm::Constant>(mask)) {
+  if (!target().slowMaskedMemory || llvm::isa<llvm::Constant>(mask)) {
     b.CreateMaskedStore(v, ptr, llvm::Align(4), mask);
     return;
   }

@@ -21,9 +21,9 @@ namespace mtlc::codegen {
 TargetInfo namedTarget(const std::string &name) {
   if (name == "avx512") return {16, 32, "avx512"};
   if (name == "avx2") return {8, 16, "avx2"};
-  if (name == "zen-avx2") {  // AVX2 as on AMD Zen 1-3: masked stores check for a full mask
+  if (name == "zen-avx2") {  // AVX2 as on AMD Zen 1-3: masked accesses check for a full mask
     TargetInfo zen{8, 16, "avx2"};
-    zen.slowMaskedStores = true;
+    zen.slowMaskedMemory = true;
     return zen;
   }
   if (name == "generic") return {4, 16, "generic"};

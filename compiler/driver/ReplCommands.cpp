@@ -274,16 +274,24 @@ void ReplSession::cmdLlvm(const std::string &name) {
     fmt::print(out_, "{}", text);
     return;
   }
-  // Entry points are `mtlc_<model>_<function>`; other functions go by their own names.
-  size_t at = text.find("@mtlc_" + live_->compiled.lowered.module.name + "_" + name + "(");
-  if (at == std::string::npos) at = text.find("@" + name + "(");
-  size_t def = at == std::string::npos ? at : text.rfind("\ndefine", at);
+  // Entry points are `mtlc_<model>_<function>`; other functions go by their own names. The name
+  // also appears in calls and in other partitions' declarations: only a `define` line counts.
+  auto definition = [&](const std::string &symbol) {
+    for (size_t at = text.find(symbol); at != std::string::npos; at = text.find(symbol, at + 1)) {
+      size_t line = text.rfind('\n', at);
+      line = line == std::string::npos ? 0 : line + 1;
+      if (text.compare(line, 7, "define ") == 0) return line;
+    }
+    return std::string::npos;
+  };
+  size_t def = definition("@mtlc_" + live_->compiled.lowered.module.name + "_" + name + "(");
+  if (def == std::string::npos) def = definition("@" + name + "(");
   if (def == std::string::npos) {
     error(fmt::format("no function '{}' in the LLVM module (entry points: train_step, eval_step, predict)", name));
     return;
   }
   size_t end = text.find("\n}\n", def);
-  fmt::print(out_, "{}\n", text.substr(def + 1, end == std::string::npos ? std::string::npos : end + 2 - def));
+  fmt::print(out_, "{}\n", text.substr(def, end == std::string::npos ? std::string::npos : end + 3 - def));
 }
 
 void ReplSession::cmdTrain(const std::string &args) {
