@@ -69,13 +69,19 @@ llvm::Value *Kernel::maskedLoad(int lanes, llvm::Value *base, llvm::Value *index
   b.SetInsertPoint(full);
   llvm::Value *whole = b.CreateAlignedLoad(vec(lanes), ptr, llvm::Align(4));
   b.CreateBr(done);
+  // Every lane off: no load at all (on Zen 1 such a load cost hundreds of cycles in the GEMM's
+  // edge tiles, more than a partial one).
+  auto *some = llvm::BasicBlock::Create(ctx, "load.some", fn);
   b.SetInsertPoint(partial);
-  llvm::Value *some = b.CreateMaskedLoad(vec(lanes), ptr, llvm::Align(4), mask, zero);
+  b.CreateCondBr(b.CreateOrReduce(mask), some, done);
+  b.SetInsertPoint(some);
+  llvm::Value *part = b.CreateMaskedLoad(vec(lanes), ptr, llvm::Align(4), mask, zero);
   b.CreateBr(done);
   b.SetInsertPoint(done);
-  llvm::PHINode *phi = b.CreatePHI(vec(lanes), 2);
+  llvm::PHINode *phi = b.CreatePHI(vec(lanes), 3);
   phi->addIncoming(whole, full);
-  phi->addIncoming(some, partial);
+  phi->addIncoming(part, some);
+  phi->addIncoming(zero, partial);
   return phi;
 }
 
