@@ -149,7 +149,11 @@ std::string emitObject(const ir::Module &m, const rt::ModelSpec &spec, const Bun
                    " (try x86-64, x86-64-v2, x86-64-v3, x86-64-v4, native, or an LLVM CPU name)");
 
   llvm::LLVMContext ctx;
-  std::unique_ptr<llvm::Module> lm = codegen::emitModule(m, ctx, tm->createDataLayout());
+  // The kernels' vector shape (lanes, registers, masked-access costs) of the CPU the object is
+  // for, as the JIT takes the host's: without it they were 4-lane SSE code under every --mcpu.
+  codegen::CodegenOptions opts;
+  opts.target = codegen::targetInfo(*tm);
+  std::unique_ptr<llvm::Module> lm = codegen::emitModule(m, ctx, tm->createDataLayout(), opts);
   lm->setTargetTriple(tm->getTargetTriple().str());
   lm->setDataLayout(tm->createDataLayout());
   if (o.optimize) codegen::optimizeModule(*lm, *tm);

@@ -245,6 +245,9 @@ TEST_CASE("mtlc build options: embedded weights, cpu selection, errors") {
   hs << h.rdbuf();
   CHECK(hs.str().find("#define SENSOR_HAS_EMBEDDED_WEIGHTS 1") != std::string::npos);
   CHECK(hs.str().find("cpu x86-64-v3") != std::string::npos);
+  // x86-64-v3's kernels are 8-lane AVX2 code (ymm registers), not the SSE shape of the default.
+  auto dis = run("objdump -d --no-show-raw-insn " + kWork + "/embedded/sensor.o");
+  CHECK(dis.out.find("vfmadd231ps %ymm") != std::string::npos);
   auto nm = run("nm " + kWork + "/embedded/sensor.o");
   CHECK(nm.out.find("D mtlc_sensor_bundle") != std::string::npos);
   CHECK(nm.out.find("mtlc_sensor_train_step") != std::string::npos);
