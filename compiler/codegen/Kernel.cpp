@@ -55,33 +55,47 @@ llvm::Value *Kernel::laneMask(int lanes, llvm::Value *first, llvm::Value *limit)
   return b.CreateICmpSLT(idx, b.CreateVectorSplat(lanes, lim));
 }
 
+namespace {
+
+// A masked access split by its mask (TargetInfo::slowMaskedMemory): the builder is left in `full`
+// (every lane on), `partial` (some lane off) is empty, and both are to end by branching to `done`.
+struct MaskSplit {
+  llvm::BasicBlock *full, *partial, *done;
+};
+
+MaskSplit splitOnFullMask(llvm::IRBuilder<> &b, llvm::Value *mask, const std::string &what) {
+  llvm::Function *fn = b.GetInsertBlock()->getParent();
+  auto &ctx = b.getContext();
+  MaskSplit s{llvm::BasicBlock::Create(ctx, what + ".full", fn), llvm::BasicBlock::Create(ctx, what + ".partial", fn),
+              llvm::BasicBlock::Create(ctx, what + ".done", fn)};
+  b.CreateCondBr(b.CreateAndReduce(mask), s.full, s.partial);
+  b.SetInsertPoint(s.full);
+  return s;
+}
+
+}  // namespace
+
 llvm::Value *Kernel::maskedLoad(int lanes, llvm::Value *base, llvm::Value *index, llvm::Value *mask) {
   llvm::Value *ptr = rawAt(base, index);
   llvm::Constant *zero = llvm::Constant::getNullValue(vec(lanes));
   if (!target().slowMaskedMemory || llvm::isa<llvm::Constant>(mask))  // see TargetInfo
     return b.CreateMaskedLoad(vec(lanes), ptr, llvm::Align(4), mask, zero);
-  llvm::Function *fn = b.GetInsertBlock()->getParent();
-  auto &ctx = b.getContext();
-  auto *full = llvm::BasicBlock::Create(ctx, "load.full", fn);
-  auto *partial = llvm::BasicBlock::Create(ctx, "load.partial", fn);
-  auto *done = llvm::BasicBlock::Create(ctx, "load.done", fn);
-  b.CreateCondBr(b.CreateAndReduce(mask), full, partial);
-  b.SetInsertPoint(full);
+  MaskSplit s = splitOnFullMask(b, mask, "load");
   llvm::Value *whole = b.CreateAlignedLoad(vec(lanes), ptr, llvm::Align(4));
-  b.CreateBr(done);
+  b.CreateBr(s.done);
   // Every lane off: no load at all (on Zen 1 such a load cost hundreds of cycles in the GEMM's
   // edge tiles, more than a partial one).
-  auto *some = llvm::BasicBlock::Create(ctx, "load.some", fn);
-  b.SetInsertPoint(partial);
-  b.CreateCondBr(b.CreateOrReduce(mask), some, done);
+  auto *some = llvm::BasicBlock::Create(b.getContext(), "load.some", s.full->getParent());
+  b.SetInsertPoint(s.partial);
+  b.CreateCondBr(b.CreateOrReduce(mask), some, s.done);
   b.SetInsertPoint(some);
   llvm::Value *part = b.CreateMaskedLoad(vec(lanes), ptr, llvm::Align(4), mask, zero);
-  b.CreateBr(done);
-  b.SetInsertPoint(done);
+  b.CreateBr(s.done);
+  b.SetInsertPoint(s.done);
   llvm::PHINode *phi = b.CreatePHI(vec(lanes), 3);
-  phi->addIncoming(whole, full);
+  phi->addIncoming(whole, s.full);
   phi->addIncoming(part, some);
-  phi->addIncoming(zero, partial);
+  phi->addIncoming(zero, s.partial);
   return phi;
 }
 
@@ -93,19 +107,13 @@ void Kernel::maskedStore(llvm::Value *v, llvm::Value *base, llvm::Value *index, 
   }
   // Most stores of a loop over rows are full vectors (only the last of a row is partial): a
   // plain store for those, the masked one only where a lane is off.
-  llvm::Function *fn = b.GetInsertBlock()->getParent();
-  auto &ctx = b.getContext();
-  auto *full = llvm::BasicBlock::Create(ctx, "store.full", fn);
-  auto *partial = llvm::BasicBlock::Create(ctx, "store.partial", fn);
-  auto *done = llvm::BasicBlock::Create(ctx, "store.done", fn);
-  b.CreateCondBr(b.CreateAndReduce(mask), full, partial);
-  b.SetInsertPoint(full);
+  MaskSplit s = splitOnFullMask(b, mask, "store");
   b.CreateAlignedStore(v, ptr, llvm::Align(4));
-  b.CreateBr(done);
-  b.SetInsertPoint(partial);
+  b.CreateBr(s.done);
+  b.SetInsertPoint(s.partial);
   b.CreateMaskedStore(v, ptr, llvm::Align(4), mask);
-  b.CreateBr(done);
-  b.SetInsertPoint(done);
+  b.CreateBr(s.done);
+  b.SetInsertPoint(s.done);
 }
 
 llvm::Value *Kernel::vload(int lanes, llvm::Value *base, llvm::Value *index) {
