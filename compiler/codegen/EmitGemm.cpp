@@ -388,7 +388,7 @@ class GemmParts {
     fn->addParamAttr(0, llvm::Attribute::ReadOnly);
     if (params == 4) fn->addParamAttr(1, llvm::Attribute::ReadOnly);
     llvm::IRBuilder<> hb(llvm::BasicBlock::Create(ctx, "entry", fn));
-    Kernel h{hb, k.node, nullptr, {}, nullptr, nullptr, nullptr, k.opts, k.maxBatch};
+    Kernel h{hb, k.node, nullptr, {}, nullptr, nullptr, nullptr, k.opts, k.maxBatch, {}, nullptr};
     body(h, fn);
     hb.CreateRetVoid();
     return fn;

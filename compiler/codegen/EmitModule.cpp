@@ -288,7 +288,7 @@ class EntryEmitter {
     unsigned pointers = fn->arg_size() - 3;
     llvm::IRBuilder<> kb(llvm::BasicBlock::Create(ctx_, "entry", fn));
     Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
-             hasScratch ? fn->getArg(pointers - 1) : nullptr, &opts_, m_.maxBatch};
+             hasScratch ? fn->getArg(pointers - 1) : nullptr, &opts_, m_.maxBatch, {}, nullptr};
     k.args = fn->getArg(pointers + 2);
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     if (spec.group) {

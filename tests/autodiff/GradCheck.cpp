@@ -143,7 +143,8 @@ struct Runner {
     for (auto &v : labels) lab.push_back(v.data());
     for (auto &v : outputs) out.push_back(v.data());
     mtlc_args args{params.data(), grads.data(),       acts.data(),   in.data(), lab.data(),
-                   lossWeights.data(), losses.data(), out.data(),    n,         seed};
+                   lossWeights.data(), losses.data(), out.data(),    n,         seed,
+                   nullptr,            nullptr,       0};
     code.entry(fn)(&args);
   }
 };
