@@ -72,8 +72,9 @@ struct Choice {
 // ports, MR broadcasts + NRV loads on two load ports (times `loadCost` when the operands come from
 // memory rather than packed panels), and at least one FMA latency (each accumulator is a serial
 // chain; 5 cycles on Haswell and Zen, 4 on Skylake: with 4, AVX2's 8-accumulator 2×4 tile tied
-// with 6×2, and it runs at 26 against 30 GFLOP/s for n = 512 on Zen 1). Unless forced, the menu is, for NRV = 1, 2, 4, the most rows the registers hold
-// (MR·NRV accumulators + NRV B vectors + a broadcast): few distinct micro-kernels per module.
+// with 6×2, and it runs at 26 against 30 GFLOP/s for n = 512 on Zen 1). Unless forced, the menu
+// is, for NRV = 1, 2, 4, the most rows the registers hold (MR·NRV accumulators + NRV B vectors +
+// a broadcast): few distinct micro-kernels per module.
 Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N,
                      int64_t K, int64_t kc, double loadCost) {
   const bool forced = o && (o->gemmMR || o->gemmNRV);
@@ -700,7 +701,7 @@ class GemmEmitter {
             value = b.CreateFAdd(k.maskedLoad(t.VL, g.C, index, masks[v]), value);
           } else if (!known) {
             // A branch rather than a mask with loadOld: a masked load with every lane off still
-            // costs hundreds of cycles on Zen 1 (the batch-1 dW product: 166 -> 77 µs).
+            // costs hundreds of cycles on Zen 1 (the batch-1 MLP's first dW product: 166 -> 76 µs).
             llvm::BasicBlock *from = b.GetInsertBlock();
             auto *withOld = llvm::BasicBlock::Create(b.getContext(), "old", from->getParent());
             auto *join = llvm::BasicBlock::Create(b.getContext(), "old.done", from->getParent());
