@@ -66,8 +66,8 @@ struct MaskSplit {
 MaskSplit splitOnFullMask(llvm::IRBuilder<> &b, llvm::Value *mask, const std::string &what) {
   llvm::Function *fn = b.GetInsertBlock()->getParent();
   auto &ctx = b.getContext();
-  MaskSplit s{llvm::BasicBlock::Create(ctx, what + ".full", fn), llvm::BasicBlock::Create(ctx, what + ".partial", fn),
-              llvm::BasicBlock::Create(ctx, what + ".done", fn)};
+  auto block = [&](const char *part) { return llvm::BasicBlock::Create(ctx, what + part, fn); };
+  MaskSplit s{block(".full"), block(".partial"), block(".done")};
   b.CreateCondBr(b.CreateAndReduce(mask), s.full, s.partial);
   b.SetInsertPoint(s.full);
   return s;
