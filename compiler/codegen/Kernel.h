@@ -165,6 +165,9 @@ llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<ll
 // a copy of k whose builder writes the outlined function; the body may use any value of the
 // enclosing kernel (k's parameters, values computed before the call): they are passed through
 // ctx automatically. The body must give the same results however [0, count) is split.
+// `worthIt` must not turn false as n grows (a work estimate against a threshold): when it is
+// false at n = maxBatch, no batch makes the loop worth splitting, and the body is emitted in
+// place, with h = k (an outlined function per small kernel was a tenth of a compile).
 void parallelFor(Kernel &k, llvm::Value *count, llvm::Value *worthIt,
                  const std::function<void(Kernel &h, llvm::Value *begin, llvm::Value *end)> &body);
 

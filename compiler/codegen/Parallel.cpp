@@ -6,15 +6,41 @@
 #include "CodegenABI.h"
 #include "Kernel.h"
 
+#include <llvm/Analysis/ConstantFolding.h>
 #include <llvm/IR/Module.h>
 
+#include <algorithm>
 #include <map>
 
 namespace mtlc::codegen {
 
+namespace {
+
+// `v` evaluated with n = k.maxBatch, when it is built from n and constants only (else null).
+llvm::Constant *atLargestBatch(const Kernel &k, llvm::Value *v, const llvm::DataLayout &dl, int depth = 0) {
+  if (v == k.n) return llvm::ConstantInt::get(v->getType(), std::max<int64_t>(k.maxBatch, 1));
+  if (auto *c = llvm::dyn_cast<llvm::Constant>(v)) return c;
+  auto *inst = llvm::dyn_cast<llvm::Instruction>(v);
+  if (!inst || depth > 12) return nullptr;
+  llvm::SmallVector<llvm::Constant *, 4> ops;
+  for (llvm::Value *op : inst->operands()) {
+    llvm::Constant *c = atLargestBatch(k, op, dl, depth + 1);
+    if (!c) return nullptr;
+    ops.push_back(c);
+  }
+  return llvm::ConstantFoldInstOperands(inst, ops, dl);
+}
+
+}  // namespace
+
 void parallelFor(Kernel &k, llvm::Value *count, llvm::Value *worthIt,
                  const std::function<void(Kernel &h, llvm::Value *begin, llvm::Value *end)> &body) {
   llvm::IRBuilder<> &b = k.b;
+  if (worthIt && !(k.opts && k.opts->parallelAlways)) {
+    const llvm::DataLayout &dl = b.GetInsertBlock()->getModule()->getDataLayout();
+    if (auto *atMax = llvm::dyn_cast_or_null<llvm::ConstantInt>(atLargestBatch(k, worthIt, dl)); atMax && atMax->isZero())
+      return body(k, b.getInt64(0), count);
+  }
   llvm::Function *outer = b.GetInsertBlock()->getParent();
   llvm::Module &m = *outer->getParent();
   llvm::LLVMContext &ctx = m.getContext();

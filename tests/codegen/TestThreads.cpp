@@ -202,3 +202,35 @@ TEST_CASE("threads: pooling, fused pooling gradients, layer norm, bias add", "[c
   };
   checkThreads("pool + norm", g, {}, 16, 11);
 }
+
+namespace {
+
+// The outlined loop bodies (`*.par` functions) of `graph` compiled for `maxBatch`, with the
+// default options: parallelFor outlines only what can be worth splitting.
+int outlinedBodies(const Graph &graph, int64_t maxBatch) {
+  Harness h(maxBatch);
+  h.options.keepIR = true;
+  h.threads = 2;
+  graph(h);
+  h.prepare();
+  const std::string &ir = h.compiled().llvmIR;
+  int bodies = 0;
+  for (size_t at = ir.find("\ndefine "); at != std::string::npos; at = ir.find("\ndefine ", at + 1)) {
+    size_t eol = ir.find('\n', at + 1);
+    if (ir.substr(at, eol - at).find(".par") != std::string::npos) ++bodies;
+  }
+  return bodies;
+}
+
+}  // namespace
+
+TEST_CASE("threads: a loop not worth splitting even at the largest batch stays in its kernel", "[codegen][threads]") {
+  auto relu = [](int64_t width) {
+    return Graph([width](Harness &h) { return std::vector<Node *>{h.b.unary(OpKind::Relu, h.input({width}))}; });
+  };
+  CHECK(outlinedBodies(relu(32), 4) == 0);    // 128 elements at n = 4
+  CHECK(outlinedBodies(relu(32), 4096) > 0);  // 131072 at n = 4096: worth it from 2^15 on
+  CHECK(outlinedBodies(relu(4096), 16) > 0);
+  // Inlined or not, the results are the serial ones for any thread count and batch.
+  checkThreads("relu [32], max batch 4", relu(32), {}, 4, 3);
+}
