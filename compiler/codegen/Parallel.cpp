@@ -21,7 +21,8 @@ llvm::Constant *atLargestBatch(const Kernel &k, llvm::Value *v, const llvm::Data
   if (v == k.n) return llvm::ConstantInt::get(v->getType(), std::max<int64_t>(k.maxBatch, 1));
   if (auto *c = llvm::dyn_cast<llvm::Constant>(v)) return c;
   auto *inst = llvm::dyn_cast<llvm::Instruction>(v);
-  if (!inst || depth > 12) return nullptr;
+  // Arithmetic on n only: no loop-carried values, nothing read from memory.
+  if (!inst || depth > 12 || llvm::isa<llvm::PHINode>(inst) || inst->mayReadOrWriteMemory()) return nullptr;
   llvm::SmallVector<llvm::Constant *, 4> ops;
   for (llvm::Value *op : inst->operands()) {
     llvm::Constant *c = atLargestBatch(k, op, dl, depth + 1);
