@@ -44,8 +44,8 @@ struct TargetInfo {
   bool nativeVectors = true;
   // AVX2's masked loads and stores (vmaskmovps) are slow on AMD's Zen 1-3: a masked store is
   // microcoded, about 12 cycles against one (measured on Zen 1), and masked loads inside the
-  // pooling loops halved their speed. Masked accesses then check for a full mask first and do a
-  // plain load or store when it is (Kernel::maskedLoad, Kernel::maskedStore).
+  // pooling loops halved their speed. Masked accesses then check the mask first: a full one is a
+  // plain load or store, an empty one loads nothing (Kernel::maskedLoad, Kernel::maskedStore).
   bool slowMaskedMemory = false;
 };
 

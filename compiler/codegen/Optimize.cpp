@@ -36,9 +36,8 @@ TargetInfo targetInfo(const llvm::TargetMachine &tm) {
   auto has = [&](llvm::StringRef f) { return sti->checkFeatures(("+" + f).str()); };
   if (tm.getTargetTriple().isX86()) {
     if (has("avx512f")) return namedTarget("avx512");
-    if (has("avx2") && has("fma")) {
+    if (has("avx2") && has("fma"))
       return namedTarget(llvm::StringRef(tm.getTargetCPU()).starts_with("znver") ? "zen-avx2" : "avx2");
-    }
   }
   return namedTarget("generic");
 }

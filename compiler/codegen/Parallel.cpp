@@ -39,8 +39,8 @@ void parallelFor(Kernel &k, llvm::Value *count, llvm::Value *worthIt,
   llvm::IRBuilder<> &b = k.b;
   if (worthIt && !(k.opts && k.opts->parallelAlways)) {
     const llvm::DataLayout &dl = b.GetInsertBlock()->getModule()->getDataLayout();
-    if (auto *atMax = llvm::dyn_cast_or_null<llvm::ConstantInt>(atLargestBatch(k, worthIt, dl)); atMax && atMax->isZero())
-      return body(k, b.getInt64(0), count);
+    auto *atMax = llvm::dyn_cast_or_null<llvm::ConstantInt>(atLargestBatch(k, worthIt, dl));
+    if (atMax && atMax->isZero()) return body(k, b.getInt64(0), count);  // never worth splitting
   }
   llvm::Function *outer = b.GetInsertBlock()->getParent();
   llvm::Module &m = *outer->getParent();
