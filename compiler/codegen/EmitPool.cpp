@@ -143,13 +143,23 @@ llvm::SmallVector<Value *, 16> tapVectors(Kernel &k, const PoolShape &s, const V
   return taps;
 }
 
-// Calls body(w) for each vector of outputs of one output row.
+// Calls body(w) for each vector of outputs of one output row. A row at least a vector wide ends
+// with a whole vector that overlaps the one before it (outputs OW - VL ... OW - 1) rather than a
+// partial one: every access is then a plain vector, and the outputs computed twice are written
+// twice with the same value (both kernels store each window's results, nothing accumulates).
+// Partial masked accesses cost 10+ cycles each on Zen (TargetInfo::slowMaskedMemory).
 template <typename Body>
 void forOutputVectors(Kernel &k, const PoolShape &s, Body body) {
   const int VL = k.lanes();
+  const bool overlapLast = s.OW >= VL;
   forLoop(k.b, k.c((s.OW + VL - 1) / VL), [&](Value *v) {
     VectorWindows w{VL, k.mul(v, VL), nullptr, nullptr};
-    w.valid = k.smin(k.c(VL), k.sub(k.c(s.OW), w.ow0));
+    if (overlapLast) {
+      w.ow0 = k.smin(w.ow0, k.c(s.OW - VL));
+      w.valid = k.c(VL);
+    } else {
+      w.valid = k.smin(k.c(VL), k.sub(k.c(s.OW), w.ow0));
+    }
     w.mask = k.laneMask(VL, k.c(0), w.valid);
     body(w);
   }, "ov");
