@@ -87,6 +87,12 @@ passes::FusionPlan kernelFusion(const ir::Module &m, const ir::Function &f,
 // covers the fused and the unfused plans).
 int64_t actsFloats(const ir::Module &m, const CodegenOptions &opts);
 
+// Function attribute of generated code that a step spends almost no time in: the entry points
+// (a sequence of calls) and the kernels below codegen::kColdShare of the module's work. The
+// optimiser skips its vectoriser there, and the JIT generates its machine code without
+// optimisation (jit/ParallelCompile.h: its own partition), about three times faster.
+inline constexpr const char *kColdKernel = "mtlc-cold";
+
 // "mtlc_" + module name + "_" + function name, e.g. mtlc_fashion_train_step.
 std::string entrySymbol(const ir::Module &m, const ir::Function &f);
 

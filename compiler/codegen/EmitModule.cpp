@@ -5,6 +5,7 @@
 #include "EmitMtlOps.h"
 #include "EmitFusion.h"
 #include "Kernel.h"
+#include "KernelWork.h"
 #include "passes/Fusion.h"
 #include "passes/MemoryPlan.h"
 
@@ -134,17 +135,40 @@ struct SplitState {
   }
 };
 
+// Calls kernel(spec) for every kernel call of `f`, in order: a node standing alone, or a fusion
+// group at its last node.
+void forEachKernel(const ir::Function &f, const passes::FusionPlan &fusion,
+                   const std::function<void(const KernelSpec &)> &kernel) {
+  for (const auto &node : f.nodes) {
+    if (!needsKernel(node->op) || fusion.isInterior(node.get())) continue;
+    const passes::FusionGroup *group = fusion.group(node.get());
+    kernel(group ? KernelSpec(*group, fusion) : KernelSpec(*node));
+  }
+}
+
+// The cold-compiled cost below which a kernel of `m` is cold (KernelWork.h).
+double coldWork(const ir::Module &m, const CodegenOptions &opts) {
+  double total = 0;
+  for (const auto &f : m.functions) {
+    passes::FusionPlan fusion = kernelFusion(m, *f, opts);
+    forEachKernel(*f, fusion, [&](const KernelSpec &spec) { total += kernelWork(spec, m.maxBatch).hot(); });
+  }
+  return total * kColdShare;
+}
+
 class EntryEmitter {
  public:
   EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels,
-               const CodegenOptions &opts, SplitState *split = nullptr)
+               const CodegenOptions &opts, double coldBelow, SplitState *split = nullptr)
       : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_), fusion_(kernelFusion(m, f, opts)),
-        plan_(passes::planMemory(m, f, &fusion_)), kernels_(kernels), opts_(opts), split_(split) {}
+        plan_(passes::planMemory(m, f, &fusion_)), kernels_(kernels), opts_(opts), coldBelow_(coldBelow),
+        split_(split) {}
 
   void emit() {
     entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
                                     entrySymbol(m_, f_), lm_);
     entry_->setDoesNotThrow();
+    entry_->addFnAttr(kColdKernel);  // a call per kernel
     llvm::Argument *args = entry_->getArg(0);
     args->setName("args");
     // The record is only read, and nothing else writes it during the call.
@@ -155,12 +179,7 @@ class EntryEmitter {
     args_ = args;
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", entry_));
 
-    // One call per kernel: a node standing alone, or a fusion group at its last node.
-    for (const auto &node : f_.nodes) {
-      if (!needsKernel(node->op) || fusion_.isInterior(node.get())) continue;
-      const passes::FusionGroup *group = fusion_.group(node.get());
-      callKernel(group ? KernelSpec(*group, fusion_) : KernelSpec(*node));
-    }
+    forEachKernel(f_, fusion_, [&](const KernelSpec &spec) { callKernel(spec); });
     for (const auto &copy : plan_.copies) {
       const ir::Type &t = copy.value->type;
       llvm::Value *floats = t.batched ? b_.CreateMul(n(), b_.getInt64(t.elements()))
@@ -221,6 +240,8 @@ class EntryEmitter {
     return name;
   }
 
+  bool cold(const KernelSpec &spec) const { return kernelWork(spec, m_.maxBatch).cold() < coldBelow_; }
+
   llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch, llvm::Module &into,
                                 const std::string &name, llvm::GlobalValue::LinkageTypes linkage) {
     const ir::Node &node = *spec.root;
@@ -238,6 +259,7 @@ class EntryEmitter {
     fn->addFnAttr(llvm::Attribute::NoInline);
     // Kernels written as explicit vector code need no vectoriser (compile time).
     if (explicitVectorKernel(node.op)) fn->addFnAttr(kLightPipeline);
+    if (cold(spec)) fn->addFnAttr(kColdKernel);
     for (unsigned i = 0; i < pointers; ++i) {
       fn->addParamAttr(i, llvm::Attribute::NoAlias);
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
@@ -264,6 +286,7 @@ class EntryEmitter {
       for (size_t i = 0; i < spec.group->chain.size(); ++i)
         signature += " | " + kernelSignature(*spec.group->chain[i], false) + " data" +
                      std::to_string(spec.dataOperand[i]);
+    if (cold(spec)) signature += " cold";  // the same code compiled another way
     llvm::Function *&fn = kernels_[signature];
     if (fn) return fn;
     if (!split_) {
@@ -339,6 +362,7 @@ class EntryEmitter {
   llvm::Value *args_ = nullptr;
   KernelCache &kernels_;
   const CodegenOptions &opts_;
+  double coldBelow_;
   SplitState *split_;
   std::map<ArgsField, llvm::Value *> fields_;
   std::map<int, llvm::Value *> nodePtrs_;
@@ -361,7 +385,8 @@ std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext 
   auto lm = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
   lm->setDataLayout(dl);
   KernelCache kernels;
-  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels, opts).emit();
+  const double coldBelow = coldWork(m, opts);
+  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels, opts, coldBelow).emit();
 
   verifyOrThrow(*lm);
   return lm;
@@ -383,7 +408,8 @@ SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const 
   out.kernels->setDataLayout(dl);
   split.kernels = out.kernels.get();
   KernelCache kernels;
-  for (const auto &f : m.functions) EntryEmitter(m, *f, *out.entries, kernels, opts, &split).emit();
+  const double coldBelow = coldWork(m, opts);
+  for (const auto &f : m.functions) EntryEmitter(m, *f, *out.entries, kernels, opts, coldBelow, &split).emit();
   verifyOrThrow(*out.entries);
   verifyOrThrow(*out.kernels);
   out.newKernels = std::move(split.emitted);

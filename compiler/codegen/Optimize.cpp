@@ -75,14 +75,15 @@ void optimizeModule(llvm::Module &m, llvm::TargetMachine &tm) {
     }
   }
 
-  // Functions marked kLightPipeline are vector code already: the passes that look for vector or
-  // unrolling opportunities only cost compile time there.
+  // Functions marked kLightPipeline are vector code already, and kColdKernel ones take no time
+  // worth vectorising: the passes that look for vector or unrolling opportunities only cost
+  // compile time there.
   llvm::PassInstrumentationCallbacks callbacks;
   callbacks.registerShouldRunOptionalPassCallback([](llvm::StringRef pass, llvm::Any ir) {
     const llvm::Function *f = nullptr;
     if (const auto *fn = llvm::any_cast<const llvm::Function *>(&ir)) f = *fn;
     else if (const auto *loop = llvm::any_cast<const llvm::Loop *>(&ir)) f = (*loop)->getHeader()->getParent();
-    if (!f || !f->hasFnAttribute(kLightPipeline)) return true;
+    if (!f || !(f->hasFnAttribute(kLightPipeline) || f->hasFnAttribute(kColdKernel))) return true;
     static const llvm::StringRef heavy[] = {
         "LoopVectorizePass", "SLPVectorizerPass", "LoopUnrollPass", "LoopFullUnrollPass",
         "LoopIdiomRecognizePass", "SimpleLoopUnswitchPass", "IndVarSimplifyPass",

@@ -77,7 +77,7 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   auto emitted = Clock::now();
   const int threads = timePasses ? 1 : threadsFor(options);
   ObjectCode code = compileToObjects(std::move(module), threads, options.optimize, options.keepIR,
-                                     [&] { return out.jit->createTargetMachine(); });
+                                     [&](bool cold) { return out.jit->createTargetMachine(cold); });
   auto optimized = plusMs(emitted, code.optimizeMs);
   out.llvmIR = std::move(code.llvmIR);
   out.compileThreads = code.partitions;
@@ -129,7 +129,7 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   auto optimized = Clock::now();
   if (!split.newKernels.empty()) {
     ObjectCode code = compileToObjects(std::move(split.kernels), threadsFor(options), options.optimize,
-                                       options.keepIR, [&] { return jit_->createTargetMachine(); }, Split::Library);
+                                       options.keepIR, [&](bool cold) { return jit_->createTargetMachine(cold); }, Split::Library);
     optimized = plusMs(optimized, code.optimizeMs);
     out.llvmIR += code.llvmIR;
     out.compileThreads = code.partitions;

@@ -123,8 +123,10 @@ JIT::JIT() : machine_(hostMachine()) {
       linker->addPlugin(std::make_unique<PerfMapPlugin>());
 }
 
-std::unique_ptr<llvm::TargetMachine> JIT::createTargetMachine() {
-  return orThrow(machine_.createTargetMachine(), "creating the host target machine");
+std::unique_ptr<llvm::TargetMachine> JIT::createTargetMachine(bool cold) {
+  llvm::orc::JITTargetMachineBuilder builder = machine_;
+  if (cold) builder.setCodeGenOptLevel(llvm::CodeGenOptLevel::None);
+  return orThrow(builder.createTargetMachine(), "creating the host target machine");
 }
 
 llvm::orc::ResourceTrackerSP JIT::addModule(llvm::orc::ThreadSafeModule module,

@@ -24,8 +24,9 @@ class JIT {
 
   const llvm::DataLayout &dataLayout() const { return lljit_->getDataLayout(); }
   const llvm::Triple &targetTriple() const { return lljit_->getTargetTriple(); }
-  // A target machine for the host, for codegen::optimizeModule.
-  std::unique_ptr<llvm::TargetMachine> createTargetMachine();
+  // A target machine for the host, for codegen::optimizeModule and machine code; `cold`: one
+  // that generates machine code without optimisation (codegen::kColdKernel).
+  std::unique_ptr<llvm::TargetMachine> createTargetMachine(bool cold = false);
 
   // Adds a module to the main library, under `tracker` (a fresh one if null); returns the tracker:
   // tracker->remove() unloads the module's definitions again.

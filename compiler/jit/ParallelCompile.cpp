@@ -45,6 +45,12 @@ size_t instructionCount(const llvm::Function &f) {
 struct Group {
   std::set<const llvm::Function *> functions;
   size_t size = 0;
+  // Every function in it is marked codegen::kColdKernel: it joins the partition whose machine
+  // code is generated without optimisation.
+  bool cold() const {
+    return std::all_of(functions.begin(), functions.end(),
+                       [](const llvm::Function *f) { return f->hasFnAttribute(codegen::kColdKernel); });
+  }
 };
 
 std::vector<Group> groupsOf(llvm::Module &m, Split split) {
@@ -103,6 +109,7 @@ std::vector<Group> groupsOf(llvm::Module &m, Split split) {
 }
 
 struct Partition {
+  bool cold = false;
   llvm::SmallVector<char, 0> bitcode;
   std::unique_ptr<llvm::TargetMachine> machine;
   std::unique_ptr<llvm::MemoryBuffer> object;
@@ -139,43 +146,72 @@ void compilePartition(Partition &p, bool optimize, bool keepIR, Clock::time_poin
 }  // namespace
 
 ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
-                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine,
-                            Split split) {
+                            const MachineFactory &makeMachine, Split split) {
   const auto start = Clock::now();
   ObjectCode out;
-  std::vector<Group> groups = threads > 1 ? groupsOf(*m, split) : std::vector<Group>{};
-  const size_t count = std::min<size_t>(size_t(std::max(threads, 1)), std::max<size_t>(groups.size(), 1));
-  std::vector<Partition> parts(count);
-  for (Partition &p : parts) p.machine = makeMachine();
-  if (count == 1) {
-    compileModule(*m, parts[0], optimize, keepIR, start);
-  } else {
-    // Largest group first onto the least loaded partition.
-    std::stable_sort(groups.begin(), groups.end(), [](const Group &a, const Group &b) { return a.size > b.size; });
-    std::vector<std::set<const llvm::GlobalValue *>> defined(count);
-    std::vector<size_t> load(count, 0);
-    for (const Group &g : groups) {
-      size_t to = size_t(std::min_element(load.begin(), load.end()) - load.begin());
-      load[to] += g.size;
-      defined[to].insert(g.functions.begin(), g.functions.end());
-    }
-    for (size_t i = 0; i < count; ++i) {
-      // Functions of other partitions become declarations (CloneModule gives them external
-      // linkage; only the kernels are referenced across partitions, and they have it already).
-      llvm::ValueToValueMapTy map;
-      std::unique_ptr<llvm::Module> part = llvm::CloneModule(*m, map, [&](const llvm::GlobalValue *gv) {
-        return !llvm::isa<llvm::Function>(gv) || defined[i].count(gv) > 0;
-      });
-      llvm::raw_svector_ostream os(parts[i].bitcode);
-      llvm::WriteBitcodeToFile(*part, os);
-    }
-    m.reset();
-    std::vector<std::thread> workers;
-    for (size_t i = 1; i < count; ++i)
-      workers.emplace_back(compilePartition, std::ref(parts[i]), optimize, keepIR, start);
-    compilePartition(parts[0], optimize, keepIR, start);
-    for (std::thread &w : workers) w.join();
+  threads = std::max(threads, 1);
+  bool anyCold = false;
+  for (const llvm::Function &f : *m) anyCold |= !f.isDeclaration() && f.hasFnAttribute(codegen::kColdKernel);
+  std::vector<Group> groups = threads > 1 || anyCold ? groupsOf(*m, split) : std::vector<Group>{};
+  std::vector<const Group *> hot, cold;
+  for (const Group &g : groups) (g.cold() ? cold : hot).push_back(&g);
+  // Hot partitions: one per worker thread (as many as there are groups). Cold ones: one more.
+  const size_t hotCount = std::min<size_t>(size_t(threads), hot.size());
+  const size_t count = hotCount + (cold.empty() ? 0 : 1);
+  if (count <= 1) {
+    Partition whole;
+    whole.cold = !cold.empty();
+    whole.machine = makeMachine(whole.cold);
+    compileModule(*m, whole, optimize, keepIR, start);
+    out.objects.push_back(std::move(whole.object));
+    out.llvmIR = std::move(whole.llvmIR);
+    out.optimizeMs = whole.optimizeMs;
+    out.partitions = 1;
+    return out;
   }
+
+  // Workers 0..W-1 each compile hot partition w; worker 0 also the cold partition, first, which
+  // costs about kColdCost of a hot instruction's time per instruction (the optimiser without
+  // its vectoriser, machine code at -O0). Hot groups go, largest first, to the least loaded worker.
+  constexpr double kColdCost = 0.5;
+  const size_t workers = std::max<size_t>(hotCount, 1);
+  std::vector<Partition> parts(count);
+  std::vector<std::set<const llvm::GlobalValue *>> defined(count);
+  std::vector<double> load(workers, 0);
+  if (!cold.empty()) {
+    Partition &c = parts[hotCount];
+    c.cold = true;
+    for (const Group *g : cold) {
+      load[0] += kColdCost * double(g->size);
+      defined[hotCount].insert(g->functions.begin(), g->functions.end());
+    }
+  }
+  std::stable_sort(hot.begin(), hot.end(), [](const Group *a, const Group *b) { return a->size > b->size; });
+  for (const Group *g : hot) {
+    size_t to = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+    load[to] += double(g->size);
+    defined[to].insert(g->functions.begin(), g->functions.end());
+  }
+  for (size_t i = 0; i < count; ++i) {
+    parts[i].machine = makeMachine(parts[i].cold);
+    // Functions of other partitions become declarations (CloneModule gives them external
+    // linkage; only the kernels are referenced across partitions, and they have it already).
+    llvm::ValueToValueMapTy map;
+    std::unique_ptr<llvm::Module> part = llvm::CloneModule(*m, map, [&](const llvm::GlobalValue *gv) {
+      return !llvm::isa<llvm::Function>(gv) || defined[i].count(gv) > 0;
+    });
+    llvm::raw_svector_ostream os(parts[i].bitcode);
+    llvm::WriteBitcodeToFile(*part, os);
+  }
+  m.reset();
+  auto work = [&](size_t w) {
+    if (w == 0 && !cold.empty()) compilePartition(parts[hotCount], optimize, keepIR, start);
+    if (w < hotCount) compilePartition(parts[w], optimize, keepIR, start);
+  };
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(work, w);
+  work(0);
+  for (std::thread &t : pool) t.join();
   for (Partition &p : parts) {
     if (p.error) std::rethrow_exception(p.error);
     out.objects.push_back(std::move(p.object));

@@ -3,8 +3,10 @@
 // kernels call, such as a GEMM micro-kernel, is a group of its own, compiled once), and each
 // partition is optimised and compiled to an object file on a thread of its own, in an LLVMContext
 // of its own. The entry points are one group; groups go, largest first, to the partition with the
-// least work so far (by instruction count). A module's machine code is the same function by
-// function as a single-threaded compile's: only calls to kernels and shared helpers cross objects
+// least work so far (by instruction count). The cold kernels and the entry points
+// (codegen::kColdKernel) form one more partition, whose machine code is generated without
+// optimisation, compiled first by the first thread. A module's machine code is the same function
+// by function whatever the thread count: only calls to kernels and shared helpers cross objects
 // (and then are resolved by the JIT's linker).
 #pragma once
 
@@ -32,10 +34,14 @@ enum class Split {
   Library,  // external functions only, one group each (IncrementalCompiler's kernel modules)
 };
 
-// Compiles `m` (consumed) on up to `threads` threads (1: no split, everything on this thread).
-// `makeMachine` is called once per thread: a TargetMachine is not shared between threads.
+// A target machine for one partition: generating machine code without optimisation for the
+// cold one (codegen::kColdKernel), with the JIT's usual settings otherwise.
+using MachineFactory = std::function<std::unique_ptr<llvm::TargetMachine>(bool cold)>;
+
+// Compiles `m` (consumed) on up to `threads` threads. The cold kernels, if any, are a partition
+// of their own; the rest is split only when threads > 1. `makeMachine` is called once per
+// partition: a TargetMachine is not shared between threads.
 ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
-                            const std::function<std::unique_ptr<llvm::TargetMachine>()> &makeMachine,
-                            Split split = Split::Program);
+                            const MachineFactory &makeMachine, Split split = Split::Program);
 
 }  // namespace mtlc::jit

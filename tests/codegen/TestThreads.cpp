@@ -60,7 +60,7 @@ void checkCompileThreads(const std::string &what, const Graph &graph, jit::Compi
   o.threads = 1;
   int partitions = 0;
   auto one = run(graph, 1, o, maxBatch, n, &partitions);
-  CHECK(partitions == 1);
+  CHECK(partitions <= 2);  // the module whole, or its hot kernels and its cold ones apart
   o.threads = 4;
   o.keepIR = true;
   std::string ir;

@@ -1,0 +1,47 @@
+#include "KernelWork.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mtlc::codegen {
+
+namespace {
+
+double floats(const ir::Type &t, int64_t maxBatch) {
+  return double(t.elements()) * double(t.batched ? std::max<int64_t>(maxBatch, 1) : 1);
+}
+
+// Multiply-adds beyond one per float touched: the contractions.
+double contraction(const ir::Node &node, int64_t maxBatch) {
+  auto f = [&](const ir::Type &t) { return floats(t, maxBatch); };
+  auto taps = [](const ir::Type &w) {  // C·KH·KW of a filter [O, C, KH, KW]
+    return double(w.dims.at(1) * w.dims.at(2) * w.dims.at(3));
+  };
+  switch (node.op) {
+    case ir::OpKind::MatMul:  // C[M,N] = A[M,K]·B[K,N]: |A|·|B|·|C| = (M·N·K)², whatever the transposes
+      return std::sqrt(f(node.operands[0]->type) * f(node.operands[1]->type) * f(node.type));
+    case ir::OpKind::Conv2d:           // y = conv(x, w): every output sums C·KH·KW taps
+    case ir::OpKind::Conv2dBwdData:    // dx from dy and w: as many multiply-adds as forward
+      return f(node.op == ir::OpKind::Conv2d ? node.type : node.operands[0]->type) * taps(node.operands[1]->type);
+    case ir::OpKind::Conv2dBwdFilter:  // dw from x and dy: every dy element meets every tap
+      return f(node.operands[1]->type) * taps(node.type);
+    default: return 0;
+  }
+}
+
+double traffic(const ir::Node &node, int64_t maxBatch) {
+  double t = floats(node.type, maxBatch);
+  for (const ir::Node *operand : node.operands) t += floats(operand->type, maxBatch);
+  return t;
+}
+
+}  // namespace
+
+KernelWork kernelWork(const KernelSpec &spec, int64_t maxBatch) {
+  KernelWork w{contraction(*spec.root, maxBatch), traffic(*spec.root, maxBatch)};
+  if (spec.group)
+    for (const ir::Node *member : spec.group->chain) w.floats += traffic(*member, maxBatch);
+  return w;
+}
+
+}  // namespace mtlc::codegen

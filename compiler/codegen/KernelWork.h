@@ -1,0 +1,29 @@
+// How long a kernel takes, roughly, for telling the cold kernels from the ones a step spends its
+// time in: from the multiply-adds of its contraction (matmul, the convolutions) and the floats
+// its members read and write, at the module's largest batch. Good for ratios only.
+#pragma once
+
+#include "EmitFusion.h"
+
+namespace mtlc::codegen {
+
+struct KernelWork {
+  double macs = 0;    // multiply-adds of the contraction (0 for the other ops)
+  double floats = 0;  // read and written, over every member
+
+  // In units of one multiply-add of the packed GEMM (about 0.07 ns on the bench machines): a
+  // float streamed through vectorised, optimised code costs about two.
+  double hot() const { return macs + 2 * floats; }
+  // The same kernel scalar and unoptimised, as cold kernels are compiled: measured on the MMoE's
+  // elementwise kernels, about 5 ns a float; contractions keep the GEMM's explicit vectors.
+  double cold() const { return 3 * macs + 64 * floats; }
+};
+
+KernelWork kernelWork(const KernelSpec &spec, int64_t maxBatch);
+
+// A kernel is cold when, compiled as cold, it would still take less than this share of the
+// module's hot total (over every kernel call of every entry point): its machine code is then
+// generated without optimisation (kColdKernel), which takes a third of the time.
+inline constexpr double kColdShare = 1.0 / 1024;
+
+}  // namespace mtlc::codegen
