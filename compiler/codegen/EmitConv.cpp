@@ -210,13 +210,14 @@ void emitConv2dBwdFilter(Kernel &k) {
         g.accumulate = true;
         emitGemm(h, g);
       });
+  // In chunk order, one loop (not one per chunk: each would be vectorised on its own).
   k.zero(k.out, k.c(OT));
-  for (int64_t c = 0; c < C; ++c) {
-    llvm::Value *partial = k.at(k.scratch, k.c(c * chunk + partialAt));
+  forLoop(k.b, k.c(C), [&](llvm::Value *c) {
+    llvm::Value *partial = k.at(k.scratch, k.add(k.mul(c, chunk), partialAt));
     forLoop(k.b, k.c(OT), [&](llvm::Value *e) {
       k.store(k.b.CreateFAdd(k.load(k.out, e), k.load(partial, e)), k.out, e);
     }, "e");
-  }
+  }, "chunk");
   chainInPlace(k, k.out, k.c(0), OT);  // the sum over the batch is final only now
 }
 
