@@ -38,12 +38,6 @@ bool needsKernel(OpKind op) {
   }
 }
 
-// Kernels whose emitters write explicit vector code throughout (GEMM drivers, tiled pooling):
-// the loop vectoriser and unrollers have nothing to add there.
-bool explicitVectorKernel(OpKind op) {
-  return op == OpKind::MatMul || op == OpKind::MaxPool || op == OpKind::MaxPoolBwd;
-}
-
 // The body of one node's kernel. Every op kind is listed, so a new op in Ops.def is a compile
 // warning here until it has an emitter.
 void emitKernelBody(Kernel &k) {

@@ -37,8 +37,12 @@ double traffic(const ir::Node &node, int64_t maxBatch) {
 
 }  // namespace
 
+bool explicitVectorKernel(ir::OpKind op) {
+  return op == ir::OpKind::MatMul || op == ir::OpKind::MaxPool || op == ir::OpKind::MaxPoolBwd;
+}
+
 KernelWork kernelWork(const KernelSpec &spec, int64_t maxBatch) {
-  KernelWork w{contraction(*spec.root, maxBatch), traffic(*spec.root, maxBatch)};
+  KernelWork w{contraction(*spec.root, maxBatch), traffic(*spec.root, maxBatch), explicitVectorKernel(spec.root->op)};
   if (spec.group)
     for (const ir::Node *member : spec.group->chain) w.floats += traffic(*member, maxBatch);
   return w;
