@@ -236,7 +236,7 @@ class EntryEmitter {
 
   bool cold(const KernelSpec &spec) const { return kernelWork(spec, m_.maxBatch).cold() < coldBelow_; }
 
-  llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch, llvm::Module &into,
+  llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch, bool isCold, llvm::Module &into,
                                 const std::string &name, llvm::GlobalValue::LinkageTypes linkage) {
     const ir::Node &node = *spec.root;
     unsigned reads = node.operands.size() + spec.side.size();
@@ -253,7 +253,7 @@ class EntryEmitter {
     fn->addFnAttr(llvm::Attribute::NoInline);
     // Kernels written as explicit vector code need no vectoriser (compile time).
     if (explicitVectorKernel(node.op)) fn->addFnAttr(kLightPipeline);
-    if (cold(spec)) fn->addFnAttr(kColdKernel);
+    if (isCold) fn->addFnAttr(kColdKernel);
     for (unsigned i = 0; i < pointers; ++i) {
       fn->addParamAttr(i, llvm::Attribute::NoAlias);
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
@@ -280,21 +280,22 @@ class EntryEmitter {
       for (size_t i = 0; i < spec.group->chain.size(); ++i)
         signature += " | " + kernelSignature(*spec.group->chain[i], false) + " data" +
                      std::to_string(spec.dataOperand[i]);
-    if (cold(spec)) signature += " cold";  // the same code compiled another way
+    const bool isCold = cold(spec);
+    if (isCold) signature += " cold";  // the same code compiled another way
     llvm::Function *&fn = kernels_[signature];
     if (fn) return fn;
     if (!split_) {
-      fn = declareKernel(spec, hasScratch, lm_, kernelName(spec), llvm::Function::InternalLinkage);
+      fn = declareKernel(spec, hasScratch, isCold, lm_, kernelName(spec), llvm::Function::InternalLinkage);
       emitKernel(spec, hasScratch, fn);
       return fn;
     }
     // Split: the entry module calls the kernel by its symbol; its code goes into the kernels
     // module unless an earlier compile already has it.
     const std::string symbol = split_->symbol(signature);
-    fn = declareKernel(spec, hasScratch, lm_, symbol, llvm::Function::ExternalLinkage);
+    fn = declareKernel(spec, hasScratch, isCold, lm_, symbol, llvm::Function::ExternalLinkage);
     if (!(*split_->have)(symbol)) {
       emitKernel(spec, hasScratch,
-                 declareKernel(spec, hasScratch, *split_->kernels, symbol, llvm::Function::ExternalLinkage));
+                 declareKernel(spec, hasScratch, isCold, *split_->kernels, symbol, llvm::Function::ExternalLinkage));
       split_->emitted.push_back(symbol);
     }
     return fn;

@@ -11,7 +11,7 @@ double floats(const ir::Type &t, int64_t maxBatch) {
   return double(t.elements()) * double(t.batched ? std::max<int64_t>(maxBatch, 1) : 1);
 }
 
-// Multiply-adds beyond one per float touched: the contractions.
+// The multiply-adds of a contraction; 0 for every other op.
 double contraction(const ir::Node &node, int64_t maxBatch) {
   auto f = [&](const ir::Type &t) { return floats(t, maxBatch); };
   auto taps = [](const ir::Type &w) {  // C·KH·KW of a filter [O, C, KH, KW]

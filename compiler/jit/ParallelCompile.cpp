@@ -143,12 +143,24 @@ void compilePartition(Partition &p, bool optimize, bool keepIR, Clock::time_poin
   }
 }
 
+// The partitions' objects and IR, in partition order; rethrows the first partition's error.
+ObjectCode collect(std::vector<Partition> &parts) {
+  ObjectCode out;
+  for (Partition &p : parts) {
+    if (p.error) std::rethrow_exception(p.error);
+    out.objects.push_back(std::move(p.object));
+    out.llvmIR += p.llvmIR;
+    out.optimizeMs = std::max(out.optimizeMs, p.optimizeMs);
+  }
+  out.partitions = int(parts.size());
+  return out;
+}
+
 }  // namespace
 
 ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool optimize, bool keepIR,
                             const MachineFactory &makeMachine, Split split) {
   const auto start = Clock::now();
-  ObjectCode out;
   threads = std::max(threads, 1);
   bool anyCold = false;
   for (const llvm::Function &f : *m) anyCold |= !f.isDeclaration() && f.hasFnAttribute(codegen::kColdKernel);
@@ -158,16 +170,12 @@ ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool o
   // Hot partitions: one per worker thread (as many as there are groups). Cold ones: one more.
   const size_t hotCount = std::min<size_t>(size_t(threads), hot.size());
   const size_t count = hotCount + (cold.empty() ? 0 : 1);
-  if (count <= 1) {
-    Partition whole;
-    whole.cold = !cold.empty();
-    whole.machine = makeMachine(whole.cold);
-    compileModule(*m, whole, optimize, keepIR, start);
-    out.objects.push_back(std::move(whole.object));
-    out.llvmIR = std::move(whole.llvmIR);
-    out.optimizeMs = whole.optimizeMs;
-    out.partitions = 1;
-    return out;
+  std::vector<Partition> parts(std::max<size_t>(count, 1));
+  if (count <= 1) {  // one partition: the module as it is
+    parts[0].cold = !cold.empty();
+    parts[0].machine = makeMachine(parts[0].cold);
+    compileModule(*m, parts[0], optimize, keepIR, start);
+    return collect(parts);
   }
 
   // Workers 0..W-1 each compile hot partition w; worker 0 also the cold partition, first, which
@@ -175,7 +183,6 @@ ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool o
   // its vectoriser, machine code at -O0). Hot groups go, largest first, to the least loaded worker.
   constexpr double kColdCost = 0.5;
   const size_t workers = std::max<size_t>(hotCount, 1);
-  std::vector<Partition> parts(count);
   std::vector<std::set<const llvm::GlobalValue *>> defined(count);
   std::vector<double> load(workers, 0);
   if (!cold.empty()) {
@@ -212,14 +219,7 @@ ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool o
   for (size_t w = 1; w < workers; ++w) pool.emplace_back(work, w);
   work(0);
   for (std::thread &t : pool) t.join();
-  for (Partition &p : parts) {
-    if (p.error) std::rethrow_exception(p.error);
-    out.objects.push_back(std::move(p.object));
-    out.llvmIR += p.llvmIR;
-    out.optimizeMs = std::max(out.optimizeMs, p.optimizeMs);
-  }
-  out.partitions = int(count);
-  return out;
+  return collect(parts);
 }
 
 }  // namespace mtlc::jit
