@@ -3,7 +3,8 @@
 //
 //   for ic in blocks of MB rows of C                           (usually one block: all of M)
 //     for pc in KC-deep slices of K                            (K split evenly)
-//       pack A[ic.., pc..]  into MR-row panels,  k-major       (the broadcast operand)
+//       pack A[ic.., pc..]  into MR-row panels,  k-major       (the broadcast operand; only
+//                                                               when stored transposed)
 //       for jc in blocks of NB columns of C
 //         pack B[pc.., jc..] into NR-column panels, k-major    (the vector operand; L2-resident)
 //         for each MR-row panel of A                           (L1-resident while ...)
@@ -16,10 +17,11 @@
 // count and the static extents (a small cost model: padded tiles × cycles per k step); a 16-lane
 // target with 32 registers typically gets 14×2 (28 accumulators) or 6×4.
 //
-// Packing reads op(A) and op(B) in whichever layout they are stored, so every transA / transB
-// combination runs the same micro-kernel without a transposed copy of the operand: panels whose
-// source is contiguous along k (A not transposed, B transposed) are built from lanes × lanes
-// blocks transposed in registers with shuffles. Edges are masked loads (panels are zero-padded to
+// Every transA / transB combination runs the same micro-kernel without a transposed copy of an
+// operand: the micro-kernel reads A through a row and a k stride (A stored [M, K] in place, A
+// stored [K, M] packed), and B's panels are packed from either layout; those whose source is
+// contiguous along k (B transposed) are built from lanes × lanes blocks transposed in registers
+// with shuffles. Edges are masked loads (panels are zero-padded to
 // the full tile) and masked stores (only real elements of C are written, so rows past the batch
 // size n stay untouched).
 //
@@ -125,7 +127,7 @@ Tiling chooseTiling(const Kernel &k, const Gemm &g) {
 
   // Packing: a copy (source contiguous along the panel) or a register transpose per element.
   Choice packed = broadcastTile(target, o, M, N, K, t.KC, 1.0);
-  double packA = double(M) * double(K) * (g.transA ? 0.15 : 0.4);
+  double packA = g.transA ? double(M) * double(K) * 0.15 : 0;  // else read in place
   double packB = double(K) * double(N) * (g.transB ? 0.4 : 0.15) * double(ceilDiv(M, t.MB));
   packed.cycles += packA + packB;
   // Straight from memory: B is re-read by every row tile, strided, from L1 only when it is small;
@@ -232,22 +234,32 @@ class GemmParts {
  public:
   GemmParts(Kernel &k, const Tiling &t) : k(k), t(t), m(*k.b.GetInsertBlock()->getModule()) {}
 
-  // void micro(ptr Ap, ptr Bp, i64 kc, ptr tile): tile[r·NRV + v] = Σ_kk Ap[kk][r]·Bp[kk][v·VL..]
+  // void micro(ptr A, i64 rowStride, i64 kStride, i64 rows, ptr Bp, i64 kc, ptr tile):
+  // tile[r·NRV + v] = Σ_kk A[r'·rowStride + kk·kStride] · Bp[kk][v·VL..], r' = min(r, rows − 1).
+  // A is the broadcast operand wherever it lies: a packed panel (strides 1 and MR), or op(A) in
+  // place — rows of A stored [M, K] (lda and 1) — since MR rows of one k slice stay in L1 while
+  // B's panels stream past them, packing them buys nothing. Rows past `rows` repeat the last real
+  // one; their sums are never stored.
   llvm::Function *micro() {
     std::string name = "mtlc.gemm.micro." + std::to_string(t.MR) + "x" + std::to_string(t.NRV) +
                        "v" + std::to_string(t.VL);
-    return define(name, 4, [&](Kernel &h, llvm::Function *fn) {
-      Value *aPanel = fn->getArg(0), *bPanel = fn->getArg(1), *kc = fn->getArg(2), *tile = fn->getArg(3);
+    auto &ctx = m.getContext();
+    llvm::Type *ptr = llvm::PointerType::getUnqual(ctx), *i64 = llvm::Type::getInt64Ty(ctx);
+    return define(name, {ptr, i64, i64, i64, ptr, i64, ptr}, [&](Kernel &h, llvm::Function *fn) {
+      Value *aBase = fn->getArg(0), *rowStride = fn->getArg(1), *kStride = fn->getArg(2),
+            *rows = fn->getArg(3), *bPanel = fn->getArg(4), *kc = fn->getArg(5), *tile = fn->getArg(6);
       const int VL = t.VL, MR = t.MR, NRV = t.NRV;
+      llvm::SmallVector<Value *, 32> rowOffset;
+      for (int r = 0; r < MR; ++r) rowOffset.push_back(h.mul(h.smin(h.c(r), h.sub(rows, h.c(1))), rowStride));
       llvm::SmallVector<Value *, 32> zeros(MR * NRV, llvm::Constant::getNullValue(h.vec(VL)));
       Carried acc = reduceLoop(h.b, h.c(0), kc, zeros, [&](Value *kk, llvm::ArrayRef<Value *> acc) {
         Value *bRow = h.at(bPanel, h.mul(kk, t.NR()));
-        Value *aRow = h.at(aPanel, h.mul(kk, MR));
+        Value *aCol = h.at(aBase, h.mul(kk, kStride));
         llvm::SmallVector<Value *, 4> bv;
         for (int v = 0; v < NRV; ++v) bv.push_back(h.vload(VL, bRow, h.c(v * VL)));
         Carried next(acc.begin(), acc.end());
         for (int r = 0; r < MR; ++r) {
-          Value *a = h.splat(VL, h.load(aRow, h.c(r)));
+          Value *a = h.splat(VL, h.load(aCol, rowOffset[r]));
           for (int v = 0; v < NRV; ++v) next[r * NRV + v] = h.fma(a, bv[v], acc[r * NRV + v]);
         }
         return next;
@@ -257,11 +269,11 @@ class GemmParts {
   }
 
   // void packA(ptr A, i64 lda, i64 rows, i64 kc, ptr dst): rows × kc of op(A) starting at A
-  // (already offset to the block) into panels of MR rows, k-major, zero rows past `rows`.
-  llvm::Function *packA(bool transA) {
-    std::string name = std::string("mtlc.gemm.packA.") + (transA ? "t" : "n") + std::to_string(t.MR) +
-                       "v" + std::to_string(t.VL);
-    return define(name, 5, [&](Kernel &h, llvm::Function *fn) {
+  // (already offset to the block; A stored [K, M]) into panels of MR rows, k-major, zero rows
+  // past `rows`. (A stored [M, K] is read in place: micro() above.)
+  llvm::Function *packA() {
+    std::string name = "mtlc.gemm.packA.t" + std::to_string(t.MR) + "v" + std::to_string(t.VL);
+    return define(name, packSignature(), [&](Kernel &h, llvm::Function *fn) {
       Value *A = fn->getArg(0), *lda = fn->getArg(1), *rows = fn->getArg(2), *kc = fn->getArg(3),
             *dst0 = fn->getArg(4);
       const int VL = t.VL, MR = t.MR, groups = (MR + VL - 1) / VL;
@@ -271,19 +283,14 @@ class GemmParts {
         Value *dst = h.at(dst0, h.mul(ip, h.mul(kc, MR)));
         Value *r0 = h.mul(ip, MR);
         Value *rowsValid = h.smin(h.c(MR), h.sub(rows, r0));
-        if (transA) {  // A stored [K, M]: each k gives MR consecutive rows
-          forLoop(b, kc, [&](Value *kk) {
-            Value *src = h.add(h.mul(kk, lda), r0);
-            for (int gi = 0; gi < groups; ++gi) {
-              Value *mask = h.laneMask(VL, h.c(gi * VL), rowsValid);
-              Value *v = h.maskedLoad(VL, A, h.add(src, gi * VL), mask);
-              h.maskedStore(v, dst, h.add(h.mul(kk, MR), gi * VL), h.laneMask(VL, h.c(gi * VL), h.c(MR)));
-            }
-          }, "kk");
-          return;
-        }
-        // A stored [M, K]: rows are contiguous along k.
-        transposingPanel(h, h.rawAt(A, h.mul(r0, lda)), lda, rowsValid, kc, dst, MR);
+        forLoop(b, kc, [&](Value *kk) {  // each k gives MR consecutive rows
+          Value *src = h.add(h.mul(kk, lda), r0);
+          for (int gi = 0; gi < groups; ++gi) {
+            Value *mask = h.laneMask(VL, h.c(gi * VL), rowsValid);
+            Value *v = h.maskedLoad(VL, A, h.add(src, gi * VL), mask);
+            h.maskedStore(v, dst, h.add(h.mul(kk, MR), gi * VL), h.laneMask(VL, h.c(gi * VL), h.c(MR)));
+          }
+        }, "kk");
       }, "pa");
     });
   }
@@ -293,7 +300,7 @@ class GemmParts {
   llvm::Function *packB(bool transB) {
     std::string name = std::string("mtlc.gemm.packB.") + (transB ? "t" : "n") +
                        std::to_string(t.NRV) + "v" + std::to_string(t.VL);
-    return define(name, 5, [&](Kernel &h, llvm::Function *fn) {
+    return define(name, packSignature(), [&](Kernel &h, llvm::Function *fn) {
       Value *B = fn->getArg(0), *ldb = fn->getArg(1), *cols = fn->getArg(2), *kc = fn->getArg(3),
             *dst0 = fn->getArg(4);
       const int VL = t.VL, NR = t.NR(), NRV = t.NRV;
@@ -321,7 +328,7 @@ class GemmParts {
 
  private:
   // dst[kk·W + j] = src[j·ld + kk] for j < valid, 0 for valid <= j < W, kk < kc: one panel of a
-  // packed block whose source lines (rows of A, columns of op(B)) are contiguous along k. Full
+  // packed block whose source lines (columns of op(B)) are contiguous along k. Full
   // panels go VL×VL blocks at a time, transposed in registers; the k remainder and partial panels
   // (at most one per block) element by element.
   void transposingPanel(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *dst, int W) {
@@ -366,16 +373,19 @@ class GemmParts {
     }, [&] { elementwise(h.c(0)); });
   }
 
-  // An internal, non-inlined function of `pointers` pointer/i64 parameters (by the signature
-  // conventions above: ptr, ptr|i64, i64, i64, ptr), defined once per module.
-  llvm::Function *define(const std::string &name, unsigned params,
+  // The packing routines' parameters: source, its leading dimension, lines, kc, destination.
+  std::vector<llvm::Type *> packSignature() {
+    auto &ctx = m.getContext();
+    llvm::Type *ptr = llvm::PointerType::getUnqual(ctx), *i64 = llvm::Type::getInt64Ty(ctx);
+    return {ptr, i64, i64, i64, ptr};
+  }
+
+  // An internal, non-inlined function of the given parameters, defined once per module. Its
+  // pointers do not alias; all but the last (the destination) are read-only.
+  llvm::Function *define(const std::string &name, const std::vector<llvm::Type *> &types,
                          const std::function<void(Kernel &, llvm::Function *)> &body) {
     if (llvm::Function *existing = m.getFunction(name)) return existing;
     auto &ctx = m.getContext();
-    llvm::Type *ptr = llvm::PointerType::getUnqual(ctx), *i64 = llvm::Type::getInt64Ty(ctx);
-    std::vector<llvm::Type *> types;
-    if (params == 4) types = {ptr, ptr, i64, ptr};  // micro
-    else types = {ptr, i64, i64, i64, ptr};         // pack
     auto *fn = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), types, false),
                                       llvm::Function::InternalLinkage, name, m);
     fn->setDoesNotThrow();
@@ -386,8 +396,8 @@ class GemmParts {
         fn->addParamAttr(i, llvm::Attribute::NoAlias);
         fn->addParamAttr(i, llvm::Attribute::NoCapture);
       }
-    fn->addParamAttr(0, llvm::Attribute::ReadOnly);
-    if (params == 4) fn->addParamAttr(1, llvm::Attribute::ReadOnly);
+    for (unsigned i = 0; i + 1 < types.size(); ++i)
+      if (types[i]->isPointerTy()) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
     llvm::IRBuilder<> hb(llvm::BasicBlock::Create(ctx, "entry", fn));
     Kernel h{hb, k.node, nullptr, {}, nullptr, nullptr, nullptr, k.opts, k.maxBatch, {}, nullptr};
     body(h, fn);
@@ -419,7 +429,8 @@ class GemmEmitter {
     if (t.kind == GemmKind::Dot) return emitDot();
     layoutScratch();
     GemmParts functions(k, t);
-    fnMicro = functions.micro(), fnPackA = functions.packA(g.transA), fnPackB = functions.packB(g.transB);
+    fnMicro = functions.micro(), fnPackB = functions.packB(g.transB);
+    if (!directA()) fnPackA = functions.packA();
 
     // K in kBlocks slices of kStep (the last may be shorter): even slices, no sliver at the end.
     singleSlice = g.staticK >= 0 && g.staticK <= t.KC;
@@ -444,7 +455,7 @@ class GemmEmitter {
     auto cyc = [&](double c) { return llvm::ConstantFP::get(b.getDoubleTy(), c); };
     const double kPreferSlack = 1.15;
     const double macsPerCycle = 1.4 * t.VL;  // the micro-kernel's measured rate, about 70% of peak
-    const double packA = g.transA ? 0.15 : 0.4, packB = g.transB ? 0.4 : 0.15;  // cycles per float
+    const double packA = g.transA ? 0.15 : 0, packB = g.transB ? 0.4 : 0.15;  // cycles per float
     Value *M = f(g.M), *N = f(g.N), *K = f(g.K);
     // Cycles of the slowest of `parts` bands of `panels` panels of `extent` lines, each line
     // `other` long: its tiles, packing its own lines, and packing all of the other operand.
@@ -518,7 +529,7 @@ class GemmEmitter {
           Value *first = hb.CreateICmpEQ(pb, h.c(0));
           Value *last = hb.CreateICmpEQ(pb, h.sub(kBlocks, h.c(1)));
           Value *aBlock = h.rawAt(g.A, g.transA ? h.add(h.mul(pc, lda), ic) : h.add(h.mul(ic, lda), pc));
-          hb.CreateCall(fnPackA, {aBlock, lda, mc, kc, packA});
+          if (!directA()) hb.CreateCall(fnPackA, {aBlock, lda, mc, kc, packA});
           forLoop(hb, nBlocks, [&](Value *jb) {
             Value *jc = h.add(c0, h.mul(jb, nStep));
             Value *nc = h.smin(nStep, h.sub(c1, jc));
@@ -526,14 +537,19 @@ class GemmEmitter {
             Value *bBlock = h.rawAt(g.B, g.transB ? h.add(h.mul(jc, ldb), pc) : h.add(h.mul(pc, ldb), jc));
             hb.CreateCall(fnPackB, {bBlock, ldb, nc, kc, packB});
             forLoop(hb, mp, [&](Value *ip) {
-              Value *aPanel = h.at(packA, h.mul(ip, h.mul(kc, t.MR)));
               Value *i0 = h.add(ic, h.mul(ip, t.MR));
               Value *rows = h.smin(h.c(t.MR), h.sub(mc, h.mul(ip, t.MR)));
+              // A's MR rows in place (rows past the edge repeat the last), or its packed panel
+              // (zero-padded to MR rows).
+              Value *aPanel = directA() ? h.rawAt(aBlock, h.mul(h.mul(ip, t.MR), lda))
+                                        : h.at(packA, h.mul(ip, h.mul(kc, t.MR)));
+              Value *rowStride = directA() ? lda : h.c(1), *kStride = directA() ? h.c(1) : h.c(t.MR);
+              Value *panelRows = directA() ? rows : h.c(t.MR);
               forLoop(hb, np, [&](Value *jp) {
                 Value *bPanel = h.at(packB, h.mul(jp, h.mul(kc, t.NR())));
                 Value *j0 = h.add(jc, h.mul(jp, t.NR()));
                 Value *cols = h.smin(h.c(t.NR()), h.sub(nc, h.mul(jp, t.NR())));
-                hb.CreateCall(fnMicro, {aPanel, bPanel, kc, tile});
+                hb.CreateCall(fnMicro, {aPanel, rowStride, kStride, panelRows, bPanel, kc, tile});
                 storeTile(i0, rows, j0, cols, first, last);
               }, "jp");
             }, "ip");
@@ -568,6 +584,9 @@ class GemmEmitter {
   }
 
  private:
+  // A stored [M, K] feeds the micro-kernel in place; stored [K, M] (transposed) it is packed.
+  bool directA() const { return !g.transA; }
+
   // Row (or column) indices i0 + r for r < count, clamped to the last real one: edge tiles compute
   // on copies of a real line, whose results the masked stores then drop.
   llvm::SmallVector<Value *, 8> clampedLines(Value *i0, int count, Value *extent) {
