@@ -22,20 +22,22 @@ llvm::Value *dlog(Kernel &k, llvm::Value *x) { return k.math(llvm::Intrinsic::lo
 
 // Cross-entropy per sample: the row's max (float) and Σ_c exp(z_c − max) (double). The
 // exponentials of the shifted logits (<= 0, results in (0, 1]) are the float polynomial (≤ 1 ulp,
-// Math.cpp), so the row vectorises; the sum and everything after it stay double.
+// Math.cpp), so the row vectorises; the sum and everything after it stay double. With `expRow`
+// the exponentials are also stored there (C floats).
 struct SoftmaxRow {
   llvm::Value *max, *sumExp;
 };
 
-SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C) {
+SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C, llvm::Value *expRow = nullptr) {
   llvm::Value *max = reduceLoop(k.b, k.c(1), k.c(C), k.load(zRow, k.c(0)),
                                 [&](llvm::Value *c, llvm::Value *acc) {
                                   return k.maxnum(acc, k.load(zRow, c));
                                 }, "c");
   llvm::Value *sumExp = reduceLoop(k.b, k.c(0), k.c(C), k.f64(0),
                                    [&](llvm::Value *c, llvm::Value *acc) {
-                                     llvm::Value *shifted = k.b.CreateFSub(k.load(zRow, c), max);
-                                     return k.sumAdd(acc, k.toDouble(k.exp(shifted)));
+                                     llvm::Value *e = k.exp(k.b.CreateFSub(k.load(zRow, c), max));
+                                     if (expRow) k.store(e, expRow, c);
+                                     return k.sumAdd(acc, k.toDouble(e));
                                    }, "c");
   return {max, sumExp};
 }
@@ -157,12 +159,13 @@ void emitLossBwd(Kernel &k) {
         llvm::Value *zRow = h.at(h.in[0], h.mul(s, C)), *dRow = h.at(h.out, h.mul(s, C));
         llvm::Value *y = h.load(h.in[1], s);
         llvm::Value *has = present(h, y);
-        SoftmaxRow r = softmaxRow(h, zRow, C);
+        // The row's exponentials go to dRow on the way (the values softmaxRow sums), so each is
+        // computed once; the second pass turns them into the gradient in place.
+        SoftmaxRow r = softmaxRow(h, zRow, C, dRow);
         llvm::Value *target = classIndex(h, y);
         llvm::Value *invSum = b.CreateFDiv(h.f64(1), r.sumExp);
         forLoop(b, h.c(C), [&](llvm::Value *c) {
-          llvm::Value *shifted = b.CreateFSub(h.load(zRow, c), r.max);
-          llvm::Value *softmax = b.CreateFMul(h.toDouble(h.exp(shifted)), invSum);
+          llvm::Value *softmax = b.CreateFMul(h.toDouble(h.load(dRow, c)), invSum);
           llvm::Value *onehot = b.CreateUIToFP(b.CreateICmpEQ(c, target), b.getDoubleTy());
           llvm::Value *g = h.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale));
           h.store(b.CreateSelect(has, g, h.f32(0)), dRow, c);
