@@ -11,6 +11,11 @@
 //     --profile-ops: also times every kernel of train_step alone (one-op modules, same shapes,
 //     batch N), which shows where a step's time goes even though the kernels are inlined into the
 //     entry point and invisible to perf.
+//     --profile-step: times every kernel in place instead: the compiler puts a call after each
+//     kernel of the entry points (codegen::CodegenOptions::nodeHook), and the time between one
+//     kernel's end and the next, summed over the timed steps, is that kernel's. Unlike
+//     --profile-ops it sees what a kernel pays for its inputs' place (another core's cache, memory)
+//     and for waiting on the slowest thread; the hook costs a call per kernel.
 //
 //   mtlc_bench --matmul N | --mkn M,K,N [--trans nn|nt|tn|tt] [--reps N] [--threads N] [--json]
 //     One MatMul [N,N]·[N,N] (or op(A) [M,K] · op(B) [K,N]) of two parameters, written to a third
@@ -45,6 +50,7 @@
 #include <cmath>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -92,7 +98,7 @@ struct Options {
   std::vector<int64_t> mkn;  // --mkn M,K,N: a non-square product
   std::string trans = "nn";
   uint64_t seed = 42;
-  bool json = false, profileOps = false, keepDenormals = false;
+  bool json = false, profileOps = false, profileStep = false, keepDenormals = false;
 };
 
 // ---- model benchmark ---------------------------------------------------------------------------
@@ -103,6 +109,21 @@ struct Compiled {
   double ms = 0;
 };
 
+// --profile-step: the kernels' time inside train_step, by the node each kernel writes last.
+struct StepProfile {
+  bool timing = false;             // inside a timed train_step
+  Clock::time_point last;          // the previous kernel's end (or the step's start)
+  std::map<int32_t, double> us;    // summed over the timed steps
+};
+StepProfile gStepProfile;
+
+// The nodeHook: called after every kernel with the id of the node it wrote last.
+void stepHook(int32_t node, const float *, int64_t) {
+  const auto now = Clock::now();
+  if (gStepProfile.timing) gStepProfile.us[node] += std::chrono::duration<double, std::micro>(now - gStepProfile.last).count();
+  gStepProfile.last = now;
+}
+
 // .mtl → JIT-ready entry points, with the batch (and so the kernels' maxBatch) overridden.
 Compiled compileModel(const Options &o) {
   Compiled c;
@@ -110,8 +131,9 @@ Compiled compileModel(const Options &o) {
   c.checked = driver::checkFile(o.model);
   if (!c.checked.model) throw std::runtime_error(c.checked.diags->str());
   if (o.batch > 0) c.checked.model->train.batch = o.batch;
-  c.program = driver::compileProgram(c.checked, /*optimize=*/true, /*keepLlvmText=*/false, nullptr,
-                                     int(o.compileThreads));
+  c.program = driver::compileProgram(c.checked, passes::PassSettings{}, /*keepLlvmText=*/false, nullptr,
+                                     int(o.compileThreads),
+                                     o.profileStep ? reinterpret_cast<uint64_t>(&stepHook) : 0);
   c.ms = msSince(t0);
   return c;
 }
@@ -320,6 +342,7 @@ int benchModel(const Options &o) {
     args.seed = rt::mix64(rt::mix64(o.seed) ^ uint64_t(step));
     pool.attach(args);
     auto p1 = Clock::now();
+    gStepProfile.last = p1;
     spec.trainStep(&args);
     for (int64_t t = 0; t <= T; ++t)
       if (!std::isfinite(losses[t])) throw std::runtime_error(fmt::format("loss became {} at step {}", losses[t], step));
@@ -331,6 +354,7 @@ int benchModel(const Options &o) {
 
   for (int64_t i = 0; i < o.warmup; ++i) trainStep();
   gatherUs = kernelUs = optimizerUs = 0;
+  gStepProfile.timing = true;
   std::vector<double> repUs;
   double firstLoss = std::numeric_limits<double>::quiet_NaN();
   const double cpu0 = cpuSeconds();
@@ -344,6 +368,7 @@ int benchModel(const Options &o) {
   // CPU time over wall time of the timed steps: about 1 on an idle core, less when other processes
   // took the core away (the numbers are then pessimistic).
   const double cpuUtil = (cpuSeconds() - cpu0) / (msSince(wall0) / 1000.0);
+  gStepProfile.timing = false;
   const double us = median(repUs);
   j["cpu_util"] = cpuUtil;
   j["steps"] = o.steps;
@@ -359,6 +384,27 @@ int benchModel(const Options &o) {
   j["loss_last"] = losses[T];
   j["peak_rss_mib"] = peakRssMiB();
   if (o.profileOps) j["profile"] = profileOps(c.program.lowered.module, B, o.reps, us, pool);
+  if (o.profileStep) {
+    const double timedSteps = double(repUs.size() * std::max<int64_t>(1, o.steps));
+    const ir::Function *train = c.program.lowered.module.function("train_step");
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (const auto &up : train->nodes) {
+      auto it = gStepProfile.us.find(int32_t(up->id));
+      if (it == gStepProfile.us.end()) continue;
+      const ir::Node &node = *up;
+      std::string shapes;
+      for (const ir::Node *op : node.operands) shapes += (shapes.empty() ? "" : ", ") + op->type.str();
+      rows.push_back({it->second / timedSteps, fmt::format("%{} {}{} ({}) -> {}", node.id, ir::mnemonic(node.op),
+                                                          node.name.empty() ? "" : " " + node.name, shapes,
+                                                          node.type.str())});
+      total += rows.back().first;
+    }
+    std::stable_sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) { return a.first > b.first; });
+    ojson list = ojson::array();
+    for (const auto &[us, what] : rows) list.push_back({{"kernel", what}, {"us", us}});
+    j["step_profile"] = {{"kernels_total_us", total}, {"kernels", list}};
+  }
 
   if (o.json) {
     std::cout << j.dump(2) << '\n';
@@ -378,6 +424,15 @@ int benchModel(const Options &o) {
       for (const auto &k : p["kernels"])
         std::cout << fmt::format("  {:>9.1f} µs {:>5.1f}%  {}\n", k["us"].get<double>(),
                                  100 * k["share"].get<double>(), k["kernel"].get<std::string>());
+    }
+    if (o.profileStep) {
+      const ojson &p = j["step_profile"];
+      const double total = p["kernels_total_us"].get<double>();
+      std::cout << fmt::format("  kernels in place (each named by the node it writes last): {:.1f} µs of the "
+                               "train_step's {:.1f} µs\n", total, kernelUs / timedSteps);
+      for (const auto &k : p["kernels"])
+        std::cout << fmt::format("  {:>9.1f} µs {:>5.1f}%  {}\n", k["us"].get<double>(),
+                                 total > 0 ? 100 * k["us"].get<double>() / total : 0.0, k["kernel"].get<std::string>());
     }
   }
   return 0;
@@ -490,6 +545,7 @@ int main(int argc, char **argv) {
   app.add_option("--trans", o.trans, "with --matmul: nn, nt, tn or tt");
   app.add_flag("--json", o.json, "one JSON object on stdout");
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
+  app.add_flag("--profile-step", o.profileStep, "also time each train_step kernel in place (a call after every kernel)");
   bool ftz = false;
   app.add_flag("--ftz", ftz, "flush denormals to zero (MXCSR FTZ+DAZ), as rt::train does: the default");
   app.add_flag("--keep-denormals", o.keepDenormals, "do not flush denormals (mtlc train --keep-denormals)");

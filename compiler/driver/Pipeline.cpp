@@ -95,7 +95,8 @@ CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keep
 }
 
 CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettings &settings,
-                               bool keepLlvmText, jit::IncrementalCompiler *incremental, int compileThreads) {
+                               bool keepLlvmText, jit::IncrementalCompiler *incremental, int compileThreads,
+                               uint64_t nodeHook) {
   CompiledProgram c;
   const sema::Model &model = *checked.model;
   c.lowered = lowerProgram(checked, settings);
@@ -106,6 +107,7 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
   options.threads = compileThreads;
   options.keepIR = keepLlvmText;
   options.fuse = settings.runs(passes::kFusionPass);
+  options.codegen.nodeHook = nodeHook;
   c.code = std::make_shared<jit::CompiledModule>(incremental ? incremental->compile(c.lowered.module, options)
                                                              : jit::compile(c.lowered.module, options));
   checked.times.codegenMs = msSince(t0);

@@ -54,9 +54,10 @@ lower::LoweredModel lowerProgram(CheckedProgram &checked, const passes::PassSett
 // (-O0: every pass off; --disable-pass=fusion: one kernel per node). With `incremental` (the
 // REPL), kernels that an earlier compile of it built are reused. `compileThreads`: the threads
 // LLVM's optimisation and machine code run on (jit::CompileOptions::threads; 0: every CPU).
+// `nodeHook`: codegen::CodegenOptions::nodeHook (a call after every kernel; profiling).
 CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettings &passes,
                                bool keepLlvmText, jit::IncrementalCompiler *incremental = nullptr,
-                               int compileThreads = 0);
+                               int compileThreads = 0, uint64_t nodeHook = 0);
 // The same with every pass on (optimize) or off.
 CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
                                jit::IncrementalCompiler *incremental = nullptr, int compileThreads = 0);
