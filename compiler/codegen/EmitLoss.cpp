@@ -1,6 +1,9 @@
 // Losses (batch means, PyTorch's default 'mean' reduction) and their gradients. The loss kernels
-// touch n·width values, so they work in double throughout: stable forms (log-sum-exp, BCE with
-// logits), double sums. The backward kernels scale by the incoming scalar gradient dL.
+// touch n·width values, so they work in double: stable forms (log-sum-exp, BCE with logits),
+// double sums. The exponentials and logarithms are the float polynomials of Math.cpp (≤ 1 ulp),
+// in forms that keep their relative accuracy (log1p, σ(−z) for 1 − σ(z)), so the loops vectorise
+// instead of calling libm per element; only cross-entropy's one log per sample stays double.
+// The backward kernels scale by the incoming scalar gradient dL.
 //
 // Partial labels: a NaN label is absent. The mean runs over the present labels only, and an absent
 // label's gradient is exactly 0 (selected, not multiplied, so a non-finite prediction there cannot
@@ -17,7 +20,6 @@ namespace {
 
 using ir::OpKind;
 
-llvm::Value *dexp(Kernel &k, llvm::Value *x) { return k.math(llvm::Intrinsic::exp, x); }
 llvm::Value *dlog(Kernel &k, llvm::Value *x) { return k.math(llvm::Intrinsic::log, x); }
 
 // Cross-entropy per sample: the row's max (float) and Σ_c exp(z_c − max) (double). The
@@ -70,14 +72,23 @@ llvm::Value *countPresent(Kernel &k, llvm::Value *label, llvm::Value *values) {
   }, "i");
 }
 
+// log(1 + e) for e in [0, 1], float: log(u) with u = 1 + e rounded, corrected by the rounding
+// error (u − 1) − e (exact), so that e below u's precision still gives e, not 0.
+llvm::Value *log1pSmall(Kernel &k, llvm::Value *e) {
+  llvm::IRBuilder<> &b = k.b;
+  llvm::Value *u = b.CreateFAdd(k.f32(1), e);
+  llvm::Value *err = b.CreateFSub(b.CreateFSub(u, k.f32(1)), e);
+  return b.CreateFSub(k.log(u), b.CreateFDiv(err, u));
+}
+
 // The per-element term of an elementwise loss, in double: pred p (or logit z), label y.
 llvm::Value *lossTerm(Kernel &k, llvm::Value *p, llvm::Value *y) {
   llvm::IRBuilder<> &b = k.b;
   switch (k.node.op) {
     case OpKind::BCE: {  // max(z,0) − z·y + log(1 + e^−|z|): no overflow for any z
       llvm::Value *relu = k.maxnum(p, k.f64(0));
-      llvm::Value *softplus =
-          dlog(k, b.CreateFAdd(k.f64(1), dexp(k, b.CreateFNeg(k.math(llvm::Intrinsic::fabs, p)))));
+      llvm::Value *negAbs = b.CreateFNeg(k.math(llvm::Intrinsic::fabs, k.toFloat(p)));  // p was a float
+      llvm::Value *softplus = k.toDouble(log1pSmall(k, k.exp(negAbs)));
       return b.CreateFAdd(b.CreateFSub(relu, b.CreateFMul(p, y)), softplus);
     }
     case OpKind::MSE: {
@@ -94,10 +105,10 @@ llvm::Value *lossTermGrad(Kernel &k, llvm::Value *p, llvm::Value *y) {
   llvm::IRBuilder<> &b = k.b;
   llvm::Value *d = b.CreateFSub(p, y);
   switch (k.node.op) {
-    case OpKind::BCEBwd: {  // σ(z) − y
-      llvm::Value *sigmoid =
-          b.CreateFDiv(k.f64(1), b.CreateFAdd(k.f64(1), dexp(k, b.CreateFNeg(p))));
-      return b.CreateFSub(sigmoid, y);
+    case OpKind::BCEBwd: {  // σ(z) − y = (1 − y)·σ(z) − y·σ(−z): no cancellation at y = 0 or 1
+      llvm::Value *z = k.toFloat(p);  // p was a float
+      llvm::Value *up = k.toDouble(k.sigmoid(z)), *down = k.toDouble(k.sigmoid(b.CreateFNeg(z)));
+      return b.CreateFSub(b.CreateFMul(b.CreateFSub(k.f64(1), y), up), b.CreateFMul(y, down));
     }
     case OpKind::MSEBwd: return b.CreateFMul(k.f64(2), d);
     case OpKind::L1Bwd: {  // sign(p − y), 0 at 0 like torch.sign

@@ -29,6 +29,19 @@ double contraction(const ir::Node &node, int64_t maxBatch) {
   }
 }
 
+// The elements `node` evaluates a transcendental function at: its output's, or for a loss (a
+// scalar) its prediction's; 0 for ops without one.
+double transcendentalElements(const ir::Node &node, int64_t maxBatch) {
+  switch (node.op) {
+    case ir::OpKind::Sigmoid: case ir::OpKind::Tanh: case ir::OpKind::Gelu: case ir::OpKind::GeluBwd:
+    case ir::OpKind::BCEBwd: case ir::OpKind::CrossEntropyBwd:
+      return floats(node.type, maxBatch);
+    case ir::OpKind::BCE: case ir::OpKind::CrossEntropy:
+      return floats(node.operands.at(0)->type, maxBatch);
+    default: return 0;
+  }
+}
+
 double traffic(const ir::Node &node, int64_t maxBatch) {
   double t = floats(node.type, maxBatch);
   for (const ir::Node *operand : node.operands) t += floats(operand->type, maxBatch);
@@ -42,9 +55,13 @@ bool explicitVectorKernel(ir::OpKind op) {
 }
 
 KernelWork kernelWork(const KernelSpec &spec, int64_t maxBatch) {
-  KernelWork w{contraction(*spec.root, maxBatch), traffic(*spec.root, maxBatch), explicitVectorKernel(spec.root->op)};
+  KernelWork w{contraction(*spec.root, maxBatch), traffic(*spec.root, maxBatch),
+               transcendentalElements(*spec.root, maxBatch), explicitVectorKernel(spec.root->op)};
   if (spec.group)
-    for (const ir::Node *member : spec.group->chain) w.floats += traffic(*member, maxBatch);
+    for (const ir::Node *member : spec.group->chain) {
+      w.floats += traffic(*member, maxBatch);
+      w.mathElements += transcendentalElements(*member, maxBatch);
+    }
   return w;
 }
 
