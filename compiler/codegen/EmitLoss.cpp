@@ -44,6 +44,31 @@ SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C, llvm::Value *expR
   return {max, sumExp};
 }
 
+// A row that fits one vector (C <= lanes) as one masked vector: its max by a lane reduction
+// (maxnum's, as softmaxRow's loop: NaN is skipped), e = exp(z − max) in every lane (0 past C,
+// whose lanes hold −∞), Σ e in double. Per row a few dozen vector instructions, against three
+// loops of C iterations with their remainders: in place in the batch-256 MLP step, a [256, 10]
+// cross_entropy_bwd took 23 µs, now 10.
+struct SoftmaxVector {
+  llvm::Value *max, *sumExp, *e, *mask;
+};
+
+bool rowFitsVector(Kernel &k, int64_t C) { return C > 1 && C <= k.lanes() && k.target().nativeVectors; }
+
+SoftmaxVector softmaxVector(Kernel &k, llvm::Value *zRow, int64_t C) {
+  llvm::IRBuilder<> &b = k.b;
+  const int VL = k.lanes();
+  llvm::Value *mask = k.laneMask(VL, k.c(0), k.c(C));
+  llvm::Value *minusInf = k.splat(VL, llvm::ConstantFP::getInfinity(b.getFloatTy(), true));
+  llvm::Value *z = b.CreateSelect(mask, k.maskedLoad(VL, zRow, k.c(0), mask), minusInf);
+  llvm::Value *max = b.CreateFPMaxReduce(z);
+  llvm::Value *e = k.exp(b.CreateFSub(z, k.splat(VL, max)));
+  auto *sum = llvm::cast<llvm::Instruction>(
+      b.CreateFAddReduce(k.f64(-0.0), b.CreateFPExt(e, llvm::FixedVectorType::get(b.getDoubleTy(), VL))));
+  sum->setHasAllowReassoc(true);
+  return {max, sum, e, mask};
+}
+
 // Whether a label value is present: anything but NaN.
 llvm::Value *present(Kernel &k, llvm::Value *y) { return k.b.CreateFCmpORD(y, y); }
 
@@ -135,7 +160,7 @@ void emitLoss(Kernel &k) {
                       [&](llvm::Value *s, llvm::ArrayRef<llvm::Value *> acc) {
       llvm::Value *y = k.load(label, s);
       llvm::Value *zRow = k.at(pred, k.mul(s, C));
-      SoftmaxRow r = softmaxRow(k, zRow, C);
+      SoftmaxRow r = softmaxRow(k, zRow, C);  // (softmaxVector measured slower here: 9 → 11 µs)
       llvm::Value *logSumExp = b.CreateFAdd(k.toDouble(r.max), dlog(k, r.sumExp));
       llvm::Value *target = k.toDouble(k.load(zRow, classIndex(k, y)));
       llvm::Value *term = b.CreateSelect(present(k, y), b.CreateFSub(logSumExp, target), zero);
@@ -170,6 +195,21 @@ void emitLossBwd(Kernel &k) {
         llvm::Value *zRow = h.at(h.in[0], h.mul(s, C)), *dRow = h.at(h.out, h.mul(s, C));
         llvm::Value *y = h.load(h.in[1], s);
         llvm::Value *has = present(h, y);
+        if (rowFitsVector(h, C)) {
+          const int VL = h.lanes();
+          SoftmaxVector v = softmaxVector(h, zRow, C);
+          auto *dvec = llvm::FixedVectorType::get(b.getDoubleTy(), VL);
+          llvm::Value *invSum = b.CreateFDiv(h.f64(1), v.sumExp);
+          llvm::Value *softmax = b.CreateFMul(b.CreateFPExt(v.e, dvec), b.CreateVectorSplat(VL, invSum));
+          llvm::SmallVector<llvm::Constant *, 16> laneIds;
+          for (int l = 0; l < VL; ++l) laneIds.push_back(b.getInt64(l));
+          llvm::Value *onehot = b.CreateUIToFP(
+              b.CreateICmpEQ(llvm::ConstantVector::get(laneIds), b.CreateVectorSplat(VL, classIndex(h, y))), dvec);
+          llvm::Value *g = b.CreateFMul(b.CreateFSub(softmax, onehot), b.CreateVectorSplat(VL, scale));
+          g = b.CreateFPTrunc(g, h.vec(VL));
+          h.maskedStore(b.CreateSelect(has, g, llvm::Constant::getNullValue(h.vec(VL))), dRow, h.c(0), v.mask);
+          return;
+        }
         // The row's exponentials go to dRow on the way (the values softmaxRow sums), so each is
         // computed once; the second pass turns them into the gradient in place.
         SoftmaxRow r = softmaxRow(h, zRow, C, dRow);
