@@ -328,9 +328,8 @@ class GemmParts {
 
  private:
   // dst[kk·W + j] = src[j·ld + kk] for j < valid, 0 for valid <= j < W, kk < kc: one panel of a
-  // packed block whose source lines (columns of op(B)) are contiguous along k. Full
-  // panels go VL×VL blocks at a time, transposed in registers; the k remainder and partial panels
-  // (at most one per block) element by element.
+  // packed block whose source lines (columns of op(B)) are contiguous along k, VL×VL blocks at a
+  // time, transposed in registers; the k remainder (kc mod VL) element by element.
   void transposingPanel(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *dst, int W) {
     llvm::IRBuilder<> &b = h.b;
     const int VL = t.VL;
@@ -344,33 +343,41 @@ class GemmParts {
         }, "j");
       }, "kt");
     };
-    ifThenElse(h, b.CreateICmpEQ(valid, h.c(W)), [&] {
-      Value *kBlocks = b.CreateUDiv(kc, h.c(VL));
-      // One VL×VL block: lines [line0, line0 + width) of the panel at k0 (the rest zero).
-      auto block = [&](Value *k0, Value *line0, int width) {
-        llvm::SmallVector<Value *, 16> blk;
-        for (int jj = 0; jj < VL; ++jj)
-          blk.push_back(jj < width ? h.vload(VL, src, h.add(h.mul(h.add(line0, jj), ld), k0))
-                                   : llvm::Constant::getNullValue(h.vec(VL)));
-        transpose(h, blk);
-        for (int tt = 0; tt < VL; ++tt) {
-          Value *at = h.add(h.mul(h.add(k0, tt), W), line0);
-          if (width == VL) h.vstore(blk[tt], dst, at);
-          else h.maskedStore(blk[tt], dst, at, h.laneMask(VL, h.c(0), h.c(width)));
+    Value *kBlocks = b.CreateUDiv(kc, h.c(VL));
+    Value *lastLine = h.sub(valid, h.c(1));
+    // One VL×VL block: lines [line0, line0 + width) of the panel at k0, the rest zero. In a
+    // partial panel (the edge of op(B), valid < W) lines past `valid` read the last real one and
+    // are zeroed by a select: every panel goes through the transposes (element by element, a
+    // head's 10-column panel had cost more than its products).
+    auto block = [&](Value *k0, Value *line0, int width) {
+      llvm::SmallVector<Value *, 16> blk;
+      for (int jj = 0; jj < VL; ++jj) {
+        if (jj >= width) {
+          blk.push_back(llvm::Constant::getNullValue(h.vec(VL)));
+          continue;
         }
-      };
-      // The full groups of VL lines in a loop rather than unrolled: one transpose in the code
-      // instead of W/VL (a 4-group panel's shuffles were a third of a module's instruction
-      // selection time), at the cost of a loop counter.
-      const int fullGroups = W / VL, tail = W - fullGroups * VL;
-      forLoop(b, kBlocks, [&](Value *kb) {
-        Value *k0 = h.mul(kb, VL);
-        if (fullGroups == 1) block(k0, h.c(0), VL);
-        else if (fullGroups > 1) forLoop(b, h.c(fullGroups), [&](Value *gi) { block(k0, h.mul(gi, VL), VL); }, "g");
-        if (tail > 0) block(k0, h.c(int64_t(fullGroups) * VL), tail);
-      }, "kb");
-      elementwise(h.mul(kBlocks, VL));
-    }, [&] { elementwise(h.c(0)); });
+        Value *line = h.add(line0, jj);
+        Value *v = h.vload(VL, src, h.add(h.mul(h.smin(line, lastLine), ld), k0));
+        blk.push_back(b.CreateSelect(b.CreateICmpSLT(line, valid), v, llvm::Constant::getNullValue(h.vec(VL))));
+      }
+      transpose(h, blk);
+      for (int tt = 0; tt < VL; ++tt) {
+        Value *at = h.add(h.mul(h.add(k0, tt), W), line0);
+        if (width == VL) h.vstore(blk[tt], dst, at);
+        else h.maskedStore(blk[tt], dst, at, h.laneMask(VL, h.c(0), h.c(width)));
+      }
+    };
+    // The full groups of VL lines in a loop rather than unrolled: one transpose in the code
+    // instead of W/VL (a 4-group panel's shuffles were a third of a module's instruction
+    // selection time), at the cost of a loop counter.
+    const int fullGroups = W / VL, tail = W - fullGroups * VL;
+    forLoop(b, kBlocks, [&](Value *kb) {
+      Value *k0 = h.mul(kb, VL);
+      if (fullGroups == 1) block(k0, h.c(0), VL);
+      else if (fullGroups > 1) forLoop(b, h.c(fullGroups), [&](Value *gi) { block(k0, h.mul(gi, VL), VL); }, "g");
+      if (tail > 0) block(k0, h.c(int64_t(fullGroups) * VL), tail);
+    }, "kb");
+    elementwise(h.mul(kBlocks, VL));
   }
 
   // The packing routines' parameters: source, its leading dimension, lines, kc, destination.
