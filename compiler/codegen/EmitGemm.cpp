@@ -21,9 +21,8 @@
 // operand: the micro-kernel reads A through a row and a k stride (A stored [M, K] in place, A
 // stored [K, M] packed), and B's panels are packed from either layout; those whose source is
 // contiguous along k (B transposed) are built from lanes × lanes blocks transposed in registers
-// with shuffles. Edges are masked loads (panels are zero-padded to
-// the full tile) and masked stores (only real elements of C are written, so rows past the batch
-// size n stay untouched).
+// with shuffles. Edges are masked loads (panels are zero-padded to the full tile) and masked
+// stores (only real elements of C are written, so rows past the batch size n stay untouched).
 //
 // Every C element is the sum over k in the same order, whatever the blocking outside the k loop,
 // so splitting C across threads (bands of rows or columns, emit() below) cannot change results.
@@ -333,8 +332,8 @@ class GemmParts {
   void transposingPanel(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *dst, int W) {
     llvm::IRBuilder<> &b = h.b;
     const int VL = t.VL;
+    Value *lastLine = h.sub(valid, h.c(1));
     auto elementwise = [&](Value *kBegin) {
-      Value *lastLine = h.sub(valid, h.c(1));
       forLoop(b, kBegin, kc, [&](Value *kk) {
         forLoop(b, h.c(W), [&](Value *j) {
           Value *line = h.smin(j, lastLine);  // a real line, read but discarded past `valid`
@@ -344,7 +343,6 @@ class GemmParts {
       }, "kt");
     };
     Value *kBlocks = b.CreateUDiv(kc, h.c(VL));
-    Value *lastLine = h.sub(valid, h.c(1));
     // One VL×VL block: lines [line0, line0 + width) of the panel at k0, the rest zero. In a
     // partial panel (the edge of op(B), valid < W) lines past `valid` read the last real one and
     // are zeroed by a select: every panel goes through the transposes (element by element, a
