@@ -329,6 +329,7 @@ int benchModel(const Options &o) {
       b = 0;
     }
     const int64_t n = batcher.gather(b++, &pool);
+    if (b < fullBatches) batcher.prefetch(b, &pool);  // as rt::train does
     ++step;
     mtlc_args args{};
     args.params = params.data();

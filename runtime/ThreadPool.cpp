@@ -37,10 +37,53 @@ ThreadPool::ThreadPool(int threads) : threads_(threads > 0 ? threads : hardwareT
 }
 
 ThreadPool::~ThreadPool() {
+  finishBackground();
   stop_.store(true);
   generation_.fetch_add(1);
-  generation_.notify_all();
+  wake_.fetch_add(1);
+  wake_.notify_all();
   for (std::thread &t : workers_) t.join();
+}
+
+bool ThreadPool::runBackgroundChunk() {
+  bool ran = false;
+  bgInside_.fetch_add(1);  // seq_cst with finishBackground's store and load: see there
+  if (bgActive_.load()) {
+    const int64_t begin = bgNext_.fetch_add(bgChunk_), count = bgCount_.load(std::memory_order_relaxed);
+    if (begin < count) {
+      const int64_t end = std::min(begin + bgChunk_, count);
+      bgBody_(bgCtx_, begin, end);
+      bgDone_.fetch_add(end - begin, std::memory_order_release);
+      ran = true;
+    }
+  }
+  bgInside_.fetch_sub(1);
+  return ran;
+}
+
+void ThreadPool::startBackground(int64_t n, int64_t chunk, Body body, void *ctx) {
+  finishBackground();
+  if (n <= 0) return;
+  bgBody_ = body, bgCtx_ = ctx, bgChunk_ = std::max<int64_t>(chunk, 1);
+  bgCount_.store(n), bgNext_.store(0), bgDone_.store(0);
+  bgActive_.store(true);
+  wake_.fetch_add(1);
+  wake_.notify_all();
+}
+
+void ThreadPool::finishBackground() {
+  if (!bgActive_.load()) return;
+  const bool outer = insideBody;
+  insideBody = true;  // a body's own parallelFor calls run serially, as on a worker
+  while (runBackgroundChunk()) {
+  }
+  insideBody = outer;
+  while (bgDone_.load(std::memory_order_acquire) < bgCount_.load()) MTLC_PAUSE();
+  // Once every worker that could have seen bgActive_ true has left runBackgroundChunk, none can
+  // touch the job's fields again (a later one sees false: both are seq_cst), and the next job may
+  // overwrite them.
+  bgActive_.store(false);
+  while (bgInside_.load() != 0) MTLC_PAUSE();
 }
 
 void ThreadPool::runChunk(int index) {
@@ -54,11 +97,15 @@ void ThreadPool::worker(int index) {
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < kSpins; ++spin) {
-      MTLC_PAUSE();
+      if (runBackgroundChunk()) spin = 0;  // background work keeps the worker awake
+      else MTLC_PAUSE();
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
+      const uint32_t w = wake_.load();
+      // Asleep unless a parallelFor job or unclaimed background chunks arrived since `w`.
+      const bool chunksLeft = bgActive_.load() && bgNext_.load() < bgCount_.load();
+      if (generation_.load(std::memory_order_acquire) == seen && !chunksLeft) wake_.wait(w);
       continue;
     }
     seen = g;
@@ -83,7 +130,8 @@ void ThreadPool::parallelFor(int64_t n, Body body, void *ctx) {
   chunks_ = (int)std::min<int64_t>(threads_, n);
   pending_.store((int)workers_.size(), std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  wake_.fetch_add(1);
+  wake_.notify_all();
   insideBody = true;
   runChunk(0);
   insideBody = false;

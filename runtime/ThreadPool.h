@@ -11,6 +11,13 @@
 // Workers wait by spinning briefly, then sleeping on an atomic (futex); a call from inside a body
 // (nested) runs serially on the calling thread. One parallelFor at a time per pool: calls from
 // several threads are serialised.
+//
+// Background work (startBackground): a job whose chunks idle workers take while they wait for
+// the next parallelFor, so it fills the time a step leaves them idle (serial kernels, the
+// caller's own code); a worker finishes its chunk before it takes a parallelFor job, so chunks
+// should be short (a few µs). finishBackground runs what is left on the calling thread, with
+// the idle workers, and returns when every chunk has finished. For copies (the next batch's
+// gather): the chunks run in whatever floating-point mode a worker is in.
 #pragma once
 
 #include "runtime/abi.h"
@@ -37,6 +44,12 @@ class ThreadPool {
   int threads() const { return threads_; }
   void parallelFor(int64_t n, Body body, void *ctx);
 
+  // Background work: body(ctx, begin, end) over [0, n) in chunks of `chunk`, each exactly once,
+  // by idle workers; finishBackground() completes it. One background job at a time: starting one
+  // finishes the previous. Without workers nothing runs until finishBackground.
+  void startBackground(int64_t n, int64_t chunk, Body body, void *ctx);
+  void finishBackground();
+
   // The C callback for mtlc_args::parallel_for (pool = this ThreadPool).
   static void parallelForC(void *pool, int64_t n, Body body, void *ctx);
   // Sets args' pool, parallel_for and threads fields to this pool.
@@ -52,6 +65,8 @@ class ThreadPool {
  private:
   void worker(int index);
   void runChunk(int index);
+  bool runBackgroundChunk();  // claims and runs one chunk of the background job; false if none
+
 
   int threads_;
   std::vector<std::thread> workers_;
@@ -65,6 +80,15 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<uint32_t> wake_{0};  // bumped by every job and background job: what workers sleep on
+  // The background job, published by bgActive_. Workers count themselves in bgInside_ while they
+  // look at it, so finishBackground can tell when none can still touch it.
+  Body bgBody_ = nullptr;
+  void *bgCtx_ = nullptr;
+  int64_t bgChunk_ = 1;
+  std::atomic<int64_t> bgCount_{0}, bgNext_{0}, bgDone_{0};
+  std::atomic<bool> bgActive_{false};
+  std::atomic<int> bgInside_{0};
 };
 
 }  // namespace mtlc::rt

@@ -576,6 +576,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     const int64_t epochSamplesBefore = epochSamples;
     for (int64_t b = batchesDone; b < batches; ++b) {
       const int64_t n = batcher.gather(b, &pool);
+      batcher.prefetch(b + 1, &pool);  // the next batch, on idle workers while this step runs
       const int64_t step = report.steps + 1;
       for (int64_t t = 0; t < T; ++t) ws.outputPtrs[t][0] = float(nan);  // tells whether trainStep wrote outputs
       RowRange rows{0, n};

@@ -3,6 +3,7 @@
 
 #include "runtime/Batcher.h"
 #include "runtime/Rng.h"
+#include "runtime/ThreadPool.h"
 
 #include <algorithm>
 #include <numeric>
@@ -110,4 +111,47 @@ TEST_CASE("data set storage: 2 MiB-aligned from 2 MiB on (for huge pages), plain
   for (int i = 0; i < (1 << 20); ++i) grown.push_back(float(i));
   CHECK(reinterpret_cast<uintptr_t>(grown.data()) % HugePageAllocator<float>::kHugePageBytes == 0);
   CHECK(grown[123456] == 123456.0f);
+}
+
+TEST_CASE("batches: prefetching on a pool gives the same batches, across epochs and skips", "[batch]") {
+  Dataset d;
+  d.origin = "mem";
+  d.rows = 1000;
+  Field x{"x", 40, {}}, y{"y", 1, {}};
+  for (int r = 0; r < 1000; ++r) {
+    for (int c = 0; c < 40; ++c) x.data.push_back(float(r * 40 + c));
+    y.data.push_back(float(r));
+  }
+  d.inputs.push_back(x);
+  d.labels.push_back(y);
+  ThreadPool pool(2);
+  Batcher plain(d, 64, true, 9), fetched(d, 64, true, 9);
+  auto same = [&](int64_t n) {
+    for (int64_t i = 0; i < n * 40; ++i) REQUIRE(plain.inputs()[0][i] == fetched.inputs()[0][i]);
+    for (int64_t i = 0; i < n; ++i) REQUIRE(plain.labels()[0][i] == fetched.labels()[0][i]);
+  };
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    plain.startEpoch(epoch);
+    fetched.startEpoch(epoch);  // drops a prefetch of the old order (the last epoch's last one)
+    for (int64_t b = 0; b < plain.batches(); ++b) {
+      if (epoch == 1 && b == 5) continue;  // a skipped batch: the prefetched one is not used
+      const int64_t n = plain.gather(b, &pool);
+      REQUIRE(fetched.gather(b, &pool) == n);
+      const float *before = fetched.inputs()[0];
+      fetched.prefetch(b + 1, &pool);
+      REQUIRE(fetched.inputs()[0] == before);  // the batch just gathered stays where it is
+      same(n);
+    }
+    fetched.prefetch(0, &pool);  // in flight when the epoch changes
+  }
+  // Without a pool of two threads prefetch does nothing, and gather copies as before.
+  ThreadPool one(1);
+  Batcher serial(d, 64, true, 9);
+  serial.prefetch(0, &one);
+  plain.startEpoch(0);
+  for (int64_t b = 0; b < 3; ++b) {
+    const int64_t n = plain.gather(b, nullptr);
+    REQUIRE(serial.gather(b, &one) == n);
+    for (int64_t i = 0; i < n * 40; ++i) REQUIRE(plain.inputs()[0][i] == serial.inputs()[0][i]);
+  }
 }
