@@ -14,9 +14,10 @@ In one run it measures, each configuration in its own process (so peak RSS is th
   - mtlc's matmul kernel alone against OpenBLAS's cblas_sgemm (1 thread), n = 64 … 1024, with
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment, naming the
     OpenBLAS kernel that ran;
-  - 1 against 2 threads on the MLP at batch 256 (with the load average around it: other processes
-    on the machine make the 2-thread number unreliable);
-  - where the flagship's training step goes: each train_step kernel timed alone.
+  - 1 against 2 threads on the MLP at batch 256: for mtlc the medians of three alternating 1- and
+    2-thread runs (the VM's speed drifts over minutes), with the load average around them (other
+    processes on the machine make the 2-thread number unreliable);
+  - where the flagship's training step goes: each train_step kernel timed in place.
 Every number is the median of --reps (default 5) timed repetitions after warm-up steps. Prints
 markdown tables; writes every raw result to --out (default DIR/bench-results.json).
 --quick: a few steps per repetition, 3 repetitions, a smoke test of the harness, not a measurement.
@@ -162,9 +163,20 @@ def main():
         load_before = os.getloadavg()[0]
         s = scale(60)
         common = ["--batch", "256", "--steps", str(s), "--warmup", str(warm(10)), "--reps", str(reps), "--json"]
-        m2 = run_json([bench, os.path.join(ROOT, "bench/models/mlp.mtl"), "--threads", "2", "--compile-reps", "1"] + common)
+        # mtlc: 1- and 2-thread runs alternate, the same settings each, and the ratio is of the
+        # medians: this VM's speed drifts by 10% over minutes, which a 1-thread number taken
+        # minutes earlier (the model table's) would put into the ratio.
+        runs = {1: [], 2: []}
+        for _ in range(1 if a.quick else 3):
+            for threads in (1, 2):
+                runs[threads].append(run_json([bench, os.path.join(ROOT, "bench/models/mlp.mtl"), "--threads",
+                                               str(threads), "--compile-reps", "1"] + common))
+        def median_run(rs):
+            return sorted(rs, key=lambda r: r["samples_per_s"])[len(rs) // 2]
         t2 = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), "mlp", "--threads", "2"] + common, env=torch_env)
-        results["threads"] = {"mtlc1": mlp256["mtlc"], "torch1": mlp256["torch"], "mtlc2": m2, "torch2": t2,
+        results["threads"] = {"mtlc1": median_run(runs[1]), "torch1": mlp256["torch"], "mtlc2": median_run(runs[2]),
+                              "torch2": t2, "mtlc_pairs": [[r1["samples_per_s"], r2["samples_per_s"]]
+                                                           for r1, r2 in zip(runs[1], runs[2])],
                               "loadavg": [load_before, os.getloadavg()[0]]}
 
     # ---- compile time of the flagship on one thread and on every CPU (jit/ParallelCompile.h)
@@ -297,8 +309,11 @@ def report(res):
     th = res.get("threads")
     if th:
         la = th.get("loadavg") or [float("nan")] * 2
+        pairs = th.get("mtlc_pairs") or []
         L.append(f"Threads, MLP batch 256 (samples/s; 1-minute load average {la[0]:.1f} before, {la[1]:.1f} after "
-                 f"the 2-thread runs, on {os.cpu_count()} cores):")
+                 f"the 2-thread runs, on {os.cpu_count()} cores). mtlc: the medians of {len(pairs)} alternating 1- and "
+                 f"2-thread runs (the pairs' ratios: {', '.join(f'{b / a:.2f}×' for a, b in pairs)}); "
+                 "PyTorch: its 1-thread run of the table above and one 2-thread run:")
         L.append("")
         L.append("| | 1 thread | 2 threads | 2 / 1 |")
         L.append("| --- | ---: | ---: | ---: |")
