@@ -46,6 +46,9 @@ ThreadPool::~ThreadPool() {
 }
 
 bool ThreadPool::runBackgroundChunk() {
+  // Workers call this on every spin: without a job, a plain load, not two read-modify-writes of
+  // a line every spinning worker shares (the check that counts is the one after the increment).
+  if (!bgActive_.load(std::memory_order_relaxed)) return false;
   bool ran = false;
   bgInside_.fetch_add(1);  // seq_cst with finishBackground's store and load: see there
   if (bgActive_.load()) {

@@ -67,7 +67,6 @@ class ThreadPool {
   void runChunk(int index);
   bool runBackgroundChunk();  // claims and runs one chunk of the background job; false if none
 
-
   int threads_;
   std::vector<std::thread> workers_;
   std::mutex callLock_;  // one parallelFor at a time
