@@ -98,6 +98,9 @@ struct Options {
   int64_t matmul = 0;
   std::vector<int64_t> mkn;  // --mkn M,K,N: a non-square product
   std::string trans = "nn";
+  std::vector<int64_t> gemmBlocks;  // --gemm-blocks KC,MB,NB: the matmul's cache blocks (0: chosen)
+  std::vector<int> gemmTile;        // --gemm-tile MR,NRV: its register tile (0: chosen)
+  std::string gemmKind = "auto";    // --gemm-kind auto|packed|axpy|dot
   uint64_t seed = 42;
   bool json = false, profileOps = false, profileStep = false, keepDenormals = false;
 };
@@ -479,7 +482,18 @@ int benchMatmul(const Options &o) {
   if (!problems.empty()) throw std::logic_error(problems[0]);
 
   auto t0 = Clock::now();
-  jit::CompiledModule code = jit::compile(m);
+  jit::CompileOptions copts;
+  if (!o.gemmBlocks.empty()) {
+    copts.codegen.gemmKC = o.gemmBlocks[0];
+    copts.codegen.gemmMB = o.gemmBlocks[1];
+    copts.codegen.gemmNB = o.gemmBlocks[2];
+  }
+  if (!o.gemmTile.empty()) copts.codegen.gemmMR = o.gemmTile[0], copts.codegen.gemmNRV = o.gemmTile[1];
+  const std::map<std::string, codegen::GemmKind> kinds{{"auto", codegen::GemmKind::Auto},
+      {"packed", codegen::GemmKind::Packed}, {"axpy", codegen::GemmKind::Axpy}, {"dot", codegen::GemmKind::Dot}};
+  if (!kinds.count(o.gemmKind)) throw std::runtime_error("--gemm-kind: expected auto, packed, axpy or dot");
+  copts.codegen.gemmKind = kinds.at(o.gemmKind);
+  jit::CompiledModule code = jit::compile(m, copts);
   const double compileMs = msSince(t0);
   rt::Arena params(floats), grads(floats), acts(code.actsFloats + 16);
   std::mt19937 rng(1);
@@ -556,6 +570,11 @@ int main(int argc, char **argv) {
   app.add_option("--matmul", o.matmul, "time one N x N matmul instead of a model");
   app.add_option("--mkn", o.mkn, "time one [M,K]x[K,N] matmul instead (M,K,N)")->expected(3)->delimiter(',');
   app.add_option("--trans", o.trans, "with --matmul: nn, nt, tn or tt");
+  app.add_option("--gemm-blocks", o.gemmBlocks, "with --matmul: cache blocks KC,MB,NB (0: chosen; for tuning)")
+      ->expected(3)->delimiter(',');
+  app.add_option("--gemm-tile", o.gemmTile, "with --matmul: register tile MR,NRV (0: chosen; for tuning)")
+      ->expected(2)->delimiter(',');
+  app.add_option("--gemm-kind", o.gemmKind, "with --matmul: auto, packed, axpy or dot (for tuning)");
   app.add_flag("--json", o.json, "one JSON object on stdout");
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
   app.add_flag("--profile-step", o.profileStep, "also time each train_step kernel in place (a call after every kernel)");

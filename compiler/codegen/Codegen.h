@@ -78,6 +78,11 @@ struct CodegenOptions {
   uint64_t nodeHook = 0;
 };
 
+// How emitGemm (EmitGemm.cpp) generates a product of these static extents (-1: the batch, at most maxBatch):
+// the form and its register tile, "packed 6x2", "axpy 6x2" or "dot 1x8" (tests, MTLC_GEMM_DEBUG).
+std::string gemmChoice(const TargetInfo &target, const CodegenOptions *opts, int64_t maxBatch, int64_t M,
+                       int64_t K, int64_t N, bool transA, bool transB);
+
 // The fusion groups codegen emits for `f` of `m` under `opts`: passes::planFusion (every group
 // it forms is supported), or none when opts.fuse is false. planMemory must be given the same plan.
 passes::FusionPlan kernelFusion(const ir::Module &m, const ir::Function &f,

@@ -63,6 +63,12 @@ struct Tiling {
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// "packed 6x2": the form, then the register tile (rows × vectors; Dot: rows × columns).
+std::string describe(const Tiling &t) {
+  const char *form = t.kind == GemmKind::Packed ? "packed" : t.kind == GemmKind::Axpy ? "axpy" : "dot";
+  return std::string(form) + " " + std::to_string(t.MR) + "x" + std::to_string(t.kind == GemmKind::Dot ? t.NC : t.NRV);
+}
+
 struct Choice {
   double cycles = INFINITY;
   int mr = 0, n = 0;  // rows; vectors per row (broadcast forms) or columns (Dot)
@@ -70,14 +76,18 @@ struct Choice {
 
 // The broadcast-form register tile (MR rows × NRV vectors) with the fewest estimated cycles for
 // an M×N×K product in slices of at most `kc`. Cycles per k step of a tile: MR·NRV FMAs on two
-// ports, MR broadcasts + NRV loads on two load ports (times `loadCost` when the operands come from
-// memory rather than packed panels), and at least one FMA latency (each accumulator is a serial
-// chain; 5 cycles on Haswell and Zen, 4 on Skylake: with 4, AVX2's 8-accumulator 2×4 tile tied
-// with 6×2, and it runs at 26 against 30 GFLOP/s for n = 512 on Zen 1). Unless forced, the menu
-// is, for NRV = 1, 2, 4, the most rows the registers hold (MR·NRV accumulators + NRV B vectors +
-// a broadcast): few distinct micro-kernels per module.
+// ports, MR broadcasts + NRV loads on two load ports, and at least one FMA latency (each
+// accumulator is a serial chain; 5 cycles on Haswell and Zen, 4 on Skylake: with 4, AVX2's
+// 8-accumulator 2×4 tile tied with 6×2, and it runs at 26 against 30 GFLOP/s for n = 512 on
+// Zen 1); all of it times `kCost` when the operands come from memory rather than packed panels.
+// Per tile and slice: the tile's trip through the stack buffer to the store code, a fixed 20,
+// `tileCost` more (the packed form's micro-kernel call), and 4 per 64-byte line of C it writes:
+// when K is short the stores are the product, and a tile one AVX2 vector wide writes half lines
+// (the batch-1 weight gradient, 256×1×784 on Zen 3: 14×1 tiles 27.9 µs, 6×2 22.3 µs, packed
+// 6×2 37.5 µs). Unless forced, the menu is, for NRV = 1, 2, 4, the most rows the registers hold
+// (MR·NRV accumulators + NRV B vectors + a broadcast): few distinct micro-kernels per module.
 Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N,
-                     int64_t K, int64_t kc, double loadCost) {
+                     int64_t K, int64_t kc, double kCost, double tileCost) {
   const bool forced = o && (o->gemmMR || o->gemmNRV);
   Choice best;
   for (int nrv = 1; nrv <= 4; ++nrv)
@@ -87,9 +97,11 @@ Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t 
         continue;
       if (mr * nrv + nrv + 1 > target.vectorRegisters) continue;
       if (mr > passes::kGemmMaxTile || nrv * target.lanes > passes::kGemmMaxTile) continue;
-      double perK = std::max({mr * nrv * 0.5, (mr + nrv) * 0.5 * loadCost, 5.0});
+      double perK = std::max({mr * nrv * 0.5, (mr + nrv) * 0.5, 5.0}) * kCost;
       double tiles = double(ceilDiv(M, mr)) * double(ceilDiv(N, int64_t(nrv) * target.lanes));
-      double cycles = tiles * (perK * double(K) + ceilDiv(K, kc) * (2.0 * mr * nrv + 20.0));
+      double lines = double(mr) * double(ceilDiv(int64_t(nrv) * target.lanes, 16));
+      double perTile = 2.0 * mr * nrv + 20.0 + tileCost + 4.0 * lines;
+      double cycles = tiles * (perK * double(K) + double(ceilDiv(K, kc)) * perTile);
       if (cycles < best.cycles) best = {cycles, mr, nrv};
     }
   return best;
@@ -113,19 +125,20 @@ Choice dotTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int
 }
 
 // Packed, Axpy or Dot, whichever the estimates (compute plus packing) make cheapest, with its tile.
-Tiling chooseTiling(const Kernel &k, const Gemm &g) {
-  const TargetInfo &target = k.target();
-  const CodegenOptions *o = k.opts;
+// Static extents: -1 is the batch size n, at most maxBatch.
+Tiling chooseTiling(const TargetInfo &target, const CodegenOptions *o, int64_t maxBatch, int64_t staticM,
+                    int64_t staticK, int64_t staticN, bool transA, bool transB) {
+  struct { bool transA, transB; } g{transA, transB};
   Tiling t;
   t.VL = target.lanes;
-  auto extent = [&](int64_t e) { return e < 0 ? std::max<int64_t>(k.maxBatch, 1) : e; };
-  const int64_t M = extent(g.staticM), N = extent(g.staticN), K = extent(g.staticK);
+  auto extent = [&](int64_t e) { return e < 0 ? std::max<int64_t>(maxBatch, 1) : e; };
+  const int64_t M = extent(staticM), N = extent(staticN), K = extent(staticK);
   if (o && o->gemmKC) t.KC = std::min(o->gemmKC, passes::kGemmMaxKC);
   if (o && o->gemmMB) t.MB = std::min(o->gemmMB, passes::kGemmMaxMB);
   if (o && o->gemmNB) t.NB = std::min(o->gemmNB, passes::kGemmMaxNB);
 
   // Packing: a copy (source contiguous along the panel) or a register transpose per element.
-  Choice packed = broadcastTile(target, o, M, N, K, t.KC, 1.0);
+  Choice packed = broadcastTile(target, o, M, N, K, t.KC, 1.0, 10.0);
   double packA = g.transA ? double(M) * double(K) * 0.15 : 0;  // else read in place
   double packB = double(K) * double(N) * (g.transB ? 0.4 : 0.15) * double(ceilDiv(M, t.MB));
   packed.cycles += packA + packB;
@@ -134,10 +147,7 @@ Tiling chooseTiling(const Kernel &k, const Gemm &g) {
   // about 2/3 of the packed kernel's rate.
   double direct = double(K) * double(N) * 4 <= 48 * 1024 ? 1.1 : 1.5;
   Choice axpy, dot;
-  if (!g.transB) {
-    axpy = broadcastTile(target, o, M, N, K, K, 1.0);
-    axpy.cycles *= direct;
-  }
+  if (!g.transB) axpy = broadcastTile(target, o, M, N, K, K, direct, 0.0);
   if (g.transB && !g.transA) {
     dot = dotTile(target, o, M, N, K);
     dot.cycles *= direct;
@@ -166,12 +176,14 @@ Tiling chooseTiling(const Kernel &k, const Gemm &g) {
   t.MB = std::max<int64_t>(t.MB / t.MR * t.MR, t.MR);
   t.NB = std::max<int64_t>(t.NB / t.NR() * t.NR(), t.NR());
   if (std::getenv("MTLC_GEMM_DEBUG"))
-    std::fprintf(stderr, "gemm %lldx%lldx%lld%s%s: packed %.0f axpy %.0f dot %.0f -> %s %dx%d\n",
+    std::fprintf(stderr, "gemm %lldx%lldx%lld%s%s: packed %.0f axpy %.0f dot %.0f -> %s\n",
                  (long long)M, (long long)K, (long long)N, g.transA ? " Aᵀ" : "", g.transB ? " Bᵀ" : "",
-                 packed.cycles, axpy.cycles, dot.cycles,
-                 kind == GemmKind::Packed ? "packed" : kind == GemmKind::Axpy ? "axpy" : "dot", t.MR,
-                 kind == GemmKind::Dot ? t.NC : t.NRV);
+                 packed.cycles, axpy.cycles, dot.cycles, describe(t).c_str());
   return t;
+}
+
+Tiling chooseTiling(const Kernel &k, const Gemm &g) {
+  return chooseTiling(k.target(), k.opts, k.maxBatch, g.staticM, g.staticK, g.staticN, g.transA, g.transB);
 }
 
 // `v` unchanged, through an empty inline-asm statement that instruction selection cannot see
@@ -767,5 +779,10 @@ class GemmEmitter {
 }  // namespace
 
 void emitGemm(Kernel &k, const Gemm &g) { GemmEmitter(k, g).emit(); }
+
+std::string gemmChoice(const TargetInfo &target, const CodegenOptions *opts, int64_t maxBatch, int64_t M,
+                       int64_t K, int64_t N, bool transA, bool transB) {
+  return describe(chooseTiling(target, opts, maxBatch, M, K, N, transA, transB));
+}
 
 }  // namespace mtlc::codegen

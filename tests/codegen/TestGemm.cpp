@@ -115,6 +115,25 @@ TEST_CASE("gemm: the direct forms (axpy, dot) and forced packing, every target",
         }
 }
 
+// The cost model's choices on shapes whose measured times decided them (test_codegen
+// "[gemmforms]" prints each form's rate). Batch-1 weight gradient dW = dyᵀ·x, 256×1×784: with
+// K = 1 the stores are the product, and on Zen 3 the axpy form's 6×2 tiles took 22.3 µs against
+// 27.9 µs for 14×1 (half cache lines per row) and 37.5 µs packed (a call and a packed B per tile).
+TEST_CASE("gemm: form and register tile chosen by the cost model", "[codegen][gemm]") {
+  auto choice = [](const char *target, int64_t M, int64_t K, int64_t N, bool tA, bool tB) {
+    return codegen::gemmChoice(codegen::namedTarget(target), nullptr, 1, M, K, N, tA, tB);
+  };
+  CHECK(choice("zen-avx2", 256, 1, 784, true, false) == "axpy 6x2");
+  CHECK(choice("avx2", 256, 1, 784, true, false) == "axpy 6x2");
+  CHECK(choice("avx2", 128, 1, 256, true, false) == "axpy 6x2");
+  // Long K: packing pays, with the tile that keeps both FMA ports busy.
+  CHECK(choice("avx2", 256, 256, 784, false, false) == "packed 6x2");
+  CHECK(choice("avx2", 256, 784, 256, false, true) == "packed 6x2");
+  CHECK(choice("avx512", 256, 256, 784, true, false).rfind("packed", 0) == 0);
+  // A single row against a transposed weight: lane-wise dot products.
+  CHECK(choice("avx2", 1, 784, 256, false, true).rfind("dot", 0) == 0);
+}
+
 TEST_CASE("gemm: the batch as M and as K with small blocks", "[codegen][gemm]") {
   for (const char *target : {"", "avx2"})
   for (codegen::GemmKind kind : {codegen::GemmKind::Auto, codegen::GemmKind::Packed}) {
