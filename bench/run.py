@@ -13,7 +13,8 @@ In one run it measures, each configuration in its own process (so peak RSS is th
     (bench/peers.py), 1 thread each; compile time (.mtl → JIT ready) and peak RSS;
   - mtlc's matmul kernel alone against OpenBLAS's cblas_sgemm (1 thread), n = 64 … 1024, with
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment, naming the
-    OpenBLAS kernel that ran;
+    OpenBLAS kernel that ran; each size runs mtlc and then OpenBLAS, so the two sides of a ratio
+    are measured seconds apart;
   - 1 against 2 threads on the MLP at batch 256: for mtlc the medians of three alternating 1- and
     2-thread runs (the VM's speed drifts over minutes), with the load average around them (other
     processes on the machine make the 2-thread number unreliable);
@@ -197,18 +198,24 @@ def main():
         pair = [json.loads(p.communicate()[0]) for p in procs]
         results["side_by_side"] = {"alone": alone["gflops"], "pair": [x["gflops"] for x in pair]}
 
-    # ---- matmul
+    # ---- matmul: per size, mtlc then OpenBLAS right after it (and its forced AVX-512 kernel), so a
+    # noisy neighbour's minutes hit both sides of a ratio rather than one library's whole sweep
     mm = []
+    runs = {"openblas": None, "openblas_avx512": None}
+    envs = {"openblas": blas_env}
+    if avx512 and detected not in AVX512_CORES:
+        envs["openblas_avx512"] = dict(blas_env, OPENBLAS_CORETYPE="SkylakeX")
     for n in MATMUL_SIZES:
         mm.append(run_json([bench, "--matmul", str(n), "--reps", str(reps), "--json"]))
+        if not os.path.exists(sgemm):
+            continue
+        for key, env in envs.items():
+            r = run_json([sgemm, "--reps", str(reps), str(n)], env=env)
+            if runs[key] is None:
+                runs[key] = dict(r, results=[])
+            runs[key]["results"] += r["results"]
     results["matmul"]["mtlc"] = mm
-    results["matmul"]["openblas"] = results["matmul"]["openblas_avx512"] = None
-    if os.path.exists(sgemm):
-        sizes = [str(n) for n in MATMUL_SIZES]
-        results["matmul"]["openblas"] = run_json([sgemm, "--reps", str(reps)] + sizes, env=blas_env)
-        if avx512 and detected not in AVX512_CORES:  # also OpenBLAS's AVX-512 kernel, forced
-            results["matmul"]["openblas_avx512"] = run_json([sgemm, "--reps", str(reps)] + sizes,
-                                                            env=dict(blas_env, OPENBLAS_CORETYPE="SkylakeX"))
+    results["matmul"].update(runs)
 
     # ---- where the flagship's step goes
     if not a.no_profile:
