@@ -3,8 +3,8 @@
  * `mtlc build MODEL.mtl -o DIR` writes DIR/<model>.o (the generated kernels plus a constant
  * `mtlc_embed_bundle` describing the model) and DIR/<model>.h (typed, documented wrappers around
  * the functions below). A program includes <model>.h, adds this folder to its include path and
- * links <model>.o with libmtlc_embed.a (C++ inside: link with a C++ driver or add -lstdc++ -lm).
- * No LLVM, ANTLR, fmt or JSON library is needed at run time.
+ * links <model>.o with libmtlc_embed.a and -lm. The library needs the C library and libm only: no
+ * LLVM, ANTLR, fmt, JSON or C++ runtime.
  *
  * Most programs call the typed wrappers of <model>.h, never these functions directly.
  *
@@ -63,7 +63,11 @@ void mtlc_embed_destroy(mtlc_embed_ctx *ctx); /* NULL is allowed */
 /* Parameters from seed (the rule of `mtlc train`: mt19937_64(seed), parameters in table order);
  * resets the optimizer state and step count; seed also drives dropout of later train steps. */
 int mtlc_embed_init(mtlc_embed_ctx *ctx, uint64_t seed);
-/* safetensors checkpoints with mtlc train's names (parameters, then optim.* state). */
+/* safetensors checkpoints with mtlc train's names (parameters, then optim.* state). load takes
+ * every file `mtlc train --save / --checkpoint-every` or an interrupted run writes: it restores the
+ * parameters and, for this optimizer, optim.*; it skips the trainer's other state (mtl.* of a loss
+ * weighting, train.* of a mid-epoch position); any other tensor, a missing parameter or another
+ * shape is MTLC_ERR_FORMAT (another model's file). */
 int mtlc_embed_load(mtlc_embed_ctx *ctx, const char *path);
 int mtlc_embed_save(mtlc_embed_ctx *ctx, const char *path);
 

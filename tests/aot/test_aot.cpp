@@ -5,9 +5,12 @@
 // This test links examples/embed's bundle (gen/sensor.o) and libmtlc_embed.a itself.
 #include "sensor.h"
 
+#include "runtime/SafeTensors.h"
+
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -255,4 +258,125 @@ TEST_CASE("mtlc build options: embedded weights, cpu selection, errors") {
   CHECK(bad.exitCode == 2);
   CHECK(run(std::string(MTLC_BINARY) + " build " + mtl).exitCode == 2);  // no -o
   CHECK(run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + kWork + "/x --embed-weights").exitCode == 2);
+}
+
+namespace {
+
+std::string readText(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string replaced(std::string text, const std::string &from, const std::string &to) {
+  const size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+// examples/embed/sensor.mtl with an AUC metric (so mid-epoch checkpoints hold train.acc.* tensors),
+// its data path made absolute, and `extraTrain` added to the train block. Same parameters.
+std::string sensorVariant(const std::string &name, const std::string &extraTrain) {
+  std::string text = readText(kSource + "/examples/embed/sensor.mtl");
+  text = replaced(text, "bce\n  weight 0.5\n  metric accuracy", "bce\n  weight 0.5\n  metric accuracy, auc");
+  text = replaced(text, "csv(\"../tabular.csv\")", "csv(\"" + kSource + "/examples/tabular.csv\")");
+  text = replaced(text, "shuffle   false\n", "shuffle   false\n" + extraTrain);
+  fs::create_directories(kWork);
+  const std::string path = kWork + "/" + name + ".mtl";
+  std::ofstream(path) << text;
+  return path;
+}
+
+// "train.position": "STEP EPOCH BATCH" of a trainer's checkpoint.
+std::array<int64_t, 3> trainPosition(const std::string &path) {
+  const std::string header = readText(path);
+  const std::string key = "\"train.position\":\"";
+  const size_t at = header.find(key);
+  REQUIRE(at != std::string::npos);
+  std::array<int64_t, 3> p{};
+  REQUIRE(std::sscanf(header.c_str() + at + key.size(), "%" SCNd64 " %" SCNd64 " %" SCNd64, &p[0], &p[1], &p[2]) == 3);
+  return p;
+}
+
+// Starts `mtlc train` on a long run, waits for its first --checkpoint-every file, then sends
+// `signal`: SIGINT makes the trainer save where it stands, SIGKILL leaves the last periodic file.
+void trainUntilSignal(const std::string &mtl, const std::string &save, const char *signal) {
+  fs::remove(save);
+  auto r = run("(" + std::string(MTLC_BINARY) + " train -q --epochs 100000 --checkpoint-every 9 --save " + save + " " +
+               mtl + " & pid=$!; while [ ! -e " + save + " ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done; " +
+               "sleep 0.2; kill -" + signal + " $pid; wait $pid; true)");
+  INFO(r.out);
+  REQUIRE(fs::exists(save));
+}
+
+// Loads `ckpt` (a file the trainer wrote) and checks it against the trainer: `mtlc train --resume`
+// for `steps` more steps and the embedded context on the same batches give the same task losses
+// (all of them with fixed weights; the first step's otherwise, as the trainer adapts the weights).
+void checkLoadsLikeTheTrainer(const std::string &mtl, const std::string &ckpt, bool fixedWeights) {
+  INFO(ckpt);
+  const Table table = readTabular();
+  sensor_ctx *ctx = sensor_create();
+  REQUIRE(ctx);
+  const int rc = sensor_load(ctx, ckpt.c_str());
+  INFO(sensor_last_error(ctx));
+  REQUIRE(rc == SENSOR_OK);
+  const std::array<int64_t, 3> pos = trainPosition(ckpt);
+  CHECK(sensor_steps(ctx) == pos[0]);
+  const int steps = 4;
+  const std::string log = kWork + "/resumed.jsonl";
+  fs::remove(log);
+  auto r = run(std::string(MTLC_BINARY) + " train -q --epochs 100000 --resume " + ckpt + " --steps " + std::to_string(pos[0] + steps) +
+               " --log " + log + " " + mtl);
+  INFO(r.out);
+  REQUIRE(r.exitCode == 0);
+  std::vector<std::array<double, 4>> trainer = readLog(log);
+  REQUIRE(trainer.size() >= size_t(steps));
+  trainer.erase(trainer.begin(), trainer.end() - steps);
+  const int64_t n = SENSOR_MAX_BATCH, batches = int64_t(table.rows) / n;
+  std::vector<std::array<double, 4>> embedded;
+  for (int k = 0; k < steps; ++k) {
+    const size_t row = size_t((pos[2] + k) % batches * n);
+    float losses[3], total = 0;
+    REQUIRE(sensor_train_step(ctx, n, &table.x[row * 8], size_t(n) * 8, &table.cls[row], size_t(n), &table.flag[row],
+                              size_t(n), &table.target[row], size_t(n), losses, &total) == SENSOR_OK);
+    embedded.push_back({total, losses[0], losses[1], losses[2]});
+  }
+  if (!fixedWeights) {  // the task losses of the first step: the loaded parameters' only
+    trainer.resize(1);
+    embedded.resize(1);
+    trainer[0][0] = embedded[0][0] = 0;
+  }
+  const double d = maxRelDiff(embedded, trainer);
+  std::printf("%s (step %" PRId64 ", batch %" PRId64 "): loaded; max relative loss difference %.3g\n",
+              fs::path(ckpt).filename().c_str(), pos[0], pos[2], d);
+  CHECK(d <= 1e-5);
+  sensor_destroy(ctx);
+}
+
+}  // namespace
+
+TEST_CASE("every checkpoint mtlc train writes loads, mid-epoch ones included") {
+  // Adam (optim.*), the AUC's buffers of a mid-epoch position (train.*), and with uncertainty
+  // weighting its state (mtl.*).
+  const std::string fixed = sensorVariant("sensor_auc", ""),
+                    adaptive = sensorVariant("sensor_auc_unc", "  weighting uncertainty\n");
+  for (const auto &[mtl, isFixed] : {std::pair{fixed, true}, std::pair{adaptive, false}}) {
+    const std::string stem = kWork + "/" + fs::path(mtl).stem().string();
+    // --save at the end of a run stopped mid-epoch by --steps, after --checkpoint-every writes.
+    auto r = run(std::string(MTLC_BINARY) + " train -q --steps 13 --checkpoint-every 5 --save " + stem +
+                 "_save.safetensors " + mtl);
+    INFO(r.out);
+    REQUIRE(r.exitCode == 0);
+    checkLoadsLikeTheTrainer(mtl, stem + "_save.safetensors", isFixed);
+    trainUntilSignal(mtl, stem + "_every.safetensors", "KILL");  // the last periodic checkpoint
+    checkLoadsLikeTheTrainer(mtl, stem + "_every.safetensors", isFixed);
+    trainUntilSignal(mtl, stem + "_sigint.safetensors", "INT");  // the trainer's SIGINT save
+    checkLoadsLikeTheTrainer(mtl, stem + "_sigint.safetensors", isFixed);
+  }
+  // The files hold what the loader has to skip.
+  const mtlc::rt::TensorFile f = mtlc::rt::readSafeTensors(kWork + "/sensor_auc_unc_save.safetensors");
+  CHECK(f.find("train.acc.flag.scores"));
+  CHECK(f.find("mtl.log_var"));
+  CHECK(f.find("optim.m"));
 }
