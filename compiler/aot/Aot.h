@@ -1,7 +1,8 @@
 // Ahead-of-time bundles (`mtlc build`): a lowered module becomes an object file with the model's
 // entry points and a constant `mtlc_embed_bundle mtlc_<model>_bundle` (runtime/embed/mtlc_embed.h),
-// plus a generated C99 header with typed, documented wrappers. The object needs only
-// libmtlc_embed.a (and libm) at link time: no LLVM, ANTLR or fmt.
+// plus a generated C99 header with typed, documented wrappers, and a static library holding the
+// object and the embed runtime (writeStaticLibrary). A C program needs only those and libm at link
+// time: no LLVM, ANTLR, fmt or C++ runtime.
 #pragma once
 
 #include "ir/IR.h"
@@ -28,6 +29,7 @@ struct BundleOptions {
   std::string cpu = kDefaultCpu;   // an LLVM CPU name, or "native" (host CPU and its features)
   bool optimize = true;
   const std::vector<float> *weights = nullptr;  // embed this parameter arena (paramCount floats)
+  std::vector<float> lossWeights;  // train_step's fixed loss weights, one per task
 };
 
 // Adds one function "predict_<t>" per task t (its index): a copy of `predict` that writes only that task's
@@ -36,12 +38,17 @@ struct BundleOptions {
 // (task_grads, rep_grads, eval_step).
 void addTaskPredicts(ir::Module &m);
 
-// The loss weights a bundle's train_step uses: `weighting fixed` (the weight lines) or `uniform`.
-// Throws AotError for the adaptive weightings, which need mtlc's trainer.
+// Whether the program's weighting adapts the loss weights during training (uncertainty, dwa,
+// gradnorm, pcgrad, mgda): bundles then train with fixed weights (the caller picks them), since
+// the strategies run in mtlc's trainer only.
+bool isAdaptiveWeighting(const rt::ModelSpec &spec);
+
+// The loss weights a bundle's train_step uses for `weighting fixed` (the weight lines) or
+// `uniform`. Throws AotError for an adaptive weighting.
 std::vector<float> bundleLossWeights(const rt::ModelSpec &spec);
 
 // The text description the support library parses at create time (format in Aot.cpp).
-std::string describeBundle(const rt::ModelSpec &spec);
+std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &lossWeights);
 
 // Compiles `m` (with its predict_<task> functions) for the selected target and writes an ELF
 // relocatable object with PIC relocations to `path`. Returns the CPU name actually used and sets
@@ -54,9 +61,20 @@ struct HeaderInfo {
   std::string triple, cpu;   // what the object was compiled for
   bool embeddedWeights = false;
   std::string weightsFile;   // a safetensors file written next to the header, or empty
+  std::vector<float> lossWeights;  // as BundleOptions::lossWeights
+  std::string weightingNote;       // for an adaptive weighting: where the fixed weights came from
 };
 
 // The C99 header `<model>.h`.
 std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info);
+
+// The file name of a model's static library: "lib<model>.a".
+std::string staticLibraryName(const rt::ModelSpec &spec);
+
+// Writes the static library `path` (GNU ar format with a symbol table, deterministic): the object
+// `objectPath` followed by every member of `runtimeArchive` (the bytes of libmtlc_embed.a), so a
+// program links one archive. Throws AotError.
+void writeStaticLibrary(const std::string &path, const std::string &objectPath,
+                        const unsigned char *runtimeArchive, size_t runtimeArchiveSize);
 
 }  // namespace mtlc::aot

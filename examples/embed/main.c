@@ -1,7 +1,7 @@
 /* Embedding a compiled model in a C program: train a few steps on arrays, save, reload, predict.
  *
- *   mtlc build sensor.mtl -o gen          # gen/sensor.o, gen/sensor.h
- *   cc -std=c99 -Igen -I<mtlc>/runtime/embed main.c gen/sensor.o libmtlc_embed.a -lstdc++ -lm
+ *   mtlc build sensor.mtl -o gen   # gen/sensor.h, gen/mtlc_embed.h, gen/libsensor.a (+ gen/sensor.o)
+ *   cc -std=c99 -I gen main.c gen/libsensor.a -lm
  *
  * Usage: embed_c [CHECKPOINT_PATH]
  */

@@ -1,10 +1,13 @@
 /* mtlc_embed: the run-time support of models compiled ahead of time by `mtlc build`.
  *
  * `mtlc build MODEL.mtl -o DIR` writes DIR/<model>.o (the generated kernels plus a constant
- * `mtlc_embed_bundle` describing the model) and DIR/<model>.h (typed, documented wrappers around
- * the functions below). A program includes <model>.h, adds this folder to its include path and
- * links <model>.o with libmtlc_embed.a and -lm. The library needs the C library and libm only: no
- * LLVM, ANTLR, fmt, JSON or C++ runtime.
+ * `mtlc_embed_bundle` describing the model), DIR/<model>.h (typed, documented wrappers around
+ * the functions below), this header, and DIR/lib<model>.a (<model>.o and this library's code).
+ * A program includes <model>.h and links with DIR alone:
+ *   cc -std=c99 -I DIR main.c DIR/lib<model>.a -lm
+ * The library needs the C library and libm only: no LLVM, ANTLR, fmt, JSON or C++ runtime.
+ * (`cmake --install` also puts libmtlc_embed.a and this header under the prefix, for programs
+ * that link <model>.o themselves.) docs/embedding.md has the whole story.
  *
  * Most programs call the typed wrappers of <model>.h, never these functions directly.
  *

@@ -380,3 +380,156 @@ TEST_CASE("every checkpoint mtlc train writes loads, mid-epoch ones included") {
   CHECK(f.find("mtl.log_var"));
   CHECK(f.find("optim.m"));
 }
+
+namespace {
+
+// A C program against a `mtlc build` folder: one train step of the sensor model on the first
+// SENSOR_MAX_BATCH rows it is given on stdin-free arguments (a deterministic batch), printing the
+// total and the task losses.
+const char *kOneStepProgram = R"(#include "sensor.h"
+#include <stdio.h>
+int main(void) {
+  static float x[SENSOR_MAX_BATCH * 8], cls[SENSOR_MAX_BATCH], flag[SENSOR_MAX_BATCH], target[SENSOR_MAX_BATCH];
+  float losses[SENSOR_NUM_TASKS], total = 0;
+  int i, j, st;
+  sensor_ctx *ctx = sensor_create();
+  for (i = 0; i < SENSOR_MAX_BATCH; ++i) {
+    for (j = 0; j < 8; ++j) x[i * 8 + j] = (float)((i * 7 + j * 3) % 11) / 5.0f - 1.0f;
+    cls[i] = (float)(i % 3);
+    flag[i] = (float)(i % 2);
+    target[i] = x[i * 8] * 0.5f;
+  }
+  st = sensor_train_step(ctx, SENSOR_MAX_BATCH, x, SENSOR_MAX_BATCH * 8, cls, SENSOR_MAX_BATCH, flag,
+                         SENSOR_MAX_BATCH, target, SENSOR_MAX_BATCH, losses, &total);
+  if (st != SENSOR_OK) return fprintf(stderr, "%s\n", sensor_last_error(ctx)), 1;
+  printf("%.9g %.9g %.9g %.9g\n", total, losses[0], losses[1], losses[2]);
+  sensor_destroy(ctx);
+  return 0;
+}
+)";
+
+// A header's comment text with its line breaks (" * " continuations) turned into spaces.
+std::string unwrapped(std::string header) {
+  for (size_t at; (at = header.find("\n * ")) != std::string::npos;) header.replace(at, 4, " ");
+  return header;
+}
+
+// The loss weight the header states for each task ("loss KIND, weight W").
+std::vector<double> headerWeights(const std::string &header) {
+  std::vector<double> w;
+  for (const char *task : {"`cls`", "`flag`", "`target`"}) {
+    const size_t at = header.find(task);
+    REQUIRE(at != std::string::npos);
+    const size_t weight = header.find("weight ", at);
+    REQUIRE(weight != std::string::npos);
+    w.push_back(std::strtod(header.c_str() + weight + 7, nullptr));
+  }
+  return w;
+}
+
+// Compiles kOneStepProgram against `dir` alone and returns the total and task losses it printed.
+std::array<double, 4> runOneStep(const std::string &dir) {
+  std::ofstream(kWork + "/one_step.c") << kOneStepProgram;
+  const std::string exe = kWork + "/one_step";
+  auto c = run(std::string(C_COMPILER) + " -std=c99 -Wall -Wextra -Werror -pedantic " + EMBED_LINK_FLAGS + " -I " +
+               dir + " " + kWork + "/one_step.c " + dir + "/libsensor.a -lm -o " + exe);
+  INFO(c.out);
+  REQUIRE(c.exitCode == 0);
+  auto r = run(exe);
+  INFO(r.out);
+  REQUIRE(r.exitCode == 0);
+  std::array<double, 4> v{};
+  REQUIRE(std::sscanf(r.out.c_str(), "%lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3]) == 4);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("mtlc build of an adaptive weighting builds, training with its current weights fixed") {
+  const std::string mtl = sensorVariant("sensor_unc", "  weighting uncertainty\n");
+  const std::string dir = kWork + "/unc";
+  fs::remove_all(dir);
+  auto b = run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + dir);
+  INFO(b.out);
+  REQUIRE(b.exitCode == 0);
+  CHECK(b.out.find("note: weighting `uncertainty` adapts the loss weights") != std::string::npos);
+  std::string header = readText(dir + "/sensor.h");
+  CHECK(unwrapped(header).find("keeps them fixed at the strategy's current weights (its initial ones)") !=
+        std::string::npos);
+  // Uncertainty starts at s = log sigma^2 = 0: w = exp(-s) / 2 = 0.5 for every task.
+  for (double w : headerWeights(header)) CHECK(w == 0.5);
+  std::array<double, 4> l = runOneStep(dir);
+  CHECK(std::fabs(l[0] - 0.5 * (l[1] + l[2] + l[3])) <= 1e-6 * std::fabs(l[0]));
+
+  // From a trained checkpoint: the weights of its state, exp(-s_t) / 2 with s = mtl.log_var.
+  const std::string ckpt = kWork + "/sensor_unc_trained.safetensors";
+  auto t = run(std::string(MTLC_BINARY) + " train -q --steps 40 --save " + ckpt + " " + mtl);
+  INFO(t.out);
+  REQUIRE(t.exitCode == 0);
+  fs::remove_all(dir);
+  b = run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + dir + " --weights " + ckpt);
+  INFO(b.out);
+  REQUIRE(b.exitCode == 0);
+  header = readText(dir + "/sensor.h");
+  CHECK(unwrapped(header).find("(those of its state in sensor_unc_trained.safetensors)") != std::string::npos);
+  const mtlc::rt::TensorFile f = mtlc::rt::readSafeTensors(ckpt);
+  const mtlc::rt::Tensor *logVar = f.find("mtl.log_var");
+  REQUIRE(logVar);
+  REQUIRE(logVar->data.size() == 3);
+  const std::vector<double> w = headerWeights(header);
+  for (size_t i = 0; i < 3; ++i) {
+    const double expected = 0.5 * std::exp(-double(logVar->data[i]));
+    CHECK(std::fabs(w[i] - expected) <= 1e-6 * expected);
+    CHECK(std::fabs(w[i] - 0.5) > 1e-4);  // training moved them
+  }
+  l = runOneStep(dir);
+  CHECK(std::fabs(l[0] - (w[0] * l[1] + w[1] * l[2] + w[2] * l[3])) <= 1e-5 * std::fabs(l[0]));
+}
+
+TEST_CASE("cmake --install gives a prefix that builds and links embedding programs alone", "[.][install]") {
+  const std::string prefix = kWork + "/prefix", out = kWork + "/installed-build";
+  fs::remove_all(prefix);
+  fs::remove_all(out);
+  auto inst = run(std::string(CMAKE_COMMAND_PATH) + " --install " + MTLC_BINARY_DIR + " --prefix " + prefix);
+  INFO(inst.out);
+  REQUIRE(inst.exitCode == 0);
+  // The rules install the compiler, the embed library and its header (lib or lib64 per platform).
+  CHECK(fs::exists(prefix + "/bin/mtlc"));
+  CHECK(fs::exists(prefix + "/include/mtlc_embed.h"));
+  const std::string lib = fs::exists(prefix + "/lib64/libmtlc_embed.a") ? prefix + "/lib64" : prefix + "/lib";
+  CHECK(fs::exists(lib + "/libmtlc_embed.a"));
+
+  // The installed mtlc writes everything a program needs into OUT; the examples compile with OUT
+  // as their only include folder and its archive as their only library besides libm.
+  auto b = run(prefix + "/bin/mtlc build " + kSource + "/examples/embed/sensor.mtl -o " + out);
+  INFO(b.out);
+  REQUIRE(b.exitCode == 0);
+  for (const char *file : {"sensor.h", "sensor.o", "mtlc_embed.h", "libsensor.a"}) CHECK(fs::exists(out + "/" + file));
+  const std::string flags = std::string(" ") + EMBED_LINK_FLAGS + " -Wall -Wextra -Werror -pedantic -I " + out + " ";
+  struct Program {
+    std::string compile, exe;
+  };
+  const std::vector<Program> programs = {
+      {std::string(C_COMPILER) + " -std=c99" + flags + kSource + "/examples/embed/main.c " + out + "/*.a -lm",
+       kWork + "/installed_c"},
+      {std::string(CXX_COMPILER) + " -std=c++17" + flags + kSource + "/examples/embed/main.cpp " + out + "/*.a -lm",
+       kWork + "/installed_cpp"},
+      // The installed library and header with the model's object, for programs that link objects.
+      {std::string(C_COMPILER) + " -std=c99" + flags + "-I " + prefix + "/include " + kSource +
+           "/examples/embed/main.c " + out + "/sensor.o " + lib + "/libmtlc_embed.a -lm",
+       kWork + "/installed_c_objects"}};
+  for (const Program &p : programs) {
+    auto c = run(p.compile + " -o " + p.exe);
+    INFO(p.compile << "\n" << c.out);
+    REQUIRE(c.exitCode == 0);
+    auto r = run(p.exe + " " + p.exe + ".safetensors");
+    INFO(r.out);
+    CHECK(r.exitCode == 0);
+    CHECK(r.out.find("reloaded") != std::string::npos);
+  }
+  // A C program needs no C++ runtime: the archive leaves nothing of libstdc++ undefined.
+  auto nm = run("nm -u " + out + "/libsensor.a");
+  CHECK(nm.out.find("_Z") == std::string::npos);
+  CHECK(nm.out.find("__cxa") == std::string::npos);
+  CHECK(nm.out.find("__gxx") == std::string::npos);
+}
