@@ -31,8 +31,18 @@ struct ParamSpec {
   Init init = Init::UniformFanIn;
   int64_t fanIn = 1;           // for UniformFanIn
   std::string block;           // the shared block or task that owns it (for summaries)
-  bool shared = false;         // owned by a shared block (gradient surgery acts on these)
+  // The tasks whose loss reaches this tensor in the graph (indices into ModelSpec::tasks,
+  // ascending): the compiler walks each task's loss back to the parameters it reads. A shared
+  // block is reached by every task that reads it, directly or through later blocks; inside an
+  // expert block a task's own gate (and a PLE top-level task expert, a cross-stitch last-stage
+  // column) only by that task. docs/mtl-methods.md lists the cases.
+  std::vector<int> tasks;
   bool frozen = false;         // `freeze BLOCK`: the optimizer leaves it unchanged
+  // Reached by two or more tasks' losses: what gradient surgery (pcgrad, mgda) acts on. A
+  // task's own gate is task-specific, however shared the block that holds it.
+  bool shared() const { return tasks.size() >= 2; }
+  // Reached by every one of the model's `taskCount` tasks (gradnorm measures on such a weight).
+  bool reachedByAll(int64_t taskCount) const { return int64_t(tasks.size()) == taskCount; }
 };
 
 struct InputSpec {

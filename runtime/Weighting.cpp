@@ -134,10 +134,11 @@ namespace {
 using Span = std::pair<int64_t, int64_t>;
 
 // The trainable shared parameters ([begin, end) element ranges): what gradient surgery acts on.
+// Shared = reached by two or more tasks' losses; a task's own gate is not, as in LibMTL.
 std::vector<Span> sharedSpans(const ModelSpec& spec) {
   std::vector<Span> s;
   for (const ParamSpec& p : spec.params)
-    if (p.shared && !p.frozen && p.size > 0) s.push_back({p.offset, p.offset + p.size});
+    if (p.shared() && !p.frozen && p.size > 0) s.push_back({p.offset, p.offset + p.size});
   std::sort(s.begin(), s.end());
   return s;
 }
@@ -270,18 +271,39 @@ class Dwa final : public Weighting {
   float epochs_ = 0;            // complete epochs seen
 };
 
+bool endsWith(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// GradNorm's W: the last parameter named `*.weight` (table order) that every task's loss reaches.
+// A tensor some task never reaches would give that task G_i = 0 whatever it learns, and its
+// weight would only ever rise.
+const ParamSpec& gradNormLayer(const ModelSpec& spec) {
+  const int64_t T = int64_t(spec.tasks.size());
+  const ParamSpec* W = nullptr;
+  for (const ParamSpec& p : spec.params)
+    if (p.reachedByAll(T) && endsWith(p.name, ".weight")) W = &p;
+  if (W) return *W;
+  const ParamSpec* lastShared = nullptr;
+  for (const ParamSpec& p : spec.params)
+    if (p.shared() && endsWith(p.name, ".weight")) lastShared = &p;
+  if (!lastShared)
+    throwError("weighting `gradnorm` measures every task's gradient on one shared weight, but model `{}` has "
+               "no parameter named `*.weight` that two or more tasks' losses reach",
+               spec.name);
+  std::vector<std::string> reaching;
+  for (int t : lastShared->tasks) reaching.push_back(spec.tasks[size_t(t)].name);
+  throwError("weighting `gradnorm` measures every task's gradient on one weight that all of them reach, but in "
+             "model `{}` no parameter named `*.weight` is reached by all {} tasks' losses (the last shared one, "
+             "`{}`, only by {}); let every task read one shared block, or choose another weighting",
+             spec.name, T, lastShared->name, fmt::join(reaching, ", "));
+}
+
 class GradNorm final : public Weighting {
  public:
   GradNorm(const ModelSpec& spec, double alpha)
-      : spec_(spec), T_(int64_t(spec.tasks.size())), alpha_(alpha), w_(size_t(T_), 1.0f),
-        initial_(size_t(T_), std::nanf("")), opt_(ownOptimizer(spec), T_) {
-    for (const ParamSpec& p : spec.params)
-      if (p.shared && p.name.size() >= 7 && p.name.compare(p.name.size() - 7, 7, ".weight") == 0) W_ = &p;
-    if (!W_)
-      throwError("weighting `gradnorm` measures gradients on the last shared layer's weights, but model `{}` "
-                 "has no shared parameter named `*.weight`",
-                 spec.name);
-  }
+      : spec_(spec), T_(int64_t(spec.tasks.size())), alpha_(alpha), W_(&gradNormLayer(spec)),
+        w_(size_t(T_), 1.0f), initial_(size_t(T_), std::nanf("")), opt_(ownOptimizer(spec), T_) {}
   std::string describe() const override {
     return fmt::format("gradnorm(alpha={}) on {}", alpha_, W_->name);
   }

@@ -17,7 +17,9 @@
 //                 epochs are complete (r_i = 1 for a task whose mean is missing or not positive).
 //                 One train_step. State: mtl.loss_history [2, T] (older row first), mtl.epochs [1].
 //   gradnorm(α)   Chen et al. 2018. Learnable w (initially 1). task_grads gives ∇L_i; with W the
-//                 last shared parameter whose name ends in ".weight" (table order),
+//                 last parameter whose name ends in ".weight" (table order) that EVERY task's loss
+//                 reaches (ParamSpec::tasks; create() fails when there is none, since a task that
+//                 does not reach W has G_i = 0 and its weight would only rise), describe() names it,
 //                 G_i = w_i·‖∇_W L_i‖, L̃_i = L_i / L_i(0) (L_i(0): the task's first nonzero loss),
 //                 r_i = L̃_i / mean(L̃), target_i = mean(G)·r_i^α (a constant). The model gradient is
 //                 Σ_i w_i·∇L_i with this step's w (logged); then w takes one step of its own optimizer
@@ -25,7 +27,8 @@
 //                 is clamped to ≥ 1e-4 and renormalised to Σ w_i = T.
 //                 State: mtl.weights [T], mtl.initial_loss [T] (NaN until seen).
 //   pcgrad        Yu et al. 2020. task_grads gives g_i; on the trainable shared parameters
-//                 (ParamSpec::shared and not frozen) each g_i is projected, visiting the other
+//                 (ParamSpec::shared(): reached by two or more tasks' losses, so not a task's own
+//                 MMoE/CGC/PLE gate; and not frozen) each g_i is projected, visiting the other
 //                 tasks j in a random order, away from every ORIGINAL g_j it conflicts with:
 //                 if g_i'·g_j < 0, g_i' −= (g_i'·g_j)/‖g_j‖²·g_j. Shared gradient = Σ_i w_i·g_i',
 //                 every other parameter Σ_i w_i·g_i; w = the `weight` lines (logged). The orders of
@@ -34,7 +37,8 @@
 //                 gradients with respect to the shared representation (flattened over the batch)
 //                 give the min-norm convex combination α (minNormWeights below), then train_step
 //                 runs with loss weights α. Without one: task_grads, α from the gradients of the
-//                 trainable shared parameters, model gradient Σ_i α_i·g_i. α is logged.
+//                 trainable shared parameters (as pcgrad's: gates excluded), model gradient
+//                 Σ_i α_i·g_i. α is logged.
 //
 // The logged total is Σ_i w_i·L_i with the logged weights (uncertainty: its objective).
 // Task i's L_i is 0 in a batch without any of its labels (the kernels mask absent labels).

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <unordered_set>
 
 namespace mtlc::lower {
 
@@ -42,7 +43,7 @@ class ParamRegistry {
   ParamRegistry(ir::Module &m, std::vector<rt::ParamSpec> &specs) : m_(m), specs_(specs) {}
 
   int get(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
-          const std::string &block, bool shared) {
+          const std::string &block) {
     auto it = index_.find(name);
     if (it != index_.end()) return it->second;
     rt::ParamSpec ps;
@@ -52,7 +53,6 @@ class ParamRegistry {
     ps.init = init;
     ps.fanIn = fanIn;
     ps.block = block;
-    ps.shared = shared;
     ps.offset = top_;
     top_ += (ps.size + kParamAlign - 1) / kParamAlign * kParamAlign;
     m_.params.push_back({name, shape, ps.offset});
@@ -144,7 +144,7 @@ class ForwardLowering {
     auto it = shared_.find(index);
     if (it != shared_.end()) return it->second;
     const sema::Pipeline &p = model_.shared[index];
-    Node *x = layers(p.name, p.layers, source(p), /*sharedBlock=*/true, p.name);
+    Node *x = layers(p.name, p.layers, source(p), p.name);
     return shared_[index] = x;
   }
 
@@ -156,7 +156,7 @@ class ForwardLowering {
     const sema::Layer &block = p.layers.back();
     std::vector<sema::Layer> before(p.layers.begin(), p.layers.end() - 1);
     int savedTask = task_;
-    Node *x = layers(p.name, before, source(p), true, p.name);
+    Node *x = layers(p.name, before, source(p), p.name);
     std::string prefix = fmt::format("{}.{}", p.name, block.index);
     std::map<int, Node *> out;
     switch (block.kind) {
@@ -174,8 +174,8 @@ class ForwardLowering {
     if (x->type.dims.size() != 1) x = b_.reshape(x, ir::Type{{x->type.elements()}, true});
     int64_t in = x->type.dims[0];
     flops += 2.0 * in * count;
-    Node *w = param(prefix + ".weight", {count, in}, rt::Init::UniformFanIn, in, block, true);
-    Node *bias = param(prefix + ".bias", {count}, rt::Init::UniformFanIn, in, block, true);
+    Node *w = param(prefix + ".weight", {count, in}, rt::Init::UniformFanIn, in, block);
+    Node *bias = param(prefix + ".bias", {count}, rt::Init::UniformFanIn, in, block);
     return b_.softmax(b_.biasAdd(b_.matmul(x, w, false, true), bias));
   }
 
@@ -184,7 +184,7 @@ class ForwardLowering {
                                 const std::string &owner) {
     std::vector<Node *> experts;
     for (int64_t e = 0; e < block.experts; ++e)
-      experts.push_back(layers(fmt::format("{}.{}", prefix, e), block.expert, x, true, owner));
+      experts.push_back(layers(fmt::format("{}.{}", prefix, e), block.expert, x, owner));
     std::map<int, Node *> out;
     for (int t : block.readers) {
       const std::string &task = model_.tasks[t].name;
@@ -207,14 +207,14 @@ class ForwardLowering {
       std::string level = fmt::format("{}.{}", prefix, l);
       std::vector<Node *> sharedExperts, all;
       for (int64_t s = 0; s < block.sharedExperts; ++s)
-        sharedExperts.push_back(layers(fmt::format("{}.shared.{}", level, s), block.expert, sharedIn, true, owner));
+        sharedExperts.push_back(layers(fmt::format("{}.shared.{}", level, s), block.expert, sharedIn, owner));
       all = sharedExperts;
       std::map<int, Node *> next;
       for (int t : block.readers) {
         const std::string &task = model_.tasks[t].name;
         std::vector<Node *> mine;
         for (int64_t k = 0; k < block.specificExperts; ++k)
-          mine.push_back(layers(fmt::format("{}.{}.{}", level, task, k), block.expert, taskIn[t], true, owner));
+          mine.push_back(layers(fmt::format("{}.{}.{}", level, task, k), block.expert, taskIn[t], owner));
         all.insert(all.end(), mine.begin(), mine.end());
         mine.insert(mine.end(), sharedExperts.begin(), sharedExperts.end());
         Node *g = gate(fmt::format("{}.gate.{}", level, task), taskIn[t], (int64_t)mine.size(), owner);
@@ -240,9 +240,9 @@ class ForwardLowering {
     for (size_t s = 0; s < block.stages.size(); ++s) {
       for (size_t i = 0; i < readers.size(); ++i)
         cols[i] = layers(fmt::format("{}.{}.{}", prefix, s, model_.tasks[readers[i]].name),
-                         block.stages[s], cols[i], true, owner);
+                         block.stages[s], cols[i], owner);
       if (s + 1 == block.stages.size() || T < 2) continue;
-      Node *alpha = param(fmt::format("{}.{}.alpha", prefix, s), {T, T}, rt::Init::CrossStitch, T, owner, true);
+      Node *alpha = param(fmt::format("{}.{}.alpha", prefix, s), {T, T}, rt::Init::CrossStitch, T, owner);
       std::vector<Node *> mixed;
       for (int64_t i = 0; i < T; ++i) mixed.push_back(b_.mix(alpha, cols, i));
       cols = mixed;
@@ -253,29 +253,28 @@ class ForwardLowering {
   }
 
   Node *param(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
-              const std::string &block, bool shared) {
-    int index = params_.get(name, shape, init, fanIn, block, shared);
+              const std::string &block) {
+    int index = params_.get(name, shape, init, fanIn, block);
     return b_.param(index, shape);
   }
 
   Node *pipeline(const sema::Pipeline &p) {
-    return layers(p.name, p.layers, source(p), /*sharedBlock=*/false, p.name);
+    return layers(p.name, p.layers, source(p), p.name);
   }
 
   // Applies `ls` to x; parameters are named "<prefix>.<layer index>.<weight|bias>".
   Node *layers(const std::string &prefix, const std::vector<sema::Layer> &ls, Node *x,
-               bool sharedBlock, const std::string &owner) {
+               const std::string &owner) {
     for (const auto &l : ls) {
-      x = layer(fmt::format("{}.{}", prefix, l.index), l, x, sharedBlock, owner);
+      x = layer(fmt::format("{}.{}", prefix, l.index), l, x, owner);
       if (x->name.empty()) x->name = fmt::format("{}.{}", prefix, l.index);
     }
     return x;
   }
 
-  Node *layer(const std::string &name, const sema::Layer &l, Node *x, bool shared,
-              const std::string &owner) {
+  Node *layer(const std::string &name, const sema::Layer &l, Node *x, const std::string &owner) {
     auto p = [&](const char *what, std::vector<int64_t> shape, rt::Init init, int64_t fanIn) {
-      return param(name + "." + what, std::move(shape), init, fanIn, owner, shared);
+      return param(name + "." + what, std::move(shape), init, fanIn, owner);
     };
     switch (l.kind) {
       case LayerKind::Dense: {
@@ -338,6 +337,27 @@ void addOutputs(ir::Function &fn, const std::vector<Node *> &heads,
   fn.outputs.push_back({ir::Output::Kind::TotalLoss, 0, total});
 }
 
+// ParamSpec::tasks: the parameters each task's loss reaches, by a walk from the loss back through
+// the operands to the Param leaves. The graph, not the block structure, decides, so every way a
+// task reads a tensor counts (shared blocks read through later blocks, gates, PLE's shared gates,
+// cross-stitch units); a path whose gradient happens to vanish (an inactive relu) still counts.
+void recordTaskReach(const std::vector<Node *> &losses, std::vector<rt::ParamSpec> &params) {
+  for (size_t t = 0; t < losses.size(); ++t) {
+    std::vector<bool> reached(params.size(), false);
+    std::unordered_set<const Node *> seen{losses[t]};
+    std::vector<const Node *> pending{losses[t]};
+    while (!pending.empty()) {
+      const Node *n = pending.back();
+      pending.pop_back();
+      if (n->op == OpKind::Param) reached.at(size_t(n->ints.at(0))) = true;
+      for (const Node *o : n->operands)
+        if (seen.insert(o).second) pending.push_back(o);
+    }
+    for (size_t i = 0; i < params.size(); ++i)
+      if (reached[i]) params[i].tasks.push_back((int)t);
+  }
+}
+
 bool needsTaskGradients(const std::string &weighting) {
   return weighting == "gradnorm" || weighting == "pcgrad" || weighting == "mgda";
 }
@@ -368,6 +388,7 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
     auto heads = fwd.heads();
     auto [losses, total] = fwd.losses(heads);
     addOutputs(*fn, heads, &losses, total);
+    recordTaskReach(losses, out.params);
     autodiff::appendGradients(m, *fn, total);
   }
   {

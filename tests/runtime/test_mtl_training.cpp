@@ -115,7 +115,7 @@ ModelSpec sharedModel(const std::string& trainCsv, const std::string& testCsv, c
   cls.weight = 0.5;
   cls.metrics = {Metric::Accuracy, Metric::AUC};
   s.tasks = {reg, cls};
-  auto param = [&](std::string name, std::vector<int64_t> shape, int64_t fanIn, bool shared) {
+  auto param = [&](std::string name, std::vector<int64_t> shape, int64_t fanIn, std::vector<int> tasks) {
     ParamSpec p;
     p.name = std::move(name);
     p.shape = std::move(shape);
@@ -124,16 +124,16 @@ ModelSpec sharedModel(const std::string& trainCsv, const std::string& testCsv, c
     for (int64_t d : p.shape) p.size *= d;
     p.fanIn = fanIn;
     p.block = p.name.substr(0, p.name.find('.'));
-    p.shared = shared;
+    p.tasks = std::move(tasks);  // the tasks whose loss reaches it
     s.params.push_back(p);
     s.paramCount += p.size;
   };
-  param("trunk.0.weight", {2, 3}, 3, true);
-  param("trunk.0.bias", {2}, 3, true);
-  param("reg.0.weight", {1, 2}, 2, false);
-  param("reg.0.bias", {1}, 2, false);
-  param(second + ".0.weight", {1, 2}, 2, false);
-  param(second + ".0.bias", {1}, 2, false);
+  param("trunk.0.weight", {2, 3}, 3, {0, 1});
+  param("trunk.0.bias", {2}, 3, {0, 1});
+  param("reg.0.weight", {1, 2}, 2, {0});
+  param("reg.0.bias", {1}, 2, {0});
+  param(second + ".0.weight", {1, 2}, 2, {1});
+  param(second + ".0.bias", {1}, 2, {1});
   REQUIRE(s.paramCount == P);
   s.maxBatch = 64;
   s.actsFloats = 64;

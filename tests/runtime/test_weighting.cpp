@@ -53,8 +53,17 @@ struct FakeKernels final : StepKernels {
 
 void mtlcDummy(const mtlc_args*) {}
 
-// A spec with T tasks and the given parameters (name, size, shared), packed from offset 0.
-ModelSpec specWith(int64_t T, const std::vector<std::tuple<std::string, std::vector<int64_t>, bool>>& params,
+// Every task of a T-task model: the reach of a parameter of a block all of them read.
+std::vector<int> allTasks(int64_t T) {
+  std::vector<int> all(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) all[size_t(t)] = int(t);
+  return all;
+}
+
+// A spec with T tasks and the given parameters (name, shape, the tasks whose loss reaches it),
+// packed from offset 0.
+ModelSpec specWith(int64_t T,
+                   const std::vector<std::tuple<std::string, std::vector<int64_t>, std::vector<int>>>& params,
                    const std::string& weighting) {
   ModelSpec s;
   s.name = "m";
@@ -63,14 +72,14 @@ ModelSpec specWith(int64_t T, const std::vector<std::tuple<std::string, std::vec
     ts.name = "t" + std::to_string(t);
     s.tasks.push_back(ts);
   }
-  for (const auto& [name, shape, shared] : params) {
+  for (const auto& [name, shape, tasks] : params) {
     ParamSpec p;
     p.name = name;
     p.shape = shape;
     p.size = 1;
     for (int64_t d : shape) p.size *= d;
     p.offset = s.paramCount;
-    p.shared = shared;
+    p.tasks = tasks;
     s.params.push_back(p);
     s.paramCount += p.size;
   }
@@ -137,7 +146,7 @@ TEST_CASE("mgda: min-norm weights, closed form for two tasks, Frank-Wolfe beyond
 
 TEST_CASE("mgda strategy: MGDA-UB on the representation, or the shared parameters' gradients", "[weighting][mgda]") {
   SECTION("with rep_grads: alpha from the representation gradients, then train_step with alpha") {
-    ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, true}, {"a.0.weight", {1}, false}}, "mgda");
+    ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}, {"a.0.weight", {1}, {0}}}, "mgda");
     spec.repGradsStep = mtlcDummy;
     spec.repWidth = 3;
     auto w = Weighting::create(spec, 1);
@@ -154,7 +163,7 @@ TEST_CASE("mgda strategy: MGDA-UB on the representation, or the shared parameter
   }
   SECTION("without: alpha from the shared parameters' task gradients, all gradients combined with it") {
     // Shared: 3 elements holding g1 / g2 above; task-specific: one element per task.
-    ModelSpec spec = specWith(2, {{"trunk.0.weight", {3}, true}, {"a.0.weight", {1}, false}, {"b.0.weight", {1}, false}},
+    ModelSpec spec = specWith(2, {{"trunk.0.weight", {3}, {0, 1}}, {"a.0.weight", {1}, {0}}, {"b.0.weight", {1}, {1}}},
                               "mgda");
     auto w = Weighting::create(spec, 1);
     CHECK(w->needsTaskGrads());
@@ -218,8 +227,8 @@ TEST_CASE("pcgrad: seeded orders; the strategy projects shared gradients only", 
   CHECK(differs);
 
   // Shared: the 4-vectors above; task-specific: two elements per task (only the owner's nonzero).
-  ModelSpec spec = specWith(3, {{"trunk.0.weight", {4}, true}, {"h0.0.weight", {2}, false},
-                                {"h1.0.weight", {2}, false}, {"h2.0.weight", {2}, false}}, "pcgrad");
+  ModelSpec spec = specWith(3, {{"trunk.0.weight", {4}, {0, 1, 2}}, {"h0.0.weight", {2}, {0}},
+                                {"h1.0.weight", {2}, {1}}, {"h2.0.weight", {2}, {2}}}, "pcgrad");
   spec.tasks[0].weight = 1;
   spec.tasks[1].weight = 0.5;
   spec.tasks[2].weight = 2;
@@ -257,7 +266,7 @@ TEST_CASE("dwa: T·softmax of the loss ratios; 1 for the first two epochs; state
   const double nan = std::nan("");
   checkAll(dwaWeights({nan, 1}, {1, 1}, 2), std::vector<double>{1, 1});
 
-  ModelSpec spec = specWith(3, {{"x.0.weight", {1}, false}}, "dwa");
+  ModelSpec spec = specWith(3, {{"x.0.weight", {1}, {0}}}, "dwa");
   spec.train.weightingParam = 2;
   auto w = Weighting::create(spec, 0);
   CHECK(w->describe() == "dwa(temperature=2)");
@@ -295,7 +304,7 @@ TEST_CASE("uncertainty: weights ½·exp(−s), the objective logged, s learnt wi
   //   L [0.9, 2.5]:  weights 0.5, 0.5            objective 1.70000005  s after -0.0999999717, 0.100000001
   //   L [0.7, 2.0]:  weights 0.552585423, 0.452418715  objective 1.2916472  s after -0.195137441, 0.194317773
   //   L [0.65, 1.5]: weights 0.607739031, 0.411698103  objective 1.01216769  s after -0.29254353, 0.275276273
-  ModelSpec spec = specWith(2, {{"x.0.weight", {1}, false}}, "uncertainty");
+  ModelSpec spec = specWith(2, {{"x.0.weight", {1}, {0}}}, "uncertainty");
   spec.train.optimizer = OptimizerSpec{"adam", 0.1};
   spec.train.optimizer.weightDecay = 0.5;  // not applied to s
   auto w = Weighting::create(spec, 0);
@@ -360,9 +369,9 @@ struct GradNormExpect {
 };
 
 void runGradNorm(const OptimizerSpec& o, const std::vector<GradNormExpect>& want) {
-  ModelSpec spec = specWith(3, {{"trunk.0.weight", {2, 2}, true}, {"trunk.0.bias", {2}, true},
-                                {"a.0.weight", {1, 2}, false}, {"b.0.weight", {1, 2}, false},
-                                {"c.0.weight", {1, 2}, false}}, "gradnorm");
+  ModelSpec spec = specWith(3, {{"trunk.0.weight", {2, 2}, {0, 1, 2}}, {"trunk.0.bias", {2}, {0, 1, 2}},
+                                {"a.0.weight", {1, 2}, {0}}, {"b.0.weight", {1, 2}, {1}},
+                                {"c.0.weight", {1, 2}, {2}}}, "gradnorm");
   spec.train.optimizer = o;
   spec.train.weightingParam = 1.5;
   auto w = Weighting::create(spec, 0);
@@ -417,8 +426,89 @@ TEST_CASE("gradnorm: one weight update per step on fixed task gradients (sgd and
                 2.92627119}});
 }
 
+TEST_CASE("gradnorm: W is the last weight every task's loss reaches, not the last shared one", "[weighting][gradnorm]") {
+  // `shared a = x -> dense -> relu; shared b = a -> dense -> relu; task p reads b, task q reads a`:
+  // q's loss never reaches b, so measuring on b.0.weight would give G_q = 0 and a w_q that only
+  // rises (reference: 1.02815723, 1.05710733, 1.08687258) although q learns fastest.
+  //   W = a.0.weight, sgd lr 0.1, alpha 1.5:
+  //   step 1: weights 1, 1  G 0.377491742, 0.450000018  w after 1.04152513, 0.958474874
+  //   step 2: weights 1.04152513, 0.958474874  G 0.393167138, 0.431313723  w after 1.08320141, 0.916798651
+  //   step 3: weights 1.08320141, 0.916798651  G 0.408899575, 0.41255942  w after 1.12502933, 0.874970794
+  ModelSpec spec = specWith(2, {{"a.0.weight", {2, 2}, {0, 1}}, {"a.0.bias", {2}, {0, 1}},
+                                {"b.0.weight", {2, 2}, {0}}, {"b.0.bias", {2}, {0}},
+                                {"p.0.weight", {1, 2}, {0}}, {"q.0.weight", {1, 2}, {1}}}, "gradnorm");
+  spec.tasks[0].name = "p";
+  spec.tasks[1].name = "q";
+  spec.train.optimizer = OptimizerSpec{"sgd", 0.1};
+  spec.train.weightingParam = 1.5;
+  auto w = Weighting::create(spec, 0);
+  CHECK(w->describe() == "gradnorm(alpha=1.5) on a.0.weight");
+  FakeKernels k(2, 16);
+  k.tg = {0.2f, -0.1f, 0.3f, 0.05f, 0.1f, -0.05f, 0.4f, 0.2f, -0.3f, 0.1f, 0.05f, 0.1f, 0.5f, -0.2f, 0, 0,
+          -0.3f, 0.25f, 0.1f, 0.2f, 0.15f, 0.1f, 0, 0, 0, 0, 0, 0, 0, 0, 0.3f, 0.6f};
+  const std::vector<std::vector<float>> L{{1.0f, 1.0f}, {0.95f, 0.6f}, {0.9f, 0.3f}};
+  const std::vector<std::vector<double>> before{{1, 1}, {1.04152513, 0.958474874}, {1.08320141, 0.916798651}};
+  const std::vector<std::vector<double>> after{
+      {1.04152513, 0.958474874}, {1.08320141, 0.916798651}, {1.12502933, 0.874970794}};
+  for (size_t i = 0; i < L.size(); ++i) {
+    INFO("step " << i + 1);
+    k.L = L[i];
+    checkAll(w->step(k, int64_t(i) + 1).weights, before[i], 2e-6);
+    checkAll(w->currentWeights(), after[i], 2e-6);
+    CHECK(w->currentWeights()[1] < float(before[i][1]));  // q learns fastest: its weight falls
+  }
+  // No `*.weight` reached by every task: refused, naming the last shared one and its tasks.
+  ModelSpec three = specWith(3, {{"a.0.weight", {1}, {0, 1}}, {"b.0.weight", {1}, {0, 1}}, {"c.0.weight", {1}, {2}}},
+                             "gradnorm");
+  CHECK_THROWS_WITH(Weighting::create(three, 0),
+                    "weighting `gradnorm` measures every task's gradient on one weight that all of them reach, but in "
+                    "model `m` no parameter named `*.weight` is reached by all 3 tasks' losses (the last shared one, "
+                    "`b.0.weight`, only by t0, t1); let every task read one shared block, or choose another weighting");
+}
+
+// An MMoE table as the compiler lays it out: two experts every task reaches through its gate, then
+// each task's own gate (reached by that task only), then the towers.
+ModelSpec mmoeSpec(const std::string& weighting) {
+  return specWith(2, {{"e.0.0.0.weight", {2}, {0, 1}}, {"e.0.1.0.weight", {2}, {0, 1}},
+                      {"e.0.gate.y1.weight", {2}, {0}}, {"e.0.gate.y2.weight", {2}, {1}},
+                      {"y1.0.weight", {1}, {0}}, {"y2.0.weight", {1}, {1}}},
+                  weighting);
+}
+
+// Task gradients over that table: on the experts g1 = [1, 0.5, -0.25, 0] and g2 = [-0.5, 1, 0.75, 0]
+// (conflicting: g1·g2 = -0.1875), large on each task's own gate and tower.
+void mmoeGrads(FakeKernels& k) {
+  k.tg = {1.0f, 0.5f, -0.25f, 0.0f, 3.0f, -2.0f, 0.0f, 0.0f, 0.7f, 0.0f,
+          -0.5f, 1.0f, 0.75f, 0.0f, 0.0f, 0.0f, 2.0f, 2.0f, 0.0f, -0.4f};
+  k.L = {1.0f, 1.0f};
+}
+
+TEST_CASE("mmoe: gradnorm measures on an expert; gates are task-specific for pcgrad and mgda", "[weighting]") {
+  CHECK_THAT(Weighting::create(mmoeSpec("gradnorm"), 0)->describe(), Catch::EndsWith(" on e.0.1.0.weight"));
+  SECTION("mgda: the min-norm weights of the expert gradients alone (the two-task MGDA case above)") {
+    ModelSpec spec = mmoeSpec("mgda");
+    auto w = Weighting::create(spec, 0);
+    FakeKernels k(2, 10);
+    mmoeGrads(k);
+    StepResult r = w->step(k, 1);
+    checkAll(r.weights, std::vector<double>{0.571428571, 0.428571429});
+  }
+  SECTION("pcgrad: experts projected, each gate keeps its own task's gradient") {
+    ModelSpec spec = mmoeSpec("pcgrad");
+    auto w = Weighting::create(spec, 0);
+    FakeKernels k(2, 10);
+    mmoeGrads(k);
+    w->step(k, 1);
+    const std::vector<float> g{1.0f, 0.5f, -0.25f, 0.0f, -0.5f, 1.0f, 0.75f, 0.0f};
+    const std::vector<float> pc = pcgradProject(g.data(), 2, 4, {{1}, {0}});
+    for (int j = 0; j < 4; ++j) CHECK(k.g[size_t(j)] == Approx(pc[size_t(j)] + pc[size_t(4 + j)]).margin(1e-7));
+    CHECK(pc[0] != Approx(g[0]));  // the experts' gradients conflict, so projection changes them
+    checkAll(std::vector<float>(k.g.begin() + 4, k.g.end()), std::vector<double>{3, -2, 2, 2, 0.7, -0.4});
+  }
+}
+
 TEST_CASE("weightings: names, entry points, what they log", "[weighting]") {
-  ModelSpec spec = specWith(2, {{"a.0.weight", {1}, false}}, "fixed");
+  ModelSpec spec = specWith(2, {{"a.0.weight", {1}, {0}}}, "fixed");
   spec.tasks[1].weight = 0.25;
   FakeKernels k(2, 1);
   k.L = {2.0f, 4.0f};
@@ -428,7 +518,8 @@ TEST_CASE("weightings: names, entry points, what they log", "[weighting]") {
   spec.train.weighting = "uniform";
   CHECK(Weighting::create(spec, 0)->step(k, 1).weights == std::vector<float>{0.5f, 0.5f});
   spec.train.weighting = "gradnorm";
-  CHECK_THROWS_WITH(Weighting::create(spec, 0), Catch::Contains("has no shared parameter named `*.weight`"));
+  CHECK_THROWS_WITH(Weighting::create(spec, 0),
+                    Catch::Contains("has no parameter named `*.weight` that two or more tasks' losses reach"));
   spec.taskGradsStep = nullptr;
   CHECK_THROWS_WITH(Weighting::create(spec, 0), "internal: weighting `gradnorm` needs the `task_grads` entry point, "
                                                 "which model `m` was compiled without");

@@ -203,3 +203,48 @@ print(" sgd lr 0.1")
 gradnorm_run(lambda p: torch.optim.SGD(p, lr=0.1))
 print(" adam lr 0.05")
 gradnorm_run(lambda p: torch.optim.Adam(p, lr=0.05))
+
+# ---- GradNorm where a shared block is read by one task only --------------------------------------
+# The chain `shared a = x -> dense -> relu; shared b = a -> dense -> relu; task p reads b; task q
+# reads a`. The paper's W is the last layer whose weights every task's loss passes through: a's
+# (q never reaches b). Parameters (offsets): a.0.weight [2, 2] @0, a.0.bias [2] @4,
+# b.0.weight [2, 2] @6, b.0.bias [2] @10, p.0.weight [1, 2] @12, q.0.weight [1, 2] @14; q's
+# gradient is zero on b and p. q's loss falls fastest, so its weight must fall.
+
+chain_grads = np.array([[0.2, -0.1, 0.3, 0.05, 0.1, -0.05, 0.4, 0.2, -0.3, 0.1, 0.05, 0.1, 0.5, -0.2, 0, 0],
+                        [-0.3, 0.25, 0.1, 0.2, 0.15, 0.1, 0, 0, 0, 0, 0, 0, 0, 0, 0.3, 0.6]])
+chain_losses = [np.array([1.0, 1.0]), np.array([0.95, 0.6]), np.array([0.9, 0.3])]
+
+
+def gradnorm_chain(W, alpha=1.5, lr=0.1):
+    """GradNorm with SGD on w over the three steps, measuring on the columns W of chain_grads."""
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=lr)
+    g = torch.tensor(chain_grads, dtype=torch.float32)
+    L0 = None
+    for k, L in enumerate(chain_losses):
+        L = torch.tensor(L)
+        if L0 is None:
+            L0 = L.clone()
+        norms = g[:, W].norm(dim=1)
+        G = w * norms
+        Lt = L / L0
+        target = (G.mean() * (Lt / Lt.mean()) ** alpha).detach()
+        opt.zero_grad()
+        (G - target).abs().sum().backward()
+        logged = w.detach().clone()
+        model_grad = (logged[:, None] * g).sum(0)
+        opt.step()
+        with torch.no_grad():
+            w.clamp_(min=1e-4)
+            w.mul_(2 / w.sum())
+        print("  step %d: weights %s  G %s  w after %s" % (k + 1, fmt(logged), fmt(G.detach()), fmt(w.detach())))
+        if k == 0:
+            print("          model grad %s" % fmt(model_grad))
+
+
+print("== GradNorm on a chain (sgd lr 0.1, alpha 1.5)")
+print(" W = a.0.weight (every task reaches it)")
+gradnorm_chain(slice(0, 4))
+print(" W = b.0.weight (q never reaches it: G_q = 0, w_q only rises)")
+gradnorm_chain(slice(6, 10))
