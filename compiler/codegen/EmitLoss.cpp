@@ -77,11 +77,18 @@ llvm::Value *presentCount(Kernel &k, llvm::Value *y) {
   return k.b.CreateUIToFP(present(k, y), k.b.getDoubleTy());
 }
 
-// The class index a label value holds (stored as a float); an absent (NaN) label reads class 0,
-// whose term the caller masks out (no poison from converting NaN).
-llvm::Value *classIndex(Kernel &k, llvm::Value *y) {
-  llvm::Value *known = k.b.CreateSelect(present(k, y), y, k.f32(0));
-  return k.b.CreateFPToSI(known, k.b.getInt64Ty());
+// The class index a label value holds (stored as a float), clamped to [0, C−1] as the embedding
+// gather clamps its indices (EmitGather.cpp): the runtime refuses labels outside [0, C) before a
+// step, but a caller that skips the check must still never make the kernel read outside the row.
+// The gradient then is the exact gradient of the clamped label's loss. An absent (NaN) label
+// reads class 0, whose term the caller masks out; after the float clamp the conversion is always
+// defined (no poison from NaN or ±inf).
+llvm::Value *classIndex(Kernel &k, llvm::Value *y, int64_t C) {
+  llvm::IRBuilder<> &b = k.b;
+  llvm::Value *v = k.maxnum(y, k.f32(0));  // NaN -> 0
+  v = b.CreateBinaryIntrinsic(llvm::Intrinsic::minnum, v, k.f32(double(C - 1)));
+  // float(C−1) rounds up for C > 2^24: clamp again where it is exact.
+  return k.smin(b.CreateFPToSI(v, b.getInt64Ty()), k.c(C - 1));
 }
 
 // x / count, or 0 when no label is present (count == 0), in double.
@@ -162,7 +169,7 @@ void emitLoss(Kernel &k) {
       llvm::Value *zRow = k.at(pred, k.mul(s, C));
       SoftmaxRow r = softmaxRow(k, zRow, C);  // (softmaxVector measured slower here: 9 → 11 µs)
       llvm::Value *logSumExp = b.CreateFAdd(k.toDouble(r.max), dlog(k, r.sumExp));
-      llvm::Value *target = k.toDouble(k.load(zRow, classIndex(k, y)));
+      llvm::Value *target = k.toDouble(k.load(zRow, classIndex(k, y, C)));
       llvm::Value *term = b.CreateSelect(present(k, y), b.CreateFSub(logSumExp, target), zero);
       return Carried{b.CreateFAdd(acc[0], term), b.CreateFAdd(acc[1], presentCount(k, y))};
     }, "s");
@@ -204,7 +211,7 @@ void emitLossBwd(Kernel &k) {
           llvm::SmallVector<llvm::Constant *, 16> laneIds;
           for (int l = 0; l < VL; ++l) laneIds.push_back(b.getInt64(l));
           llvm::Value *onehot = b.CreateUIToFP(
-              b.CreateICmpEQ(llvm::ConstantVector::get(laneIds), b.CreateVectorSplat(VL, classIndex(h, y))), dvec);
+              b.CreateICmpEQ(llvm::ConstantVector::get(laneIds), b.CreateVectorSplat(VL, classIndex(h, y, C))), dvec);
           llvm::Value *g = b.CreateFMul(b.CreateFSub(softmax, onehot), b.CreateVectorSplat(VL, scale));
           g = b.CreateFPTrunc(g, h.vec(VL));
           h.maskedStore(b.CreateSelect(has, g, llvm::Constant::getNullValue(h.vec(VL))), dRow, h.c(0), v.mask);
@@ -213,7 +220,7 @@ void emitLossBwd(Kernel &k) {
         // The row's exponentials go to dRow on the way (the values softmaxRow sums), so each is
         // computed once; the second pass turns them into the gradient in place.
         SoftmaxRow r = softmaxRow(h, zRow, C, dRow);
-        llvm::Value *target = classIndex(h, y);
+        llvm::Value *target = classIndex(h, y, C);
         llvm::Value *invSum = b.CreateFDiv(h.f64(1), r.sumExp);
         forLoop(b, h.c(C), [&](llvm::Value *c) {
           llvm::Value *softmax = b.CreateFMul(h.toDouble(h.load(dRow, c)), invSum);

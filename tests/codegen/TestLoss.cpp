@@ -3,7 +3,9 @@
 // Tolerance: 1e-5 relative + 1e-6 absolute.
 #include "Harness.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 using namespace mtlc;
 using namespace mtlc::test;
@@ -130,5 +132,29 @@ TEST_CASE("mse and l1 over n·k elements and their gradients", "[codegen][loss]"
     }
     requireClose(r.h.read(r.loss), {loss}, 1e-5, 1e-6, "loss");
     requireClose(r.h.read(r.grad), grad, 1e-5, 1e-6, "loss gradient");
+  }
+}
+
+TEST_CASE("cross entropy: a class index outside [0, C) reads its row's nearest class, never past the row",
+          "[codegen][loss]") {
+  // The runtime refuses such labels (Trainer, the C API); the kernels clamp anyway, as the
+  // embedding gather does, so a caller that skips the check gets defined values: exactly the loss
+  // and gradient of the clamped label. Rows with small C are one vector in the backward kernel,
+  // wider ones loop; both are covered.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t C : {3, 20}) {
+    const std::vector<float> bad = {float(C), float(C + 4), -1.f, -7.5f, 1e30f, inf, -inf};
+    const int64_t n = int64_t(bad.size());
+    LossRun r(OpKind::CrossEntropy, OpKind::CrossEntropyBwd, C, 1, n, true, false);
+    float *label = r.h.data(r.label);
+    for (int64_t s = 0; s < n; ++s) label[s] = float(std::min<double>(std::max<double>(bad[s], 0), double(C - 1)));
+    r.h.run(n);
+    const std::vector<double> clampedLoss = r.h.read(r.loss), clampedGrad = r.h.read(r.grad);
+    for (int64_t s = 0; s < n; ++s) label[s] = bad[s];
+    r.h.run(n);
+    INFO("C = " << C);
+    REQUIRE(std::isfinite(r.h.read(r.loss)[0]));
+    CHECK(r.h.read(r.loss) == clampedLoss);  // bit for bit: the same class is read
+    CHECK(r.h.read(r.grad) == clampedGrad);
   }
 }
