@@ -100,29 +100,49 @@ void emitKernelBody(Kernel &k) {
 // What a kernel's code depends on: op, types, attributes, scratch. Nodes with equal signatures
 // share one kernel function, within an entry point and across them (eval_step and predict repeat
 // train_step's forward kernels), which keeps compile time proportional to distinct kernels.
+// Every field of ir::Node but its id and name, which no emitter reads (the binding stops compiling
+// when Node gains a field).
 std::string kernelSignature(const ir::Node &node, bool hasScratch) {
-  std::string sig = std::string(ir::mnemonic(node.op)) + " " + node.type.str();
-  for (const ir::Node *operand : node.operands) sig += " " + operand->type.str();
-  for (int64_t v : node.ints) sig += " i" + std::to_string(v);
-  char f[32];
-  std::snprintf(f, sizeof f, " f%a", node.f);  // exact: hex float
-  return sig + f + (hasScratch ? " scratch" : "");
+  const auto &[id, op, operands, type, ints, f, name] = node;
+  (void)id, (void)name;
+  std::string sig = std::string(ir::mnemonic(op)) + " " + type.str();
+  for (const ir::Node *operand : operands) sig += " " + operand->type.str();
+  for (int64_t v : ints) sig += " i" + std::to_string(v);
+  char fs[32];
+  std::snprintf(fs, sizeof fs, " f%a", f);  // exact: hex float
+  return sig + fs + (hasScratch ? " scratch" : "");
 }
 
 using KernelCache = std::map<std::string, llvm::Function *>;
 
+// Everything besides a kernel's signature that its code is generated from: what emitKernel hands
+// the op emitters (Kernel::opts, every field of it, the target's included, and Kernel::maxBatch,
+// which sizes GEMM blocks and scratch, the conv chunk count and the parallel splits). Split
+// emission names kernels by signature and this key, so a cached kernel is the one a full compile
+// would build. The structured bindings stop compiling when CodegenOptions or TargetInfo gains a
+// field, so a new input cannot be left out (emitKernel checks Kernel's fields the same way).
+std::string kernelContextKey(const CodegenOptions &opts, int64_t maxBatch) {
+  const auto &[target, fuse, gemmKind, gemmMR, gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways,
+               nodeHook] = opts;
+  const auto &[lanes, vectorRegisters, name, nativeVectors, slowMaskedMemory] = target;
+  return fmt::format("target={}/{}/{}/native={}/slowmask={} fuse={} gemm={}/{}/{}/{}/{}/{}/split={} par={} "
+                     "hook={} maxBatch={}",
+                     name, lanes, vectorRegisters, nativeVectors, slowMaskedMemory, fuse, int(gemmKind), gemmMR,
+                     gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways, nodeHook, maxBatch);
+}
+
 // Split emission (emitModuleSplit): kernels go into modules of their own under symbols named by
 // their signature and the options, and the entry module only declares them.
 struct SplitState {
-  std::string optionsKey;  // what, besides the signature, a kernel's code depends on
+  std::string contextKey;  // what, besides the signature, a kernel's code depends on
   const std::function<bool(const std::string &)> *have;
   llvm::Module *kernels;             // where new kernels go
   std::vector<std::string> emitted;  // their symbols
 
-  // "mtlck.<16 hex digits>": FNV-1a of the signature and options (a process-local cache key).
+  // "mtlck.<16 hex digits>": FNV-1a of the signature and context (a process-local cache key).
   std::string symbol(const std::string &signature) const {
     uint64_t h = 1469598103934665603ull;
-    for (char c : signature + "|" + optionsKey) h = (h ^ uint8_t(c)) * 1099511628211ull;
+    for (char c : signature + "|" + contextKey) h = (h ^ uint8_t(c)) * 1099511628211ull;
     char buf[32];
     std::snprintf(buf, sizeof buf, "mtlck.%016llx", static_cast<unsigned long long>(h));
     return buf;
@@ -308,6 +328,10 @@ class EntryEmitter {
     Kernel k{kb, node, fn->getArg(0), {}, fn->getArg(pointers), fn->getArg(pointers + 1),
              hasScratch ? fn->getArg(pointers - 1) : nullptr, &opts_, m_.maxBatch, {}, nullptr};
     k.args = fn->getArg(pointers + 2);
+    // What the op emitters read: the function's arguments, the node and its fused chain (the
+    // signature), opts and maxBatch (kernelContextKey). A field added to Kernel stops this from
+    // compiling until the split emission's key covers it.
+    [[maybe_unused]] const auto &[builder, root, out, in, n, seed, scratch, opts, maxBatch, chain, args] = k;
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     if (spec.group) {
       std::vector<llvm::Value *> side;
@@ -390,11 +414,7 @@ std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext 
 SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
                              const CodegenOptions &opts, const std::function<bool(const std::string &)> &have) {
   SplitState split;
-  const TargetInfo &t = opts.target;
-  split.optionsKey = fmt::format("{} {} {} fuse={} gemm={} {} {} {} {} {} {} par={} hook={}", t.name, t.lanes,
-                                 t.vectorRegisters, opts.fuse, int(opts.gemmKind), opts.gemmMR, opts.gemmNRV,
-                                 opts.gemmKC, opts.gemmMB, opts.gemmNB, opts.gemmSplit, opts.parallelAlways,
-                                 opts.nodeHook);
+  split.contextKey = kernelContextKey(opts, m.maxBatch);
   split.have = &have;
   SplitModules out;
   out.entries = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <set>
 #include <thread>
 
 namespace mtlc::jit {
@@ -93,11 +94,32 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   return out;
 }
 
+// Unloads its kernels' machine code when the last module calling one of them goes.
+struct IncrementalCompiler::KernelSet {
+  std::shared_ptr<JIT> jit;  // the JIT they are loaded in outlives them
+  llvm::orc::ResourceTrackerSP tracker;
+  ~KernelSet() { llvm::cantFail(tracker->remove()); }
+};
+
 IncrementalCompiler::IncrementalCompiler() : jit_(std::make_shared<JIT>()) {}
 IncrementalCompiler::~IncrementalCompiler() = default;
 
+size_t IncrementalCompiler::cachedKernels() const {
+  size_t n = 0;
+  for (const auto &[symbol, set] : kernels_) n += !set.expired();
+  return n;
+}
+
 CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOptions &options) {
   auto start = Clock::now();
+  if (options.optimize != optimize_) {
+    // Kernels of the other level are not the code this compile would build: a JIT of its own
+    // (the modules compiled before keep theirs alive).
+    jit_ = std::make_shared<JIT>();
+    kernels_.clear();
+    optimize_ = options.optimize;
+  }
+  for (auto it = kernels_.begin(); it != kernels_.end();) it = it->second.expired() ? kernels_.erase(it) : std::next(it);
   CompiledModule out;
   out.jit = jit_;
   std::unique_ptr<llvm::TargetMachine> tm = jit_->createTargetMachine();
@@ -105,9 +127,16 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
 
   const int generation = ++generation_;
   llvm::orc::ThreadSafeContext tsc(std::make_unique<llvm::LLVMContext>());
+  // The reused kernels' sets, held by this module from here on (so none is unloaded under it).
+  std::set<std::shared_ptr<KernelSet>> reused;
   codegen::SplitModules split = codegen::emitModuleSplit(
-      m, *tsc.getContext(), jit_->dataLayout(), out.options,
-      [&](const std::string &symbol) { return kernels_.count(symbol) > 0; });
+      m, *tsc.getContext(), jit_->dataLayout(), out.options, [&](const std::string &symbol) {
+        auto it = kernels_.find(symbol);
+        std::shared_ptr<KernelSet> set = it == kernels_.end() ? nullptr : it->second.lock();
+        if (set) reused.insert(set);
+        return set != nullptr;
+      });
+  out.kernelsHeld.assign(reused.begin(), reused.end());
   // This compile's entry points get names of their own, so the previous program's stay callable
   // until their CompiledModule goes.
   std::vector<std::string> names;
@@ -124,8 +153,8 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   for (const llvm::Function &f : *split.entries)
     out.kernelsReused += f.isDeclaration() && f.getName().starts_with("mtlck.");
   out.kernelsReused -= out.kernelsCompiled;
-  for (const std::string &symbol : split.newKernels) kernels_[symbol] = generation;
-  // The new kernels on every thread (each its own group), kept for later compiles.
+  // The new kernels on every thread (each its own group), kept for later compiles while a module
+  // calls them.
   auto optimized = Clock::now();
   if (!split.newKernels.empty()) {
     ObjectCode code = compileToObjects(std::move(split.kernels), threadsFor(options), options.optimize,
@@ -133,7 +162,12 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
     optimized = plusMs(optimized, code.optimizeMs);
     out.llvmIR += code.llvmIR;
     out.compileThreads = code.partitions;
-    for (auto &object : code.objects) jit_->addObject(std::move(object));
+    auto set = std::make_shared<KernelSet>();
+    set->jit = jit_;
+    set->tracker = jit_->createTracker();
+    for (auto &object : code.objects) jit_->addObject(std::move(object), set->tracker);
+    for (const std::string &symbol : split.newKernels) kernels_[symbol] = set;
+    out.kernelsHeld.push_back(std::move(set));
   }
   llvm::orc::ResourceTrackerSP entries =
       jit_->addModule(llvm::orc::ThreadSafeModule(std::move(split.entries), tsc));

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mtlc::jit {
 
@@ -27,6 +28,9 @@ struct CompiledModule {
   int compileThreads = 1;    // partitions compiled in parallel
   codegen::CodegenOptions options;  // what it was compiled with (target resolved)
   std::shared_ptr<JIT> jit;  // owns the machine code: keep it alive while entries are called
+  // IncrementalCompiler: the kernels the entry points call (objects of this and earlier compiles);
+  // a kernel's machine code is unloaded when the last module that calls it goes.
+  std::vector<std::shared_ptr<void>> kernelsHeld;
   // IncrementalCompiler: unloads this module's entry points when the last copy goes (declared
   // after `jit`, so it goes first). Null for a plain compile, whose JIT is its own.
   std::shared_ptr<void> entriesLoaded;
@@ -55,18 +59,26 @@ CompiledModule compile(const ir::Module &m, bool optimize = true, bool keepIR = 
 // entry points as another module under a ResourceTracker of their own that is removed when the
 // CompiledModule goes. So recompiling after a redefinition (a new head) builds only the entry
 // points and the kernels whose code changed; the trunk's kernels are reused as machine code.
-// Kernels are keyed by everything their code depends on (codegen::emitModuleSplit), so a cached
-// kernel is the one a full compile would build.
+// Kernels are keyed by everything their code depends on (codegen::emitModuleSplit: signature,
+// options, largest batch), and the cache holds kernels of one optimisation level (a compile with
+// the other starts a new JIT), so a cached kernel is the one a full compile would build.
+// Memory: each compile's new kernels are one object set under a ResourceTracker of their own,
+// held by every CompiledModule that calls one of them; when the last such module goes, they are
+// unloaded and leave the cache. So a long session holds the kernels of the live program (and of
+// programs still referenced), not of every program it ever compiled.
 class IncrementalCompiler {
  public:
   IncrementalCompiler();
   ~IncrementalCompiler();
   CompiledModule compile(const ir::Module &m, const CompileOptions &options);
-  size_t cachedKernels() const { return kernels_.size(); }
+  // Kernels loaded and available for reuse (those of modules still alive).
+  size_t cachedKernels() const;
 
  private:
+  struct KernelSet;  // one compile's new kernels: their tracker and symbols
   std::shared_ptr<JIT> jit_;
-  std::map<std::string, int> kernels_;  // kernel symbol -> the compile that built it
+  bool optimize_ = true;  // the level jit_'s kernels were compiled at
+  std::map<std::string, std::weak_ptr<KernelSet>> kernels_;  // kernel symbol -> its set, while loaded
   int generation_ = 0;
 };
 

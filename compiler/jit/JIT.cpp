@@ -136,9 +136,12 @@ llvm::orc::ResourceTrackerSP JIT::addModule(llvm::orc::ThreadSafeModule module,
   return tracker;
 }
 
-void JIT::addObject(std::unique_ptr<llvm::MemoryBuffer> object) {
-  orThrow(lljit_->addObjectFile(std::move(object)), "adding an object file to the JIT");
+void JIT::addObject(std::unique_ptr<llvm::MemoryBuffer> object, llvm::orc::ResourceTrackerSP tracker) {
+  if (!tracker) tracker = lljit_->getMainJITDylib().getDefaultResourceTracker();
+  orThrow(lljit_->addObjectFile(tracker, std::move(object)), "adding an object file to the JIT");
 }
+
+llvm::orc::ResourceTrackerSP JIT::createTracker() { return lljit_->getMainJITDylib().createResourceTracker(); }
 
 llvm::orc::ExecutorAddr JIT::lookupAddress(llvm::StringRef symbol) {
   return orThrow(lljit_->lookup(symbol), "looking up a JIT symbol");

@@ -33,8 +33,10 @@ class JIT {
   llvm::orc::ResourceTrackerSP addModule(llvm::orc::ThreadSafeModule module,
                                          llvm::orc::ResourceTrackerSP tracker = nullptr);
 
-  // Adds an object file (ParallelCompile's output) to the main library.
-  void addObject(std::unique_ptr<llvm::MemoryBuffer> object);
+  // Adds an object file (ParallelCompile's output) to the main library, under `tracker` when given
+  // (tracker->remove() unloads it again).
+  void addObject(std::unique_ptr<llvm::MemoryBuffer> object, llvm::orc::ResourceTrackerSP tracker = nullptr);
+  llvm::orc::ResourceTrackerSP createTracker();
 
   // The address of a defined symbol, compiling its module on first use. Throws JITError.
   llvm::orc::ExecutorAddr lookupAddress(llvm::StringRef symbol);
