@@ -7,9 +7,11 @@
 #include "ir/Printer.h"
 #include "jit/Compile.h"
 #include "runtime/Checkpoint.h"
+#include "runtime/SafeTensors.h"
 #include "runtime/Error.h"
 #include "runtime/Batcher.h"
 #include "runtime/Trainer.h"
+#include "runtime/Weighting.h"
 #include "syntax/Parser.h"
 #include "sema/Sema.h"
 
@@ -407,6 +409,19 @@ void ReplSession::cmdPredict(const std::string &args) {
       at += size_t(spec.inputs[i].size);
     }
   }
+  // Embedding inputs take class indices: refused outside [0, categories) or fractional, NaN
+  // included, as the C API refuses them (the kernels would clamp them to a row silently).
+  for (size_t i = 0; i < I; ++i) {
+    const rt::InputSpec &in = spec.inputs[i];
+    if (in.categories <= 0) continue;
+    for (size_t k = 0; k < inputs[i].size(); ++k) {
+      float v = inputs[i][k];
+      if (!(v >= 0 && v < float(in.categories) && v == std::floor(v))) {
+        error(fmt::format("input `{}` value {} is {}, not an index in [0, {})", in.name, k, v, in.categories));
+        return;
+      }
+    }
+  }
   std::vector<const float *> inPtrs(I);
   for (size_t i = 0; i < I; ++i) inPtrs[i] = inputs[i].data();
   std::vector<std::vector<float>> labels(T), outs(T);
@@ -480,9 +495,22 @@ void ReplSession::cmdSave(const std::string &path) {
 
 void ReplSession::cmdInit(const std::string &path) {
   if (!ensureLive(":init")) return;
-  rt::loadParams(path, live_->compiled.spec, live_->params.data());
-  bool opt = rt::loadOptimizerState(path, *live_->optimizer);
-  fmt::print(out_, "loaded parameters{} from {}\n", opt ? " and optimizer state" : "", path);
+  // As `mtlc train --init`: every parameter whose name and shape match a tensor of the file is
+  // loaded (an error when none does), and the rest is reported. The others keep the session's
+  // values. Only a checkpoint of this very model restores the optimizer state too.
+  const rt::ModelSpec &spec = live_->compiled.spec;
+  rt::TensorFile file = rt::readSafeTensors(path);
+  rt::InitReport ir = rt::loadMatchingParams(file, path, spec, live_->params.data());
+  if (ir.complete() && ir.unused.empty()) {
+    bool opt = rt::loadOptimizerState(file, path, *live_->optimizer);
+    fmt::print(out_, "loaded parameters{} from {}\n", opt ? " and optimizer state" : "", path);
+    return;
+  }
+  fmt::print(out_, "loaded {} of {} parameters from {} (a checkpoint of another model: optimizer state not "
+                   "restored)\n", ir.loaded.size(), spec.params.size(), path);
+  fmt::print(out_, "init: loaded {}\n", fmt::join(ir.loaded, ", "));
+  if (!ir.fresh.empty()) fmt::print(out_, "init: kept the session's values of {}\n", fmt::join(ir.fresh, ", "));
+  if (!ir.unused.empty()) fmt::print(out_, "init: not used from the checkpoint: {}\n", fmt::join(ir.unused, ", "));
 }
 
 void ReplSession::cmdTime() {
@@ -501,6 +529,8 @@ void ReplSession::cmdTime() {
                time_.trainSteps, time_.trainSeconds, time_.lastStepMs,
                time_.trainSeconds > 0 ? double(time_.trainSamples) / time_.trainSeconds : 0.0);
   if (time_.evalSeconds > 0) fmt::print(out_, "last eval:    {:.2f} s\n", time_.evalSeconds);
+  fmt::print(out_, "kernels:      {} loaded (the live model's and those compiled with them)\n",
+             incremental_.cachedKernels());
 }
 
 void ReplSession::cmdReset() {
@@ -512,6 +542,8 @@ void ReplSession::cmdReset() {
   testData_.reset();
   dataKey_.clear();
   basePath_ = "repl.mtl";
+  weighting_.reset();
+  weightingKey_.clear();
   resetTrainingPosition();
 }
 
@@ -670,22 +702,26 @@ int runRepl(const std::string &file, const std::string &color, bool optimize) {
   if (!file.empty()) session.load(file);
 
   int lineNo = 0;
+  using Status = ReplLineEditor::Status;
+  std::string line;
   for (;;) {
-    auto line = editor.readLine("mtl> ");
-    if (!line) break;
-    session.addInputLine(*line);
+    Status status = editor.readLine("mtl> ", line);
+    if (status == Status::End) break;
+    if (status == Status::Interrupted) continue;  // Ctrl-C: the line is gone, a new prompt
+    session.addInputLine(line);
     int first = ++lineNo;
-    std::string chunk = *line;
-    int depth = braceDelta(*line);
+    std::string chunk = line;
+    int depth = braceDelta(line);
     while (depth > 0) {
-      auto more = editor.readLine("...> ");
-      if (!more) break;
-      session.addInputLine(*more);
+      status = editor.readLine("...> ", line);
+      if (status != Status::Line) break;
+      session.addInputLine(line);
       ++lineNo;
-      chunk += "\n" + *more;
-      depth += braceDelta(*more);
+      chunk += "\n" + line;
+      depth += braceDelta(line);
     }
     if (!trim(chunk).empty()) editor.addHistory(chunk);
+    if (status == Status::Interrupted) continue;  // Ctrl-C in a declaration drops all of it
     std::cout.flush();
     if (!session.handle(chunk, first)) break;
     std::cout.flush();

@@ -1,5 +1,6 @@
 #include "ReplLineEditor.h"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +11,9 @@
 namespace mtlc::driver {
 
 namespace {
+
+volatile std::sig_atomic_t gInterrupted = 0;
+extern "C" void onInterrupt(int) { gInterrupted = 1; }
 
 // libedit's completion hooks are plain C functions: the active completer lives here.
 ReplLineEditor::Completer *gCompleter = nullptr;
@@ -38,6 +42,12 @@ char **complete(const char *text, int, int) {
 ReplLineEditor::ReplLineEditor(bool interactive, std::string historyPath, Completer completer)
     : interactive_(interactive), historyPath_(std::move(historyPath)) {
   if (!interactive_) return;
+  // Not SA_RESTART: the terminal read is interrupted, and libedit gives the line up.
+  struct sigaction sa {};
+  sa.sa_handler = onInterrupt;
+  sigemptyset(&sa.sa_mask);
+  previousInt_ = new struct sigaction;
+  sigaction(SIGINT, &sa, previousInt_);
   gCompleter = new Completer(std::move(completer));
   rl_readline_name = const_cast<char *>("mtlc");
   rl_attempted_completion_function = complete;
@@ -50,37 +60,56 @@ ReplLineEditor::ReplLineEditor(bool interactive, std::string historyPath, Comple
 
 ReplLineEditor::~ReplLineEditor() {
   if (!interactive_) return;
-  if (!historyPath_.empty()) write_history(historyPath_.c_str());
   delete gCompleter;
   gCompleter = nullptr;
+  sigaction(SIGINT, previousInt_, nullptr);
+  delete previousInt_;
 }
 
-std::optional<std::string> ReplLineEditor::readLine(const std::string &prompt) {
+bool takeInterrupt() {
+  bool was = gInterrupted != 0;
+  gInterrupted = 0;
+  return was;
+}
+
+ReplLineEditor::Status ReplLineEditor::readLine(const std::string &prompt, std::string &line) {
+  line.clear();
   if (!interactive_) {
-    std::string line;
-    if (!std::getline(std::cin, line)) return std::nullopt;
+    if (!std::getline(std::cin, line)) return Status::End;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    return line;
+    return Status::Line;
   }
   std::cout.flush();
+  takeInterrupt();  // one that came while a command ran is not this line's
   char *raw = readline(prompt.c_str());
-  if (!raw) return std::nullopt;
-  std::string line(raw);
+  if (!raw) {
+    if (!takeInterrupt()) return Status::End;
+    std::cout << "^C\n" << std::flush;  // libedit leaves the cursor after the abandoned text
+    return Status::Interrupted;
+  }
+  line = raw;
   std::free(raw);
-  return line;
+  return Status::Line;
 }
 
 void ReplLineEditor::addHistory(const std::string &entry) {
   if (!interactive_) return;
   // One history entry per line of a multi-line declaration (libedit recalls lines).
   size_t start = 0;
+  int added = 0;
   while (start <= entry.size()) {
     size_t nl = entry.find('\n', start);
     std::string line = entry.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-    if (!line.empty()) add_history(line.c_str());
+    if (!line.empty()) {
+      add_history(line.c_str());
+      ++added;
+    }
     if (nl == std::string::npos) break;
     start = nl + 1;
   }
+  // Saved at once (the whole list: libedit's append_history repeats entries): a session that
+  // is killed keeps its history.
+  if (!historyPath_.empty() && added > 0) write_history(historyPath_.c_str());
 }
 
 }  // namespace mtlc::driver

@@ -1,6 +1,7 @@
 // The REPL's state: declarations as source text, re-checking, recompiling with parameter carry-over,
 // and the training loop. See ReplSession.h.
 #include "ReplSession.h"
+#include "ReplLineEditor.h"
 
 #include "runtime/Batcher.h"
 #include "runtime/Checkpoint.h"
@@ -9,7 +10,9 @@
 #include "runtime/Init.h"
 #include "runtime/Progress.h"
 #include "runtime/Rng.h"
+#include "runtime/SafeTensors.h"
 #include "runtime/Trainer.h"
+#include "runtime/Weighting.h"
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
 #include "syntax/SourceFile.h"
@@ -22,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <unistd.h>
 
@@ -170,9 +174,13 @@ bool ReplSession::addDeclarations(const std::string &text, int origin, int first
   // Errors inside what was just typed: take it back, so that a typo never breaks the model.
   // (Errors elsewhere, such as a data block that does not bind a new task yet, keep it: the
   // program is then incomplete until the user fixes them.)
+  // (`model NAME` holds nothing but a name: errors located there are about the program as a
+  // whole, such as its having no task yet, not the line's fault.)
   bool own = false;
   for (size_t i : errorDecls_)
-    if (i < decls_.size() && decls_[i].origin == origin && decls_[i].firstLine >= firstLine) own = true;
+    if (i < decls_.size() && decls_[i].origin == origin && decls_[i].firstLine >= firstLine &&
+        decls_[i].kind != "model")
+      own = true;
   if (!own || origin != 0) {
     // Reported, but they are not this input's fault: it does not fail a script. (A loaded file
     // with errors is kept, so that its declarations can be fixed one by one.)
@@ -339,6 +347,7 @@ void ReplSession::install(CheckedProgram checked, CompiledProgram compiled, std:
   }
   bool first = !live_;
   live_ = std::move(next);
+  weighting_.reset();  // made for the old model's tasks
   // Batch buffers point into the old dataset layout when inputs or tasks changed: reload lazily.
   batcher_.reset();
   const rt::ModelSpec &s = live_->compiled.spec;
@@ -392,21 +401,64 @@ bool ReplSession::ensureLive(const char *what) {
   return true;
 }
 
+ReplSession::Saved ReplSession::takeSession() {
+  Saved s{std::move(origins_), std::move(decls_), std::move(basePath_), std::move(dataKey_),
+          std::move(checkedModel_), std::move(live_), std::move(trainData_), std::move(testData_),
+          std::move(batcher_), epoch_, batchPos_, stepCount_, std::move(weighting_), std::move(weightingKey_)};
+  origins_ = {Origin{"<input>", s.origins[0].text}};
+  cmdReset();
+  return s;
+}
+
+void ReplSession::restoreSession(Saved s) {
+  // The `<input>` origin keeps every line typed meanwhile (diagnostics quote them).
+  s.origins[0] = std::move(origins_[0]);
+  origins_ = std::move(s.origins);
+  decls_ = std::move(s.decls);
+  basePath_ = std::move(s.basePath);
+  dataKey_ = std::move(s.dataKey);
+  checkedModel_ = std::move(s.checkedModel);
+  live_ = std::move(s.live);
+  trainData_ = std::move(s.trainData);
+  testData_ = std::move(s.testData);
+  batcher_ = std::move(s.batcher);
+  epoch_ = s.epoch;
+  batchPos_ = s.batchPos;
+  stepCount_ = s.stepCount;
+  weighting_ = std::move(s.weighting);
+  weightingKey_ = std::move(s.weightingKey);
+}
+
 bool ReplSession::load(const std::string &path) {
   std::string text;
   if (!readSourceFile(path, text)) {
     error(fmt::format("cannot read '{}'", path));
     return false;
   }
-  cmdReset();
+  // The session's model stays until the file checks: a file with errors does not throw it away.
+  // (Into an empty session the file's declarations are kept, so that they can be fixed one by one.)
+  const bool hadModel = !decls_.empty();
+  Saved saved = takeSession();
   basePath_ = path;
   origins_.push_back({path, text});
   int before = errors_;
-  addDeclarations(text, static_cast<int>(origins_.size()) - 1, 1);
-  if (errors_ == before)
-    fmt::print(out_, "loaded {}: {} declaration{}\n", path, decls_.size(),
-               decls_.size() == 1 ? "" : "s");
-  return errors_ == before;
+  try {
+    addDeclarations(text, static_cast<int>(origins_.size()) - 1, 1);
+  } catch (...) {
+    restoreSession(std::move(saved));
+    throw;
+  }
+  const bool checks = errors_ == before && checkedModel_ && live_;
+  if (!checks) {
+    errors_ = std::max(errors_, before + 1);  // a script that loads a bad file fails
+    if (hadModel) {
+      restoreSession(std::move(saved));
+      fmt::print(err_, "(not loaded: the session keeps its model)\n");
+    }
+    return false;
+  }
+  fmt::print(out_, "loaded {}: {} declaration{}\n", path, decls_.size(), decls_.size() == 1 ? "" : "s");
+  return true;
 }
 
 // ---- data and training ------------------------------------------------------------------------------
@@ -469,7 +521,8 @@ void ReplSession::trainSteps(int64_t steps) {
   const uint64_t seedMix = rt::mix64(spec.train.seed);
   auto t0 = std::chrono::steady_clock::now();
   int64_t done = 0, samples = 0;
-  while (done < steps) {
+  bool interrupted = false;
+  while (done < steps && !interrupted) {
     if (batchPos_ >= batcher_->batches()) {
       ++epoch_;
       batchPos_ = 0;
@@ -481,7 +534,8 @@ void ReplSession::trainSteps(int64_t steps) {
     std::vector<double> taskSum(T, 0.0);
     int64_t segSamples = 0;
     auto s0 = std::chrono::steady_clock::now();
-    for (int64_t k = 0; k < segment; ++k) {
+    int64_t k = 0;
+    for (; k < segment && !interrupted; ++k) {
       int64_t n = batcher_->gather(batchPos_);
       ++stepCount_;
       mtlc_args args{};
@@ -503,7 +557,9 @@ void ReplSession::trainSteps(int64_t steps) {
       for (int64_t t = 0; t < T; ++t) taskSum[t] += losses[t];
       segSamples += n;
       progress.update(batchPos_, segSamples, lossSum / double(k + 1));
+      interrupted = takeInterrupt();  // Ctrl-C: this step is done and kept; stop here
     }
+    segment = k;
     progress.endEpoch();
     double secs = msSince(s0) / 1000;
     std::string perTask;
@@ -520,37 +576,66 @@ void ReplSession::trainSteps(int64_t steps) {
   time_.trainSamples += samples;
   time_.trainSeconds += secs;
   time_.lastStepMs = done ? secs * 1000 / double(done) : 0;
+  if (interrupted)
+    fmt::print(out_, "interrupted (Ctrl-C) after {} of {} steps: the model keeps them\n", done, steps);
   fmt::print(out_, "trained {} step{} in {:.2f} s ({:.2f} ms/step); {} steps in all\n", done,
              done == 1 ? "" : "s", secs, time_.lastStepMs, live_->optimizer->steps());
 }
 
 void ReplSession::trainDelegated(int64_t steps) {
   // uncertainty / dwa / gradnorm / pcgrad / mgda live in rt::train: run it from the session's
-  // parameters through a temporary checkpoint and read the result back.
+  // parameters, optimizer and weighting state through a temporary checkpoint, read them back,
+  // and show what the session's own loop shows (rt::train's report speaks of its files and of a
+  // run without an epoch count).
   rt::ModelSpec &spec = live_->compiled.spec;
+  if (!weighting_ || weightingKey_ != spec.train.weighting) {
+    weighting_ = rt::Weighting::create(spec, spec.train.seed);
+    weightingKey_ = spec.train.weighting;
+  }
   char dir[] = "/tmp/mtlc-repl-XXXXXX";
   if (!mkdtemp(dir)) throw rt::Error("cannot create a temporary directory");
-  std::string in = std::string(dir) + "/in.safetensors", outp = std::string(dir) + "/out.safetensors";
-  rt::saveCheckpoint(in, spec, live_->params.data(), live_->optimizer.get());
+  const std::string in = std::string(dir) + "/in.safetensors", outp = std::string(dir) + "/out.safetensors";
+  struct Cleanup {
+    const std::string &in, &out;
+    const char *dir;
+    ~Cleanup() {
+      std::remove(in.c_str());
+      std::remove(out.c_str());
+      rmdir(dir);
+    }
+  } cleanup{in, outp, dir};
+  rt::saveCheckpoint(in, spec, live_->params.data(), live_->optimizer.get(), weighting_.get());
   rt::TrainOptions to;
   to.steps = steps;
-  to.epochs = 1000000;
+  to.epochs = std::numeric_limits<int64_t>::max();  // `steps` ends the run
   to.initPath = in;
   to.savePath = outp;
   to.seed = spec.train.seed + uint64_t(epoch_);
   to.threads = pool_->threads();
+  to.quiet = true;
+  std::ostringstream trainerLog;  // rt::train's own report, not shown
   auto t0 = std::chrono::steady_clock::now();
-  auto report = rt::train(spec, to, out_);
+  rt::TrainReport report = rt::train(spec, to, trainerLog);
   double secs = msSince(t0) / 1000;
-  rt::loadParams(outp, spec, live_->params.data());
-  rt::loadOptimizerState(outp, *live_->optimizer);
-  std::remove(in.c_str());
-  std::remove(outp.c_str());
-  rmdir(dir);
+  rt::TensorFile file = rt::readSafeTensors(outp);
+  rt::loadParams(file, outp, spec, live_->params.data());
+  rt::loadOptimizerState(file, outp, *live_->optimizer);
+  rt::loadWeightingState(file, spec, *weighting_);
+  ++epoch_;  // the next run shuffles with another seed
   stepCount_ += report.steps;
   time_.trainSteps += report.steps;
   time_.trainSeconds += secs;
   time_.lastStepMs = report.steps ? secs * 1000 / double(report.steps) : 0;
+  std::string perTask;
+  for (const auto &r : report.train)
+    if (auto loss = r.metrics.find("loss"); loss != r.metrics.end())
+      perTask += fmt::format("{}{} {:.4f}", perTask.empty() ? "" : ", ", r.task, loss->second);
+  fmt::print(out_, "weighting {}: {} step{}, loss {}\n", weighting_->describe(), report.steps,
+             report.steps == 1 ? "" : "s", perTask.empty() ? std::string("n/a") : "(" + perTask + ")");
+  if (report.interruptedBy)
+    fmt::print(out_, "interrupted (Ctrl-C) after {} of {} steps: the model keeps them\n", report.steps, steps);
+  fmt::print(out_, "trained {} step{} in {:.2f} s ({:.2f} ms/step); {} steps in all\n", report.steps,
+             report.steps == 1 ? "" : "s", secs, time_.lastStepMs, live_->optimizer->steps());
 }
 
 }  // namespace mtlc::driver

@@ -36,6 +36,7 @@
 
 namespace mtlc::rt {
 class Batcher;
+class Weighting;
 }
 
 namespace mtlc::driver {
@@ -90,6 +91,19 @@ class ReplSession {
     rt::Arena params, grads, acts;
     std::unique_ptr<rt::Optimizer> optimizer;
   };
+  // Everything :load replaces, kept aside until the new file checks (restoreSession).
+  struct Saved {
+    std::vector<Origin> origins;
+    std::vector<Decl> decls;
+    std::string basePath, dataKey;
+    std::optional<sema::Model> checkedModel;
+    std::unique_ptr<Live> live;
+    std::optional<rt::Dataset> trainData, testData;
+    std::unique_ptr<rt::Batcher> batcher;
+    int64_t epoch = 0, batchPos = 0, stepCount = 0;
+    std::unique_ptr<rt::Weighting> weighting;
+    std::string weightingKey;
+  };
   struct Timing {
     double parseMs = 0, semaMs = 0, lowerMs = 0, codegenMs = 0;
     int compiles = 0;
@@ -106,6 +120,8 @@ class ReplSession {
   std::string combinedText();
   void renderDiagnostics(const Diagnostics &diags);
   bool ensureLive(const char *what);         // a compiled, checked model exists (else an error)
+  Saved takeSession();                       // moves the program, model and training out
+  void restoreSession(Saved saved);
   void install(CheckedProgram checked, CompiledProgram compiled, std::string key);
   void applySettings(const sema::Model &model);
   const rt::Dataset &dataset(const std::string &split);
@@ -147,6 +163,10 @@ class ReplSession {
   Timing time_;
   // The kernels' threads (`:set threads=N`; 0 = every CPU, the default as in `mtlc train`).
   std::unique_ptr<rt::ThreadPool> pool_ = std::make_unique<rt::ThreadPool>(0);
+  // The weighting state of adaptive strategies between :train runs (trainDelegated), for the
+  // live model and the strategy named by weightingKey_.
+  std::unique_ptr<rt::Weighting> weighting_;
+  std::string weightingKey_;
   int errors_ = 0;
   bool quiet_ = false;                  // check without printing diagnostics
   std::vector<size_t> errorDecls_;      // declarations that the last check's errors point into

@@ -337,3 +337,295 @@ TEST_CASE(":set threads=N is a session setting: checked, needs no model, trainin
   CHECK(r.out.find("threads = 1\n") != std::string::npos);
   CHECK(r.out.find("trained 3 steps") != std::string::npos);
 }
+
+namespace {
+
+// examples/tabular.mtl with its data paths absolute, the trunk's `from` replaced by `to`.
+std::string tabularVariant(const std::string &from, const std::string &to) {
+  std::string text = slurp(example("tabular.mtl"));
+  auto replace = [&](const std::string &a, const std::string &b) {
+    size_t at = text.find(a);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, a.size(), b);
+  };
+  replace("csv(\"tabular.csv\")", "csv(\"" + example("tabular.csv") + "\")");
+  replace("csv(\"tabular_test.csv\")", "csv(\"" + example("tabular_test.csv") + "\")");
+  if (!from.empty()) replace(from, to);
+  return text;
+}
+
+fs::path writeFile(const std::string &name, const std::string &text) {
+  fs::path p = workDir() / name;
+  std::ofstream(p, std::ios::binary) << text;
+  return p;
+}
+
+// Every tensor of two checkpoints equal bit for bit (parameters and optimizer state).
+void requireSameCheckpoint(const std::string &a, const std::string &b) {
+  auto x = mtlc::rt::readSafeTensors(a), y = mtlc::rt::readSafeTensors(b);
+  REQUIRE(x.tensors.size() == y.tensors.size());
+  for (const auto &t : x.tensors) {
+    INFO("tensor " << t.name);
+    const auto *u = y.find(t.name);
+    REQUIRE(u);
+    REQUIRE(u->data.size() == t.data.size());
+    CHECK(std::memcmp(u->data.data(), t.data.data(), t.data.size() * sizeof(float)) == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("after :set batch the kernels are those of a fresh session at that batch: training agrees bit for bit") {
+  // issue #22.1: the kernel cache reused kernels built for batch 64 at batch 1000 ("0 kernels
+  // built"), and two steps then differed from a fresh session by up to 0.02.
+  const std::string trunk = "features -> dense(64) -> relu -> dense(32) -> relu";
+  const std::string wide = "features -> dense(256) -> relu -> dense(128) -> relu";
+  std::string text = tabularVariant(trunk, wide);
+  fs::path at64 = writeFile("wide64.mtl", text);
+  std::string t1000 = text;
+  t1000.replace(t1000.find("batch     32"), 12, "batch     1000");
+  fs::path at1000 = writeFile("wide1000.mtl", t1000);
+  {
+    std::string s = slurp(at64);
+    s.replace(s.find("batch     32"), 12, "batch     64");
+    writeFile("wide64.mtl", s);
+  }
+  auto dir = workDir();
+  std::string start = (dir / "wide-start.safetensors").string(), viaSet = (dir / "wide-set.safetensors").string(),
+              fresh = (dir / "wide-fresh.safetensors").string();
+  Result r0 = runScript(":load " + at1000.string() + "\n:save " + start + "\n");
+  REQUIRE(r0.exitCode == 0);
+  Result a = runScript(":load " + at64.string() + "\n:set threads=1\n:set batch=1000\n:init " + start +
+                       "\n:train 2 steps\n:save " + viaSet + "\n");
+  Result b = runScript(":load " + at1000.string() + "\n:set threads=1\n:init " + start + "\n:train 2 steps\n:save " +
+                       fresh + "\n");
+  INFO("via :set:\n" << a.out << a.err << "\nfresh:\n" << b.out << b.err);
+  REQUIRE(a.exitCode == 0);
+  REQUIRE(b.exitCode == 0);
+  // The recompile at batch 1000 builds the kernels whose code depends on the batch.
+  std::smatch m;
+  REQUIRE(std::regex_search(a.out, m, std::regex("compiled tabular in [^\n]*; ([0-9]+) kernels? built[^\n]*kept 14")));
+  CHECK(std::stoi(m[1]) > 0);
+  requireSameCheckpoint(viaSet, fresh);
+}
+
+TEST_CASE(":predict refuses embedding indices the C API refuses") {
+  std::string script = ":predict click 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 19, 49\n"
+                       ":predict click 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 20, 3\n"
+                       ":predict click 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 2, nan\n"
+                       ":predict click 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 2.5, 3\n"
+                       ":predict click 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, -1, 3\n";
+  Result r = runScript(script, "'" + example("recsys.mtl") + "'");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 1);
+  CHECK(count(r.out, "click: p=") == 1);  // only the valid sample is run
+  CHECK(r.err.find("error: input `group` value 0 is 20, not an index in [0, 20)") != std::string::npos);
+  CHECK(r.err.find("error: input `category` value 0 is nan, not an index in [0, 50)") != std::string::npos);
+  CHECK(r.err.find("error: input `group` value 0 is 2.5, not an index in [0, 20)") != std::string::npos);
+  CHECK(r.err.find("error: input `group` value 0 is -1, not an index in [0, 20)") != std::string::npos);
+}
+
+TEST_CASE("`model NAME` may be the first line typed") {
+  std::string script = "model mine\n"
+                       "input features : f32[8]\n"
+                       "shared trunk = features -> dense(16) -> relu\n"
+                       "task cls { trunk -> dense(3)  loss cross_entropy }\n";
+  Result r = runScript(script);
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 0);
+  CHECK(r.err.find("(not added") == std::string::npos);
+  CHECK(r.out.find("compiled mine in") != std::string::npos);
+}
+
+TEST_CASE(":load of a file with errors keeps the working model") {
+  fs::path bad = writeFile("bad.mtl", tabularVariant("-> dense(32) -> relu", "-> dense(32) -> reluu"));
+  std::string script = ":train 3 steps\n"
+                       ":load " + bad.string() + "\n"
+                       ":train 2 steps\n"
+                       ":show\n";
+  Result r = runScript(script, "'" + example("tabular.mtl") + "'");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 1);  // the bad file fails the script
+  CHECK(r.err.find("unknown layer 'reluu'") != std::string::npos);
+  CHECK(r.err.find("(not loaded: the session keeps its model)") != std::string::npos);
+  CHECK(r.out.find("trained 2 steps") != std::string::npos);
+  CHECK(r.out.find("5 steps in all") != std::string::npos);  // the same model, trained on
+  CHECK(r.out.find(example("tabular.mtl") + ":") != std::string::npos);  // :show: the old file's declarations
+}
+
+TEST_CASE(":init of a partly matching checkpoint loads what matches and reports the rest, as --init does") {
+  auto dir = workDir();
+  std::string ckpt = (dir / "tabular-init.safetensors").string();
+  Result saved = runScript(":train 2 steps\n:save " + ckpt + "\n", "'" + example("tabular.mtl") + "'");
+  REQUIRE(saved.exitCode == 0);
+  // Another model: cls has another hidden layer, flag a wider one; trunk and target match.
+  fs::path other = writeFile("other.mtl", tabularVariant("trunk -> dense(3)", "trunk -> dense(8) -> relu -> dense(3)"));
+  {
+    std::string s = slurp(other);
+    s.replace(s.find("trunk -> dense(16) -> relu -> dense(1)"), 38, "trunk -> dense(12) -> relu -> dense(1)");
+    writeFile("other.mtl", s);
+  }
+  Result r = runScript(":init " + ckpt + "\n:train 1 steps\n", "'" + other.string() + "'");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 0);
+  CHECK(r.out.find("loaded 9 of 16 parameters from " + ckpt) != std::string::npos);
+  CHECK(r.out.find("init: loaded trunk.0.weight [64, 8], trunk.0.bias [64]") != std::string::npos);
+  CHECK(r.out.find("init: kept the session's values of cls.0.weight") != std::string::npos);
+  CHECK(r.out.find("flag.0.weight (checkpoint [16, 32], model [12, 32])") != std::string::npos);
+  CHECK(r.out.find("init: not used from the checkpoint: ") != std::string::npos);
+  CHECK(r.out.find("trained 1 step") != std::string::npos);
+}
+
+TEST_CASE(":train with an adaptive weighting shows the session's summary, not a hidden run's internals") {
+  Result r = runScript(":set weighting=uncertainty\n:train 3 steps\n:train 2 steps\n", "'" + example("tabular.mtl") + "'");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 0);
+  CHECK(r.out.find("weighting uncertainty: 3 steps, loss (cls ") != std::string::npos);
+  CHECK(r.out.find("trained 3 steps in ") != std::string::npos);
+  CHECK(r.out.find("5 steps in all") != std::string::npos);
+  for (const char *internal : {"1000000", "/tmp/mtlc-repl", "samples/s", "epoch 1/", "saved "}) {
+    INFO(internal);
+    CHECK(r.out.find(internal) == std::string::npos);
+    CHECK(r.err.find(internal) == std::string::npos);
+  }
+}
+
+TEST_CASE("a long session of redefinitions holds the live model's kernels, not every program's") {
+  std::string script;
+  for (int width = 5; width <= 12; ++width) {
+    script += "task cls { trunk -> dense(" + std::to_string(width) + ") -> relu -> dense(3)  loss cross_entropy }\n";
+    if (width == 6 || width == 12) script += ":time\n";
+  }
+  Result r = runScript(script, "'" + example("tabular.mtl") + "'");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 0);
+  std::regex loaded("kernels: +([0-9]+) loaded");
+  std::vector<int> counts;
+  for (std::sregex_iterator it(r.out.begin(), r.out.end(), loaded), end; it != end; ++it) counts.push_back(std::stoi((*it)[1]));
+  REQUIRE(counts.size() == 2);
+  CHECK(counts[1] <= counts[0]);  // six more head widths later, no more kernels than after two
+}
+
+namespace {
+
+// `mtlc repl ARGS` on a pseudo-terminal of its own (a new session: Ctrl-C typed into it signals
+// the REPL alone).
+struct Terminal {
+  int master = -1;
+  pid_t pid = -1;
+  std::string seen;
+
+  Terminal(const fs::path &home, const std::string &file) {
+    winsize ws{};
+    ws.ws_row = 40;
+    ws.ws_col = 120;
+    pid = forkpty(&master, nullptr, nullptr, &ws);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      setenv("HOME", home.c_str(), 1);
+      setenv("TERM", "xterm", 1);
+      unsetenv("MTLC_HISTORY");
+      execl(MTLC_BINARY, "mtlc", "repl", file.c_str(), (char *)nullptr);
+      _exit(127);
+    }
+  }
+  ~Terminal() {
+    if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    if (master >= 0) close(master);
+  }
+  // Reads until `want` appears after position `from` (or `seconds` pass).
+  bool waitFor(const std::string &want, size_t from, int seconds = 20) {
+    auto t0 = std::chrono::steady_clock::now();
+    while (seen.find(want, from) == std::string::npos) {
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(seconds)) return false;
+      fd_set fds;
+      FD_ZERO(&fds);
+      FD_SET(master, &fds);
+      timeval tv{0, 200000};
+      if (select(master + 1, &fds, nullptr, nullptr, &tv) > 0) {
+        char buf[4096];
+        ssize_t n = read(master, buf, sizeof buf);
+        if (n <= 0) return false;
+        seen.append(buf, size_t(n));
+      }
+    }
+    return true;
+  }
+  // libedit (re)configures the terminal when a prompt starts reading: a moment first, so that
+  // typed-ahead keys are not dropped.
+  void send(const std::string &s) {
+    usleep(300000);
+    REQUIRE(write(master, s.data(), s.size()) == ssize_t(s.size()));
+  }
+  // The exit status once the REPL ends (draining its output meanwhile), or -1 after 10 s.
+  int exitStatus() {
+    int status = 0;
+    for (int i = 0; i < 100; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      waitFor("\x01never\x01", seen.size(), 0);
+      usleep(100000);
+    }
+    return -1;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("on a terminal: Ctrl-C stops :train after its step and keeps the model, or clears the line; "
+          "history is saved as lines are entered") {
+  auto home = workDir() / "home-interrupt";
+  fs::create_directories(home);
+  fs::remove(home / ".mtlc_history");
+  Terminal term(home, example("tabular.mtl"));
+  INFO("terminal:\n" << term.seen);
+  REQUIRE(term.waitFor("mtl> ", 0));
+  size_t mark = term.seen.size();
+  term.send(":train 100000000 steps\r");  // hours: only Ctrl-C ends it
+  REQUIRE(term.waitFor("epoch 1", mark));  // the progress line: training runs
+  usleep(500000);
+  // Written while the session runs, not only on :quit.
+  std::string history = slurp(home / ".mtlc_history");
+  CHECK((history.find(":train 100000000 steps") != std::string::npos ||
+         history.find(":train\\040100000000\\040steps") != std::string::npos));
+  mark = term.seen.size();
+  term.send("\x03");
+  REQUIRE(term.waitFor("interrupted (Ctrl-C) after ", mark));
+  REQUIRE(term.waitFor("mtl> ", mark));
+  std::smatch m;
+  REQUIRE(std::regex_search(term.seen, m, std::regex("interrupted \\(Ctrl-C\\) after ([0-9]+) of 100000000 steps")));
+  const long done = std::stol(m[1]);
+  CHECK(done > 0);
+  // The model kept the steps: one more step counts on from them.
+  mark = term.seen.size();
+  term.send(":train 1 steps\r");
+  REQUIRE(term.waitFor("steps in all", mark));
+  CHECK(term.seen.find(std::to_string(done + 1) + " steps in all", mark) != std::string::npos);
+  // At the prompt: the typed text goes, a new prompt comes; in a declaration, all of it goes.
+  REQUIRE(term.waitFor("mtl> ", mark));
+  mark = term.seen.size();
+  term.send("task broken {");
+  term.send("\x03");
+  REQUIRE(term.waitFor("mtl> ", mark));
+  mark = term.seen.size();
+  term.send("task flag {\r");
+  REQUIRE(term.waitFor("...> ", mark));
+  term.send("  trunk -> dense(4) -> relu -> dense(1)");
+  term.send("\x03");
+  REQUIRE(term.waitFor("mtl> ", mark));
+  mark = term.seen.size();
+  term.send(":show\r");
+  REQUIRE(term.waitFor("task    target", mark));
+  CHECK(term.seen.find("broken", mark) == std::string::npos);
+  mark = term.seen.size();
+  term.send(":show flag\r");
+  REQUIRE(term.waitFor("used by", mark));
+  CHECK(term.seen.find("dense(16) -> relu -> dense(1)", mark) != std::string::npos);  // unchanged
+  term.send(":quit\r");
+  CHECK(term.exitStatus() == 0);
+}
