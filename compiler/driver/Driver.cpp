@@ -73,7 +73,7 @@ int run(const Options &o, rt::Communicator *job) {
     return emitText(o, os.str());
   }
 
-  CheckedProgram checked = checkFile(o.file);
+  CheckedProgram checked = checkFile(o.file, o.data);
   checked.diags->render(std::cerr, useColour(o));
   if (!checked.model) return kExitError;
 
@@ -121,11 +121,9 @@ int run(const Options &o, rt::Communicator *job) {
   }
   to.threads = o.threads;
   to.flushDenormals = !o.keepDenormals;
-  int64_t parameters = 0;  // tensors' elements (the arena also holds alignment padding)
-  for (const auto &p : compiled.spec.params) parameters += p.size;
   if (root)
-    fmt::print("compiled {} in {:.0f} ms ({} parameters, {:.2f} MFLOPs/sample forward)\n",
-               o.file, checked.times.totalMs(), parameters, compiled.spec.flopsPerSample / 1e6);
+    fmt::print("compiled {} in {:.0f} ms ({} learnable parameters, {:.2f} MFLOPs/sample forward)\n", o.file,
+               checked.times.totalMs(), learnableParameters(compiled.spec), compiled.spec.flopsPerSample / 1e6);
   if (o.singleTask) checkSingleTaskPossible(checked, compiled.spec, to);
   rt::TrainReport report = rt::train(compiled.spec, to, root ? std::cout : silent);
   if (report.interruptedBy) return 128 + report.interruptedBy;  // the shell's convention for a signal

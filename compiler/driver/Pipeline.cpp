@@ -23,9 +23,10 @@ double msSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-CheckedProgram checkFile(const std::string &path) {
+CheckedProgram checkFile(const std::string &path, const sema::DataOverrides &dataOverrides) {
   CheckedProgram p;
   p.path = path;
+  p.dataOverrides = dataOverrides;
   p.displayName = path;
   bool read = readSourceFile(path, p.text);
   p.diags = std::make_unique<Diagnostics>(p.displayName, p.text);
@@ -38,7 +39,7 @@ CheckedProgram checkFile(const std::string &path) {
   p.times.parseMs = msSince(t0);
   if (!ast || p.diags->hasErrors()) return p;
   t0 = std::chrono::steady_clock::now();
-  p.model = sema::analyze(*ast, path, *p.diags);
+  p.model = sema::analyze(*ast, path, *p.diags, dataOverrides);
   p.times.semaMs = msSince(t0);
   if (p.diags->hasErrors()) p.model.reset();
   return p;

@@ -7,6 +7,7 @@
 #include "passes/Passes.h"
 #include "runtime/ModelSpec.h"
 #include "sema/Model.h"
+#include "sema/Sema.h"
 #include "syntax/Diagnostics.h"
 
 #include <memory>
@@ -28,14 +29,16 @@ struct StageTimes {
 // A checked program: its source, diagnostics and typed model.
 struct CheckedProgram {
   std::string path, displayName, text;
+  sema::DataOverrides dataOverrides;  // `--data`: the sources it was checked against
   std::unique_ptr<Diagnostics> diags;
   std::optional<sema::Model> model;
   StageTimes times;
 };
 
-// Reads and checks `path`. Returns with model empty when it has errors (diags hold them) or when
-// the file cannot be read (one location-less error in diags).
-CheckedProgram checkFile(const std::string &path);
+// Reads and checks `path`, its data bindings against the sources `dataOverrides` (`--data`)
+// replace. Returns with model empty when it has errors (diags hold them) or when the file cannot be
+// read (one location-less error in diags).
+CheckedProgram checkFile(const std::string &path, const sema::DataOverrides &dataOverrides = {});
 
 // A program compiled to machine code: the model description the runtime reads, with entry points
 // that stay valid while this object lives.

@@ -86,7 +86,8 @@ ast::Program parseAgain(const CheckedProgram &checked) {
 // (a cross_stitch block needs two columns).
 sema::Model checkAlone(const CheckedProgram &checked, const ast::Program &program, size_t t) {
   Diagnostics diags(checked.displayName, checked.text);
-  std::optional<sema::Model> model = sema::analyze(onlyTask(program, t), checked.path, diags);
+  std::optional<sema::Model> model =
+      sema::analyze(onlyTask(program, t), checked.path, diags, checked.dataOverrides);
   if (!model)
     rt::throwError("--single-task: task `{}` cannot be trained alone:\n{}", program.tasks[t].name,
                    diags.str(false));
@@ -104,6 +105,7 @@ std::vector<rt::TaskResult> trainAlone(const Options &o, const CheckedProgram &c
   alone.path = checked.path;
   alone.displayName = checked.displayName;
   alone.text = checked.text;
+  alone.dataOverrides = checked.dataOverrides;
   alone.model = std::move(model);
   CompiledProgram compiled = compileProgram(alone, o.optLevel > 0, false);
 

@@ -22,24 +22,33 @@ std::string human(double v) {
 
 }  // namespace
 
+int64_t learnableParameters(const rt::ModelSpec &spec) {
+  int64_t n = 0;
+  for (const rt::ParamSpec &p : spec.params)
+    if (!p.frozen) n += p.size;
+  return n;
+}
+
 void printSummary(const CheckedProgram &checked, const CompiledProgram &compiled, std::ostream &os) {
   const rt::ModelSpec &spec = compiled.spec;
   fmt::print(os, "model {}: {} input{}, {} task{}\n", spec.name, spec.inputs.size(),
              spec.inputs.size() == 1 ? "" : "s", spec.tasks.size(), spec.tasks.size() == 1 ? "" : "s");
 
   // Parameters per block (shared blocks first, then task heads: the order of the table).
-  std::vector<std::pair<std::string, int64_t>> blocks;
+  struct BlockRow {
+    std::string block;
+    int64_t count = 0;
+    bool frozen = false;
+  };
+  std::vector<BlockRow> blocks;
   for (const auto &p : spec.params) {
-    if (blocks.empty() || blocks.back().first != p.block) blocks.push_back({p.block, 0});
-    blocks.back().second += p.size;
+    if (blocks.empty() || blocks.back().block != p.block) blocks.push_back({p.block, 0, p.frozen});
+    blocks.back().count += p.size;
   }
-  int64_t total = 0;
   fmt::print(os, "\n  {:<20} {:>12}\n", "block", "parameters");
-  for (const auto &[block, count] : blocks) {
-    fmt::print(os, "  {:<20} {:>12}\n", block, count);
-    total += count;
-  }
-  fmt::print(os, "  {:<20} {:>12}\n\n", "total", total);
+  for (const BlockRow &b : blocks)
+    fmt::print(os, "  {:<20} {:>12}{}\n", b.block, b.count, b.frozen ? "  frozen (not learnt)" : "");
+  fmt::print(os, "  {:<20} {:>12}\n\n", "learnable total", learnableParameters(spec));
 
   fmt::print(os, "  forward FLOPs per sample  {}\n", human(spec.flopsPerSample));
   int64_t naive = 0;  // one slot per value, the largest entry point

@@ -7,6 +7,7 @@
 #include <llvm/Bitcode/BitcodeWriter.h>
 #include <llvm/ExecutionEngine/Orc/CompileUtils.h>
 #include <llvm/IR/LLVMContext.h>
+#include <llvm/Linker/Linker.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Transforms/Utils/Cloning.h>
 
@@ -113,7 +114,7 @@ struct Partition {
   llvm::SmallVector<char, 0> bitcode;
   std::unique_ptr<llvm::TargetMachine> machine;
   std::unique_ptr<llvm::MemoryBuffer> object;
-  std::string llvmIR;
+  llvm::SmallVector<char, 0> optimizedBitcode;  // keepIR: the partition as optimised
   double optimizeMs = 0;
   std::exception_ptr error;
 };
@@ -124,7 +125,10 @@ void compileModule(llvm::Module &m, Partition &p, bool optimize, bool keepIR, Cl
   m.setDataLayout(p.machine->createDataLayout());
   if (optimize) codegen::optimizeModule(m, *p.machine);
   p.optimizeMs = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (keepIR) p.llvmIR = codegen::printModule(m);
+  if (keepIR) {  // before machine code generation, whose IR passes change the module
+    llvm::raw_svector_ostream os(p.optimizedBitcode);
+    llvm::WriteBitcodeToFile(m, os);
+  }
   auto object = llvm::orc::SimpleCompiler(*p.machine)(m);
   if (!object) throw JITError("generating machine code: " + llvm::toString(object.takeError()));
   p.object = std::move(*object);
@@ -143,15 +147,32 @@ void compilePartition(Partition &p, bool optimize, bool keepIR, Clock::time_poin
   }
 }
 
+// The partitions' optimised IR linked into one module and printed: the partitions printed one
+// after another would not be one valid module (each declares what another defines).
+std::string linkedIR(const std::vector<Partition> &parts) {
+  llvm::LLVMContext ctx;
+  std::unique_ptr<llvm::Module> linked;
+  for (const Partition &p : parts) {
+    llvm::StringRef bytes(p.optimizedBitcode.data(), p.optimizedBitcode.size());
+    auto module = llvm::parseBitcodeFile(llvm::MemoryBufferRef(bytes, "partition"), ctx);
+    if (!module) throw JITError("reading an optimised partition: " + llvm::toString(module.takeError()));
+    if (!linked)
+      linked = std::move(*module);
+    else if (llvm::Linker::linkModules(*linked, std::move(*module)))
+      throw JITError("linking the optimised partitions into one module failed");
+  }
+  return linked ? codegen::printModule(*linked) : std::string();
+}
+
 // The partitions' objects and IR, in partition order; rethrows the first partition's error.
-ObjectCode collect(std::vector<Partition> &parts) {
+ObjectCode collect(std::vector<Partition> &parts, bool keepIR) {
   ObjectCode out;
   for (Partition &p : parts) {
     if (p.error) std::rethrow_exception(p.error);
     out.objects.push_back(std::move(p.object));
-    out.llvmIR += p.llvmIR;
     out.optimizeMs = std::max(out.optimizeMs, p.optimizeMs);
   }
+  if (keepIR) out.llvmIR = linkedIR(parts);
   out.partitions = int(parts.size());
   return out;
 }
@@ -175,7 +196,7 @@ ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool o
     parts[0].cold = !cold.empty();
     parts[0].machine = makeMachine(parts[0].cold);
     compileModule(*m, parts[0], optimize, keepIR, start);
-    return collect(parts);
+    return collect(parts, keepIR);
   }
 
   // Workers 0..W-1 each compile hot partition w; worker 0 also the cold partition, first, which
@@ -219,7 +240,7 @@ ObjectCode compileToObjects(std::unique_ptr<llvm::Module> m, int threads, bool o
   for (size_t w = 1; w < workers; ++w) pool.emplace_back(work, w);
   work(0);
   for (std::thread &t : pool) t.join();
-  return collect(parts);
+  return collect(parts, keepIR);
 }
 
 }  // namespace mtlc::jit

@@ -23,7 +23,7 @@ namespace mtlc::jit {
 
 struct ObjectCode {
   std::vector<std::unique_ptr<llvm::MemoryBuffer>> objects;  // one per partition
-  std::string llvmIR;    // the optimised IR, partition by partition (when asked for)
+  std::string llvmIR;    // the optimised IR, the partitions linked into one module (when asked for)
   double optimizeMs = 0;  // wall time until the slowest partition was optimised
   int partitions = 0;
 };

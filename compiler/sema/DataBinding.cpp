@@ -2,6 +2,10 @@
 // widths they give, checked against the inputs and task labels where statically known.
 #include "sema/SemaInternal.h"
 
+#include "runtime/CsvHeader.h"
+#include "runtime/Dataset.h"
+#include "runtime/Error.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <fmt/format.h>
@@ -85,7 +89,106 @@ struct CheckedSource {
   rt::SourceSpec spec;
   std::vector<std::pair<std::string, int64_t>> fields;  // Images / Fields: name, width (0: unknown)
   SourceRange loc;
+  // Csv: the header's column names, when the file could be read; the file as the user wrote it.
+  std::optional<std::vector<std::string>> columns;
+  std::string shownAs;
 };
+
+// The fields of `info`'s table entry, their widths from the source's numeric arguments.
+void setFields(CheckedSource &cs, const SourceInfo &info) {
+  cs.info = &info;
+  cs.fields.clear();
+  for (const FieldInfo &f : info.fields)
+    cs.fields.push_back({f.name, f.widthArg ? static_cast<int64_t>(cs.spec.options[f.widthArg]) : f.width});
+}
+
+// Reads the header of csv source `cs` (file `path`, shown as `shownAs`); an unreadable file or a
+// malformed header is reported at `at` (false), and its columns stay unknown. `relativeTo`: the
+// folder a relative path was resolved against ("" for a command-line path).
+bool readColumns(CheckedSource &cs, const std::string &path, const std::string &shownAs, SourceRange at,
+                 const std::string &relativeTo, Diagnostics &diags) {
+  cs.shownAs = shownAs;
+  try {
+    cs.columns = rt::readCsvHeader(path, shownAs);
+    return true;
+  } catch (const rt::Error &e) {
+    std::error_code ec;
+    const bool relative = !relativeTo.empty() && std::filesystem::path(shownAs).is_relative() &&
+                          !std::filesystem::exists(path, ec);
+    diags.error(at, fmt::format("{}{}", e.what(),
+                                relative ? " (a path in a .mtl file is relative to the file's folder)" : ""));
+    return false;
+  }
+}
+
+// `--data ROLE=PATH` replaces the role's source: its fields and columns are the ones to check.
+// Its errors are reported at the source it replaces (at `blockLoc` when the program has none).
+void applyOverrides(const DataOverrides &overrides, SourceRange blockLoc, std::map<std::string, CheckedSource> &sources,
+                    std::map<std::string, SourceRange> &seenRole, Diagnostics &diags) {
+  for (const auto &[role, path] : overrides) {
+    if (role != "train" && role != "test") continue;  // the command line rejects other roles
+    CheckedSource &cs = sources[role];
+    const bool inProgram = seenRole.count(role) > 0;
+    if (!inProgram) {
+      seenRole[role] = blockLoc;
+      cs.loc = blockLoc;
+    }
+    cs.info = nullptr;
+    cs.columns.reset();
+    const SourceRange at = cs.loc;
+    const std::string given = fmt::format("--data {}={}", role, path);
+    try {
+      cs.spec = rt::sourceFromPath(path, role);
+    } catch (const rt::Error &e) {
+      diags.error(at, e.what());
+      if (inProgram) diags.note(at, fmt::format("{} replaces this source", given));
+      continue;
+    }
+    const SourceInfo *info = findSource(cs.spec.kind);
+    if (!info) throw std::logic_error("--data gave an unknown source kind " + cs.spec.kind);
+    setFields(cs, *info);
+    if (info->family == Family::Csv && !readColumns(cs, path, path, at, "", diags)) {
+      if (inProgram) diags.note(at, fmt::format("{} replaces this source", given));
+      cs.info = nullptr;  // nothing to compare the other source's fields with
+    }
+  }
+}
+
+// "a, b, c" or, for a wide table, its first eight and a count: "a, b, c, d, e, f, g, h and 92 more".
+std::string columnList(const std::vector<std::string> &columns) {
+  constexpr size_t kShown = 8;
+  std::string out;
+  for (size_t i = 0; i < columns.size() && i < kShown; ++i) out += (i ? ", " : "") + columns[i];
+  if (columns.size() > kShown) out += fmt::format(" and {} more", columns.size() - kShown);
+  return out;
+}
+
+// Whether every column `f` selects is in the header of `src`; reports those that are not.
+bool checkColumns(const ast::FieldRef &f, const CheckedSource &src, Diagnostics &diags) {
+  if (!src.columns) return true;  // the file could not be read (reported)
+  const std::vector<std::string> &columns = *src.columns;
+  auto missing = [&](const std::string &name, SourceRange at) {
+    if (std::find(columns.begin(), columns.end(), name) != columns.end()) return false;
+    std::string hint = didYouMean(name, columns);
+    if (hint.empty()) hint = "; its columns are " + columnList(columns);
+    diags.error(at, fmt::format("{} has no column '{}'{}", src.shownAs, name, hint));
+    return true;
+  };
+  if (!f.hasParens) return !missing(f.name, f.nameLoc);
+  bool ok = true;
+  for (const ast::ColumnSel &c : f.columns) {
+    if (c.isName) {
+      ok &= !missing(c.name, c.loc);
+    } else if (c.last >= static_cast<int64_t>(columns.size())) {
+      diags.error(c.loc, fmt::format("columns({}..{}) reads up to position {}, but {} has {} column{} "
+                                     "(positions 0..{})",
+                                     c.first, c.last, c.last, src.shownAs, columns.size(),
+                                     columns.size() == 1 ? "" : "s", columns.size() - 1));
+      ok = false;
+    }
+  }
+  return ok;
+}
 
 // "pixels and label", "x, y1 and y2"
 std::string fieldList(const std::vector<std::pair<std::string, int64_t>> &fields) {
@@ -176,13 +279,14 @@ void Analyzer::checkData() {
             cs.spec.options[p.name] = v.number;
           }
         }
-        for (const FieldInfo &f : info->fields)
-          cs.fields.push_back({f.name, f.widthArg ? static_cast<int64_t>(cs.spec.options[f.widthArg])
-                                                  : f.width});
+        if (cs.info) setFields(cs, *info);
+        if (cs.info && info->family == Family::Csv && !dataOverrides_.count(src.role))
+          readColumns(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags_);
       }
     }
     sources[src.role] = cs;
   }
+  applyOverrides(dataOverrides_, block.keywordLoc, sources, seenRole, diags_);
   if (!seenRole.count("train"))
     diags_.error(block.keywordLoc, "the data block has no 'train' source; add e.g. "
                                    "'train csv(\"data.csv\")' or 'train fashion_mnist(\"train\")'");
@@ -312,6 +416,11 @@ void Analyzer::checkData() {
     } else {
       exprOk = false;  // no usable source: the field cannot be checked (already reported)
     }
+    // Csv: the columns are in the header of every csv source the binding reads (train, then test:
+    // one error per binding).
+    if (exprOk && fields && fields->family == Family::Csv)
+      for (const CheckedSource *src : {train, test})
+        if (exprOk && src && src->info && src->info->family == Family::Csv) exprOk = checkColumns(f, *src, diags_);
     // The transform.
     if (e.op == ast::BindExpr::Op::In) {
       for (const ast::Value &v : e.set) {

@@ -318,6 +318,29 @@ void Analyzer::checkTasks() {
                              prog_.models.front().name));
 }
 
+bool Analyzer::reportStrayMetric(const ast::TaskDecl &t, const ast::Pipeline &word) {
+  // The metric statement the word follows, if any: the list it was meant to continue.
+  const ast::MetricName *before = nullptr;
+  for (const ast::MetricName &m : t.metrics) {
+    const SourceLoc &a = m.loc.end, &b = word.sourceLoc.begin;
+    if (a.line < b.line || (a.line == b.line && a.column < b.column)) before = &m;
+  }
+  const std::vector<std::string> &metrics = knownMetrics();
+  const bool exact = std::find(metrics.begin(), metrics.end(), word.source) != metrics.end();
+  // A misspelt metric only right after a metric list (elsewhere it may be a misspelt source).
+  const std::string metric = exact ? word.source : before ? closestMatch(word.source, metrics) : "";
+  if (metric.empty()) return false;
+  if (before)
+    diags_.error(word.sourceLoc, fmt::format("expected ',' before '{}': metrics are separated by commas, "
+                                             "as in 'metric {}, {}'",
+                                             word.source, before->name, metric));
+  else
+    diags_.error(word.sourceLoc, fmt::format("'{}' is a metric, but no 'metric' statement lists it; write "
+                                             "'metric {}'",
+                                             word.source, metric));
+  return true;
+}
+
 void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
   Task task;
   task.name = t.name;
@@ -338,6 +361,7 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
     };
     std::string keyword = bareName(p) ? closestMatch(p.source, {"loss", "weight", "metric"}) : "";
     if (keyword.empty()) {
+      if (bareName(p) && reportStrayMetric(t, p)) continue;
       pipelines.push_back(p);
       continue;
     }
@@ -604,6 +628,19 @@ void Analyzer::checkWeighting(const ast::Setting &s) {
   if (c.name == "dwa") model_.train.weightingParam = a.num("temperature");
   if (c.name == "gradnorm") model_.train.weightingParam = a.num("alpha");
 
+  // Only fixed and pcgrad scale the task losses by the `weight` lines (runtime/Weighting.h); the
+  // other strategies compute their own weights, so a weight line there is a setting with no effect.
+  if (c.name != "fixed" && c.name != "pcgrad") {
+    for (const ast::TaskDecl &t : prog_.tasks) {
+      if (t.weights.empty()) continue;
+      diags_.warning(t.weights[0].loc,
+                     fmt::format("task '{}': weight {} is ignored under weighting '{}', which sets the "
+                                 "task weights itself (only fixed and pcgrad use them)",
+                                 t.name, t.weights[0].text, c.name));
+      diags_.note(c.nameLoc, fmt::format("weighting '{}' is chosen here", c.name));
+    }
+  }
+
   // The gradient-based strategies balance the tasks' gradients on what they share.
   if (c.name == "gradnorm" || c.name == "pcgrad" || c.name == "mgda") {
     const size_t tasks = model_.tasks.size();
@@ -770,10 +807,10 @@ void Analyzer::checkTrain() {
 }  // namespace detail
 
 std::optional<Model> analyze(const ast::Program &program, const std::string &file,
-                             Diagnostics &diags) {
+                             Diagnostics &diags, const DataOverrides &dataOverrides) {
   size_t first = diags.diagnostics().size();
   try {
-    detail::Analyzer a(program, file, diags);
+    detail::Analyzer a(program, file, diags, dataOverrides);
     auto model = a.run();
     diags.sortByLocation(first);
     return model;

@@ -11,15 +11,22 @@
 #include "syntax/AST.h"
 #include "syntax/Diagnostics.h"
 
+#include <map>
 #include <optional>
 #include <string>
 
 namespace mtlc::sema {
 
+// Command-line replacements of data sources: "train" / "test" -> a path (`--data train=PATH`),
+// as rt::sourceFromPath reads it.
+using DataOverrides = std::map<std::string, std::string>;
+
 // `file` is the path of the .mtl file as it can be opened (data paths in the program are resolved
-// against its directory); it is stored in Model::file. Returns nullopt when any error was reported.
+// against its directory); it is stored in Model::file. A CSV source's header (or, with an
+// override for its role, the override's) is read to check the columns the bindings name; the
+// data is not read. Returns nullopt when any error was reported.
 std::optional<Model> analyze(const ast::Program &program, const std::string &file,
-                             Diagnostics &diags);
+                             Diagnostics &diags, const DataOverrides &dataOverrides = {});
 
 // The names sema knows, for documentation, completion and tests.
 const std::vector<std::string> &knownLayers();      // dense, conv2d, ..., embedding

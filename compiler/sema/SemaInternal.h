@@ -101,8 +101,9 @@ struct Origin {
 
 class Analyzer {
 public:
-  Analyzer(const ast::Program &program, const std::string &file, Diagnostics &diags)
-      : prog_(program), diags_(diags) {
+  Analyzer(const ast::Program &program, const std::string &file, Diagnostics &diags,
+           const DataOverrides &dataOverrides)
+      : prog_(program), diags_(diags), dataOverrides_(dataOverrides) {
     model_.file = file;
   }
   std::optional<Model> run();
@@ -133,6 +134,9 @@ private:
   void checkTrain();
   void checkStepSize();  // StepSize.cpp
   void checkTask(const ast::TaskDecl &t, size_t index);
+  // A bare word in a task that names a metric (`metric auc accuracy`, a comma missing): reports
+  // it and returns true; false when the word is not a metric.
+  bool reportStrayMetric(const ast::TaskDecl &t, const ast::Pipeline &word);
   // Resolves a pipeline's source; fills out.source/sourceIsInput/sourceIndex/inShape. Returns the
   // source's shape (nullopt if unknown or erroneous) and its origin for notes.
   std::optional<Shape> resolveSource(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
@@ -144,6 +148,7 @@ private:
 public:
   const ast::Program &prog_;
   Diagnostics &diags_;
+  const DataOverrides &dataOverrides_;
   Model model_;
   std::map<std::string, NameInfo> names_;
   // Per model input / shared block / task: whether its shape (or head width) is known and valid.

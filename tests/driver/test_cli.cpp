@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 TEST_CASE("mtlc --help documents the commands and options") {
   auto r = runMtlc("--help");
   CHECK(r.exitCode == 0);
@@ -145,5 +147,149 @@ TEST_CASE("a missing data file is a clear error with exit 1") {
   auto r = runMtlc("train '" + file + "'");
   CHECK(r.exitCode == 1);
   CHECK(r.signal == 0);
-  CHECK_THAT(r.err, Catch::Contains("missing.csv"));
+  // Found when the program is checked (the csv header is read then), at the source.
+  CHECK_THAT(r.err, Catch::Contains("nodata.mtl:5:13: error: missing.csv: cannot open: No such file or directory"));
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("--emit=llvm prints one module that llvm-as accepts") {
+  // Compiled in partitions on several threads, printed as one module: each partition declares
+  // the kernels another defines, so partitions printed one after another do not assemble.
+  std::string llvmAs;
+  for (const char *candidate : {"/usr/bin/llvm-as-19", "/usr/lib/llvm-19/bin/llvm-as"})
+    if (std::filesystem::exists(candidate)) llvmAs = candidate;
+  REQUIRE(!llvmAs.empty());
+  for (const char *model : {"fashion.mtl", "tabular.mtl", "mmoe_synthetic.mtl"}) {
+    INFO(model);
+    auto path = (testDir("emit") / (std::string(model) + ".ll")).string();
+    auto r = runMtlc("--emit=llvm -o '" + path + "' " + example(model));
+    REQUIRE(r.exitCode == 0);
+    const std::string text = slurp(path);
+    CHECK(occurrences(text, "; ModuleID") == 1);
+    const std::string log = (testDir("emit") / "llvm-as.txt").string();
+    CHECK(std::system((llvmAs + " -o /dev/null '" + path + "' 2>'" + log + "'").c_str()) == 0);
+    INFO(slurp(log));
+    CHECK(slurp(log).empty());
+  }
+}
+
+TEST_CASE("mtlc --version prints the version") {
+  auto r = runMtlc("--version");
+  CHECK(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("mtlc 0.1.0 (LLVM 19."));
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("a misspelt command gets a did-you-mean") {
+  for (const std::string &args : {std::string("trian"), "trian " + example("fashion.mtl"), std::string("biuld")}) {
+    auto r = runMtlc(args);
+    CHECK(r.exitCode == 2);
+    CHECK_THAT(r.err, Catch::StartsWith("mtlc: error: unknown command '"));
+    CHECK_THAT(r.err, Catch::Contains("did you mean '"));
+  }
+  CHECK_THAT(runMtlc("trian").err, Catch::Contains("unknown command 'trian'; did you mean 'train'?"));
+  // A file of that name is a program, not a command.
+  auto dir = testDir("command-file");
+  std::filesystem::copy_file(example("tabular.mtl"), dir / "trian", std::filesystem::copy_options::overwrite_existing);
+  for (const char *csv : {"tabular.csv", "tabular_test.csv"})
+    std::filesystem::copy_file(example(csv), dir / csv, std::filesystem::copy_options::overwrite_existing);
+  CHECK(runMtlc("trian", dir.string()).exitCode == 0);
+}
+
+TEST_CASE("an option of another command says which command it belongs to") {
+  auto r = runMtlc("--epochs 3 " + example("tabular.mtl"));
+  CHECK(r.exitCode == 2);
+  CHECK(r.err == "mtlc: error: --epochs is an option of `mtlc train`; write `mtlc train --epochs ...`\n");
+  auto q = runMtlc(example("tabular.mtl") + " -q");
+  CHECK(q.exitCode == 2);
+  CHECK_THAT(q.err, Catch::StartsWith("mtlc: error: -q is an option of `mtlc train`"));
+  auto b = runMtlc("build --steps=2 -o x " + example("tabular.mtl"));
+  CHECK(b.exitCode == 2);
+  CHECK_THAT(b.err, Catch::StartsWith("mtlc: error: --steps is an option of `mtlc train`, not of `mtlc build`"));
+}
+
+TEST_CASE("bad option values are explained in plain words") {
+  auto e = runMtlc("--emit=foo " + example("tabular.mtl"));
+  CHECK(e.exitCode == 2);
+  CHECK_THAT(e.err, Catch::StartsWith("mtlc: error: --emit: 'foo' is not a form mtlc can print; the forms are "
+                                      "ast, ir, ir-opt and llvm\n"));
+  CHECK(runMtlc("--emit=IR-OPT " + example("tabular.mtl")).exitCode == 0);  // any case, as before
+  for (const char *bad : {"0", "-3", "1e3", "99999999999999999999999"}) {
+    auto r = runMtlc(std::string("train --epochs ") + bad + " " + example("tabular.mtl"));
+    CHECK(r.exitCode == 2);
+    CHECK_THAT(r.err, Catch::StartsWith("mtlc: error: --epochs: expected a whole number of at least 1, got "));
+    CHECK(r.err.size() < 200);  // no 300-digit bound
+  }
+  auto t = runMtlc("train --threads 2000 " + example("tabular.mtl"));
+  CHECK_THAT(t.err, Catch::StartsWith("mtlc: error: --threads: expected a whole number from 0 to 1024, got 2000"));
+  CHECK_THAT(runMtlc("-O7 " + example("tabular.mtl")).err,
+             Catch::StartsWith("mtlc: error: -O: expected a whole number from 0 to 3, got 7"));
+}
+
+TEST_CASE("mtlc build --help describes -o as the output folder") {
+  auto r = runMtlc("build --help");
+  CHECK(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("-o,--output TEXT            The output folder"));
+  CHECK_THAT(r.out, !Catch::Contains("--emit output to this file"));
+  CHECK_THAT(runMtlc("--help").out, Catch::Contains("Write --emit output to this file"));
+}
+
+namespace {
+
+// The summary's table row: the name left-aligned in 20 columns, the count right-aligned in 12.
+std::string summaryRow(const std::string &name, int64_t count) {
+  const std::string n = std::to_string(count);
+  return "  " + name + std::string(20 - name.size(), ' ') + " " + std::string(12 - n.size(), ' ') + n + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("the summary and the compile line give one parameter count: the learnable parameters") {
+  // tabular: trunk 8*64+64 + 64*32+32, cls 32*3+3, flag and target 32*16+16 + 16+1 each.
+  const int64_t trunk = 8 * 64 + 64 + 64 * 32 + 32, heads = 99 + 545 + 545;
+  auto s = runMtlc(example("tabular.mtl"));
+  REQUIRE(s.exitCode == 0);
+  CHECK_THAT(s.out, Catch::Contains(summaryRow("learnable total", trunk + heads)));
+  CHECK(occurrences(s.out, "total") == 1);
+  auto t = runMtlc("train --steps 1 -q " + example("tabular.mtl"));
+  REQUIRE(t.exitCode == 0);
+  CHECK_THAT(t.out, Catch::Contains("(" + std::to_string(trunk + heads) + " learnable parameters,"));
+
+  // A frozen block is not learnt: marked in the table, left out of the count.
+  auto dir = testDir("frozen");
+  for (const char *csv : {"tabular.csv", "tabular_test.csv"})
+    std::filesystem::copy_file(example(csv), dir / csv, std::filesystem::copy_options::overwrite_existing);
+  std::string program = slurp(example("tabular.mtl"));
+  const size_t seed = program.find("seed      7");
+  REQUIRE(seed != std::string::npos);
+  program.insert(seed, "freeze trunk\n  ");
+  std::ofstream(dir / "frozen.mtl") << program;
+  auto f = runMtlc("frozen.mtl", dir.string());
+  REQUIRE(f.exitCode == 0);
+  std::string trunkRow = summaryRow("trunk", trunk);
+  trunkRow.insert(trunkRow.size() - 1, "  frozen (not learnt)");
+  CHECK_THAT(f.out, Catch::Contains(trunkRow));
+  CHECK_THAT(f.out, Catch::Contains(summaryRow("learnable total", heads)));
+}
+
+TEST_CASE("data bindings are checked against the csv header when the program is checked") {
+  auto dir = testDir("csv-header");
+  std::ofstream(dir / "houses.csv") << "rooms,price\n3,250\n";
+  std::ofstream(dir / "renamed.csv") << "rooms,cost\n3,250\n";
+  std::ofstream(dir / "houses.mtl") << "model houses\ninput x : f32[1]\ntask price { x -> dense(1) loss mse }\n"
+                                       "data {\n  train csv(\"houses.csv\")\n  x = rooms\n  price = prise\n}\n";
+  // `mtlc FILE` only checks and compiles: the misspelt column is found there, at the binding.
+  auto r = runMtlc("houses.mtl", dir.string());
+  CHECK(r.exitCode == 1);
+  CHECK(r.err == "houses.mtl:7:11: error: houses.csv has no column 'prise'; did you mean 'price'?\n"
+                 "  price = prise\n          ^~~~~\n");
+  // --data train=PATH: the replacing file's header is the one checked.
+  std::ofstream(dir / "houses.mtl") << "model houses\ninput x : f32[1]\ntask price { x -> dense(1) loss mse }\n"
+                                       "data {\n  train csv(\"houses.csv\")\n  x = rooms\n  price = price\n}\n";
+  CHECK(runMtlc("train --steps 1 -q houses.mtl", dir.string()).exitCode == 0);
+  auto o = runMtlc("train --steps 1 --data train=renamed.csv houses.mtl", dir.string());
+  CHECK(o.exitCode == 1);
+  CHECK_THAT(o.err, Catch::StartsWith("houses.mtl:7:11: error: renamed.csv has no column 'price'; its columns are "
+                                      "rooms, cost\n"));
+  CHECK(o.out.empty());  // nothing compiled or trained
 }

@@ -53,6 +53,9 @@ OPTIMIZERS = {
     "sgd": ("sgd(lr=0.1)", lambda p: torch.optim.SGD(p, lr=0.1)),
     "sgd_momentum": ("sgd(lr=0.05, momentum=0.9)", lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
     "adam": ("adam(lr=0.01)", lambda p: torch.optim.Adam(p, lr=0.01)),
+    # L2 decay added to the gradient before the moments, as torch.optim.Adam (not AdamW).
+    "adam_decay": ("adam(lr=0.01, weight_decay=0.1)",
+                   lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1)),
 }
 
 

@@ -44,6 +44,29 @@ std::string errorsOf(const std::string &text) {
   return diags.str();
 }
 
+// A csv file with this header and one row of zeros in the tests' work folder; its path.
+fs::path csvFile(const std::string &name, const std::string &header) {
+  fs::path dir = fs::path(MTLC_BINARY_DIR) / "test-work" / "sema";
+  fs::create_directories(dir);
+  std::string row = "0";
+  for (char c : header)
+    if (c == ',') row += ",0";
+  std::ofstream(dir / name, std::ios::binary) << header << "\n" << row << "\n";
+  return dir / name;
+}
+
+// Runs the rest of a test in `dir` (a program's relative data paths are relative to it).
+class InFolder {
+ public:
+  explicit InFolder(const fs::path &dir) : previous_(fs::current_path()) { fs::current_path(dir); }
+  ~InFolder() { fs::current_path(previous_); }
+  InFolder(const InFolder &) = delete;
+  InFolder &operator=(const InFolder &) = delete;
+
+ private:
+  fs::path previous_;
+};
+
 Model example(const char *name) {
   fs::path p = fs::path(MTLC_SOURCE_DIR) / "examples" / name;
   return check(slurp(p), p.string());
@@ -256,12 +279,13 @@ TEST_CASE("layer rules: conv padding and stride, pools, flatten, layernorm, elem
 }
 
 TEST_CASE("tasks may read inputs and any shared block; l1; weights; labels for wide heads") {
+  const std::string data = fs::absolute(csvFile("data.csv", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o")).string();
   Model m = check(
       "model m\ninput x : f32[6]\ninput y : f32[2, 3]\n"
       "task early { late -> dense(3) loss l1 weight 0 metric mae }\n"
       "shared late = y -> flatten -> dense(4)\n"
       "task raw { x loss mse }\n"
-      "data { train csv(\"/abs/data.csv\") x = columns(0..5) y = columns(\"a\",\"b\",\"c\",\"d\",\"e\",\"f\") / 10\n"
+      "data { train csv(\"" + data + "\") x = columns(0..5) y = columns(\"a\",\"b\",\"c\",\"d\",\"e\",\"f\") / 10\n"
       "       early = columns(6..8) raw = columns(9..14) }\n");
   CHECK(m.tasks[0].head.source == "late");
   CHECK(m.tasks[0].loss == mtlc::rt::LossKind::L1);
@@ -271,7 +295,7 @@ TEST_CASE("tasks may read inputs and any shared block; l1; weights; labels for w
   CHECK(m.tasks[1].head.sourceIndex == 0);
   CHECK(m.tasks[1].head.layers.empty());
   CHECK(m.tasks[1].labelWidth == 6);
-  CHECK(m.data.train.args == std::vector<std::string>{"/abs/data.csv"});  // absolute: kept
+  CHECK(m.data.train.args == std::vector<std::string>{data});  // absolute: kept
   REQUIRE(m.data.inputs.size() == 2);
   CHECK(m.data.inputs[1].target == "y");
   CHECK(m.data.inputs[1].expr.ref.columns.size() == 6);
@@ -293,6 +317,7 @@ TEST_CASE("idx sources: paths joined with the .mtl directory; any pixel count ac
 }
 
 TEST_CASE("a file in the current directory keeps its data paths as written") {
+  InFolder here(csvFile("d.csv", "a,b").parent_path());
   Model m = check("model m\ninput x : f32[1]\ntask t { x -> dense(1) loss mse }\n"
                   "data { train csv(\"d.csv\") x = a t = b }\n",
                   "m.mtl");
@@ -301,9 +326,11 @@ TEST_CASE("a file in the current directory keeps its data paths as written") {
 }
 
 TEST_CASE("comparisons in bindings") {
+  const fs::path dir = csvFile("vl.csv", "v,l").parent_path();
   Model m = check("model m\ninput x : f32[1]\ntask a { x -> dense(1) loss bce }\ntask b { x -> dense(1) loss bce }\n"
                   "task c { x -> dense(1) loss bce }\ntask d { x -> dense(1) loss bce }\n"
-                  "data { train csv(\"d.csv\") x = v * -1 a = l == 3 b = l != 3 c = l >= 0.5 d = l <= 2 }\n");
+                  "data { train csv(\"vl.csv\") x = v * -1 a = l == 3 b = l != 3 c = l >= 0.5 d = l <= 2 }\n",
+                  (dir / "cmp.mtl").string());
   CHECK(m.data.inputs[0].expr.op == Op::Mul);
   CHECK(m.data.inputs[0].expr.value == -1);
   CHECK(m.data.labels[0].expr.op == Op::Eq);
@@ -636,4 +663,40 @@ TEST_CASE("every example and every program of docs/mtl-architectures.md checks c
       CHECK_FALSE(m.tasks.empty());
     }
   }
+}
+
+namespace {
+
+// Analyses with `--data` overrides; the diagnostics.
+std::string diagnosticsWith(const std::string &text, const std::string &file,
+                            const mtlc::sema::DataOverrides &overrides) {
+  mtlc::Diagnostics diags("o.mtl", text);
+  auto program = mtlc::parseProgram("o.mtl", text, diags);
+  REQUIRE(program);
+  mtlc::sema::analyze(*program, file, diags, overrides);
+  return diags.str();
+}
+
+}  // namespace
+
+TEST_CASE("--data overrides: the replacing csv file's header is the one checked") {
+  const fs::path program = csvFile("prog.csv", "price,rooms").parent_path() / "o.mtl";
+  const std::string other = csvFile("other.csv", "cost,rooms").string();
+  const std::string text = "model m\ninput x : f32[1]\ntask price { x -> dense(1) loss mse }\n"
+                           "data {\n  train csv(\"prog.csv\")\n  x = rooms\n  price = price\n}\n";
+  CHECK(diagnosticsWith(text, program.string(), {}).empty());
+  // The program's file has `price`; the override's does not.
+  CHECK(diagnosticsWith(text, program.string(), {{"train", other}}) ==
+        "o.mtl:7:11: error: " + other + " has no column 'price'; its columns are cost, rooms\n"
+        "  price = price\n          ^~~~~\n");
+  // A missing override file: at the source it replaces, with a note naming the override.
+  const std::string missing = (program.parent_path() / "missing.csv").string();
+  CHECK(diagnosticsWith(text, program.string(), {{"train", missing}}) ==
+        "o.mtl:5:9: error: " + missing + ": cannot open: No such file or directory\n"
+        "  train csv(\"prog.csv\")\n        ^~~~~~~~~~~~~~~\n"
+        "o.mtl:5:9: note: --data train=" + missing + " replaces this source\n"
+        "  train csv(\"prog.csv\")\n        ^~~~~~~~~~~~~~~\n");
+  // A test override for a program without a test source is checked too.
+  CHECK_THAT(diagnosticsWith(text, program.string(), {{"test", other}}),
+             Catch::StartsWith("o.mtl:7:11: error: " + other + " has no column 'price'"));
 }
