@@ -464,8 +464,11 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& opt, std::ostream& 
     if (!log) throwError("{}: cannot open the log file for writing", opt.logPath);
   }
 
-  out << fmt::format("model {}: {} task{}, {} parameters; {}, batch {}, {} epoch{}, {} thread{}; {}\n", spec.name, T,
-                     T == 1 ? "" : "s", spec.paramCount, optimizerString(ts.optimizer), ts.batch, epochs,
+  int64_t learnable = 0;  // the summary's count: parameters the optimizer updates (the arena also holds padding)
+  for (const ParamSpec& p : spec.params)
+    if (!p.frozen) learnable += p.size;
+  out << fmt::format("model {}: {} task{}, {} learnable parameters; {}, batch {}, {} epoch{}, {} thread{}; {}\n",
+                     spec.name, T, T == 1 ? "" : "s", learnable, optimizerString(ts.optimizer), ts.batch, epochs,
                      epochs == 1 ? "" : "s", pool.threads(), pool.threads() == 1 ? "" : "s", initNote);
   for (const std::string& l : initLines) out << l << '\n';
   if (ts.weighting != "fixed" && !ts.weighting.empty()) out << fmt::format("weighting: {}\n", weighting->describe());

@@ -224,19 +224,26 @@ def check_names(doc, names, callees):
                  f"`{name}({want})` (have: {', '.join('`' + s + '`' for s in spans)})")
 
 
-def check_programs(doc, mtlc, work):
-    os.makedirs(work, exist_ok=True)
+def check_programs(doc, mtlc, src_dir, work):
+    # The programs are written to WORK/docs/ beside a link WORK/examples -> the source's examples/,
+    # so a path such as "../examples/tabular.csv" resolves as it does from docs/language.md.
+    work_docs = os.path.join(work, "docs")
+    os.makedirs(work_docs, exist_ok=True)
+    link = os.path.join(work, "examples")
+    if os.path.islink(link):
+        os.unlink(link)
+    os.symlink(os.path.join(os.path.abspath(src_dir), "examples"), link)
     blocks = re.findall(r"^```(mtl|mtl-rejected)\n(.*?)^```", doc, re.M | re.S)
     good = [b for k, b in blocks if k == "mtl"]
     if len(good) < 5:
         fail(f"docs/language.md has {len(good)} ```mtl programs; expected at least 5")
     for i, (kind, text) in enumerate(blocks, 1):
-        path = os.path.join(work, f"block{i}.mtl")
+        path = os.path.join(work_docs, f"block{i}.mtl")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         r = subprocess.run([mtlc, "--color=never", path], capture_output=True, text=True, timeout=300)
         first = text.strip().splitlines()[0]
-        if kind == "mtl" and (r.returncode != 0 or "error" in r.stderr):
+        if kind == "mtl" and (r.returncode != 0 or "error" in r.stderr or "warning" in r.stderr):
             fail(f"```mtl block {i} ({first}) does not compile (exit {r.returncode}):\n{r.stderr}")
         if kind == "mtl-rejected" and (r.returncode != 1 or "error: unknown" not in r.stderr):
             fail(f"```mtl-rejected block {i} ({first}) is no longer refused (exit {r.returncode}): "
@@ -258,7 +265,7 @@ def main():
     total = sum(len(v) for v in names.values())
     print(f"checking {total} names and {len(callees)} signatures against docs/language.md")
     check_names(doc, names, callees)
-    check_programs(doc, mtlc, work)
+    check_programs(doc, mtlc, src_dir, work)
     for f in failures:
         print("FAIL:", f)
     return 1 if failures else 0

@@ -254,6 +254,10 @@ TEST_CASE("the summary and the compile line give one parameter count: the learna
   auto t = runMtlc("train --steps 1 -q " + example("tabular.mtl"));
   REQUIRE(t.exitCode == 0);
   CHECK_THAT(t.out, Catch::Contains("(" + std::to_string(trunk + heads) + " learnable parameters,"));
+  // The trainer's own header gives the same count (not the arena's size, which holds padding).
+  auto v = runMtlc("train --steps 1 " + example("tabular.mtl"));
+  REQUIRE(v.exitCode == 0);
+  CHECK_THAT(v.out, Catch::Contains("model tabular: 3 tasks, " + std::to_string(trunk + heads) + " learnable parameters;"));
 
   // A frozen block is not learnt: marked in the table, left out of the count.
   auto dir = testDir("frozen");

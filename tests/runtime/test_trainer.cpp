@@ -235,7 +235,7 @@ TEST_CASE("trainer: two tasks learn, log, report, save; the checkpoint evaluates
   CHECK(log[20]["epoch"] == 2);
 
   const std::string text = out.str();
-  CHECK_THAT(text, Contains(fmt::format("model tiny: 2 tasks, 8 parameters; adam(lr=0.05), batch 16, 20 epochs, {} "
+  CHECK_THAT(text, Contains(fmt::format("model tiny: 2 tasks, 8 learnable parameters; adam(lr=0.05), batch 16, 20 epochs, {} "
                                         "thread{}; seed 11",
                                         ThreadPool::hardwareThreads(), ThreadPool::hardwareThreads() == 1 ? "" : "s")));
   CHECK_THAT(text, Contains("epoch 20/20: loss"));
