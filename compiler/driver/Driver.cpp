@@ -5,7 +5,7 @@
 #include "NonFiniteLocator.h"
 #include "Pipeline.h"
 #include "Plot.h"
-#include "Repl.h"
+#include "repl/Repl.h"
 #include "SingleTask.h"
 #include "Summary.h"
 #include "ir/Builder.h"

@@ -20,7 +20,7 @@
 // initialised. So a head can be swapped while the trained trunk stays bit-for-bit.
 #pragma once
 
-#include "Pipeline.h"
+#include "driver/Pipeline.h"
 #include "jit/Compile.h"
 #include "runtime/Arena.h"
 #include "runtime/Dataset.h"
