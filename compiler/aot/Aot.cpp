@@ -131,8 +131,13 @@ std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &
 
 // ---- the object file --------------------------------------------------------------------------------
 
-std::string emitObject(const ir::Module &m, const rt::ModelSpec &spec, const BundleOptions &o,
+passes::ScheduledModule scheduleBundle(const ir::Module &m) {
+  return codegen::scheduleModule(m, codegen::CodegenOptions{});
+}
+
+std::string emitObject(const passes::ScheduledModule &schedule, const rt::ModelSpec &spec, const BundleOptions &o,
                        const std::string &path, std::string *triple) {
+  const ir::Module &m = *schedule.module;
   static std::once_flag initialised;
   std::call_once(initialised, [] {
     llvm::InitializeNativeTarget();
@@ -159,9 +164,10 @@ std::string emitObject(const ir::Module &m, const rt::ModelSpec &spec, const Bun
   llvm::LLVMContext ctx;
   // The kernels' vector shape (lanes, registers, masked-access costs) of the CPU the object is
   // for, as the JIT takes the host's: without it they were 4-lane SSE code under every --mcpu.
+  // The schedule does not depend on the target (scheduleBundle's options are these but it).
   codegen::CodegenOptions opts;
   opts.target = codegen::targetInfo(*tm);
-  std::unique_ptr<llvm::Module> lm = codegen::emitModule(m, ctx, tm->createDataLayout(), opts);
+  std::unique_ptr<llvm::Module> lm = codegen::emitModule(schedule, ctx, tm->createDataLayout(), opts);
   lm->setTargetTriple(tm->getTargetTriple().str());
   lm->setDataLayout(tm->createDataLayout());
   if (o.optimize) codegen::optimizeModule(*lm, *tm);

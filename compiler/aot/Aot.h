@@ -6,6 +6,7 @@
 #pragma once
 
 #include "ir/IR.h"
+#include "passes/Schedule.h"
 #include "runtime/ModelSpec.h"
 
 #include <stdexcept>
@@ -50,10 +51,14 @@ std::vector<float> bundleLossWeights(const rt::ModelSpec &spec);
 // The text description the support library parses at create time (format in Aot.cpp).
 std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &lossWeights);
 
-// Compiles `m` (with its predict_<task> functions) for the selected target and writes an ELF
-// relocatable object with PIC relocations to `path`. Returns the CPU name actually used and sets
-// *triple to the target triple. Throws AotError.
-std::string emitObject(const ir::Module &m, const rt::ModelSpec &spec, const BundleOptions &o,
+// The scheduled module a bundle's object is generated from (fusion, memory plan, scratch: target
+// independent), built once: its actsFloats is the bundle's arena, and emitObject compiles it.
+passes::ScheduledModule scheduleBundle(const ir::Module &m);
+
+// Compiles the scheduled module (of `m` with its predict_<task> functions, from scheduleBundle)
+// for the selected target and writes an ELF relocatable object with PIC relocations to `path`.
+// Returns the CPU name actually used and sets *triple to the target triple. Throws AotError.
+std::string emitObject(const passes::ScheduledModule &schedule, const rt::ModelSpec &spec, const BundleOptions &o,
                        const std::string &path, std::string *triple = nullptr);
 
 struct HeaderInfo {

@@ -1,7 +1,7 @@
 // IR → LLVM IR. Each ir::Function of a module becomes one external entry point
 //     void mtlc_<module>_<function>(const mtlc_args *)      (C type mtlc_entry_fn, runtime/abi.h)
-// that calls one generated kernel per node, in graph order, on the storage the memory plan
-// (passes/MemoryPlan.h) assigns. Kernels are loops written here with IRBuilder — no op library,
+// that calls one generated kernel per scheduled kernel, in order, on the storage the memory plan
+// assigns: codegen reads the scheduled module (passes/Schedule.h) and decides nothing it holds. Kernels are loops written here with IRBuilder — no op library,
 // no BLAS; the only external call is libm's erff (GELU), plus what LLVM lowers intrinsics to.
 //
 // This header keeps LLVM's headers out of its includers; the JIT (jit/Compile.h) is the usual
@@ -14,6 +14,7 @@
 #pragma once
 
 #include "ir/IR.h"
+#include "passes/Schedule.h"
 
 #include <functional>
 #include <memory>
@@ -27,10 +28,6 @@ class LLVMContext;
 class Module;
 class TargetMachine;
 }  // namespace llvm
-
-namespace mtlc::passes {
-struct FusionPlan;
-}
 
 namespace mtlc::codegen {
 
@@ -61,7 +58,8 @@ enum class GemmKind { Auto, Packed, Axpy, Dot };
 
 struct CodegenOptions {
   TargetInfo target;  // jit::compile fills it from the host unless CompileOptions::target says
-  // Consume passes::planFusion: each group is one kernel, its interior members get no storage.
+  // Schedule with passes::planFusion's groups (scheduleModule): each group is one kernel, its
+  // interior members get no storage.
   bool fuse = true;
   // GEMM tiling overrides for tests (0: chosen from the target and the shapes).
   GemmKind gemmKind = GemmKind::Auto;  // forced where applicable (Axpy: B not transposed;
@@ -83,14 +81,17 @@ struct CodegenOptions {
 std::string gemmChoice(const TargetInfo &target, const CodegenOptions *opts, int64_t maxBatch, int64_t M,
                        int64_t K, int64_t N, bool transA, bool transB);
 
-// The fusion groups codegen emits for `f` of `m` under `opts`: passes::planFusion (every group
-// it forms is supported), or none when opts.fuse is false. planMemory must be given the same plan.
-passes::FusionPlan kernelFusion(const ir::Module &m, const ir::Function &f,
-                                const CodegenOptions &opts);
+// Working memory the kernel rooted at `n` needs, for batches of up to maxBatch samples: the op's
+// own scratch hook, beside its emitter (matMulScratchFloats, convScratchFloats), 0 for ops that
+// need none. A new op that needs scratch adds its hook to this function's switch (EmitModule.cpp).
+int64_t kernelScratchFloats(const ir::Node &n, int64_t maxBatch);
+// The hooks the planner asks (passes::scheduleModule).
+passes::KernelHooks kernelHooks();
 
-// The acts arena size every function of `m` needs under `opts` (<= passes::maxActsFloats(m), which
-// covers the fused and the unfused plans).
-int64_t actsFloats(const ir::Module &m, const CodegenOptions &opts);
+// The scheduled module codegen emits for `m` under `opts` (fusion when opts.fuse, this back end's
+// scratch); throws std::logic_error if a fusion group has no fused kernel (a compiler bug). Build
+// it once per compile and hand it to emitModule / emitModuleSplit.
+passes::ScheduledModule scheduleModule(const ir::Module &m, const CodegenOptions &opts);
 
 // Function attribute of generated code that a step spends almost no time in: the entry points
 // (a sequence of calls) and the kernels below codegen::kColdShare of the module's work. The
@@ -101,15 +102,14 @@ inline constexpr const char *kColdKernel = "mtlc-cold";
 // "mtlc_" + module name + "_" + function name, e.g. mtlc_fashion_train_step.
 std::string entrySymbol(const ir::Module &m, const ir::Function &f);
 
-// Emits every function of `m`. Throws std::logic_error if the result fails LLVM's verifier
-// (a compiler bug).
-std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext &ctx,
-                                         const llvm::DataLayout &dl,
-                                         const CodegenOptions &opts = {});
+// Emits every function of the scheduled module (scheduled under the same opts). Throws
+// std::logic_error if the result fails LLVM's verifier (a compiler bug).
+std::unique_ptr<llvm::Module> emitModule(const passes::ScheduledModule &s, llvm::LLVMContext &ctx,
+                                         const llvm::DataLayout &dl, const CodegenOptions &opts = {});
 
 // Incremental compilation (the REPL; jit/Compile.h IncrementalCompiler): the entry points go into
 // `entries`, which only declares its kernels, under external symbols named by what their code
-// depends on (signature and options: "mtlck.<hash>"); the kernels for which `have(symbol)` is false
+// depends on (the scheduled kernel's key, the schedule's context and the options: "mtlck.<hash>"); the kernels for which `have(symbol)` is false
 // are emitted into `kernels`. A kernel, once compiled, serves every later module compiled with the
 // same options, so a redefinition compiles only the kernels it changed.
 struct SplitModules {
@@ -117,7 +117,7 @@ struct SplitModules {
   std::unique_ptr<llvm::Module> kernels;  // the new kernels (possibly none)
   std::vector<std::string> newKernels;    // their symbols
 };
-SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
+SplitModules emitModuleSplit(const passes::ScheduledModule &s, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
                              const CodegenOptions &opts,
                              const std::function<bool(const std::string &symbol)> &have);
 

@@ -7,13 +7,14 @@
 //   data grad      dcol = Wᵀ · dy_s,  dx_s = col2im(dcol)   (overlapping taps add up)
 //
 // so the multiply-adds run in the packed GEMM (EmitGemm.cpp). The node's scratch
-// (passes::scratchFloats) holds the column matrix (none for a 1×1, stride 1, unpadded convolution,
+// (convScratchFloats) holds the column matrix (none for a 1×1, stride 1, unpadded convolution,
 // which uses the sample itself), then the GEMM's packing panels.
 #include "Kernel.h"
 #include "LoopBuilder.h"
-#include "passes/KernelScratch.h"
+#include "GemmBlocking.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace mtlc::codegen {
 
@@ -134,13 +135,13 @@ Gemm constGemm(Kernel &k, const ConvShape &s, llvm::Value *A, llvm::Value *B, ll
   return g;
 }
 
-// Samples in passes::kConvChunks fixed chunks, split across threads: chunk c gets samples
+// Samples in kConvChunks fixed chunks, split across threads: chunk c gets samples
 // [c·n/C, (c+1)·n/C) and scratch area c (column matrix, GEMM panels, [partial sum]) of
 // `chunkFloats`. perSample(h, sample) runs with h.scratch at the chunk's area, serially inside.
 void forSampleChunks(Kernel &k, int64_t chunkFloats, int64_t sampleWork,
                      const std::function<void(Kernel &h, llvm::Value *chunk)> &chunkStart,
                      const std::function<void(Kernel &h, llvm::Value *sample)> &perSample) {
-  const int64_t C = std::min<int64_t>(passes::kConvChunks, std::max<int64_t>(k.maxBatch, 1));
+  const int64_t C = std::min<int64_t>(kConvChunks, std::max<int64_t>(k.maxBatch, 1));
   llvm::Value *big = k.b.CreateICmpSGE(k.mul(k.n, sampleWork), k.c(int64_t(1) << 17));
   parallelFor(k, k.c(C), big, [&](Kernel &h, llvm::Value *c0, llvm::Value *c1) {
     forLoop(h.b, c0, c1, [&](llvm::Value *c) {
@@ -158,6 +159,26 @@ void forSampleChunks(Kernel &k, int64_t chunkFloats, int64_t sampleWork,
 int64_t colFloats(const ConvShape &s) { return s.pointwise() ? 0 : s.taps() * s.P(); }
 
 }  // namespace
+
+// kConvChunks chunks, each with one sample's column matrix [C·KH·KW, OH·OW] (none for a
+// pointwise convolution, whose input already is that matrix), the GEMM's panels and, for the
+// filter gradient, the chunk's partial sum. Not batch dependent: a chunk holds one sample at a time.
+int64_t convScratchFloats(const ir::Node &n, int64_t) {
+  const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
+  switch (n.op) {
+    case ir::OpKind::Conv2d: x = &n.operands[0]->type.dims, w = &n.operands[1]->type.dims, y = &n.type.dims; break;
+    case ir::OpKind::Conv2dBwdData: x = &n.type.dims, w = &n.operands[1]->type.dims, y = &n.operands[0]->type.dims; break;
+    case ir::OpKind::Conv2dBwdFilter: x = &n.operands[0]->type.dims, w = &n.type.dims, y = &n.operands[1]->type.dims; break;
+    default: throw std::logic_error("convScratchFloats: not a convolution");
+  }
+  ConvShape s{(*x)[0], (*x)[1], (*x)[2], (*y)[0], (*y)[1], (*y)[2], (*w)[2], (*w)[3], n.ints.at(0), n.ints.at(1)};
+  switch (n.op) {
+    case ir::OpKind::Conv2d: return kConvChunks * convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
+    case ir::OpKind::Conv2dBwdFilter:
+      return kConvChunks * convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), s.O * s.taps());
+    default: return kConvChunks * convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
+  }
+}
 
 // A fused chain in the GEMM's epilogue when the GEMM writes sample n's [channels, positions]
 // result directly: element (row, col) is flat index n·rows·P + row·P + col, channel `row`.
@@ -182,7 +203,7 @@ void chainInPlace(Kernel &k, llvm::Value *out, llvm::Value *flat0, int64_t count
 
 void emitConv2d(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.inType(1), k.type(), k);
-  int64_t chunk = passes::convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
+  int64_t chunk = convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {
     llvm::Value *xs = h.at(h.in[0], h.mul(n, s.C * s.H * s.W));
     llvm::Value *ys = h.at(h.out, h.mul(n, s.O * s.P()));
@@ -197,8 +218,8 @@ void emitConv2d(Kernel &k) {
 void emitConv2dBwdFilter(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.type(), k.inType(1), k);
   const int64_t OT = s.O * s.taps();
-  const int64_t C = std::min<int64_t>(passes::kConvChunks, std::max<int64_t>(k.maxBatch, 1));
-  int64_t chunk = passes::convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
+  const int64_t C = std::min<int64_t>(kConvChunks, std::max<int64_t>(k.maxBatch, 1));
+  int64_t chunk = convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
   int64_t partialAt = chunk - (OT + 15) / 16 * 16;
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(),
       [&](Kernel &h, llvm::Value *) { h.zero(h.at(h.scratch, h.c(partialAt)), h.c(OT)); },
@@ -223,7 +244,7 @@ void emitConv2dBwdFilter(Kernel &k) {
 
 void emitConv2dBwdData(Kernel &k) {
   ConvShape s = shapeOf(k.type(), k.inType(1), k.inType(0), k);
-  int64_t chunk = passes::convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
+  int64_t chunk = convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {
     llvm::Value *dys = h.at(h.in[0], h.mul(n, s.O * s.P()));
     llvm::Value *dxs = h.at(h.out, h.mul(n, s.C * s.H * s.W));

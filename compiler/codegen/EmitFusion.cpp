@@ -5,7 +5,6 @@
 #include "EmitFusion.h"
 
 #include "LoopBuilder.h"
-#include "passes/MemoryPlan.h"
 
 #include <stdexcept>
 
@@ -148,24 +147,12 @@ decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<Value *> 
   };
 }
 
-passes::FusionPlan kernelFusion(const ir::Module &m, const ir::Function &f, const CodegenOptions &opts) {
-  if (!opts.fuse) return {};
-  passes::FusionPlan plan = passes::planFusion(f);
+void checkFusedKernels(const passes::FusionPlan &plan) {
   for (const passes::FusionGroup &g : plan.groups) {
     bool ok = supportedRoot(g.root->op);
     for (const ir::Node *member : g.chain) ok = ok && supportedMember(member->op);
     if (!ok) throw std::logic_error(std::string("fusion: unsupported group rooted at ") + ir::mnemonic(g.root->op));
   }
-  return plan;
-}
-
-int64_t actsFloats(const ir::Module &m, const CodegenOptions &opts) {
-  int64_t most = 0;
-  for (const auto &f : m.functions) {
-    passes::FusionPlan plan = kernelFusion(m, *f, opts);
-    most = std::max(most, passes::planMemory(m, *f, &plan).actsFloats);
-  }
-  return most;
 }
 
 }  // namespace mtlc::codegen

@@ -27,6 +27,9 @@ struct KernelSpec {
   KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &plan);
 };
 
+// Throws std::logic_error if a group of `plan` has a root or member no fused kernel supports.
+void checkFusedKernels(const passes::FusionPlan &plan);
+
 // Whether the root's emitter applies Kernel::chain itself (else chainAfterKernel does, in place).
 bool rootAppliesChain(ir::OpKind op);
 // After a root kernel that does not apply the chain: runs it over the whole result in place.

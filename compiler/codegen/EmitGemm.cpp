@@ -29,7 +29,7 @@
 #include "CodegenABI.h"
 #include "Kernel.h"
 #include "LoopBuilder.h"
-#include "passes/KernelScratch.h"
+#include "GemmBlocking.h"
 
 #include <llvm/IR/InlineAsm.h>
 #include <llvm/IR/Module.h>
@@ -57,7 +57,7 @@ struct Tiling {
   int MR = 1;    // rows of the register tile
   int NRV = 1;   // vectors per row of the register tile (Dot: 1, the row of NC sums)
   int NC = 0;    // Dot: columns of C per tile (<= VL)
-  int64_t KC = passes::kGemmMaxKC, MB = passes::kGemmMaxMB, NB = passes::kGemmMaxNB;
+  int64_t KC = kGemmMaxKC, MB = kGemmMaxMB, NB = kGemmMaxNB;
   int NR() const { return VL * NRV; }
 };
 
@@ -96,7 +96,7 @@ Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t 
                  : nrv == 3 || mr != std::min(28, (target.vectorRegisters - 1 - nrv) / nrv))
         continue;
       if (mr * nrv + nrv + 1 > target.vectorRegisters) continue;
-      if (mr > passes::kGemmMaxTile || nrv * target.lanes > passes::kGemmMaxTile) continue;
+      if (mr > kGemmMaxTile || nrv * target.lanes > kGemmMaxTile) continue;
       double perK = std::max({mr * nrv * 0.5, (mr + nrv) * 0.5, 5.0}) * kCost;
       double tiles = double(ceilDiv(M, mr)) * double(ceilDiv(N, int64_t(nrv) * target.lanes));
       double lines = double(mr) * double(ceilDiv(int64_t(nrv) * target.lanes, 16));
@@ -133,9 +133,9 @@ Tiling chooseTiling(const TargetInfo &target, const CodegenOptions *o, int64_t m
   t.VL = target.lanes;
   auto extent = [&](int64_t e) { return e < 0 ? std::max<int64_t>(maxBatch, 1) : e; };
   const int64_t M = extent(staticM), N = extent(staticN), K = extent(staticK);
-  if (o && o->gemmKC) t.KC = std::min(o->gemmKC, passes::kGemmMaxKC);
-  if (o && o->gemmMB) t.MB = std::min(o->gemmMB, passes::kGemmMaxMB);
-  if (o && o->gemmNB) t.NB = std::min(o->gemmNB, passes::kGemmMaxNB);
+  if (o && o->gemmKC) t.KC = std::min(o->gemmKC, kGemmMaxKC);
+  if (o && o->gemmMB) t.MB = std::min(o->gemmMB, kGemmMaxMB);
+  if (o && o->gemmNB) t.NB = std::min(o->gemmNB, kGemmMaxNB);
 
   // Packing: a copy (source contiguous along the panel) or a register transpose per element.
   Choice packed = broadcastTile(target, o, M, N, K, t.KC, 1.0, 10.0);
@@ -712,7 +712,7 @@ class GemmEmitter {
     auto bound = [&](int64_t e, int64_t block) { return std::min(e < 0 ? batch : e, block); };
     int64_t kcMax = bound(g.staticK, t.KC), mbMax = bound(g.staticM, t.MB), nbMax = bound(g.staticN, t.NB);
     slotAFloats = up(kcMax * ceilDiv(mbMax, t.MR) * t.MR, 16);
-    slotFloats = passes::gemmSlotFloats(g.staticM, g.staticK, g.staticN, batch);
+    slotFloats = gemmSlotFloats(g.staticM, g.staticK, g.staticN, batch);
     if (slotAFloats + up(kcMax * ceilDiv(nbMax, t.NR()) * t.NR(), 16) > slotFloats)
       throw std::logic_error("emitGemm: packing needs more scratch than the plan reserves");
     packBase = b.CreateIntrinsic(llvm::Intrinsic::ptrmask, {b.getPtrTy(), b.getInt64Ty()},

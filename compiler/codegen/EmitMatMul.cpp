@@ -4,9 +4,18 @@
 // flat index row·N + col.
 #include "ir/Builder.h"  // ir::matrixView
 #include "Kernel.h"
-#include "passes/KernelScratch.h"
+#include "GemmBlocking.h"
 
 namespace mtlc::codegen {
+
+// The packing panels of kGemmSlots threads, each packing the panels it reads into its own slot.
+int64_t matMulScratchFloats(const ir::Node &n, int64_t maxBatch) {
+  auto [aRows, aCols] = ir::matrixView(n.operands.at(0)->type);
+  auto [bRows, bCols] = ir::matrixView(n.operands.at(1)->type);
+  bool transA = n.ints.at(0) != 0, transB = n.ints.at(1) != 0;
+  return gemmPackFloats(transA ? aCols : aRows, transA ? aRows : aCols, transB ? bRows : bCols, kGemmSlots,
+                        maxBatch);
+}
 
 void emitMatMul(Kernel &k) {
   auto extent = [&](int64_t e) { return e == -1 ? k.n : k.c(e); };
@@ -21,7 +30,7 @@ void emitMatMul(Kernel &k) {
   g.staticN = g.transB ? bRows : bCols;
   g.M = extent(g.staticM), g.K = extent(g.staticK), g.N = extent(g.staticN);
   g.pack = k.scratch;
-  g.slots = int(passes::kGemmSlots);  // the plan reserves that many (passes::scratchFloats)
+  g.slots = int(kGemmSlots);  // the plan reserves that many (matMulScratchFloats)
   if (!k.type().batched) g.prefer = Gemm::Split::Rows;
   else if (g.transB && !k.inType(1).batched) g.prefer = Gemm::Split::Cols;
   if (k.chain) {

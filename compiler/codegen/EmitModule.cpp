@@ -1,13 +1,12 @@
-// The entry points: per ir::Function, one external function that loads the mtlc_args fields it
-// needs, computes each node's base pointer from the memory plan, and calls the node's kernel.
+// The entry points: per scheduled function, one external function that loads the mtlc_args
+// fields it needs, computes each node's base pointer from the memory plan, and calls each
+// scheduled kernel in order. The schedule (passes/Schedule.h) is read, never recomputed here.
 #include "Codegen.h"
 #include "CodegenABI.h"
 #include "EmitMtlOps.h"
 #include "EmitFusion.h"
 #include "Kernel.h"
 #include "KernelWork.h"
-#include "passes/Fusion.h"
-#include "passes/MemoryPlan.h"
 
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
@@ -25,18 +24,6 @@ namespace {
 
 using ir::OpKind;
 using passes::Storage;
-
-// Ops that read the call's arguments or view another node's storage: nothing to compute.
-bool needsKernel(OpKind op) {
-  switch (op) {
-    case OpKind::Input:
-    case OpKind::Label:
-    case OpKind::Param:
-    case OpKind::LossWeight:
-    case OpKind::Reshape: return false;
-    default: return true;
-  }
-}
 
 // The body of one node's kernel. Every op kind is listed, so a new op in Ops.def is a compile
 // warning here until it has an emitter.
@@ -97,49 +84,34 @@ void emitKernelBody(Kernel &k) {
   throw std::logic_error("codegen: unknown op kind");
 }
 
-// What a kernel's code depends on: op, types, attributes, scratch. Nodes with equal signatures
-// share one kernel function, within an entry point and across them (eval_step and predict repeat
-// train_step's forward kernels), which keeps compile time proportional to distinct kernels.
-// Every field of ir::Node but its id and name, which no emitter reads (the binding stops compiling
-// when Node gains a field).
-std::string kernelSignature(const ir::Node &node, bool hasScratch) {
-  const auto &[id, op, operands, type, ints, f, name] = node;
-  (void)id, (void)name;
-  std::string sig = std::string(ir::mnemonic(op)) + " " + type.str();
-  for (const ir::Node *operand : operands) sig += " " + operand->type.str();
-  for (int64_t v : ints) sig += " i" + std::to_string(v);
-  char fs[32];
-  std::snprintf(fs, sizeof fs, " f%a", f);  // exact: hex float
-  return sig + fs + (hasScratch ? " scratch" : "");
-}
-
 using KernelCache = std::map<std::string, llvm::Function *>;
 
-// Everything besides a kernel's signature that its code is generated from: what emitKernel hands
-// the op emitters (Kernel::opts, every field of it, the target's included, and Kernel::maxBatch,
-// which sizes GEMM blocks and scratch, the conv chunk count and the parallel splits). Split
-// emission names kernels by signature and this key, so a cached kernel is the one a full compile
-// would build. The structured bindings stop compiling when CodegenOptions or TargetInfo gains a
-// field, so a new input cannot be left out (emitKernel checks Kernel's fields the same way).
-std::string kernelContextKey(const CodegenOptions &opts, int64_t maxBatch) {
+// Everything besides the scheduled kernel's key that its code is generated from: what emitKernel
+// hands the op emitters (Kernel::opts, every field of it, the target's included) and the
+// schedule's context (ScheduledModule::contextKey: Kernel::maxBatch, which sizes GEMM blocks and
+// scratch, the conv chunk count and the parallel splits). Split emission names kernels by the
+// kernel's key and this one, so a cached kernel is the one a full compile would build. The
+// structured bindings stop compiling when CodegenOptions or TargetInfo gains a field, so a new
+// input cannot be left out (emitKernel checks Kernel's fields the same way).
+std::string kernelContextKey(const CodegenOptions &opts, const passes::ScheduledModule &schedule) {
   const auto &[target, fuse, gemmKind, gemmMR, gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways,
                nodeHook] = opts;
   const auto &[lanes, vectorRegisters, name, nativeVectors, slowMaskedMemory] = target;
   return fmt::format("target={}/{}/{}/native={}/slowmask={} fuse={} gemm={}/{}/{}/{}/{}/{}/split={} par={} "
-                     "hook={} maxBatch={}",
+                     "hook={} {}",
                      name, lanes, vectorRegisters, nativeVectors, slowMaskedMemory, fuse, int(gemmKind), gemmMR,
-                     gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways, nodeHook, maxBatch);
+                     gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways, nodeHook, schedule.contextKey());
 }
 
 // Split emission (emitModuleSplit): kernels go into modules of their own under symbols named by
-// their signature and the options, and the entry module only declares them.
+// their scheduled key and the context, and the entry module only declares them.
 struct SplitState {
   std::string contextKey;  // what, besides the signature, a kernel's code depends on
   const std::function<bool(const std::string &)> *have;
   llvm::Module *kernels;             // where new kernels go
   std::vector<std::string> emitted;  // their symbols
 
-  // "mtlck.<16 hex digits>": FNV-1a of the signature and context (a process-local cache key).
+  // "mtlck.<16 hex digits>": FNV-1a of the kernel's key and the context (a process-local cache key).
   std::string symbol(const std::string &signature) const {
     uint64_t h = 1469598103934665603ull;
     for (char c : signature + "|" + contextKey) h = (h ^ uint8_t(c)) * 1099511628211ull;
@@ -149,34 +121,26 @@ struct SplitState {
   }
 };
 
-// Calls kernel(spec) for every kernel call of `f`, in order: a node standing alone, or a fusion
-// group at its last node.
-void forEachKernel(const ir::Function &f, const passes::FusionPlan &fusion,
-                   const std::function<void(const KernelSpec &)> &kernel) {
-  for (const auto &node : f.nodes) {
-    if (!needsKernel(node->op) || fusion.isInterior(node.get())) continue;
-    const passes::FusionGroup *group = fusion.group(node.get());
-    kernel(group ? KernelSpec(*group, fusion) : KernelSpec(*node));
-  }
+// What emitting the scheduled kernel `k` of `sf` needs: its node alone, or its fusion group.
+KernelSpec specOf(const passes::ScheduledFunction &sf, const passes::ScheduledKernel &k) {
+  const passes::FusionGroup *group = sf.group(k);
+  return group ? KernelSpec(*group, sf.fusion) : KernelSpec(*k.root);
 }
 
-// The cold-compiled cost below which a kernel of `m` is cold (KernelWork.h).
-double coldWork(const ir::Module &m, const CodegenOptions &opts) {
+// The cold-compiled cost below which a kernel of the schedule is cold (KernelWork.h).
+double coldWork(const passes::ScheduledModule &s) {
   double total = 0;
-  for (const auto &f : m.functions) {
-    passes::FusionPlan fusion = kernelFusion(m, *f, opts);
-    forEachKernel(*f, fusion, [&](const KernelSpec &spec) { total += kernelWork(spec, m.maxBatch).hot(); });
-  }
+  for (const passes::ScheduledFunction &sf : s.functions)
+    for (const passes::ScheduledKernel &k : sf.kernels) total += kernelWork(specOf(sf, k), s.maxBatch).hot();
   return total * kColdShare;
 }
 
 class EntryEmitter {
  public:
-  EntryEmitter(const ir::Module &m, const ir::Function &f, llvm::Module &lm, KernelCache &kernels,
-               const CodegenOptions &opts, double coldBelow, SplitState *split = nullptr)
-      : m_(m), f_(f), lm_(lm), ctx_(lm.getContext()), b_(ctx_), fusion_(kernelFusion(m, f, opts)),
-        plan_(passes::planMemory(m, f, &fusion_)), kernels_(kernels), opts_(opts), coldBelow_(coldBelow),
-        split_(split) {}
+  EntryEmitter(const passes::ScheduledModule &s, const passes::ScheduledFunction &sf, llvm::Module &lm,
+               KernelCache &kernels, const CodegenOptions &opts, double coldBelow, SplitState *split = nullptr)
+      : m_(*s.module), f_(*sf.function), sf_(sf), plan_(sf.memory), lm_(lm), ctx_(lm.getContext()), b_(ctx_),
+        kernels_(kernels), opts_(opts), coldBelow_(coldBelow), split_(split) {}
 
   void emit() {
     entry_ = llvm::Function::Create(entryFunctionType(ctx_), llvm::Function::ExternalLinkage,
@@ -193,7 +157,7 @@ class EntryEmitter {
     args_ = args;
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", entry_));
 
-    forEachKernel(f_, fusion_, [&](const KernelSpec &spec) { callKernel(spec); });
+    for (const passes::ScheduledKernel &k : sf_.kernels) callKernel(k);
     for (const auto &copy : plan_.copies) {
       const ir::Type &t = copy.value->type;
       llvm::Value *floats = t.batched ? b_.CreateMul(n(), b_.getInt64(t.elements()))
@@ -293,13 +257,9 @@ class EntryEmitter {
     return fn;
   }
 
-  // The kernel, emitted on first use of its signature.
-  llvm::Function *kernelFor(const KernelSpec &spec, bool hasScratch) {
-    std::string signature = kernelSignature(*spec.root, hasScratch);
-    if (spec.group)
-      for (size_t i = 0; i < spec.group->chain.size(); ++i)
-        signature += " | " + kernelSignature(*spec.group->chain[i], false) + " data" +
-                     std::to_string(spec.dataOperand[i]);
+  // The kernel, emitted on first use of its scheduled key.
+  llvm::Function *kernelFor(const passes::ScheduledKernel &k, const KernelSpec &spec, bool hasScratch) {
+    std::string signature = k.key;
     const bool isCold = cold(spec);
     if (isCold) signature += " cold";  // the same code compiled another way
     llvm::Function *&fn = kernels_[signature];
@@ -343,12 +303,13 @@ class EntryEmitter {
     kb.CreateRetVoid();
   }
 
-  void callKernel(const KernelSpec &spec) {
+  void callKernel(const passes::ScheduledKernel &k) {
+    const KernelSpec spec = specOf(sf_, k);
     const ir::Node &node = *spec.root;
     const ir::Node &result = spec.group ? *spec.group->last() : node;
-    int64_t scratchOffset = plan_.scratch.at(node.id);
+    int64_t scratchOffset = k.scratchOffset;
     bool hasScratch = scratchOffset >= 0;
-    llvm::Function *fn = kernelFor(spec, hasScratch);
+    llvm::Function *fn = kernelFor(k, spec, hasScratch);
 
     std::vector<llvm::Value *> callArgs{nodePointer(result)};
     for (const ir::Node *operand : node.operands) callArgs.push_back(nodePointer(*operand));
@@ -372,11 +333,11 @@ class EntryEmitter {
 
   const ir::Module &m_;
   const ir::Function &f_;
+  const passes::ScheduledFunction &sf_;
+  const passes::MemoryPlan &plan_;
   llvm::Module &lm_;
   llvm::LLVMContext &ctx_;
   llvm::IRBuilder<> b_;
-  passes::FusionPlan fusion_;
-  passes::MemoryPlan plan_;
   llvm::Function *entry_ = nullptr;
   llvm::Value *args_ = nullptr;
   KernelCache &kernels_;
@@ -399,22 +360,41 @@ std::string entrySymbol(const ir::Module &m, const ir::Function &f) {
   return "mtlc_" + m.name + "_" + f.name;
 }
 
-std::unique_ptr<llvm::Module> emitModule(const ir::Module &m, llvm::LLVMContext &ctx,
+int64_t kernelScratchFloats(const ir::Node &n, int64_t maxBatch) {
+  switch (n.op) {
+    case OpKind::MatMul: return matMulScratchFloats(n, maxBatch);
+    case OpKind::Conv2d:
+    case OpKind::Conv2dBwdData:
+    case OpKind::Conv2dBwdFilter: return convScratchFloats(n, maxBatch);
+    default: return 0;
+  }
+}
+
+passes::KernelHooks kernelHooks() { return {kernelScratchFloats}; }
+
+passes::ScheduledModule scheduleModule(const ir::Module &m, const CodegenOptions &opts) {
+  passes::ScheduledModule s = passes::scheduleModule(m, opts.fuse, kernelHooks());
+  for (const passes::ScheduledFunction &sf : s.functions) checkFusedKernels(sf.fusion);
+  return s;
+}
+
+std::unique_ptr<llvm::Module> emitModule(const passes::ScheduledModule &s, llvm::LLVMContext &ctx,
                                          const llvm::DataLayout &dl, const CodegenOptions &opts) {
-  auto lm = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
+  auto lm = std::make_unique<llvm::Module>("mtlc_" + s.module->name, ctx);
   lm->setDataLayout(dl);
   KernelCache kernels;
-  const double coldBelow = coldWork(m, opts);
-  for (const auto &f : m.functions) EntryEmitter(m, *f, *lm, kernels, opts, coldBelow).emit();
+  const double coldBelow = coldWork(s);
+  for (const passes::ScheduledFunction &sf : s.functions) EntryEmitter(s, sf, *lm, kernels, opts, coldBelow).emit();
 
   verifyOrThrow(*lm);
   return lm;
 }
 
-SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
+SplitModules emitModuleSplit(const passes::ScheduledModule &s, llvm::LLVMContext &ctx, const llvm::DataLayout &dl,
                              const CodegenOptions &opts, const std::function<bool(const std::string &)> &have) {
+  const ir::Module &m = *s.module;
   SplitState split;
-  split.contextKey = kernelContextKey(opts, m.maxBatch);
+  split.contextKey = kernelContextKey(opts, s);
   split.have = &have;
   SplitModules out;
   out.entries = std::make_unique<llvm::Module>("mtlc_" + m.name, ctx);
@@ -423,8 +403,9 @@ SplitModules emitModuleSplit(const ir::Module &m, llvm::LLVMContext &ctx, const 
   out.kernels->setDataLayout(dl);
   split.kernels = out.kernels.get();
   KernelCache kernels;
-  const double coldBelow = coldWork(m, opts);
-  for (const auto &f : m.functions) EntryEmitter(m, *f, *out.entries, kernels, opts, coldBelow, &split).emit();
+  const double coldBelow = coldWork(s);
+  for (const passes::ScheduledFunction &sf : s.functions)
+    EntryEmitter(s, sf, *out.entries, kernels, opts, coldBelow, &split).emit();
   verifyOrThrow(*out.entries);
   verifyOrThrow(*out.kernels);
   out.newKernels = std::move(split.emitted);

@@ -31,7 +31,7 @@ struct Kernel {
   llvm::SmallVector<llvm::Value *, 3> in;  // float *: one per operand
   llvm::Value *n;                        // i64: samples in this batch
   llvm::Value *seed;                     // i64: dropout stream
-  llvm::Value *scratch = nullptr;        // float *: working memory (passes::scratchFloats), or null
+  llvm::Value *scratch = nullptr;        // float *: working memory (kernelScratchFloats), or null
   const CodegenOptions *opts = nullptr;  // target vector shape, tiling overrides (null: defaults)
   int64_t maxBatch = 1;                  // the module's largest n (sizes blocks when M or K is n)
   // The fused chain after this kernel's root (empty when it stands alone): maps root values to
@@ -130,7 +130,7 @@ using Epilogue = std::function<llvm::Value *(Kernel &k, llvm::Value *v, const Ti
 
 // C[M,N] = op(A)[M,K] · op(B)[K,N] (or C += with accumulate) over row-major matrices: A is [M,K],
 // or [K,M] when transA; B is [K,N], or [N,K] when transB; leading dimensions default to dense.
-// Packed (EmitGemm.cpp): operands are copied into panels in `pack` (passes::gemmPackFloats)
+// Packed (EmitGemm.cpp): operands are copied into panels in `pack` (gemmPackFloats, GemmBlocking.h)
 // and multiplied by a register-blocked micro-kernel; the epilogue, if any, runs on each finished
 // vector before its single store.
 struct Gemm {
@@ -181,6 +181,10 @@ void emitMatMul(Kernel &k);                                      // EmitMatMul.c
 void emitConv2d(Kernel &k);                                      // EmitConv.cpp
 void emitConv2dBwdData(Kernel &k);
 void emitConv2dBwdFilter(Kernel &k);
+
+// Scratch hooks (kernelScratchFloats): the working memory an op's kernel needs, by its emitter.
+int64_t matMulScratchFloats(const ir::Node &n, int64_t maxBatch);  // EmitMatMul.cpp
+int64_t convScratchFloats(const ir::Node &n, int64_t maxBatch);    // EmitConv.cpp: the three convolutions
 void emitPool(Kernel &k);                                        // EmitPool.cpp: MaxPool, AvgPool
 void emitMaxPoolBwd(Kernel &k);
 void emitAvgPoolBwd(Kernel &k);

@@ -122,7 +122,8 @@ int runBuild(const Options &o) {
   aot::addTaskPredicts(lowered.module);
   passes::runGraphPasses(lowered.module, passSettings(o));
   rt::ModelSpec spec = describeModel(model, lowered);
-  spec.actsFloats = passes::maxActsFloats(lowered.module);
+  const passes::ScheduledModule schedule = aot::scheduleBundle(lowered.module);
+  spec.actsFloats = schedule.actsFloats;
 
   std::error_code ec;
   fs::create_directories(o.output, ec);
@@ -146,7 +147,7 @@ int runBuild(const Options &o) {
 
   const std::string objPath = (dir / (spec.name + ".o")).string();
   try {
-    info.cpu = aot::emitObject(lowered.module, spec, bo, objPath, &info.triple);
+    info.cpu = aot::emitObject(schedule, spec, bo, objPath, &info.triple);
   } catch (const aot::AotError &e) {
     fmt::print(stderr, "mtlc: error: {}\n", e.what());
     return 2;

@@ -51,9 +51,7 @@ void printSummary(const CheckedProgram &checked, const CompiledProgram &compiled
   fmt::print(os, "  {:<20} {:>12}\n\n", "learnable total", learnableParameters(spec));
 
   fmt::print(os, "  forward FLOPs per sample  {}\n", human(spec.flopsPerSample));
-  int64_t naive = 0;  // one slot per value, the largest entry point
-  for (const auto &f : compiled.lowered.module.functions)
-    naive = std::max(naive, passes::planMemory(compiled.lowered.module, *f).actsFloatsWithoutReuse);
+  const int64_t naive = compiled.code->actsFloatsWithoutReuse;  // one slot per value, the largest entry point
   fmt::print(os, "  activation arena          {:.2f} MiB planned, {:.2f} MiB without reuse (batch up to {})\n",
              spec.actsFloats * 4.0 / (1 << 20), naive * 4.0 / (1 << 20), spec.maxBatch);
   const auto &t = checked.times;

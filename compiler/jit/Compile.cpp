@@ -3,7 +3,6 @@
 #include "JIT.h"
 #include "ParallelCompile.h"
 #include "codegen/Codegen.h"
-#include "passes/MemoryPlan.h"
 
 #include <llvm/IR/Module.h>
 #include <llvm/IR/PassTimingInfo.h>
@@ -41,10 +40,11 @@ codegen::CodegenOptions resolvedOptions(const CompileOptions &options, const llv
 }
 
 // Where the compile's time went, and the arena size, once the entry points are looked up.
-void finish(CompiledModule &out, const ir::Module &m, Clock::time_point start, Clock::time_point emitted,
-            Clock::time_point optimized) {
+void finish(CompiledModule &out, const passes::ScheduledModule &schedule, Clock::time_point start,
+            Clock::time_point emitted, Clock::time_point optimized) {
   auto done = Clock::now();
-  out.actsFloats = codegen::actsFloats(m, out.options);
+  out.actsFloats = schedule.actsFloats;
+  out.actsFloatsWithoutReuse = schedule.actsFloatsWithoutReuse;
   out.emitMs = msBetween(start, emitted);
   out.optimizeMs = msBetween(emitted, optimized);
   out.machineCodeMs = msBetween(optimized, done);
@@ -73,8 +73,8 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   out.options = resolvedOptions(options, *tm);
 
   auto ctx = std::make_unique<llvm::LLVMContext>();
-  std::unique_ptr<llvm::Module> module =
-      codegen::emitModule(m, *ctx, out.jit->dataLayout(), out.options);
+  const passes::ScheduledModule schedule = codegen::scheduleModule(m, out.options);
+  std::unique_ptr<llvm::Module> module = codegen::emitModule(schedule, *ctx, out.jit->dataLayout(), out.options);
   auto emitted = Clock::now();
   const int threads = timePasses ? 1 : threadsFor(options);
   ObjectCode code = compileToObjects(std::move(module), threads, options.optimize, options.keepIR,
@@ -86,7 +86,7 @@ CompiledModule compile(const ir::Module &m, const CompileOptions &options) {
   // Looking the entry points up links the objects.
   for (const auto &f : m.functions)
     out.entries[f->name] = out.jit->lookup<mtlc_entry_fn>(codegen::entrySymbol(m, *f));
-  finish(out, m, start, emitted, optimized);
+  finish(out, schedule, start, emitted, optimized);
   if (timePasses) {
     llvm::reportAndResetTimings(&llvm::errs());
     llvm::TimePassesIsEnabled = false;
@@ -129,8 +129,9 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   llvm::orc::ThreadSafeContext tsc(std::make_unique<llvm::LLVMContext>());
   // The reused kernels' sets, held by this module from here on (so none is unloaded under it).
   std::set<std::shared_ptr<KernelSet>> reused;
+  const passes::ScheduledModule schedule = codegen::scheduleModule(m, out.options);
   codegen::SplitModules split = codegen::emitModuleSplit(
-      m, *tsc.getContext(), jit_->dataLayout(), out.options, [&](const std::string &symbol) {
+      schedule, *tsc.getContext(), jit_->dataLayout(), out.options, [&](const std::string &symbol) {
         auto it = kernels_.find(symbol);
         std::shared_ptr<KernelSet> set = it == kernels_.end() ? nullptr : it->second.lock();
         if (set) reused.insert(set);
@@ -174,7 +175,7 @@ CompiledModule IncrementalCompiler::compile(const ir::Module &m, const CompileOp
   out.entriesLoaded = std::shared_ptr<void>(nullptr, [entries](void *) { llvm::cantFail(entries->remove()); });
   for (size_t i = 0; i < m.functions.size(); ++i)
     out.entries[m.functions[i]->name] = jit_->lookup<mtlc_entry_fn>(names[i]);
-  finish(out, m, start, emitted, optimized);
+  finish(out, schedule, start, emitted, optimized);
   return out;
 }
 

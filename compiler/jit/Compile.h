@@ -1,5 +1,6 @@
-// One call from an IR module to runnable machine code: emit LLVM IR, optimise it for the host,
-// JIT-compile it, and hand back the entry points. LLVM stays out of this header, so the driver and
+// One call from an IR module to runnable machine code: schedule it once (passes/Schedule.h: fusion,
+// memory plan, scratch), emit LLVM IR from the schedule, optimise it for the host, JIT-compile
+// it, and hand back the entry points. LLVM stays out of this header, so the driver and
 // tests that only run models do not pay for LLVM's headers.
 #pragma once
 
@@ -19,6 +20,7 @@ class JIT;
 struct CompiledModule {
   std::map<std::string, mtlc_entry_fn> entries;  // by ir::Function name: "train_step", ...
   int64_t actsFloats = 0;    // floats the acts arena needs (enough for every entry point)
+  int64_t actsFloatsWithoutReuse = 0;  // what it would need with one slot per value (the summary)
   std::string llvmIR;        // the optimised LLVM IR, when asked for (`--emit=llvm`)
   double compileMs = 0;      // wall time of the whole compile: emit, optimise, machine code
   // Where compileMs went: IR emission, the optimisation pipeline, machine code (ORC's codegen on

@@ -1,8 +1,6 @@
 #include "MemoryPlan.h"
 
 #include "Fusion.h"
-#include "KernelScratch.h"
-#include "ir/Builder.h"  // ir::matrixView
 
 #include <algorithm>
 #include <map>
@@ -106,40 +104,15 @@ bool isExternalLeaf(OpKind op) {
 
 }  // namespace
 
-int64_t scratchFloats(const ir::Node &n, int64_t maxBatch) {
-  // MatMul and the convolutions run the packed GEMM (codegen/EmitGemm.cpp), which packs its
-  // operands into panels here (KernelScratch.h); a convolution's column matrix comes first.
-  if (n.op == OpKind::MatMul) {
-    auto [aRows, aCols] = ir::matrixView(n.operands[0]->type);
-    auto [bRows, bCols] = ir::matrixView(n.operands[1]->type);
-    bool transA = n.ints.at(0) != 0, transB = n.ints.at(1) != 0;
-    return gemmPackFloats(transA ? aCols : aRows, transA ? aRows : aCols, transB ? bRows : bCols, kGemmSlots, maxBatch);
-  }
-  const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
-  switch (n.op) {
-    case OpKind::Conv2d: x = &n.operands[0]->type.dims, w = &n.operands[1]->type.dims, y = &n.type.dims; break;
-    case OpKind::Conv2dBwdData: x = &n.type.dims, w = &n.operands[1]->type.dims, y = &n.operands[0]->type.dims; break;
-    case OpKind::Conv2dBwdFilter: x = &n.operands[0]->type.dims, w = &n.type.dims, y = &n.operands[1]->type.dims; break;
-    default: return 0;
-  }
-  int64_t stride = n.ints.at(0), pad = n.ints.at(1);
-  bool pointwise = (*w)[2] == 1 && (*w)[3] == 1 && stride == 1 && pad == 0;
-  int64_t O = (*w)[0], taps = (*x)[0] * (*w)[2] * (*w)[3], P = (*y)[1] * (*y)[2];
-  int64_t col = pointwise ? 0 : taps * P;
-  switch (n.op) {
-    case OpKind::Conv2d: return kConvChunks * convChunkFloats(col, O, taps, P, 0);
-    case OpKind::Conv2dBwdFilter: return kConvChunks * convChunkFloats(col, O, P, taps, O * taps);
-    default: return kConvChunks * convChunkFloats(col, taps, O, P, 0);
-  }
-}
-
-MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPlan *fusion) {
+MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPlan *fusion,
+                      const ScratchFloats &scratch) {
   int ids = f.nextId;
   for (const auto &n : f.nodes) ids = std::max(ids, n->id + 1);
 
   MemoryPlan plan;
   plan.offset.assign(ids, -1);
   plan.scratch.assign(ids, -1);
+  plan.scratchFloats.assign(ids, 0);
   plan.storage.assign(ids, Storage{});
 
   // Outputs first: the first output bound to a computed node decides where that node is written.
@@ -204,8 +177,11 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPl
     // A fused group's kernel is its root's, run at the group's last node.
     const FusionGroup *group = fusion ? fusion->group(&n) : nullptr;
     const Node &kernel = group && group->last() == &n ? *group->root : n;
-    int64_t floats = interior(n) ? 0 : scratchFloats(kernel, m.maxBatch);
+    // Leaves and views run no kernel; a fused member's kernel is its group's.
+    bool runsKernel = !isExternalLeaf(n.op) && n.op != OpKind::Reshape && !interior(n);
+    int64_t floats = runsKernel ? scratch(kernel, m.maxBatch) : 0;
     if (floats) {
+      plan.scratchFloats[kernel.id] = floats;
       plan.scratch[kernel.id] = acts.allocate(floats);
       if (m.reuseActs) acts.release(plan.scratch[kernel.id], floats);
     }
@@ -218,16 +194,6 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPl
 
   for (const ir::Output *o : copyOuts) plan.copies.push_back({o->value, outputStorage(m, *o)});
   return plan;
-}
-
-int64_t maxActsFloats(const ir::Module &m) {
-  int64_t most = 0;
-  for (const auto &f : m.functions) {
-    // Codegen runs either plan (fusion on or off): size for both.
-    FusionPlan fusion = planFusion(*f);
-    most = std::max({most, planMemory(m, *f).actsFloats, planMemory(m, *f, &fusion).actsFloats});
-  }
-  return most;
 }
 
 }  // namespace mtlc::passes

@@ -11,6 +11,7 @@
 #include "ir/IR.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace mtlc::passes {
@@ -46,6 +47,7 @@ struct MemoryPlan {
   std::vector<int64_t> offset;    // per node id: element offset into acts, or -1 if not in acts
   std::vector<Storage> storage;   // per node id: where its values are read and written
   std::vector<int64_t> scratch;   // per node id: acts offset of its kernel's scratch, or -1
+  std::vector<int64_t> scratchFloats;  // per node id: size of that scratch, 0 when none
   std::vector<OutputCopy> copies; // outputs not written in place, in function-output order
   int64_t actsFloats = 0;         // size the acts arena must have (a multiple of kSlotAlign)
   int64_t actsFloatsWithoutReuse = 0;  // what one slot per value (no reuse) would need
@@ -54,24 +56,19 @@ struct MemoryPlan {
 // Acts slots start at multiples of this many floats (64 bytes: one cache line, one AVX-512 vector).
 constexpr int64_t kSlotAlign = 16;
 
-// Floats of working memory a node's kernel needs while it runs, 0 for most ops. The convolutions
-// lower to im2col + matrix multiply, one sample at a time: their scratch is one sample's column
-// matrix [C·KH·KW, OH·OW] (none for a 1×1, stride 1, unpadded convolution, whose input already is
-// that matrix). codegen/EmitConv.cpp relies on this rule.
-int64_t scratchFloats(const ir::Node &n, int64_t maxBatch);
+// Floats of working memory the kernel of node `n` needs while it runs, for batches of up to
+// `maxBatch` samples; 0 for most ops. The back end answers it (codegen::kernelHooks: each op that
+// needs scratch says how much, next to its emitter), so the plan knows no kernel's internals.
+using ScratchFloats = std::function<int64_t(const ir::Node &n, int64_t maxBatch)>;
 
 struct FusionPlan;
 
 // Plans one function of `m` for batches of up to m.maxBatch samples. With a fusion plan
 // (passes/Fusion.h, as codegen executes it), each group runs as one kernel at its last node's
 // position: interior members get no storage, every operand a member reads stays live until the
-// group has run, and the group's scratch (scratchFloats of its root) is planned there, under the
-// root's id.
-MemoryPlan planMemory(const ir::Module &m, const ir::Function &f,
-                      const FusionPlan *fusion = nullptr);
-
-// The acts arena size that fits every function of the module, with or without fusion (the larger
-// of the plans planMemory makes without a fusion plan and with passes::planFusion's).
-int64_t maxActsFloats(const ir::Module &m);
+// group has run, and the group's scratch (`scratch` of its root) is planned there, under the
+// root's id. Schedule.h runs it once per function, with the fusion plan codegen executes.
+MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPlan *fusion,
+                      const ScratchFloats &scratch);
 
 }  // namespace mtlc::passes

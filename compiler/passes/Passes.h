@@ -5,9 +5,9 @@
 //   fusion          Fusion.cpp                nodes grouped into single kernels (a plan, not a rewrite)
 // and one list, Pipeline.cpp, that orders them. Each rewrite changes one function in place and
 // says whether it changed anything; runGraphPasses runs the rewrites once per function and, when
-// asked (tests), runs the IR verifier after every pass. Fusion runs last, inside codegen
-// (codegen::kernelFusion), which makes each group one kernel; the memory plan (MemoryPlan.h)
-// follows the same groups. `--emit=ir-opt` prints the result of all of them.
+// asked (tests), runs the IR verifier after every pass. Fusion and the memory plan run last, once,
+// in scheduleModule (Schedule.h), whose product codegen, the AOT build and the summary read.
+// `--emit=ir-opt` prints the rewrites' result with the fusion groups marked.
 //
 // Settings: `-O0` turns every pass off, `--disable-pass=NAME` one of them (PassSettings).
 #pragma once
@@ -34,7 +34,7 @@ struct GraphPass {
 // The rewrites in order: folding exposes common subexpressions, and both leave dead nodes behind.
 const std::vector<GraphPass> &graphPasses();
 
-// The fusion planner's name in the pipeline (it runs after the rewrites, in codegen).
+// The fusion planner's name in the pipeline (it runs after the rewrites, in scheduleModule).
 inline constexpr const char *kFusionPass = "fusion";
 
 // Every pass name, in pipeline order: the rewrites, then "fusion".

@@ -55,10 +55,11 @@ void Harness::prepare() {
   // instead of landing in another value's reused slot (reuse has its own tests).
   module.reuseActs = false;
   compiled_ = jit::compile(module, options);
-  // The plan the generated code uses: with the same fusion groups (interior members of a group
-  // have no storage and cannot be read back).
-  fusion_ = codegen::kernelFusion(module, fn, compiled_.options);
-  plan_ = passes::planMemory(module, fn, &fusion_);
+  // The plan the generated code uses: the same schedule (interior members of a fusion group have
+  // no storage and cannot be read back).
+  const passes::ScheduledModule schedule = codegen::scheduleModule(module, compiled_.options);
+  fusion_ = schedule.of(fn).fusion;
+  plan_ = schedule.of(fn).memory;
   int64_t B = module.maxBatch;
   params_.assign(paramFloats_ + 16, 0);
   grads_.assign(paramFloats_ + 16, 0);

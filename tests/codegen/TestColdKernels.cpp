@@ -20,7 +20,8 @@ namespace {
 // Function name -> whether it is marked cold, for the module emitted from h's IR.
 std::map<std::string, bool> coldMarks(Harness &h) {
   llvm::LLVMContext ctx;
-  std::unique_ptr<llvm::Module> m = codegen::emitModule(h.module, ctx, llvm::DataLayout(""), {});
+  std::unique_ptr<llvm::Module> m =
+      codegen::emitModule(codegen::scheduleModule(h.module, {}), ctx, llvm::DataLayout(""), {});
   std::map<std::string, bool> marks;
   for (const llvm::Function &f : *m)
     if (!f.isDeclaration()) marks[f.getName().str()] = f.hasFnAttribute(codegen::kColdKernel);

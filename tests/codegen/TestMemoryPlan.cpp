@@ -23,7 +23,7 @@ TEST_CASE("memory plan: leaves are external, values get aligned slots", "[codege
   h.bind(scaled, Kind::TotalLoss, 0);
   h.bind(r, Kind::Head, 0);
 
-  passes::MemoryPlan p = passes::planMemory(h.module, h.fn);
+  passes::MemoryPlan p = passes::planMemory(h.module, h.fn, nullptr, codegen::kernelScratchFloats);
   CHECK(p.storage[x->id] == passes::Storage{Base::Input, 0, 0});
   CHECK(p.storage[w->id] == passes::Storage{Base::Params, 0, h.module.params[0].offset});
   CHECK(p.storage[lab->id] == passes::Storage{Base::Label, 0, 0});
@@ -45,7 +45,9 @@ TEST_CASE("memory plan: leaves are external, values get aligned slots", "[codege
   CHECK(p.offset[total->id] != p.offset[c->id]);
   CHECK(p.actsFloats % passes::kSlotAlign == 0);
   CHECK(p.actsFloats >= p.offset[total->id] + 1);
-  CHECK(passes::maxActsFloats(h.module) == p.actsFloats);
+  codegen::CodegenOptions unfused;
+  unfused.fuse = false;
+  CHECK(codegen::scheduleModule(h.module, unfused).actsFloats == p.actsFloats);
 }
 
 TEST_CASE("memory plan: grads in place, second bindings and views copied", "[codegen][plan]") {
@@ -59,7 +61,7 @@ TEST_CASE("memory plan: grads in place, second bindings and views copied", "[cod
   h.bind(g, Kind::Head, 0);                     // type mismatch for verify, but plan copies
   h.bind(view, Kind::Head, 1);
   (void)w;
-  passes::MemoryPlan p = passes::planMemory(h.module, h.fn);
+  passes::MemoryPlan p = passes::planMemory(h.module, h.fn, nullptr, codegen::kernelScratchFloats);
   CHECK(p.storage[g->id] == passes::Storage{Base::Grads, 0, h.module.params[0].offset});
   REQUIRE(p.copies.size() == 2);
   CHECK(p.copies[0].value == g);

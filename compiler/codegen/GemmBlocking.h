@@ -1,6 +1,7 @@
-// Working memory of the packed GEMM (codegen/EmitGemm.cpp), shared by the memory plan (which
-// reserves it as a node's scratch, passes::scratchFloats) and codegen (which checks that what it
-// emits fits). Target independent: the bounds hold for every register tile codegen may choose.
+// Working memory of the packed GEMM (EmitGemm.cpp) and of the convolutions (EmitConv.cpp): the
+// scratch hooks (matMulScratchFloats, convScratchFloats) report it to the memory plan, and the
+// emitters check that what they generate fits. Target independent: the bounds hold for every
+// register tile codegen may choose.
 //
 // The GEMM packs a block of op(A) (up to kGemmMaxMB rows × kGemmMaxKC) and a block of op(B)
 // (kGemmMaxKC × up to kGemmMaxNB columns) into panels padded to a multiple of the register tile
@@ -11,7 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace mtlc::passes {
+namespace mtlc::codegen {
 
 constexpr int64_t kGemmMaxKC = 384;   // depth of a packed block
 constexpr int64_t kGemmMaxMB = 512;   // rows of op(A) per packed block
@@ -48,4 +49,4 @@ inline int64_t convChunkFloats(int64_t colFloats, int64_t M, int64_t K, int64_t 
   return up(colFloats) + gemmPackFloats(M, K, N) + up(partialFloats);
 }
 
-}  // namespace mtlc::passes
+}  // namespace mtlc::codegen
