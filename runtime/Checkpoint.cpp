@@ -3,6 +3,7 @@
 #include "runtime/Error.h"
 #include "runtime/Weighting.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -51,6 +52,10 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
   }
   writeSafeTensors(path, views, meta);
 }
+
+// A float that an optimizer's step count can come from: converted to int64, so NaN, a negative
+// or a fraction is none, and one beyond int64's range would be undefined behaviour.
+static bool isStepCount(float v) { return v >= 0 && v < 0x1p62f && v == std::floor(v); }
 
 static bool startsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -192,11 +197,13 @@ bool loadOptimizerState(const TensorFile& f, const std::string& path, Optimizer&
     if (int64_t(t->data.size()) != s.size)
       throwError("{}: optimizer state `{}` has {} elements, the model needs {}", path, s.name, t->data.size(), s.size);
   }
+  const float step = f.find("optim.step")->data[0];
+  if (!isStepCount(step)) throwError("{}: `optim.step` is {}, not a step count", path, step);
   for (const auto& s : state) {
     const Tensor* t = f.find(s.name);
     std::memcpy(s.data, t->data.data(), size_t(s.size) * sizeof(float));
   }
-  opt.setSteps(int64_t(f.find("optim.step")->data[0]));
+  opt.setSteps(int64_t(step));
   return true;
 }
 
@@ -211,6 +218,8 @@ bool loadWeightingState(const TensorFile& f, const ModelSpec& spec, Weighting& w
   for (const WeightingState& s : state) {
     const Tensor* t = f.find(s.name);
     if (!t || t->shape != s.shape || int64_t(t->data.size()) != s.size()) return false;
+    // The weighting's own optimizer takes `mtl.optim.step` as its step count (Weighting.cpp).
+    if (s.name == "mtl.optim.step" && !isStepCount(t->data[0])) return false;
   }
   for (const WeightingState& s : state)
     std::memcpy(s.data, f.find(s.name)->data.data(), size_t(s.size()) * sizeof(float));

@@ -944,6 +944,12 @@ int mtlc_embed_load(mtlc_embed_ctx *c, const char *path) {
   for (size_t s = 0; withState && s < stateCount; ++s)
     if (file.find(state[s].name)->count != d.paramCount)
       return c->fail(MTLC_ERR_FORMAT, "%s: optimizer state `%s` has the wrong size", path, state[s].name);
+  float step = 0;
+  if (withState && stepT->count > 0) std::memcpy(&step, stepT->data, sizeof step);
+  // The count becomes an int64: NaN, a negative or a fraction is no step count, and converting
+  // one beyond int64's range is undefined behaviour.
+  if (withState && !(step >= 0 && step < 0x1p62f && step == std::floor(step)))
+    return c->fail(MTLC_ERR_FORMAT, "%s: `optim.step` is %g, not a step count", path, double(step));
   for (size_t i = 0; i < d.params.size; ++i) {
     const ParamDesc &pd = d.params[i];
     std::memcpy(c->params.p + pd.offset, file.find(pd.name)->data, size_t(pd.size) * sizeof(float));
@@ -952,8 +958,6 @@ int mtlc_embed_load(mtlc_embed_ctx *c, const char *path) {
   if (withState) {
     for (size_t s = 0; s < stateCount; ++s)
       std::memcpy(state[s].into->p, file.find(state[s].name)->data, size_t(d.paramCount) * sizeof(float));
-    float step = 0;
-    if (stepT->count > 0) std::memcpy(&step, stepT->data, sizeof step);
     c->optSteps = int64_t(step);
   }
   c->error[0] = '\0';
