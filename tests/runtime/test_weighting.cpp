@@ -53,13 +53,6 @@ struct FakeKernels final : StepKernels {
 
 void mtlcDummy(const mtlc_args*) {}
 
-// Every task of a T-task model: the reach of a parameter of a block all of them read.
-std::vector<int> allTasks(int64_t T) {
-  std::vector<int> all(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) all[size_t(t)] = int(t);
-  return all;
-}
-
 // A spec with T tasks and the given parameters (name, shape, the tasks whose loss reaches it),
 // packed from offset 0.
 ModelSpec specWith(int64_t T,
