@@ -53,9 +53,11 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
   writeSafeTensors(path, views, meta);
 }
 
-// A float that an optimizer's step count can come from: converted to int64, so NaN, a negative
-// or a fraction is none, and one beyond int64's range would be undefined behaviour.
-static bool isStepCount(float v) { return v >= 0 && v < 0x1p62f && v == std::floor(v); }
+// A number a count or step comes from (the optimizer's step tensor, the position's metadata): it
+// is converted to int64, so NaN, a negative or a fraction is none, and one beyond int64's range
+// would be undefined behaviour.
+static bool isCount(double v) { return v >= 0 && v < 0x1p62 && v == std::floor(v); }
+static bool isStepCount(float v) { return isCount(double(v)); }
 
 static bool startsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -92,13 +94,15 @@ std::optional<TrainPosition> loadTrainPosition(const TensorFile& f, const std::s
   pos.seed = std::strtoull(seed->second.c_str(), &end, 10);
   if (seed->second.empty() || *end) throwError("{}: metadata `train.seed` = \"{}\" is not a seed", path, seed->second);
   std::vector<double> at = numbers(f, path, "train.position", 3);
+  std::vector<double> data = numbers(f, path, "train.data", 2);
+  std::vector<double> loss = numbers(f, path, "train.epoch_loss", 2);
+  for (double v : {at[0], at[1], at[2], data[0], data[1], loss[1]})
+    if (!isCount(v)) throwError("{}: the training position holds {} where a count belongs", path, v);
   pos.step = int64_t(at[0]);
   pos.epoch = int64_t(at[1]);
   pos.batch = int64_t(at[2]);
-  std::vector<double> data = numbers(f, path, "train.data", 2);
   pos.batchSize = int64_t(data[0]);
   pos.rows = int64_t(data[1]);
-  std::vector<double> loss = numbers(f, path, "train.epoch_loss", 2);
   pos.lossSum = loss[0];
   pos.samples = int64_t(loss[1]);
   if (pos.step < 0 || pos.epoch < 0 || pos.batch < 0 || pos.batchSize <= 0 || pos.samples < 0)
@@ -107,11 +111,16 @@ std::optional<TrainPosition> loadTrainPosition(const TensorFile& f, const std::s
   for (const TaskSpec& t : spec.tasks) {
     MetricAccumulator::State a;
     a.scalars = numbers(f, path, accKey(t), 9);
+    for (size_t i : {1, 2, 3, 4, 5, 8})  // the counters among MetricAccumulator::State's scalars
+      if (!isCount(a.scalars[i]))
+        throwError("{}: metadata `{}` holds {} where a count belongs", path, accKey(t), a.scalars[i]);
     const Tensor* scores = f.find(accKey(t) + ".scores");
     const Tensor* positive = f.find(accKey(t) + ".positive");
     if (bool(scores) != bool(positive))
       throwError("{}: `{}.scores` and `{}.positive` must both be present or both absent", path, accKey(t), accKey(t));
     if (scores) {
+      for (float v : positive->data)
+        if (v != 0 && v != 1) throwError("{}: `{}.positive` holds {}, not a 0/1 label", path, accKey(t), v);
       a.scores = scores->data;
       a.positive = positive->data;
     }
