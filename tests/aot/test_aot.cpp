@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -34,7 +36,9 @@ struct Run {
 
 Run run(const std::string &cmd) {
   fs::create_directories(kWork);
-  const std::string outFile = kWork + "/cmd.out";
+  // Per process and call: ctest runs this binary's test sets (aot, aot_install) side by side.
+  static int calls = 0;
+  const std::string outFile = kWork + "/cmd." + std::to_string(::getpid()) + "." + std::to_string(calls++) + ".out";
   int rc = std::system((cmd + " > " + outFile + " 2>&1").c_str());
   std::ifstream in(outFile);
   std::stringstream ss;
