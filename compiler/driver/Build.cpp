@@ -121,7 +121,7 @@ int runBuild(const Options &o) {
   if (!problems.empty()) throw ir::IRError("IR verification failed after lowering: " + problems[0]);
   aot::addTaskPredicts(lowered.module);
   passes::runGraphPasses(lowered.module, passSettings(o));
-  rt::ModelSpec spec = describeModel(model, lowered);
+  rt::ModelSpec spec = lower::describeModel(model, lowered);
   const passes::ScheduledModule schedule = aot::scheduleBundle(lowered.module);
   spec.actsFloats = schedule.actsFloats;
 

@@ -45,38 +45,6 @@ CheckedProgram checkFile(const std::string &path, const sema::DataOverrides &dat
   return p;
 }
 
-rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel &lowered) {
-  rt::ModelSpec spec;
-  spec.name = model.name;
-  for (const auto &in : model.inputs) {
-    rt::InputSpec is;
-    is.name = in.name;
-    is.shape = in.shape;
-    is.size = 1;
-    for (int64_t d : in.shape) is.size *= d;
-    is.categories = in.categories;
-    spec.inputs.push_back(std::move(is));
-  }
-  for (const auto &t : model.tasks) {
-    rt::TaskSpec ts;
-    ts.name = t.name;
-    ts.loss = t.loss;
-    ts.metrics = t.metrics;
-    ts.weight = t.weight;
-    ts.outWidth = 1;
-    for (int64_t d : t.head.outShape) ts.outWidth *= d;
-    ts.labelWidth = t.labelWidth;
-    spec.tasks.push_back(std::move(ts));
-  }
-  spec.params = lowered.params;
-  spec.paramCount = lowered.module.paramFloats;
-  spec.maxBatch = lowered.module.maxBatch;
-  spec.train = model.train;
-  spec.data = model.data;
-  spec.flopsPerSample = lowered.flopsPerSample;
-  return spec;
-}
-
 lower::LoweredModel lowerProgram(CheckedProgram &checked, const passes::PassSettings &settings) {
   const sema::Model &model = *checked.model;
   auto t0 = std::chrono::steady_clock::now();
@@ -113,7 +81,7 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
                                                              : jit::compile(c.lowered.module, options));
   checked.times.codegenMs = msSince(t0);
 
-  c.spec = describeModel(model, c.lowered);
+  c.spec = lower::describeModel(model, c.lowered);
   c.spec.actsFloats = c.code->actsFloats;
   auto entry = [&](const char *name) -> mtlc_entry_fn {
     auto it = c.code->entries.find(name);

@@ -65,7 +65,5 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
 CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
                                jit::IncrementalCompiler *incremental = nullptr, int compileThreads = 0);
 
-// Builds the runtime's ModelSpec (everything but entry points and arena size) from the model.
-rt::ModelSpec describeModel(const sema::Model &model, const lower::LoweredModel &lowered);
 
 }  // namespace mtlc::driver

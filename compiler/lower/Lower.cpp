@@ -447,4 +447,36 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
   return out;
 }
 
+rt::ModelSpec describeModel(const sema::Model &model, const LoweredModel &lowered) {
+  rt::ModelSpec spec;
+  spec.name = model.name;
+  for (const auto &in : model.inputs) {
+    rt::InputSpec is;
+    is.name = in.name;
+    is.shape = in.shape;
+    is.size = 1;
+    for (int64_t d : in.shape) is.size *= d;
+    is.categories = in.categories;
+    spec.inputs.push_back(std::move(is));
+  }
+  for (const auto &t : model.tasks) {
+    rt::TaskSpec ts;
+    ts.name = t.name;
+    ts.loss = t.loss;
+    ts.metrics = t.metrics;
+    ts.weight = t.weight;
+    ts.outWidth = 1;
+    for (int64_t d : t.head.outShape) ts.outWidth *= d;
+    ts.labelWidth = t.labelWidth;
+    spec.tasks.push_back(std::move(ts));
+  }
+  spec.params = lowered.params;
+  spec.paramCount = lowered.module.paramFloats;
+  spec.maxBatch = lowered.module.maxBatch;
+  spec.train = model.train;
+  spec.data = model.data;
+  spec.flopsPerSample = lowered.flopsPerSample;
+  return spec;
+}
+
 }  // namespace mtlc::lower

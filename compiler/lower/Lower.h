@@ -28,4 +28,8 @@ struct LoweredModel {
 // <weight|bias>"; inside expert blocks see docs/mtl-architectures.md.
 LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch);
 
+// The runtime's ModelSpec (everything but entry points and arena size) of a lowered model: what
+// the trainer, the embedded bundle and the checkpoint readers know of it.
+rt::ModelSpec describeModel(const sema::Model &model, const LoweredModel &lowered);
+
 }  // namespace mtlc::lower

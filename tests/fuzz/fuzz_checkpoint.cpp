@@ -38,8 +38,7 @@ namespace rt = mtlc::rt;
   std::exit(2);
 }
 
-// The fields of rt::ModelSpec that the checkpoint functions read, from the front end (the same
-// values as driver::describeModel, which lives in the LLVM-linked driver library).
+// The model's rt::ModelSpec, from the front end and lowering alone (no LLVM).
 rt::ModelSpec describeCheckpointModel(const std::string &path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -50,25 +49,7 @@ rt::ModelSpec describeCheckpointModel(const std::string &path) {
   std::optional<mtlc::sema::Model> model;
   if (program) model = mtlc::sema::analyze(*program, path, diags);
   if (!model) setupFailed(diags.str());
-  mtlc::lower::LoweredModel lowered = mtlc::lower::lowerModel(*model, model->train.batch);
-  rt::ModelSpec spec;
-  spec.name = model->name;
-  for (const auto &t : model->tasks) {
-    rt::TaskSpec ts;
-    ts.name = t.name;
-    ts.loss = t.loss;
-    ts.metrics = t.metrics;
-    ts.weight = t.weight;
-    ts.outWidth = 1;
-    for (int64_t d : t.head.outShape) ts.outWidth *= d;
-    ts.labelWidth = t.labelWidth;
-    spec.tasks.push_back(std::move(ts));
-  }
-  spec.params = lowered.params;
-  spec.paramCount = lowered.module.paramFloats;
-  spec.maxBatch = lowered.module.maxBatch;
-  spec.train = model->train;
-  return spec;
+  return mtlc::lower::describeModel(*model, mtlc::lower::lowerModel(*model, model->train.batch));
 }
 
 struct Harness {
