@@ -5,6 +5,7 @@
 #include "EmitFusion.h"
 
 #include "LoopBuilder.h"
+#include "passes/Schedule.h"
 
 #include <stdexcept>
 
@@ -36,16 +37,9 @@ bool supportedMember(OpKind op) {
   }
 }
 
-bool supportedRoot(OpKind op) {
-  switch (op) {
-    case OpKind::Input:
-    case OpKind::Label:
-    case OpKind::Param:
-    case OpKind::LossWeight:
-    case OpKind::Reshape: return false;
-    default: return true;  // kernels that do not apply the chain get it afterwards (chainAfterKernel)
-  }
-}
+// Every op with a kernel can root a group: kernels that do not apply the chain get it afterwards
+// (chainAfterKernel).
+bool supportedRoot(OpKind op) { return passes::hasKernel(op); }
 
 // <lanes x i64> flat + (0, 1, ..., lanes−1)
 Value *laneIndices(Kernel &k, Value *flat, int lanes) {

@@ -6,21 +6,20 @@
 
 namespace mtlc::passes {
 
-namespace {
-
-using ir::OpKind;
-
-// Ops that read the call's arguments or view another node's storage: no kernel runs for them.
-bool hasKernel(OpKind op) {
+bool hasKernel(ir::OpKind op) {
   switch (op) {
-    case OpKind::Input:
-    case OpKind::Label:
-    case OpKind::Param:
-    case OpKind::LossWeight:
-    case OpKind::Reshape: return false;
+    case ir::OpKind::Input:
+    case ir::OpKind::Label:
+    case ir::OpKind::Param:
+    case ir::OpKind::LossWeight:
+    case ir::OpKind::Reshape: return false;
     default: return true;
   }
 }
+
+namespace {
+
+using ir::OpKind;
 
 std::string kernelKey(const ScheduledFunction &sf, const ScheduledKernel &k) {
   std::string key = nodeSignature(*k.root);

@@ -64,6 +64,9 @@ struct ScheduledModule {
 
 // Fusion (when `fuse`), then the memory plan with the hooks' scratch, for every function of `m`.
 // The result points into `m`, which must outlive it unchanged.
+// Ops that read the call's arguments or view another node's storage: no kernel runs for them.
+bool hasKernel(ir::OpKind op);
+
 ScheduledModule scheduleModule(const ir::Module &m, bool fuse, const KernelHooks &hooks);
 
 // The part of a kernel's key one node contributes: every field of ir::Node but its id and name,
