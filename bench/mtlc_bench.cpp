@@ -32,13 +32,13 @@
 #include "jit/Compile.h"
 #include "passes/Fusion.h"
 #include "runtime/Arena.h"
-#include "runtime/Batcher.h"
-#include "runtime/Init.h"
-#include "runtime/Optimizer.h"
-#include "runtime/FloatMode.h"
-#include "runtime/Rng.h"
-#include "runtime/ThreadPool.h"
-#include "runtime/Trainer.h"
+#include "runtime/data/Batcher.h"
+#include "runtime/train/Init.h"
+#include "runtime/train/Optimizer.h"
+#include "runtime/parallel/FloatMode.h"
+#include "runtime/core/Rng.h"
+#include "runtime/parallel/ThreadPool.h"
+#include "runtime/train/Trainer.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>

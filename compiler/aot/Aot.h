@@ -7,7 +7,7 @@
 
 #include "ir/IR.h"
 #include "passes/Schedule.h"
-#include "runtime/ModelSpec.h"
+#include "spec/ModelSpec.h"
 
 #include <stdexcept>
 #include <string>

@@ -1,6 +1,6 @@
 #include "CodegenABI.h"
 
-#include "runtime/abi.h"
+#include "spec/abi.h"
 
 #include <cstddef>
 

@@ -7,8 +7,8 @@
 #include "ir/Verifier.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Passes.h"
-#include "runtime/Checkpoint.h"
-#include "runtime/Weighting.h"
+#include "runtime/io/Checkpoint.h"
+#include "runtime/train/Weighting.h"
 
 #include <fmt/format.h>
 

@@ -11,7 +11,7 @@
 #pragma once
 
 #include "ir/IR.h"
-#include "runtime/abi.h"
+#include "spec/abi.h"
 
 #include <functional>
 #include <string>

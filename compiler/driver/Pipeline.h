@@ -5,7 +5,7 @@
 
 #include "lower/Lower.h"
 #include "passes/Passes.h"
-#include "runtime/ModelSpec.h"
+#include "spec/ModelSpec.h"
 #include "sema/Model.h"
 #include "sema/Sema.h"
 #include "syntax/Diagnostics.h"

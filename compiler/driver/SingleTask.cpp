@@ -1,9 +1,9 @@
 #include "SingleTask.h"
 
-#include "runtime/Checkpoint.h"
+#include "runtime/io/Checkpoint.h"
 #include "runtime/Error.h"
-#include "runtime/Init.h"
-#include "runtime/Metrics.h"
+#include "runtime/train/Init.h"
+#include "runtime/train/Metrics.h"
 #include "sema/Sema.h"
 #include "syntax/AST.h"
 #include "syntax/Parser.h"

@@ -18,7 +18,7 @@
 
 #include "Options.h"
 #include "Pipeline.h"
-#include "runtime/Trainer.h"
+#include "runtime/train/Trainer.h"
 
 #include <ostream>
 

@@ -6,7 +6,7 @@
 
 #include "codegen/Codegen.h"
 #include "ir/IR.h"
-#include "runtime/abi.h"
+#include "spec/abi.h"
 
 #include <map>
 #include <memory>

@@ -8,7 +8,7 @@
 #pragma once
 
 #include "ir/IR.h"
-#include "runtime/ModelSpec.h"
+#include "spec/ModelSpec.h"
 #include "sema/Model.h"
 
 #include <vector>

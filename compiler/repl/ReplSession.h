@@ -23,10 +23,10 @@
 #include "driver/Pipeline.h"
 #include "jit/Compile.h"
 #include "runtime/Arena.h"
-#include "runtime/Dataset.h"
-#include "runtime/ModelSpec.h"
-#include "runtime/Optimizer.h"
-#include "runtime/ThreadPool.h"
+#include "runtime/data/Dataset.h"
+#include "spec/ModelSpec.h"
+#include "runtime/train/Optimizer.h"
+#include "runtime/parallel/ThreadPool.h"
 
 #include <memory>
 #include <optional>

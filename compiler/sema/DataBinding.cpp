@@ -2,8 +2,8 @@
 // widths they give, checked against the inputs and task labels where statically known.
 #include "sema/SemaInternal.h"
 
-#include "runtime/CsvHeader.h"
-#include "runtime/Dataset.h"
+#include "runtime/data/CsvHeader.h"
+#include "runtime/data/Dataset.h"
 #include "runtime/Error.h"
 
 #include <algorithm>

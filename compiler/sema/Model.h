@@ -2,7 +2,7 @@
 // wrong has been reported before this exists; lowering trusts it.
 #pragma once
 
-#include "runtime/ModelSpec.h"
+#include "spec/ModelSpec.h"
 #include "syntax/SourceLoc.h"
 
 #include <cstdint>

@@ -4,15 +4,15 @@
 // (CMakeLists builds it with -fno-exceptions -fno-rtti), so that a C program links
 // libmtlc_embed.a with `cc ... -lm` alone. Two header-only pieces of the runtime are shared:
 // abi.h and Rng.h (std::mt19937_64 is a header template). The rules are the runtime's, restated:
-//   init       runtime/Init.cpp      (mt19937_64(seed), parameters in table order)
-//   optimizers runtime/Optimizer.cpp (torch 1.13's sgd / adam, float arithmetic, same order)
-//   checkpoint runtime/Checkpoint.cpp (parameter names, optim.step / momentum / m / v, metadata;
+//   init       runtime/train/Init.cpp      (mt19937_64(seed), parameters in table order)
+//   optimizers runtime/train/Optimizer.cpp (torch 1.13's sgd / adam, float arithmetic, same order)
+//   checkpoint runtime/io/Checkpoint.cpp (parameter names, optim.step / momentum / m / v, metadata;
 //              the state prefixes of isStateTensor)
 // tests/aot checks that they agree with `mtlc train` step by step.
 #include "mtlc_embed.h"
 
-#include "runtime/Rng.h"
-#include "runtime/abi.h"
+#include "runtime/core/Rng.h"
+#include "spec/abi.h"
 
 #include <cctype>
 #include <cmath>
@@ -105,7 +105,7 @@ char *duplicate(const char *s, size_t n) {
 
 bool startsWith(const char *s, const char *prefix) { return std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
 
-// Tensors of a trainer's checkpoint that hold state rather than parameters (runtime/Checkpoint.h
+// Tensors of a trainer's checkpoint that hold state rather than parameters (runtime/io/Checkpoint.h
 // isStateTensor): optimizer state `optim.`, the loss weighting's `mtl.`, and where a run stood,
 // `train.` (the AUC's score buffers of a mid-epoch checkpoint, for instance). The embedded API
 // restores optim.* for its own optimizer and has no use for the others.
@@ -319,7 +319,7 @@ void shapeText(Text &out, const int64_t *shape, int rank) {
   out.add("]");
 }
 
-// ---- safetensors (F32 only), the format of runtime/SafeTensors.h -------------------------------
+// ---- safetensors (F32 only), the format of runtime/io/SafeTensors.h -------------------------------
 
 struct TensorEntry {
   char *name;
@@ -726,7 +726,7 @@ void adamSpan(const Desc &d, int64_t t, float *p, const float *grad, float *m, f
   }
 }
 
-// The optimizer step over every parameter that is not frozen (runtime/Optimizer.cpp's loops);
+// The optimizer step over every parameter that is not frozen (runtime/train/Optimizer.cpp's loops);
 // frozen parameters keep their values and state.
 void optimizerStep(mtlc_embed_ctx *c) {
   const Desc &d = c->d;

@@ -26,9 +26,9 @@
 extern "C" {
 #endif
 
-struct mtlc_args; /* runtime/abi.h */
+struct mtlc_args; /* spec/abi.h */
 
-/* A generated entry point (the C type mtlc_entry_fn of runtime/abi.h). */
+/* A generated entry point (the C type mtlc_entry_fn of spec/abi.h). */
 typedef void (*mtlc_embed_entry)(const struct mtlc_args *);
 
 /* What `mtlc build` puts into the object file, as `mtlc_<model>_bundle`. */

@@ -5,7 +5,7 @@
 // This test links examples/embed's bundle (gen/sensor.o) and libmtlc_embed.a itself.
 #include "sensor.h"
 
-#include "runtime/SafeTensors.h"
+#include "runtime/io/SafeTensors.h"
 
 #include <catch2/catch.hpp>
 

@@ -12,7 +12,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "runtime/ThreadPool.h"
+#include "runtime/parallel/ThreadPool.h"
 
 #include <memory>
 #include <random>

@@ -2,7 +2,7 @@
 #include "codegen/Codegen.h"
 #include "codegen/CodegenABI.h"
 #include "jit/JIT.h"
-#include "runtime/abi.h"
+#include "spec/abi.h"
 
 #include "Harness.h"
 

@@ -4,7 +4,7 @@
 // CompiledModule lives.
 #include "Harness.h"
 
-#include "runtime/ThreadPool.h"
+#include "runtime/parallel/ThreadPool.h"
 
 #include <functional>
 #include <optional>

@@ -1,6 +1,6 @@
 // libFuzzer harness of the trainer's checkpoint reader: any bytes as the file of
 // `mtlc train --resume FILE` / `--init FILE`, through everything the trainer does with it
-// (runtime/Trainer.cpp): readSafeTensors, loadTrainPosition and restoring each task's metric
+// (runtime/train/Trainer.cpp): readSafeTensors, loadTrainPosition and restoring each task's metric
 // accumulator from it, loadParams, loadOptimizerState, loadWeightingState, and, as --init does,
 // loadMatchingParams. The model is tests/fuzz/checkpoint.mtl (MTLC_FUZZ_CHECKPOINT_MODEL), which
 // has every kind of state a checkpoint holds. Built with -DMTLC_FUZZ=ON.
@@ -11,12 +11,12 @@
 // the whole file fits), or optimizer state loaded with a negative step count.
 #include "MemoryFile.h"
 #include "lower/Lower.h"
-#include "runtime/Checkpoint.h"
+#include "runtime/io/Checkpoint.h"
 #include "runtime/Error.h"
-#include "runtime/Init.h"
-#include "runtime/Metrics.h"
-#include "runtime/Optimizer.h"
-#include "runtime/Weighting.h"
+#include "runtime/train/Init.h"
+#include "runtime/train/Metrics.h"
+#include "runtime/train/Optimizer.h"
+#include "runtime/train/Weighting.h"
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
 

@@ -1,7 +1,7 @@
 // Data-parallel training through the real binary under Open MPI's mpirun (loopback, oversubscribed):
 // the per-step losses of `mpirun -np N mtlc train` must match the single-process run, and a
 // failing or killed rank must end the whole job promptly with an error.
-#include "runtime/SafeTensors.h"
+#include "runtime/io/SafeTensors.h"
 #include "tests/driver/Run.h"
 
 #include <catch2/catch.hpp>

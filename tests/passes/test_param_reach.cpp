@@ -5,7 +5,7 @@
 #include "LowerExample.h"
 
 #include "runtime/Error.h"
-#include "runtime/Weighting.h"
+#include "runtime/train/Weighting.h"
 
 #include <map>
 

@@ -1,7 +1,7 @@
 // `mtlc repl`: driven as a script through a pipe (every command, an error mid-session, declarations
 // typed at the prompt, a head swap that keeps the trunk bit-for-bit) and through a pseudo-terminal
 // (prompt, tab completion, history file).
-#include "runtime/SafeTensors.h"
+#include "runtime/io/SafeTensors.h"
 
 #include <catch2/catch.hpp>
 

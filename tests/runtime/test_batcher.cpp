@@ -1,9 +1,9 @@
 // Batching and shuffling: fixed permutations per (seed, epoch), the last partial batch kept.
 #include "TestUtil.h"
 
-#include "runtime/Batcher.h"
-#include "runtime/Rng.h"
-#include "runtime/ThreadPool.h"
+#include "runtime/data/Batcher.h"
+#include "runtime/core/Rng.h"
+#include "runtime/parallel/ThreadPool.h"
 
 #include <algorithm>
 #include <numeric>

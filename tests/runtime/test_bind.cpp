@@ -1,7 +1,7 @@
 // Data bindings (`x = columns(1..3) / 2`, `flag = label in {5, 7, 9}`, ...) and label checks.
 #include "TestUtil.h"
 
-#include "runtime/Dataset.h"
+#include "runtime/data/Dataset.h"
 #include "runtime/Error.h"
 
 #include <cmath>

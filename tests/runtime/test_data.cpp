@@ -1,7 +1,7 @@
 // Data sources: IDX (plain, gzipped, truncated, other dtypes), CSV, Fashion-MNIST, --data paths.
 #include "TestUtil.h"
 
-#include "runtime/Dataset.h"
+#include "runtime/data/Dataset.h"
 #include "runtime/Error.h"
 
 #include <cmath>

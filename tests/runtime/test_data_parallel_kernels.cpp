@@ -2,7 +2,7 @@
 // the kernels a linear multi-task model written out by hand. Whatever the rank count and however
 // the batch's present labels fall into the slices (a rank may get no row at all), every rank must
 // see the losses, gradients, per-task gradients, rep_grads rows and outputs of the whole batch.
-#include "runtime/Distributed.h"
+#include "runtime/parallel/Distributed.h"
 #include "runtime/Error.h"
 
 #include <catch2/catch.hpp>

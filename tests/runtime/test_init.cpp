@@ -1,8 +1,8 @@
 // Parameter initialisation: bounds, constants, determinism.
 #include "TestUtil.h"
 
-#include "runtime/Init.h"
-#include "runtime/Rng.h"
+#include "runtime/train/Init.h"
+#include "runtime/core/Rng.h"
 
 #include <cmath>
 

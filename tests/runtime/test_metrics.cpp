@@ -1,7 +1,7 @@
 // Metrics: accuracy, ROC AUC with ties, mse/mae, loss averaging over batches.
 #include "TestUtil.h"
 
-#include "runtime/Metrics.h"
+#include "runtime/train/Metrics.h"
 
 #include <cmath>
 

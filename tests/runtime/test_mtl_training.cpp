@@ -11,13 +11,13 @@
 // task_grads (each task's unweighted gradient at t·14), rep_grads (∂L_t/∂z to outputs[2 + t]).
 #include "TestUtil.h"
 
-#include "runtime/Checkpoint.h"
+#include "runtime/io/Checkpoint.h"
 #include "runtime/Error.h"
-#include "runtime/Init.h"
-#include "runtime/Metrics.h"
-#include "runtime/SafeTensors.h"
-#include "runtime/Trainer.h"
-#include "runtime/Weighting.h"
+#include "runtime/train/Init.h"
+#include "runtime/train/Metrics.h"
+#include "runtime/io/SafeTensors.h"
+#include "runtime/train/Trainer.h"
+#include "runtime/train/Weighting.h"
 
 #include <nlohmann/json.hpp>
 

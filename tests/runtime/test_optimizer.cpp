@@ -9,7 +9,7 @@
 #include "TestUtil.h"
 
 #include "runtime/Error.h"
-#include "runtime/Optimizer.h"
+#include "runtime/train/Optimizer.h"
 
 #include <cmath>
 #include <iomanip>

@@ -1,7 +1,7 @@
 // The progress display: the line's format, plain-line decimation, throttled redraws on a tty.
 #include "TestUtil.h"
 
-#include "runtime/Progress.h"
+#include "runtime/io/Progress.h"
 
 #include <sstream>
 

@@ -1,9 +1,9 @@
 // safetensors I/O and checkpoints: roundtrip, the exact byte layout, and every validation error.
 #include "TestUtil.h"
 
-#include "runtime/Checkpoint.h"
+#include "runtime/io/Checkpoint.h"
 #include "runtime/Error.h"
-#include "runtime/SafeTensors.h"
+#include "runtime/io/SafeTensors.h"
 
 #include <nlohmann/json.hpp>
 

@@ -11,11 +11,11 @@
 // and the weight gradients as Σ_i ∂/∂y_i · x_i (bias: Σ_i ∂/∂y_i).
 #include "TestUtil.h"
 
-#include "runtime/Checkpoint.h"
+#include "runtime/io/Checkpoint.h"
 #include "runtime/Error.h"
-#include "runtime/SafeTensors.h"
-#include "runtime/ThreadPool.h"
-#include "runtime/Trainer.h"
+#include "runtime/io/SafeTensors.h"
+#include "runtime/parallel/ThreadPool.h"
+#include "runtime/train/Trainer.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

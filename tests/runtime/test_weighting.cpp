@@ -6,10 +6,10 @@
 // The strategies are driven through a FakeKernels that hands them fixed losses and gradients.
 #include "TestUtil.h"
 
-#include "runtime/Checkpoint.h"
+#include "runtime/io/Checkpoint.h"
 #include "runtime/Error.h"
-#include "runtime/SafeTensors.h"
-#include "runtime/Weighting.h"
+#include "runtime/io/SafeTensors.h"
+#include "runtime/train/Weighting.h"
 
 #include <cmath>
 #include <set>

@@ -1,0 +1,106 @@
+// Dispatch from a SourceSpec to the reader for its kind, and `--data` paths to SourceSpecs.
+#include "runtime/data/Dataset.h"
+#include "runtime/Error.h"
+
+#include <cctype>
+#include <filesystem>
+
+namespace mtlc::rt {
+
+const Field* Table::find(const std::string& name) const {
+  for (const Field& f : fields)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::string Table::fieldNames() const {
+  std::string s;
+  for (const Field& f : fields) s += (s.empty() ? "" : ", ") + f.name;
+  return s;
+}
+
+static std::string rowPosition(const std::string& origin, const std::vector<int64_t>& lines, int64_t row) {
+  if (row >= 0 && row < int64_t(lines.size())) return fmt::format("{}:{}", origin, lines[row]);
+  return fmt::format("{}: sample {}", origin, row);
+}
+
+std::string Table::rowPos(int64_t row) const { return rowPosition(origin, rowLine, row); }
+std::string Dataset::rowPos(int64_t row) const { return rowPosition(origin, rowLine, row); }
+
+namespace {
+
+void wantArgs(const SourceSpec& s, size_t lo, size_t hi) {
+  if (s.args.size() < lo || s.args.size() > hi)
+    throwError("source {}(...) takes {} string argument{}, got {}", s.kind,
+               lo == hi ? fmt::format("{}", lo) : fmt::format("{} to {}", lo, hi), hi == 1 ? "" : "s",
+               s.args.size());
+}
+
+double option(const SourceSpec& s, const std::string& name, double fallback) {
+  auto it = s.options.find(name);
+  return it == s.options.end() ? fallback : it->second;
+}
+
+}  // namespace
+
+Table loadSource(const SourceSpec& s, const std::string& split) {
+  if (s.kind == "csv") {
+    wantArgs(s, 1, 1);
+    return readCsv(s.args[0]);
+  }
+  if (s.kind == "idx") {
+    wantArgs(s, 2, 2);
+    return readIdx(s.args[0], s.args[1]);
+  }
+  if (s.kind == "fashion_mnist") {
+    wantArgs(s, 1, 2);
+    return fashionMnist(s.args[0], s.args.size() > 1 ? s.args[1] : "");
+  }
+  if (s.kind == "multi_fashion") {
+    wantArgs(s, 1, 2);
+    return multiFashion(s.args[0], s.args.size() > 1 ? s.args[1] : "");
+  }
+  if (s.kind == "synthetic_mmoe") {
+    wantArgs(s, 0, 0);
+    double samples = option(s, "samples", 12000), dim = option(s, "dim", 100);
+    double corr = option(s, "correlation", 0.5), seed = option(s, "seed", 0);
+    if (samples < 1 || dim < 2 || corr < -1 || corr > 1 || seed < 0)
+      throwError("synthetic_mmoe: need samples >= 1, dim >= 2, -1 <= correlation <= 1, seed >= 0");
+    return syntheticMmoe(corr, int64_t(samples), int64_t(dim), uint64_t(seed), split);
+  }
+  if (s.kind.empty()) throwError("no data source given");
+  throwError("unknown data source `{}` (known: fashion_mnist, idx, csv, multi_fashion, synthetic_mmoe)", s.kind);
+}
+
+SourceSpec sourceFromPath(const std::string& path, const std::string& split) {
+  namespace fs = std::filesystem;
+  SourceSpec s;
+  if (auto comma = path.find(','); comma != std::string::npos) {
+    s.kind = "idx";
+    s.args = {path.substr(0, comma), path.substr(comma + 1)};
+    if (s.args[0].empty() || s.args[1].empty() || s.args[1].find(',') != std::string::npos)
+      throwError("--data {}: expected IMAGES,LABELS (two IDX files)", path);
+    return s;
+  }
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    s.kind = "fashion_mnist";
+    s.args = {split, path};
+    return s;
+  }
+  std::string lower = path;
+  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  auto endsWith = [&](const std::string& suf) {
+    return lower.size() >= suf.size() && lower.compare(lower.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  if (endsWith(".csv") || endsWith(".csv.gz")) {
+    s.kind = "csv";
+    s.args = {path};
+    return s;
+  }
+  if (!fs::exists(path, ec)) throwError("--data {}: no such file or directory", path);
+  throwError("--data {}: cannot tell the format: expected a .csv file, IMAGES,LABELS (IDX) or a "
+             "directory with Fashion-MNIST-style files", path);
+}
+
+}  // namespace mtlc::rt

@@ -1,0 +1,184 @@
+// The Communicator on MPI (Open MPI from Debian): nonblocking collectives waited on with a
+// deadline, errors returned (MPI_ERRORS_RETURN) and turned into Errors, a SIGTERM handler that says
+// why a surviving rank stops when the job is aborted. Compiled only with MTLC_HAVE_MPI.
+#if MTLC_HAVE_MPI
+#include "runtime/parallel/Distributed.h"
+
+#include "runtime/Error.h"
+
+// The C API only: no MPI C++ bindings (deprecated, and a library of their own to link).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <unistd.h>
+
+namespace mtlc::rt {
+
+namespace {
+
+// Gradients are summed in buckets of this many floats (4 MiB): every bucket's MPI_Iallreduce is
+// started before the first is waited on, so the library pipelines them, and no count exceeds an
+// int.
+constexpr int64_t kBucketFloats = int64_t(1) << 20;
+
+// What the SIGTERM handler writes (async-signal-safe: a preformatted buffer and write(2)).
+char gAbortMessage[160];
+volatile std::sig_atomic_t gAborting = 0;  // this rank called abort(): it has said why already
+
+extern "C" void onTerminate(int sig) {
+  if (!gAborting) {
+    ssize_t ignored = write(STDERR_FILENO, gAbortMessage, std::strlen(gAbortMessage));
+    (void)ignored;
+  }
+  _exit(128 + sig);
+}
+
+double seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string mpiErrorText(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) return fmt::format("MPI error {}", code);
+  return std::string(text, size_t(len));
+}
+
+int toInt(int64_t v, const char* what) {
+  if (v < 0 || v > std::numeric_limits<int>::max())
+    throwError("internal: {} of {} elements does not fit one MPI call", what, v);
+  return int(v);
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() {
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    if (const char* t = std::getenv("MTLC_MPI_TIMEOUT"); t && *t) {
+      char* end = nullptr;
+      timeout_ = std::strtod(t, &end);
+      if (end == t || *end || timeout_ < 0)
+        throwError("MTLC_MPI_TIMEOUT={}: expected a number of seconds (0: no timeout)", t);
+    }
+    std::snprintf(gAbortMessage, sizeof gAbortMessage,
+                  "mtlc: error: rank %d of %d: the job was aborted (another rank failed or was lost, or mpirun was "
+                  "stopped); stopping\n",
+                  rank_, size_);
+    std::signal(SIGTERM, onTerminate);
+  }
+  ~MpiCommunicator() override {
+    MPI_Comm_free(&comm_);
+    MPI_Finalize();
+  }
+
+  int rank() const override { return rank_; }
+  double collectiveSeconds() const override { return waited_; }
+  int size() const override { return size_; }
+
+  void allreduceSum(float* data, int64_t count) override { reduce(data, count, MPI_FLOAT, sizeof(float)); }
+  void allreduceSum(double* data, int64_t count) override { reduce(data, count, MPI_DOUBLE, sizeof(double)); }
+
+  void allgather(float* data, const std::vector<int64_t>& counts) override {
+    std::vector<int> c(counts.size()), displ(counts.size());
+    int64_t at = 0;
+    for (size_t r = 0; r < counts.size(); ++r) {
+      c[r] = toInt(counts[r], "a gather");
+      displ[r] = toInt(at, "a gather");
+      at += counts[r];
+    }
+    std::vector<MPI_Request> req(1);
+    check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, c.data(), displ.data(), MPI_FLOAT, comm_,
+                          &req[0]),
+          "MPI_Iallgatherv");
+    wait(req, "gathering the batch's outputs");
+  }
+
+  void broadcastFromRoot(float* data, int64_t count) override {
+    std::vector<MPI_Request> req;
+    for (int64_t at = 0; at < count; at += kBucketFloats) {
+      req.emplace_back();
+      check(MPI_Ibcast(data + at, int(std::min(kBucketFloats, count - at)), MPI_FLOAT, 0, comm_, &req.back()),
+            "MPI_Ibcast");
+    }
+    wait(req, "broadcasting rank 0's parameters", /*counted=*/false);  // before training: not a step's
+  }
+
+  [[noreturn]] void abort(int status) override {
+    gAborting = 1;
+    MPI_Abort(comm_, status);
+    std::_Exit(status);  // MPI_Abort does not return; in case it does
+  }
+
+ private:
+  void reduce(void* data, int64_t count, MPI_Datatype type, size_t bytes) {
+    std::vector<MPI_Request> req;
+    for (int64_t at = 0; at < count; at += kBucketFloats) {
+      req.emplace_back();
+      check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(data) + size_t(at) * bytes,
+                           int(std::min(kBucketFloats, count - at)), type, MPI_SUM, comm_, &req.back()),
+            "MPI_Iallreduce");
+    }
+    wait(req, "summing gradients");
+  }
+
+  // Polls until every request completes. Spins first (a step's collectives usually complete in
+  // microseconds), then sleeps a little between polls so that a rank waiting for rank 0's
+  // evaluation leaves the CPU to it; past the deadline the job is stuck: an Error.
+  void wait(std::vector<MPI_Request>& req, const char* what, bool counted = true) {
+    if (req.empty()) return;
+    const double start = seconds();
+    for (int64_t polls = 0;; ++polls) {
+      int done = 0;
+      check(MPI_Testall(int(req.size()), req.data(), &done, MPI_STATUSES_IGNORE), what);
+      if (done) {
+        if (counted) waited_ += seconds() - start;
+        return;
+      }
+      if (polls > 2000) {
+        if (timeout_ > 0 && seconds() - start > timeout_)
+          throwError("rank {} of {}: no answer from the other ranks for {:.0f} s while {} (a rank is lost or stuck; "
+                     "MTLC_MPI_TIMEOUT sets the limit)",
+                     rank_, size_, timeout_, what);
+        std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 1000 : 50));
+      }
+    }
+  }
+
+  void check(int code, const char* what) const {
+    if (code != MPI_SUCCESS) throwError("rank {} of {}: {} failed: {}", rank_, size_, what, mpiErrorText(code));
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  double timeout_ = 300;
+  double waited_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> joinMpiJob(int* argc, char*** argv) {
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  if (!initialised) {
+    const int code = MPI_Init(argc, argv);
+    if (code != MPI_SUCCESS) throwError("MPI_Init failed: {}", mpiErrorText(code));
+  }
+  return std::make_unique<MpiCommunicator>();
+}
+
+}  // namespace mtlc::rt
+#endif

@@ -1,0 +1,86 @@
+// Optimizers over the flat parameter arena, with exactly torch.optim's update rules (torch 1.13,
+// single-tensor path, float32 arithmetic; dampening 0, no nesterov, no amsgrad). The operations
+// and their order are torch's; results agree to float rounding (torch's vectorised CPU kernels
+// fuse some multiply-adds, so the last bit can differ; sgd is bit-identical in the tests):
+//
+//   sgd(lr, momentum, weight_decay):
+//     g = grad + weight_decay·p
+//     if momentum ≠ 0:  buf = g on the first step, else buf = momentum·buf + g;  g = buf
+//     p = p − lr·g
+//
+//   adam(lr, beta1, beta2, eps, weight_decay)   (L2 decay added to the gradient, not AdamW):
+//     t = t + 1;  g = grad + weight_decay·p
+//     m = beta1·m + (1 − beta1)·g
+//     v = beta2·v + (1 − beta2)·g²
+//     p = p − (lr / (1 − beta1^t)) · m / (sqrt(v) / sqrt(1 − beta2^t) + eps)
+//     (eps is added after the bias-corrected square root, as torch does.)
+//
+// Checkpoint state (flat float tensors of paramCount elements, plus the step count):
+//   optim.step      [1]           optimizer steps taken so far (float, exact up to 2^24)
+//   optim.momentum  [paramCount]  sgd with momentum ≠ 0: the momentum buffer
+//   optim.m         [paramCount]  adam: first moment (torch's exp_avg)
+//   optim.v         [paramCount]  adam: second moment (torch's exp_avg_sq)
+#pragma once
+
+#include "runtime/Arena.h"
+#include "spec/ModelSpec.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mtlc::rt {
+
+class ThreadPool;
+
+// One plain loop each; `step` is the 1-based number of this update (adam's t).
+void sgdUpdate(float* params, const float* grads, float* momentumBuf, int64_t count, double lr,
+               double momentum, double weightDecay, bool firstStep);
+void adamUpdate(float* params, const float* grads, float* m, float* v, int64_t count, double lr,
+                double beta1, double beta2, double eps, double weightDecay, int64_t step);
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerSpec& spec, int64_t paramCount);
+
+  // One update of params from grads, over the active spans (by default all of [0, paramCount)):
+  // one loop over the arena. With a pool, large spans are split across its threads in fixed
+  // blocks; every element's update is the same arithmetic, so results do not depend on it.
+  void step(float* params, const float* grads, ThreadPool* pool = nullptr);
+
+  // Restricts updates to these [begin, end) element ranges: frozen parameters (`freeze BLOCK`)
+  // are left out, so, as with requires_grad=False in torch, neither they nor their state change.
+  void setActiveSpans(std::vector<std::pair<int64_t, int64_t>> spans) { spans_ = std::move(spans); }
+
+  int64_t steps() const { return steps_; }
+  const OptimizerSpec& spec() const { return spec_; }
+
+  // Named state for checkpoints (see above). The pointers stay valid for the optimizer's life.
+  struct StateTensor {
+    std::string name;
+    float* data;
+    int64_t size;
+  };
+  std::vector<StateTensor> state();
+  // Sets the step count (the value of optim.step after loading it).
+  void setSteps(int64_t steps) { steps_ = steps; stepTensor_ = float(steps); }
+
+ private:
+  OptimizerSpec spec_;
+  int64_t count_;
+  int64_t steps_ = 0;
+  float stepTensor_ = 0;  // optim.step as saved
+  Arena a_, b_;           // sgd: momentum; adam: m, v
+  std::vector<std::pair<int64_t, int64_t>> spans_;
+};
+
+// The active spans of a model: its parameters that are not frozen, adjacent ones merged; one span
+// [0, paramCount) when nothing is frozen.
+std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
+
+// Gradient clipping by the global L2 norm over `spans` of grads (torch.nn.utils.clip_grad_norm_):
+// when ‖g‖ > maxNorm, g is scaled by maxNorm / (‖g‖ + 1e-6). Returns ‖g‖ before clipping (NaN or
+// Inf when a gradient is; then g is left as it is).
+double clipGradNorm(float* grads, const std::vector<std::pair<int64_t, int64_t>>& spans, double maxNorm);
+
+}  // namespace mtlc::rt

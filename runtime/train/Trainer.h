@@ -1,0 +1,135 @@
+// The training loop: data → batches → the weighting strategy (which runs spec.trainStep, or
+// taskGradsStep / repGradsStep, and leaves the model gradient in the grads arena) → optimizer,
+// with evaluation, logging, progress and checkpoints. Everything the compiled kernels do not do
+// themselves.
+//
+// Seeds: with s = TrainOptions::seed or else spec.train.seed,
+//   initial parameters  initParams(spec, s)                       (Init.h)
+//   epoch e's shuffle   Fisher–Yates from mt19937_64(s + e), e = 0 for the first epoch (Batcher.h)
+//   dropout of step k   mtlc_args::seed = mix64(mix64(s) ^ k), k = 1 for the first step (Rng.h)
+//
+// Loss weights: Weighting.h (fixed, uniform, uncertainty, dwa, gradnorm, pcgrad, mgda). The log's
+// `tasks.<t>.weight` is the effective weight of L_t in that step's gradient and "loss" the
+// strategy's total (Σ w_i·L_i; uncertainty: its whole objective). Buffers: a T × paramCount arena
+// for task_grads (zeroed before each call, so a kernel may leave untouched what a task's loss does
+// not reach) and T extra outputs of maxBatch × repWidth for rep_grads (zeroed likewise).
+//
+// Partial labels: a NaN label is absent. The kernels mask it; the trainer counts the present
+// labels of each batch (the strategies get them: a task without labels in a batch leaves its
+// uncertainty s and GradNorm's loss ratio alone), metrics skip absent labels, and epoch means weight
+// each batch by its present-label count (Metrics.h). The start lists the present counts when any
+// label is missing.
+//
+// Threads: TrainOptions::threads sizes one ThreadPool (ThreadPool.h) that every kernel call of
+// the run (train_step, task_grads, rep_grads, eval_step) is handed through mtlc_args. The kernels
+// split work so that results do not depend on the thread count: a run trains bit-identically
+// with any --threads.
+//
+// Denormals: flushed to zero while train() runs (TrainOptions::flushDenormals, FloatMode.h says
+// why); the caller's floating-point mode is restored when it returns.
+//
+// Stopping: after `epochs` epochs (TrainOptions::epochs, or spec.train.epochs when −1), or earlier
+// after `steps` optimizer steps when TrainOptions::steps ≥ 0 (mid-epoch; the test evaluation and
+// the checkpoint still happen). SIGINT or SIGTERM (once) stops after the step in progress, as
+// `steps` does, and writes the checkpoint when there is a savePath; a second signal kills.
+//
+// Checkpoints and resuming: every checkpoint the trainer writes (savePath at the end, and after
+// every `checkpointEvery` steps) holds the parameters, the optimizer and weighting state and the
+// run's position (Checkpoint.h TrainPosition). `resumePath` loads all of it and continues from that
+// step: the steps, losses, weights and final parameters are bit-identical to a run that was never
+// stopped. The seed, batch size and training set must be the run's (an Error otherwise). The log
+// file, when it is the run's, keeps its lines up to the checkpoint and continues after them.
+//
+// `--init FILE` (transfer): the parameters are first initialised from the seed, then every one
+// whose name AND shape match a tensor of the file is loaded (Checkpoint.h loadMatchingParams; an
+// Error when none does). When some are not, the start prints what was loaded, what was initialised
+// fresh (with both shapes on a mismatch) and what of the file went unused. Only when the file is
+// of this model (every parameter loaded, no other parameter tensor in it) are the optimizer state
+// (same optimizer) and the weighting's `mtl.` state (same strategy and tasks) restored too, so a
+// saved run continues where it stopped.
+//
+// Frozen parameters (ParamSpec::frozen, from `freeze BLOCK`) are skipped by the optimizer; the
+// start prints the frozen blocks, and warns about a frozen parameter that --init did not load.
+//
+// Log (`--log FILE`): JSON lines, one per optimizer step
+//   {"step": 1, "epoch": 1, "loss": <total>, "tasks": {"<task>": {"loss": <L_i>, "weight": <w_i>}}}
+// and, after each epoch when there is a test source,
+//   {"epoch": 1, "test": {"<task>": {"loss": <L>, "<metric>": <value>, ...}}}
+// (a metric that does not apply is null).
+//
+// Train metrics in the report are running values over the last epoch (as Keras shows them): the
+// parameters change while they are gathered. They use the outputs that trainStep writes to
+// mtlc_args::outputs; if a trainStep leaves them untouched, only the loss is reported.
+//
+// Contract with the kernels: trainStep writes losses (T + 1: each task's batch mean, then the
+// weighted total) and the whole grads arena; evalStep writes losses and outputs and touches
+// neither params nor grads (it is given grads = nullptr). Every kernel call of a step gets the same
+// dropout seed (rep_grads and train_step of mgda see the same masks). The logged total is computed
+// by the runtime from the task losses, not read from losses[T].
+#pragma once
+
+#include "runtime/data/Dataset.h"
+#include "spec/ModelSpec.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace mtlc::rt {
+
+class Communicator;  // Distributed.h
+class ThreadPool;
+
+struct TrainOptions {
+  int64_t epochs = -1;          // -1: spec.train.epochs
+  int64_t steps = -1;           // stop after this many optimizer steps in all (-1: no limit)
+  std::string initPath, savePath, logPath;
+  std::string resumePath;       // continue the run a checkpoint of savePath stopped at
+  int64_t checkpointEvery = 0;  // > 0: also write savePath after every this many steps
+  std::optional<uint64_t> seed; // overrides spec.train.seed
+  std::map<std::string, std::string> dataOverrides;  // "train"/"test" -> path (sourceFromPath)
+  bool quiet = false;           // no progress display
+  // Data-parallel training (Distributed.h): the job's ranks, or null for one process. Every rank
+  // calls train() with the same options except that only rank 0 has the files to write (log,
+  // save), progress and a real `out`; the trainer itself skips evaluation on the other ranks.
+  Communicator* comm = nullptr;
+  int threads = 0;              // threads the kernels split across (0: every CPU this process may use;
+                                // 1 per rank in a data-parallel job)
+  bool flushDenormals = true;   // train with denormals flushed to zero (FloatMode.h)
+};
+
+struct TaskResult {
+  std::string task;
+  std::map<std::string, double> metrics;  // "loss", "accuracy", "auc", "mse", "mae"
+};
+
+struct TrainReport {
+  int64_t steps = 0;             // optimizer steps taken (by the resumed run too, with --resume)
+  int interruptedBy = 0;         // SIGINT or SIGTERM when one stopped the run early, else 0
+  double seconds = 0;            // time in the training loop (without loading and evaluation)
+  double samplesPerSec = 0;
+  std::vector<TaskResult> test;  // after the last epoch; empty without a test source
+  std::vector<TaskResult> train; // running values over the last epoch
+};
+
+TrainReport train(const ModelSpec& spec, const TrainOptions& options, std::ostream& out);
+
+// Runs spec.evalStep over the whole dataset in file order, in batches of spec.maxBatch, its kernels
+// split across `pool` (nullptr: on the calling thread).
+std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data,
+                                 ThreadPool* pool = nullptr);
+
+// Loads the "train" or "test" source of spec.data (or the override path for it), binds it and
+// checks its labels against the tasks; the buffers are in model input / task order.
+Dataset loadSplit(const ModelSpec& spec, const std::string& split,
+                  const std::map<std::string, std::string>& overrides = {});
+
+// The loss weights a plain train_step starts from: fixed and pcgrad → TaskSpec::weight,
+// uniform and mgda → 1/T, uncertainty → ½, dwa and gradnorm → 1 (Weighting.h changes them as it
+// trains). Used for evaluation (where they only affect losses[T]) and by the benchmark.
+std::vector<float> lossWeights(const ModelSpec& spec);
+
+}  // namespace mtlc::rt

@@ -1,0 +1,142 @@
+// Loss weighting (`train { weighting ... }`): how the tasks' losses and gradients are combined into
+// the one gradient the model's optimizer applies, step by step. Each strategy is a `Weighting`;
+// the trainer asks it, once per batch, to run the kernels it needs (through `StepKernels`) and to
+// leave the model gradient in the grads arena; it logs the weights the strategy reports as
+// `tasks.<t>.weight` (the effective weight of L_t in that step's gradient) and its total as "loss".
+//
+//   fixed         w_i = the `weight` lines. One train_step.
+//   uniform       w_i = 1/T. One train_step.
+//   uncertainty   Kendall et al. 2018. Learnable s_i = log σ_i² (initially 0); the objective is
+//                 Σ_i ½·(exp(−s_i)·L_i + s_i). train_step runs with w_i = ½·exp(−s_i) (logged),
+//                 the logged loss is the whole objective, and s takes one step of its own optimizer
+//                 (the model's kind and hyperparameters, no weight decay) with
+//                 ∂/∂s_i = ½·(1 − exp(−s_i)·L_i) (0 for a task with no label in the batch).
+//                 State: mtl.log_var [T].
+//   dwa(τ)        Liu et al. 2019. w_i = T·softmax(r/τ)_i, r_i = L̄_i(e−1) / L̄_i(e−2), from the
+//                 epoch-mean training losses of the last two complete epochs; w_i = 1 until two
+//                 epochs are complete (r_i = 1 for a task whose mean is missing or not positive).
+//                 One train_step. State: mtl.loss_history [2, T] (older row first), mtl.epochs [1].
+//   gradnorm(α)   Chen et al. 2018. Learnable w (initially 1). task_grads gives ∇L_i; with W the
+//                 last parameter whose name ends in ".weight" (table order) that EVERY task's loss
+//                 reaches (ParamSpec::tasks; create() fails when there is none, since a task that
+//                 does not reach W has G_i = 0 and its weight would only rise), describe() names it,
+//                 G_i = w_i·‖∇_W L_i‖, L̃_i = L_i / L_i(0) (L_i(0): the task's first nonzero loss),
+//                 r_i = L̃_i / mean(L̃), target_i = mean(G)·r_i^α (a constant). The model gradient is
+//                 Σ_i w_i·∇L_i with this step's w (logged); then w takes one step of its own optimizer
+//                 (as uncertainty's) on ∂Σ|G_i − target_i|/∂w_i = sign(G_i − target_i)·‖∇_W L_i‖,
+//                 is clamped to ≥ 1e-4 and renormalised to Σ w_i = T.
+//                 State: mtl.weights [T], mtl.initial_loss [T] (NaN until seen).
+//   pcgrad        Yu et al. 2020. task_grads gives g_i; on the trainable shared parameters
+//                 (ParamSpec::shared(): reached by two or more tasks' losses, so not a task's own
+//                 MMoE/CGC/PLE gate; and not frozen) each g_i is projected, visiting the other
+//                 tasks j in a random order, away from every ORIGINAL g_j it conflicts with:
+//                 if g_i'·g_j < 0, g_i' −= (g_i'·g_j)/‖g_j‖²·g_j. Shared gradient = Σ_i w_i·g_i',
+//                 every other parameter Σ_i w_i·g_i; w = the `weight` lines (logged). The orders of
+//                 step k come from pcgradOrders(seed, k, T) below.
+//   mgda          Sener & Koltun 2018, MGDA-UB. With a rep_grads entry point: the per-task
+//                 gradients with respect to the shared representation (flattened over the batch)
+//                 give the min-norm convex combination α (minNormWeights below), then train_step
+//                 runs with loss weights α. Without one: task_grads, α from the gradients of the
+//                 trainable shared parameters (as pcgrad's: gates excluded), model gradient
+//                 Σ_i α_i·g_i. α is logged.
+//
+// The logged total is Σ_i w_i·L_i with the logged weights (uncertainty: its objective).
+// Task i's L_i is 0 in a batch without any of its labels (the kernels mask absent labels).
+// Every strategy is checked end to end, step by step, against a PyTorch implementation of its
+// paper by tests/pytorch/weighting_parity.py (losses and weights within 2e-4 relative).
+#pragma once
+
+#include "spec/ModelSpec.h"
+#include "runtime/train/Optimizer.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mtlc::rt {
+
+// What a strategy may ask of the compiled kernels during one step, over the current batch. The
+// trainer implements it (checking every loss it gets for NaN/inf); tests implement it with fixed
+// numbers. After a call, losses() holds the T per-task batch-mean losses of that call.
+class StepKernels {
+ public:
+  virtual ~StepKernels() = default;
+  // train_step with these T loss weights: writes losses() and the model gradient grads().
+  virtual void trainStep(const float* lossWeights) = 0;
+  // task_grads: writes losses() and taskGrad(t) for every t (paramCount floats each).
+  virtual void taskGrads(const float* lossWeights) = 0;
+  // rep_grads: writes losses() and repGrad(t) for every t (n·repWidth floats each).
+  virtual void repGrads(const float* lossWeights) = 0;
+  virtual const float* losses() const = 0;
+  virtual float* grads() = 0;                      // the model gradient the optimizer applies
+  virtual const float* taskGrad(int64_t t) const = 0;
+  virtual const float* repGrad(int64_t t) const = 0;
+  virtual int64_t n() const = 0;                   // samples in the batch
+  virtual int64_t present(int64_t t) const = 0;    // task t's label values present in the batch
+};
+
+// A named tensor of a strategy's state, saved under `mtl.` in checkpoints.
+struct WeightingState {
+  std::string name;
+  std::vector<int64_t> shape;
+  float* data;
+  int64_t size() const;
+};
+
+struct StepResult {
+  std::vector<float> weights;  // the effective weight of each L_t in this step's gradient
+  double total = 0;            // what the log reports as "loss"
+};
+
+class Weighting {
+ public:
+  virtual ~Weighting() = default;
+  // The strategy named by spec.train.weighting; an Error for an unknown name or one whose entry
+  // points the model lacks. `seed` is the run's seed (pcgrad's orders).
+  static std::unique_ptr<Weighting> create(const ModelSpec& spec, uint64_t seed);
+
+  virtual std::string describe() const = 0;  // "uncertainty", "dwa(temperature=2)"
+  virtual bool needsTaskGrads() const { return false; }
+  virtual bool needsRepGrads() const { return false; }
+
+  // One step (1-based `step`): runs the kernels, leaves the model gradient in k.grads(), updates
+  // the strategy's own state.
+  virtual StepResult step(StepKernels& k, int64_t step) = 0;
+  // After each complete epoch: each task's epoch-mean training loss (NaN when it had no label).
+  virtual void endEpoch(const std::vector<double>& meanLosses) {}
+  // The loss weights the next step starts from (what a plain train_step would be given).
+  virtual std::vector<float> currentWeights() const = 0;
+  // State for checkpoints (names start with `mtl.`); the pointers live as long as the strategy.
+  virtual std::vector<WeightingState> state() { return {}; }
+  // Called after the tensors of state() were overwritten from a checkpoint.
+  virtual void stateLoaded() {}
+};
+
+// ---- the maths, exposed for tests ---------------------------------------------------------------
+
+// Min-norm point of the convex hull of T vectors given by their Gram matrix G (T×T, row-major):
+// the α ≥ 0, Σα = 1 minimising αᵀGα. T = 1: {1}. T = 2: closed form
+// α_1 = clamp((G22 − G12)/(G11 + G22 − 2·G12), 0, 1) (½ when the vectors coincide). T > 2: the
+// best pair by the closed form, then Frank–Wolfe with exact line search: vertex t = argmin (Gα)_t,
+// γ = argmin over [0, 1] of ‖γ·v + (1 − γ)·e_t‖² (v the current point), α ← γ·α + (1 − γ)·e_t,
+// until Σ|Δα| < 1e-6 or 250 iterations.
+std::vector<double> minNormWeights(const std::vector<double>& gram, int64_t T);
+
+// PCGrad on explicit orders: g holds T vectors of `dim` floats (task t's at t·dim); orders[i] is
+// the order in which task i visits the others (a permutation of {0..T−1} \ {i}). Returns the
+// projected vectors, same layout (double arithmetic for dot products).
+std::vector<float> pcgradProject(const float* g, int64_t T, int64_t dim,
+                                 const std::vector<std::vector<int64_t>>& orders);
+
+// The orders pcgrad uses at step k: an mt19937_64 seeded with mix64(mix64(seed) ^ k) ^ 0x5043
+// ("PC"); the tasks i are visited in the Fisher–Yates order of {0..T−1} (Batcher.h's draw), and
+// for each in turn the others' order is another Fisher–Yates draw of {0..T−1} \ {i} from the same
+// stream. Returns orders indexed by task i.
+std::vector<std::vector<int64_t>> pcgradOrders(uint64_t seed, int64_t step, int64_t T);
+
+// DWA's weights from the two previous epochs' mean losses (older, newer).
+std::vector<double> dwaWeights(const std::vector<double>& older, const std::vector<double>& newer,
+                               double temperature);
+
+}  // namespace mtlc::rt
