@@ -1,5 +1,7 @@
 #include "runtime/io/Checkpoint.h"
 
+#include "runtime/core/SafeTensors.h"
+
 #include "runtime/Error.h"
 #include "runtime/train/Weighting.h"
 
@@ -59,11 +61,7 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
 static bool isCount(double v) { return v >= 0 && v < 0x1p62 && v == std::floor(v); }
 static bool isStepCount(float v) { return isCount(double(v)); }
 
-static bool startsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
-bool isStateTensor(const std::string& name) {
-  return startsWith(name, "optim.") || startsWith(name, "mtl.") || startsWith(name, "train.");
-}
+bool isStateTensor(const std::string& name) { return core::isStateTensor(name.c_str()); }
 
 // "3 0.5 7" -> {3, 0.5, 7}; an Error naming the file and key unless it is exactly `count` numbers.
 static std::vector<double> numbers(const TensorFile& f, const std::string& path, const std::string& key,

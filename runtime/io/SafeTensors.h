@@ -1,11 +1,5 @@
-// The safetensors format (https://github.com/huggingface/safetensors), F32 tensors only:
-//
-//   [8 bytes]  N, little-endian uint64: the length of the JSON header
-//   [N bytes]  JSON: { "NAME": {"dtype": "F32", "shape": [d0, d1, ...], "data_offsets": [begin, end]},
-//                      ..., "__metadata__": {"key": "string value", ...} (optional) }
-//              padded with spaces so that the data starts 8-byte aligned
-//   [rest]     the tensors' bytes, little-endian, row-major; offsets count from the start of this
-//              part; the tensors tile it exactly (no gaps, no overlaps), in header order here.
+// The trainer's safetensors API: std types, Errors, transparently gunzipped files. The format and
+// its validation are runtime/core/SafeTensors.h's, the one reader and writer of the runtime.
 #pragma once
 
 #include <cstdint>
@@ -34,12 +28,13 @@ struct TensorView {
   const float* data = nullptr;
 };
 
-// Reads and validates a file: the header length against the file size, the JSON, every dtype
-// (F32 only: an Error names the tensor and its dtype), shapes against offsets, offsets in range
-// and tiling the data. Throws Error("PATH: ...").
+// Reads and validates a file (core::parseSafeTensors): the header length against the file size,
+// the JSON, every dtype (F32 only: an Error names the tensor and its dtype), shapes against
+// offsets, offsets in range and tiling the data. Throws Error("PATH: ...").
 TensorFile readSafeTensors(const std::string& path);
 
-// Writes atomically: a temporary file in the same directory, fsync, rename over `path`.
+// Writes atomically (core::writeSafeTensors): a temporary file in the same directory, fsync,
+// rename over `path`; the metadata first in the header, then the tensors in the given order.
 void writeSafeTensors(const std::string& path, const std::vector<TensorView>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

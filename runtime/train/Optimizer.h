@@ -33,12 +33,6 @@ namespace mtlc::rt {
 
 class ThreadPool;
 
-// One plain loop each; `step` is the 1-based number of this update (adam's t).
-void sgdUpdate(float* params, const float* grads, float* momentumBuf, int64_t count, double lr,
-               double momentum, double weightDecay, bool firstStep);
-void adamUpdate(float* params, const float* grads, float* m, float* v, int64_t count, double lr,
-                double beta1, double beta2, double eps, double weightDecay, int64_t step);
-
 class Optimizer {
  public:
   Optimizer(const OptimizerSpec& spec, int64_t paramCount);
