@@ -1,0 +1,85 @@
+#include "runtime/train/Report.h"
+
+#include "runtime/train/Metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace mtlc::rt {
+
+using ojson = nlohmann::ordered_json;
+
+// 4 decimals, or 3 significant digits in exponent form for small values (a loss of 2.1e-05
+// should not print as 0.0000); "-" for a metric that does not apply.
+std::string fmtValue(double v) {
+  if (std::isnan(v)) return "-";
+  if (v != 0 && std::fabs(v) < 1e-3) return fmt::format("{:.2e}", v);
+  return fmt::format("{:.4f}", v);
+}
+
+// "loss 0.1234  accuracy 0.9000  auc 0.9500": the loss, then the task's metrics in program order.
+std::string metricsLine(const TaskSpec& task, const TaskResult& r) {
+  std::string s = fmt::format("loss {}", fmtValue(r.metrics.at("loss")));
+  for (Metric m : task.metrics) s += fmt::format("  {} {}", metricName(m), fmtValue(r.metrics.at(metricName(m))));
+  return s;
+}
+
+ojson metricsJson(const TaskSpec& task, const TaskResult& r) {
+  ojson j = ojson::object();
+  const double loss = r.metrics.at("loss");
+  j["loss"] = std::isnan(loss) ? ojson(nullptr) : ojson(loss);  // no label of the task in the data
+  for (Metric m : task.metrics) {
+    double v = r.metrics.at(metricName(m));
+    j[metricName(m)] = std::isnan(v) ? ojson(nullptr) : ojson(v);
+  }
+  return j;
+}
+
+std::string optimizerString(const OptimizerSpec& o) {
+  if (o.kind == "sgd") {
+    std::string s = fmt::format("sgd(lr={}", o.lr);
+    if (o.momentum != 0) s += fmt::format(", momentum={}", o.momentum);
+    if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);
+    return s + ")";
+  }
+  std::string s = fmt::format("adam(lr={}", o.lr);
+  if (o.beta1 != 0.9 || o.beta2 != 0.999) s += fmt::format(", beta1={}, beta2={}", o.beta1, o.beta2);
+  if (o.eps != 1e-8) s += fmt::format(", eps={}", o.eps);
+  if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);
+  return s + ")";
+}
+
+// The final table: one row per task and data split, one column per metric that any task has.
+void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r) {
+  std::vector<std::string> cols{"loss"};
+  for (const TaskSpec& t : spec.tasks)
+    for (Metric m : t.metrics)
+      if (std::find(cols.begin(), cols.end(), metricName(m)) == cols.end()) cols.push_back(metricName(m));
+  size_t taskWidth = 4;
+  for (const TaskSpec& t : spec.tasks) taskWidth = std::max(taskWidth, t.name.size());
+  std::string head = fmt::format("{:<{}}  {:<5}", "task", taskWidth, "data");
+  for (const std::string& c : cols) head += fmt::format("  {:>9}", c);
+  out << head << '\n';
+  for (size_t t = 0; t < spec.tasks.size(); ++t)
+    for (const auto* results : {&r.train, &r.test}) {
+      if (t >= results->size()) continue;
+      const TaskResult& res = (*results)[t];
+      std::string line = fmt::format("{:<{}}  {:<5}", res.task, taskWidth, results == &r.train ? "train" : "test");
+      for (const std::string& c : cols) {
+        auto it = res.metrics.find(c);
+        line += fmt::format("  {:>9}", it == res.metrics.end() ? "" : fmtValue(it->second));
+      }
+      while (!line.empty() && line.back() == ' ') line.pop_back();  // blank cells at the end
+      out << line << '\n';
+    }
+}
+
+std::vector<std::string> taskNames(const ModelSpec& spec) {
+  std::vector<std::string> names;
+  for (const TaskSpec& t : spec.tasks) names.push_back(t.name);
+  return names;
+}
+
+}  // namespace mtlc::rt

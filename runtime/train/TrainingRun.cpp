@@ -1,0 +1,485 @@
+#include "runtime/train/TrainingRun.h"
+
+#include "runtime/Error.h"
+#include "runtime/core/Rng.h"
+#include "runtime/train/Init.h"
+#include "runtime/train/Report.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <map>
+
+namespace mtlc::rt {
+
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+double now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// A resumed run's log: keep what the run logged up to its checkpoint (step lines up to `step`, test
+// lines of the `epochs` completed epochs) and drop the rest, a line cut short by a crash included,
+// so that the log reads as if the run had never stopped. Rewritten atomically.
+void trimLog(const std::string& path, int64_t step, int64_t epochs) {
+  std::ifstream in(path);
+  if (!in) return;  // a new log
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    ojson j = ojson::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;
+    const bool keep = j.contains("step") ? j["step"].is_number() && j["step"].get<int64_t>() <= step
+                                         : j.contains("epoch") && j["epoch"].is_number() && j["epoch"].get<int64_t>() <= epochs;
+    if (keep) kept += line + '\n';
+  }
+  in.close();
+  const std::string tmp = path + ".trim";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o << kept;
+    if (!o.flush()) throwError("{}: cannot rewrite the log", tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throwError("{}: cannot replace the log: {}", path, std::strerror(errno));
+}
+
+// SIGINT and SIGTERM while training: the first one asks the loop to stop after its step (it then
+// writes its checkpoint); the handler is one-shot, so a second signal ends the process as usual.
+volatile std::sig_atomic_t gStopSignal = 0;
+extern "C" void onStopSignal(int sig) { gStopSignal = sig; }
+
+}  // namespace
+
+// Installs onStopSignal for the run's lifetime, and restores the handlers it found.
+class StopSignals {
+ public:
+  StopSignals() {
+    gStopSignal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = onStopSignal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &oldInt_);
+    sigaction(SIGTERM, &sa, &oldTerm_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &oldInt_, nullptr);
+    sigaction(SIGTERM, &oldTerm_, nullptr);
+  }
+  int caught() const { return gStopSignal; }
+
+ private:
+  struct sigaction oldInt_ {}, oldTerm_ {};
+};
+
+TrainingRun::TrainingRun(const ModelSpec& spec, const TrainOptions& options, std::ostream& out)
+    : spec_(spec), opt_(options), out_(out), ts_(spec.train), T_(int64_t(spec.tasks.size())) {}
+
+TrainingRun::~TrainingRun() = default;
+
+TrainReport TrainingRun::run() {
+  checkOptions();
+  readResumePoint();
+  seed_ = resumed_ ? resumed_->seed : opt_.seed.value_or(ts_.seed);
+  epochs_ = opt_.epochs >= 0 ? opt_.epochs : ts_.epochs;
+  if (ts_.batch > spec_.maxBatch)
+    throwError("internal: batch {} exceeds the kernels' maximum batch {}", ts_.batch, spec_.maxBatch);
+  loadData();
+  // One rank of a data-parallel job takes one thread unless told otherwise: the ranks of a job
+  // usually share a machine, and each taking every CPU would oversubscribe it.
+  const bool ranks = opt_.comm && opt_.comm->size() > 1;
+  pool_.emplace(opt_.threads == 0 && ranks ? 1 : opt_.threads);
+  flush_.emplace(opt_.flushDenormals);
+  createState();
+  initialiseParams();
+  openLog();
+  printStart();
+  startLoop();
+  for (int64_t e = firstEpoch_; e < epochs_ && !stop_; ++e) runEpoch(e);
+  return finish();
+}
+
+// ---- start ----------------------------------------------------------------------------------------
+
+void TrainingRun::checkOptions() const {
+  if (!spec_.trainStep) throwError("internal: model `{}` has no train_step entry point", spec_.name);
+  if (!opt_.resumePath.empty() && !opt_.initPath.empty())
+    throwError("--resume continues a run and --init starts one from a checkpoint's parameters: give one of them");
+  if (opt_.checkpointEvery > 0 && opt_.savePath.empty())
+    throwError("--checkpoint-every needs --save FILE: the checkpoint is written there");
+}
+
+// --resume: the run's position first, since its seed decides everything else.
+void TrainingRun::readResumePoint() {
+  if (opt_.resumePath.empty()) return;
+  resumeFile_ = readSafeTensors(opt_.resumePath);
+  resumed_ = loadTrainPosition(*resumeFile_, opt_.resumePath, spec_);
+  if (!resumed_)
+    throwError("{}: no training position in this checkpoint, so there is no run to resume (--init FILE starts a "
+               "new run from its parameters)", opt_.resumePath);
+  if (opt_.seed && *opt_.seed != resumed_->seed)
+    throwError("--seed {} differs from the seed {} of the run in {}", *opt_.seed, resumed_->seed, opt_.resumePath);
+}
+
+void TrainingRun::loadData() {
+  trainData_ = loadSplit(spec_, "train", opt_.dataOverrides);
+  root_ = !opt_.comm || opt_.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
+  hasTest_ = root_ && (spec_.data.test.present() || opt_.dataOverrides.count("test"));
+  if (hasTest_) testData_ = loadSplit(spec_, "test", opt_.dataOverrides);
+}
+
+void TrainingRun::createState() {
+  weighting_ = Weighting::create(spec_, seed_);
+  params_.resize(spec_.paramCount);
+  grads_.resize(spec_.paramCount);
+  taskGrads_.resize(weighting_->needsTaskGrads() ? T_ * spec_.paramCount : 0);
+  ws_.emplace(spec_, weighting_->needsRepGrads());
+  optimizer_.emplace(ts_.optimizer, spec_.paramCount);
+  activeSpans_ = trainableSpans(spec_);
+  optimizer_->setActiveSpans(activeSpans_);
+}
+
+void TrainingRun::initialiseParams() {
+  initParams(spec_, seed_, params_.data());  // then --init or --resume overwrites what it has
+  if (resumed_) resumeState();
+  else if (!opt_.initPath.empty()) transferFrom(opt_.initPath);
+  else initNote_ = fmt::format("seed {}", seed_);
+  if (opt_.comm) opt_.comm->broadcastFromRoot(params_.data(), spec_.paramCount);  // every rank starts from rank 0's
+}
+
+void TrainingRun::resumeState() {
+  const std::string& path = opt_.resumePath;
+  if (resumed_->batchSize != ts_.batch || resumed_->rows != trainData_.rows)
+    throwError("{}: the run trained with batch {} on {} samples; this one has batch {} and {} samples, so it "
+               "cannot continue it", path, resumed_->batchSize, resumed_->rows, ts_.batch, trainData_.rows);
+  loadParams(*resumeFile_, path, spec_, params_.data());
+  if (!loadOptimizerState(*resumeFile_, path, *optimizer_))
+    throwError("{}: the checkpoint has no {} optimizer state for this model", path, ts_.optimizer.kind);
+  if (!loadWeightingState(*resumeFile_, spec_, *weighting_))
+    throwError("{}: the checkpoint has no `{}` weighting state for tasks {}", path, weighting_->describe(),
+               fmt::join(taskNames(spec_), ", "));
+  initNote_ = fmt::format("resumed from {} at step {} (epoch {}, {} batches done)", path, resumed_->step,
+                          resumed_->epoch + 1, resumed_->batch);
+}
+
+// --init FILE: the parameters that fit; a checkpoint of this very model brings its optimizer and
+// weighting state too, so that a saved run continues where it stopped.
+void TrainingRun::transferFrom(const std::string& path) {
+  TensorFile file = readSafeTensors(path);
+  InitReport ir = loadMatchingParams(file, path, spec_, params_.data());
+  freshNames_ = ir.freshNames;
+  if (ir.complete() && ir.unused.empty()) {
+    bool withState = loadOptimizerState(file, path, *optimizer_);
+    bool withWeighting = !weighting_->state().empty() && loadWeightingState(file, spec_, *weighting_);
+    std::string extra;
+    if (withState) extra = fmt::format("with optimizer state after {} steps", optimizer_->steps());
+    if (withWeighting) extra += fmt::format("{}weighting state", extra.empty() ? "with " : ", ");
+    initNote_ = fmt::format("parameters from {}{}", path, extra.empty() ? "" : " (" + extra + ")");
+    return;
+  }
+  // Another model (transfer): the parameters that fit, and no optimizer or weighting state.
+  if (ir.complete())
+    initNote_ = fmt::format("parameters from {}: all {} loaded (a checkpoint of another model: optimizer state "
+                            "not restored)", path, ir.loaded.size());
+  else
+    initNote_ = fmt::format("parameters from {}: {} of {} loaded, {} initialised fresh (seed {})", path,
+                            ir.loaded.size(), spec_.params.size(), ir.fresh.size(), seed_);
+  initLines_.push_back(fmt::format("init: loaded {}", fmt::join(ir.loaded, ", ")));
+  if (!ir.fresh.empty()) initLines_.push_back(fmt::format("init: fresh {}", fmt::join(ir.fresh, ", ")));
+  if (!ir.unused.empty())
+    initLines_.push_back(fmt::format("init: not used from the checkpoint: {}", fmt::join(ir.unused, ", ")));
+}
+
+void TrainingRun::openLog() {
+  if (opt_.logPath.empty()) return;
+  if (resumed_) {
+    trimLog(opt_.logPath, resumed_->step, resumed_->epoch);
+    log_.open(opt_.logPath, std::ios::app);
+  } else {
+    log_.open(opt_.logPath);
+  }
+  if (!log_) throwError("{}: cannot open the log file for writing", opt_.logPath);
+}
+
+void TrainingRun::printStart() {
+  const int threads = pool_->threads();
+  int64_t learnable = 0;  // the summary's count: parameters the optimizer updates (the arena also holds padding)
+  for (const ParamSpec& p : spec_.params)
+    if (!p.frozen) learnable += p.size;
+  out_ << fmt::format("model {}: {} task{}, {} learnable parameters; {}, batch {}, {} epoch{}, {} thread{}; {}\n",
+                      spec_.name, T_, T_ == 1 ? "" : "s", learnable, optimizerString(ts_.optimizer), ts_.batch, epochs_,
+                      epochs_ == 1 ? "" : "s", threads, threads == 1 ? "" : "s", initNote_);
+  for (const std::string& l : initLines_) out_ << l << '\n';
+  if (ts_.weighting != "fixed" && !ts_.weighting.empty()) out_ << fmt::format("weighting: {}\n", weighting_->describe());
+  std::vector<std::string> frozen;
+  printFrozen(frozen);
+  if (!frozen.empty()) out_ << fmt::format("frozen: {}; the optimizer leaves them unchanged\n", fmt::join(frozen, ", "));
+  out_ << fmt::format("train: {} ({} samples)", trainData_.origin, trainData_.rows);
+  if (hasTest_) out_ << fmt::format("; test: {} ({} samples)", testData_.origin, testData_.rows);
+  out_ << '\n';
+  printLabelCounts();
+  out_ << std::flush;
+}
+
+// The frozen blocks, in parameter order, into `parts`; warns about a frozen parameter that --init
+// did not load.
+void TrainingRun::printFrozen(std::vector<std::string>& parts) {
+  std::vector<std::string> blocks;
+  std::map<std::string, std::pair<int64_t, int64_t>> sizes;  // block -> parameters, values
+  for (const ParamSpec& p : spec_.params) {
+    if (!p.frozen) continue;
+    if (!sizes.count(p.block)) blocks.push_back(p.block);
+    sizes[p.block].first += 1;
+    sizes[p.block].second += p.size;
+    if (std::find(freshNames_.begin(), freshNames_.end(), p.name) != freshNames_.end())
+      out_ << fmt::format("warning: frozen parameter `{}` was not loaded from the checkpoint; it keeps its random "
+                          "initial values\n", p.name);
+  }
+  for (const std::string& b : blocks)
+    parts.push_back(fmt::format("{} ({} parameter{}, {} values)", b, sizes[b].first, sizes[b].first == 1 ? "" : "s",
+                                sizes[b].second));
+}
+
+// Partial labels: the present counts of each task, when any label is missing.
+void TrainingRun::printLabelCounts() {
+  std::vector<std::string> parts;
+  bool partial = false;
+  for (int64_t t = 0; t < T_; ++t) {
+    const Field& f = trainData_.labels[size_t(t)];
+    const int64_t total = int64_t(f.data.size()), present = countPresent(f.data.data(), total);
+    partial = partial || present < total;
+    parts.push_back(fmt::format("{} {}/{}", spec_.tasks[size_t(t)].name, present, total));
+  }
+  if (partial) out_ << fmt::format("labels present (train): {}\n", fmt::join(parts, ", "));
+}
+
+void TrainingRun::startLoop() {
+  batcher_.emplace(trainData_, ts_.batch, ts_.shuffle, seed_);
+  kernels_.emplace(spec_, *ws_, params_.data(), grads_.data(), taskGrads_, *pool_);
+  if (opt_.comm && opt_.comm->size() > 1) {
+    parallel_.emplace(spec_, *opt_.comm, *kernels_,
+                      StepBuffers{grads_.data(), taskGrads_.size() ? taskGrads_.data() : nullptr, ws_->losses.data(),
+                                  &ws_->outputPtrs});
+    out_ << describeSlices(*opt_.comm, ts_.batch) << '\n' << std::flush;
+  }
+  progress_.emplace(std::cerr, Progress::stderrIsTty(), !opt_.quiet);
+  for (const TaskSpec& t : spec_.tasks) trainAcc_.emplace_back(t);
+  report_.steps = resumed_ ? resumed_->step : 0;
+  stop_ = opt_.steps >= 0 && report_.steps >= opt_.steps;
+  firstEpoch_ = epoch_ = resumed_ ? resumed_->epoch : 0;
+  // Data-parallel: a signal ends the rank at once (Distributed.h); stopping after a step would
+  // need every rank to stop at the same one.
+  if (!parallel_) signals_ = std::make_unique<StopSignals>();
+}
+
+// ---- the loop -------------------------------------------------------------------------------------
+
+void TrainingRun::runEpoch(int64_t e) {
+  const int64_t batches = beginEpoch(e);
+  const double epochStart = now();
+  const int64_t epochSamplesBefore = epochSamples_;
+  for (int64_t b = batchesDone_; b < batches; ++b)
+    if (!runStep(b, e)) {
+      stop_ = true;
+      break;
+    }
+  endEpoch(e, batches, epochStart, epochSamplesBefore);
+}
+
+// Resets the epoch's accumulators (or restores them, in the epoch a checkpoint stopped in) and
+// returns its batch count.
+int64_t TrainingRun::beginEpoch(int64_t e) {
+  epoch_ = e;
+  epochEnded_ = false;
+  batcher_->startEpoch(e);
+  for (MetricAccumulator& a : trainAcc_) a.reset();
+  totalSum_ = 0;
+  epochSamples_ = batchesDone_ = 0;
+  if (resumed_ && e == resumed_->epoch) {  // continue the epoch the checkpoint stopped in
+    totalSum_ = resumed_->lossSum;
+    epochSamples_ = resumed_->samples;
+    batchesDone_ = resumed_->batch;
+    for (int64_t t = 0; t < T_; ++t) trainAcc_[t].restore(resumed_->tasks[t]);
+  }
+  const int64_t batches = batcher_->batches();
+  if (batchesDone_ > batches)
+    throwError("{}: the checkpoint is {} batches into epoch {}, which has {}", opt_.resumePath, batchesDone_, e + 1,
+               batches);
+  progress_->beginEpoch(e + 1, epochs_, batches);
+  return batches;
+}
+
+bool TrainingRun::runStep(int64_t b, int64_t e) {
+  ThreadPool& pool = *pool_;
+  Workspace& ws = *ws_;
+  const int64_t n = batcher_->gather(b, &pool);
+  batcher_->prefetch(b + 1, &pool);  // the next batch, on idle workers while this step runs
+  const int64_t step = report_.steps + 1;
+  for (int64_t t = 0; t < T_; ++t) ws.outputPtrs[t][0] = float(kNaN);  // tells whether trainStep wrote outputs
+  RowRange rows{0, n};
+  if (parallel_) {
+    parallel_->begin(batcher_->labels(), n);
+    rows = parallel_->rows();
+  }
+  const uint64_t stepSeed = mix64(mix64(seed_) ^ uint64_t(step));
+  kernels_->begin(*batcher_, rows, step, e + 1, parallel_ ? parallel_->dropoutSeed(stepSeed) : stepSeed);
+  const StepResult sr = parallel_ ? weighting_->step(*parallel_, step) : weighting_->step(*kernels_, step);
+  if (!std::isfinite(sr.total))
+    throwError("the total loss became {} at step {} (epoch {}){}", std::isnan(sr.total) ? "NaN" : "infinite", step,
+               e + 1, kernels_->locate());
+  double gradNorm = kNaN;
+  if (ts_.clipGradNorm > 0) {
+    gradNorm = clipGradNorm(grads_.data(), activeSpans_, ts_.clipGradNorm);
+    if (!std::isfinite(gradNorm))
+      throwError("the gradient norm became {} at step {} (epoch {}) while every task loss was finite{}",
+                 std::isnan(gradNorm) ? "NaN" : "infinite", step, e + 1, kernels_->locate());
+  }
+  optimizer_->step(params_.data(), grads_.data(), &pool);
+  ++batchesDone_;
+  report_.steps = step;
+  for (int64_t t = 0; t < T_; ++t) {
+    const float* o = std::isnan(ws.outputPtrs[t][0]) ? nullptr : ws.outputPtrs[t];
+    trainAcc_[t].add(o, batcher_->labels()[t], n, ws.losses[t]);
+  }
+  totalSum_ += sr.total * double(n);
+  epochSamples_ += n;
+  samplesSeen_ += n;
+  logStep(step, e, sr, gradNorm);
+  progress_->update(b + 1, epochSamples_, totalSum_ / double(epochSamples_));
+  // The checkpoint policy: every checkpointEvery steps; a stop signal or the step limit ends the
+  // run after this step (finish writes the final checkpoint).
+  if (opt_.checkpointEvery > 0 && step % opt_.checkpointEvery == 0) checkpoint();
+  if (signals_ && signals_->caught()) {
+    report_.interruptedBy = signals_->caught();
+    return false;
+  }
+  return !(opt_.steps >= 0 && report_.steps >= opt_.steps);
+}
+
+void TrainingRun::logStep(int64_t step, int64_t e, const StepResult& sr, double gradNorm) {
+  if (!log_.is_open()) return;
+  ojson j;
+  j["step"] = step;
+  j["epoch"] = e + 1;
+  j["loss"] = sr.total;
+  ojson tasks = ojson::object();
+  for (int64_t t = 0; t < T_; ++t) tasks[spec_.tasks[t].name] = {{"loss", ws_->losses[t]}, {"weight", sr.weights[t]}};
+  j["tasks"] = tasks;
+  if (ts_.clipGradNorm > 0) j["grad_norm"] = gradNorm;
+  log_ << j.dump() << '\n';
+}
+
+// The epoch's end; `epochStart` and `samplesBefore` (a resumed epoch's samples already counted)
+// give its rate.
+void TrainingRun::endEpoch(int64_t e, int64_t batches, double epochStart, int64_t samplesBefore) {
+  progress_->endEpoch();
+  if (parallel_) parallel_->checkInSync(params_.data(), e + 1);
+  if (batchesDone_ == batches) {  // only complete epochs feed the weighting (dwa)
+    std::vector<double> means;
+    for (int64_t t = 0; t < T_; ++t) means.push_back(trainAcc_[t].result()["loss"]);
+    weighting_->endEpoch(means);
+  }
+  const double epochSeconds = now() - epochStart;
+  loopSeconds_ += epochSeconds;
+  std::string taskLosses;
+  for (int64_t t = 0; t < T_; ++t)
+    taskLosses += fmt::format("{}{} {}", t ? ", " : "", spec_.tasks[t].name, fmtValue(trainAcc_[t].result()["loss"]));
+  const double rate = epochSeconds > 0 ? double(epochSamples_ - samplesBefore) / epochSeconds : 0.0;
+  out_ << fmt::format("epoch {}/{}: loss {} ({}){}  {:.1f}s  {:.0f} samples/s\n", e + 1, epochs_,
+                      fmtValue(epochSamples_ ? totalSum_ / double(epochSamples_) : kNaN), taskLosses,
+                      stop_ && epochSamples_ < trainData_.rows ? fmt::format("  [stopped at step {}]", report_.steps) : "",
+                      epochSeconds, rate);
+  if (hasTest_) evaluateTest(e);
+  epochEnded_ = batchesDone_ == batches;
+  out_ << std::flush;
+  if (log_.is_open()) log_.flush();
+}
+
+// The test set after epoch e: printed, and logged as {"epoch": e + 1, "test": {...}}.
+void TrainingRun::evaluateTest(int64_t e) {
+  report_.test = evaluateWith(spec_, params_.data(), testData_, *ws_, &*pool_);
+  for (size_t t = 0; t < report_.test.size(); ++t)
+    out_ << fmt::format("  test {}: {}\n", report_.test[t].task, metricsLine(spec_.tasks[t], report_.test[t]));
+  if (!log_.is_open()) return;
+  ojson j;
+  j["epoch"] = e + 1;
+  ojson tj = ojson::object();
+  for (size_t t = 0; t < report_.test.size(); ++t) tj[report_.test[t].task] = metricsJson(spec_.tasks[t], report_.test[t]);
+  j["test"] = tj;
+  log_ << j.dump() << '\n';
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------------
+
+// What a checkpoint written now holds (the loop's position after its last step).
+TrainPosition TrainingRun::position() const {
+  TrainPosition p;
+  p.seed = seed_;
+  p.step = report_.steps;
+  p.batchSize = ts_.batch;
+  p.rows = trainData_.rows;
+  if (epochEnded_) {
+    p.epoch = epoch_ + 1;
+    for (const TaskSpec& t : spec_.tasks) p.tasks.push_back(MetricAccumulator(t).state());
+  } else {
+    p.epoch = epoch_;
+    p.batch = batchesDone_;
+    p.lossSum = totalSum_;
+    p.samples = epochSamples_;
+    for (const MetricAccumulator& a : trainAcc_) p.tasks.push_back(a.state());
+  }
+  return p;
+}
+
+void TrainingRun::checkpoint() {
+  if (log_.is_open()) log_.flush();  // the log holds at least the checkpoint's steps (trimLog drops the rest)
+  const TrainPosition p = position();
+  saveCheckpoint(opt_.savePath, spec_, params_.data(), &*optimizer_, weighting_.get(), &p);
+}
+
+// ---- finish ---------------------------------------------------------------------------------------
+
+TrainReport TrainingRun::finish() {
+  if (hasTest_ && report_.test.empty()) {  // no epoch ran (--epochs 0 / --steps 0): evaluate as loaded
+    report_.test = evaluateWith(spec_, params_.data(), testData_, *ws_, &*pool_);
+    for (size_t t = 0; t < report_.test.size(); ++t)
+      out_ << fmt::format("  test {}: {}\n", report_.test[t].task, metricsLine(spec_.tasks[t], report_.test[t]));
+  }
+  report_.train.clear();
+  for (int64_t t = 0; t < T_; ++t)
+    if (trainAcc_[t].samples() > 0) report_.train.push_back({spec_.tasks[t].name, trainAcc_[t].result()});
+  report_.seconds = loopSeconds_;
+  report_.samplesPerSec = loopSeconds_ > 0 ? double(samplesSeen_) / loopSeconds_ : 0;
+  out_ << fmt::format("trained {} step{} in {:.1f}s ({:.0f} samples/s)\n", report_.steps, report_.steps == 1 ? "" : "s",
+                      report_.seconds, report_.samplesPerSec);
+  if (parallel_) out_ << describeCollectives(*opt_.comm, report_.steps, report_.seconds) << '\n';
+  if (!report_.train.empty() || !report_.test.empty()) printSummary(out_, spec_, report_);
+  if (!opt_.savePath.empty()) {
+    checkpoint();
+    out_ << fmt::format("saved {} ({}, at step {})\n", opt_.savePath,
+                        weighting_->state().empty() ? "parameters and optimizer state"
+                                                    : "parameters, optimizer and weighting state",
+                        report_.steps);
+  }
+  if (report_.interruptedBy)
+    out_ << fmt::format("interrupted by {} after step {}{}\n", report_.interruptedBy == SIGINT ? "SIGINT" : "SIGTERM",
+                        report_.steps,
+                        opt_.savePath.empty() ? " (no --save FILE: nothing written)"
+                                              : fmt::format("; continue with --resume {}", opt_.savePath));
+  out_ << std::flush;
+  return report_;
+}
+
+}  // namespace mtlc::rt
