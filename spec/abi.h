@@ -29,7 +29,8 @@ typedef struct mtlc_args {
    * enough work call parallel_for(pool, count, body, ctx): it must run body(ctx, begin, end) over
    * contiguous ranges that together cover [0, count) exactly once, possibly concurrently, and
    * return when all have finished. Results do not depend on how [0, count) is split, so any
-   * thread count trains bit-identically. runtime/ThreadPool provides one (ThreadPool::attach). */
+   * thread count trains bit-identically. runtime/parallel/ThreadPool provides one
+   * (ThreadPool::attach). */
   void *pool;                  /* passed back to parallel_for                                   */
   void (*parallel_for)(void *pool, int64_t count,
                        void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx);

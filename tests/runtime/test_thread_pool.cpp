@@ -1,4 +1,4 @@
-// runtime/ThreadPool: the split is exactly [i·n/T, (i+1)·n/T), every index runs once, chunks run
+// runtime/parallel/ThreadPool: the split is exactly [i·n/T, (i+1)·n/T), every index runs once, chunks run
 // concurrently on distinct threads, nested calls run serially, and the C callback matches abi.h.
 #include "runtime/parallel/ThreadPool.h"
 
