@@ -81,7 +81,7 @@ def fashion_train():
 
 
 def synthetic_mmoe(correlation=0.5, samples=12000, dim=100, seed=0):
-    """Ma et al. (KDD 2018): y_k = w_kᵀx + Σ sin(α_i·w_kᵀx + β_i) + ε, as runtime/Synthetic.cpp."""
+    """Ma et al. (KDD 2018): y_k = w_kᵀx + Σ sin(α_i·w_kᵀx + β_i) + ε, as runtime/data/Synthetic.cpp."""
     rng = np.random.default_rng(seed)
     u1, u2 = rng.standard_normal(dim), rng.standard_normal(dim)
     u1 /= np.linalg.norm(u1)

@@ -12,7 +12,7 @@
 #include "ir/Printer.h"
 #include "runtime/parallel/Distributed.h"
 #include "passes/Fusion.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Trainer.h"
 #include "syntax/AST.h"
 #include "syntax/Parser.h"

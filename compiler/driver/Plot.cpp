@@ -1,6 +1,6 @@
 #include "Plot.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 #include "SingleTask.h"
 
 #include "runtime/io/Checkpoint.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Init.h"
 #include "runtime/train/Metrics.h"
 #include "sema/Sema.h"

@@ -8,7 +8,7 @@
 #include "jit/Compile.h"
 #include "runtime/io/Checkpoint.h"
 #include "runtime/io/SafeTensors.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/data/Batcher.h"
 #include "runtime/train/Trainer.h"
 #include "runtime/train/Weighting.h"

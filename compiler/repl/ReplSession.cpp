@@ -5,7 +5,7 @@
 
 #include "runtime/data/Batcher.h"
 #include "runtime/io/Checkpoint.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/parallel/FloatMode.h"
 #include "runtime/train/Init.h"
 #include "runtime/io/Progress.h"

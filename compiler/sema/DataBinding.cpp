@@ -2,9 +2,8 @@
 // widths they give, checked against the inputs and task labels where statically known.
 #include "sema/SemaInternal.h"
 
-#include "runtime/data/CsvHeader.h"
-#include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/DataFiles.h"
+#include "spec/Error.h"
 
 #include <algorithm>
 #include <filesystem>

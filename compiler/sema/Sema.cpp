@@ -628,7 +628,7 @@ void Analyzer::checkWeighting(const ast::Setting &s) {
   if (c.name == "dwa") model_.train.weightingParam = a.num("temperature");
   if (c.name == "gradnorm") model_.train.weightingParam = a.num("alpha");
 
-  // Only fixed and pcgrad scale the task losses by the `weight` lines (runtime/Weighting.h); the
+  // Only fixed and pcgrad scale the task losses by the `weight` lines (runtime/train/Weighting.h); the
   // other strategies compute their own weights, so a weight line there is a setting with no effect.
   if (c.name != "fixed" && c.name != "pcgrad") {
     for (const ast::TaskDecl &t : prog_.tasks) {

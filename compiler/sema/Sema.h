@@ -18,7 +18,7 @@
 namespace mtlc::sema {
 
 // Command-line replacements of data sources: "train" / "test" -> a path (`--data train=PATH`),
-// as rt::sourceFromPath reads it.
+// as rt::sourceFromPath (spec/DataFiles.h) reads it.
 using DataOverrides = std::map<std::string, std::string>;
 
 // `file` is the path of the .mtl file as it can be opened (data paths in the program are resolved

@@ -1,6 +1,6 @@
 #include "runtime/data/Batcher.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/core/Rng.h"
 
 #include <algorithm>

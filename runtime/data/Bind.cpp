@@ -2,7 +2,7 @@
 // Each binding selects one field (or csv columns) of the source table and applies at most one
 // elementwise transform. Comparisons and `in` give 1 or 0; a NaN (missing) value stays NaN.
 #include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <cmath>
 #include <map>

@@ -22,6 +22,7 @@
 #pragma once
 
 #include "runtime/HugePages.h"
+#include "spec/DataFiles.h"  // sourceFromPath: `--data train=PATH`
 #include "spec/ModelSpec.h"
 
 #include <cstdint>
@@ -74,10 +75,6 @@ std::string fashionMnistDir();  // $MTLC_FASHION_MNIST_DIR or the Debian locatio
 Table syntheticMmoe(double correlation, int64_t samples, int64_t dim, uint64_t seed,
                     const std::string& split = "train");
 Table multiFashion(const std::string& split, const std::string& dir = "");
-
-// `--data train=PATH`: PATH ending in .csv → csv; "IMAGES,LABELS" → idx; a directory →
-// fashion_mnist-style files in it, picking train-* or t10k-* by `split` ("train" | "test").
-SourceSpec sourceFromPath(const std::string& path, const std::string& split = "train");
 
 // ---- bindings -----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // fashion_mnist("train" | "test"): Zalando's Fashion-MNIST as Debian packages it
 // (dataset-fashion-mnist): 60000 training and 10000 test images of 28x28 u8 pixels, labels 0..9.
 #include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <cstdlib>
 #include <filesystem>

@@ -4,7 +4,7 @@
 // Images [N, d1, d2, ...] become `pixels` [N, d1*d2*...]: u8 values are scaled by 1/255 into
 // [0, 1]; other dtypes are kept as they are. Labels [N] (or [N, 1]) become `label` [N, 1].
 #include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/io/File.h"
 
 #include <cstring>

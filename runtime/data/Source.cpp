@@ -1,6 +1,6 @@
 // Dispatch from a SourceSpec to the reader for its kind, and `--data` paths to SourceSpecs.
 #include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <cctype>
 #include <filesystem>
@@ -70,37 +70,6 @@ Table loadSource(const SourceSpec& s, const std::string& split) {
   }
   if (s.kind.empty()) throwError("no data source given");
   throwError("unknown data source `{}` (known: fashion_mnist, idx, csv, multi_fashion, synthetic_mmoe)", s.kind);
-}
-
-SourceSpec sourceFromPath(const std::string& path, const std::string& split) {
-  namespace fs = std::filesystem;
-  SourceSpec s;
-  if (auto comma = path.find(','); comma != std::string::npos) {
-    s.kind = "idx";
-    s.args = {path.substr(0, comma), path.substr(comma + 1)};
-    if (s.args[0].empty() || s.args[1].empty() || s.args[1].find(',') != std::string::npos)
-      throwError("--data {}: expected IMAGES,LABELS (two IDX files)", path);
-    return s;
-  }
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    s.kind = "fashion_mnist";
-    s.args = {split, path};
-    return s;
-  }
-  std::string lower = path;
-  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
-  auto endsWith = [&](const std::string& suf) {
-    return lower.size() >= suf.size() && lower.compare(lower.size() - suf.size(), suf.size(), suf) == 0;
-  };
-  if (endsWith(".csv") || endsWith(".csv.gz")) {
-    s.kind = "csv";
-    s.args = {path};
-    return s;
-  }
-  if (!fs::exists(path, ec)) throwError("--data {}: no such file or directory", path);
-  throwError("--data {}: cannot tell the format: expected a .csv file, IMAGES,LABELS (IDX) or a "
-             "directory with Fashion-MNIST-style files", path);
 }
 
 }  // namespace mtlc::rt

@@ -19,7 +19,7 @@
 // mt19937_64(1) for "train" and (2) for "test". Fields: `pixels` [N, 784] in [0, 1], `left`, `right`
 // [N, 1] class indices.
 #include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/core/Rng.h"
 
 #include <cmath>

@@ -2,7 +2,7 @@
 
 #include "runtime/core/SafeTensors.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Weighting.h"
 
 #include <cmath>

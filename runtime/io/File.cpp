@@ -1,6 +1,6 @@
 #include "runtime/io/File.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <zlib.h>
 

@@ -1,6 +1,6 @@
 #include "runtime/io/SafeTensors.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/core/SafeTensors.h"
 #include "runtime/io/File.h"
 

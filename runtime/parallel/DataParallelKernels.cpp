@@ -1,7 +1,7 @@
 // The global-batch step on many ranks (Distributed.h): scale, run the slice, combine.
 #include "runtime/parallel/Distributed.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Metrics.h"
 #include "runtime/core/Rng.h"
 

@@ -1,7 +1,7 @@
 // Joining the job: detecting an MPI launcher, and refusing one when built without MPI.
 #include "runtime/parallel/Distributed.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <cstdlib>
 

@@ -4,7 +4,7 @@
 #if MTLC_HAVE_MPI
 #include "runtime/parallel/Distributed.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 // The C API only: no MPI C++ bindings (deprecated, and a library of their own to link).
 #define OMPI_SKIP_MPICXX 1

@@ -1,6 +1,6 @@
 #include "runtime/train/BatchKernels.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/parallel/ThreadPool.h"
 #include "runtime/train/Metrics.h"
 

@@ -1,6 +1,6 @@
 #include "runtime/train/Init.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/core/Init.h"
 #include "runtime/core/Rng.h"
 

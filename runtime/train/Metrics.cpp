@@ -1,6 +1,6 @@
 #include "runtime/train/Metrics.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <algorithm>
 #include <cmath>

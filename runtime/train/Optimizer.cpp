@@ -3,7 +3,7 @@
 #include "runtime/core/Spans.h"
 #include "runtime/core/Update.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/parallel/ThreadPool.h"
 
 #include <algorithm>

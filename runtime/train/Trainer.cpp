@@ -1,6 +1,6 @@
 #include "runtime/train/Trainer.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/BatchKernels.h"
 #include "runtime/train/TrainingRun.h"
 

@@ -1,6 +1,6 @@
 #include "runtime/train/TrainingRun.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/core/Rng.h"
 #include "runtime/train/Init.h"
 #include "runtime/train/Report.h"

@@ -12,7 +12,7 @@
 #include "MemoryFile.h"
 #include "lower/Lower.h"
 #include "runtime/io/Checkpoint.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Init.h"
 #include "runtime/train/Metrics.h"
 #include "runtime/train/Optimizer.h"

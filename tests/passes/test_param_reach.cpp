@@ -4,7 +4,7 @@
 // docs/mtl-methods.md), not printed from the compiler.
 #include "LowerExample.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Weighting.h"
 
 #include <map>

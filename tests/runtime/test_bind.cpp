@@ -2,7 +2,7 @@
 #include "TestUtil.h"
 
 #include "runtime/data/Dataset.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <cmath>
 

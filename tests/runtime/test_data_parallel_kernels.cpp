@@ -3,7 +3,7 @@
 // the batch's present labels fall into the slices (a rank may get no row at all), every rank must
 // see the losses, gradients, per-task gradients, rep_grads rows and outputs of the whole batch.
 #include "runtime/parallel/Distributed.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 
 #include <catch2/catch.hpp>
 

@@ -8,7 +8,7 @@
 //   print(p.tolist(), opt.state[p])      # "%.9g"
 #include "TestUtil.h"
 
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/train/Optimizer.h"
 
 #include <cmath>

@@ -2,7 +2,7 @@
 #include "TestUtil.h"
 
 #include "runtime/io/Checkpoint.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/io/SafeTensors.h"
 
 #include <nlohmann/json.hpp>

@@ -12,7 +12,7 @@
 #include "TestUtil.h"
 
 #include "runtime/io/Checkpoint.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/io/SafeTensors.h"
 #include "runtime/parallel/ThreadPool.h"
 #include "runtime/train/Trainer.h"

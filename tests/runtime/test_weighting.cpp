@@ -7,7 +7,7 @@
 #include "TestUtil.h"
 
 #include "runtime/io/Checkpoint.h"
-#include "runtime/Error.h"
+#include "spec/Error.h"
 #include "runtime/io/SafeTensors.h"
 #include "runtime/train/Weighting.h"
 
