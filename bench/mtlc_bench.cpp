@@ -290,7 +290,7 @@ int benchModel(const Options &o) {
   j["batch"] = B;
   j["params"] = spec.paramCount;
   j["acts_floats"] = spec.actsFloats;
-  j["optimizer"] = spec.train.optimizer.kind;
+  j["optimizer"] = mtlc::vocab::name(spec.train.optimizer.kind);
   j["compile_ms"] = compileMs.front();
   j["compile_ms_median"] = median(compileMs);
   j["compile_ms_all"] = compileMs;
@@ -430,7 +430,7 @@ int benchModel(const Options &o) {
         "  {:.1f} µs/step, {:.0f} samples/s (median of {} x {} steps after {} warm-up)\n"
         "  mean per step: gather {:.1f} µs, train_step {:.1f} µs, optimizer {:.1f} µs\n"
         "  peak RSS {:.1f} MiB, loss {:.4f} -> {:.4f}\n",
-        spec.name, B, spec.train.optimizer.kind, compileMs.front(), compileMs.size(), median(compileMs), us,
+        spec.name, B, mtlc::vocab::name(spec.train.optimizer.kind), compileMs.front(), compileMs.size(), median(compileMs), us,
         double(B) * 1e6 / us, repUs.size(), o.steps, o.warmup, gatherUs / timedSteps, kernelUs / timedSteps,
         optimizerUs / timedSteps, peakRssMiB(), firstLoss, losses[T]);
     if (o.profileOps) {

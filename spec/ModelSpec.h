@@ -4,6 +4,7 @@
 #pragma once
 
 #include "spec/Init.h"
+#include "spec/Vocabulary.h"
 #include "spec/abi.h"
 
 #include <cstdint>
@@ -45,8 +46,11 @@ struct InputSpec {
                                // the runtime checks them before training
 };
 
-enum class LossKind { CrossEntropy, BCE, MSE, L1 };
-enum class Metric { Accuracy, AUC, MSE, MAE };
+// The vocabulary's enums (spec/Vocabulary.def has the rows, their names and arguments).
+using vocab::LossKind;
+using vocab::Metric;
+using vocab::OptimizerKind;
+using vocab::WeightingKind;
 
 struct TaskSpec {
   std::string name;
@@ -98,8 +102,20 @@ struct DataSpec {
 // ---- Training settings ----------------------------------------------------------------------------
 
 struct OptimizerSpec {
-  std::string kind = "adam";  // "sgd" | "adam"
+  OptimizerKind kind = OptimizerKind::Adam;
   double lr = 1e-3, momentum = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
+  // The field an optimizer argument of the vocabulary table sets ("lr", "weight_decay"); null
+  // for a name that has none (a new argument's row needs its field here).
+  double *setting(const std::string &arg) {
+    if (arg == "lr") return &lr;
+    if (arg == "momentum") return &momentum;
+    if (arg == "beta1") return &beta1;
+    if (arg == "beta2") return &beta2;
+    if (arg == "eps") return &eps;
+    if (arg == "weight_decay") return &weightDecay;
+    return nullptr;
+  }
+  const double *setting(const std::string &arg) const { return const_cast<OptimizerSpec *>(this)->setting(arg); }
 };
 
 struct TrainSpec {
@@ -108,9 +124,9 @@ struct TrainSpec {
   int64_t epochs = 1;
   uint64_t seed = 0;
   bool shuffle = true;
-  // fixed | uniform | uncertainty | dwa | gradnorm | pcgrad | mgda; `weightingParam` is dwa's
-  // temperature (default 2) or gradnorm's alpha (default 1.5).
-  std::string weighting = "fixed";
+  // `weightingParam` is the strategy's one argument where it has one (dwa's temperature,
+  // gradnorm's alpha; the defaults are the table's).
+  WeightingKind weighting = WeightingKind::Fixed;
   double weightingParam = 0;
   std::vector<std::string> freeze;  // blocks (shared or task names) whose parameters stay fixed
   // > 0: `clip_grad_norm X` scales the gradient by X / (‖g‖ + 1e-6) when its L2 norm over the

@@ -62,32 +62,18 @@ void addTaskPredicts(ir::Module &m) {
 
 // ---- the description ------------------------------------------------------------------------------
 
-bool isAdaptiveWeighting(const rt::ModelSpec &spec) {
-  const std::string &w = spec.train.weighting;
-  return !(w.empty() || w == "fixed" || w == "uniform");
-}
+bool isAdaptiveWeighting(const rt::ModelSpec &spec) { return vocab::has(spec.train.weighting, vocab::kAdaptive); }
 
 std::vector<float> bundleLossWeights(const rt::ModelSpec &spec) {
-  const std::string &w = spec.train.weighting;
+  const rt::WeightingKind w = spec.train.weighting;
+  if (isAdaptiveWeighting(spec))
+    throw AotError(std::string("weighting `") + vocab::name(w) +
+                   "` adapts the loss weights during training: a bundle trains with fixed weights the caller "
+                   "chooses");
   std::vector<float> out;
-  for (const rt::TaskSpec &t : spec.tasks) {
-    if (w == "fixed" || w.empty()) out.push_back(float(t.weight));
-    else if (w == "uniform") out.push_back(1.0f / float(spec.tasks.size()));
-    else
-      throw AotError("weighting `" + w + "` adapts the loss weights during training: a bundle trains with fixed "
-                     "weights the caller chooses");
-  }
+  for (const rt::TaskSpec &t : spec.tasks)
+    out.push_back(w == rt::WeightingKind::Uniform ? 1.0f / float(spec.tasks.size()) : float(t.weight));
   return out;
-}
-
-static const char *lossName(rt::LossKind k) {
-  switch (k) {
-    case rt::LossKind::CrossEntropy: return "cross_entropy";
-    case rt::LossKind::BCE: return "bce";
-    case rt::LossKind::MSE: return "mse";
-    case rt::LossKind::L1: return "l1";
-  }
-  return "mse";
 }
 
 static std::string num(double v) {
@@ -110,14 +96,14 @@ std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &
   std::ostringstream os;
   const rt::OptimizerSpec &o = spec.train.optimizer;
   os << "mtlc-bundle 1\nmodel " << spec.name << "\nsizes " << spec.paramCount << ' ' << spec.actsFloats
-     << ' ' << spec.maxBatch << "\nseed " << spec.train.seed << "\noptimizer " << o.kind << ' ' << num(o.lr)
+     << ' ' << spec.maxBatch << "\nseed " << spec.train.seed << "\noptimizer " << vocab::name(o.kind) << ' ' << num(o.lr)
      << ' ' << num(o.momentum) << ' ' << num(o.beta1) << ' ' << num(o.beta2) << ' ' << num(o.eps) << ' '
      << num(o.weightDecay) << '\n';
   for (const rt::InputSpec &in : spec.inputs)
     os << "input " << in.name << ' ' << in.size << ' ' << in.categories << '\n';
   for (size_t t = 0; t < spec.tasks.size(); ++t) {
     const rt::TaskSpec &ts = spec.tasks[t];
-    os << "task " << ts.name << ' ' << lossName(ts.loss) << ' ' << ts.outWidth << ' ' << ts.labelWidth << ' '
+    os << "task " << ts.name << ' ' << vocab::name(ts.loss) << ' ' << ts.outWidth << ' ' << ts.labelWidth << ' '
        << num(weights[t]) << '\n';
   }
   for (const rt::ParamSpec &p : spec.params) {
@@ -283,24 +269,50 @@ std::string commentLines(const std::string &text) {
   return line.empty() ? out : out + " * " + line + "\n";
 }
 
-}  // namespace
+// ---- the header's sections ----
 
-std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
-  const std::string m = spec.name, P = upper(spec.name), guard = P + "_MTLC_H";
-  const size_t T = spec.tasks.size(), I = spec.inputs.size();
-  const std::vector<float> &weights = info.lossWeights;
-  if (weights.size() != T) throw AotError("internal: one loss weight per task expected");
+// What every section of the header uses: the model's names and its argument lists.
+struct HeaderParts {
+  HeaderParts(const rt::ModelSpec &s, const HeaderInfo &i) : spec(s), info(i) {}
+  const rt::ModelSpec &spec;
+  const HeaderInfo &info;
+  std::string m, P;          // the model's name and its upper-case macro prefix
+  size_t T = 0, I = 0;       // tasks, inputs
+  std::string optim;         // "adam(lr=0.001, ...)": the optimizer as written in a program
+  int64_t ctxBytes = 0;
+  std::string inParams, inDoc, inArrays;  // the inputs as C parameters, their docs, the arrays
+  std::string CTX = "(mtlc_embed_ctx *)ctx";
+};
+
+// The optimizer with every argument of its table row: "sgd(lr=0.01, momentum=0, weight_decay=0)".
+std::string optimizerText(const rt::OptimizerSpec &o) {
+  const vocab::Entry &row = vocab::row(o.kind);
+  std::string out = std::string(row.name) + "(";
+  for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i)
+    out += std::string(i ? ", " : "") + row.args[i].name + "=" + num(*o.setting(row.args[i].name));
+  return out + ")";
+}
+
+// Heap bytes of one context: parameters, gradients, activations, optimizer state, head outputs.
+int64_t contextBytes(const rt::ModelSpec &spec) {
   const rt::OptimizerSpec &o = spec.train.optimizer;
-  std::ostringstream h;
-  std::string optim = o.kind == "sgd" ? "sgd(lr=" + num(o.lr) + ", momentum=" + num(o.momentum) + ", weight_decay=" +
-                                            num(o.weightDecay) + ")"
-                                      : "adam(lr=" + num(o.lr) + ", beta1=" + num(o.beta1) + ", beta2=" + num(o.beta2) +
-                                            ", eps=" + num(o.eps) + ", weight_decay=" + num(o.weightDecay) + ")";
-  int64_t ctxBytes = 4 * (2 * spec.paramCount + spec.actsFloats);
-  if (o.kind == "adam") ctxBytes += 8 * spec.paramCount;
-  if (o.kind == "sgd" && o.momentum != 0) ctxBytes += 4 * spec.paramCount;
-  for (const rt::TaskSpec &t : spec.tasks) ctxBytes += 4 * spec.maxBatch * t.outWidth;
+  int64_t bytes = 4 * (2 * spec.paramCount + spec.actsFloats);
+  switch (o.kind) {
+    case rt::OptimizerKind::Adam: bytes += 8 * spec.paramCount; break;
+    case rt::OptimizerKind::Sgd:
+      if (o.momentum != 0) bytes += 4 * spec.paramCount;
+      break;
+  }
+  for (const rt::TaskSpec &t : spec.tasks) bytes += 4 * spec.maxBatch * t.outWidth;
+  return bytes;
+}
 
+void writePreamble(std::ostringstream &h, const HeaderParts &x) {
+  const rt::ModelSpec &spec = x.spec;
+  const HeaderInfo &info = x.info;
+  const std::string &m = x.m, &P = x.P, &optim = x.optim, guard = x.P + "_MTLC_H";
+  const size_t T = x.T, I = x.I;
+  const std::vector<float> &weights = info.lossWeights;
   h << "/* " << m << ".h: the C API of model `" << m << "`, generated by `mtlc build` from " << info.source
     << ".\n * Do not edit: rebuild instead.\n *\n"
     << " * Object: " << m << ".o, compiled for " << info.triple << ", cpu " << info.cpu << ".\n"
@@ -311,7 +323,7 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
     << " * The model: " << I << " input" << (I == 1 ? "" : "s") << ", " << T << " task" << (T == 1 ? "" : "s") << ", "
     << spec.paramCount << " parameter floats; training uses " << optim << ",\n * total loss = ";
   for (size_t t = 0; t < T; ++t) h << (t ? " + " : "") << num(weights[t]) << " * L_" << spec.tasks[t].name;
-  h << " (weighting " << (spec.train.weighting.empty() ? "fixed" : spec.train.weighting) << ").\n";
+  h << " (weighting " << vocab::name(spec.train.weighting) << ").\n";
   if (!info.weightingNote.empty()) h << commentLines(info.weightingNote);
   h << " *\n"
     << " * Buffers: every tensor is float32, row-major, batch first: a per-sample shape [d1, ..., dk] is\n"
@@ -331,6 +343,15 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
     << "#ifndef " << guard << "\n#define " << guard << "\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
     << "#include \"mtlc_embed.h\"\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
 
+}
+
+void writeSizes(std::ostringstream &h, const HeaderParts &x) {
+  const rt::ModelSpec &spec = x.spec;
+  const HeaderInfo &info = x.info;
+  const std::string &m = x.m, &P = x.P;
+  const size_t T = x.T, I = x.I;
+  const std::vector<float> &weights = info.lossWeights;
+  const int64_t ctxBytes = x.ctxBytes;
   h << "/* ---- sizes ---- */\n"
     << "#define " << P << "_MAX_BATCH " << spec.maxBatch << "      /* largest n (the program's batch) */\n"
     << "#define " << P << "_NUM_INPUTS " << I << "\n#define " << P << "_NUM_TASKS " << T << "\n"
@@ -352,7 +373,7 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
   for (size_t t = 0; t < T; ++t) {
     const rt::TaskSpec &ts = spec.tasks[t];
     std::string U = upper(ts.name);
-    h << "#define " << P << "_TASK_" << U << " " << t << "  /* `" << ts.name << "`: loss " << lossName(ts.loss)
+    h << "#define " << P << "_TASK_" << U << " " << t << "  /* `" << ts.name << "`: loss " << vocab::name(ts.loss)
       << ", weight " << num(weights[t]) << " */\n"
       << "#define " << P << "_TASK_" << U << "_OUTPUT_SIZE " << ts.outWidth << "\n"
       << "#define " << P << "_TASK_" << U << "_LABEL_SIZE " << ts.labelWidth << "\n";
@@ -372,8 +393,14 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
   h << "/* The opaque context. */\ntypedef struct " << m << "_ctx " << m << "_ctx;\n\n"
     << "/* In " << m << ".o. */\nextern const mtlc_embed_bundle mtlc_" << m << "_bundle;\n\n";
 
+}
+
+void addInputArgs(HeaderParts &x) {
+  const rt::ModelSpec &spec = x.spec;
+  const std::string &P = x.P;
+  const size_t I = x.I;
+  std::string &inParams = x.inParams, &inDoc = x.inDoc, &inArrays = x.inArrays;
   // Argument lists.
-  std::string inParams, inDoc, inArrays;
   std::string inPtrs, inCounts;
   for (size_t i = 0; i < I; ++i) {
     const rt::InputSpec &in = spec.inputs[i];
@@ -387,8 +414,13 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
   }
   inArrays = "  const float *const inputs_[" + std::to_string(I) + "] = {" + inPtrs + "};\n  const size_t input_counts_[" +
              std::to_string(I) + "] = {" + inCounts + "};\n";
-  std::string CTX = "(mtlc_embed_ctx *)ctx";
 
+}
+
+void writeLifecycle(std::ostringstream &h, const HeaderParts &x) {
+  const rt::ModelSpec &spec = x.spec;
+  const HeaderInfo &info = x.info;
+  const std::string &m = x.m, &P = x.P, &CTX = x.CTX;
   h << "/* Allocates a context whose parameters are "
     << (info.embeddedWeights ? "the weights embedded in " + m + ".o"
                              : "initialised as by " + m + "_init(ctx, " + std::to_string(spec.train.seed) +
@@ -418,7 +450,13 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
     << "static inline int " << m << "_save(" << m << "_ctx *ctx, const char *path) { return mtlc_embed_save(" << CTX
     << ", path); }\n\n";
 
-  // train_step
+}
+
+void writeTrainStep(std::ostringstream &h, const HeaderParts &x) {
+  const rt::ModelSpec &spec = x.spec;
+  const std::string &m = x.m, &P = x.P, &CTX = x.CTX, &optim = x.optim;
+  const std::string &inDoc = x.inDoc, &inParams = x.inParams, &inArrays = x.inArrays;
+  const size_t T = x.T;
   h << "/* One optimizer step on a batch of n samples: forward (dropout on), the per-task batch-mean\n"
     << " * losses, the weighted total, backward, then " << optim << ".\n"
     << inDoc;
@@ -444,7 +482,13 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
     << "  return mtlc_embed_train_step(" << CTX
     << ", n, inputs_, input_counts_, labels_, label_counts_, task_losses, total_loss);\n}\n\n";
 
-  // predict
+}
+
+void writePredicts(std::ostringstream &h, const HeaderParts &x) {
+  const rt::ModelSpec &spec = x.spec;
+  const std::string &m = x.m, &P = x.P, &CTX = x.CTX;
+  const std::string &inDoc = x.inDoc, &inParams = x.inParams, &inArrays = x.inArrays;
+  const size_t T = x.T;
   std::string outParams, outPtrs, outCounts, outDoc;
   for (size_t t = 0; t < T; ++t) {
     const rt::TaskSpec &ts = spec.tasks[t];
@@ -474,6 +518,10 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
       << ", n, inputs_, input_counts_, out, out_count);\n}\n\n";
   }
 
+}
+
+void writeAccessors(std::ostringstream &h, const HeaderParts &x) {
+  const std::string &m = x.m, &P = x.P, &CTX = x.CTX, guard = x.P + "_MTLC_H";
   h << "/* A description of a status code (a static string). */\n"
     << "static inline const char *" << m << "_strerror(int status) { return mtlc_embed_strerror(status); }\n\n"
     << "/* Details of the last failure on ctx (file, tensor, argument); valid until the next call. */\n"
@@ -485,6 +533,27 @@ std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
     << "static inline int64_t " << m << "_steps(const " << m
     << "_ctx *ctx) { return mtlc_embed_steps((const mtlc_embed_ctx *)ctx); }\n\n"
     << "#ifdef __cplusplus\n}\n#endif\n#endif /* " << guard << " */\n";
+}
+
+}  // namespace
+
+std::string generateHeader(const rt::ModelSpec &spec, const HeaderInfo &info) {
+  if (info.lossWeights.size() != spec.tasks.size()) throw AotError("internal: one loss weight per task expected");
+  HeaderParts x(spec, info);
+  x.m = spec.name;
+  x.P = upper(spec.name);
+  x.T = spec.tasks.size();
+  x.I = spec.inputs.size();
+  x.optim = optimizerText(spec.train.optimizer);
+  x.ctxBytes = contextBytes(spec);
+  addInputArgs(x);
+  std::ostringstream h;
+  writePreamble(h, x);
+  writeSizes(h, x);
+  writeLifecycle(h, x);
+  writeTrainStep(h, x);
+  writePredicts(h, x);
+  writeAccessors(h, x);
   return h.str();
 }
 

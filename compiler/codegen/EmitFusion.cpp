@@ -16,26 +16,8 @@ namespace {
 using ir::OpKind;
 using llvm::Value;
 
-bool supportedMember(OpKind op) {
-  switch (op) {
-    case OpKind::BiasAdd:
-    case OpKind::Relu:
-    case OpKind::LeakyRelu:
-    case OpKind::Sigmoid:
-    case OpKind::Tanh:
-    case OpKind::Gelu:
-    case OpKind::Dropout:
-    case OpKind::Add:
-    case OpKind::Mul:
-    case OpKind::ReluBwd:
-    case OpKind::LeakyReluBwd:
-    case OpKind::SigmoidBwd:
-    case OpKind::TanhBwd:
-    case OpKind::GeluBwd:
-    case OpKind::DropoutBwd: return true;
-    default: return false;
-  }
-}
+// Every elementwise op of Ops.def (its per-element rule is emitElementwise's) and the bias add.
+bool supportedMember(OpKind op) { return ir::fusionClass(op) == ir::FusionClass::Elemwise || op == OpKind::BiasAdd; }
 
 // Every op with a kernel can root a group: kernels that do not apply the chain get it afterwards
 // (chainAfterKernel).

@@ -56,21 +56,25 @@ void emitKernelBody(Kernel &k) {
     case OpKind::BCEBwd:
     case OpKind::MSEBwd:
     case OpKind::L1Bwd: return emitLossBwd(k);
+    // A constant and every op of fusion class Elemwise in Ops.def: its cases come from the table.
     case OpKind::Const:
-    case OpKind::Relu:
-    case OpKind::LeakyRelu:
-    case OpKind::Sigmoid:
-    case OpKind::Tanh:
-    case OpKind::Gelu:
-    case OpKind::Dropout:
-    case OpKind::Add:
-    case OpKind::Mul:
-    case OpKind::ReluBwd:
-    case OpKind::LeakyReluBwd:
-    case OpKind::SigmoidBwd:
-    case OpKind::TanhBwd:
-    case OpKind::GeluBwd:
-    case OpKind::DropoutBwd: return emitElementwise(k);
+#define MTLC_OP(Name, mnemonic, arity, cls) MTLC_ELEMWISE_CASE_##cls(Name)
+#define MTLC_ELEMWISE_CASE_Elemwise(Name) case OpKind::Name:
+#define MTLC_ELEMWISE_CASE_Leaf(Name)
+#define MTLC_ELEMWISE_CASE_Broadcast(Name)
+#define MTLC_ELEMWISE_CASE_Injective(Name)
+#define MTLC_ELEMWISE_CASE_Reduction(Name)
+#define MTLC_ELEMWISE_CASE_OutFusable(Name)
+#define MTLC_ELEMWISE_CASE_Opaque(Name)
+#include "ir/Ops.def"
+#undef MTLC_ELEMWISE_CASE_Elemwise
+#undef MTLC_ELEMWISE_CASE_Leaf
+#undef MTLC_ELEMWISE_CASE_Broadcast
+#undef MTLC_ELEMWISE_CASE_Injective
+#undef MTLC_ELEMWISE_CASE_Reduction
+#undef MTLC_ELEMWISE_CASE_OutFusable
+#undef MTLC_ELEMWISE_CASE_Opaque
+      return emitElementwise(k);
     case OpKind::Softmax: return emitSoftmax(k);
     case OpKind::SoftmaxBwd: return emitSoftmaxBwd(k);
     case OpKind::Mix: return emitMix(k);

@@ -358,9 +358,7 @@ void recordTaskReach(const std::vector<Node *> &losses, std::vector<rt::ParamSpe
   }
 }
 
-bool needsTaskGradients(const std::string &weighting) {
-  return weighting == "gradnorm" || weighting == "pcgrad" || weighting == "mgda";
-}
+bool needsTaskGradients(rt::WeightingKind weighting) { return vocab::has(weighting, vocab::kTaskGradients); }
 
 }  // namespace
 
@@ -419,7 +417,7 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
     }
     // rep_grads (MGDA-UB): each task's gradient with respect to the one shared tensor all heads
     // read, through the heads only.
-    if (model.train.weighting == "mgda") {
+    if (model.train.weighting == rt::WeightingKind::Mgda) {
       ir::Function *rf = makeFunction("rep_grads");
       ForwardLowering rfwd(model, m, params, *rf, /*training=*/true);
       auto rheads = rfwd.heads();

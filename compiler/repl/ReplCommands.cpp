@@ -36,16 +36,6 @@ std::string trim(const std::string &s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-const char *lossName(rt::LossKind k) {
-  switch (k) {
-    case rt::LossKind::CrossEntropy: return "cross_entropy";
-    case rt::LossKind::BCE: return "bce";
-    case rt::LossKind::MSE: return "mse";
-    case rt::LossKind::L1: return "l1";
-  }
-  return "?";
-}
-
 std::string shapeStr(const std::vector<int64_t> &s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // Parses a whole non-negative integer; nullopt otherwise.
@@ -58,7 +48,7 @@ std::optional<int64_t> parseCount(const std::string &s) {
 
 const std::vector<ReplCommandInfo> &ReplSession::commands() {
   static const std::vector<ReplCommandInfo> cmds = {
-      {":help", "", "list the commands"},
+      {":help", "[KIND]", "list the commands; with layers, blocks, losses, metrics, optimizers, weightings: those"},
       {":load", "FILE", "load a .mtl program (replaces the session's model)"},
       {":show", "[NAME]", "a declaration: shape, parameters, where it is used (all without NAME)"},
       {":ir", "[NAME]", "the forward+backward graph IR (one entry point, or the lines naming NAME)"},
@@ -80,11 +70,11 @@ std::vector<std::string> ReplSession::completionWords() const {
   std::vector<std::string> w = declaredNames();
   for (const char *k : {"model", "input", "shared", "task", "train", "data", "loss", "weight",
                         "metric", "optimizer", "batch", "epochs", "seed", "shuffle", "weighting",
-                        "freeze", "steps", "row", "lr", "threads", "adam", "sgd", "f32", "train_step",
+                        "freeze", "steps", "row", "lr", "threads", "f32", "train_step",
                         "eval_step", "predict"})
     w.push_back(k);
-  for (const auto *list : {&sema::knownLayers(), &sema::knownBlocks(), &sema::knownLosses(),
-                           &sema::knownMetrics(), &sema::knownSources(), &sema::knownWeightings()})
+  for (const auto *list : {&sema::knownLayers(), &sema::knownBlocks(), &sema::knownLosses(), &sema::knownMetrics(),
+                           &sema::knownOptimizers(), &sema::knownSources(), &sema::knownWeightings()})
     w.insert(w.end(), list->begin(), list->end());
   std::sort(w.begin(), w.end());
   w.erase(std::unique(w.begin(), w.end()), w.end());
@@ -133,7 +123,7 @@ bool ReplSession::command(const std::string &line) {
     return false;
   };
   if (c == ":quit") return false;
-  if (c == ":help") cmdHelp();
+  if (c == ":help") cmdHelp(args);
   else if (c == ":load") { if (needArg("a file")) load(args); }
   else if (c == ":show") cmdShow(args);
   else if (c == ":ir") cmdIr(args);
@@ -149,7 +139,46 @@ bool ReplSession::command(const std::string &line) {
   return true;
 }
 
-void ReplSession::cmdHelp() {
+namespace {
+
+// A vocabulary row as a program spells it, with every argument and its default:
+// "conv2d(channels, kernel, stride=1, padding=0)".
+std::string signature(const vocab::Entry &row) {
+  std::vector<std::string> args;
+  for (const vocab::Arg &a : row.args) {
+    if (!a.name) break;
+    if (a.required) args.push_back(a.name);
+    else if (a.shownDefault) args.push_back(fmt::format("{}={}", a.name, a.shownDefault));
+    else args.push_back(fmt::format("{}={}", a.name, a.def));
+  }
+  return args.empty() ? row.name : fmt::format("{}({})", row.name, fmt::join(args, ", "));
+}
+
+}  // namespace
+
+void ReplSession::cmdHelp(const std::string &kind) {
+  static const std::vector<std::pair<const char *, vocab::Rows>> tables = {
+      {"layers", vocab::layers()},         {"blocks", vocab::layers()},         {"losses", vocab::losses()},
+      {"metrics", vocab::metrics()},       {"optimizers", vocab::optimizers()}, {"weightings", vocab::weightings()},
+      {"schedules", vocab::schedules()}};
+  if (!kind.empty()) {
+    auto it = std::find_if(tables.begin(), tables.end(), [&](const auto &t) { return kind == t.first; });
+    if (it == tables.end()) {
+      std::vector<std::string> kinds;
+      for (const auto &t : tables) kinds.push_back(t.first);
+      error(fmt::format(":help takes one of {}, not '{}'{}", fmt::join(kinds, ", "), kind, didYouMean(kind, kinds)));
+      return;
+    }
+    const bool blocks = kind == "blocks";
+    int shown = 0;
+    for (const vocab::Entry &row : it->second) {
+      if (it->second.begin() == vocab::layers().begin() && blocks != ((row.flags & vocab::kBlock) != 0)) continue;
+      fmt::print(out_, "  {:<44} {}\n", signature(row), row.description);
+      ++shown;
+    }
+    if (!shown) fmt::print(out_, "  (none yet)\n");
+    return;
+  }
   fmt::print(out_, "Type declarations (input, shared, task, train, data) to add them to the model;\n"
                    "typing one with an existing name replaces it. Commands:\n");
   for (const auto &c : commands()) {
@@ -203,7 +232,7 @@ void ReplSession::cmdShow(const std::string &name) {
   for (const auto &t : m.tasks)
     if (t.name == name) {
       printPipeline(t.head);
-      fmt::print(out_, "  loss {}, weight {}, label width {}\n", lossName(t.loss), t.weight, t.labelWidth);
+      fmt::print(out_, "  loss {}, weight {}, label width {}\n", vocab::name(t.loss), t.weight, t.labelWidth);
     }
   if (live_) {
     std::vector<std::string> ps;
@@ -343,6 +372,36 @@ void ReplSession::cmdEval() {
   }
 }
 
+namespace {
+
+// A head's output for one sample in words: the class and its probabilities (cross_entropy), the
+// probability of 1 (bce), or the values (regression).
+std::string describeHead(rt::LossKind loss, const std::vector<float> &o) {
+  switch (loss) {
+    case rt::LossKind::CrossEntropy: {
+      float mx = *std::max_element(o.begin(), o.end());
+      double z = 0;
+      for (float v : o) z += std::exp(double(v - mx));
+      size_t best = size_t(std::max_element(o.begin(), o.end()) - o.begin());
+      std::vector<std::string> probs;
+      for (float v : o) probs.push_back(fmt::format("{:.3f}", std::exp(double(v - mx)) / z));
+      return fmt::format("class {} (p={:.3f}); probabilities [{}]", best, std::exp(double(o[best] - mx)) / z,
+                         fmt::join(probs, ", "));
+    }
+    case rt::LossKind::BCE: {
+      double p = 1 / (1 + std::exp(-double(o[0])));
+      return fmt::format("p={:.4f} -> {}", p, p >= 0.5 ? 1 : 0);
+    }
+    case rt::LossKind::MSE:
+    case rt::LossKind::L1: break;
+  }
+  std::vector<std::string> vs;
+  for (float v : o) vs.push_back(fmt::format("{:.4f}", v));
+  return fmt::format("[{}]", fmt::join(vs, ", "));
+}
+
+}  // namespace
+
 void ReplSession::cmdPredict(const std::string &args) {
   if (!ensureLive(":predict")) return;
   const rt::ModelSpec &spec = live_->compiled.spec;
@@ -444,25 +503,7 @@ void ReplSession::cmdPredict(const std::string &args) {
   a.outputs = outPtrs.data();
   a.n = 1;
   (spec.predict ? spec.predict : spec.evalStep)(&a);
-  const std::vector<float> &o = outs[size_t(ti - spec.tasks.begin())];
-  std::string result;
-  if (ti->loss == rt::LossKind::CrossEntropy) {
-    float mx = *std::max_element(o.begin(), o.end());
-    double z = 0;
-    for (float v : o) z += std::exp(double(v - mx));
-    size_t best = size_t(std::max_element(o.begin(), o.end()) - o.begin());
-    std::vector<std::string> probs;
-    for (float v : o) probs.push_back(fmt::format("{:.3f}", std::exp(double(v - mx)) / z));
-    result = fmt::format("class {} (p={:.3f}); probabilities [{}]", best, std::exp(double(o[best] - mx)) / z,
-                         fmt::join(probs, ", "));
-  } else if (ti->loss == rt::LossKind::BCE) {
-    double p = 1 / (1 + std::exp(-double(o[0])));
-    result = fmt::format("p={:.4f} -> {}", p, p >= 0.5 ? 1 : 0);
-  } else {
-    std::vector<std::string> vs;
-    for (float v : o) vs.push_back(fmt::format("{:.4f}", v));
-    result = fmt::format("[{}]", fmt::join(vs, ", "));
-  }
+  const std::string result = describeHead(ti->loss, outs[size_t(ti - spec.tasks.begin())]);
   fmt::print(out_, "{}: {}{}\n", task, result, labelText.empty() ? "" : "   (" + labelText + ")");
 }
 
@@ -543,7 +584,6 @@ void ReplSession::cmdReset() {
   dataKey_.clear();
   basePath_ = "repl.mtl";
   weighting_.reset();
-  weightingKey_.clear();
   resetTrainingPosition();
 }
 
@@ -589,7 +629,7 @@ std::string ReplSession::setTrainSetting(const std::string &key, const std::stri
   };
   if (key == "lr" || key == "momentum") {
     auto s = find("optimizer");
-    std::string opt = s == settings.end() ? "adam" : s->second;
+    std::string opt = s == settings.end() ? vocab::name(rt::OptimizerSpec{}.kind) : s->second;  // the default
     // Rewrite or add the keyword argument inside optimizer(...).
     std::string name = opt.substr(0, opt.find('('));
     std::vector<std::string> kw;

@@ -287,7 +287,7 @@ bool ReplSession::rebuild(const std::string &reason) {
   std::string key;
   for (const auto &d : decls_)
     if (d.kind != "train" && d.kind != "data" && d.kind != "model") key += d.text;
-  key += fmt::format("|batch={}|weighting={}|freeze=", m.train.batch, m.train.weighting);
+  key += fmt::format("|batch={}|weighting={}|freeze=", m.train.batch, vocab::name(m.train.weighting));
   for (const auto &f : m.train.freeze) key += f + ",";
   if (live_ && live_->structureKey == key) {
     applySettings(m);
@@ -404,7 +404,7 @@ bool ReplSession::ensureLive(const char *what) {
 ReplSession::Saved ReplSession::takeSession() {
   Saved s{std::move(origins_), std::move(decls_), std::move(basePath_), std::move(dataKey_),
           std::move(checkedModel_), std::move(live_), std::move(trainData_), std::move(testData_),
-          std::move(batcher_), epoch_, batchPos_, stepCount_, std::move(weighting_), std::move(weightingKey_)};
+          std::move(batcher_), epoch_, batchPos_, stepCount_, std::move(weighting_), weightingKey_};
   origins_ = {Origin{"<input>", s.origins[0].text}};
   cmdReset();
   return s;
@@ -426,7 +426,7 @@ void ReplSession::restoreSession(Saved s) {
   batchPos_ = s.batchPos;
   stepCount_ = s.stepCount;
   weighting_ = std::move(s.weighting);
-  weightingKey_ = std::move(s.weightingKey);
+  weightingKey_ = s.weightingKey;
 }
 
 bool ReplSession::load(const std::string &path) {
@@ -495,8 +495,8 @@ void ReplSession::resetTrainingPosition() {
 
 void ReplSession::trainSteps(int64_t steps) {
   rt::ModelSpec &spec = live_->compiled.spec;
-  const std::string &w = spec.train.weighting;
-  if (w != "fixed" && w != "uniform") {
+  // The strategies whose weights stay fixed run in the session's own loop; the others in rt::train.
+  if (vocab::has(spec.train.weighting, vocab::kAdaptive)) {
     trainDelegated(steps);
     return;
   }

@@ -102,7 +102,7 @@ class ReplSession {
     std::unique_ptr<rt::Batcher> batcher;
     int64_t epoch = 0, batchPos = 0, stepCount = 0;
     std::unique_ptr<rt::Weighting> weighting;
-    std::string weightingKey;
+    rt::WeightingKind weightingKey = rt::WeightingKind::Fixed;
   };
   struct Timing {
     double parseMs = 0, semaMs = 0, lowerMs = 0, codegenMs = 0;
@@ -134,7 +134,7 @@ class ReplSession {
 
   // ---- commands (ReplCommands.cpp)
   bool command(const std::string &line);
-  void cmdHelp();
+  void cmdHelp(const std::string &kind);
   void cmdShow(const std::string &name);
   void cmdIr(const std::string &name);
   void cmdLlvm(const std::string &name);
@@ -166,7 +166,7 @@ class ReplSession {
   // The weighting state of adaptive strategies between :train runs (trainDelegated), for the
   // live model and the strategy named by weightingKey_.
   std::unique_ptr<rt::Weighting> weighting_;
-  std::string weightingKey_;
+  rt::WeightingKind weightingKey_ = rt::WeightingKind::Fixed;
   int errors_ = 0;
   bool quiet_ = false;                  // check without printing diagnostics
   std::vector<size_t> errorDecls_;      // declarations that the last check's errors point into

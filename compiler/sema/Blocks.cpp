@@ -8,11 +8,20 @@
 
 namespace mtlc::sema::detail {
 
+BlockKind blockKind(LayerKind k) {
+  switch (k) {
+  case LayerKind::Mixture: return BlockKind::Mixture;
+  case LayerKind::Ple: return BlockKind::Ple;
+  case LayerKind::CrossStitch: return BlockKind::CrossStitch;
+  default: return BlockKind::None;
+  }
+}
+
 const char *blockWord(BlockKind k) {
   switch (k) {
-  case BlockKind::Mixture: return "mixture";
-  case BlockKind::Ple: return "ple";
-  case BlockKind::CrossStitch: return "cross_stitch";
+  case BlockKind::Mixture: return vocab::name(LayerKind::Mixture);
+  case BlockKind::Ple: return vocab::name(LayerKind::Ple);
+  case BlockKind::CrossStitch: return vocab::name(LayerKind::CrossStitch);
   case BlockKind::Unknown:
   case BlockKind::None: break;
   }
@@ -27,16 +36,10 @@ namespace {
 int64_t paramCount(const std::vector<Layer> &layers) {
   int64_t n = 0;
   for (const Layer &l : layers) {
-    switch (l.kind) {
-    case LayerKind::Dense: n += (l.in.empty() ? 0 : l.in[0] + 1) * l.units; break;
-    case LayerKind::Conv2d:
-      n += (l.in.empty() ? 0 : l.in[0] * l.kernel * l.kernel + 1) * l.units;
-      break;
-    case LayerKind::LayerNorm: n += 2 * elementCount(l.in); break;
-    case LayerKind::Embedding: n += l.vocab * l.units; break;
-    default: break;
-    }
-    if (n < 0 || n > kMaxInt) return -1;
+    const int64_t p = layerParams(l);
+    if (p < 0) return -1;
+    n += p;
+    if (n > kMaxInt) return -1;
   }
   return n;
 }
@@ -68,23 +71,13 @@ bool Analyzer::addParams(int64_t n, SourceRange at, const std::string &what) {
 
 std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<Shape> in,
                                           const Origin &origin, Layer &layer) {
-  std::vector<ParamDef> params;
-  std::string example;
-  if (call.name == "mixture") {
-    params = {intParam("experts", true)};
-    example = "mixture(experts=8) { dense(16) -> relu }";
-  } else if (call.name == "ple") {
-    params = {intParam("levels", true), intParam("shared", true), intParam("specific", true)};
-    example = "ple(levels=2, shared=2, specific=2) { dense(16) -> relu }";
-  } else if (call.name == "cgc") {
-    params = {intParam("shared", true), intParam("specific", true)};
-    example = "cgc(shared=2, specific=2) { dense(16) -> relu }";
-  }
-  BoundArgs args = bindArgs(call, call.name, params, example, diags_);
+  const vocab::Entry &row = *vocab::find(vocab::layers(), call.name.c_str());  // checkLayers found it
+  BoundArgs args = bindArgs(call, call.name, paramsOf(row), row.example, diags_);
   switch (layer.kind) {
   case LayerKind::Mixture: layer.experts = static_cast<int64_t>(args.num("experts")); break;
   case LayerKind::Ple:
-    layer.levels = call.name == "cgc" ? 1 : static_cast<int64_t>(args.num("levels"));
+    // cgc, ple's other form, is one level.
+    layer.levels = (row.flags & vocab::kForm) ? 1 : static_cast<int64_t>(args.num("levels"));
     layer.sharedExperts = static_cast<int64_t>(args.num("shared"));
     layer.specificExperts = static_cast<int64_t>(args.num("specific"));
     break;
@@ -192,160 +185,163 @@ std::optional<Shape> Analyzer::resolveBlockSource(const ast::Pipeline &ap, bool 
                                                   size_t sharedIndex, int taskIndex, Pipeline &out,
                                                   Origin &origin, bool &ok) {
   ok = false;
-  const bool isGate = ap.sourceKind == ast::Pipeline::SourceKind::Gate;
   out.sourceIsInput = false;
-
-  // ---- gate(NAME), column(NAME)
-  if (isGate || ap.source == "column") {
-    const char *fn = isGate ? "gate" : "column";
-    if (!isGate && ap.sourceArgs.size() != 1) {
-      diags_.error(ap.sourceLoc, "column(...) takes one name: the cross_stitch block whose column "
-                                 "this task reads");
-      return std::nullopt;
-    }
-    const std::string &name = isGate ? ap.source : ap.sourceArgs[0].name;
-    SourceRange nameLoc = isGate ? ap.sourceNameLoc : ap.sourceArgs[0].loc;
-    out.source = name;
-    const char *wanted = isGate ? "a mixture, ple or cgc block" : "a cross_stitch block";
-    if (isShared) {
-      diags_.error(ap.sourceLoc, fmt::format("{}({}) is a task's own {}; only a task's pipeline can "
-                                             "start with it, not a shared block's",
-                                             fn, name, fn));
-      return std::nullopt;
-    }
-    auto it = names_.find(name);
-    if (it == names_.end()) {
-      std::vector<std::string> candidates;
-      for (const auto &[n, info] : names_)
-        if (info.kind == NameKind::Shared && sharedBlock_[info.index] != BlockKind::None) candidates.push_back(n);
-      std::string hint = didYouMean(name, candidates);
-      if (hint.empty()) hint = fmt::format("; {}(NAME) reads {}", fn, wanted);
-      diags_.error(nameLoc, fmt::format("unknown name '{}'{}", name, hint));
-      return std::nullopt;
-    }
-    const NameInfo &info = it->second;
-    BlockKind have = info.kind == NameKind::Shared ? sharedBlock_[info.index] : BlockKind::None;
-    if (have == BlockKind::Unknown) return std::nullopt;  // already reported
-    bool match = isGate ? (have == BlockKind::Mixture || have == BlockKind::Ple)
-                        : have == BlockKind::CrossStitch;
-    if (!match) {
-      if (have != BlockKind::None)
-        diags_.error(ap.sourceLoc, fmt::format("'{}' is a {} block; a task reads it with {}({})", name,
-                                               blockWord(have), readWord(have), name));
-      else
-        diags_.error(ap.sourceLoc, fmt::format("{}({}) reads {}, but '{}' is {} without experts",
-                                               fn, name, wanted, name, aKind(info.kind)));
-      diags_.note(info.loc, fmt::format("'{}' is defined here", name));
-      return std::nullopt;
-    }
-    out.sourceKind = isGate ? SourceKind::Gate : SourceKind::Column;
-    out.sourceIndex = static_cast<int>(info.index);
-    ok = true;
-    if (info.index < model_.shared.size() && !model_.shared[info.index].layers.empty() &&
-        model_.shared[info.index].layers.back().isExpertBlock())
-      model_.shared[info.index].layers.back().readers.push_back(taskIndex);
-    if (!sharedOut_[info.index]) return std::nullopt;
-    origin = {ap.sourceLoc, fmt::format("{}({}) gives {}", fn, name, shapeStr(*sharedOut_[info.index]))};
-    return sharedOut_[info.index];
-  }
-
-  // ---- concat(a, b, ...)
-  if (ap.source == "concat") {
-    out.source = "concat";
-    out.sourceKind = SourceKind::Concat;
-    out.sourceIndex = 0;
-    if (ap.sourceArgs.size() < 2) {
-      diags_.error(ap.sourceLoc, fmt::format("concat(...) joins at least two inputs or shared blocks; "
-                                             "start from '{}' directly",
-                                             ap.sourceArgs.front().name));
-      return std::nullopt;
-    }
-    bool partsOk = true, known = true;
-    int64_t width = 0;
-    for (const ast::NameRef &part : ap.sourceArgs) {
-      auto it = names_.find(part.name);
-      if (it == names_.end()) {
-        std::vector<std::string> candidates;
-        for (const auto &[n, info] : names_)
-          if (info.kind == NameKind::Input ||
-              (info.kind == NameKind::Shared && (!isShared || info.index < sharedIndex)))
-            candidates.push_back(n);
-        diags_.error(part.loc, fmt::format("unknown name '{}'{}", part.name, didYouMean(part.name, candidates)));
-        partsOk = false;
-        continue;
-      }
-      const NameInfo &info = it->second;
-      SourcePart sp;
-      sp.name = part.name;
-      sp.index = static_cast<int>(info.index);
-      std::optional<Shape> shape;
-      SourceRange declLoc;
-      if (info.kind == NameKind::Task) {
-        diags_.error(part.loc, fmt::format("'{}' is a task; concat joins inputs and shared blocks", part.name));
-        diags_.note(info.loc, fmt::format("task '{}' is defined here", part.name));
-        partsOk = false;
-        continue;
-      }
-      if (info.kind == NameKind::Input) {
-        sp.kind = SourceKind::Input;
-        if (inputOk_[info.index]) shape = model_.inputs[info.index].shape;
-        declLoc = inputDecls_[info.index]->shapeLoc;
-      } else {
-        sp.kind = SourceKind::Shared;
-        if (isShared && info.index >= sharedIndex) {
-          diags_.error(part.loc, info.index == sharedIndex
-                                     ? fmt::format("shared block '{}' cannot read itself", part.name)
-                                     : fmt::format("shared block '{}' is defined later; a shared block "
-                                                   "can only read inputs and shared blocks defined "
-                                                   "before it",
-                                                   part.name));
-          partsOk = false;
-          continue;
-        }
-        if (rejectBlockRead(part.name, part.loc, info.index, isShared)) {
-          partsOk = false;
-          continue;
-        }
-        shape = sharedOut_[info.index];
-        declLoc = sharedOrigin_[info.index].loc;
-      }
-      out.concat.push_back(sp);
-      if (!shape) {
-        known = false;
-        continue;
-      }
-      if (shape->size() != 1) {
-        diags_.error(part.loc, fmt::format("concat joins 1-D parts, but {} '{}' has shape {}; flatten "
-                                           "it first (in a shared block)",
-                                           nameKindWord(info.kind), part.name, shapeStr(*shape)));
-        diags_.note(declLoc, info.kind == NameKind::Input
-                                 ? fmt::format("input '{}' is declared here", part.name)
-                                 : sharedOrigin_[info.index].what);
-        partsOk = false;
-        continue;
-      }
-      width += (*shape)[0];
-    }
-    ok = partsOk;
-    if (!partsOk || !known) return std::nullopt;
-    if (width > kMaxInt) {
-      diags_.error(ap.sourceLoc, fmt::format("concat gives {} values per sample, more than the "
-                                             "supported {}",
-                                             width, kMaxInt));
-      ok = false;
-      return std::nullopt;
-    }
-    origin = {ap.sourceLoc, fmt::format("{} gives [{}]", ast::sourceStr(ap), width)};
-    return Shape{width};
-  }
-
-  // ---- anything else
+  if (ap.sourceKind == ast::Pipeline::SourceKind::Gate || ap.source == "column")
+    return resolveBlockRead(ap, isShared, taskIndex, out, origin, ok);
+  if (ap.source == "concat") return resolveConcat(ap, isShared, sharedIndex, out, origin, ok);
   std::string hint = didYouMean(ap.source, {"gate", "column", "concat"});
   if (hint.empty())
     hint = "; a pipeline starts from an input, a shared block, gate(NAME), column(NAME) or "
            "concat(a, b, ...)";
   diags_.error(ap.sourceNameLoc, fmt::format("unknown source '{}(...)'{}", ap.source, hint));
   return std::nullopt;
+}
+
+// gate(NAME), column(NAME): a task reading its representation of an expert block.
+std::optional<Shape> Analyzer::resolveBlockRead(const ast::Pipeline &ap, bool isShared, int taskIndex,
+                                                Pipeline &out, Origin &origin, bool &ok) {
+  const bool isGate = ap.sourceKind == ast::Pipeline::SourceKind::Gate;
+  const char *fn = isGate ? "gate" : "column";
+  if (!isGate && ap.sourceArgs.size() != 1) {
+    diags_.error(ap.sourceLoc, "column(...) takes one name: the cross_stitch block whose column "
+                               "this task reads");
+    return std::nullopt;
+  }
+  const std::string &name = isGate ? ap.source : ap.sourceArgs[0].name;
+  SourceRange nameLoc = isGate ? ap.sourceNameLoc : ap.sourceArgs[0].loc;
+  out.source = name;
+  const char *wanted = isGate ? "a mixture, ple or cgc block" : "a cross_stitch block";
+  if (isShared) {
+    diags_.error(ap.sourceLoc, fmt::format("{}({}) is a task's own {}; only a task's pipeline can "
+                                           "start with it, not a shared block's",
+                                           fn, name, fn));
+    return std::nullopt;
+  }
+  auto it = names_.find(name);
+  if (it == names_.end()) {
+    std::vector<std::string> candidates;
+    for (const auto &[n, info] : names_)
+      if (info.kind == NameKind::Shared && sharedBlock_[info.index] != BlockKind::None) candidates.push_back(n);
+    std::string hint = didYouMean(name, candidates);
+    if (hint.empty()) hint = fmt::format("; {}(NAME) reads {}", fn, wanted);
+    diags_.error(nameLoc, fmt::format("unknown name '{}'{}", name, hint));
+    return std::nullopt;
+  }
+  const NameInfo &info = it->second;
+  BlockKind have = info.kind == NameKind::Shared ? sharedBlock_[info.index] : BlockKind::None;
+  if (have == BlockKind::Unknown) return std::nullopt;  // already reported
+  bool match = isGate ? (have == BlockKind::Mixture || have == BlockKind::Ple)
+                      : have == BlockKind::CrossStitch;
+  if (!match) {
+    if (have != BlockKind::None)
+      diags_.error(ap.sourceLoc, fmt::format("'{}' is a {} block; a task reads it with {}({})", name,
+                                             blockWord(have), readWord(have), name));
+    else
+      diags_.error(ap.sourceLoc, fmt::format("{}({}) reads {}, but '{}' is {} without experts",
+                                             fn, name, wanted, name, aKind(info.kind)));
+    diags_.note(info.loc, fmt::format("'{}' is defined here", name));
+    return std::nullopt;
+  }
+  out.sourceKind = isGate ? SourceKind::Gate : SourceKind::Column;
+  out.sourceIndex = static_cast<int>(info.index);
+  ok = true;
+  if (info.index < model_.shared.size() && !model_.shared[info.index].layers.empty() &&
+      model_.shared[info.index].layers.back().isExpertBlock())
+    model_.shared[info.index].layers.back().readers.push_back(taskIndex);
+  if (!sharedOut_[info.index]) return std::nullopt;
+  origin = {ap.sourceLoc, fmt::format("{}({}) gives {}", fn, name, shapeStr(*sharedOut_[info.index]))};
+  return sharedOut_[info.index];
+}
+
+// concat(a, b, ...): inputs and plain shared blocks, each 1-D, joined along the feature axis.
+std::optional<Shape> Analyzer::resolveConcat(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
+                                             Pipeline &out, Origin &origin, bool &ok) {
+  out.source = "concat";
+  out.sourceKind = SourceKind::Concat;
+  out.sourceIndex = 0;
+  if (ap.sourceArgs.size() < 2) {
+    diags_.error(ap.sourceLoc, fmt::format("concat(...) joins at least two inputs or shared blocks; "
+                                           "start from '{}' directly",
+                                           ap.sourceArgs.front().name));
+    return std::nullopt;
+  }
+  bool partsOk = true, known = true;
+  int64_t width = 0;
+  for (const ast::NameRef &part : ap.sourceArgs) {
+    auto it = names_.find(part.name);
+    if (it == names_.end()) {
+      std::vector<std::string> candidates;
+      for (const auto &[n, info] : names_)
+        if (info.kind == NameKind::Input ||
+            (info.kind == NameKind::Shared && (!isShared || info.index < sharedIndex)))
+          candidates.push_back(n);
+      diags_.error(part.loc, fmt::format("unknown name '{}'{}", part.name, didYouMean(part.name, candidates)));
+      partsOk = false;
+      continue;
+    }
+    const NameInfo &info = it->second;
+    SourcePart sp;
+    sp.name = part.name;
+    sp.index = static_cast<int>(info.index);
+    std::optional<Shape> shape;
+    SourceRange declLoc;
+    if (info.kind == NameKind::Task) {
+      diags_.error(part.loc, fmt::format("'{}' is a task; concat joins inputs and shared blocks", part.name));
+      diags_.note(info.loc, fmt::format("task '{}' is defined here", part.name));
+      partsOk = false;
+      continue;
+    }
+    if (info.kind == NameKind::Input) {
+      sp.kind = SourceKind::Input;
+      if (inputOk_[info.index]) shape = model_.inputs[info.index].shape;
+      declLoc = inputDecls_[info.index]->shapeLoc;
+    } else {
+      sp.kind = SourceKind::Shared;
+      if (isShared && info.index >= sharedIndex) {
+        diags_.error(part.loc, info.index == sharedIndex
+                                   ? fmt::format("shared block '{}' cannot read itself", part.name)
+                                   : fmt::format("shared block '{}' is defined later; a shared block "
+                                                 "can only read inputs and shared blocks defined "
+                                                 "before it",
+                                                 part.name));
+        partsOk = false;
+        continue;
+      }
+      if (rejectBlockRead(part.name, part.loc, info.index, isShared)) {
+        partsOk = false;
+        continue;
+      }
+      shape = sharedOut_[info.index];
+      declLoc = sharedOrigin_[info.index].loc;
+    }
+    out.concat.push_back(sp);
+    if (!shape) {
+      known = false;
+      continue;
+    }
+    if (shape->size() != 1) {
+      diags_.error(part.loc, fmt::format("concat joins 1-D parts, but {} '{}' has shape {}; flatten "
+                                         "it first (in a shared block)",
+                                         nameKindWord(info.kind), part.name, shapeStr(*shape)));
+      diags_.note(declLoc, info.kind == NameKind::Input
+                               ? fmt::format("input '{}' is declared here", part.name)
+                               : sharedOrigin_[info.index].what);
+      partsOk = false;
+      continue;
+    }
+    width += (*shape)[0];
+  }
+  ok = partsOk;
+  if (!partsOk || !known) return std::nullopt;
+  if (width > kMaxInt) {
+    diags_.error(ap.sourceLoc, fmt::format("concat gives {} values per sample, more than the "
+                                           "supported {}",
+                                           width, kMaxInt));
+    ok = false;
+    return std::nullopt;
+  }
+  origin = {ap.sourceLoc, fmt::format("{} gives [{}]", ast::sourceStr(ap), width)};
+  return Shape{width};
 }
 
 // ---- After the tasks --------------------------------------------------------------------------------

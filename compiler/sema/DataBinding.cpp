@@ -467,7 +467,7 @@ void Analyzer::checkData() {
         break;
       default:
         need = fmt::format("task '{}' ({}) takes {} per sample, its head's width", t.name,
-                           t.loss == rt::LossKind::MSE ? "mse" : "l1", plural(t.labelWidth, "label value"));
+                           vocab::name(t.loss), plural(t.labelWidth, "label value"));
         break;
       }
       declLoc = taskDecls_[info.index]->nameLoc;

@@ -15,17 +15,12 @@ using Shape = std::vector<int64_t>;  // per-sample shape (batch dimension implic
 
 std::string shapeStr(const Shape &s);  // "[1, 28, 28]"
 
-enum class LayerKind {
-  Dense, Conv2d, MaxPool, AvgPool, Flatten, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Dropout, LayerNorm,
-  Embedding,    // embedding(vocab, dim): per-sample [k] integer indices -> [k * dim]
-  // Expert blocks (multi-task architectures). Each ends its shared pipeline: its value is a set of
-  // per-task representations that tasks read with gate(NAME) (Mixture, Ple) or column(NAME)
-  // (CrossStitch), never a plain tensor.
-  Mixture,      // mixture(experts=E) { expert }: MMoE; each reading task has its own softmax gate
-  Ple,          // ple(levels=L, shared=S, specific=K) { expert }; cgc(shared=S, specific=K) = L 1
-  CrossStitch,  // cross_stitch { stage ; stage ; ... }: one column per reading task, units between
-};
-const char *layerName(LayerKind k);
+// The layers and expert blocks: the rows of spec/Vocabulary.def. Embedding maps per-sample [k]
+// integer indices to [k * dim]. Expert blocks (Mixture, Ple, CrossStitch) each end their shared
+// pipeline: its value is a set of per-task representations that tasks read with gate(NAME)
+// (Mixture, Ple) or column(NAME) (CrossStitch), never a plain tensor.
+using vocab::LayerKind;
+const char *layerName(LayerKind k);  // the table's name: "dense", "cross_stitch"
 
 struct Layer {
   LayerKind kind;

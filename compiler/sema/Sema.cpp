@@ -6,24 +6,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fmt/format.h>
+#include <stdexcept>
 
 namespace mtlc::sema {
-
-const std::vector<std::string> &knownLosses() {
-  static const std::vector<std::string> v = {"cross_entropy", "bce", "mse", "l1"};
-  return v;
-}
-
-const std::vector<std::string> &knownWeightings() {
-  static const std::vector<std::string> v = {"fixed", "uniform", "uncertainty", "dwa",
-                                             "gradnorm", "pcgrad", "mgda"};
-  return v;
-}
-
-const std::vector<std::string> &knownMetrics() {
-  static const std::vector<std::string> v = {"accuracy", "auc", "mse", "mae"};
-  return v;
-}
 
 namespace detail {
 
@@ -38,20 +23,10 @@ const char *nameKindWord(NameKind k) {
 
 namespace {
 
-const char *lossName(rt::LossKind k) {
-  switch (k) {
-  case rt::LossKind::CrossEntropy: return "cross_entropy";
-  case rt::LossKind::BCE: return "bce";
-  case rt::LossKind::MSE: return "mse";
-  case rt::LossKind::L1: return "l1";
-  }
-  return "?";
-}
-
-// Common spellings from other frameworks, mapped to ours.
-std::string aliasHint(const std::string &name, const std::map<std::string, std::string> &aliases) {
-  auto it = aliases.find(name);
-  return it == aliases.end() ? "" : "; did you mean '" + it->second + "'?";
+// A common spelling from another framework, mapped to ours (the table's aliases).
+std::string aliasHint(const std::string &name, vocab::AliasOf table) {
+  const char *ours = vocab::aliasOf(table, name.c_str());
+  return ours ? fmt::format("; did you mean '{}'?", ours) : "";
 }
 
 }  // namespace
@@ -156,11 +131,10 @@ void Analyzer::declareNames() {
     BlockKind kind = BlockKind::None;
     const ast::Call *call = nullptr;
     for (const ast::LayerCall &l : d->pipeline.layers) {
-      BlockKind k = l.name == "mixture"        ? BlockKind::Mixture
-                    : l.name == "ple" || l.name == "cgc" ? BlockKind::Ple
-                    : l.name == "cross_stitch" ? BlockKind::CrossStitch
-                    : l.hasBody                ? BlockKind::Unknown
-                                               : BlockKind::None;
+      const vocab::Entry *row = vocab::find(vocab::layers(), l.name.c_str());
+      BlockKind k = row && (row->flags & vocab::kBlock) ? blockKind(LayerKind(row->kind))
+                    : l.hasBody                        ? BlockKind::Unknown
+                                                       : BlockKind::None;
       if (k != BlockKind::None) {
         kind = k;
         call = &l;
@@ -347,12 +321,23 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
   task.loc = t.loc;
   task.head.name = t.name;
   task.head.loc = t.loc;
-  bool headOk = true;
-
-  // A misspelt statement keyword (`los mse`) parses as two one-name pipelines: report the word,
-  // and neither it nor its value as a pipeline.
-  std::vector<ast::Pipeline> pipelines;
   bool lossMisspelt = false;
+  std::vector<ast::Pipeline> pipelines = taskPipelines(t, lossMisspelt);
+  SourceRange lastLoc;
+  std::optional<Shape> out = checkHead(t, index, pipelines, task, lastLoc);
+  bool headOk = out.has_value();
+  const bool lossOk = checkLoss(t, lossMisspelt, task);
+  if (lossOk && headOk) headOk = checkHeadWidth(t, *out, lastLoc, task);
+  checkTaskWeight(t, task);
+  checkMetrics(t, lossOk, task);
+  taskHeadOk_.push_back(headOk && lossOk);
+  model_.tasks.push_back(std::move(task));
+}
+
+// The task's pipelines, less the statements whose keyword is misspelt (`los mse` parses as two
+// one-name pipelines): those are reported, and neither the word nor its value is a pipeline.
+std::vector<ast::Pipeline> Analyzer::taskPipelines(const ast::TaskDecl &t, bool &lossMisspelt) {
+  std::vector<ast::Pipeline> pipelines;
   for (size_t k = 0; k < t.pipelines.size(); ++k) {
     const ast::Pipeline &p = t.pipelines[k];
     auto bareName = [&](const ast::Pipeline &q) {
@@ -371,120 +356,107 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
     lossMisspelt |= keyword == "loss";
     if (k + 1 < t.pipelines.size() && bareName(t.pipelines[k + 1])) ++k;  // its value
   }
+  return pipelines;
+}
 
-  // The pipeline: exactly one.
-  std::optional<Shape> out;
-  SourceRange lastLoc;
+// The task's one pipeline into task.head; its 1-D output shape, or nullopt (reported) when it is
+// missing, unknown or not 1-D. `lastLoc` is where the head ends, for notes.
+std::optional<Shape> Analyzer::checkHead(const ast::TaskDecl &t, size_t index,
+                                         const std::vector<ast::Pipeline> &pipelines, Task &task,
+                                         SourceRange &lastLoc) {
   if (pipelines.empty()) {
     diags_.error(t.nameLoc, fmt::format("task '{}' has no pipeline; start its body with e.g. "
                                         "'trunk -> dense(1)'",
                                         t.name));
-    headOk = false;
-  } else {
-    for (size_t k = 1; k < pipelines.size(); ++k) {
-      const ast::Pipeline &extra = pipelines[k];
-      std::string hint = extra.sourceKind == ast::Pipeline::SourceKind::Name &&
-                                 std::find(knownLayers().begin(), knownLayers().end(), extra.source) !=
-                                     knownLayers().end()
-                             ? fmt::format(" (missing '->' before '{}'?)", extra.source)
-                             : "";
-      diags_.error(extra.sourceLoc, fmt::format("task '{}' has a second pipeline{}", t.name, hint));
-      diags_.note(pipelines[0].loc, "its pipeline is here");
-    }
-    const ast::Pipeline &ap = pipelines[0];
-    Origin origin;
-    bool ok;
-    std::optional<Shape> in = resolveSource(ap, false, 0, static_cast<int>(index), task.head, origin, ok);
-    if (in) task.head.inShape = *in;
-    LayerContext ctx;
-    ctx.inputIndex = !ok ? -2 : task.head.sourceKind == SourceKind::Input ? task.head.sourceIndex : -1;
-    out = checkLayers(ap.layers, in, origin, task.head, ctx);
-    if (out) {
-      task.head.outShape = *out;
-    } else {
-      headOk = false;
-    }
-    lastLoc = ap.layers.empty() ? ap.sourceLoc : ap.layers.back().loc;
-    if (out && out->size() != 1) {
-      diags_.error(lastLoc, fmt::format("the head of task '{}' must end with a 1-D output, but it "
-                                        "produces {}; end it with 'flatten' or 'dense(n)'",
-                                        t.name, shapeStr(*out)));
-      headOk = false;
-    }
+    return std::nullopt;
   }
-  int64_t width = headOk ? (*out)[0] : 0;
-  std::string widthNote = fmt::format("the head of task '{}' produces {}", t.name,
-                                      headOk ? shapeStr(*out) : std::string());
-
-  // The loss: exactly one.
-  bool lossOk = false;
-  if (t.losses.empty() && lossMisspelt) {
-    // reported above
-  } else if (t.losses.empty()) {
-    diags_.error(t.nameLoc, fmt::format("task '{}' has no loss; add e.g. 'loss cross_entropy', "
-                                        "'loss bce' or 'loss mse'",
-                                        t.name));
-  } else {
-    for (size_t k = 1; k < t.losses.size(); ++k) {
-      diags_.error(t.losses[k].loc, fmt::format("task '{}' has a second loss", t.name));
-      diags_.note(t.losses[0].loc, "its loss is given here");
-    }
-    const ast::Call &l = t.losses[0];
-    static const std::map<std::string, rt::LossKind> losses = {
-        {"cross_entropy", rt::LossKind::CrossEntropy}, {"bce", rt::LossKind::BCE},
-        {"mse", rt::LossKind::MSE}, {"l1", rt::LossKind::L1}};
-    static const std::map<std::string, std::string> aliases = {
-        {"mae", "l1"}, {"crossentropy", "cross_entropy"}, {"ce", "cross_entropy"},
-        {"nll", "cross_entropy"}, {"softmax", "cross_entropy"}, {"binary_cross_entropy", "bce"},
-        {"bce_with_logits", "bce"}, {"logistic", "bce"}, {"l2", "mse"}};
-    auto it = losses.find(l.name);
-    if (it == losses.end()) {
-      std::string hint = aliasHint(l.name, aliases);
-      if (hint.empty()) hint = didYouMean(l.name, knownLosses());
-      if (hint.empty()) hint = "; the losses are cross_entropy, bce, mse and l1";
-      diags_.error(l.nameLoc, fmt::format("unknown loss '{}'{}", l.name, hint));
-    } else {
-      task.loss = it->second;
-      lossOk = true;
-      if (l.hasArgs()) {
-        diags_.error(l.loc, fmt::format("loss '{}' takes no arguments", l.name));
-      }
-    }
+  for (size_t k = 1; k < pipelines.size(); ++k) {
+    const ast::Pipeline &extra = pipelines[k];
+    std::string hint = extra.sourceKind == ast::Pipeline::SourceKind::Name &&
+                               std::find(knownLayers().begin(), knownLayers().end(), extra.source) !=
+                                   knownLayers().end()
+                           ? fmt::format(" (missing '->' before '{}'?)", extra.source)
+                           : "";
+    diags_.error(extra.sourceLoc, fmt::format("task '{}' has a second pipeline{}", t.name, hint));
+    diags_.note(pipelines[0].loc, "its pipeline is here");
   }
-
-  // Head width against the loss.
-  if (lossOk && headOk) {
-    const ast::Call &l = t.losses[0];
-    switch (task.loss) {
-    case rt::LossKind::CrossEntropy:
-      if (width < 2) {
-        diags_.error(l.nameLoc, fmt::format("cross_entropy needs a head width of at least 2 (one "
-                                            "output per class), but task '{}' produces {}; for a "
-                                            "0/1 label use 'bce'",
-                                            t.name, shapeStr(*out)));
-        diags_.note(lastLoc, widthNote);
-        headOk = false;
-      }
-      task.labelWidth = 1;
-      break;
-    case rt::LossKind::BCE:
-      if (width != 1) {
-        diags_.error(l.nameLoc, fmt::format("bce needs a head width of 1 (one logit), but task "
-                                            "'{}' produces {}; for {} classes use 'cross_entropy'",
-                                            t.name, shapeStr(*out), width));
-        diags_.note(lastLoc, widthNote);
-        headOk = false;
-      }
-      task.labelWidth = 1;
-      break;
-    case rt::LossKind::MSE:
-    case rt::LossKind::L1:
-      task.labelWidth = width;
-      break;
-    }
+  const ast::Pipeline &ap = pipelines[0];
+  Origin origin;
+  bool ok;
+  std::optional<Shape> in = resolveSource(ap, false, 0, static_cast<int>(index), task.head, origin, ok);
+  if (in) task.head.inShape = *in;
+  LayerContext ctx;
+  ctx.inputIndex = !ok ? -2 : task.head.sourceKind == SourceKind::Input ? task.head.sourceIndex : -1;
+  std::optional<Shape> out = checkLayers(ap.layers, in, origin, task.head, ctx);
+  if (out) task.head.outShape = *out;
+  lastLoc = ap.layers.empty() ? ap.sourceLoc : ap.layers.back().loc;
+  if (out && out->size() != 1) {
+    diags_.error(lastLoc, fmt::format("the head of task '{}' must end with a 1-D output, but it "
+                                      "produces {}; end it with 'flatten' or 'dense(n)'",
+                                      t.name, shapeStr(*out)));
+    return std::nullopt;
   }
+  return out;
+}
 
-  // The weight: at most one, a number >= 0.
+// The loss: exactly one, a row of the table, no arguments. True when task.loss is set.
+bool Analyzer::checkLoss(const ast::TaskDecl &t, bool lossMisspelt, Task &task) {
+  if (t.losses.empty()) {
+    if (!lossMisspelt)  // a misspelt `loss` keyword was reported
+      diags_.error(t.nameLoc, fmt::format("task '{}' has no loss; add e.g. 'loss cross_entropy', "
+                                          "'loss bce' or 'loss mse'",
+                                          t.name));
+    return false;
+  }
+  for (size_t k = 1; k < t.losses.size(); ++k) {
+    diags_.error(t.losses[k].loc, fmt::format("task '{}' has a second loss", t.name));
+    diags_.note(t.losses[0].loc, "its loss is given here");
+  }
+  const ast::Call &l = t.losses[0];
+  if (!vocab::parse(l.name.c_str(), task.loss)) {
+    std::string hint = aliasHint(l.name, vocab::AliasOf::Loss);
+    if (hint.empty()) hint = didYouMean(l.name, knownLosses());
+    if (hint.empty()) hint = "; the losses are " + joinWords(knownLosses(), "and");
+    diags_.error(l.nameLoc, fmt::format("unknown loss '{}'{}", l.name, hint));
+    return false;
+  }
+  if (l.hasArgs()) diags_.error(l.loc, fmt::format("loss '{}' takes no arguments", l.name));
+  return true;
+}
+
+// The head's width against the loss; sets the label width. False (reported) on a mismatch.
+bool Analyzer::checkHeadWidth(const ast::TaskDecl &t, const Shape &out, SourceRange lastLoc, Task &task) {
+  const ast::Call &l = t.losses[0];
+  const int64_t width = out[0];
+  const std::string widthNote = fmt::format("the head of task '{}' produces {}", t.name, shapeStr(out));
+  switch (task.loss) {
+  case rt::LossKind::CrossEntropy:
+    task.labelWidth = 1;
+    if (width >= 2) return true;
+    diags_.error(l.nameLoc, fmt::format("cross_entropy needs a head width of at least 2 (one "
+                                        "output per class), but task '{}' produces {}; for a "
+                                        "0/1 label use 'bce'",
+                                        t.name, shapeStr(out)));
+    diags_.note(lastLoc, widthNote);
+    return false;
+  case rt::LossKind::BCE:
+    task.labelWidth = 1;
+    if (width == 1) return true;
+    diags_.error(l.nameLoc, fmt::format("bce needs a head width of 1 (one logit), but task "
+                                        "'{}' produces {}; for {} classes use 'cross_entropy'",
+                                        t.name, shapeStr(out), width));
+    diags_.note(lastLoc, widthNote);
+    return false;
+  case rt::LossKind::MSE:
+  case rt::LossKind::L1:
+    task.labelWidth = width;
+    return true;
+  }
+  return true;
+}
+
+// The weight: at most one, a number >= 0.
+void Analyzer::checkTaskWeight(const ast::TaskDecl &t, Task &task) {
   for (size_t k = 0; k < t.weights.size(); ++k) {
     const ast::Value &w = t.weights[k];
     if (k > 0) {
@@ -499,20 +471,34 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
     else
       task.weight = w.number;
   }
+}
 
-  // Metrics: known, not repeated, valid for the loss.
-  static const std::map<std::string, rt::Metric> metrics = {
-      {"accuracy", rt::Metric::Accuracy}, {"auc", rt::Metric::AUC}, {"mse", rt::Metric::MSE},
-      {"mae", rt::Metric::MAE}};
-  static const std::map<std::string, std::string> metricAliases = {
-      {"acc", "accuracy"}, {"roc_auc", "auc"}, {"auroc", "auc"}, {"l1", "mae"}, {"rmse", "mse"}};
+namespace {
+
+// What a metric needs of the task's loss, in words, with the losses that give it:
+// "a classification loss (cross_entropy or bce)", "a binary task (loss bce)".
+std::string metricNeeds(rt::Metric m) {
+  const unsigned needs = vocab::row(m).needs;
+  std::vector<std::string> losses;
+  for (const vocab::Entry &l : vocab::losses())
+    if (l.flags & needs) losses.push_back(l.name);
+  const char *what = needs == vocab::kClassifier ? "a classification loss"
+                     : needs == vocab::kBinary   ? "a binary task"
+                                                 : "a regression loss";
+  return fmt::format("{} ({}{})", what, losses.size() == 1 ? "loss " : "", joinWords(losses, "or"));
+}
+
+}  // namespace
+
+// Metrics: known, not repeated, valid for the loss.
+void Analyzer::checkMetrics(const ast::TaskDecl &t, bool lossOk, Task &task) {
   std::map<std::string, SourceRange> seen;
   for (const ast::MetricName &m : t.metrics) {
-    auto it = metrics.find(m.name);
-    if (it == metrics.end()) {
-      std::string hint = aliasHint(m.name, metricAliases);
+    rt::Metric metric;
+    if (!vocab::parse(m.name.c_str(), metric)) {
+      std::string hint = aliasHint(m.name, vocab::AliasOf::Metric);
       if (hint.empty()) hint = didYouMean(m.name, knownMetrics());
-      if (hint.empty()) hint = "; the metrics are accuracy, auc, mse and mae";
+      if (hint.empty()) hint = "; the metrics are " + joinWords(knownMetrics(), "and");
       diags_.error(m.loc, fmt::format("unknown metric '{}'{}", m.name, hint));
       continue;
     }
@@ -522,74 +508,59 @@ void Analyzer::checkTask(const ast::TaskDecl &t, size_t index) {
       continue;
     }
     seen[m.name] = m.loc;
-    if (lossOk) {
-      rt::Metric metric = it->second;
-      bool classification = task.loss == rt::LossKind::CrossEntropy || task.loss == rt::LossKind::BCE;
-      std::string problem;
-      if (metric == rt::Metric::Accuracy && !classification)
-        problem = "needs a classification loss (cross_entropy or bce)";
-      else if (metric == rt::Metric::AUC && task.loss != rt::LossKind::BCE)
-        problem = "needs a binary task (loss bce)";
-      else if ((metric == rt::Metric::MSE || metric == rt::Metric::MAE) && classification)
-        problem = "needs a regression loss (mse or l1)";
-      if (!problem.empty()) {
-        diags_.error(m.loc, fmt::format("metric '{}' {}, but task '{}' uses {}", m.name, problem,
-                                        t.name, lossName(task.loss)));
-        continue;
-      }
+    if (lossOk && !vocab::metricFits(metric, task.loss)) {
+      diags_.error(m.loc, fmt::format("metric '{}' needs {}, but task '{}' uses {}", m.name, metricNeeds(metric),
+                                      t.name, vocab::name(task.loss)));
+      continue;
     }
-    task.metrics.push_back(it->second);
+    task.metrics.push_back(metric);
   }
-
-  taskHeadOk_.push_back(headOk && lossOk);
-  model_.tasks.push_back(std::move(task));
 }
 
 // ---- train { ... } --------------------------------------------------------------------------------
 
+namespace {
+
+// "sgd(lr=...) or adam(...)": each optimizer with its first required argument, if any.
+std::string optimizerForms() {
+  std::vector<std::string> forms;
+  for (const vocab::Entry &o : vocab::optimizers()) {
+    const vocab::Arg &first = o.args[0];
+    forms.push_back(fmt::format("{}({})", o.name, first.name && first.required ? fmt::format("{}=...", first.name) : "..."));
+  }
+  return joinWords(forms, "or");
+}
+
+// The weightings with `flag`, in words: "fixed and pcgrad".
+std::string weightingsWith(vocab::Flag flag) {
+  std::vector<std::string> names;
+  for (const vocab::Entry &w : vocab::weightings())
+    if (w.flags & flag) names.push_back(w.name);
+  return joinWords(names, "and");
+}
+
+}  // namespace
+
 void Analyzer::checkOptimizer(const ast::Setting &s) {
   if (!s.isCall) {
-    diags_.error(s.valueLoc, fmt::format("optimizer must be sgd(lr=...) or adam(...), got {}",
-                                         ast::str(s.value)));
+    diags_.error(s.valueLoc, fmt::format("optimizer must be {}, got {}", optimizerForms(), ast::str(s.value)));
     return;
   }
   const ast::Call &c = s.call;
-  ParamDef lr = realParam("lr", c.name == "sgd", 1e-3);
-  lr.lo = 0;
-  lr.loOpen = true;
-  auto unit = [](std::string name, double def) {
-    ParamDef p = realParam(std::move(name), false, def);
-    p.lo = 0;
-    p.hi = 1;
-    p.hiOpen = true;
-    return p;
-  };
-  ParamDef wd = realParam("weight_decay", false, 0);
-  wd.lo = 0;
   rt::OptimizerSpec &o = model_.train.optimizer;
-  if (c.name == "sgd") {
-    BoundArgs a = bindArgs(c, "optimizer 'sgd'", {lr, unit("momentum", 0), wd}, "sgd(lr=0.01)", diags_);
-    o.kind = "sgd";
-    o.lr = a.num("lr");
-    o.momentum = a.num("momentum");
-    o.weightDecay = a.num("weight_decay");
-  } else if (c.name == "adam") {
-    ParamDef eps = realParam("eps", false, 1e-8);
-    eps.lo = 0;
-    eps.loOpen = true;
-    BoundArgs a = bindArgs(c, "optimizer 'adam'",
-                           {lr, unit("beta1", 0.9), unit("beta2", 0.999), eps, wd},
-                           "adam(lr=0.001)", diags_);
-    o.kind = "adam";
-    o.lr = a.num("lr");
-    o.beta1 = a.num("beta1");
-    o.beta2 = a.num("beta2");
-    o.eps = a.num("eps");
-    o.weightDecay = a.num("weight_decay");
-  } else {
-    std::string hint = didYouMean(c.name, {"sgd", "adam"});
-    if (hint.empty()) hint = "; the optimizers are sgd and adam";
+  if (!vocab::parse(c.name.c_str(), o.kind)) {
+    std::string hint = didYouMean(c.name, knownOptimizers());
+    if (hint.empty()) hint = "; the optimizers are " + joinWords(knownOptimizers(), "and");
     diags_.error(c.nameLoc, fmt::format("unknown optimizer '{}'{}", c.name, hint));
+    return;
+  }
+  const vocab::Entry &row = vocab::row(o.kind);
+  std::vector<ParamDef> params = paramsOf(row);
+  BoundArgs a = bindArgs(c, fmt::format("optimizer '{}'", row.name), params, row.example, diags_);
+  for (const ParamDef &p : params) {
+    double *field = o.setting(p.name);
+    if (!field) throw std::logic_error("optimizer argument '" + p.name + "' has no field in rt::OptimizerSpec");
+    *field = a.num(p.name);
   }
 }
 
@@ -601,68 +572,57 @@ void Analyzer::checkWeighting(const ast::Setting &s) {
     return;
   }
   const ast::Call &c = s.call;
-  const auto &all = knownWeightings();
-  if (std::find(all.begin(), all.end(), c.name) == all.end()) {
-    std::string hint = didYouMean(c.name, all);
-    if (hint.empty())
-      hint = "; the strategies are fixed, uniform, uncertainty, dwa, gradnorm, pcgrad and mgda";
+  rt::WeightingKind kind;
+  if (!vocab::parse(c.name.c_str(), kind)) {
+    std::string hint = didYouMean(c.name, knownWeightings());
+    if (hint.empty()) hint = "; the strategies are " + joinWords(knownWeightings(), "and");
     diags_.error(c.nameLoc, fmt::format("unknown weighting '{}'{}", c.name, hint));
     return;
   }
-  std::vector<ParamDef> params;
-  std::string example;
-  if (c.name == "dwa") {
-    ParamDef t = realParam("temperature", false, 2);
-    t.lo = 0;
-    t.loOpen = true;
-    params = {t};
-    example = "dwa(temperature=2)";
-  } else if (c.name == "gradnorm") {
-    ParamDef a = realParam("alpha", false, 1.5);
-    a.lo = 0;
-    params = {a};
-    example = "gradnorm(alpha=1.5)";
-  }
-  BoundArgs a = bindArgs(c, "weighting '" + c.name + "'", params, example, diags_);
-  model_.train.weighting = c.name;
-  if (c.name == "dwa") model_.train.weightingParam = a.num("temperature");
-  if (c.name == "gradnorm") model_.train.weightingParam = a.num("alpha");
+  const vocab::Entry &row = vocab::row(kind);
+  std::vector<ParamDef> params = paramsOf(row);
+  BoundArgs a = bindArgs(c, "weighting '" + c.name + "'", params, row.example, diags_);
+  model_.train.weighting = kind;
+  if (!params.empty()) model_.train.weightingParam = a.num(params[0].name);  // a strategy has one at most
 
-  // Only fixed and pcgrad scale the task losses by the `weight` lines (runtime/train/Weighting.h); the
-  // other strategies compute their own weights, so a weight line there is a setting with no effect.
-  if (c.name != "fixed" && c.name != "pcgrad") {
+  // Only the strategies that use the tasks' `weight` lines scale the task losses by them
+  // (runtime/train/Weighting.h); the others compute their own weights, so a weight line there is a
+  // setting with no effect.
+  if (!vocab::has(kind, vocab::kUsesTaskWeights)) {
     for (const ast::TaskDecl &t : prog_.tasks) {
       if (t.weights.empty()) continue;
       diags_.warning(t.weights[0].loc,
                      fmt::format("task '{}': weight {} is ignored under weighting '{}', which sets the "
-                                 "task weights itself (only fixed and pcgrad use them)",
-                                 t.name, t.weights[0].text, c.name));
+                                 "task weights itself (only {} use them)",
+                                 t.name, t.weights[0].text, c.name, weightingsWith(vocab::kUsesTaskWeights)));
       diags_.note(c.nameLoc, fmt::format("weighting '{}' is chosen here", c.name));
     }
   }
+  if (vocab::has(kind, vocab::kTaskGradients)) checkGradientWeighting(c);
+}
 
-  // The gradient-based strategies balance the tasks' gradients on what they share.
-  if (c.name == "gradnorm" || c.name == "pcgrad" || c.name == "mgda") {
-    const size_t tasks = model_.tasks.size();
-    if (tasks < 2) {
-      diags_.error(c.nameLoc, fmt::format("weighting '{}' balances the gradients of several tasks and "
-                                          "needs at least two, but the model has {}",
-                                          c.name, tasks));
-    } else if (model_.shared.empty()) {
-      diags_.error(c.nameLoc, fmt::format("weighting '{}' acts on the gradients of what the tasks "
-                                          "share, but the model has no shared block; declare one "
-                                          "(shared NAME = SOURCE -> ...) and read it from the tasks",
+// The gradient-based strategies balance the tasks' gradients on what they share: they need two
+// tasks and shared parameters.
+void Analyzer::checkGradientWeighting(const ast::Call &c) {
+  const size_t tasks = model_.tasks.size();
+  if (tasks < 2) {
+    diags_.error(c.nameLoc, fmt::format("weighting '{}' balances the gradients of several tasks and "
+                                        "needs at least two, but the model has {}",
+                                        c.name, tasks));
+  } else if (model_.shared.empty()) {
+    diags_.error(c.nameLoc, fmt::format("weighting '{}' acts on the gradients of what the tasks "
+                                        "share, but the model has no shared block; declare one "
+                                        "(shared NAME = SOURCE -> ...) and read it from the tasks",
+                                        c.name));
+  } else if (std::all_of(sharedOut_.begin(), sharedOut_.end(), [](const auto &o) { return o.has_value(); })) {
+    bool params = false;
+    for (const Pipeline &p : model_.shared)
+      for (const Layer &l : p.layers) params |= l.hasParams();
+    if (!params)
+      diags_.error(c.nameLoc, fmt::format("weighting '{}' acts on the gradients of the shared "
+                                          "parameters, but no shared block has learnable "
+                                          "parameters",
                                           c.name));
-    } else if (std::all_of(sharedOut_.begin(), sharedOut_.end(), [](const auto &o) { return o.has_value(); })) {
-      bool params = false;
-      for (const Pipeline &p : model_.shared)
-        for (const Layer &l : p.layers) params |= l.hasParams();
-      if (!params)
-        diags_.error(c.nameLoc, fmt::format("weighting '{}' acts on the gradients of the shared "
-                                            "parameters, but no shared block has learnable "
-                                            "parameters",
-                                            c.name));
-    }
   }
 }
 
@@ -718,8 +678,10 @@ void Analyzer::checkTrain() {
   }
   static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting",
                                                     "seed", "shuffle", "freeze", "clip_grad_norm"};
-  static const std::vector<std::string> optimizerArgs = {"lr", "momentum", "beta1", "beta2", "eps",
-                                                         "weight_decay"};
+  std::vector<std::string> optimizerArgs;  // of any optimizer
+  for (const vocab::Entry &o : vocab::optimizers())
+    for (const vocab::Arg &a : o.args)
+      if (a.name) optimizerArgs.push_back(a.name);
   std::map<std::string, SourceRange> seen;
   rt::TrainSpec &tr = model_.train;
   for (const ast::Setting &s : prog_.trains[0].settings) {
@@ -770,38 +732,43 @@ void Analyzer::checkTrain() {
       else
         tr.clipGradNorm = s.value.number;
     } else {  // batch, epochs, seed: integers
-      const bool isSeed = s.name == "seed";
-      if (s.isCall || !s.value.isInteger) {
-        diags_.error(s.valueLoc, fmt::format("{} must be an integer, got {}", s.name,
-                                             s.isCall ? ast::str(s.call) : ast::str(s.value)));
-        continue;
-      }
-      const ast::Value &v = s.value;
-      if (isSeed) {
-        errno = 0;
-        const std::string &digits = v.text;
-        unsigned long long seed = digits.empty() || digits[0] == '-' ? 0 : std::strtoull(digits.c_str(), nullptr, 10);
-        if (!digits.empty() && digits[0] == '-') {
-          diags_.error(v.loc, fmt::format("seed must be at least 0, got {}", v.text));
-        } else if (errno == ERANGE) {
-          diags_.error(v.loc, fmt::format("seed {} is too large (at most {})", v.text,
-                                          std::numeric_limits<uint64_t>::max()));
-        } else {
-          tr.seed = seed;
-        }
-        continue;
-      }
-      if (v.number < 1) {
-        diags_.error(v.loc, fmt::format("{} must be at least 1, got {}", s.name, v.text));
-        continue;
-      }
-      if (v.number > static_cast<double>(kMaxInt)) {
-        diags_.error(v.loc, fmt::format("{} {} is too large (at most {})", s.name, v.text, kMaxInt));
-        continue;
-      }
-      (s.name == "batch" ? tr.batch : tr.epochs) = static_cast<int64_t>(v.number);
+      checkIntegerSetting(s);
     }
   }
+}
+
+// batch, epochs (at least 1) and seed (a uint64).
+void Analyzer::checkIntegerSetting(const ast::Setting &s) {
+  rt::TrainSpec &tr = model_.train;
+  if (s.isCall || !s.value.isInteger) {
+    diags_.error(s.valueLoc, fmt::format("{} must be an integer, got {}", s.name,
+                                         s.isCall ? ast::str(s.call) : ast::str(s.value)));
+    return;
+  }
+  const ast::Value &v = s.value;
+  if (s.name == "seed") {
+    errno = 0;
+    const std::string &digits = v.text;
+    unsigned long long seed = digits.empty() || digits[0] == '-' ? 0 : std::strtoull(digits.c_str(), nullptr, 10);
+    if (!digits.empty() && digits[0] == '-') {
+      diags_.error(v.loc, fmt::format("seed must be at least 0, got {}", v.text));
+    } else if (errno == ERANGE) {
+      diags_.error(v.loc, fmt::format("seed {} is too large (at most {})", v.text,
+                                      std::numeric_limits<uint64_t>::max()));
+    } else {
+      tr.seed = seed;
+    }
+    return;
+  }
+  if (v.number < 1) {
+    diags_.error(v.loc, fmt::format("{} must be at least 1, got {}", s.name, v.text));
+    return;
+  }
+  if (v.number > static_cast<double>(kMaxInt)) {
+    diags_.error(v.loc, fmt::format("{} {} is too large (at most {})", s.name, v.text, kMaxInt));
+    return;
+  }
+  (s.name == "batch" ? tr.batch : tr.epochs) = static_cast<int64_t>(v.number);
 }
 
 }  // namespace detail

@@ -28,11 +28,13 @@ using DataOverrides = std::map<std::string, std::string>;
 std::optional<Model> analyze(const ast::Program &program, const std::string &file,
                              Diagnostics &diags, const DataOverrides &dataOverrides = {});
 
-// The names sema knows, for documentation, completion and tests.
+// The names sema knows, for completion and tests: the rows of spec/Vocabulary.def (sources: the
+// table of DataBinding.cpp).
 const std::vector<std::string> &knownLayers();      // dense, conv2d, ..., embedding
 const std::vector<std::string> &knownBlocks();      // mixture, ple, cgc, cross_stitch
 const std::vector<std::string> &knownLosses();      // cross_entropy, bce, mse, l1
 const std::vector<std::string> &knownMetrics();     // accuracy, auc, mse, mae
+const std::vector<std::string> &knownOptimizers();  // sgd, adam
 const std::vector<std::string> &knownSources();     // fashion_mnist, idx, csv, synthetic_mmoe, ...
 const std::vector<std::string> &knownWeightings();  // fixed, uniform, uncertainty, dwa, ...
 

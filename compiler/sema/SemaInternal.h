@@ -1,7 +1,8 @@
 // Internals of semantic analysis shared by its source files (not part of the public API).
 //   Sema.cpp            driver of the analysis: model, names, inputs, tasks, train block
 //   Args.cpp            binding call arguments to a parameter list (types, ranges, defaults)
-//   ShapeInference.cpp  the layer table, layer arguments, shape rules through a pipeline
+//   Vocabulary.cpp      the vocabulary table (spec/Vocabulary.def) as name lists and parameters
+//   ShapeInference.cpp  layer arguments, shape rules through a pipeline
 //   Blocks.cpp          expert blocks (mixture, ple, cgc, cross_stitch) and the sources that read
 //                       them (gate, column), concat, the readers of each block
 //   DataBinding.cpp     the data block: sources, field expressions, widths
@@ -62,6 +63,13 @@ BoundArgs bindArgs(const ast::Call &call, const std::string &what,
                    const std::vector<ParamDef> &params, const std::string &example,
                    Diagnostics &diags);
 
+// A vocabulary row's arguments (spec/Vocabulary.def) as a parameter list; Int arguments are capped
+// at kMaxInt.
+std::vector<ParamDef> paramsOf(const vocab::Entry &row);
+
+// "a, b and c" (last = "and") or "a, b or c".
+std::string joinWords(const std::vector<std::string> &words, const char *last);
+
 // A number as written in messages: 3, 0.5, 1e-08.
 std::string fmtNum(double v);
 
@@ -78,8 +86,13 @@ struct NameInfo {
 
 // The expert block that ends a shared block (None for a plain one).
 enum class BlockKind { None, Unknown, Mixture, Ple, CrossStitch };  // Unknown: a misspelt block
+BlockKind blockKind(LayerKind k);      // None for a layer that is no expert block
 const char *blockWord(BlockKind k);    // "mixture", "ple", "cross_stitch"
 const char *readWord(BlockKind k);     // "gate", "column"
+
+// Learnable parameters of one checked layer (not an expert block) from its input shape `in`; -1
+// past int64.
+int64_t layerParams(const Layer &l);
 
 // Recomputes the shapes of already-checked layers for another input (PLE's later levels); false,
 // with the reason in `why`, when a layer cannot take it.
@@ -99,6 +112,8 @@ struct Origin {
   std::string what;   // "maxpool(2) produces [32, 13, 13]"
 };
 
+// One analysis of one program. Its steps are spread over the files listed at the top; only the
+// constructor and run() are its interface.
 class Analyzer {
 public:
   Analyzer(const ast::Program &program, const std::string &file, Diagnostics &diags,
@@ -108,6 +123,7 @@ public:
   }
   std::optional<Model> run();
 
+private:
   // ShapeInference.cpp: checks the layers of `ap` (arguments, then shapes from `in`, unknown when
   // nullopt) and appends them to `out.layers`; returns the output shape (nullopt if unknown).
   std::optional<Shape> checkLayers(const std::vector<ast::LayerCall> &calls, std::optional<Shape> in,
@@ -120,12 +136,15 @@ public:
   std::optional<Shape> resolveBlockSource(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
                                           int taskIndex, Pipeline &out, Origin &origin, bool &ok);
   bool rejectBlockRead(const std::string &name, SourceRange at, size_t sharedIndex, bool isShared);
+  std::optional<Shape> resolveBlockRead(const ast::Pipeline &ap, bool isShared, int taskIndex, Pipeline &out,
+                                        Origin &origin, bool &ok);
+  std::optional<Shape> resolveConcat(const ast::Pipeline &ap, bool isShared, size_t sharedIndex, Pipeline &out,
+                                     Origin &origin, bool &ok);
   // Blocks.cpp: after the tasks: blocks nobody reads, cross_stitch with one column, parameters.
   void finishBlocks();
   // DataBinding.cpp
   void checkData();
 
-private:
   void checkModelDecl();
   void declareNames();
   void checkInputs();
@@ -134,6 +153,14 @@ private:
   void checkTrain();
   void checkStepSize();  // StepSize.cpp
   void checkTask(const ast::TaskDecl &t, size_t index);
+  // The steps of checkTask.
+  std::vector<ast::Pipeline> taskPipelines(const ast::TaskDecl &t, bool &lossMisspelt);
+  std::optional<Shape> checkHead(const ast::TaskDecl &t, size_t index, const std::vector<ast::Pipeline> &pipelines,
+                                 Task &task, SourceRange &lastLoc);
+  bool checkLoss(const ast::TaskDecl &t, bool lossMisspelt, Task &task);
+  bool checkHeadWidth(const ast::TaskDecl &t, const Shape &out, SourceRange lastLoc, Task &task);
+  void checkTaskWeight(const ast::TaskDecl &t, Task &task);
+  void checkMetrics(const ast::TaskDecl &t, bool lossOk, Task &task);
   // A bare word in a task that names a metric (`metric auc accuracy`, a comma missing): reports
   // it and returns true; false when the word is not a metric.
   bool reportStrayMetric(const ast::TaskDecl &t, const ast::Pipeline &word);
@@ -141,11 +168,19 @@ private:
   // source's shape (nullopt if unknown or erroneous) and its origin for notes.
   std::optional<Shape> resolveSource(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
                                      int taskIndex, Pipeline &out, Origin &origin, bool &ok);
+  // ShapeInference.cpp: the steps of checkLayers for one call.
+  bool checkBlockStage(const ast::LayerCall &call, const vocab::Entry *row, std::optional<Shape> &cur,
+                       const Origin &origin, Pipeline &out, const LayerContext &ctx, Layer &layer);
+  void reportUnknownLayer(const ast::LayerCall &call);
+  bool bindLayerArgs(const ast::LayerCall &call, const vocab::Entry &row, Layer &layer);
+  bool checkEmbeddingPlace(const ast::LayerCall &call, const Layer &layer, const LayerContext &ctx, bool argsOk);
+  std::optional<Shape> inferLayer(const ast::LayerCall &call, const Shape &s, Layer &layer, Origin &origin);
   void checkOptimizer(const ast::Setting &s);
   void checkWeighting(const ast::Setting &s);
+  void checkGradientWeighting(const ast::Call &c);
   void checkFreeze(const ast::Setting &s);
+  void checkIntegerSetting(const ast::Setting &s);
 
-public:
   const ast::Program &prog_;
   Diagnostics &diags_;
   const DataOverrides &dataOverrides_;

@@ -1,5 +1,6 @@
 #include "syntax/Parser.h"
 
+#include "spec/Vocabulary.h"
 #include "syntax/Limits.h"
 
 #include "MTLLexer.h"
@@ -259,45 +260,130 @@ private:
     return false;
   }
   static bool isBlockName(const std::string &name) {
-    return name == "mixture" || name == "ple" || name == "cgc" || name == "cross_stitch";
+    const vocab::Entry *row = vocab::find(vocab::layers(), name.c_str());
+    return row && (row->flags & vocab::kBlock);
+  }
+  // The names of a vocabulary table: "cross_entropy, bce, mse or l1".
+  static std::string namesOf(vocab::Rows rows) {
+    std::string out;
+    for (int i = 0, n = rows.size(); i < n; ++i)
+      out += std::string(i == 0 ? "" : i + 1 == n ? " or " : ", ") + rows.begin()[i].name;
+    return out;
+  }
+
+  // The steps of expectation() for the rules that need more than a line.
+
+  // Between declarations: `shared trunk = image -> conv2d(8, kernel=3) relu` is probably a
+  // missing arrow.
+  std::string expectItem(const Token *t, const Token *prev) {
+    std::string decl = "a declaration ('model', 'input', 'shared', 'task', 'train' or 'data')";
+    MTLParser::ItemContext *last = previous_;
+    if (last && t && t->getType() == MTLParser::IDENT && prev &&
+        (prev->getType() == MTLParser::IDENT || prev->getType() == MTLParser::RPAREN ||
+         prev->getType() == MTLParser::RBRACE)) {
+      if (last->sharedDecl() && last->sharedDecl()->pipeline()) {
+        auto stages = last->sharedDecl()->pipeline()->stage();
+        auto *stage = stages.empty() ? nullptr
+                                     : dynamic_cast<MTLParser::LayerStageContext *>(stages.back());
+        if (stage && !stage->blockBody() && stage->call() && stage->call()->name &&
+            isBlockName(stage->call()->name->getText()) && stage->call()->getStop() == prev)
+          return "'{' and the expert's layers after " + stage->call()->name->getText() + "(...)";
+      }
+      if (last->sharedDecl() && last->sharedDecl()->name)
+        return "'->' to continue the pipeline of '" + last->sharedDecl()->name->getText() +
+               "', or " + decl;
+    }
+    return decl;
+  }
+
+  std::string expectSourceOrStage(antlr4::ParserRuleContext *ctx, const antlr4::misc::IntervalSet &exp,
+                                  const std::string &generic) {
+    switch (ctx->getRuleIndex()) {
+    case MTLParser::RuleSource:
+      if (dynamic_cast<MTLParser::GateSourceContext *>(ctx)) {
+        if (has(exp, MTLParser::IDENT)) return "the name of a mixture in gate(...)";
+        if (has(exp, MTLParser::RPAREN)) return "')' after gate's argument";
+        if (has(exp, MTLParser::LPAREN)) return "'(' after 'gate'";
+        return generic;
+      }
+      if (auto *c = dynamic_cast<MTLParser::CallSourceContext *>(ctx)) {
+        std::string f = c->func ? c->func->getText() : "the source";
+        if (has(exp, MTLParser::RPAREN)) return "',' or ')' in " + f + "(...)";
+        if (has(exp, MTLParser::IDENT)) return "a name in " + f + "(...)";
+        return generic;
+      }
+      return "a pipeline source (an input or a shared block, gate(...), column(...) or concat(...))";
+    case MTLParser::RuleStage:
+      if (dynamic_cast<MTLParser::MixtureStageContext *>(ctx)) {
+        if (has(exp, MTLParser::LPAREN)) return "'(' after 'mixture'";
+        if (has(exp, MTLParser::LBRACE)) return "'{' and the expert's layers after mixture(...)";
+        if (has(exp, MTLParser::RPAREN)) return "',' or ')' after the mixture's arguments";
+        if (has(exp, MTLParser::RBRACE)) return "'->', ';' or '}' in the body of mixture";
+        return generic;
+      }
+      if (auto *l = dynamic_cast<MTLParser::LayerStageContext *>(ctx); l && l->blockBody())
+        return "'->', ';' or '}' in the body of " + blockName(ctx);
+      return "a layer after '->'";
+    default: return generic;
+    }
+  }
+
+  std::string expectCall(antlr4::ParserRuleContext *ctx, size_t parentRule, const Token *prev,
+                         const antlr4::misc::IntervalSet &exp, const std::string &generic) {
+    auto callName = [](antlr4::ParserRuleContext *c) -> std::string {
+      auto *call = dynamic_cast<MTLParser::CallContext *>(c);
+      return call && call->name ? call->name->getText() : "";
+    };
+    auto *call = dynamic_cast<MTLParser::CallContext *>(ctx);
+    if (call && !call->name) {
+      switch (parentRule) {
+      case MTLParser::RuleStage: return "a layer after '->'";
+      case MTLParser::RuleBlockLayers: {
+        std::string after = prev && prev->getType() == MTLParser::SEMI ? "';'"
+                            : prev && prev->getType() == MTLParser::LBRACE ? "'{'"
+                                                                           : "'->'";
+        return "a layer after " + after + " in the body of " + blockName(ctx);
+      }
+      case MTLParser::RuleTaskItem: return "a loss name after 'loss' (" + namesOf(vocab::losses()) + ")";
+      case MTLParser::RuleDataItem: return "a data source such as fashion_mnist(\"train\")";
+      default: return "a name";
+      }
+    }
+    std::string name = callName(ctx);
+    std::string what = parentRule == MTLParser::RuleStage || parentRule == MTLParser::RuleBlockLayers
+                           ? "layer arguments"
+                           : "the arguments of '" + name + "'";
+    if (has(exp, MTLParser::RPAREN) && call && call->argList())
+      return "',' or ')' after " + what;
+    if (has(exp, MTLParser::RPAREN)) return "an argument or ')' after '" + name + "('";
+    return generic;
+  }
+
+  static std::string expectNumber(antlr4::tree::ParseTree *parent, size_t parentRule) {
+    switch (parentRule) {
+    case MTLParser::RuleInputDecl: return "a dimension (an integer)";
+    case MTLParser::RuleTaskItem: return "a number after 'weight'";
+    case MTLParser::RuleBindExpr: {
+      auto *be = dynamic_cast<MTLParser::BindExprContext *>(parent);
+      if (be && be->IN()) return "a number in the set";
+      if (be && be->binOp()) return "a number after '" + be->binOp()->getText() + "'";
+      return "a number";
+    }
+    default: return "a number";
+    }
   }
 
   // What the parser expected, in words, from the rule it is in and the expected token set.
   std::string expectation(antlr4::Parser *p, const Token *t, const Token *prev,
                           const antlr4::misc::IntervalSet &exp) {
     auto *ctx = p->getContext();
-    const auto &vocab = p->getVocabulary();
-    std::string generic = expectedList(vocab, exp);
+    std::string generic = expectedList(p->getVocabulary(), exp);
     if (!ctx) return generic;
     auto *parent = dynamic_cast<antlr4::ParserRuleContext *>(ctx->parent);
     size_t parentRule = parent ? parent->getRuleIndex() : SIZE_MAX;
-    auto callName = [](antlr4::ParserRuleContext *c) -> std::string {
-      auto *call = dynamic_cast<MTLParser::CallContext *>(c);
-      return call && call->name ? call->name->getText() : "";
-    };
     switch (ctx->getRuleIndex()) {
     case MTLParser::RuleProgram:
-    case MTLParser::RuleItem: {
-      std::string decl = "a declaration ('model', 'input', 'shared', 'task', 'train' or 'data')";
-      // `shared trunk = image -> conv2d(8, kernel=3) relu`: probably a missing arrow.
-      MTLParser::ItemContext *last = previous_;
-      if (last && t && t->getType() == MTLParser::IDENT && prev &&
-          (prev->getType() == MTLParser::IDENT || prev->getType() == MTLParser::RPAREN ||
-           prev->getType() == MTLParser::RBRACE)) {
-        if (last->sharedDecl() && last->sharedDecl()->pipeline()) {
-          auto stages = last->sharedDecl()->pipeline()->stage();
-          auto *stage = stages.empty() ? nullptr
-                                       : dynamic_cast<MTLParser::LayerStageContext *>(stages.back());
-          if (stage && !stage->blockBody() && stage->call() && stage->call()->name &&
-              isBlockName(stage->call()->name->getText()) && stage->call()->getStop() == prev)
-            return "'{' and the expert's layers after " + stage->call()->name->getText() + "(...)";
-        }
-        if (last->sharedDecl() && last->sharedDecl()->name)
-          return "'->' to continue the pipeline of '" + last->sharedDecl()->name->getText() +
-                 "', or " + decl;
-      }
-      return decl;
-    }
+    case MTLParser::RuleItem: return expectItem(t, prev);
     case MTLParser::RuleModelDecl:
       return "a model name after 'model'";
     case MTLParser::RuleInputDecl: {
@@ -324,63 +410,16 @@ private:
       if (has(exp, MTLParser::COMMA)) return "',' or the next statement after the metric";
       return generic;
     case MTLParser::RuleMetricName:
-      return "a metric name (accuracy, auc, mse or mae)";
+      return "a metric name (" + namesOf(vocab::metrics()) + ")";
     case MTLParser::RulePipeline:
       return "'->' and a layer";
     case MTLParser::RuleSource:
-      if (dynamic_cast<MTLParser::GateSourceContext *>(ctx)) {
-        if (has(exp, MTLParser::IDENT)) return "the name of a mixture in gate(...)";
-        if (has(exp, MTLParser::RPAREN)) return "')' after gate's argument";
-        if (has(exp, MTLParser::LPAREN)) return "'(' after 'gate'";
-        return generic;
-      }
-      if (auto *c = dynamic_cast<MTLParser::CallSourceContext *>(ctx)) {
-        std::string f = c->func ? c->func->getText() : "the source";
-        if (has(exp, MTLParser::RPAREN)) return "',' or ')' in " + f + "(...)";
-        if (has(exp, MTLParser::IDENT)) return "a name in " + f + "(...)";
-        return generic;
-      }
-      return "a pipeline source (an input or a shared block, gate(...), column(...) or concat(...))";
-    case MTLParser::RuleStage:
-      if (dynamic_cast<MTLParser::MixtureStageContext *>(ctx)) {
-        if (has(exp, MTLParser::LPAREN)) return "'(' after 'mixture'";
-        if (has(exp, MTLParser::LBRACE)) return "'{' and the expert's layers after mixture(...)";
-        if (has(exp, MTLParser::RPAREN)) return "',' or ')' after the mixture's arguments";
-        if (has(exp, MTLParser::RBRACE)) return "'->', ';' or '}' in the body of mixture";
-        return generic;
-      }
-      if (auto *l = dynamic_cast<MTLParser::LayerStageContext *>(ctx); l && l->blockBody())
-        return "'->', ';' or '}' in the body of " + blockName(ctx);
-      return "a layer after '->'";
+    case MTLParser::RuleStage: return expectSourceOrStage(ctx, exp, generic);
     case MTLParser::RuleBlockBody:
       return "'->', ';' or '}' in the body of " + blockName(ctx);
     case MTLParser::RuleBlockLayers:
       return "'->', ';' or '}' in the body of " + blockName(ctx);
-    case MTLParser::RuleCall: {
-      auto *call = dynamic_cast<MTLParser::CallContext *>(ctx);
-      if (call && !call->name) {
-        switch (parentRule) {
-        case MTLParser::RuleStage: return "a layer after '->'";
-        case MTLParser::RuleBlockLayers: {
-          std::string after = prev && prev->getType() == MTLParser::SEMI ? "';'"
-                              : prev && prev->getType() == MTLParser::LBRACE ? "'{'"
-                                                                             : "'->'";
-          return "a layer after " + after + " in the body of " + blockName(ctx);
-        }
-        case MTLParser::RuleTaskItem: return "a loss name after 'loss' (cross_entropy, bce, mse or l1)";
-        case MTLParser::RuleDataItem: return "a data source such as fashion_mnist(\"train\")";
-        default: return "a name";
-        }
-      }
-      std::string name = callName(ctx);
-      std::string what = parentRule == MTLParser::RuleStage || parentRule == MTLParser::RuleBlockLayers
-                             ? "layer arguments"
-                             : "the arguments of '" + name + "'";
-      if (has(exp, MTLParser::RPAREN) && call && call->argList())
-        return "',' or ')' after " + what;
-      if (has(exp, MTLParser::RPAREN)) return "an argument or ')' after '" + name + "('";
-      return generic;
-    }
+    case MTLParser::RuleCall: return expectCall(ctx, parentRule, prev, exp, generic);
     case MTLParser::RuleArgList:
       return "',' or ')' after an argument";
     case MTLParser::RuleArg: {
@@ -393,18 +432,7 @@ private:
       if (arg && arg->key) return "a value after '" + arg->key->getText() + "='";
       return "an argument value (a number, a string or a name)";
     }
-    case MTLParser::RuleNumber:
-      switch (parentRule) {
-      case MTLParser::RuleInputDecl: return "a dimension (an integer)";
-      case MTLParser::RuleTaskItem: return "a number after 'weight'";
-      case MTLParser::RuleBindExpr: {
-        auto *be = dynamic_cast<MTLParser::BindExprContext *>(parent);
-        if (be && be->IN()) return "a number in the set";
-        if (be && be->binOp()) return "a number after '" + be->binOp()->getText() + "'";
-        return "a number";
-      }
-      default: return "a number";
-      }
+    case MTLParser::RuleNumber: return expectNumber(parent, parentRule);
     case MTLParser::RuleTrainBlock:
       if (has(exp, MTLParser::LBRACE)) return "'{' after 'train'";
       return "a setting (optimizer, batch, epochs, weighting, seed, shuffle or freeze) or '}'";

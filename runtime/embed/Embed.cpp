@@ -18,6 +18,7 @@
 #include "runtime/core/Text.h"
 #include "runtime/core/Update.h"
 #include "spec/Init.h"
+#include "spec/Vocabulary.h"
 #include "spec/abi.h"
 
 #include <cctype>
@@ -62,8 +63,9 @@ struct Buffer {
 
 // ---- the bundle description (written by compiler/aot/Aot.cpp) ------------------------------------
 
-enum class Optim { Sgd, Adam };
-enum class Loss { CrossEntropy, Bce, Mse, L1 };
+// The vocabulary's enums: the description names losses and optimizers as spec/Vocabulary.def does.
+using Optim = mtlc::vocab::OptimizerKind;
+using Loss = mtlc::vocab::LossKind;
 
 // Names point into Desc::text (the description's owned copy, split into tokens in place).
 struct ParamDesc {
@@ -122,15 +124,7 @@ bool toDouble(const char *t, double &v) {
   return end != t && *end == '\0';
 }
 
-bool parseLoss(const char *s, Loss &l) {
-  if (!s) return false;
-  if (!std::strcmp(s, "cross_entropy")) l = Loss::CrossEntropy;
-  else if (!std::strcmp(s, "bce")) l = Loss::Bce;
-  else if (!std::strcmp(s, "mse")) l = Loss::Mse;
-  else if (!std::strcmp(s, "l1")) l = Loss::L1;
-  else return false;
-  return true;
-}
+bool parseLoss(const char *s, Loss &l) { return s && mtlc::vocab::parse(s, l); }
 
 // One line of the description, split at spaces in place. Tokens past the end are NULL.
 struct Line {
@@ -162,8 +156,7 @@ bool parseRecord(const Line &l, Desc &d) {
   if (l.is("sizes")) return toInt(t[1], d.paramCount) && toInt(t[2], d.actsFloats) && toInt(t[3], d.maxBatch);
   if (l.is("seed")) return toUnsigned(t[1], d.seed);
   if (l.is("optimizer")) {
-    if (!t[1] || (std::strcmp(t[1], "sgd") && std::strcmp(t[1], "adam"))) return false;
-    d.optimizer = std::strcmp(t[1], "sgd") ? Optim::Adam : Optim::Sgd;
+    if (!t[1] || !mtlc::vocab::parse(t[1], d.optimizer)) return false;
     return toDouble(t[2], d.lr) && toDouble(t[3], d.momentum) && toDouble(t[4], d.beta1) &&
            toDouble(t[5], d.beta2) && toDouble(t[6], d.eps) && toDouble(t[7], d.weightDecay);
   }
@@ -172,7 +165,7 @@ bool parseRecord(const Line &l, Desc &d) {
     return in.name && toInt(t[2], in.size) && toInt(t[3], in.categories) && d.inputs.push(in);
   }
   if (l.is("task")) {
-    TaskDesc task{t[1], Loss::Mse, 1, 1, 1};
+    TaskDesc task{t[1], Loss::MSE, 1, 1, 1};
     double weight = 1;
     bool ok = task.name && parseLoss(t[2], task.loss) && toInt(t[3], task.outWidth) &&
               toInt(t[4], task.labelWidth) && toDouble(t[5], weight);
@@ -396,7 +389,7 @@ int checkLabels(mtlc_embed_ctx *c, int64_t n, const float *const *labels, const 
       if (td.loss == Loss::CrossEntropy) {
         okValue = v >= 0 && v < float(td.outWidth) && v == std::floor(v);
         expected = ", not a class index of the head";
-      } else if (td.loss == Loss::Bce) {
+      } else if (td.loss == Loss::BCE) {
         okValue = v >= 0 && v <= 1;
         expected = ", not in [0, 1]";
       }
@@ -533,7 +526,7 @@ int mtlc_embed_save(mtlc_embed_ctx *c, const char *path) {
   std::snprintf(steps, sizeof steps, "%lld", (long long)c->optSteps);
   const mtlc::core::MetadataPair meta[] = {{"format", "mtlc"},
                                           {"model", d.model},
-                                          {"optimizer", d.optimizer == Optim::Sgd ? "sgd" : "adam"},
+                                          {"optimizer", mtlc::vocab::name(d.optimizer)},
                                           {"steps", steps}};
   mtlc::core::Failure f = c->failure();
   return statusOf(mtlc::core::writeSafeTensors(path, views.items, views.size, meta, 4, f));
@@ -560,7 +553,7 @@ int mtlc_embed_load(mtlc_embed_ctx *c, const char *path) {
   const TensorEntry *stepT = file.find("optim.step");
   bool withState = stepT != nullptr;
   const char *optimizer = file.table.metadataValue("optimizer");
-  if (optimizer && std::strcmp(optimizer, d.optimizer == Optim::Sgd ? "sgd" : "adam")) withState = false;
+  if (optimizer && std::strcmp(optimizer, mtlc::vocab::name(d.optimizer))) withState = false;
   for (size_t s = 0; s < stateCount; ++s) withState = withState && file.find(state[s].name);
   for (size_t s = 0; withState && s < stateCount; ++s)
     if (file.find(state[s].name)->count != d.paramCount)

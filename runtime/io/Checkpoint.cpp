@@ -17,10 +17,6 @@ static std::string taskList(const ModelSpec& spec) {
   return s;
 }
 
-static std::string weightingName(const ModelSpec& spec) {
-  return spec.train.weighting.empty() ? "fixed" : spec.train.weighting;
-}
-
 static std::string accKey(const TaskSpec& t) { return "train.acc." + t.name; }
 
 void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float* params, Optimizer* optimizer,
@@ -29,12 +25,12 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
   for (const ParamSpec& p : spec.params) views.push_back({p.name, p.shape, params + p.offset});
   std::map<std::string, std::string> meta{{"format", "mtlc"}, {"model", spec.name}, {"tasks", taskList(spec)}};
   if (optimizer) {
-    meta["optimizer"] = optimizer->spec().kind;
+    meta["optimizer"] = vocab::name(optimizer->spec().kind);
     meta["steps"] = std::to_string(optimizer->steps());
     for (const Optimizer::StateTensor& s : optimizer->state()) views.push_back({s.name, {s.size}, s.data});
   }
   if (weighting) {
-    meta["weighting"] = weightingName(spec);
+    meta["weighting"] = vocab::name(spec.train.weighting);
     for (const WeightingState& s : weighting->state()) views.push_back({s.name, s.shape, s.data});
   }
   if (pos) {
@@ -195,7 +191,7 @@ bool loadOptimizerState(const std::string& path, Optimizer& opt) {
 
 bool loadOptimizerState(const TensorFile& f, const std::string& path, Optimizer& opt) {
   auto it = f.metadata.find("optimizer");
-  if (it != f.metadata.end() && it->second != opt.spec().kind) return false;
+  if (it != f.metadata.end() && it->second != vocab::name(opt.spec().kind)) return false;
   std::vector<Optimizer::StateTensor> state = opt.state();
   for (const auto& s : state)
     if (!f.find(s.name)) return false;
@@ -221,7 +217,7 @@ bool loadWeightingState(const TensorFile& f, const ModelSpec& spec, Weighting& w
     auto it = f.metadata.find(key);
     return it == f.metadata.end() ? std::string() : it->second;
   };
-  if (meta("weighting") != weightingName(spec) || meta("tasks") != taskList(spec)) return false;
+  if (meta("weighting") != vocab::name(spec.train.weighting) || meta("tasks") != taskList(spec)) return false;
   for (const WeightingState& s : state) {
     const Tensor* t = f.find(s.name);
     if (!t || t->shape != s.shape || int64_t(t->data.size()) != s.size()) return false;

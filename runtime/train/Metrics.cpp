@@ -11,18 +11,11 @@ namespace mtlc::rt {
 
 static const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-const char* metricName(Metric m) {
-  switch (m) {
-    case Metric::Accuracy: return "accuracy";
-    case Metric::AUC: return "auc";
-    case Metric::MSE: return "mse";
-    case Metric::MAE: return "mae";
-  }
-  return "?";
-}
+const char* metricName(Metric m) { return vocab::name(m); }
 
 bool lowerIsBetter(const std::string& metric) {
-  return metric == "loss" || metric == "mse" || metric == "mae";
+  Metric m;
+  return metric == "loss" || (vocab::parse(metric.c_str(), m) && vocab::lowerIsBetter(m));
 }
 
 double relativeImprovement(const std::string& metric, double multi, double single) {

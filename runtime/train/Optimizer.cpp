@@ -13,13 +13,14 @@ namespace mtlc::rt {
 
 Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount)
     : spec_(spec), count_(paramCount), spans_{{0, paramCount}} {
-  if (spec.kind == "sgd") {
-    if (spec.momentum != 0) a_.resize(paramCount);
-  } else if (spec.kind == "adam") {
-    a_.resize(paramCount);
-    b_.resize(paramCount);
-  } else {
-    throwError("unknown optimizer `{}` (known: sgd, adam)", spec.kind);
+  switch (spec.kind) {
+    case OptimizerKind::Sgd:
+      if (spec.momentum != 0) a_.resize(paramCount);
+      break;
+    case OptimizerKind::Adam:
+      a_.resize(paramCount);
+      b_.resize(paramCount);
+      break;
   }
 }
 
@@ -46,7 +47,7 @@ void Optimizer::step(float* params, const float* grads, ThreadPool* pool) {
     const int64_t begin = j.begin + b0 * kBlock, n = std::min(j.end, j.begin + b1 * kBlock) - begin;
     const OptimizerSpec& s = o.spec_;
     float* a = o.a_.data() ? o.a_.data() + begin : nullptr;
-    if (s.kind == "sgd")
+    if (s.kind == OptimizerKind::Sgd)
       core::sgdUpdate(j.params + begin, j.grads + begin, a, n, s.lr, s.momentum, s.weightDecay, o.steps_ == 1);
     else
       core::adamUpdate(j.params + begin, j.grads + begin, a, o.b_.data() + begin, n, s.lr, s.beta1,
@@ -73,8 +74,8 @@ std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec) {
 
 std::vector<Optimizer::StateTensor> Optimizer::state() {
   std::vector<StateTensor> s{{"optim.step", &stepTensor_, 1}};
-  if (spec_.kind == "sgd" && spec_.momentum != 0) s.push_back({"optim.momentum", a_.data(), count_});
-  if (spec_.kind == "adam") {
+  if (spec_.kind == OptimizerKind::Sgd && spec_.momentum != 0) s.push_back({"optim.momentum", a_.data(), count_});
+  if (spec_.kind == OptimizerKind::Adam) {
     s.push_back({"optim.m", a_.data(), count_});
     s.push_back({"optim.v", b_.data(), count_});
   }

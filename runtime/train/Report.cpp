@@ -38,7 +38,7 @@ ojson metricsJson(const TaskSpec& task, const TaskResult& r) {
 }
 
 std::string optimizerString(const OptimizerSpec& o) {
-  if (o.kind == "sgd") {
+  if (o.kind == OptimizerKind::Sgd) {
     std::string s = fmt::format("sgd(lr={}", o.lr);
     if (o.momentum != 0) s += fmt::format(", momentum={}", o.momentum);
     if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);

@@ -9,15 +9,18 @@
 namespace mtlc::rt {
 
 std::vector<float> lossWeights(const ModelSpec& spec) {
-  const std::string& w = spec.train.weighting;
   const float T = float(spec.tasks.size());
   std::vector<float> weights;
   for (const TaskSpec& t : spec.tasks) {
-    if (w == "fixed" || w.empty() || w == "pcgrad") weights.push_back(float(t.weight));
-    else if (w == "uniform" || w == "mgda") weights.push_back(1.0f / T);
-    else if (w == "uncertainty") weights.push_back(0.5f);  // ½·exp(−0)
-    else if (w == "dwa" || w == "gradnorm") weights.push_back(1.0f);
-    else throwError("unknown weighting `{}` (known: fixed, uniform, uncertainty, dwa, gradnorm, pcgrad, mgda)", w);
+    switch (spec.train.weighting) {
+      case WeightingKind::Fixed:
+      case WeightingKind::PCGrad: weights.push_back(float(t.weight)); break;
+      case WeightingKind::Uniform:
+      case WeightingKind::Mgda: weights.push_back(1.0f / T); break;
+      case WeightingKind::Uncertainty: weights.push_back(0.5f); break;  // ½·exp(−0)
+      case WeightingKind::Dwa:
+      case WeightingKind::GradNorm: weights.push_back(1.0f); break;
+    }
   }
   return weights;
 }

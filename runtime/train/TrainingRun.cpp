@@ -166,7 +166,7 @@ void TrainingRun::resumeState() {
                "cannot continue it", path, resumed_->batchSize, resumed_->rows, ts_.batch, trainData_.rows);
   loadParams(*resumeFile_, path, spec_, params_.data());
   if (!loadOptimizerState(*resumeFile_, path, *optimizer_))
-    throwError("{}: the checkpoint has no {} optimizer state for this model", path, ts_.optimizer.kind);
+    throwError("{}: the checkpoint has no {} optimizer state for this model", path, vocab::name(ts_.optimizer.kind));
   if (!loadWeightingState(*resumeFile_, spec_, *weighting_))
     throwError("{}: the checkpoint has no `{}` weighting state for tasks {}", path, weighting_->describe(),
                fmt::join(taskNames(spec_), ", "));
@@ -222,7 +222,7 @@ void TrainingRun::printStart() {
                       spec_.name, T_, T_ == 1 ? "" : "s", learnable, optimizerString(ts_.optimizer), ts_.batch, epochs_,
                       epochs_ == 1 ? "" : "s", threads, threads == 1 ? "" : "s", initNote_);
   for (const std::string& l : initLines_) out_ << l << '\n';
-  if (ts_.weighting != "fixed" && !ts_.weighting.empty()) out_ << fmt::format("weighting: {}\n", weighting_->describe());
+  if (ts_.weighting != WeightingKind::Fixed) out_ << fmt::format("weighting: {}\n", weighting_->describe());
   std::vector<std::string> frozen;
   printFrozen(frozen);
   if (!frozen.empty()) out_ << fmt::format("frozen: {}; the optimizer leaves them unchanged\n", fmt::join(frozen, ", "));

@@ -187,8 +187,8 @@ void restoreSteps(Optimizer& opt) {
 
 class Fixed final : public Weighting {
  public:
-  Fixed(std::string name, std::vector<float> w) : name_(std::move(name)), w_(std::move(w)) {}
-  std::string describe() const override { return name_; }
+  Fixed(WeightingKind kind, std::vector<float> w) : kind_(kind), w_(std::move(w)) {}
+  std::string describe() const override { return vocab::name(kind_); }
   StepResult step(StepKernels& k, int64_t) override {
     k.trainStep(w_.data());
     return {w_, weightedTotal(w_, k.losses())};
@@ -196,7 +196,7 @@ class Fixed final : public Weighting {
   std::vector<float> currentWeights() const override { return w_; }
 
  private:
-  std::string name_;
+  WeightingKind kind_;
   std::vector<float> w_;
 };
 
@@ -204,7 +204,7 @@ class Uncertainty final : public Weighting {
  public:
   explicit Uncertainty(const ModelSpec& spec)
       : T_(int64_t(spec.tasks.size())), logVar_(size_t(T_), 0.0f), opt_(ownOptimizer(spec), T_) {}
-  std::string describe() const override { return "uncertainty"; }
+  std::string describe() const override { return vocab::name(WeightingKind::Uncertainty); }
   std::vector<float> currentWeights() const override {
     std::vector<float> w(static_cast<size_t>(T_));
     for (int64_t t = 0; t < T_; ++t) w[size_t(t)] = float(0.5 * std::exp(-double(logVar_[size_t(t)])));
@@ -363,7 +363,7 @@ class PCGrad final : public Weighting {
     for (const TaskSpec& t : spec.tasks) w_.push_back(float(t.weight));
     for (auto [lo, hi] : shared_) dim_ += hi - lo;
   }
-  std::string describe() const override { return "pcgrad"; }
+  std::string describe() const override { return vocab::name(WeightingKind::PCGrad); }
   bool needsTaskGrads() const override { return true; }
   std::vector<float> currentWeights() const override { return w_; }
   StepResult step(StepKernels& k, int64_t step) override {
@@ -444,34 +444,35 @@ class Mgda final : public Weighting {
 }  // namespace
 
 std::unique_ptr<Weighting> Weighting::create(const ModelSpec& spec, uint64_t seed) {
-  const std::string& w = spec.train.weighting;
+  const WeightingKind w = spec.train.weighting;
   const int64_t T = int64_t(spec.tasks.size());
   auto require = [&](mtlc_entry_fn fn, const char* entry) {
     if (!fn)
-      throwError("internal: weighting `{}` needs the `{}` entry point, which model `{}` was compiled without", w,
-                 entry, spec.name);
+      throwError("internal: weighting `{}` needs the `{}` entry point, which model `{}` was compiled without",
+                 vocab::name(w), entry, spec.name);
   };
-  if (w == "fixed" || w.empty()) {
-    std::vector<float> weights;
-    for (const TaskSpec& t : spec.tasks) weights.push_back(float(t.weight));
-    return std::make_unique<Fixed>("fixed", std::move(weights));
+  switch (w) {
+    case WeightingKind::Fixed: {
+      std::vector<float> weights;
+      for (const TaskSpec& t : spec.tasks) weights.push_back(float(t.weight));
+      return std::make_unique<Fixed>(w, std::move(weights));
+    }
+    case WeightingKind::Uniform:
+      return std::make_unique<Fixed>(w, std::vector<float>(size_t(T), 1.0f / float(T)));
+    case WeightingKind::Uncertainty: return std::make_unique<Uncertainty>(spec);
+    case WeightingKind::Dwa:
+      return std::make_unique<Dwa>(spec, spec.train.weightingParam > 0 ? spec.train.weightingParam : 2.0);
+    case WeightingKind::GradNorm:
+      require(spec.taskGradsStep, "task_grads");
+      return std::make_unique<GradNorm>(spec, spec.train.weightingParam);
+    case WeightingKind::PCGrad:
+      require(spec.taskGradsStep, "task_grads");
+      return std::make_unique<PCGrad>(spec, seed);
+    case WeightingKind::Mgda:
+      if (!(spec.repGradsStep && spec.repWidth > 0)) require(spec.taskGradsStep, "task_grads");
+      return std::make_unique<Mgda>(spec);
   }
-  if (w == "uniform") return std::make_unique<Fixed>("uniform", std::vector<float>(size_t(T), 1.0f / float(T)));
-  if (w == "uncertainty") return std::make_unique<Uncertainty>(spec);
-  if (w == "dwa") return std::make_unique<Dwa>(spec, spec.train.weightingParam > 0 ? spec.train.weightingParam : 2.0);
-  if (w == "gradnorm") {
-    require(spec.taskGradsStep, "task_grads");
-    return std::make_unique<GradNorm>(spec, spec.train.weightingParam);
-  }
-  if (w == "pcgrad") {
-    require(spec.taskGradsStep, "task_grads");
-    return std::make_unique<PCGrad>(spec, seed);
-  }
-  if (w == "mgda") {
-    if (!(spec.repGradsStep && spec.repWidth > 0)) require(spec.taskGradsStep, "task_grads");
-    return std::make_unique<Mgda>(spec);
-  }
-  throwError("unknown weighting `{}` (known: fixed, uniform, uncertainty, dwa, gradnorm, pcgrad, mgda)", w);
+  throwError("internal: weighting kind {} has no strategy", int(w));
 }
 
 }  // namespace mtlc::rt

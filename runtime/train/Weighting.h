@@ -92,8 +92,7 @@ struct StepResult {
 class Weighting {
  public:
   virtual ~Weighting() = default;
-  // The strategy named by spec.train.weighting; an Error for an unknown name or one whose entry
-  // points the model lacks. `seed` is the run's seed (pcgrad's orders).
+  // The strategy of spec.train.weighting; an Error when the model lacks an entry point it needs. `seed` is the run's seed (pcgrad's orders).
   static std::unique_ptr<Weighting> create(const ModelSpec& spec, uint64_t seed);
 
   virtual std::string describe() const = 0;  // "uncertainty", "dwa(temperature=2)"

@@ -7,10 +7,14 @@ Usage: language_reference.py MTLC SOURCE_DIR WORK_DIR
    metrics, optimizers, weightings, train settings, data sources and their fields, pipeline source
    functions, every argument name, the reserved words and binding operators of grammar/MTL.g4, and
    every subcommand and option of compiler/driver/Options.cpp. The names are read from the
-   compiler's own tables (compiler/sema/*.cpp), so a name added there without documentation fails.
+   vocabulary table (spec/Vocabulary.def) and the compiler's own tables (compiler/sema/*.cpp), so a
+   name added there without documentation fails.
 2. Every layer, block, optimizer, weighting and source has a signature in a code span,
    `name(arg, opt=default, ...)`, naming all of its arguments (optional ones as `arg=`).
-3. Every fenced ```mtl block is a whole program that `mtlc` compiles (exit 0, no diagnostics), and
+3. The tables of layers, blocks, losses, metrics, optimizers, weightings (and schedules) agree with
+   spec/Vocabulary.def: one row per vocabulary row, in its order, each with its signature and the
+   vocabulary's defaults.
+4. Every fenced ```mtl block is a whole program that `mtlc` compiles (exit 0, no diagnostics), and
    every ```mtl-rejected block (the "not yet implemented" forms) is refused with exit status 1 and
    an "unknown ..." error.
 """
@@ -77,65 +81,84 @@ def params_of(text, callee, names):
     return list(out.items())
 
 
-def braced(text, at):
-    """The balanced {...} block of `text` that starts at or after index `at`."""
-    i = text.index("{", at)
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j + 1]
-    return text[i:]
+def split_args(text):
+    """The top-level comma-separated parts of a macro's argument text."""
+    parts, depth, cur, quoted = [], 0, "", False
+    for i, ch in enumerate(text):
+        if ch == '"' and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return parts
 
 
-def branches(fn_text, subject):
-    """{callee: its branch} for every `if (SUBJECT.name == "callee") { ... }` of a function."""
-    return {m.group(1): braced(fn_text, m.end() - 1)
-            for m in re.finditer(r'if \(' + subject + r'\.name == "(\w+)"\) \{', fn_text)}
+def macro_calls(text, names):
+    """[(macro, [arguments])] of every call of one of `names` in `text`, in order."""
+    calls = []
+    for m in re.finditer(r"\b(" + "|".join(names) + r")\(", text):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        calls.append((m.group(1), split_args(text[m.end():i - 1])))
+    return calls
+
+
+def unquote(s):
+    return s[1:-1] if s.startswith('"') else s
+
+
+def vocabulary(src_dir):
+    """The rows of spec/Vocabulary.def: {kind: [{name, args: [(arg, required, default)]}]}.
+
+    A default is a float, or a string for a derived default shown in words (MTLC_INT_SHOWN).
+    """
+    text = read(os.path.join(src_dir, "spec/Vocabulary.def"))
+    text = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith(("//", "#")))
+    layout = {  # macro: (table, index of the name, index of the arguments or None)
+        "MTLC_LAYER": (None, 1, 5), "MTLC_BLOCK_FORM": ("block", 0, 4), "MTLC_LOSS": ("loss", 1, None),
+        "MTLC_METRIC": ("metric", 1, None), "MTLC_OPTIMIZER": ("optimizer", 1, 4),
+        "MTLC_WEIGHTING": ("weighting", 1, 5), "MTLC_SCHEDULE": ("schedule", 1, 4),
+    }
+    rows = {k: [] for k in ("layer", "block", "loss", "metric", "optimizer", "weighting", "schedule")}
+    for macro, parts in macro_calls(text, list(layout)):
+        table, at, args_at = layout[macro]
+        if table is None:
+            table = "block" if parts[2] == "Block" else "layer"
+        args = []
+        if args_at is not None:
+            for arg_macro, a in macro_calls(parts[args_at], ["MTLC_INT_SHOWN", "MTLC_INT", "MTLC_REAL"]):
+                if arg_macro == "MTLC_INT_SHOWN":
+                    args.append((unquote(a[0]), False, unquote(a[1])))
+                else:
+                    args.append((unquote(a[0]), a[1] == "Required", float(a[2])))
+        rows[table].append({"name": unquote(parts[at]), "args": args})
+    return rows
 
 
 def extract(src_dir):
     sema = {f: read(os.path.join(src_dir, "compiler/sema", f))
             for f in os.listdir(os.path.join(src_dir, "compiler/sema")) if f.endswith(".cpp")}
-    shapes, blocks_src, sema_src, data_src = (sema["ShapeInference.cpp"], sema["Blocks.cpp"],
-                                              sema["Sema.cpp"], sema["DataBinding.cpp"])
+    blocks_src, sema_src, data_src = sema["Blocks.cpp"], sema["Sema.cpp"], sema["DataBinding.cpp"]
     callees = {}  # name -> [(arg, required)]: everything that needs a signature
 
-    # Layers: {"dense", LayerKind::Dense, {intParam("units", true)}, "dense(64)"},
-    table = function_body(shapes, "const std::vector<LayerInfo> &layerTable()")
-    entries = re.split(r'\{"(\w+)", LayerKind::', table)[1:]
-    layers = need(entries[0::2], "layers", 13)
-    for name, body in zip(entries[0::2], entries[1::2]):
-        callees[name] = params_of(body, name, variables(table))
-
-    # Expert blocks: knownBlocks() and checkBlock's `call.name == "..."` branches.
-    blocks = need(re.findall(r'"(\w+)"', function_body(shapes, "const std::vector<std::string> &knownBlocks()")),
-                  "expert blocks", 4)
-    check_block = function_body(blocks_src, "std::optional<Shape> Analyzer::checkBlock(")
-    for name, body in branches(check_block, "call").items():
-        callees[name] = params_of(body, name, variables(check_block))
-    for b in blocks:
-        callees.setdefault(b, [])
-
-    def listed(fn, what, at_least):
-        return need(re.findall(r'"(\w+)"', function_body(sema_src, fn)), what, at_least)
-
-    losses = listed("const std::vector<std::string> &knownLosses()", "losses", 4)
-    weightings = listed("const std::vector<std::string> &knownWeightings()", "weightings", 7)
-    metrics = listed("const std::vector<std::string> &knownMetrics()", "metrics", 4)
-    check_weighting = function_body(sema_src, "void Analyzer::checkWeighting(")
-    for w in weightings:
-        callees[w] = []
-    for name, body in branches(check_weighting, "c").items():
-        callees[name] = params_of(body, name, variables(check_weighting))
-
-    # Optimizers: each branch passes its parameter list (variables of the function and calls) to
-    # bindArgs.
-    check_opt = function_body(sema_src, "void Analyzer::checkOptimizer(")
-    opt_branches = branches(check_opt, "c")
-    optimizers = need(list(opt_branches), "optimizers", 2)
-    for name, body in opt_branches.items():
-        callees[name] = params_of(body, name, variables(check_opt))
+    vocab = vocabulary(src_dir)
+    for table in vocab.values():
+        for row in table:
+            callees[row["name"]] = [(a, required) for a, required, _ in row["args"]]
+    names_of = lambda table, at_least: need([r["name"] for r in vocab[table]], table + "s", at_least)
+    layers, blocks = names_of("layer", 13), names_of("block", 4)
+    losses, metrics = names_of("loss", 4), names_of("metric", 4)
+    optimizers, weightings = names_of("optimizer", 2), names_of("weighting", 7)
+    schedules = [r["name"] for r in vocab["schedule"]]
 
     check_train = function_body(sema_src, "void Analyzer::checkTrain()")
     settings = need(re.findall(r'"(\w+)"', re.search(r'settings = \{(.*?)\};', check_train, re.S).group(1)),
@@ -157,8 +180,7 @@ def extract(src_dir):
     block_source = function_body(blocks_src, "std::optional<Shape> Analyzer::resolveBlockSource(")
     source_fns = need(sorted(set(re.findall(r'ap\.source == "(\w+)"', block_source))), "source functions", 2)
 
-    arg_names = need(sorted({n for text in sema.values() for n, _ in params_of(text, "", variables(text))}),
-                     "argument names", 25)
+    arg_names = need(sorted({a for args in callees.values() for a, _ in args}), "argument names", 25)
 
     grammar = read(os.path.join(src_dir, "grammar/MTL.g4"))
     keywords = need(re.findall(r"^[A-Z]+\s*: '([a-z]+)' ;", grammar, re.M), "reserved words", 12)
@@ -177,14 +199,14 @@ def extract(src_dir):
 
     names = {
         "layer": layers, "expert block": blocks, "loss": losses, "metric": metrics,
-        "weighting": weightings, "optimizer": optimizers, "train setting": settings,
+        "weighting": weightings, "optimizer": optimizers, "schedule": schedules, "train setting": settings,
         "data source": sources, "source field": fields, "source argument value": choices,
         "pipeline source function": source_fns, "argument": arg_names, "reserved word": keywords,
         "binding operator": operators, "element type": need(dtypes, "element types", 1),
         "subcommand": subcommands, "command-line option": options,
     }
-    signed = set(layers) | set(blocks) | set(optimizers) | set(weightings) | set(sources)
-    return names, {k: v for k, v in callees.items() if k in signed}
+    signed = set(layers) | set(blocks) | set(optimizers) | set(weightings) | set(schedules) | set(sources)
+    return names, {k: v for k, v in callees.items() if k in signed}, vocab
 
 
 def code_of(doc):
@@ -224,6 +246,54 @@ def check_names(doc, names, callees):
                  f"`{name}({want})` (have: {', '.join('`' + s + '`' for s in spans)})")
 
 
+TABLE_HEADS = {"layer": "Layer", "block": "Block", "loss": "Loss", "metric": "Metric",
+               "optimizer": "Optimizer", "weighting": "Weighting", "schedule": "Schedule"}
+
+
+def doc_table(doc, head):
+    """The first cells of the markdown table whose header row starts with `| head |`, or None."""
+    m = re.search(r"^\| " + head + r" \|.*\n\|[- |]+\|\n((?:\|.*\n)*)", doc, re.M)
+    if not m:
+        return None
+    return [row.split("|")[1].strip() for row in m.group(1).splitlines()]
+
+
+def format_default(value):
+    return value if isinstance(value, str) else repr(value)
+
+
+def check_tables(doc, vocab):
+    """docs/language.md has one table per kind of spec/Vocabulary.def, with one row per row of the
+    vocabulary in its order, whose first cell spells the signature: every argument, the optional
+    ones with the vocabulary's default (`conv2d(channels, kernel, stride=1, padding=0)`)."""
+    for table, rows in vocab.items():
+        cells = doc_table(doc, TABLE_HEADS[table])
+        if cells is None:
+            if rows:
+                fail(f"docs/language.md has no table `| {TABLE_HEADS[table]} | ...` for the {len(rows)} "
+                     f"{table}(s) of spec/Vocabulary.def")
+            continue
+        spans = [re.match(r"`([^`]*)`", c) for c in cells]
+        documented = [re.match(r"\w+", m.group(1)).group(0) if m else c for m, c in zip(spans, cells)]
+        wanted = [r["name"] for r in rows]
+        if documented != wanted:
+            fail(f"the {table} table of docs/language.md lists {documented}; spec/Vocabulary.def has "
+                 f"{wanted} (one row each, in the table's order)")
+            continue
+        for row, m in zip(rows, spans):
+            given = dict(re.findall(r"(\w+)=([^,)]+)", m.group(1)))
+            for arg, required, default in row["args"]:
+                if required:
+                    continue
+                doc_default = given.get(arg)
+                ok = doc_default is not None and (
+                    doc_default == default if isinstance(default, str) else
+                    re.fullmatch(r"[-+0-9.e]+", doc_default) and float(doc_default) == default)
+                if not ok:
+                    fail(f"docs/language.md documents `{m.group(1)}`; spec/Vocabulary.def gives "
+                         f"`{row['name']}` the argument `{arg}={format_default(default)}`")
+
+
 def check_programs(doc, mtlc, src_dir, work):
     # The programs are written to WORK/docs/ beside a link WORK/examples -> the source's examples/,
     # so a path such as "../examples/tabular.csv" resolves as it does from docs/language.md.
@@ -261,10 +331,11 @@ def main():
         print("FAIL: docs/language.md does not exist")
         return 1
     doc = read(doc_path)
-    names, callees = extract(src_dir)
+    names, callees, vocab = extract(src_dir)
     total = sum(len(v) for v in names.values())
     print(f"checking {total} names and {len(callees)} signatures against docs/language.md")
     check_names(doc, names, callees)
+    check_tables(doc, vocab)
     check_programs(doc, mtlc, src_dir, work)
     for f in failures:
         print("FAIL:", f)

@@ -32,7 +32,8 @@ mtlc::rt::ModelSpec specOf(const mtlc::lower::LoweredModel &lowered, const std::
   }
   spec.params = lowered.params;
   spec.paramCount = lowered.module.paramFloats;
-  spec.train.weighting = weighting;
+  if (!mtlc::vocab::parse(weighting.c_str(), spec.train.weighting))
+    throw std::invalid_argument("no weighting named " + weighting);
   spec.train.weightingParam = 1.5;
   return spec;
 }

@@ -69,6 +69,28 @@ size_t count(const std::string &hay, const std::string &needle) {
 
 }  // namespace
 
+TEST_CASE(":help KIND lists the vocabulary with signatures and defaults") {
+  Result r = runScript(":help layers\n:help blocks\n:help weightings\n:help optimizers\n:help schedules\n"
+                       ":help layer\n");
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK(r.exitCode == 1);  // the last line is an error
+  // Every argument, optional ones with their defaults (spec/Vocabulary.def).
+  CHECK(r.out.find("  conv2d(channels, kernel, stride=1, padding=0) ") != std::string::npos);
+  CHECK(r.out.find("  maxpool(kernel, stride=kernel) ") != std::string::npos);
+  CHECK(r.out.find("  layernorm(eps=1e-05) ") != std::string::npos);
+  CHECK(r.out.find("  adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0) ") != std::string::npos);
+  CHECK(r.out.find("  gradnorm(alpha=1.5) ") != std::string::npos);
+  CHECK(r.out.find("  cgc(shared, specific) ") != std::string::npos);
+  // Layers and blocks are listed apart: no block among the layers.
+  const size_t blocksAt = r.out.find("  mixture(experts)");
+  REQUIRE(blocksAt != std::string::npos);
+  CHECK(r.out.find("  embedding(vocab, dim) ") < blocksAt);
+  CHECK(r.out.find("  dense(units) ", blocksAt) == std::string::npos);
+  CHECK(r.out.find("  (none yet)") != std::string::npos);  // no schedules yet
+  CHECK(r.err.find(":help takes one of layers, blocks, losses, metrics, optimizers, weightings, schedules, not "
+                   "'layer'; did you mean 'layers'?") != std::string::npos);
+}
+
 TEST_CASE("a piped script runs every command; an error in the middle does not end it") {
   auto dir = workDir();
   std::string ckpt = (dir / "tabular.safetensors").string();

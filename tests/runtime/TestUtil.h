@@ -1,6 +1,8 @@
 // Helpers for the runtime tests: a scratch directory per test, file writers, gzip.
 #pragma once
 
+#include "spec/ModelSpec.h"
+
 #include <catch2/catch.hpp>
 #include <zlib.h>
 
@@ -8,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,6 +64,13 @@ inline std::vector<uint8_t> idxU8(const std::vector<uint32_t>& dims, const std::
     for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
   b.insert(b.end(), data.begin(), data.end());
   return b;
+}
+
+// The strategy a test names (the vocabulary's name; the test fails on a misspelt one).
+inline mtlc::rt::WeightingKind weightingNamed(const std::string &name) {
+  mtlc::rt::WeightingKind kind = mtlc::rt::WeightingKind::Fixed;
+  if (!mtlc::vocab::parse(name.c_str(), kind)) throw std::invalid_argument("no weighting named " + name);
+  return kind;
 }
 
 }  // namespace mtlc::rt::test

@@ -137,12 +137,12 @@ ModelSpec sharedModel(const std::string& trainCsv, const std::string& testCsv, c
   REQUIRE(s.paramCount == P);
   s.maxBatch = 64;
   s.actsFloats = 64;
-  s.train.optimizer.kind = "adam";
+  s.train.optimizer.kind = OptimizerKind::Adam;
   s.train.optimizer.lr = 0.03;
   s.train.batch = 16;
   s.train.epochs = 12;
   s.train.seed = 5;
-  s.train.weighting = weighting;
+  s.train.weighting = weightingNamed(weighting);
   if (weighting == "dwa") s.train.weightingParam = 2;
   if (weighting == "gradnorm") s.train.weightingParam = 1.5;
   s.data.train = SourceSpec{"csv", {trainCsv}, {}};

@@ -122,7 +122,7 @@ TEST_CASE("checkpoints: params and optimizer state roundtrip; mismatches are ref
   ModelSpec spec = tinySpec();
   std::vector<float> params{1, 2, 3, 4, 5, 6, 7, 8};
   OptimizerSpec os;
-  os.kind = "adam";
+  os.kind = OptimizerKind::Adam;
   Optimizer opt(os, 8);
   std::vector<float> grads(8, 0.5f), scratch = params;
   opt.step(scratch.data(), grads.data());
@@ -147,7 +147,7 @@ TEST_CASE("checkpoints: params and optimizer state roundtrip; mismatches are ref
   restored.step(b.data(), grads.data());
   CHECK(a == b);
   OptimizerSpec sgd;
-  sgd.kind = "sgd";
+  sgd.kind = OptimizerKind::Sgd;
   sgd.momentum = 0.9;
   Optimizer other(sgd, 8);
   CHECK_FALSE(loadOptimizerState(dir / "c.safetensors", other));  // adam state does not fit sgd

@@ -76,7 +76,7 @@ ModelSpec specWith(int64_t T,
     s.params.push_back(p);
     s.paramCount += p.size;
   }
-  s.train.weighting = weighting;
+  s.train.weighting = weightingNamed(weighting);
   s.trainStep = mtlcDummy;
   s.taskGradsStep = mtlcDummy;
   return s;
@@ -298,7 +298,7 @@ TEST_CASE("uncertainty: weights ½·exp(−s), the objective logged, s learnt wi
   //   L [0.7, 2.0]:  weights 0.552585423, 0.452418715  objective 1.2916472  s after -0.195137441, 0.194317773
   //   L [0.65, 1.5]: weights 0.607739031, 0.411698103  objective 1.01216769  s after -0.29254353, 0.275276273
   ModelSpec spec = specWith(2, {{"x.0.weight", {1}, {0}}}, "uncertainty");
-  spec.train.optimizer = OptimizerSpec{"adam", 0.1};
+  spec.train.optimizer = OptimizerSpec{OptimizerKind::Adam, 0.1};
   spec.train.optimizer.weightDecay = 0.5;  // not applied to s
   auto w = Weighting::create(spec, 0);
   FakeKernels k(2, 1);
@@ -332,7 +332,7 @@ TEST_CASE("uncertainty: weights ½·exp(−s), the objective logged, s learnt wi
   const WeightingState& s = stateNamed(resumed->state(), "mtl.log_var");
   checkAll(std::vector<float>(s.data, s.data + 2), sAfter[1], 2e-6);
   // A task without labels in the batch leaves its s alone (sgd: no momentum, so exactly).
-  spec.train.optimizer = OptimizerSpec{"sgd", 0.1};
+  spec.train.optimizer = OptimizerSpec{OptimizerKind::Sgd, 0.1};
   auto sgd = Weighting::create(spec, 0);
   k.presentCount = {0, 4};
   k.L = {0.0f, 2.0f};
@@ -397,7 +397,7 @@ TEST_CASE("gradnorm: one weight update per step on fixed task gradients (sgd and
   //                0.395942986, 0.197971493, -0.265010387, 0.0530020781, 0.0950101018, -0.285030305
   const std::vector<double> g1{0.850000024, 0.400000006, -0.300000012, 0.75, -0.0799999982, 0.110000014,
                                0.5, 0.25, -0.300000012, 0.100000001, 0.200000003, -0.400000006};
-  runGradNorm(OptimizerSpec{"sgd", 0.1},
+  runGradNorm(OptimizerSpec{OptimizerKind::Sgd, 0.1},
               {{{1, 1, 1}, {0.989857435, 1.06004155, 0.950101018}, g1, 4},
                {{0.989857435, 1.06004155, 0.950101018},
                 {1.03313625, 1.07611477, 0.890749037},
@@ -410,7 +410,7 @@ TEST_CASE("gradnorm: one weight update per step on fixed task gradients (sgd and
   //     w after 0.962384045, 1.1190443, 0.918571532
   //     model grad 0.585254252, 0.369661033, -0.182542399, 0.525762737, -0.0376271233, 0.117966101,
   //                0.386440694, 0.193220347, -0.266949147, 0.0533898287, 0.0966101736, -0.289830536
-  runGradNorm(OptimizerSpec{"adam", 0.05},
+  runGradNorm(OptimizerSpec{OptimizerKind::Adam, 0.05},
               {{{1, 1, 1}, {0.966101706, 1.06779659, 0.966101706}, g1, 4},
                {{0.966101706, 1.06779659, 0.966101706},
                 {0.962384045, 1.1190443, 0.918571532},
@@ -432,7 +432,7 @@ TEST_CASE("gradnorm: W is the last weight every task's loss reaches, not the las
                                 {"p.0.weight", {1, 2}, {0}}, {"q.0.weight", {1, 2}, {1}}}, "gradnorm");
   spec.tasks[0].name = "p";
   spec.tasks[1].name = "q";
-  spec.train.optimizer = OptimizerSpec{"sgd", 0.1};
+  spec.train.optimizer = OptimizerSpec{OptimizerKind::Sgd, 0.1};
   spec.train.weightingParam = 1.5;
   auto w = Weighting::create(spec, 0);
   CHECK(w->describe() == "gradnorm(alpha=1.5) on a.0.weight");
@@ -508,19 +508,17 @@ TEST_CASE("weightings: names, entry points, what they log", "[weighting]") {
   StepResult r = Weighting::create(spec, 0)->step(k, 1);
   CHECK(r.weights == std::vector<float>{1.0f, 0.25f});
   CHECK(r.total == 3.0);
-  spec.train.weighting = "uniform";
+  spec.train.weighting = WeightingKind::Uniform;
   CHECK(Weighting::create(spec, 0)->step(k, 1).weights == std::vector<float>{0.5f, 0.5f});
-  spec.train.weighting = "gradnorm";
+  spec.train.weighting = WeightingKind::GradNorm;
   CHECK_THROWS_WITH(Weighting::create(spec, 0),
                     Catch::Contains("has no parameter named `*.weight` that two or more tasks' losses reach"));
   spec.taskGradsStep = nullptr;
   CHECK_THROWS_WITH(Weighting::create(spec, 0), "internal: weighting `gradnorm` needs the `task_grads` entry point, "
                                                 "which model `m` was compiled without");
-  spec.train.weighting = "mgda";
+  spec.train.weighting = WeightingKind::Mgda;
   CHECK_THROWS_WITH(Weighting::create(spec, 0), Catch::Contains("needs the `task_grads` entry point"));
   spec.repGradsStep = mtlcDummy;
   spec.repWidth = 4;
   CHECK_NOTHROW(Weighting::create(spec, 0));
-  spec.train.weighting = "softmax";
-  CHECK_THROWS_WITH(Weighting::create(spec, 0), Catch::StartsWith("unknown weighting `softmax`"));
 }

@@ -149,7 +149,7 @@ TEST_CASE("fashion.mtl: shapes through the trunk and the heads") {
 TEST_CASE("fashion.mtl: train and data specs") {
   Model m = example("fashion.mtl");
   const auto &t = m.train;
-  CHECK(t.optimizer.kind == "adam");
+  CHECK(t.optimizer.kind == mtlc::rt::OptimizerKind::Adam);
   CHECK(t.optimizer.lr == Approx(0.001));
   CHECK(t.optimizer.beta1 == Approx(0.9));
   CHECK(t.optimizer.beta2 == Approx(0.999));
@@ -159,7 +159,7 @@ TEST_CASE("fashion.mtl: train and data specs") {
   CHECK(t.epochs == 2);
   CHECK(t.seed == 42);
   CHECK(t.shuffle);
-  CHECK(t.weighting == "fixed");
+  CHECK(t.weighting == mtlc::rt::WeightingKind::Fixed);
 
   const auto &d = m.data;
   CHECK(d.train.kind == "fashion_mnist");
@@ -207,25 +207,25 @@ TEST_CASE("tabular.mtl: csv paths resolved against the file, column ranges, shuf
 
 TEST_CASE("defaults when the train block or a setting is missing") {
   Model m = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n");
-  CHECK(m.train.optimizer.kind == "adam");
+  CHECK(m.train.optimizer.kind == mtlc::rt::OptimizerKind::Adam);
   CHECK(m.train.optimizer.lr == Approx(0.001));
   CHECK(m.train.batch == 32);
   CHECK(m.train.epochs == 1);
   CHECK(m.train.seed == 0);
   CHECK(m.train.shuffle);
-  CHECK(m.train.weighting == "fixed");
+  CHECK(m.train.weighting == mtlc::rt::WeightingKind::Fixed);
   CHECK(m.tasks[0].weight == 1.0);
   CHECK(m.tasks[0].metrics.empty());
   CHECK_FALSE(m.data.train.present());  // no data block: compiles, nothing to train on
 
   Model s = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n"
                   "train { optimizer sgd(lr=0.1) epochs 3 weighting uniform shuffle true }\n");
-  CHECK(s.train.optimizer.kind == "sgd");
+  CHECK(s.train.optimizer.kind == mtlc::rt::OptimizerKind::Sgd);
   CHECK(s.train.optimizer.lr == Approx(0.1));
   CHECK(s.train.optimizer.momentum == 0);
   CHECK(s.train.batch == 32);
   CHECK(s.train.epochs == 3);
-  CHECK(s.train.weighting == "uniform");
+  CHECK(s.train.weighting == mtlc::rt::WeightingKind::Uniform);
 
   Model a = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n"
                   "train { optimizer adam(0.01, beta2=0.99, eps=1e-6, weight_decay=0.01) seed 18446744073709551615 }\n");
@@ -240,7 +240,7 @@ TEST_CASE("defaults when the train block or a setting is missing") {
                   "train { optimizer sgd(lr=0.05, momentum=0.9) }\n");
   CHECK(b.train.optimizer.momentum == Approx(0.9));
   Model c = check("model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\ntrain { optimizer adam }\n");
-  CHECK(c.train.optimizer.kind == "adam");
+  CHECK(c.train.optimizer.kind == mtlc::rt::OptimizerKind::Adam);
   CHECK(c.train.optimizer.lr == Approx(0.001));
 }
 
@@ -367,6 +367,24 @@ TEST_CASE("parameter limits and huge shapes are errors, not crashes") {
              Catch::Contains("out of range"));
 }
 
+TEST_CASE("arguments take the vocabulary's ranges and defaults") {
+  // A pooling stride is at least 1; left out, it is the window (the default shown as `kernel`).
+  CHECK_THAT(errorsOf("model m\ninput x : f32[1, 8, 8]\ntask a { x -> maxpool(2, stride=0) -> flatten -> dense(1) "
+                      "loss mse }\n"),
+             Catch::Contains("e.mtl:3:33: error: 'stride' of maxpool must be at least 1, got 0"));
+  Model m = check("model m\ninput x : f32[1, 8, 8]\ntask a { x -> avgpool(4) -> flatten -> dense(1) loss mse }\n");
+  CHECK(m.tasks[0].head.layers[0].stride == 4);
+  CHECK(m.tasks[0].head.layers[0].out == Shape{1, 2, 2});
+  Model o = check("model m\ninput x : f32[4]\ntask a { x -> dense(1) loss mse }\ntrain { optimizer sgd(0.5, 0.9) }\n");
+  CHECK(o.train.optimizer.kind == mtlc::rt::OptimizerKind::Sgd);
+  CHECK(o.train.optimizer.lr == 0.5);        // positional, in the table's order
+  CHECK(o.train.optimizer.momentum == 0.9);
+  CHECK(o.train.optimizer.weightDecay == 0);  // the table's default
+  CHECK(o.train.optimizer.beta1 == 0.9);      // not an sgd argument: untouched
+  CHECK_THAT(errorsOf("model m\ninput x : f32[4]\ntask a { x -> dense(1) loss mse }\ntrain { optimizer adam(beta2=1) }\n"),
+             Catch::Contains("'beta2' of optimizer 'adam' must be in [0, 1), got 1"));
+}
+
 TEST_CASE("known name lists") {
   CHECK(mtlc::sema::knownLayers().size() == 13);
   CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
@@ -484,13 +502,13 @@ TEST_CASE("cross_stitch.mtl: stages, columns, weighting uncertainty") {
   CHECK(m.tasks[0].head.sourceKind == SourceKind::Column);
   CHECK(m.tasks[0].head.source == "stitch");
   CHECK(m.tasks[0].head.inShape == Shape{16});
-  CHECK(m.train.weighting == "uncertainty");
+  CHECK(m.train.weighting == mtlc::rt::WeightingKind::Uncertainty);
 }
 
 TEST_CASE("multi_fashion.mtl: the multi_fashion source and pcgrad") {
   Model m = example("multi_fashion.mtl");
   CHECK(m.shared[0].outShape == Shape{50});
-  CHECK(m.train.weighting == "pcgrad");
+  CHECK(m.train.weighting == mtlc::rt::WeightingKind::PCGrad);
   CHECK(m.data.train.kind == "multi_fashion");
   CHECK(m.data.train.args == std::vector<std::string>{"train"});
   CHECK(m.data.test.args == std::vector<std::string>{"test"});
@@ -531,7 +549,7 @@ TEST_CASE("recsys.mtl: embeddings record categories, concat parts, a mixture ove
   CHECK(experts.layers[0].kind == LayerKind::Mixture);
   CHECK(experts.layers[0].experts == 4);
   CHECK(experts.layers[0].in == Shape{18});
-  CHECK(m.train.weighting == "uniform");
+  CHECK(m.train.weighting == mtlc::rt::WeightingKind::Uniform);
   CHECK(m.data.inputs[1].expr.ref.field == "user_group");
   CHECK(m.data.inputs[1].width == 1);
   CHECK(m.data.labels[1].expr.ref.field == "buy");
@@ -562,7 +580,7 @@ TEST_CASE("architectures.mtl: every multi-task form in one program") {
   CHECK(m.tasks[6].labelWidth == 8);
   CHECK(m.tasks[7].head.sourceKind == SourceKind::Concat);
   CHECK(m.tasks[7].head.inShape == Shape{24});
-  CHECK(m.train.weighting == "gradnorm");
+  CHECK(m.train.weighting == mtlc::rt::WeightingKind::GradNorm);
   CHECK(m.train.weightingParam == 0.5);
   CHECK(m.train.freeze == std::vector<std::string>{"emb", "flat", "joined"});
   CHECK(m.train.batch == 16);
@@ -584,13 +602,13 @@ TEST_CASE("weighting strategies and their parameters") {
   for (const auto &c : cases) {
     DYNAMIC_SECTION(c.setting) {
       Model m = check(base + "train { weighting " + c.setting + " }\n");
-      CHECK(m.train.weighting == c.name);
+      CHECK(std::string(mtlc::vocab::name(m.train.weighting)) == c.name);
       CHECK(m.train.weightingParam == Approx(c.param));
     }
   }
   // Loss-based strategies work with one task and nothing shared.
   Model one = check("model m\ninput x : f32[4]\ntask a { x -> dense(1) loss mse }\ntrain { weighting dwa }\n");
-  CHECK(one.train.weighting == "dwa");
+  CHECK(one.train.weighting == mtlc::rt::WeightingKind::Dwa);
   CHECK_THAT(errorsOf("model m\ninput x : f32[4]\nshared s = x -> flatten\n"
                       "task a { s -> dense(1) loss mse }\ntask b { s -> dense(1) loss mse }\n"
                       "train { weighting mgda }\n"),
