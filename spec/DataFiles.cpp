@@ -105,8 +105,13 @@ SourceSpec sourceFromPath(const std::string& path, const std::string& split) {
     s.args = {path};
     return s;
   }
+  if (endsWith(".npz") || endsWith(".npy")) {
+    s.kind = endsWith(".npz") ? "npz" : "npy";
+    s.args = {path};
+    return s;
+  }
   if (!fs::exists(path, ec)) throwError("--data {}: no such file or directory", path);
-  throwError("--data {}: cannot tell the format: expected a .csv file, IMAGES,LABELS (IDX) or a "
+  throwError("--data {}: cannot tell the format: expected a .csv, .npz or .npy file, IMAGES,LABELS (IDX) or a "
              "directory with Fashion-MNIST-style files", path);
 }
 

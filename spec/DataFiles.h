@@ -13,7 +13,7 @@
 namespace mtlc::rt {
 
 // The source a `--data` path names: IMAGES,LABELS is an IDX pair, a directory Fashion-MNIST-style
-// files, a .csv or .csv.gz file a CSV table. Throws Error for anything else.
+// files, a .csv or .csv.gz file a CSV table, a .npz or .npy file NumPy arrays. Throws Error for anything else.
 SourceSpec sourceFromPath(const std::string& path, const std::string& split = "train");
 
 // The names in the first non-blank line of the CSV file at `path` (gzipped or not), read as

@@ -4,11 +4,20 @@
 #include "runtime/data/Dataset.h"
 #include "spec/Error.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 namespace mtlc::rt {
 namespace {
+
+// Element i of a field's floats: a memory-mapped field's floats may be misaligned (FloatStore).
+float at(const FloatStore& data, size_t i) {
+  float v;
+  std::memcpy(&v, data.data() + i, sizeof v);
+  return v;
+}
 
 // The fields a FieldRef reads, side by side: out[r] = concat(parts[0][r], parts[1][r], ...).
 struct Selection {
@@ -100,13 +109,18 @@ Field evaluate(Table& t, const Binding& b, bool steal) {
       }
   }
   out.data.resize(size_t(t.rows) * s.width);
+  // `label in {5, 7, 9}` reads class indices: where −1 marks an unlabelled one (npz), it is missing.
+  const bool classSet = t.minusOneUnlabelled && b.expr.op == BindExpr::Op::In;
   int64_t offset = 0;
   for (const Field* part : s.parts) {
     const int64_t w = part->width;
     for (int64_t r = 0; r < t.rows; ++r) {
-      const float* src = &part->data[size_t(r) * w];
       float* dst = &out.data[size_t(r) * s.width + offset];
-      for (int64_t j = 0; j < w; ++j) dst[j] = apply(b.expr, src[j]);
+      for (int64_t j = 0; j < w; ++j) {
+        float x = at(part->data, size_t(r * w + j));
+        if (classSet && x == -1.0f) x = std::nanf("");  // an unlabelled class index stays unlabelled
+        dst[j] = apply(b.expr, x);
+      }
     }
     offset += w;
   }
@@ -129,6 +143,7 @@ Dataset bindTable(Table t, const std::vector<Binding>& inputs, const std::vector
   d.origin = t.origin;
   d.rows = t.rows;
   d.rowLine = t.rowLine;
+  d.minusOneUnlabelled = t.minusOneUnlabelled;
   // A field is stolen only when this binding is its sole reader; still, evaluate every copying
   // binding first, then the stealing ones, so no binding ever sees an emptied field.
   std::vector<Field> in(inputs.size()), lab(labels.size());
@@ -143,6 +158,8 @@ Dataset bindTable(Table t, const std::vector<Binding>& inputs, const std::vector
     run(inputs, in);
     run(labels, lab);
   }
+  // Labels are small and read in place by the checks and the metrics: always the dataset's own.
+  for (Field& f : lab) f.data.own();
   d.inputs = std::move(in);
   d.labels = std::move(lab);
   return d;
@@ -150,7 +167,23 @@ Dataset bindTable(Table t, const std::vector<Binding>& inputs, const std::vector
 
 Dataset loadDataset(const SourceSpec& source, const std::vector<Binding>& inputs,
                     const std::vector<Binding>& labels, const std::string& split) {
-  return bindTable(loadSource(source, split), inputs, labels);
+  std::vector<std::string> wanted;  // the fields the bindings read (a source may skip the others)
+  for (const auto* list : {&inputs, &labels})
+    for (const Binding& b : *list)
+      if (!b.expr.ref.field.empty() && std::find(wanted.begin(), wanted.end(), b.expr.ref.field) == wanted.end())
+        wanted.push_back(b.expr.ref.field);
+  return bindTable(loadSource(source, split, wanted), inputs, labels);
+}
+
+void markUnlabelled(const std::vector<TaskSpec>& tasks, Dataset& d) {
+  if (!d.minusOneUnlabelled) return;
+  for (const TaskSpec& task : tasks) {
+    if (task.loss != LossKind::CrossEntropy) continue;
+    for (Field& l : d.labels)
+      if (l.name == task.name)
+        for (float& y : l.data)
+          if (y == -1.0f) y = std::nanf("");
+  }
 }
 
 void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& d) {
@@ -195,7 +228,7 @@ void validateInputs(const std::vector<InputSpec>& inputs, const Dataset& d) {
     if (!f) throwError("{}: no data binding for input `{}`", d.origin, in.name);
     for (int64_t r = 0; r < d.rows; ++r)
       for (int64_t j = 0; j < f->width; ++j) {
-        const float v = f->data[size_t(r) * f->width + j];
+        const float v = at(f->data, size_t(r) * f->width + j);
         if (!(v >= 0 && v < float(in.categories) && v == std::floor(v)))
           throwError("{}: input `{}` value {} is not a category index in [0, {})", d.rowPos(r), in.name, v,
                      in.categories);

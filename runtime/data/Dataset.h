@@ -9,6 +9,8 @@
 //                  {"train"|"test", DIR}       the same file names inside DIR (see below)
 //   idx            {IMAGES, LABELS}            any IDX pair, gzipped or not
 //   csv            {PATH}                      header row + numeric cells
+//   npz            {PATH}                      NumPy's archive: one field per array (Npz.cpp)
+//   npy            {PATH}                      one NumPy array: the field `data` (Npz.cpp)
 //   synthetic_mmoe options correlation=0.5, samples=12000, dim=100, seed=0   (see Synthetic.cpp)
 //   multi_fashion  {"train"|"test"}            two Fashion-MNIST items overlaid (see Synthetic.cpp)
 //
@@ -26,16 +28,59 @@
 #include "spec/ModelSpec.h"
 
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace mtlc::rt {
 
+// The floats of a field: its own (huge pages: batches gather random rows), or a read-only view of
+// floats that live in a memory-mapped file (an npz member stored as little-endian f32), kept
+// mapped while any copy of the view lives. A view is not copied into memory: the kernel pages it
+// in as batches read it and may drop it again, so a data set larger than memory can be trained.
+// A view's floats may be misaligned (an npz member starts at any byte of its archive), so the
+// readers of a field copy them with memcpy (Batcher) or own them first (labels: bindTable).
+// Writing through a view (the non-const accessors) first makes the floats the store's own.
+class FloatStore {
+ public:
+  FloatStore() = default;
+  FloatStore(HugeFloats owned) : owned_(std::move(owned)) {}  // NOLINT: implicit, as a vector
+  FloatStore(std::initializer_list<float> values) : owned_(values) {}
+  static FloatStore view(std::shared_ptr<const void> mapping, const float* values, size_t count);
+
+  bool isView() const { return mapping_ != nullptr; }
+  size_t size() const { return mapping_ ? viewCount_ : owned_.size(); }
+  bool empty() const { return size() == 0; }
+  const float* data() const { return mapping_ ? view_ : owned_.data(); }
+  const float* begin() const { return data(); }
+  const float* end() const { return data() + size(); }
+  const float& operator[](size_t i) const { return data()[i]; }
+
+  float* data() { return own().data(); }
+  float* begin() { return own().data(); }
+  float* end() { return own().data() + owned_.size(); }
+  float& operator[](size_t i) { return own()[i]; }
+  void push_back(float v) { own().push_back(v); }
+  void resize(size_t n) { own().resize(n); }
+  void clear() { own().clear(); }
+  HugeFloats& own();  // a view's floats become the store's own
+
+  friend bool operator==(const FloatStore& a, const FloatStore& b);
+  friend bool operator!=(const FloatStore& a, const FloatStore& b) { return !(a == b); }
+
+ private:
+  HugeFloats owned_;
+  std::shared_ptr<const void> mapping_;  // null: owned_ holds the floats
+  const float* view_ = nullptr;
+  size_t viewCount_ = 0;
+};
+
 // A float matrix [rows, width], row-major, with a name.
 struct Field {
   std::string name;
   int64_t width = 0;
-  HugeFloats data;  // rows * width (huge pages: batches gather random rows)
+  FloatStore data;  // rows * width
 };
 
 // What a source holds: named fields over the same rows.
@@ -45,6 +90,7 @@ struct Table {
   std::vector<Field> fields;
   bool columnar = false;     // a csv: every field is one column, in file order
   std::vector<int64_t> rowLine;  // csv: the 1-based file line of each row (empty otherwise)
+  bool minusOneUnlabelled = false;  // npz/npy: a class-index label -1 is missing (the contract)
 
   const Field* find(const std::string& name) const;
   std::string fieldNames() const;          // "a, b, c" for messages
@@ -58,15 +104,22 @@ struct Dataset {
   std::vector<Field> inputs;   // Field::name = binding target (the input name)
   std::vector<Field> labels;   // Field::name = binding target (the task name)
   std::vector<int64_t> rowLine;
+  bool minusOneUnlabelled = false;  // from the Table
   std::string rowPos(int64_t row) const;
 };
 
 // ---- sources ------------------------------------------------------------------------------------
 
 // `split` ("train" | "test") only matters to generators, which draw different samples per split.
-Table loadSource(const SourceSpec& source, const std::string& split = "train");
+// `wanted`: the fields the bindings read, for sources that can skip the others (npz).
+Table loadSource(const SourceSpec& source, const std::string& split = "train",
+                 const std::vector<std::string>& wanted = {});
 
 Table readCsv(const std::string& path);
+// NumPy files (Npz.cpp; the format: spec/NpzFiles.h): `wanted` names the arrays to load (all when
+// empty); the others' headers are still checked.
+Table readNpz(const std::string& path, const std::vector<std::string>& wanted = {});
+Table readNpy(const std::string& path);
 Table readIdx(const std::string& imagesPath, const std::string& labelsPath);
 Table fashionMnist(const std::string& split, const std::string& dir = "");
 std::string fashionMnistDir();  // $MTLC_FASHION_MNIST_DIR or the Debian location
@@ -85,6 +138,10 @@ Dataset loadDataset(const SourceSpec& source, const std::vector<Binding>& inputs
                     const std::vector<Binding>& labels, const std::string& split = "train");
 Dataset bindTable(Table table, const std::vector<Binding>& inputs,
                   const std::vector<Binding>& labels);
+
+// For a source where −1 marks an unlabelled sample (npz, npy: Dataset::minusOneUnlabelled), makes
+// every −1 of a cross_entropy task's label NaN, the missing value the loss kernels and metrics skip.
+void markUnlabelled(const std::vector<TaskSpec>& tasks, Dataset& data);
 
 // Checks every label against its task's loss: cross_entropy labels are integers in
 // [0, outWidth); bce labels are 0 or 1 (any value in [0, 1] is accepted: soft labels); mse/l1 labels

@@ -3,9 +3,33 @@
 #include "spec/Error.h"
 
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 
 namespace mtlc::rt {
+
+FloatStore FloatStore::view(std::shared_ptr<const void> mapping, const float* values, size_t count) {
+  FloatStore s;
+  s.mapping_ = std::move(mapping);
+  s.view_ = values;
+  s.viewCount_ = count;
+  return s;
+}
+
+HugeFloats& FloatStore::own() {
+  if (mapping_) {
+    owned_.resize(viewCount_);
+    if (viewCount_) std::memcpy(owned_.data(), view_, viewCount_ * sizeof(float));  // view_ may be misaligned
+    mapping_.reset();
+    view_ = nullptr;
+    viewCount_ = 0;
+  }
+  return owned_;
+}
+
+bool operator==(const FloatStore& a, const FloatStore& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
 
 const Field* Table::find(const std::string& name) const {
   for (const Field& f : fields)
@@ -43,10 +67,18 @@ double option(const SourceSpec& s, const std::string& name, double fallback) {
 
 }  // namespace
 
-Table loadSource(const SourceSpec& s, const std::string& split) {
+Table loadSource(const SourceSpec& s, const std::string& split, const std::vector<std::string>& wanted) {
   if (s.kind == "csv") {
     wantArgs(s, 1, 1);
     return readCsv(s.args[0]);
+  }
+  if (s.kind == "npz") {
+    wantArgs(s, 1, 1);
+    return readNpz(s.args[0], wanted);
+  }
+  if (s.kind == "npy") {
+    wantArgs(s, 1, 1);
+    return readNpy(s.args[0]);
   }
   if (s.kind == "idx") {
     wantArgs(s, 2, 2);
@@ -69,7 +101,7 @@ Table loadSource(const SourceSpec& s, const std::string& split) {
     return syntheticMmoe(corr, int64_t(samples), int64_t(dim), uint64_t(seed), split);
   }
   if (s.kind.empty()) throwError("no data source given");
-  throwError("unknown data source `{}` (known: fashion_mnist, idx, csv, multi_fashion, synthetic_mmoe)", s.kind);
+  throwError("unknown data source `{}` (known: fashion_mnist, idx, csv, npz, npy, multi_fashion, synthetic_mmoe)", s.kind);
 }
 
 }  // namespace mtlc::rt

@@ -52,6 +52,7 @@ Dataset loadSplit(const ModelSpec& spec, const std::string& split,
       throwError("{}: input `{}` takes {} values per sample, its binding gives {}", d.origin, spec.inputs[i].name,
                  spec.inputs[i].size, d.inputs[i].width);
   validateInputs(spec.inputs, d);
+  markUnlabelled(spec.tasks, d);  // npz: a class index -1 is missing
   validateLabels(spec.tasks, d);
   return d;
 }
