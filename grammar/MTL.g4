@@ -171,10 +171,10 @@ binOp
     : '/' | '*' | '+' | '-' | '==' | '!=' | '>' | '>=' | '<' | '<='
     ;
 
-// A field of the source: `pixels`, `label`, a csv column name, or `columns("a", "b")`,
-// `columns(3..10)` (0-based positions, both ends included).
+// A field of the source: `pixels`, `label`, a csv column name, `data` (an npy file's array), or
+// `columns("a", "b")`, `columns(3..10)` (0-based positions, both ends included).
 fieldRef
-    : name=IDENT ('(' columnSel (',' columnSel)* ')')?
+    : name=(IDENT | DATA) ('(' columnSel (',' columnSel)* ')')?
     ;
 
 columnSel

@@ -179,7 +179,7 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   train->add_option("--log", o.log, "Write one JSON object per step (and per epoch) here");
   std::vector<std::string> data;
   train->add_option("--data", data,
-                    "Override a data source: train=PATH or test=PATH (a .csv file, an "
+                    "Override a data source: train=PATH or test=PATH (a .csv, .npz or .npy file, an "
                     "images,labels IDX pair, or a directory of Fashion-MNIST files); repeatable")
       ->allow_extra_args(false)
       ->check([](const std::string &v) -> std::string {

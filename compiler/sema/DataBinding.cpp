@@ -4,6 +4,7 @@
 
 #include "spec/DataFiles.h"
 #include "spec/Error.h"
+#include "spec/NpzFiles.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -15,8 +16,8 @@ namespace mtlc::sema {
 namespace {
 
 // Images: `pixels` and `label` (fashion_mnist, idx); Csv: any column; Fields: the named fields of a
-// generated source.
-enum class Family { Images, Csv, Fields };
+// generated source; Npz: the arrays of a NumPy file, read from its headers.
+enum class Family { Images, Csv, Fields, Npz };
 
 // A field of a source with a fixed set of fields: its width per sample, or the numeric argument
 // that gives it (synthetic_mmoe's `x` has `dim` values).
@@ -49,6 +50,8 @@ const std::vector<SourceInfo> &sourceTable() {
         {"idx", Family::Images, {stringParam("images", true), stringParam("labels", true)}, true,
          "idx(\"images.idx\", \"labels.idx\")", {{"pixels", 0}, {"label", 1}}},
         {"csv", Family::Csv, {stringParam("path", true)}, true, "csv(\"data.csv\")", {}},
+        {"npz", Family::Npz, {stringParam("path", true)}, true, "npz(\"data.npz\")", {}},
+        {"npy", Family::Npz, {stringParam("path", true)}, true, "npy(\"data.npy\")", {}},
         // Synthetic.cpp: the MMoE paper's regression pair; two Fashion-MNIST items on one image.
         {"synthetic_mmoe", Family::Fields,
          {correlation, intParam("samples", false, 12000), intParam("dim", false, 100, 2),
@@ -91,6 +94,8 @@ struct CheckedSource {
   // Csv: the header's column names, when the file could be read; the file as the user wrote it.
   std::optional<std::vector<std::string>> columns;
   std::string shownAs;
+  // Npz: the arrays with a sample dimension, when the file's headers could be read.
+  std::optional<std::vector<rt::NpyArrayInfo>> arrays;
 };
 
 // The fields of `info`'s table entry, their widths from the source's numeric arguments.
@@ -120,6 +125,29 @@ bool readColumns(CheckedSource &cs, const std::string &path, const std::string &
   }
 }
 
+// Reads the array headers of npz/npy source `cs` as readColumns reads a csv header: nothing but
+// the headers, the sample counts checked; an error is reported at `at` (false).
+bool readArrays(CheckedSource &cs, const std::string &path, const std::string &shownAs, SourceRange at,
+                const std::string &relativeTo, Diagnostics &diags) {
+  cs.shownAs = shownAs;
+  try {
+    std::vector<rt::NpyArrayInfo> all = cs.spec.kind == "npy" ? rt::readNpyHeader(path, shownAs)
+                                                              : rt::readNpzHeaders(path, shownAs);
+    rt::npzSampleCount(all, shownAs);
+    cs.arrays.emplace();
+    for (rt::NpyArrayInfo &a : all)
+      if (!a.shape.empty()) cs.arrays->push_back(std::move(a));
+    return true;
+  } catch (const rt::Error &e) {
+    std::error_code ec;
+    const bool relative = !relativeTo.empty() && std::filesystem::path(shownAs).is_relative() &&
+                          !std::filesystem::exists(path, ec);
+    diags.error(at, fmt::format("{}{}", e.what(),
+                                relative ? " (a path in a .mtl file is relative to the file's folder)" : ""));
+    return false;
+  }
+}
+
 // `--data ROLE=PATH` replaces the role's source: its fields and columns are the ones to check.
 // Its errors are reported at the source it replaces (at `blockLoc` when the program has none).
 void applyOverrides(const DataOverrides &overrides, SourceRange blockLoc, std::map<std::string, CheckedSource> &sources,
@@ -134,6 +162,7 @@ void applyOverrides(const DataOverrides &overrides, SourceRange blockLoc, std::m
     }
     cs.info = nullptr;
     cs.columns.reset();
+    cs.arrays.reset();
     const SourceRange at = cs.loc;
     const std::string given = fmt::format("--data {}={}", role, path);
     try {
@@ -146,7 +175,10 @@ void applyOverrides(const DataOverrides &overrides, SourceRange blockLoc, std::m
     const SourceInfo *info = findSource(cs.spec.kind);
     if (!info) throw std::logic_error("--data gave an unknown source kind " + cs.spec.kind);
     setFields(cs, *info);
-    if (info->family == Family::Csv && !readColumns(cs, path, path, at, "", diags)) {
+    const bool read = info->family == Family::Csv ? readColumns(cs, path, path, at, "", diags)
+                      : info->family == Family::Npz ? readArrays(cs, path, path, at, "", diags)
+                                                    : true;
+    if (!read) {
       if (inProgram) diags.note(at, fmt::format("{} replaces this source", given));
       cs.info = nullptr;  // nothing to compare the other source's fields with
     }
@@ -187,6 +219,23 @@ bool checkColumns(const ast::FieldRef &f, const CheckedSource &src, Diagnostics 
     }
   }
   return ok;
+}
+
+// The array `f` names in npz source `src`, or null after reporting that it has none.
+const rt::NpyArrayInfo *findArray(const ast::FieldRef &f, const CheckedSource &src, Diagnostics &diags) {
+  std::vector<std::string> names;
+  for (const rt::NpyArrayInfo &a : *src.arrays) {
+    if (a.name == f.name) return &a;
+    names.push_back(a.name);
+  }
+  std::string hint = didYouMean(f.name, names);
+  if (hint.empty()) {
+    std::vector<std::string> shown;
+    for (const rt::NpyArrayInfo &a : *src.arrays) shown.push_back(a.name + " " + rt::shapeText(a.shape));
+    hint = "; its arrays are " + columnList(shown);
+  }
+  diags.error(f.nameLoc, fmt::format("{} has no array '{}'{}", src.shownAs, f.name, hint));
+  return nullptr;
 }
 
 // "pixels and label", "x, y1 and y2"
@@ -255,7 +304,7 @@ void Analyzer::checkData() {
     const SourceInfo *info = findSource(c.name);
     if (!info) {
       std::string hint = didYouMean(c.name, knownSources());
-      if (hint.empty()) hint = "; the sources are fashion_mnist, idx, csv, synthetic_mmoe and multi_fashion";
+      if (hint.empty()) hint = "; the sources are fashion_mnist, idx, csv, npz, npy, synthetic_mmoe and multi_fashion";
       diags_.error(c.nameLoc, fmt::format("unknown data source '{}'{}", c.name, hint));
     } else {
       BoundArgs a = bindArgs(c, fmt::format("data source '{}'", c.name), info->params, info->example,
@@ -281,6 +330,8 @@ void Analyzer::checkData() {
         if (cs.info) setFields(cs, *info);
         if (cs.info && info->family == Family::Csv && !dataOverrides_.count(src.role))
           readColumns(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags_);
+        if (cs.info && info->family == Family::Npz && !dataOverrides_.count(src.role))
+          readArrays(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags_);
       }
     }
     sources[src.role] = cs;
@@ -355,7 +406,26 @@ void Analyzer::checkData() {
     re.op = convertOp(e.op);
     std::optional<int64_t> width;  // values per sample the expression gives, when known
     bool exprOk = true;
-    if (fields && fields->family != Family::Csv) {
+    std::vector<std::pair<const CheckedSource *, rt::NpyArrayInfo>> arrays;  // npz: per source read
+    if (fields && fields->family == Family::Npz) {
+      if (f.hasParens) {
+        diags_.error(f.loc, fmt::format("{}(...) is not an array of {}; a field of {}(...) is an array's name",
+                                        f.name, fieldSource->shownAs, fields->name));
+        exprOk = false;
+      } else {
+        re.ref.field = f.name;
+        for (const CheckedSource *src : {train, test})
+          if (exprOk && src && src->info && src->info->family == Family::Npz && src->arrays) {
+            const rt::NpyArrayInfo *a = findArray(f, *src, diags_);
+            if (a) arrays.push_back({src, *a});
+            exprOk = a != nullptr;
+          }
+        if (!arrays.empty()) {
+          const std::vector<int64_t> &shape = arrays.front().second.shape;
+          width = elementCount(Shape(shape.begin() + 1, shape.end()));
+        }
+      }
+    } else if (fields && fields->family != Family::Csv) {
       const auto &known = fieldSource->fields;
       std::vector<std::string> names;
       for (const auto &kf : known) names.push_back(kf.first);
@@ -472,7 +542,16 @@ void Analyzer::checkData() {
       }
       declLoc = taskDecls_[info.index]->nameLoc;
     }
-    if (exprOk && width && expected && *width != *expected) {
+    if (exprOk && expected && !arrays.empty()) {  // npz: each source's array, its shape shown
+      for (const auto &[src, a] : arrays) {
+        const Shape perSample(a.shape.begin() + 1, a.shape.end());
+        if (elementCount(perSample) == *expected) continue;
+        diags_.error(e.loc, fmt::format("{}, but array '{}' of {} is {} per sample ({})", need, a.name, src->shownAs,
+                                        rt::shapeText(perSample), plural(elementCount(perSample), "value")));
+        diags_.note(declLoc, fmt::format("'{}' is declared here", b.target));
+        break;
+      }
+    } else if (exprOk && width && expected && *width != *expected) {
       diags_.error(e.loc, fmt::format("{}, but '{}' gives {}", need, ast::str(e), *width));
       diags_.note(declLoc, fmt::format("'{}' is declared here", b.target));
     }

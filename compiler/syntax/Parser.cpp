@@ -460,7 +460,9 @@ private:
     }
     case MTLParser::RuleFieldRef: {
       auto *f = dynamic_cast<MTLParser::FieldRefContext *>(ctx);
-      if (f && !f->name) return "a field name after '='";
+      // (name is the token found even where it is not a name: `x = }`)
+      if (f && (!f->name || (f->name->getType() != MTLParser::IDENT && f->name->getType() != MTLParser::DATA)))
+        return "a field name after '='";
       if (has(exp, MTLParser::RPAREN)) return "',' or ')' in " + (f && f->name ? f->name->getText() : std::string("columns")) + "(...)";
       return "a column name (a string) or a 0-based column position";
     }

@@ -316,6 +316,30 @@ TEST_CASE("idx sources: paths joined with the .mtl directory; any pixel count ac
   CHECK(m.data.labels[0].width == 1);
 }
 
+TEST_CASE("npz sources: arrays bound by name, widths from the archive's headers, --data checked") {
+  const std::string images = (fs::path(MTLC_SOURCE_DIR) / "tests/diagnostics/images.npz").string();
+  const std::string program = "model m\ninput img : f32[1, 6, 6]\n"
+                              "task c { img -> flatten -> dense(3) loss cross_entropy }\n"
+                              "task s { img -> flatten -> dense(3) loss mse }\n"
+                              "data { train npz(\"" + images + "\") img = x / 255 c = label s = seg }\n";
+  Model m = check(program);
+  CHECK(m.data.train.kind == "npz");
+  CHECK(m.data.train.args == std::vector<std::string>{images});
+  REQUIRE(m.data.inputs.size() == 1);
+  CHECK(m.data.inputs[0].expr.ref.field == "x");
+  CHECK(m.data.inputs[0].width == 36);
+  CHECK(m.data.labels[0].expr.ref.field == "label");
+  CHECK(m.data.labels[1].width == 3);
+  // `--data train=FILE` is checked in place of the program's source: counts.npz has no `seg`.
+  const std::string counts = (fs::path(MTLC_SOURCE_DIR) / "tests/diagnostics/counts.npz").string();
+  mtlc::Diagnostics diags("m.mtl", program);
+  auto parsed = mtlc::parseProgram("m.mtl", program, diags);
+  REQUIRE(parsed);
+  CHECK_FALSE(mtlc::sema::analyze(*parsed, "m.mtl", diags, {{"train", counts}}));
+  CHECK_THAT(diags.str(), Catch::Matchers::Contains("counts.npz: the arrays have different sample counts"));
+  CHECK_THAT(diags.str(), Catch::Matchers::Contains("--data train=" + counts + " replaces this source"));
+}
+
 TEST_CASE("a file in the current directory keeps its data paths as written") {
   InFolder here(csvFile("d.csv", "a,b").parent_path());
   Model m = check("model m\ninput x : f32[1]\ntask t { x -> dense(1) loss mse }\n"
@@ -393,7 +417,8 @@ TEST_CASE("known name lists") {
   CHECK(std::string(mtlc::sema::layerName(LayerKind::CrossStitch)) == "cross_stitch");
   CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1"});
   CHECK(mtlc::sema::knownMetrics().size() == 4);
-  CHECK(mtlc::sema::knownSources().size() == 5);
+  CHECK(mtlc::sema::knownSources() ==
+        std::vector<std::string>{"fashion_mnist", "idx", "csv", "npz", "npy", "synthetic_mmoe", "multi_fashion"});
   CHECK(std::string(mtlc::sema::layerName(LayerKind::LeakyRelu)) == "leaky_relu");
   CHECK(mtlc::sema::shapeStr({1, 28, 28}) == "[1, 28, 28]");
   CHECK(mtlc::sema::shapeStr({}) == "[]");
