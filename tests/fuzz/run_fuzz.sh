@@ -26,6 +26,11 @@ case "$(basename "$fuzz")" in
     ls "$built"/*.safetensors >/dev/null 2>&1 || { echo "run_fuzz.sh: no seed checkpoints in $built" >&2; exit 2; }
     cp "$built"/*.safetensors "$seeds"/
     limits=(-max_len=16384 -dict="$src/tests/fuzz/safetensors.dict") ;;
+  mtlc_fuzz_npz)
+    # NumPy files: the regression inputs (archives stored and deflated, each broken one) and the
+    # diagnostics' small archives.
+    cp "$src"/tests/fuzz/regressions/npz/* "$src"/tests/diagnostics/*.npz "$seeds"/
+    limits=(-max_len=16384) ;;
   *) echo "run_fuzz.sh: unknown harness $fuzz" >&2; exit 2 ;;
 esac
 # Cheaper ASan bookkeeping (unless the caller sets ASAN_OPTIONS): the fake stacks of
