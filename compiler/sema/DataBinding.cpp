@@ -270,6 +270,317 @@ std::string plural(int64_t n, const char *word) {
   return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
 }
 
+// ---- The sources
+
+// Whether `src` names a data role not given before; reports an unknown or repeated one.
+bool checkRole(const ast::DataSource &src, const std::map<std::string, SourceRange> &seenRole,
+               Diagnostics &diags) {
+  if (src.role != "train" && src.role != "test") {
+    std::string hint = didYouMean(src.role, {"train", "test"});
+    if (hint.empty()) hint = "; a data block has 'train SOURCE' and optionally 'test SOURCE'";
+    diags.error(src.roleLoc, fmt::format("unknown data role '{}'{}", src.role, hint));
+    return false;
+  }
+  if (auto it = seenRole.find(src.role); it != seenRole.end()) {
+    diags.error(src.roleLoc, fmt::format("the {} source is given twice", src.role));
+    diags.note(it->second, "first given here");
+    return false;
+  }
+  return true;
+}
+
+// The spec of source `info` from its bound arguments `args`: file paths resolved against `dir`
+// (the .mtl file's folder). False after reporting an empty path.
+bool sourceSpec(const SourceInfo &info, const BoundArgs &args, const std::filesystem::path &dir,
+                rt::SourceSpec &spec, Diagnostics &diags) {
+  bool ok = true;
+  spec.kind = info.name;
+  for (const auto &p : info.params) {
+    const ArgValue &v = args.at(p.name);
+    if (p.type != ParamDef::Type::String) {
+      spec.options[p.name] = v.number;
+      continue;
+    }
+    std::string arg = v.text;
+    if (info.paths && !arg.empty() && std::filesystem::path(arg).is_relative() && !dir.empty())
+      arg = (dir / arg).lexically_normal().string();
+    if (info.paths && arg.empty()) {
+      diags.error(v.loc, "a file path must not be empty");
+      ok = false;
+    }
+    spec.args.push_back(arg);
+  }
+  return ok;
+}
+
+// One source call (`csv("data.csv")`): its name, its arguments and, unless `--data` replaces it
+// (`overridden`), the header of its file. `info` stays null when any of them is erroneous.
+CheckedSource checkSourceCall(const ast::Call &c, const std::filesystem::path &dir, bool overridden,
+                              Diagnostics &diags) {
+  CheckedSource cs;
+  cs.loc = c.loc;
+  const SourceInfo *info = findSource(c.name);
+  if (!info) {
+    std::string hint = didYouMean(c.name, knownSources());
+    if (hint.empty()) hint = "; the sources are fashion_mnist, idx, csv, npz, npy, synthetic_mmoe and multi_fashion";
+    diags.error(c.nameLoc, fmt::format("unknown data source '{}'{}", c.name, hint));
+    return cs;
+  }
+  BoundArgs a = bindArgs(c, fmt::format("data source '{}'", c.name), info->params, info->example, diags);
+  if (!a.ok || !sourceSpec(*info, a, dir, cs.spec, diags)) return cs;
+  setFields(cs, *info);
+  if (overridden) return cs;
+  if (info->family == Family::Csv)
+    readColumns(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags);
+  if (info->family == Family::Npz)
+    readArrays(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags);
+  return cs;
+}
+
+// The test source gives the fields of the train source, each as wide where both widths are known.
+void compareTrainTest(const CheckedSource &train, const CheckedSource &test, Diagnostics &diags) {
+  std::vector<std::string> trainNames, testNames;
+  for (const auto &f : train.fields) trainNames.push_back(f.first);
+  for (const auto &f : test.fields) testNames.push_back(f.first);
+  if (train.info->family != test.info->family || trainNames != testNames) {
+    diags.error(test.loc, fmt::format("the test source {} does not have the same fields as the "
+                                      "train source {}",
+                                      test.info->name, train.info->name));
+    diags.note(train.loc, "the train source is here");
+    return;
+  }
+  for (size_t i = 0; i < train.fields.size(); ++i) {
+    int64_t a = train.fields[i].second, b = test.fields[i].second;
+    if (a > 0 && b > 0 && a != b) {
+      diags.error(test.loc, fmt::format("the test source gives field '{}' {} values per "
+                                        "sample, the train source {}",
+                                        train.fields[i].first, b, a));
+      diags.note(train.loc, "the train source is here");
+    }
+  }
+}
+
+}  // namespace
+
+// The data block's sources by role ("train" / "test"), as checked (and replaced by `--data`).
+struct DataSources {
+  std::map<std::string, CheckedSource> byRole;
+
+  const CheckedSource *role(const std::string &name) const {
+    auto it = byRole.find(name);
+    return it == byRole.end() ? nullptr : &it->second;
+  }
+  const CheckedSource *train() const { return role("train"); }
+  const CheckedSource *test() const { return role("test"); }
+  // The source whose fields the bindings read: the train source (or the test source alone); null
+  // when that source is erroneous.
+  const CheckedSource *fieldSource() const {
+    const CheckedSource *tr = train(), *te = test();
+    return tr && tr->info ? tr : !tr && te && te->info ? te : nullptr;
+  }
+};
+
+// What the bindings bind, in model order, and what the check of every target being bound skips.
+struct BoundTargets {
+  std::vector<std::optional<rt::Binding>> inputs, labels;  // per model input / task
+  std::map<std::string, SourceRange> at;                   // each bound target's name in its binding
+  std::set<std::string> misspelt;  // names suggested for a misspelt target: not also "missing"
+};
+
+// The values per sample a binding's target takes (when its declaration is valid), in words for
+// the error when a binding gives another width, and the declaration the note points at.
+struct TargetWidth {
+  std::optional<int64_t> expected;
+  std::string need;  // "input 'x' takes 784 values per sample (f32[28, 28])"
+  SourceRange declLoc;
+};
+
+namespace {
+
+// ---- A binding's expression
+
+// A binding's expression as checked: what the runtime evaluates, the values per sample it gives
+// when known, and (npz) the array each source read has under the field's name.
+struct CheckedExpr {
+  rt::BindExpr expr;
+  std::optional<int64_t> width;
+  bool ok = true;  // nothing reported: the width can be compared with the target's
+  std::vector<std::pair<const CheckedSource *, rt::NpyArrayInfo>> arrays;
+};
+
+// An npz field is an array's name, looked up in each npz source read (train, then test: one error
+// per binding); its width is the first array's values per sample.
+void checkArrayRef(const ast::FieldRef &f, const CheckedSource &fieldSource, const DataSources &sources,
+                   CheckedExpr &out, Diagnostics &diags) {
+  if (f.hasParens) {
+    diags.error(f.loc, fmt::format("{}(...) is not an array of {}; a field of {}(...) is an array's name",
+                                   f.name, fieldSource.shownAs, fieldSource.info->name));
+    out.ok = false;
+    return;
+  }
+  out.expr.ref.field = f.name;
+  for (const CheckedSource *src : {sources.train(), sources.test()})
+    if (out.ok && src && src->info && src->info->family == Family::Npz && src->arrays) {
+      const rt::NpyArrayInfo *a = findArray(f, *src, diags);
+      if (a) out.arrays.push_back({src, *a});
+      out.ok = a != nullptr;
+    }
+  if (!out.arrays.empty()) {
+    const std::vector<int64_t> &shape = out.arrays.front().second.shape;
+    out.width = elementCount(Shape(shape.begin() + 1, shape.end()));
+  }
+}
+
+// A field of a source with a fixed set of fields (fashion_mnist's `pixels`, synthetic_mmoe's `x`).
+void checkNamedField(const ast::FieldRef &f, const CheckedSource &fieldSource, CheckedExpr &out,
+                     Diagnostics &diags) {
+  const auto &known = fieldSource.fields;
+  const char *sourceName = fieldSource.info->name;
+  std::vector<std::string> names;
+  for (const auto &kf : known) names.push_back(kf.first);
+  auto found = std::find(names.begin(), names.end(), f.name);
+  if (f.hasParens) {
+    diags.error(f.loc, fmt::format("{}(...) is not a field of {}; its fields are {}{}", f.name, sourceName,
+                                   fieldList(known),
+                                   f.name == "columns" ? " (columns(...) selects csv columns)" : ""));
+    out.ok = false;
+  } else if (found == names.end()) {
+    std::string hint = didYouMean(f.name, names);
+    if (hint.empty()) hint = "; its fields are " + fieldList(known);
+    diags.error(f.nameLoc, fmt::format("{} has no field '{}'{}", sourceName, f.name, hint));
+    out.ok = false;
+  } else {
+    out.expr.ref.field = f.name;
+    int64_t w = known[static_cast<size_t>(found - names.begin())].second;
+    if (w > 0) out.width = w;
+    // idx pixels: the image size is known when the file is read (the runtime checks it)
+  }
+}
+
+// columns(3..10): one range of positions, first <= last, both within kMaxInt.
+void checkColumnRange(const ast::ColumnSel &c, CheckedExpr &out, Diagnostics &diags) {
+  if (c.overflow || c.first > kMaxInt || c.last > kMaxInt) {
+    diags.error(c.loc, fmt::format("column position is too large (at most {})", kMaxInt));
+    out.ok = false;
+  } else if (c.last < c.first) {
+    diags.error(c.loc, fmt::format("empty column range {}..{}: the first position must not "
+                                   "exceed the last",
+                                   c.first, c.last));
+    out.ok = false;
+  } else {
+    out.expr.ref.colFirst = c.first;
+    out.expr.ref.colLast = c.last;
+    out.width = c.last - c.first + 1;
+  }
+}
+
+// A csv field as written: a column name, columns("a", "b") or columns(3..10). Whether the columns
+// are in the files' headers is checkColumns's question.
+void checkColumnRef(const ast::FieldRef &f, CheckedExpr &out, Diagnostics &diags) {
+  if (!f.hasParens) {
+    out.expr.ref.field = f.name;  // a column name (the runtime checks the header)
+    out.width = 1;
+  } else if (f.name != "columns") {
+    std::string hint = didYouMean(f.name, {"columns"});
+    diags.error(f.nameLoc, fmt::format("unknown field selector '{}(...)'{}; a csv field is a "
+                                       "column name, columns(\"a\", \"b\") or columns(3..10)",
+                                       f.name, hint));
+    out.ok = false;
+  } else if (std::all_of(f.columns.begin(), f.columns.end(), [](const ast::ColumnSel &c) { return c.isName; })) {
+    for (const auto &c : f.columns) out.expr.ref.columns.push_back(c.name);
+    out.width = static_cast<int64_t>(f.columns.size());
+  } else if (f.columns.size() != 1) {
+    diags.error(f.loc, "columns(...) takes column names (columns(\"a\", \"b\")) or one range "
+                       "of positions (columns(3..10)), not a mix or a list of positions");
+    out.ok = false;
+  } else {
+    checkColumnRange(f.columns[0], out, diags);
+  }
+}
+
+// The field a binding reads, checked against the source whose fields the bindings read.
+CheckedExpr checkFieldRef(const ast::FieldRef &f, const DataSources &sources, Diagnostics &diags) {
+  CheckedExpr out;
+  const CheckedSource *fieldSource = sources.fieldSource();
+  if (!fieldSource) {
+    out.ok = false;  // no usable source: the field cannot be checked (already reported)
+    return out;
+  }
+  switch (fieldSource->info->family) {
+  case Family::Npz: checkArrayRef(f, *fieldSource, sources, out, diags); break;
+  case Family::Images:
+  case Family::Fields: checkNamedField(f, *fieldSource, out, diags); break;
+  case Family::Csv:
+    checkColumnRef(f, out, diags);
+    // The columns are in the header of every csv source the binding reads (train, then test: one
+    // error per binding).
+    for (const CheckedSource *src : {sources.train(), sources.test()})
+      if (out.ok && src && src->info && src->info->family == Family::Csv) out.ok = checkColumns(f, *src, diags);
+    break;
+  }
+  return out;
+}
+
+// The transform after the field: `in {...}`'s numbers, or the operand of / * + - and comparisons.
+void checkTransform(const ast::BindExpr &e, CheckedExpr &out, Diagnostics &diags) {
+  out.expr.op = convertOp(e.op);
+  if (e.op == ast::BindExpr::Op::In) {
+    for (const ast::Value &v : e.set) {
+      if (!std::isfinite(v.number)) {
+        diags.error(v.loc, fmt::format("the number {} is out of range", v.text));
+        out.ok = false;
+      }
+      out.expr.set.push_back(v.number);
+    }
+  } else if (e.op != ast::BindExpr::Op::Field) {
+    const ast::Value &v = e.operand;
+    if (!std::isfinite(v.number)) {
+      diags.error(v.loc, fmt::format("the number {} is out of range", v.text));
+      out.ok = false;
+    } else if (e.op == ast::BindExpr::Op::Div && v.number == 0) {
+      diags.error(v.loc, "division by zero");
+      out.ok = false;
+    }
+    out.expr.value = v.number;
+  }
+}
+
+// ---- A binding's width
+
+// What task `t`'s labels are, per sample, as the width error says it.
+std::string labelNeed(const Task &t) {
+  switch (t.loss) {
+  case rt::LossKind::CrossEntropy:
+    return fmt::format("task '{}' (cross_entropy) takes 1 label value per sample, the class index", t.name);
+  case rt::LossKind::BCE:
+    return fmt::format("task '{}' (bce) takes 1 label value per sample, 0 or 1", t.name);
+  default:
+    return fmt::format("task '{}' ({}) takes {} per sample, its head's width", t.name, vocab::name(t.loss),
+                       plural(t.labelWidth, "label value"));
+  }
+}
+
+// The width an error-free expression gives is the width its target takes; for npz, each source's
+// array is checked (the first that differs reported, its shape shown).
+void checkWidth(const ast::Binding &b, const CheckedExpr &expr, const TargetWidth &target, Diagnostics &diags) {
+  if (!expr.ok || !target.expected) return;
+  const int64_t expected = *target.expected;
+  if (!expr.arrays.empty()) {
+    for (const auto &[src, a] : expr.arrays) {
+      const Shape perSample(a.shape.begin() + 1, a.shape.end());
+      if (elementCount(perSample) == expected) continue;
+      diags.error(b.expr.loc, fmt::format("{}, but array '{}' of {} is {} per sample ({})", target.need, a.name,
+                                          src->shownAs, rt::shapeText(perSample),
+                                          plural(elementCount(perSample), "value")));
+      diags.note(target.declLoc, fmt::format("'{}' is declared here", b.target));
+      return;
+    }
+  } else if (expr.width && *expr.width != expected) {
+    diags.error(b.expr.loc, fmt::format("{}, but '{}' gives {}", target.need, ast::str(b.expr), *expr.width));
+    diags.note(target.declLoc, fmt::format("'{}' is declared here", b.target));
+  }
+}
+
 }  // namespace
 
 void Analyzer::checkData() {
@@ -279,309 +590,114 @@ void Analyzer::checkData() {
     diags_.note(prog_.datas[0].keywordLoc, "the first data block is here");
   }
   const ast::DataBlock &block = prog_.datas[0];
-  namespace fs = std::filesystem;
-  fs::path dir = fs::path(model_.file).parent_path();
+  const DataSources sources = checkDataSources(block);
+  BoundTargets bound;
+  bound.inputs.resize(model_.inputs.size());
+  bound.labels.resize(model_.tasks.size());
+  for (const ast::Binding &b : block.bindings) checkBinding(b, sources, bound);
+  checkEveryTargetBound(block, bound);
+}
 
-  // ---- Sources
-  std::map<std::string, CheckedSource> sources;  // "train" / "test"
+DataSources Analyzer::checkDataSources(const ast::DataBlock &block) {
+  const std::filesystem::path dir = std::filesystem::path(model_.file).parent_path();
+  DataSources sources;
   std::map<std::string, SourceRange> seenRole;
   for (const ast::DataSource &src : block.sources) {
-    if (src.role != "train" && src.role != "test") {
-      std::string hint = didYouMean(src.role, {"train", "test"});
-      if (hint.empty()) hint = "; a data block has 'train SOURCE' and optionally 'test SOURCE'";
-      diags_.error(src.roleLoc, fmt::format("unknown data role '{}'{}", src.role, hint));
-      continue;
-    }
-    if (auto it = seenRole.find(src.role); it != seenRole.end()) {
-      diags_.error(src.roleLoc, fmt::format("the {} source is given twice", src.role));
-      diags_.note(it->second, "first given here");
-      continue;
-    }
+    if (!checkRole(src, seenRole, diags_)) continue;
     seenRole[src.role] = src.roleLoc;
-    CheckedSource cs;
-    cs.loc = src.call.loc;
-    const ast::Call &c = src.call;
-    const SourceInfo *info = findSource(c.name);
-    if (!info) {
-      std::string hint = didYouMean(c.name, knownSources());
-      if (hint.empty()) hint = "; the sources are fashion_mnist, idx, csv, npz, npy, synthetic_mmoe and multi_fashion";
-      diags_.error(c.nameLoc, fmt::format("unknown data source '{}'{}", c.name, hint));
-    } else {
-      BoundArgs a = bindArgs(c, fmt::format("data source '{}'", c.name), info->params, info->example,
-                             diags_);
-      if (a.ok) {
-        cs.info = info;
-        cs.spec.kind = info->name;
-        for (const auto &p : info->params) {
-          const ArgValue &v = a.at(p.name);
-          if (p.type == ParamDef::Type::String) {
-            std::string arg = v.text;
-            if (info->paths && !arg.empty() && fs::path(arg).is_relative() && !dir.empty())
-              arg = (dir / arg).lexically_normal().string();
-            if (info->paths && arg.empty()) {
-              diags_.error(v.loc, "a file path must not be empty");
-              cs.info = nullptr;
-            }
-            cs.spec.args.push_back(arg);
-          } else {
-            cs.spec.options[p.name] = v.number;
-          }
-        }
-        if (cs.info) setFields(cs, *info);
-        if (cs.info && info->family == Family::Csv && !dataOverrides_.count(src.role))
-          readColumns(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags_);
-        if (cs.info && info->family == Family::Npz && !dataOverrides_.count(src.role))
-          readArrays(cs, cs.spec.args[0], a.at("path").text, a.at("path").loc, dir.string(), diags_);
-      }
-    }
-    sources[src.role] = cs;
+    sources.byRole[src.role] = checkSourceCall(src.call, dir, dataOverrides_.count(src.role) > 0, diags_);
   }
-  applyOverrides(dataOverrides_, block.keywordLoc, sources, seenRole, diags_);
+  applyOverrides(dataOverrides_, block.keywordLoc, sources.byRole, seenRole, diags_);
   if (!seenRole.count("train"))
     diags_.error(block.keywordLoc, "the data block has no 'train' source; add e.g. "
                                    "'train csv(\"data.csv\")' or 'train fashion_mnist(\"train\")'");
-  const CheckedSource *train = sources.count("train") ? &sources["train"] : nullptr;
-  const CheckedSource *test = sources.count("test") ? &sources["test"] : nullptr;
+  const CheckedSource *train = sources.train(), *test = sources.test();
   if (train && train->info) model_.data.train = train->spec;
   if (test && test->info) model_.data.test = test->spec;
-  if (train && train->info && test && test->info) {
-    std::vector<std::string> trainNames, testNames;
-    for (const auto &f : train->fields) trainNames.push_back(f.first);
-    for (const auto &f : test->fields) testNames.push_back(f.first);
-    if (train->info->family != test->info->family || trainNames != testNames) {
-      diags_.error(test->loc, fmt::format("the test source {} does not have the same fields as the "
-                                          "train source {}",
-                                          test->info->name, train->info->name));
-      diags_.note(train->loc, "the train source is here");
-    } else {
-      for (size_t i = 0; i < train->fields.size(); ++i) {
-        int64_t a = train->fields[i].second, b = test->fields[i].second;
-        if (a > 0 && b > 0 && a != b) {
-          diags_.error(test->loc, fmt::format("the test source gives field '{}' {} values per "
-                                              "sample, the train source {}",
-                                              train->fields[i].first, b, a));
-          diags_.note(train->loc, "the train source is here");
-        }
-      }
-    }
+  if (train && train->info && test && test->info) compareTrainTest(*train, *test, diags_);
+  return sources;
+}
+
+void Analyzer::checkBinding(const ast::Binding &b, const DataSources &sources, BoundTargets &bound) {
+  const NameInfo *target = checkBindingTarget(b, bound);
+  CheckedExpr expr = checkFieldRef(b.expr.field, sources, diags_);
+  checkTransform(b.expr, expr, diags_);
+  if (!target) return;
+  const TargetWidth width = targetWidth(*target);
+  checkWidth(b, expr, width, diags_);
+  rt::Binding rb;
+  rb.target = b.target;
+  rb.expr = expr.expr;
+  rb.width = width.expected ? *width.expected : (expr.width ? *expr.width : 1);
+  (target->kind == NameKind::Input ? bound.inputs : bound.labels)[target->index] = rb;
+}
+
+const NameInfo *Analyzer::checkBindingTarget(const ast::Binding &b, BoundTargets &bound) {
+  auto it = names_.find(b.target);
+  if (it == names_.end()) {
+    std::vector<std::string> candidates;
+    for (const auto &[name, info] : names_)
+      if (info.kind != NameKind::Shared) candidates.push_back(name);
+    diags_.error(b.targetLoc, fmt::format("'{}' is not an input or a task{}", b.target,
+                                          didYouMean(b.target, candidates)));
+    bound.misspelt.insert(closestMatch(b.target, candidates));
+    return nullptr;
   }
-  // The fields the bindings read come from the train source (or the test source alone).
-  const CheckedSource *fieldSource = train && train->info ? train
-                                     : !train && test && test->info ? test
-                                                                    : nullptr;
-  const SourceInfo *fields = fieldSource ? fieldSource->info : nullptr;
-
-  // ---- Bindings
-  std::vector<std::optional<rt::Binding>> inputBinds(model_.inputs.size()), labelBinds(model_.tasks.size());
-  std::map<std::string, SourceRange> bound;
-  std::set<std::string> misspelt;  // names suggested for a misspelt target: not also "missing"
-  for (const ast::Binding &b : block.bindings) {
-    auto it = names_.find(b.target);
-    bool targetOk = true;
-    if (it == names_.end()) {
-      std::vector<std::string> candidates;
-      for (const auto &[name, info] : names_)
-        if (info.kind != NameKind::Shared) candidates.push_back(name);
-      diags_.error(b.targetLoc, fmt::format("'{}' is not an input or a task{}", b.target,
-                                            didYouMean(b.target, candidates)));
-      misspelt.insert(closestMatch(b.target, candidates));
-      targetOk = false;
-    } else if (it->second.kind == NameKind::Shared) {
-      diags_.error(b.targetLoc, fmt::format("'{}' is a shared block; data binds inputs and task "
-                                            "labels",
-                                            b.target));
-      diags_.note(it->second.loc, fmt::format("'{}' is defined here", b.target));
-      targetOk = false;
-    } else if (auto prev = bound.find(b.target); prev != bound.end()) {
-      diags_.error(b.targetLoc, fmt::format("'{}' is bound twice", b.target));
-      diags_.note(prev->second, "first bound here");
-      targetOk = false;
-    }
-    if (targetOk) bound[b.target] = b.targetLoc;
-
-    // The expression.
-    const ast::BindExpr &e = b.expr;
-    const ast::FieldRef &f = e.field;
-    rt::BindExpr re;
-    re.op = convertOp(e.op);
-    std::optional<int64_t> width;  // values per sample the expression gives, when known
-    bool exprOk = true;
-    std::vector<std::pair<const CheckedSource *, rt::NpyArrayInfo>> arrays;  // npz: per source read
-    if (fields && fields->family == Family::Npz) {
-      if (f.hasParens) {
-        diags_.error(f.loc, fmt::format("{}(...) is not an array of {}; a field of {}(...) is an array's name",
-                                        f.name, fieldSource->shownAs, fields->name));
-        exprOk = false;
-      } else {
-        re.ref.field = f.name;
-        for (const CheckedSource *src : {train, test})
-          if (exprOk && src && src->info && src->info->family == Family::Npz && src->arrays) {
-            const rt::NpyArrayInfo *a = findArray(f, *src, diags_);
-            if (a) arrays.push_back({src, *a});
-            exprOk = a != nullptr;
-          }
-        if (!arrays.empty()) {
-          const std::vector<int64_t> &shape = arrays.front().second.shape;
-          width = elementCount(Shape(shape.begin() + 1, shape.end()));
-        }
-      }
-    } else if (fields && fields->family != Family::Csv) {
-      const auto &known = fieldSource->fields;
-      std::vector<std::string> names;
-      for (const auto &kf : known) names.push_back(kf.first);
-      auto found = std::find(names.begin(), names.end(), f.name);
-      if (f.hasParens) {
-        diags_.error(f.loc, fmt::format("{}(...) is not a field of {}; its fields are {}{}",
-                                        f.name, fields->name, fieldList(known),
-                                        f.name == "columns" ? " (columns(...) selects csv columns)" : ""));
-        exprOk = false;
-      } else if (found == names.end()) {
-        std::string hint = didYouMean(f.name, names);
-        if (hint.empty()) hint = "; its fields are " + fieldList(known);
-        diags_.error(f.nameLoc, fmt::format("{} has no field '{}'{}", fields->name, f.name, hint));
-        exprOk = false;
-      } else {
-        re.ref.field = f.name;
-        int64_t w = known[static_cast<size_t>(found - names.begin())].second;
-        if (w > 0) width = w;
-        // idx pixels: the image size is known when the file is read (the runtime checks it)
-      }
-    } else if (fields && fields->family == Family::Csv) {
-      if (!f.hasParens) {
-        re.ref.field = f.name;  // a column name (the runtime checks the header)
-        width = 1;
-      } else if (f.name != "columns") {
-        std::string hint = didYouMean(f.name, {"columns"});
-        diags_.error(f.nameLoc, fmt::format("unknown field selector '{}(...)'{}; a csv field is a "
-                                            "column name, columns(\"a\", \"b\") or columns(3..10)",
-                                            f.name, hint));
-        exprOk = false;
-      } else {
-        bool allNames = std::all_of(f.columns.begin(), f.columns.end(), [](const ast::ColumnSel &c) { return c.isName; });
-        if (allNames) {
-          for (const auto &c : f.columns) re.ref.columns.push_back(c.name);
-          width = static_cast<int64_t>(f.columns.size());
-        } else if (f.columns.size() != 1) {
-          diags_.error(f.loc, "columns(...) takes column names (columns(\"a\", \"b\")) or one range "
-                              "of positions (columns(3..10)), not a mix or a list of positions");
-          exprOk = false;
-        } else {
-          const ast::ColumnSel &c = f.columns[0];
-          if (c.overflow || c.first > kMaxInt || c.last > kMaxInt) {
-            diags_.error(c.loc, fmt::format("column position is too large (at most {})", kMaxInt));
-            exprOk = false;
-          } else if (c.last < c.first) {
-            diags_.error(c.loc, fmt::format("empty column range {}..{}: the first position must not "
-                                            "exceed the last",
-                                            c.first, c.last));
-            exprOk = false;
-          } else {
-            re.ref.colFirst = c.first;
-            re.ref.colLast = c.last;
-            width = c.last - c.first + 1;
-          }
-        }
-      }
-    } else {
-      exprOk = false;  // no usable source: the field cannot be checked (already reported)
-    }
-    // Csv: the columns are in the header of every csv source the binding reads (train, then test:
-    // one error per binding).
-    if (exprOk && fields && fields->family == Family::Csv)
-      for (const CheckedSource *src : {train, test})
-        if (exprOk && src && src->info && src->info->family == Family::Csv) exprOk = checkColumns(f, *src, diags_);
-    // The transform.
-    if (e.op == ast::BindExpr::Op::In) {
-      for (const ast::Value &v : e.set) {
-        if (!std::isfinite(v.number)) {
-          diags_.error(v.loc, fmt::format("the number {} is out of range", v.text));
-          exprOk = false;
-        }
-        re.set.push_back(v.number);
-      }
-    } else if (e.op != ast::BindExpr::Op::Field) {
-      const ast::Value &v = e.operand;
-      if (!std::isfinite(v.number)) {
-        diags_.error(v.loc, fmt::format("the number {} is out of range", v.text));
-        exprOk = false;
-      } else if (e.op == ast::BindExpr::Op::Div && v.number == 0) {
-        diags_.error(v.loc, "division by zero");
-        exprOk = false;
-      }
-      re.value = v.number;
-    }
-    if (!targetOk) continue;
-
-    // The width the target expects.
-    const NameInfo &info = it->second;
-    std::optional<int64_t> expected;
-    std::string need;
-    SourceRange declLoc;
-    if (info.kind == NameKind::Input) {
-      if (inputOk_[info.index]) {
-        const Input &in = model_.inputs[info.index];
-        expected = elementCount(in.shape);
-        need = fmt::format("input '{}' takes {} per sample (f32{})", in.name,
-                           plural(*expected, "value"), shapeStr(in.shape));
-        declLoc = inputDecls_[info.index]->shapeLoc;
-      }
-    } else if (taskHeadOk_[info.index]) {
-      const Task &t = model_.tasks[info.index];
-      expected = t.labelWidth;
-      switch (t.loss) {
-      case rt::LossKind::CrossEntropy:
-        need = fmt::format("task '{}' (cross_entropy) takes 1 label value per sample, the class index", t.name);
-        break;
-      case rt::LossKind::BCE:
-        need = fmt::format("task '{}' (bce) takes 1 label value per sample, 0 or 1", t.name);
-        break;
-      default:
-        need = fmt::format("task '{}' ({}) takes {} per sample, its head's width", t.name,
-                           vocab::name(t.loss), plural(t.labelWidth, "label value"));
-        break;
-      }
-      declLoc = taskDecls_[info.index]->nameLoc;
-    }
-    if (exprOk && expected && !arrays.empty()) {  // npz: each source's array, its shape shown
-      for (const auto &[src, a] : arrays) {
-        const Shape perSample(a.shape.begin() + 1, a.shape.end());
-        if (elementCount(perSample) == *expected) continue;
-        diags_.error(e.loc, fmt::format("{}, but array '{}' of {} is {} per sample ({})", need, a.name, src->shownAs,
-                                        rt::shapeText(perSample), plural(elementCount(perSample), "value")));
-        diags_.note(declLoc, fmt::format("'{}' is declared here", b.target));
-        break;
-      }
-    } else if (exprOk && width && expected && *width != *expected) {
-      diags_.error(e.loc, fmt::format("{}, but '{}' gives {}", need, ast::str(e), *width));
-      diags_.note(declLoc, fmt::format("'{}' is declared here", b.target));
-    }
-    rt::Binding rb;
-    rb.target = b.target;
-    rb.expr = re;
-    rb.width = expected ? *expected : (width ? *width : 1);
-    (info.kind == NameKind::Input ? inputBinds : labelBinds)[info.index] = rb;
+  if (it->second.kind == NameKind::Shared) {
+    diags_.error(b.targetLoc, fmt::format("'{}' is a shared block; data binds inputs and task "
+                                          "labels",
+                                          b.target));
+    diags_.note(it->second.loc, fmt::format("'{}' is defined here", b.target));
+    return nullptr;
   }
+  if (auto prev = bound.at.find(b.target); prev != bound.at.end()) {
+    diags_.error(b.targetLoc, fmt::format("'{}' is bound twice", b.target));
+    diags_.note(prev->second, "first bound here");
+    return nullptr;
+  }
+  bound.at[b.target] = b.targetLoc;
+  return &it->second;
+}
 
-  // ---- Every input and every task label is bound.
+TargetWidth Analyzer::targetWidth(const NameInfo &target) const {
+  TargetWidth out;
+  if (target.kind == NameKind::Input) {
+    if (inputOk_[target.index]) {
+      const Input &in = model_.inputs[target.index];
+      out.expected = elementCount(in.shape);
+      out.need = fmt::format("input '{}' takes {} per sample (f32{})", in.name, plural(*out.expected, "value"),
+                             shapeStr(in.shape));
+      out.declLoc = inputDecls_[target.index]->shapeLoc;
+    }
+  } else if (taskHeadOk_[target.index]) {
+    const Task &t = model_.tasks[target.index];
+    out.expected = t.labelWidth;
+    out.need = labelNeed(t);
+    out.declLoc = taskDecls_[target.index]->nameLoc;
+  }
+  return out;
+}
+
+void Analyzer::checkEveryTargetBound(const ast::DataBlock &block, const BoundTargets &bound) {
   for (size_t i = 0; i < model_.inputs.size(); ++i) {
-    if (inputBinds[i]) {
-      model_.data.inputs.push_back(*inputBinds[i]);
+    if (bound.inputs[i]) {
+      model_.data.inputs.push_back(*bound.inputs[i]);
       continue;
     }
     const std::string &name = model_.inputs[i].name;
-    if (misspelt.count(name)) continue;
+    if (bound.misspelt.count(name)) continue;
     diags_.error(block.keywordLoc, fmt::format("no data binding for input '{}'; add '{} = FIELD' "
                                                "to the data block",
                                                name, name));
     diags_.note(inputDecls_[i]->nameLoc, fmt::format("input '{}' is declared here", name));
   }
   for (size_t i = 0; i < model_.tasks.size(); ++i) {
-    if (labelBinds[i]) {
-      model_.data.labels.push_back(*labelBinds[i]);
+    if (bound.labels[i]) {
+      model_.data.labels.push_back(*bound.labels[i]);
       continue;
     }
     const std::string &name = model_.tasks[i].name;
-    if (misspelt.count(name)) continue;
+    if (bound.misspelt.count(name)) continue;
     diags_.error(block.keywordLoc, fmt::format("no data binding for the label of task '{}'; add "
                                                "'{} = FIELD' to the data block",
                                                name, name));

@@ -112,6 +112,11 @@ struct Origin {
   std::string what;   // "maxpool(2) produces [32, 13, 13]"
 };
 
+// DataBinding.cpp: what flows between the steps of checkData.
+struct DataSources;
+struct BoundTargets;
+struct TargetWidth;
+
 // One analysis of one program. Its steps are spread over the files listed at the top; only the
 // constructor and run() are its interface.
 class Analyzer {
@@ -142,8 +147,17 @@ private:
                                      Origin &origin, bool &ok);
   // Blocks.cpp: after the tasks: blocks nobody reads, cross_stitch with one column, parameters.
   void finishBlocks();
-  // DataBinding.cpp
+  // DataBinding.cpp: the data block; its steps: the sources (the train/test comparison with
+  // them), each binding (its target, expression and width), every input and label bound.
   void checkData();
+  DataSources checkDataSources(const ast::DataBlock &block);
+  void checkBinding(const ast::Binding &b, const DataSources &sources, BoundTargets &bound);
+  // The input or task a binding names, or null after reporting a name that is neither, a shared
+  // block or one bound before.
+  const NameInfo *checkBindingTarget(const ast::Binding &b, BoundTargets &bound);
+  TargetWidth targetWidth(const NameInfo &target) const;
+  // Moves the bindings into the model; reports each input and task label left unbound.
+  void checkEveryTargetBound(const ast::DataBlock &block, const BoundTargets &bound);
 
   void checkModelDecl();
   void declareNames();
