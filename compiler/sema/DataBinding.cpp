@@ -322,7 +322,7 @@ CheckedSource checkSourceCall(const ast::Call &c, const std::filesystem::path &d
   const SourceInfo *info = findSource(c.name);
   if (!info) {
     std::string hint = didYouMean(c.name, knownSources());
-    if (hint.empty()) hint = "; the sources are fashion_mnist, idx, csv, npz, npy, synthetic_mmoe and multi_fashion";
+    if (hint.empty()) hint = "; the sources are " + joinWords(knownSources(), "and");
     diags.error(c.nameLoc, fmt::format("unknown data source '{}'{}", c.name, hint));
     return cs;
   }

@@ -695,8 +695,7 @@ void Analyzer::checkTrain() {
         hint = "; did you mean 'epochs'?";
       else
         hint = didYouMean(s.name, settings);
-      if (hint.empty())
-        hint = "; the settings are optimizer, batch, epochs, weighting, seed, shuffle, freeze and clip_grad_norm";
+      if (hint.empty()) hint = "; the settings are " + joinWords(settings, "and");
       diags_.error(s.nameLoc, fmt::format("unknown train setting '{}'{}", s.name, hint));
       continue;
     }
