@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Peak memory of training from a 2 GB npz archive (issue 30): the archive's f32 array is stored
-# (np.savez) and trained in place from the memory-mapped file, against the same array stored
-# big-endian, which the reader converts once into memory. Prints /usr/bin/time -v's maximum
-# resident set size and the peak anonymous and file-backed parts of it (sampled from
-# /proc/PID/status every 50 ms): file-backed pages are the archive's, which the kernel can drop and
-# read again, so an archive larger than memory trains.
+# (np.savez) and trained in place, each batch's rows read from the file (pread, so the archive's
+# pages stay in the page cache, not in the process), against the same array stored big-endian,
+# which the reader converts once into memory. Prints /usr/bin/time -v's maximum resident set size
+# and the peak anonymous and file-backed parts of it (sampled from /proc/PID/status every 50 ms).
 #
 #   bench/npz/large.sh MTLC [WORK_DIR]      (needs /usr/bin/python3 with numpy, ~4.2 GB of disk)
 set -euo pipefail

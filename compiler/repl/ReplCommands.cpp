@@ -19,10 +19,12 @@
 #include <fmt/ostream.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 #include <unistd.h>
@@ -432,9 +434,13 @@ void ReplSession::cmdPredict(const std::string &args) {
                         test ? "test" : "train", trim(rest.substr(3))));
       return;
     }
-    for (size_t i = 0; i < I; ++i) {
+    for (size_t i = 0; i < I; ++i) {  // readFloats: a memory-mapped view's floats may be misaligned
       const auto &f = data.inputs[i];
-      inputs[i].assign(f.data.begin() + *n * f.width, f.data.begin() + (*n + 1) * f.width);
+      inputs[i].resize(size_t(f.width));
+      if (!f.data.readFloats(size_t(*n * f.width), size_t(f.width), inputs[i].data())) {
+        error(fmt::format("{}: cannot read row {}: {}", data.origin, *n, std::strerror(errno)));
+        return;
+      }
     }
     size_t t = size_t(ti - spec.tasks.begin());
     const auto &lf = data.labels[t];

@@ -4,6 +4,7 @@
 #include "runtime/core/Rng.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <numeric>
 
@@ -42,6 +43,10 @@ void Batcher::finishPrefetch() {
   prefetched_ = -1;
 }
 
+void Batcher::throwIfReadFailed() const {
+  if (const int err = readErrno_.load()) throwError("{}: cannot read its samples: {}", data_.origin, std::strerror(err));
+}
+
 void Batcher::startEpoch(int64_t epoch) {
   finishPrefetch();  // its rows came from the old order
   if (shuffle_) {
@@ -61,6 +66,12 @@ void Batcher::copyRows(void* ctx, int64_t i0, int64_t i1) {
   auto copy = [&](const std::vector<Field>& fields, std::vector<std::vector<float>>& bufs) {
     for (size_t k = 0; k < fields.size(); ++k) {
       const int64_t w = fields[k].width;
+      if (fields[k].data.isView()) {
+        for (int64_t i = i0; i < i1; ++i)
+          if (!fields[k].data.readFloats(size_t(self.order_[j.first + i] * w), size_t(w), bufs[k].data() + i * w))
+            self.readErrno_.store(errno);
+        continue;
+      }
       const float* src = fields[k].data.data();
       float* dst = bufs[k].data();
       // The rows are random, so the hardware prefetcher only starts on a row when its copy
@@ -84,6 +95,7 @@ int64_t Batcher::gather(int64_t b, ThreadPool* pool) {
   const int64_t first = b * batch_, n = std::min(batch_, data_.rows - first);
   const bool hit = prefetched_ == b;
   finishPrefetch();
+  throwIfReadFailed();
   if (hit) {
     cur_ ^= 1;
     return n;
@@ -93,6 +105,7 @@ int64_t Batcher::gather(int64_t b, ThreadPool* pool) {
   for (const Field& f : data_.inputs) rowFloats += f.width;
   if (pool && n * rowFloats >= kParallelFloats) pool->parallelFor(n, copyRows, &job);
   else copyRows(&job, 0, n);
+  throwIfReadFailed();
   return n;
 }
 

@@ -12,11 +12,16 @@
 // next batch into a second set of buffers on the pool's idle workers (ThreadPool background
 // work) while the step runs; gather(b + 1) then finishes that copy and swaps the sets. The
 // batches are the same bytes either way.
+//
+// A field that is a view of a memory-mapped file (an npz member used in place) has its rows read
+// from the file with pread (FloatStore::readFloats), so the archive's pages do not accumulate in
+// the process's resident set; a read that fails is reported by the next gather().
 #pragma once
 
 #include "runtime/data/Dataset.h"
 #include "runtime/parallel/ThreadPool.h"
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -70,10 +75,12 @@ class Batcher {
   };
   Job prefetchJob_{};
   int64_t prefetched_ = -1;          // the batch the spare set holds or is receiving; -1: none
+  std::atomic<int> readErrno_{0};    // a view's failed read (its errno), from any copying thread
   ThreadPool* prefetchPool_ = nullptr;
 
   void allocate(Buffers& set);
   void finishPrefetch();             // waits for a prefetch in flight and drops it
+  void throwIfReadFailed() const;
   static void copyRows(void* job, int64_t i0, int64_t i1);
 };
 

@@ -166,13 +166,13 @@ Dataset bindTable(Table t, const std::vector<Binding>& inputs, const std::vector
 }
 
 Dataset loadDataset(const SourceSpec& source, const std::vector<Binding>& inputs,
-                    const std::vector<Binding>& labels, const std::string& split) {
+                    const std::vector<Binding>& labels, const std::string& split, bool progress) {
   std::vector<std::string> wanted;  // the fields the bindings read (a source may skip the others)
   for (const auto* list : {&inputs, &labels})
     for (const Binding& b : *list)
       if (!b.expr.ref.field.empty() && std::find(wanted.begin(), wanted.end(), b.expr.ref.field) == wanted.end())
         wanted.push_back(b.expr.ref.field);
-  return bindTable(loadSource(source, split, wanted), inputs, labels);
+  return bindTable(loadSource(source, split, wanted, progress), inputs, labels);
 }
 
 void markUnlabelled(const std::vector<TaskSpec>& tasks, Dataset& d) {

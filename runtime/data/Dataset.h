@@ -37,8 +37,11 @@ namespace mtlc::rt {
 
 // The floats of a field: its own (huge pages: batches gather random rows), or a read-only view of
 // floats that live in a memory-mapped file (an npz member stored as little-endian f32), kept
-// mapped while any copy of the view lives. A view is not copied into memory: the kernel pages it
-// in as batches read it and may drop it again, so a data set larger than memory can be trained.
+// mapped while any copy of the view lives. A view is not copied into memory. The Batcher reads a
+// view's rows with pread from the file (readRows) rather than through the mapping: a mapped page
+// read at random stays in the process's resident set, and the kernel maps the file's large page
+// cache folios whole, so random batches would soon map the whole archive; pread leaves the pages
+// in the page cache alone, so a data set larger than memory trains with a small resident set.
 // A view's floats may be misaligned (an npz member starts at any byte of its archive), so the
 // readers of a field copy them with memcpy (Batcher) or own them first (labels: bindTable).
 // Writing through a view (the non-const accessors) first makes the floats the store's own.
@@ -47,9 +50,14 @@ class FloatStore {
   FloatStore() = default;
   FloatStore(HugeFloats owned) : owned_(std::move(owned)) {}  // NOLINT: implicit, as a vector
   FloatStore(std::initializer_list<float> values) : owned_(values) {}
-  static FloatStore view(std::shared_ptr<const void> mapping, const float* values, size_t count);
+  // `fd` stays open while `mapping` lives; `values` lie at byte `fileOffset` of its file.
+  static FloatStore view(std::shared_ptr<const void> mapping, const float* values, size_t count, int fd,
+                         uint64_t fileOffset);
 
   bool isView() const { return mapping_ != nullptr; }
+  // Copies `count` floats from index `first` into `out`: from the file for a view (see above),
+  // from memory otherwise. False (errno set) when the file cannot be read.
+  bool readFloats(size_t first, size_t count, float* out) const;
   size_t size() const { return mapping_ ? viewCount_ : owned_.size(); }
   bool empty() const { return size() == 0; }
   const float* data() const { return mapping_ ? view_ : owned_.data(); }
@@ -74,6 +82,8 @@ class FloatStore {
   std::shared_ptr<const void> mapping_;  // null: owned_ holds the floats
   const float* view_ = nullptr;
   size_t viewCount_ = 0;
+  int fd_ = -1;
+  uint64_t fileOffset_ = 0;
 };
 
 // A float matrix [rows, width], row-major, with a name.
@@ -112,13 +122,14 @@ struct Dataset {
 
 // `split` ("train" | "test") only matters to generators, which draw different samples per split.
 // `wanted`: the fields the bindings read, for sources that can skip the others (npz).
+// `progress`: a long read (a big compressed npz member) may show progress on a terminal.
 Table loadSource(const SourceSpec& source, const std::string& split = "train",
-                 const std::vector<std::string>& wanted = {});
+                 const std::vector<std::string>& wanted = {}, bool progress = true);
 
 Table readCsv(const std::string& path);
 // NumPy files (Npz.cpp; the format: spec/NpzFiles.h): `wanted` names the arrays to load (all when
 // empty); the others' headers are still checked.
-Table readNpz(const std::string& path, const std::vector<std::string>& wanted = {});
+Table readNpz(const std::string& path, const std::vector<std::string>& wanted = {}, bool progress = true);
 Table readNpy(const std::string& path);
 Table readIdx(const std::string& imagesPath, const std::string& labelsPath);
 Table fashionMnist(const std::string& split, const std::string& dir = "");
@@ -135,7 +146,8 @@ Table multiFashion(const std::string& split, const std::string& dir = "");
 // floats per sample. Throws Error naming the source and the binding otherwise, and when the source
 // has no rows.
 Dataset loadDataset(const SourceSpec& source, const std::vector<Binding>& inputs,
-                    const std::vector<Binding>& labels, const std::string& split = "train");
+                    const std::vector<Binding>& labels, const std::string& split = "train",
+                    bool progress = true);
 Dataset bindTable(Table table, const std::vector<Binding>& inputs,
                   const std::vector<Binding>& labels);
 

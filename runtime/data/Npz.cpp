@@ -5,7 +5,7 @@
 //
 // The archive's directory and headers come from spec/NpzFiles.h (minizip). A stored member's bytes
 // are read where they lie in the memory-mapped file: a little-endian f32 array in row-major order
-// is used in place (FloatStore::view), any other is converted once, chunk by chunk, its pages
+// is used in place (FloatStore::view: the Batcher preads its rows), any other is converted once, chunk by chunk, its pages
 // dropped again. A deflated member is decompressed in chunks and converted as it comes (its CRC
 // is checked at the end), with progress on a terminal for big ones.
 #include "runtime/data/Dataset.h"
@@ -28,12 +28,15 @@ namespace {
 
 // ---- the file and the archive ---------------------------------------------------------------------
 
-// The whole file, mapped read-only; unmapped when the last view of it dies.
+// The whole file, mapped read-only, and its descriptor (views' rows are read with pread);
+// unmapped and closed when the last view of it dies.
 struct Mapping {
   const uint8_t* base = nullptr;
   size_t size = 0;
+  int fd = -1;
   ~Mapping() {
     if (base) munmap(const_cast<uint8_t*>(base), size);
+    if (fd >= 0) close(fd);
   }
 };
 
@@ -43,21 +46,14 @@ std::shared_ptr<const Mapping> mapFile(const std::string& path, const std::strin
   if (fd < 0) throwError("{}: cannot open: {}", shownAs, std::strerror(errno));
   struct stat st{};
   auto m = std::make_shared<Mapping>();
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    throwError("{}: not a regular file", shownAs);
-  }
+  m->fd = fd;  // closed by ~Mapping, also on the errors below
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throwError("{}: not a regular file", shownAs);
   m->size = size_t(st.st_size);
   if (m->size > 0) {
     void* p = mmap(nullptr, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      const int err = errno;
-      close(fd);
-      throwError("{}: cannot map: {}", shownAs, std::strerror(err));
-    }
+    if (p == MAP_FAILED) throwError("{}: cannot map: {}", shownAs, std::strerror(errno));
     m->base = static_cast<const uint8_t*>(p);
   }
-  close(fd);
   return m;
 }
 
@@ -207,10 +203,10 @@ constexpr size_t kChunkBytes = size_t(4) << 20;
 constexpr uint64_t kProgressBytes = uint64_t(64) << 20;
 
 // Decompresses member `m` and converts its elements into `out`.
-void readDeflated(NpzArchive& archive, const NpzMember& m, float* out) {
+void readDeflated(NpzArchive& archive, const NpzMember& m, float* out, bool progress) {
   Converter convert(m.info, m.where, out);
   const uint64_t total = m.info.elementCount();
-  const bool show = total * uint64_t(m.info.itemBytes) >= kProgressBytes && Progress::stderrIsTty();
+  const bool show = progress && total * uint64_t(m.info.itemBytes) >= kProgressBytes && Progress::stderrIsTty();
   uint64_t done = 0;
   int shownPercent = -1;
   archive.readElements(m, [&](const uint8_t* bytes, size_t count) {
@@ -241,7 +237,8 @@ Field mappedField(const std::shared_ptr<const Mapping>& file, const uint8_t* npy
   const uint8_t* bytes = npy + a.dataOffset;
   const size_t count = size_t(a.elementCount());
   if (usableInPlace(a)) {
-    f.data = FloatStore::view(file, reinterpret_cast<const float*>(bytes), count);
+    f.data = FloatStore::view(file, reinterpret_cast<const float*>(bytes), count, file->fd,
+                              uint64_t(bytes - file->base));
     return f;
   }
   // Converted chunk by chunk, each chunk's pages dropped once read: the archive's pages never
@@ -271,7 +268,7 @@ void checkWanted(const std::vector<NpyArrayInfo>& arrays, const std::vector<std:
 
 }  // namespace
 
-Table readNpz(const std::string& path, const std::vector<std::string>& wanted) {
+Table readNpz(const std::string& path, const std::vector<std::string>& wanted, bool progress) {
   NpzArchive archive(path, path);
   std::vector<NpyArrayInfo> arrays;
   for (const NpzMember& m : archive.members()) arrays.push_back(m.info);
@@ -293,7 +290,7 @@ Table readNpz(const std::string& path, const std::vector<std::string>& wanted) {
       t.fields.push_back(mappedField(file, file->base + m.fileOffset, a, m.where));
     } else {
       HugeFloats values(size_t(a.elementCount()));
-      readDeflated(archive, m, values.data());
+      readDeflated(archive, m, values.data(), progress);
       t.fields.push_back(Field{a.name, perSampleWidth(a), std::move(values)});
     }
   }

@@ -2,18 +2,44 @@
 #include "runtime/data/Dataset.h"
 #include "spec/Error.h"
 
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 
 namespace mtlc::rt {
 
-FloatStore FloatStore::view(std::shared_ptr<const void> mapping, const float* values, size_t count) {
+FloatStore FloatStore::view(std::shared_ptr<const void> mapping, const float* values, size_t count, int fd,
+                            uint64_t fileOffset) {
   FloatStore s;
   s.mapping_ = std::move(mapping);
   s.view_ = values;
   s.viewCount_ = count;
+  s.fd_ = fd;
+  s.fileOffset_ = fileOffset;
   return s;
+}
+
+bool FloatStore::readFloats(size_t first, size_t count, float* out) const {
+  if (!mapping_) {
+    std::memcpy(out, owned_.data() + first, count * sizeof(float));
+    return true;
+  }
+  auto* to = reinterpret_cast<char*>(out);
+  size_t left = count * sizeof(float);
+  off_t at = off_t(fileOffset_ + first * sizeof(float));
+  while (left > 0) {
+    const ssize_t n = pread(fd_, to, left, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;  // the file is shorter than when it was opened
+      return false;
+    }
+    to += n, at += n, left -= size_t(n);
+  }
+  return true;
 }
 
 HugeFloats& FloatStore::own() {
@@ -67,14 +93,15 @@ double option(const SourceSpec& s, const std::string& name, double fallback) {
 
 }  // namespace
 
-Table loadSource(const SourceSpec& s, const std::string& split, const std::vector<std::string>& wanted) {
+Table loadSource(const SourceSpec& s, const std::string& split, const std::vector<std::string>& wanted,
+                 bool progress) {
   if (s.kind == "csv") {
     wantArgs(s, 1, 1);
     return readCsv(s.args[0]);
   }
   if (s.kind == "npz") {
     wantArgs(s, 1, 1);
-    return readNpz(s.args[0], wanted);
+    return readNpz(s.args[0], wanted, progress);
   }
   if (s.kind == "npy") {
     wantArgs(s, 1, 1);

@@ -26,12 +26,12 @@ std::vector<float> lossWeights(const ModelSpec& spec) {
 }
 
 Dataset loadSplit(const ModelSpec& spec, const std::string& split,
-                  const std::map<std::string, std::string>& overrides) {
+                  const std::map<std::string, std::string>& overrides, bool progress) {
   for (const auto& [key, path] : overrides)
     if (key != "train" && key != "test") throwError("--data {}={}: expected train=PATH or test=PATH", key, path);
   SourceSpec source = split == "train" ? spec.data.train : spec.data.test;
   if (auto it = overrides.find(split); it != overrides.end()) source = sourceFromPath(it->second, split);
-  Dataset d = loadDataset(source, spec.data.inputs, spec.data.labels, split);
+  Dataset d = loadDataset(source, spec.data.inputs, spec.data.labels, split, progress);
   // Arrange the buffers in model order (inputs, then tasks), matching bindings by name.
   auto arrange = [&](std::vector<Field>& fields, const std::vector<std::string>& names, const char* what) {
     std::vector<Field> ordered;

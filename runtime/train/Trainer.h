@@ -123,9 +123,10 @@ std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, con
                                  ThreadPool* pool = nullptr);
 
 // Loads the "train" or "test" source of spec.data (or the override path for it), binds it and
-// checks its labels against the tasks; the buffers are in model input / task order.
+// checks its labels against the tasks; the buffers are in model input / task order. `progress`:
+// as loadSource's (off for -q).
 Dataset loadSplit(const ModelSpec& spec, const std::string& split,
-                  const std::map<std::string, std::string>& overrides = {});
+                  const std::map<std::string, std::string>& overrides = {}, bool progress = true);
 
 // The loss weights a plain train_step starts from: fixed and pcgrad → TaskSpec::weight,
 // uniform and mgda → 1/T, uncertainty → ½, dwa and gradnorm → 1 (Weighting.h changes them as it

@@ -134,10 +134,10 @@ void TrainingRun::readResumePoint() {
 }
 
 void TrainingRun::loadData() {
-  trainData_ = loadSplit(spec_, "train", opt_.dataOverrides);
+  trainData_ = loadSplit(spec_, "train", opt_.dataOverrides, !opt_.quiet);
   root_ = !opt_.comm || opt_.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
   hasTest_ = root_ && (spec_.data.test.present() || opt_.dataOverrides.count("test"));
-  if (hasTest_) testData_ = loadSplit(spec_, "test", opt_.dataOverrides);
+  if (hasTest_) testData_ = loadSplit(spec_, "test", opt_.dataOverrides, !opt_.quiet);
 }
 
 void TrainingRun::createState() {

@@ -6,7 +6,7 @@ same bytes: every step record (losses, weights) and every epoch record but its t
 
 1. IDX: random 6x6 u8 images and class labels 0..3 as IDX files; the npz holds `pixels` [N, 36]
    f32 (k * (1/255) in f32, as the IDX reader scales u8) and `label` [N] u8, written by
-   np.savez_compressed (deflate). One program trains from idx(...) and, with
+   np.savez_compressed (deflate) and by np.savez (stored: the pixels are read from the file). One program trains from idx(...) and, with
    `--data train=d.npz --data test=d.npz`, from the archive.
 2. CSV with missing labels: examples/tabular_partial.mtl on its csv files, against the same program
    reading npz files written from them (np.savez: stored) where an empty cls cell is -1 (int64), an
@@ -108,10 +108,13 @@ def idx_case():
     scale = np.float32(1) / np.float32(255)
     pixels = images.reshape(n, 36).astype(np.float32) * scale
     np.savez_compressed(os.path.join(WORK, "d.npz"), pixels=pixels, label=labels)
+    np.savez(os.path.join(WORK, "stored.npz"), pixels=pixels, label=labels)  # pixels read in place
     open(os.path.join(WORK, "small.mtl"), "w").write(IDX_PROGRAM)
     a = train("small.mtl", "idx.jsonl")
     b = train("small.mtl", "npz.jsonl", ["--data", "train=d.npz", "--data", "test=d.npz"])
     compare("idx vs npz", a, b)
+    c = train("small.mtl", "stored.jsonl", ["--data", "train=stored.npz", "--data", "test=stored.npz"])
+    compare("idx vs stored npz (rows read from the file)", a, c)
 
 
 def csv_to_npz(csv_path, npz_path):

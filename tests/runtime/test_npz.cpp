@@ -4,6 +4,7 @@
 // not write; memory-mapped fields bind and train as owned ones.
 #include "TestUtil.h"
 
+#include "runtime/data/Batcher.h"
 #include "runtime/data/Dataset.h"
 #include "spec/NpzFiles.h"
 #include "spec/Error.h"
@@ -203,7 +204,33 @@ TEST_CASE("npz: --data paths, mapped inputs, owned labels, -1 unlabelled for cla
   CHECK(d.inputs[0].data.isView());   // read where it lies in the archive
   CHECK_FALSE(d.labels[0].data.isView());  // the checks and metrics read labels in place
   const std::vector<uint8_t> expected = fileBytes(dir + "/good/f4_le_C_stored.x.f32");
-  CHECK(std::memcmp(d.inputs[0].data.data(), expected.data(), expected.size()) == 0);
+  const FloatStore &view = d.inputs[0].data;  // const: reading does not make the floats owned
+  CHECK(std::memcmp(view.data(), expected.data(), expected.size()) == 0);
+  // The Batcher reads a view's rows from the file: the batches of the same floats owned.
+  Dataset owned = d;
+  owned.inputs[0].data.own();
+  {
+    Batcher fromFile(d, 2, true, 7), fromMemory(owned, 2, true, 7);
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      fromFile.startEpoch(epoch);
+      fromMemory.startEpoch(epoch);
+      for (int64_t b = 0; b < fromMemory.batches(); ++b) {
+        const int64_t n = fromFile.gather(b);
+        REQUIRE(fromMemory.gather(b) == n);
+        CHECK(std::memcmp(fromFile.inputs()[0], fromMemory.inputs()[0], size_t(n * 12) * sizeof(float)) == 0);
+      }
+    }
+  }
+  CHECK(view.isView());
+  // A file cut short under a loaded view: the batch that reads past its end says so.
+  const std::string cut = dir + "/cut.npz";
+  fs::copy_file(s.args[0], cut, fs::copy_options::overwrite_existing);
+  SourceSpec cutSource = s;
+  cutSource.args = {cut};
+  Dataset shortened = loadDataset(cutSource, {x}, {y});
+  fs::resize_file(cut, 64);
+  Batcher reader(shortened, 2, false, 0);
+  CHECK_THROWS_WITH(reader.gather(0), Contains("cut.npz: cannot read its samples: Input/output error"));
   // A transform reads the mapped floats into its own.
   scaled.expr.ref.field = "x";
   scaled.expr.op = BindExpr::Op::Mul;
