@@ -106,6 +106,17 @@ void setFields(CheckedSource &cs, const SourceInfo &info) {
     cs.fields.push_back({f.name, f.widthArg ? static_cast<int64_t>(cs.spec.options[f.widthArg]) : f.width});
 }
 
+// A data file that cannot be read, reported at `at`; a relative path that does not exist gets a
+// reminder of what it is relative to.
+void reportUnreadable(const rt::Error &e, const std::string &path, const std::string &shownAs, SourceRange at,
+                      const std::string &relativeTo, Diagnostics &diags) {
+  std::error_code ec;
+  const bool relative = !relativeTo.empty() && std::filesystem::path(shownAs).is_relative() &&
+                        !std::filesystem::exists(path, ec);
+  diags.error(at, fmt::format("{}{}", e.what(),
+                              relative ? " (a path in a .mtl file is relative to the file's folder)" : ""));
+}
+
 // Reads the header of csv source `cs` (file `path`, shown as `shownAs`); an unreadable file or a
 // malformed header is reported at `at` (false), and its columns stay unknown. `relativeTo`: the
 // folder a relative path was resolved against ("" for a command-line path).
@@ -116,11 +127,7 @@ bool readColumns(CheckedSource &cs, const std::string &path, const std::string &
     cs.columns = rt::readCsvHeader(path, shownAs);
     return true;
   } catch (const rt::Error &e) {
-    std::error_code ec;
-    const bool relative = !relativeTo.empty() && std::filesystem::path(shownAs).is_relative() &&
-                          !std::filesystem::exists(path, ec);
-    diags.error(at, fmt::format("{}{}", e.what(),
-                                relative ? " (a path in a .mtl file is relative to the file's folder)" : ""));
+    reportUnreadable(e, path, shownAs, at, relativeTo, diags);
     return false;
   }
 }
@@ -139,11 +146,7 @@ bool readArrays(CheckedSource &cs, const std::string &path, const std::string &s
       if (!a.shape.empty()) cs.arrays->push_back(std::move(a));
     return true;
   } catch (const rt::Error &e) {
-    std::error_code ec;
-    const bool relative = !relativeTo.empty() && std::filesystem::path(shownAs).is_relative() &&
-                          !std::filesystem::exists(path, ec);
-    diags.error(at, fmt::format("{}{}", e.what(),
-                                relative ? " (a path in a .mtl file is relative to the file's folder)" : ""));
+    reportUnreadable(e, path, shownAs, at, relativeTo, diags);
     return false;
   }
 }
