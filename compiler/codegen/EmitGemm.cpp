@@ -78,13 +78,12 @@ struct Choice {
 // an M×N×K product in slices of at most `kc`. Cycles per k step of a tile: MR·NRV FMAs on two
 // ports, MR broadcasts + NRV loads on two load ports, and at least one FMA latency (each
 // accumulator is a serial chain; 5 cycles on Haswell and Zen, 4 on Skylake: with 4, AVX2's
-// 8-accumulator 2×4 tile tied with 6×2, and it runs at 26 against 30 GFLOP/s for n = 512 on
-// Zen 1); all of it times `kCost` when the operands come from memory rather than packed panels.
+// 8-accumulator 2×4 tile would tie with 6×2, which runs faster); all of it times `kCost` when the operands come from memory rather than packed panels.
 // Per tile and slice: the tile's trip through the stack buffer to the store code, a fixed 20,
 // `tileCost` more (the packed form's micro-kernel call), and 4 per 64-byte line of C it writes:
 // when K is short the stores are the product, and a tile one AVX2 vector wide writes half lines
-// (the batch-1 weight gradient, 256×1×784 on Zen 3: 14×1 tiles 27.9 µs, 6×2 22.3 µs, packed
-// 6×2 37.5 µs). Unless forced, the menu is, for NRV = 1, 2, 4, the most rows the registers hold
+// (the batch-1 weight gradient is such a product: there the cost of its stores picks the tile).
+// Unless forced, the menu is, for NRV = 1, 2, 4, the most rows the registers hold
 // (MR·NRV accumulators + NRV B vectors + a broadcast): few distinct micro-kernels per module.
 Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N,
                      int64_t K, int64_t kc, double kCost, double tileCost) {
@@ -737,7 +736,8 @@ class GemmEmitter {
             value = b.CreateFAdd(k.maskedLoad(t.VL, g.C, index, masks[v]), value);
           } else if (!known) {
             // A branch rather than a mask with loadOld: a masked load with every lane off still
-            // costs hundreds of cycles on Zen 1 (the batch-1 MLP's first dW product: 166 -> 76 µs).
+            // costs hundreds of cycles on Zen 1 (the batch-1 MLP's first dW product halves with the
+            // branch).
             llvm::BasicBlock *from = b.GetInsertBlock();
             auto *withOld = llvm::BasicBlock::Create(b.getContext(), "old", from->getParent());
             auto *join = llvm::BasicBlock::Create(b.getContext(), "old.done", from->getParent());

@@ -33,10 +33,10 @@ void orThrow(llvm::Error err, const char *what) {
 llvm::orc::JITTargetMachineBuilder hostMachine() {
   // Machine code at -O1 without loop strength reduction: the kernels arrive optimised (and their
   // hot loops hand-blocked), so these halve code generation time at no measured run-time cost.
-  // Nor the pre-register-allocation machine scheduler: 6% of the flagship's compile (80M of 1.38G
-  // instructions, callgrind for znver4), and an out-of-order core reorders the register-blocked
-  // micro-kernel itself (matmul GFLOP/s and the bench models' step times unchanged within noise,
-  // losses bit-identical). MTLC_CODEGEN_O2=1 restores LLVM's default (-O2, LSR, scheduler).
+  // Nor the pre-register-allocation machine scheduler: a visible part of the compile, and an
+  // out-of-order core reorders the register-blocked micro-kernel itself (step times unchanged,
+  // losses bit-identical; bench/RESULTS.md). MTLC_CODEGEN_O2=1 restores LLVM's default (-O2, LSR,
+  // scheduler).
   const bool lightCodegen = !std::getenv("MTLC_CODEGEN_O2");
   static std::once_flag initialised;
   std::call_once(initialised, [lightCodegen] {
