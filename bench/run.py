@@ -9,8 +9,14 @@ Needs `mtlc_bench` and `sgemm_openblas` built in DIR (default: build-bench, else
 
 In one run it measures, each configuration in its own process (so peak RSS is that run's):
   - training throughput of the MLP (batch 1, 64, 256), the flagship CNN examples/fashion.mtl
-    (batch 64) and the MMoE (batch 256): mtlc (bench/mtlc_bench) and the same model in PyTorch
-    (bench/peers.py), 1 thread each; compile time (.mtl → JIT ready) and peak RSS;
+    (batch 64) and the MMoE (batch 256), 1 thread each: mtlc's bare step (bench/mtlc_bench), mtlc
+    as a user runs it (`mtlc train`: gather, step, metrics, epoch lines and the JSONL log; the
+    wall time of a long run less that of a short one, so start-up and compile cancel), and the
+    same model in PyTorch (bench/peers.py) in its strongest one-core configuration (tcmalloc
+    preloaded: with glibc malloc its large activations are returned to the OS and faulted back
+    every step; OpenBLAS's kernel as --torch-coretype picks; warm-up steps first) and, for
+    reference, as this environment starts it (glibc malloc, the environment's OPENBLAS_*);
+    compile time (.mtl → JIT ready) and peak RSS;
   - mtlc's matmul kernel alone against OpenBLAS's cblas_sgemm (1 thread), n = 64 … 1024, with
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment, naming the
     OpenBLAS kernel that ran; each size runs mtlc and then OpenBLAS, so the two sides of a ratio
@@ -47,6 +53,11 @@ MODELS = [
     ("CNN (examples/fashion.mtl)", "examples/fashion.mtl", "cnn", 64, 20, 3, None),
     ("MMoE", "bench/models/mmoe.mtl", "mmoe", 256, 200, 20, None),
 ]
+# The peer's allocator in its strongest configuration (Debian's libtcmalloc-minimal4, which ./run
+# installs), as PyTorch's CPU performance guide recommends.
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+# `mtlc train` is timed over at least this many seconds of steps (the difference of two runs).
+TRAIN_SECONDS = 2.0
 # OpenBLAS cores with AVX-512 sgemm kernels (0.3.21's names).
 AVX512_CORES = {"SkylakeX", "Cooperlake", "SapphireRapids"}
 MATMUL_SIZES = [64, 128, 256, 512, 1024]
@@ -70,6 +81,43 @@ def run_json(cmd, env=None, allow_fail=False):
     if out is not None and p.returncode != 0:
         out.setdefault("error", p.stderr.strip())
     return out
+
+
+def train_wall_seconds(mtlc, program, steps, keep_denormals):
+    """Wall time of `mtlc train PROGRAM --steps N` as a user runs it, 1 thread, with a JSONL log."""
+    log = program + ".jsonl"
+    cmd = [mtlc, "train", program, "--steps", str(steps), "--epochs", "100000", "--threads", "1", "--log", log] \
+        + (["--keep-denormals"] if keep_denormals else [])
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t0
+    print(f"  [{secs:6.1f}s] mtlc train {os.path.basename(program)} --steps {steps}"
+          f"{'' if p.returncode == 0 else f'  (exit {p.returncode})'}", file=sys.stderr, flush=True)
+    if p.returncode != 0:
+        sys.exit(f"run.py: {' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr}{p.stdout}")
+    return secs
+
+
+def time_mtlc_train(mtlc, program, batch, bare_us, warmup, reps, keep_denormals, workdir, quick):
+    """µs per step of `mtlc train` on `program` at `batch`: the median over `reps` pairs of runs of
+    (wall(warm-up + n steps) − wall(warm-up steps)) / n, with n steps lasting TRAIN_SECONDS at the
+    bare step's speed. Both runs compile, load and start the same way, so only the steps remain."""
+    import re
+    text = open(os.path.join(ROOT, program)).read()
+    text, count = re.subn(r"(\n\s*batch\s+)\d+", lambda m: m.group(1) + str(batch), text, count=1)
+    if count != 1:
+        sys.exit(f"run.py: no `batch N` line in {program}")
+    path = os.path.join(workdir, f"{os.path.splitext(os.path.basename(program))[0]}_b{batch}.mtl")
+    open(path, "w").write(text)
+    n = max(20, int((0.2 if quick else TRAIN_SECONDS) * 1e6 / max(bare_us, 1)))
+    diffs = []
+    for _ in range(reps):
+        short = train_wall_seconds(mtlc, path, warmup, keep_denormals)
+        long = train_wall_seconds(mtlc, path, warmup + n, keep_denormals)
+        diffs.append((long - short) * 1e6 / n)
+    us = sorted(diffs)[len(diffs) // 2]
+    return {"us_per_step": us, "samples_per_s": batch * 1e6 / us, "batch": batch, "steps": n,
+            "rep_us_per_step": diffs}
 
 
 def fmt_rate(r):
@@ -140,11 +188,20 @@ def main():
             "SkylakeX" if avx512 and detected not in AVX512_CORES else None)
     else:
         torch_core = None if a.torch_coretype == "default" else a.torch_coretype
-    torch_env = dict(os.environ)
+    if not os.path.exists(TCMALLOC):
+        sys.exit(f"run.py: {TCMALLOC} is missing (apt-get install libtcmalloc-minimal4; ./run installs it)")
+    # The strongest configuration: tcmalloc, the chosen OpenBLAS kernel, no L2 size override.
+    torch_env = dict(blas_env)
+    torch_env["LD_PRELOAD"] = TCMALLOC
     if torch_core:
         torch_env["OPENBLAS_CORETYPE"] = torch_core
+    default_env = dict(os.environ)  # as this environment starts it: glibc malloc, its OPENBLAS_*
     results["openblas_detected"] = detected
     results["torch_coretype"] = torch_core
+    results["default_env"] = {k: v for k, v in default_env.items() if k.startswith("OPENBLAS") or k == "LD_PRELOAD"}
+    mtlc_bin = os.path.join(build, "mtlc")
+    workdir = os.path.join(build, "bench-work")
+    os.makedirs(workdir, exist_ok=True)
 
     # ---- models
     for label, program, peer, batch, steps, warmup, ftz in MODELS:
@@ -153,10 +210,15 @@ def main():
         m = run_json([bench, os.path.join(ROOT, program)] + common
                      + (["--keep-denormals"] if ftz == "keep" else [])
                      + (["--compile-reps", "1"] if a.quick or ftz else []), allow_fail=True)
-        t = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), peer] + common
-                     + (["--ftz"] if ftz == "flush" else []), env=torch_env)
+        peer_cmd = [PY, os.path.join(ROOT, "bench", "peers.py"), peer] + common + (["--ftz"] if ftz == "flush" else [])
+        t = run_json(peer_cmd, env=torch_env)
+        t_default = run_json(peer_cmd, env=default_env)
+        train = None
+        if m and m.get("supported", False) and os.path.exists(mtlc_bin):
+            train = time_mtlc_train(mtlc_bin, program, batch, m["us_per_step"], w, 1 if a.quick else 3,
+                                    ftz == "keep", workdir, a.quick)
         results["models"].append({"label": label, "program": program, "batch": batch, "ftz": ftz,
-                                  "mtlc": m, "torch": t})
+                                  "mtlc": m, "mtlc_train": train, "torch": t, "torch_default": t_default})
 
     # ---- threads
     mlp256 = next(r for r in results["models"] if r["program"].endswith("mlp.mtl") and r["batch"] == 256)
@@ -263,27 +325,34 @@ def report(res):
              f"{res['reps']} timed repetitions after warm-up steps"
              f"{' (QUICK: a smoke test, not a measurement)' if res['quick'] else ''}; 1-minute load average "
              f"{res.get('loadavg_start', float('nan')):.1f} at the start, {res.get('loadavg_end', float('nan')):.1f} at the end.")
-    L.append(f"PyTorch: {torch_ver}, OpenBLAS kernel `{core or det or '?'}`"
+    denv = res.get("default_env") or {}
+    L.append(f"PyTorch: {torch_ver} at its strongest on one core: tcmalloc preloaded, OpenBLAS kernel `{core or det or '?'}`"
              + (f" (OPENBLAS_CORETYPE={core}: by itself OpenBLAS picks `{det}` on this CPU)" if core and det and core != det else "")
-             + ". Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
+             + ", warm-up steps first. \"As started\": the same runs with glibc malloc and the environment's "
+             + (", ".join(f"{k}={v}" for k, v in sorted(denv.items())) or "settings") + ", for reference. "
+             "`mtlc train`: the step as a user runs it (gather, step, metrics, epoch lines, the JSONL log); bare: "
+             "mtlc_bench's step. Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
              "CPU = CPU time / wall time of the timed steps (mtlc / PyTorch): below 1 another process took the core.")
     L.append("")
-    L.append("| model | batch | mtlc | PyTorch | mtlc / PyTorch | mtlc compile (cold / median) "
-             "| peak RSS mtlc / PyTorch | CPU |")
-    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    L.append("| model | batch | `mtlc train` | mtlc bare | train / bare | PyTorch | `mtlc train` / PyTorch "
+             "| bare / PyTorch | PyTorch as started | mtlc compile (cold / median) | peak RSS mtlc / PyTorch | CPU |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in res["models"]:
         m, t = r["mtlc"], r["torch"]
         if m is None or not m.get("supported", False):
             why = first_line((m or {}).get("error", "")) if m else "mtlc_bench failed"
             why = why.split(": error: ", 1)[-1]  # the first diagnostic, without its location
             note = f"not supported yet (mtlc: {why})" if why else "not supported yet"
-            L.append(f"| {r['label']} | {r['batch']} | {note} | {fmt_rate(t)} | - | - "
-                     f"| - / {t['peak_rss_mib']:.0f} MiB | - / {t['cpu_util']:.2f} |")
+            L.append(f"| {r['label']} | {r['batch']} | {note} | - | - | {fmt_rate(t)} | - | - "
+                     f"| {fmt_rate(r.get('torch_default'))} | - | - / {t['peak_rss_mib']:.0f} MiB | - / {t['cpu_util']:.2f} |")
             continue
         compile_ms = f"{m['compile_ms']:.0f} / {m['compile_ms_median']:.0f} ms" if len(m["compile_ms_all"]) > 1 \
             else f"{m['compile_ms']:.0f} ms"
-        L.append(f"| {r['label']} | {r['batch']} | {fmt_rate(m)} | {fmt_rate(t)} | {ratio(m, t, r['batch'])} "
-                 f"| {compile_ms} | {m['peak_rss_mib']:.0f} / {t['peak_rss_mib']:.0f} MiB "
+        tr = r.get("mtlc_train")
+        over = f"{100 * (tr['us_per_step'] / m['us_per_step'] - 1):+.1f}%" if tr else "-"
+        L.append(f"| {r['label']} | {r['batch']} | {fmt_rate(tr)} | {fmt_rate(m)} | {over} | {fmt_rate(t)} "
+                 f"| {ratio(tr, t, r['batch']) if tr else '-'} | {ratio(m, t, r['batch'])} "
+                 f"| {fmt_rate(r.get('torch_default'))} | {compile_ms} | {m['peak_rss_mib']:.0f} / {t['peak_rss_mib']:.0f} MiB "
                  f"| {m['cpu_util']:.2f} / {t['cpu_util']:.2f} |")
     L.append("")
 
