@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="runs per configuration (default 3)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     a = ap.parse_args()
-    mtlc = os.path.join(a.build, "compiler", "mtlc")
+    mtlc = os.path.join(a.build, "mtlc")
     if not os.path.exists(mtlc):
         sys.exit(f"data_parallel.py: {mtlc} not found (build first, or pass --build DIR)")
     # Open MPI refuses to start as root without these.
