@@ -104,6 +104,8 @@ struct DataSpec {
 struct OptimizerSpec {
   OptimizerKind kind = OptimizerKind::Adam;
   double lr = 1e-3, momentum = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
+  double alpha = 0.99;  // rmsprop's smoothing constant
+  double nesterov = 0;  // sgd: 1 for Nesterov momentum (a true/false argument; the fields are numbers)
   // The field an optimizer argument of the vocabulary table sets ("lr", "weight_decay"); null
   // for a name that has none (a new argument's row needs its field here).
   double *setting(const std::string &arg) {
@@ -113,9 +115,12 @@ struct OptimizerSpec {
     if (arg == "beta2") return &beta2;
     if (arg == "eps") return &eps;
     if (arg == "weight_decay") return &weightDecay;
+    if (arg == "alpha") return &alpha;
+    if (arg == "nesterov") return &nesterov;
     return nullptr;
   }
   const double *setting(const std::string &arg) const { return const_cast<OptimizerSpec *>(this)->setting(arg); }
+  bool operator==(const OptimizerSpec &) const = default;
 };
 
 struct TrainSpec {

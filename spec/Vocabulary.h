@@ -37,7 +37,7 @@ enum class ScheduleKind {
 
 // ---- rows ------------------------------------------------------------------------------------------
 
-enum class ArgType { Int, Real };
+enum class ArgType { Int, Real, Bool };  // a Bool is true or false in programs, 1 or 0 here
 
 struct Arg {
   const char *name = nullptr;  // null ends a row's list
@@ -112,6 +112,7 @@ inline constexpr unsigned None = 0, UsesTaskWeights = kUsesTaskWeights, TaskGrad
 #define MTLC_INT(name, required, def, lowest) Arg{name, ArgType::Int, required, double(def), double(lowest), false, kInf, false, nullptr},
 #define MTLC_INT_SHOWN(name, shown, lowest) Arg{name, ArgType::Int, false, 0, double(lowest), false, kInf, false, shown},
 #define MTLC_REAL(name, required, def, lo, loOpen, hi, hiOpen) Arg{name, ArgType::Real, required, double(def), lo, loOpen, hi, hiOpen, nullptr},
+#define MTLC_BOOL(name, def) Arg{name, ArgType::Bool, false, (def) ? 1.0 : 0.0, 0, false, 1, false, nullptr},
 #define MTLC_NO_ARGS
 
 inline constexpr Entry kLayers[] = {
@@ -158,6 +159,7 @@ inline constexpr Alias kAliases[] = {
 #undef MTLC_INT
 #undef MTLC_INT_SHOWN
 #undef MTLC_REAL
+#undef MTLC_BOOL
 #undef MTLC_NO_ARGS
 
 }  // namespace table

@@ -3,6 +3,8 @@
 #include "codegen/Codegen.h"
 #include "passes/MemoryPlan.h"
 #include "passes/Passes.h"
+#include "runtime/core/Update.h"
+#include "runtime/train/Optimizer.h"
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/IR/Constants.h>
@@ -87,7 +89,7 @@ static std::string num(double v) {
 //   model NAME
 //   sizes PARAM_FLOATS ACTS_FLOATS MAX_BATCH
 //   seed SEED
-//   optimizer sgd|adam LR MOMENTUM BETA1 BETA2 EPS WEIGHT_DECAY
+//   optimizer NAME LR MOMENTUM BETA1 BETA2 EPS WEIGHT_DECAY ALPHA NESTEROV(0|1)
 //   input NAME PER_SAMPLE_FLOATS CATEGORIES
 //   task NAME LOSS OUT_WIDTH LABEL_WIDTH LOSS_WEIGHT
 //   param NAME OFFSET SIZE INIT FAN_IN FROZEN RANK DIM...
@@ -98,7 +100,7 @@ std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &
   os << "mtlc-bundle 1\nmodel " << spec.name << "\nsizes " << spec.paramCount << ' ' << spec.actsFloats
      << ' ' << spec.maxBatch << "\nseed " << spec.train.seed << "\noptimizer " << vocab::name(o.kind) << ' ' << num(o.lr)
      << ' ' << num(o.momentum) << ' ' << num(o.beta1) << ' ' << num(o.beta2) << ' ' << num(o.eps) << ' '
-     << num(o.weightDecay) << '\n';
+     << num(o.weightDecay) << ' ' << num(o.alpha) << ' ' << (o.nesterov != 0 ? 1 : 0) << '\n';
   for (const rt::InputSpec &in : spec.inputs)
     os << "input " << in.name << ' ' << in.size << ' ' << in.categories << '\n';
   for (size_t t = 0; t < spec.tasks.size(); ++t) {
@@ -289,7 +291,9 @@ std::string optimizerText(const rt::OptimizerSpec &o) {
   const vocab::Entry &row = vocab::row(o.kind);
   std::string out = std::string(row.name) + "(";
   for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i)
-    out += std::string(i ? ", " : "") + row.args[i].name + "=" + num(*o.setting(row.args[i].name));
+    out += std::string(i ? ", " : "") + row.args[i].name + "=" +
+           (row.args[i].type == vocab::ArgType::Bool ? (*o.setting(row.args[i].name) != 0 ? "true" : "false")
+                                                     : num(*o.setting(row.args[i].name)));
   return out + ")";
 }
 
@@ -297,12 +301,7 @@ std::string optimizerText(const rt::OptimizerSpec &o) {
 int64_t contextBytes(const rt::ModelSpec &spec) {
   const rt::OptimizerSpec &o = spec.train.optimizer;
   int64_t bytes = 4 * (2 * spec.paramCount + spec.actsFloats);
-  switch (o.kind) {
-    case rt::OptimizerKind::Adam: bytes += 8 * spec.paramCount; break;
-    case rt::OptimizerKind::Sgd:
-      if (o.momentum != 0) bytes += 4 * spec.paramCount;
-      break;
-  }
+  bytes += 4 * spec.paramCount * core::stateLayout(rt::updateRule(o)).count;
   for (const rt::TaskSpec &t : spec.tasks) bytes += 4 * spec.maxBatch * t.outWidth;
   return bytes;
 }

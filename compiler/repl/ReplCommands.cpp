@@ -151,6 +151,7 @@ std::string signature(const vocab::Entry &row) {
     if (!a.name) break;
     if (a.required) args.push_back(a.name);
     else if (a.shownDefault) args.push_back(fmt::format("{}={}", a.name, a.shownDefault));
+    else if (a.type == vocab::ArgType::Bool) args.push_back(fmt::format("{}={}", a.name, a.def != 0));
     else args.push_back(fmt::format("{}={}", a.name, a.def));
   }
   return args.empty() ? row.name : fmt::format("{}({})", row.name, fmt::join(args, ", "));

@@ -363,13 +363,7 @@ void ReplSession::install(CheckedProgram checked, CompiledProgram compiled, std:
 
 void ReplSession::applySettings(const sema::Model &m) {
   rt::ModelSpec &spec = live_->compiled.spec;
-  bool optChanged = spec.train.optimizer.kind != m.train.optimizer.kind ||
-                    spec.train.optimizer.lr != m.train.optimizer.lr ||
-                    spec.train.optimizer.momentum != m.train.optimizer.momentum ||
-                    spec.train.optimizer.beta1 != m.train.optimizer.beta1 ||
-                    spec.train.optimizer.beta2 != m.train.optimizer.beta2 ||
-                    spec.train.optimizer.eps != m.train.optimizer.eps ||
-                    spec.train.optimizer.weightDecay != m.train.optimizer.weightDecay;
+  const bool optChanged = spec.train.optimizer != m.train.optimizer;
   if (spec.train.seed != m.train.seed || spec.train.shuffle != m.train.shuffle) batcher_.reset();
   spec.train = m.train;
   spec.data = m.data;

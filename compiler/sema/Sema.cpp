@@ -562,6 +562,9 @@ void Analyzer::checkOptimizer(const ast::Setting &s) {
     if (!field) throw std::logic_error("optimizer argument '" + p.name + "' has no field in rt::OptimizerSpec");
     *field = a.num(p.name);
   }
+  // torch.optim.SGD refuses Nesterov momentum without momentum: it would be plain sgd.
+  if (o.kind == rt::OptimizerKind::Sgd && o.nesterov != 0 && o.momentum == 0)
+    diags_.error(a.at("nesterov").loc, "nesterov=true needs momentum > 0, e.g. sgd(lr=0.1, momentum=0.9, nesterov=true)");
 }
 
 void Analyzer::checkWeighting(const ast::Setting &s) {

@@ -41,6 +41,12 @@ std::vector<ParamDef> paramsOf(const vocab::Entry &row) {
       out.push_back(intParam(a.name, a.required, a.def, a.lo));
       continue;
     }
+    if (a.type == vocab::ArgType::Bool) {
+      ParamDef p = realParam(a.name, a.required, a.def);
+      p.type = ParamDef::Type::Bool;
+      out.push_back(std::move(p));
+      continue;
+    }
     ParamDef p = realParam(a.name, a.required, a.def);
     p.lo = a.lo;
     p.loOpen = a.loOpen;

@@ -64,7 +64,6 @@ struct Buffer {
 // ---- the bundle description (written by compiler/aot/Aot.cpp) ------------------------------------
 
 // The vocabulary's enums: the description names losses and optimizers as spec/Vocabulary.def does.
-using Optim = mtlc::vocab::OptimizerKind;
 using Loss = mtlc::vocab::LossKind;
 
 // Names point into Desc::text (the description's owned copy, split into tokens in place).
@@ -92,8 +91,7 @@ struct Desc {
   const char *model = "";
   int64_t paramCount = 0, actsFloats = 0, maxBatch = 0;
   uint64_t seed = 0;
-  Optim optimizer = Optim::Adam;
-  double lr = 1e-3, momentum = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
+  mtlc::core::UpdateRule optimizer;  // the optimizer's kind and settings
   List<InputDesc> inputs;
   List<TaskDesc> tasks;
   List<ParamDesc> params;
@@ -156,9 +154,14 @@ bool parseRecord(const Line &l, Desc &d) {
   if (l.is("sizes")) return toInt(t[1], d.paramCount) && toInt(t[2], d.actsFloats) && toInt(t[3], d.maxBatch);
   if (l.is("seed")) return toUnsigned(t[1], d.seed);
   if (l.is("optimizer")) {
-    if (!t[1] || !mtlc::vocab::parse(t[1], d.optimizer)) return false;
-    return toDouble(t[2], d.lr) && toDouble(t[3], d.momentum) && toDouble(t[4], d.beta1) &&
-           toDouble(t[5], d.beta2) && toDouble(t[6], d.eps) && toDouble(t[7], d.weightDecay);
+    mtlc::core::UpdateRule &o = d.optimizer;
+    double nesterov = 0;
+    if (!t[1] || !mtlc::vocab::parse(t[1], o.kind)) return false;
+    const bool ok = toDouble(t[2], o.lr) && toDouble(t[3], o.momentum) && toDouble(t[4], o.beta1) &&
+                    toDouble(t[5], o.beta2) && toDouble(t[6], o.eps) && toDouble(t[7], o.weightDecay) &&
+                    toDouble(t[8], o.alpha) && toDouble(t[9], nesterov) && (nesterov == 0 || nesterov == 1);
+    o.nesterov = nesterov != 0;
+    return ok;
   }
   if (l.is("input")) {
     InputDesc in{t[1], 0, 0};
@@ -284,7 +287,7 @@ int readSafeTensors(const char *path, TensorFile &file, mtlc::core::Failure &f) 
 struct mtlc_embed_ctx {
   const mtlc_embed_bundle *bundle = nullptr;
   Desc d;
-  Buffer params, grads, acts, optA, optB;  // optA/optB: sgd momentum, or adam m / v
+  Buffer params, grads, acts, optA, optB;  // optA/optB: core::stateLayout's state arrays
   float **trainOutputs = nullptr;           // T heads train_step writes (the API does not return them)
   float **taskOutputs = nullptr;            // T pointers, scratch of predict_task
   float *losses = nullptr;                  // T + 1
@@ -326,19 +329,15 @@ void initParams(mtlc_embed_ctx *c, uint64_t seed) {
   }
 }
 
-// The optimizer step over every parameter that is not frozen (core::sgdUpdate / adamUpdate, as
-// the trainer's Optimizer); frozen parameters keep their values and state.
+// The optimizer step over every parameter that is not frozen (core::update, as the trainer's
+// Optimizer); frozen parameters keep their values and state.
 void optimizerStep(mtlc_embed_ctx *c) {
   const Desc &d = c->d;
   const int64_t t = ++c->optSteps;
   for (size_t s = 0; s < d.trainableCount; ++s) {
     const int64_t b = d.trainable[s].begin, n = d.trainable[s].end - b;
-    if (d.optimizer == Optim::Sgd)
-      mtlc::core::sgdUpdate(c->params.p + b, c->grads.p + b, c->optA.p ? c->optA.p + b : nullptr, n, d.lr,
-                            d.momentum, d.weightDecay, t == 1);
-    else
-      mtlc::core::adamUpdate(c->params.p + b, c->grads.p + b, c->optA.p + b, c->optB.p + b, n, d.lr, d.beta1,
-                             d.beta2, d.eps, d.weightDecay, t);
+    mtlc::core::update(d.optimizer, c->params.p + b, c->grads.p + b, c->optA.p ? c->optA.p + b : nullptr,
+                       c->optB.p ? c->optB.p + b : nullptr, n, t);
   }
 }
 
@@ -405,8 +404,9 @@ bool allocateArenas(mtlc_embed_ctx *c) {
   const Desc &d = c->d;
   const size_t T = d.tasks.size;
   bool ok = c->params.alloc(d.paramCount) && c->grads.alloc(d.paramCount) && c->acts.alloc(d.actsFloats);
-  if (d.optimizer == Optim::Adam) ok = ok && c->optA.alloc(d.paramCount) && c->optB.alloc(d.paramCount);
-  if (d.optimizer == Optim::Sgd && d.momentum != 0) ok = ok && c->optA.alloc(d.paramCount);
+  const int stateArrays = mtlc::core::stateLayout(d.optimizer).count;
+  if (stateArrays >= 1) ok = ok && c->optA.alloc(d.paramCount);
+  if (stateArrays >= 2) ok = ok && c->optB.alloc(d.paramCount);
   c->trainOutputs = static_cast<float **>(std::calloc(T, sizeof(float *)));
   c->taskOutputs = static_cast<float **>(std::calloc(T, sizeof(float *)));
   c->losses = static_cast<float *>(std::calloc(T + 1, sizeof(float)));
@@ -518,15 +518,15 @@ int mtlc_embed_save(mtlc_embed_ctx *c, const char *path) {
   const float stepValue = float(c->optSteps);
   const int64_t one = 1, arena = d.paramCount;
   ok = ok && views.push({"optim.step", &one, 1, &stepValue});
-  if (d.optimizer == Optim::Sgd && d.momentum != 0) ok = ok && views.push({"optim.momentum", &arena, 1, c->optA.p});
-  if (d.optimizer == Optim::Adam)
-    ok = ok && views.push({"optim.m", &arena, 1, c->optA.p}) && views.push({"optim.v", &arena, 1, c->optB.p});
+  const mtlc::core::StateLayout layout = mtlc::core::stateLayout(d.optimizer);
+  const float *arrays[2] = {c->optA.p, c->optB.p};
+  for (int s = 0; s < layout.count; ++s) ok = ok && views.push({layout.names[s], &arena, 1, arrays[s]});
   if (!ok) return c->fail(MTLC_ERR_NOMEM, "out of memory");
   char steps[32];
   std::snprintf(steps, sizeof steps, "%lld", (long long)c->optSteps);
   const mtlc::core::MetadataPair meta[] = {{"format", "mtlc"},
                                           {"model", d.model},
-                                          {"optimizer", mtlc::vocab::name(d.optimizer)},
+                                          {"optimizer", mtlc::vocab::name(d.optimizer.kind)},
                                           {"steps", steps}};
   mtlc::core::Failure f = c->failure();
   return statusOf(mtlc::core::writeSafeTensors(path, views.items, views.size, meta, 4, f));
@@ -544,16 +544,14 @@ int mtlc_embed_load(mtlc_embed_ctx *c, const char *path) {
   struct State {
     const char *name;
     Buffer *into;
-  } state[2] = {{"optim.m", &c->optA}, {"optim.v", &c->optB}};
-  size_t stateCount = d.optimizer == Optim::Adam ? 2 : 0;
-  if (d.optimizer == Optim::Sgd && d.momentum != 0) {
-    state[0] = {"optim.momentum", &c->optA};
-    stateCount = 1;
-  }
+  };
+  const mtlc::core::StateLayout layout = mtlc::core::stateLayout(d.optimizer);
+  const State state[2] = {{layout.names[0], &c->optA}, {layout.names[1], &c->optB}};
+  const size_t stateCount = size_t(layout.count);
   const TensorEntry *stepT = file.find("optim.step");
   bool withState = stepT != nullptr;
   const char *optimizer = file.table.metadataValue("optimizer");
-  if (optimizer && std::strcmp(optimizer, mtlc::vocab::name(d.optimizer))) withState = false;
+  if (optimizer && std::strcmp(optimizer, mtlc::vocab::name(d.optimizer.kind))) withState = false;
   for (size_t s = 0; s < stateCount; ++s) withState = withState && file.find(state[s].name);
   for (size_t s = 0; withState && s < stateCount; ++s)
     if (file.find(state[s].name)->count != d.paramCount)

@@ -11,17 +11,25 @@
 
 namespace mtlc::rt {
 
+core::UpdateRule updateRule(const OptimizerSpec& s) {
+  core::UpdateRule r;
+  r.kind = s.kind;
+  r.lr = s.lr;
+  r.momentum = s.momentum;
+  r.beta1 = s.beta1;
+  r.beta2 = s.beta2;
+  r.eps = s.eps;
+  r.weightDecay = s.weightDecay;
+  r.alpha = s.alpha;
+  r.nesterov = s.nesterov != 0;
+  return r;
+}
+
 Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount)
-    : spec_(spec), count_(paramCount), spans_{{0, paramCount}} {
-  switch (spec.kind) {
-    case OptimizerKind::Sgd:
-      if (spec.momentum != 0) a_.resize(paramCount);
-      break;
-    case OptimizerKind::Adam:
-      a_.resize(paramCount);
-      b_.resize(paramCount);
-      break;
-  }
+    : spec_(spec), count_(paramCount), rule_(updateRule(spec)), layout_(core::stateLayout(rule_)),
+      spans_{{0, paramCount}} {
+  if (layout_.count >= 1) a_.resize(paramCount);
+  if (layout_.count >= 2) b_.resize(paramCount);
 }
 
 namespace {
@@ -45,13 +53,9 @@ void Optimizer::step(float* params, const float* grads, ThreadPool* pool) {
     const Job& j = *static_cast<const Job*>(ctx);
     Optimizer& o = *j.self;
     const int64_t begin = j.begin + b0 * kBlock, n = std::min(j.end, j.begin + b1 * kBlock) - begin;
-    const OptimizerSpec& s = o.spec_;
     float* a = o.a_.data() ? o.a_.data() + begin : nullptr;
-    if (s.kind == OptimizerKind::Sgd)
-      core::sgdUpdate(j.params + begin, j.grads + begin, a, n, s.lr, s.momentum, s.weightDecay, o.steps_ == 1);
-    else
-      core::adamUpdate(j.params + begin, j.grads + begin, a, o.b_.data() + begin, n, s.lr, s.beta1,
-                 s.beta2, s.eps, s.weightDecay, o.steps_);
+    float* b = o.b_.data() ? o.b_.data() + begin : nullptr;
+    core::update(o.rule_, j.params + begin, j.grads + begin, a, b, n, o.steps_);
   };
   for (auto [begin, end] : spans_) {
     Job job{this, params, grads, begin, end};
@@ -74,11 +78,8 @@ std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec) {
 
 std::vector<Optimizer::StateTensor> Optimizer::state() {
   std::vector<StateTensor> s{{"optim.step", &stepTensor_, 1}};
-  if (spec_.kind == OptimizerKind::Sgd && spec_.momentum != 0) s.push_back({"optim.momentum", a_.data(), count_});
-  if (spec_.kind == OptimizerKind::Adam) {
-    s.push_back({"optim.m", a_.data(), count_});
-    s.push_back({"optim.v", b_.data(), count_});
-  }
+  float* arrays[2] = {a_.data(), b_.data()};
+  for (int i = 0; i < layout_.count; ++i) s.push_back({layout_.names[i], arrays[i], count_});
   return s;
 }
 

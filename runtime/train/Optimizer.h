@@ -1,28 +1,41 @@
 // Optimizers over the flat parameter arena, with exactly torch.optim's update rules (torch 1.13,
-// single-tensor path, float32 arithmetic; dampening 0, no nesterov, no amsgrad). The operations
-// and their order are torch's; results agree to float rounding (torch's vectorised CPU kernels
-// fuse some multiply-adds, so the last bit can differ; sgd is bit-identical in the tests):
+// single-tensor path, float32 arithmetic; dampening 0, no amsgrad, rmsprop not centered). The
+// operations and their order are torch's (runtime/core/Update.cpp has the loops); results agree to
+// float rounding (torch's vectorised CPU kernels fuse some multiply-adds, so the last bit can
+// differ; sgd is bit-identical in the tests). `lr` is the step's learning rate:
 //
-//   sgd(lr, momentum, weight_decay):
+//   sgd(lr, momentum, nesterov, weight_decay):
 //     g = grad + weight_decay·p
-//     if momentum ≠ 0:  buf = g on the first step, else buf = momentum·buf + g;  g = buf
+//     if momentum ≠ 0:  buf = g on the first step, else buf = momentum·buf + g
+//                       g = g + momentum·buf with nesterov, else g = buf
 //     p = p − lr·g
 //
-//   adam(lr, beta1, beta2, eps, weight_decay)   (L2 decay added to the gradient, not AdamW):
+//   adam(lr, beta1, beta2, eps, weight_decay)   (L2 decay added to the gradient):
 //     t = t + 1;  g = grad + weight_decay·p
 //     m = beta1·m + (1 − beta1)·g
 //     v = beta2·v + (1 − beta2)·g²
 //     p = p − (lr / (1 − beta1^t)) · m / (sqrt(v) / sqrt(1 − beta2^t) + eps)
 //     (eps is added after the bias-corrected square root, as torch does.)
 //
+//   adamw(lr, beta1, beta2, eps, weight_decay)  (decoupled decay, torch.optim.AdamW):
+//     p = p·(1 − lr·weight_decay), then adam's step with g = grad
+//
+//   rmsprop(lr, alpha, eps, momentum, weight_decay):
+//     g = grad + weight_decay·p
+//     s = alpha·s + (1 − alpha)·g²;  d = sqrt(s) + eps
+//     momentum > 0:  buf = momentum·buf + g/d (buf starts at 0);  p = p − lr·buf
+//     else:          p = p − lr·g/d
+//
 // Checkpoint state (flat float tensors of paramCount elements, plus the step count):
-//   optim.step      [1]           optimizer steps taken so far (float, exact up to 2^24)
-//   optim.momentum  [paramCount]  sgd with momentum ≠ 0: the momentum buffer
-//   optim.m         [paramCount]  adam: first moment (torch's exp_avg)
-//   optim.v         [paramCount]  adam: second moment (torch's exp_avg_sq)
+//   optim.step        [1]           optimizer steps taken so far (float, exact up to 2^24)
+//   optim.momentum    [paramCount]  sgd with momentum ≠ 0, rmsprop with momentum > 0: the buffer
+//   optim.m           [paramCount]  adam, adamw: first moment (torch's exp_avg)
+//   optim.v           [paramCount]  adam, adamw: second moment (torch's exp_avg_sq)
+//   optim.square_avg  [paramCount]  rmsprop: torch's square_avg
 #pragma once
 
 #include "runtime/Arena.h"
+#include "runtime/core/Update.h"
 #include "spec/ModelSpec.h"
 
 #include <string>
@@ -64,13 +77,18 @@ class Optimizer {
   int64_t count_;
   int64_t steps_ = 0;
   float stepTensor_ = 0;  // optim.step as saved
-  Arena a_, b_;           // sgd: momentum; adam: m, v
+  core::UpdateRule rule_;
+  core::StateLayout layout_;
+  Arena a_, b_;           // the state arrays of layout_ (core/Update.h)
   std::vector<std::pair<int64_t, int64_t>> spans_;
 };
 
 // The active spans of a model: its parameters that are not frozen, adjacent ones merged; one span
 // [0, paramCount) when nothing is frozen.
 std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
+
+// The core update rule of an optimizer's settings.
+core::UpdateRule updateRule(const OptimizerSpec& spec);
 
 // Gradient clipping by the global L2 norm over `spans` of grads (torch.nn.utils.clip_grad_norm_):
 // when ‖g‖ > maxNorm, g is scaled by maxNorm / (‖g‖ + 1e-6). Returns ‖g‖ before clipping (NaN or

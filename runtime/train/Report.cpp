@@ -37,19 +37,28 @@ ojson metricsJson(const TaskSpec& task, const TaskResult& r) {
   return j;
 }
 
-std::string optimizerString(const OptimizerSpec& o) {
-  if (o.kind == OptimizerKind::Sgd) {
-    std::string s = fmt::format("sgd(lr={}", o.lr);
-    if (o.momentum != 0) s += fmt::format(", momentum={}", o.momentum);
-    if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);
-    return s + ")";
+namespace {
+
+// A vocabulary row's call as a program spells it: each argument that is required, named `always`
+// or not at its default.
+template <class Spec>
+std::string callString(const vocab::Entry& row, const Spec& spec, const char* always = "") {
+  std::vector<std::string> args;
+  for (const vocab::Arg& a : row.args) {
+    if (!a.name) break;
+    const double v = *spec.setting(a.name);
+    if (!a.required && v == a.def && std::string(a.name) != always) continue;
+    if (a.type == vocab::ArgType::Bool) args.push_back(fmt::format("{}={}", a.name, v != 0));
+    else args.push_back(fmt::format("{}={}", a.name, v));
   }
-  std::string s = fmt::format("adam(lr={}", o.lr);
-  if (o.beta1 != 0.9 || o.beta2 != 0.999) s += fmt::format(", beta1={}, beta2={}", o.beta1, o.beta2);
-  if (o.eps != 1e-8) s += fmt::format(", eps={}", o.eps);
-  if (o.weightDecay != 0) s += fmt::format(", weight_decay={}", o.weightDecay);
-  return s + ")";
+  return args.empty() ? row.name : fmt::format("{}({})", row.name, fmt::join(args, ", "));
 }
+
+}  // namespace
+
+// The optimizer as a program spells it: the learning rate, then each argument that is not its
+// vocabulary default ("sgd(lr=0.1, momentum=0.9)").
+std::string optimizerString(const OptimizerSpec& o) { return callString(vocab::row(o.kind), o, "lr"); }
 
 // The final table: one row per task and data split, one column per metric that any task has.
 void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r) {

@@ -119,7 +119,8 @@ def unquote(s):
 def vocabulary(src_dir):
     """The rows of spec/Vocabulary.def: {kind: [{name, args: [(arg, required, default)]}]}.
 
-    A default is a float, or a string for a derived default shown in words (MTLC_INT_SHOWN).
+    A default is a float, or a string for a derived default shown in words (MTLC_INT_SHOWN) or a
+    true/false (MTLC_BOOL).
     """
     text = read(os.path.join(src_dir, "spec/Vocabulary.def"))
     text = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith(("//", "#")))
@@ -135,9 +136,12 @@ def vocabulary(src_dir):
             table = "block" if parts[2] == "Block" else "layer"
         args = []
         if args_at is not None:
-            for arg_macro, a in macro_calls(parts[args_at], ["MTLC_INT_SHOWN", "MTLC_INT", "MTLC_REAL"]):
+            arg_macros = ["MTLC_INT_SHOWN", "MTLC_INT", "MTLC_REAL", "MTLC_BOOL"]
+            for arg_macro, a in macro_calls(parts[args_at], arg_macros):
                 if arg_macro == "MTLC_INT_SHOWN":
                     args.append((unquote(a[0]), False, unquote(a[1])))
+                elif arg_macro == "MTLC_BOOL":
+                    args.append((unquote(a[0]), False, a[1].strip()))
                 else:
                     args.append((unquote(a[0]), a[1] == "Required", float(a[2])))
         rows[table].append({"name": unquote(parts[at]), "args": args})

@@ -86,6 +86,9 @@ TEST_CASE(":help KIND lists the vocabulary with signatures and defaults") {
   REQUIRE(blocksAt != std::string::npos);
   CHECK(r.out.find("  embedding(vocab, dim) ") < blocksAt);
   CHECK(r.out.find("  dense(units) ", blocksAt) == std::string::npos);
+  CHECK(r.out.find("  sgd(lr, momentum=0, nesterov=false, weight_decay=0) ") != std::string::npos);
+  CHECK(r.out.find("  adamw(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.01) ") != std::string::npos);
+  CHECK(r.out.find("  rmsprop(lr=0.01, alpha=0.99, eps=1e-08, momentum=0, weight_decay=0) ") != std::string::npos);
   CHECK(r.out.find("  (none yet)") != std::string::npos);  // no schedules yet
   CHECK(r.err.find(":help takes one of layers, blocks, losses, metrics, optimizers, weightings, schedules, not "
                    "'layer'; did you mean 'layers'?") != std::string::npos);

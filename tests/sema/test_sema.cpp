@@ -244,6 +244,19 @@ TEST_CASE("defaults when the train block or a setting is missing") {
   CHECK(c.train.optimizer.lr == Approx(0.001));
 }
 
+TEST_CASE("optimizers adamw, rmsprop, sgd nesterov") {
+  const std::string head = "model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n";
+  Model w = check(head + "train { optimizer adamw(lr=0.01) }\n");
+  CHECK(w.train.optimizer.kind == mtlc::rt::OptimizerKind::AdamW);
+  CHECK(w.train.optimizer.weightDecay == Approx(0.01));  // torch.optim.AdamW's default
+  Model r = check(head + "train { optimizer rmsprop(momentum=0.5) }\n");
+  CHECK(r.train.optimizer.kind == mtlc::rt::OptimizerKind::RmsProp);
+  CHECK(r.train.optimizer.lr == Approx(0.01));
+  CHECK(r.train.optimizer.alpha == Approx(0.99));
+  Model n = check(head + "train { optimizer sgd(0.1, 0.9, true) }\n");
+  CHECK(n.train.optimizer.nesterov == 1);
+}
+
 TEST_CASE("layer rules: conv padding and stride, pools, flatten, layernorm, elementwise") {
   Model m = check(
       "model m\ninput img : f32[3, 32, 32]\n"

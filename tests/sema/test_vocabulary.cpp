@@ -53,7 +53,7 @@ TEST_CASE("vocabulary: every kind has its rows, unique names, defaults in range"
   checkRows(vocab::layers(), int(vocab::LayerKind::CrossStitch) + 1, "layers");
   checkRows(vocab::losses(), int(vocab::LossKind::L1) + 1, "losses");
   checkRows(vocab::metrics(), int(vocab::Metric::MAE) + 1, "metrics");
-  checkRows(vocab::optimizers(), int(vocab::OptimizerKind::Adam) + 1, "optimizers");
+  checkRows(vocab::optimizers(), int(vocab::OptimizerKind::RmsProp) + 1, "optimizers");
   checkRows(vocab::weightings(), int(vocab::WeightingKind::Mgda) + 1, "weightings");
   CHECK(vocab::schedules().size() == 0);
   // Every metric fits at least one loss.
@@ -71,6 +71,8 @@ TEST_CASE("vocabulary: names are contract and round-trip through the enums") {
   CHECK(std::string(vocab::name(vocab::WeightingKind::PCGrad)) == "pcgrad");
   CHECK(std::string(vocab::name(vocab::OptimizerKind::Sgd)) == "sgd");
   CHECK(std::string(vocab::name(vocab::OptimizerKind::Adam)) == "adam");
+  CHECK(std::string(vocab::name(vocab::OptimizerKind::AdamW)) == "adamw");
+  CHECK(std::string(vocab::name(vocab::OptimizerKind::RmsProp)) == "rmsprop");
   CHECK(std::string(vocab::name(vocab::LossKind::CrossEntropy)) == "cross_entropy");
   CHECK(std::string(vocab::name(vocab::Metric::AUC)) == "auc");
   CHECK(std::string(vocab::name(vocab::LayerKind::Ple)) == "ple");  // not its other form, cgc

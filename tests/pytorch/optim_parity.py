@@ -1,0 +1,183 @@
+"""Cross-check of the optimizers against torch.optim: mtlc and PyTorch train the same three-head tabular model from the same
+safetensors init on the same batches (file order, 3 epochs, a partial last batch each epoch).
+
+usage: optim_parity.py MTLC_BINARY WORK_DIR [CASE...]
+Exit 0 = agree, 1 = disagree, 77 = skipped (no torch for this python).
+Tolerances (issue #25): per-step total and task losses within 2e-4 relative; final parameters and
+optimizer state (momentum buffers, moments, square averages, step count) within 1e-4 absolute.
+
+The reference is torch.optim itself.
+"""
+import json
+import os
+import subprocess
+import sys
+
+try:
+    import torch
+    import torch.nn as nn
+except ImportError:
+    print("SKIP: torch is not installed for", sys.executable)
+    sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
+import parity  # noqa: E402
+from parity import Parity as Net, WEIGHTS, make_data, rel  # noqa: E402  the same data and model as parity.py
+
+BATCH, ROWS, EPOCHS = 25, 110, 3          # 5 batches an epoch, the last of 10 rows
+# parity.py's program, for several epochs and with more train settings (`extra`).
+MODEL = parity.MODEL.replace("epochs    1", "epochs    {epochs}").replace("seed      7", "seed      7{extra}")
+
+O = torch.optim
+
+# name: (mtlc spelling, torch optimizer, {mtlc state name: torch state key})
+OPTIMIZERS = {
+    "sgd": ("sgd(lr=0.1)", lambda p: O.SGD(p, lr=0.1), {}),
+    "sgd_decay": ("sgd(lr=0.05, momentum=0.9, weight_decay=0.01)",
+                  lambda p: O.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
+                  {"optim.momentum": "momentum_buffer"}),
+    "sgd_nesterov": ("sgd(lr=0.05, momentum=0.9, nesterov=true)",
+                     lambda p: O.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+                     {"optim.momentum": "momentum_buffer"}),
+    "sgd_nesterov_decay": ("sgd(lr=0.05, momentum=0.9, nesterov=true, weight_decay=0.01)",
+                           lambda p: O.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+                           {"optim.momentum": "momentum_buffer"}),
+    "adam": ("adam(lr=0.01)", lambda p: O.Adam(p, lr=0.01), {"optim.m": "exp_avg", "optim.v": "exp_avg_sq"}),
+    # L2: added to the gradient before the moments.
+    "adam_decay": ("adam(lr=0.01, weight_decay=0.1)", lambda p: O.Adam(p, lr=0.01, weight_decay=0.1),
+                   {"optim.m": "exp_avg", "optim.v": "exp_avg_sq"}),
+    "adamw": ("adamw(lr=0.01, weight_decay=0)", lambda p: O.AdamW(p, lr=0.01, weight_decay=0),
+              {"optim.m": "exp_avg", "optim.v": "exp_avg_sq"}),
+    # Decoupled: the parameter shrinks by lr·wd, the moments never see the decay. A large decay, so
+    # that applying it as L2 instead is far outside the tolerances.
+    "adamw_decay": ("adamw(lr=0.01, weight_decay=0.5)", lambda p: O.AdamW(p, lr=0.01, weight_decay=0.5),
+                    {"optim.m": "exp_avg", "optim.v": "exp_avg_sq"}),
+    "adamw_default": ("adamw(lr=0.01)", lambda p: O.AdamW(p, lr=0.01),
+                      {"optim.m": "exp_avg", "optim.v": "exp_avg_sq"}),
+    "rmsprop": ("rmsprop(lr=0.002)", lambda p: O.RMSprop(p, lr=0.002), {"optim.square_avg": "square_avg"}),
+    "rmsprop_decay": ("rmsprop(lr=0.002, alpha=0.9, momentum=0.5, weight_decay=0.01)",
+                      lambda p: O.RMSprop(p, lr=0.002, alpha=0.9, momentum=0.5, weight_decay=0.01),
+                      {"optim.square_avg": "square_avg", "optim.momentum": "momentum_buffer"}),
+}
+
+
+def torch_run(rows, init, make_opt, epochs=EPOCHS, steps=None):
+    """Per-step (total, task losses), the final state dict and the optimizer with its state."""
+    model = Net()
+    model.load_state_dict(init)
+    opt = make_opt(model.parameters())
+    data = torch.tensor(rows, dtype=torch.float32)
+    ce, bce, mse = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss(), nn.MSELoss()
+    out, s = [], 0
+    for _ in range(epochs):
+        for start in range(0, len(rows), BATCH):
+            if steps is not None and s == steps:
+                break
+            b = data[start:start + BATCH]
+            x, cls, flag, target = b[:, :8], b[:, 8].long(), b[:, 9:10], b[:, 10:11]
+            oc, of, ot = model(x)
+            l = {"cls": ce(oc, cls), "flag": bce(of, flag), "target": mse(ot, target)}
+            total = sum(WEIGHTS[k] * v for k, v in l.items())
+            opt.zero_grad()
+            total.backward()
+            s += 1
+            opt.step()
+            out.append((total.item(), {k: v.item() for k, v in l.items()}))
+    return out, {k: v.detach().clone() for k, v in model.state_dict().items()}, model, opt
+
+
+def run_mtlc(mtlc, work, name, spelling, extra=(), epochs=EPOCHS, flags=()):
+    program = os.path.join(work, f"{name}.mtl")
+    lines = "".join(f"\n  {line}" for line in extra)
+    with open(program, "w") as f:
+        f.write(MODEL.format(optimizer=spelling, batch=BATCH, epochs=epochs, extra=lines))
+    log, final = os.path.join(work, f"{name}.jsonl"), os.path.join(work, f"{name}.safetensors")
+    cmd = [mtlc, "train", program, "--init", os.path.join(work, "init.safetensors"), "--save", final,
+           "--log", log, "--quiet", *flags]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{name}: mtlc failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    steps = [json.loads(line) for line in open(log) if '"step"' in line]
+    return steps, safetensors_io.load(final)
+
+
+def arena_offsets(mtlc, work, rows, init):
+    """Where each parameter lies in mtlc's flat optimizer-state tensors, found without knowing the
+    layout: after one sgd step with momentum the buffer is the first gradient, which torch gives."""
+    _, ckpt = run_mtlc(mtlc, work, "probe", "sgd(lr=0.1, momentum=0.5)", epochs=1, flags=["--steps", "1"])
+    _, _, model, _ = torch_run(rows, init, lambda p: O.SGD(p, lr=0.1, momentum=0.5), epochs=1, steps=1)
+    buf = ckpt["optim.momentum"]
+    offsets, end = {}, 0
+    # The arena holds the parameters in declaration order (with padding between them): a small
+    # tensor's values may recur, so each is the first match after the one before.
+    for name, p in model.named_parameters():
+        g = p.grad.flatten()
+        windows = buf.unfold(0, g.numel(), 1)
+        hits = [h for h in ((windows - g).abs().max(dim=1).values <= 1e-6).nonzero().flatten().tolist() if h >= end]
+        if not hits:
+            raise RuntimeError(f"probe: {name}'s gradient is not in optim.momentum after offset {end}")
+        offsets[name], end = hits[0], hits[0] + g.numel()
+    return offsets
+
+
+def compare(name, steps, got, ref_steps, ref_weights, opt, model, state_names, offsets):
+    problems = []
+    if len(steps) != len(ref_steps):
+        return [f"mtlc logged {len(steps)} steps, expected {len(ref_steps)}"]
+    worst_loss = worst_state = 0.0
+    for s, (ref_total, ref_tasks) in zip(steps, ref_steps):
+        worst_loss = max(worst_loss, rel(s["loss"], ref_total))
+        for t, v in ref_tasks.items():
+            worst_loss = max(worst_loss, rel(s["tasks"][t]["loss"], v))
+    worst_weight = max((got[k] - v).abs().max().item() for k, v in ref_weights.items())
+    for ours, theirs in state_names.items():
+        if ours not in got:
+            problems.append(f"the checkpoint has no {ours}")
+            continue
+        for pname, p in model.named_parameters():
+            ref = opt.state[p][theirs].flatten()
+            at = offsets[pname]
+            worst_state = max(worst_state, (got[ours][at:at + ref.numel()] - ref).abs().max().item())
+    if got["optim.step"].item() != len(ref_steps):
+        problems.append(f"optim.step is {got['optim.step'].item()}, expected {len(ref_steps)}")
+    if worst_loss > 2e-4:
+        problems.append(f"loss differs by {worst_loss:.2e} relative (> 2e-4)")
+    if worst_weight > 1e-4 or worst_state > 1e-4:
+        problems.append(f"weights differ by {worst_weight:.2e}, state by {worst_state:.2e} (> 1e-4)")
+    print(f"{name:19s} steps {len(steps)}  loss {worst_loss:.2e}  weights {worst_weight:.2e}  "
+          f"state {worst_state:.2e}  first/last loss "
+          f"{steps[0]['loss']:.5f}/{steps[-1]['loss']:.5f}  {'FAIL' if problems else 'ok'}")
+    return problems
+
+
+def main():
+    mtlc, work = sys.argv[1], sys.argv[2]
+    only = set(sys.argv[3:])
+    os.makedirs(work, exist_ok=True)
+    rows = make_data(os.path.join(work, "data.csv"), ROWS)
+    torch.manual_seed(42)
+    init = {k: v.clone() for k, v in Net().state_dict().items()}
+    safetensors_io.save(os.path.join(work, "init.safetensors"), init)
+    offsets = arena_offsets(mtlc, work, rows, init)
+
+    failures = 0
+    for name, (spelling, make_opt, names) in OPTIMIZERS.items():
+        if only and name not in only:
+            continue
+        try:
+            steps, got = run_mtlc(mtlc, work, name, spelling)
+        except RuntimeError as e:
+            print(e)
+            failures += 1
+            continue
+        ref_steps, ref_weights, model, opt = torch_run(rows, init, make_opt)
+        problems = compare(name, steps, got, ref_steps, ref_weights, opt, model, names, offsets)
+        for p in problems:
+            print(f"  {name}: {p}")
+        failures += 1 if problems else 0
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
