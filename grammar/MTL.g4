@@ -126,6 +126,7 @@ value
     : number
     | STRING
     | IDENT                 // true, false, or any name; its meaning is up to sema
+    | '{' number (',' number)* '}'   // a list: multistep(at={15, 30})
     ;
 
 number

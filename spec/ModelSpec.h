@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct InputSpec {
 using vocab::LossKind;
 using vocab::Metric;
 using vocab::OptimizerKind;
+using vocab::ScheduleKind;
 using vocab::WeightingKind;
 
 struct TaskSpec {
@@ -123,6 +125,24 @@ struct OptimizerSpec {
   bool operator==(const OptimizerSpec &) const = default;
 };
 
+// `schedule S`: the learning rate of each epoch (runtime/train/Schedule.h has the rules).
+struct ScheduleSpec {
+  ScheduleKind kind = ScheduleKind::Step;
+  double every = 1, gamma = 0.1, etaMin = 0;
+  double tMax = 0;              // cosine: 0 for the run's epochs (the argument's derived default)
+  std::vector<int64_t> at;      // multistep: the epochs after which the rate drops, increasing
+  // The number field an argument of the vocabulary table sets (`at` is the list); null for none.
+  double *setting(const std::string &arg) {
+    if (arg == "every") return &every;
+    if (arg == "gamma") return &gamma;
+    if (arg == "eta_min") return &etaMin;
+    if (arg == "t_max") return &tMax;
+    return nullptr;
+  }
+  const double *setting(const std::string &arg) const { return const_cast<ScheduleSpec *>(this)->setting(arg); }
+  bool operator==(const ScheduleSpec &) const = default;
+};
+
 struct TrainSpec {
   OptimizerSpec optimizer;
   int64_t batch = 32;
@@ -137,6 +157,8 @@ struct TrainSpec {
   // > 0: `clip_grad_norm X` scales the gradient by X / (‖g‖ + 1e-6) when its L2 norm over the
   // trainable parameters exceeds X, as torch.nn.utils.clip_grad_norm_ does.
   double clipGradNorm = 0;
+  std::optional<ScheduleSpec> schedule;  // none: the optimizer's lr throughout
+  int64_t warmup = 0;  // > 0: optimizer steps s = 1..warmup train at lr·s/warmup
 };
 
 // ---- The compiled model -----------------------------------------------------------------------------

@@ -37,7 +37,8 @@ enum class ScheduleKind {
 
 // ---- rows ------------------------------------------------------------------------------------------
 
-enum class ArgType { Int, Real, Bool };  // a Bool is true or false in programs, 1 or 0 here
+// A Bool is true or false in programs, 1 or 0 here; an IntList (`{15, 30}`) has no default.
+enum class ArgType { Int, Real, Bool, IntList };
 
 struct Arg {
   const char *name = nullptr;  // null ends a row's list
@@ -113,6 +114,7 @@ inline constexpr unsigned None = 0, UsesTaskWeights = kUsesTaskWeights, TaskGrad
 #define MTLC_INT_SHOWN(name, shown, lowest) Arg{name, ArgType::Int, false, 0, double(lowest), false, kInf, false, shown},
 #define MTLC_REAL(name, required, def, lo, loOpen, hi, hiOpen) Arg{name, ArgType::Real, required, double(def), lo, loOpen, hi, hiOpen, nullptr},
 #define MTLC_BOOL(name, def) Arg{name, ArgType::Bool, false, (def) ? 1.0 : 0.0, 0, false, 1, false, nullptr},
+#define MTLC_INT_LIST(name, lowest) Arg{name, ArgType::IntList, true, 0, double(lowest), false, kInf, false, nullptr},
 #define MTLC_NO_ARGS
 
 inline constexpr Entry kLayers[] = {
@@ -160,6 +162,7 @@ inline constexpr Alias kAliases[] = {
 #undef MTLC_INT_SHOWN
 #undef MTLC_REAL
 #undef MTLC_BOOL
+#undef MTLC_INT_LIST
 #undef MTLC_NO_ARGS
 
 }  // namespace table
@@ -212,6 +215,7 @@ constexpr bool parse(const char *s, LossKind &out) { return parse(losses(), s, o
 constexpr bool parse(const char *s, Metric &out) { return parse(metrics(), s, out); }
 constexpr bool parse(const char *s, OptimizerKind &out) { return parse(optimizers(), s, out); }
 constexpr bool parse(const char *s, WeightingKind &out) { return parse(weightings(), s, out); }
+constexpr bool parse(const char *s, ScheduleKind &out) { return parse(schedules(), s, out); }
 
 constexpr bool has(WeightingKind k, Flag f) { return (row(k).flags & f) != 0; }
 constexpr bool lowerIsBetter(Metric m) { return (row(m).flags & kLowerIsBetter) != 0; }

@@ -45,6 +45,7 @@ struct TaskCurves {
 
 struct Curves {
   std::vector<TaskCurves> tasks;
+  std::vector<Point> lr;  // each step's learning rate (logs before it was logged have none)
   int64_t steps = 0, epochs = 0;
   std::map<int64_t, int64_t> epochEnds;  // epoch -> its last step
 
@@ -58,7 +59,7 @@ struct Curves {
 
 bool isNumber(const ojson &j) { return j.is_number(); }
 
-// Reads the log: step records {"step", "epoch", "loss", "tasks": {t: {"loss", "weight"}}} and
+// Reads the log: step records {"step", "epoch", "loss", "lr", "tasks": {t: {"loss", "weight"}}} and
 // test records {"epoch", "test": {t: {"loss", metric: value|null}}}. A test record is drawn at
 // the last step of its epoch (the step the evaluation followed).
 Curves readLog(const std::string &path) {
@@ -84,6 +85,10 @@ Curves readLog(const std::string &path) {
       if (!j.contains("tasks") || !j["tasks"].is_object() || j["tasks"].empty())
         bad("a step record needs a `tasks` object");
       const int64_t step = j["step"].get<int64_t>(), epoch = j["epoch"].get<int64_t>();
+      if (j.contains("lr")) {
+        if (!isNumber(j["lr"])) bad("`lr` must be a number");
+        c.lr.push_back({double(step), j["lr"].get<double>()});
+      }
       for (const auto &[name, v] : j["tasks"].items()) {
         if (!v.is_object() || !v.contains("loss") || !v.contains("weight") || !isNumber(v["loss"]) ||
             !isNumber(v["weight"]))
@@ -238,8 +243,15 @@ std::string buildScript(const Curves &c, const std::string &logPath, const std::
     s.text += "set autoscale y\n" + xlabel;
     s.text += fmt::format("set title {}\nset ylabel 'weight'\n", quoted(fmt::format("{}: loss weight", t.name)));
     flatRange(s, t.weight);
-    s.text += fmt::format("plot {} with lines lw 2 lc rgb '#2ca02c' title 'tasks.{}.weight'\n", s.data(t.weight),
-                          t.name);
+    std::string lr;  // the learning rate on the right axis, when the log has it
+    if (!c.lr.empty()) {
+      s.text += "set y2tics nomirror\nset y2range [0:*]\nset y2label 'lr'\n";
+      lr = fmt::format(", \\\n     {} axes x1y2 with lines lw 1.5 dt 2 lc rgb '#7f7f7f' title 'lr (right axis)'",
+                       s.data(c.lr));
+    }
+    s.text += fmt::format("plot {} with lines lw 2 lc rgb '#2ca02c' title 'tasks.{}.weight'{}\n", s.data(t.weight),
+                          t.name, lr);
+    if (!c.lr.empty()) s.text += "unset y2tics\nunset y2label\n";
   }
   s.text += "unset multiplot\nset output\n";
   return s.text;

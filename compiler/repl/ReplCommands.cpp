@@ -50,7 +50,7 @@ std::optional<int64_t> parseCount(const std::string &s) {
 
 const std::vector<ReplCommandInfo> &ReplSession::commands() {
   static const std::vector<ReplCommandInfo> cmds = {
-      {":help", "[KIND]", "list the commands; with layers, blocks, losses, metrics, optimizers, weightings: those"},
+      {":help", "[KIND]", "list the commands; with layers, blocks, losses, metrics, optimizers, weightings, schedules: those"},
       {":load", "FILE", "load a .mtl program (replaces the session's model)"},
       {":show", "[NAME]", "a declaration: shape, parameters, where it is used (all without NAME)"},
       {":ir", "[NAME]", "the forward+backward graph IR (one entry point, or the lines naming NAME)"},
@@ -58,7 +58,7 @@ const std::vector<ReplCommandInfo> &ReplSession::commands() {
       {":train", "[N steps | N epochs]", "train from where training stopped (default: the program's epochs)"},
       {":eval", "", "per-task metrics on the test split (the train split without one)"},
       {":predict", "TASK (row N | v1, v2, ...)", "run one sample through a task's head"},
-      {":set", "KEY=VALUE", "change a train setting: lr, batch, epochs, seed, weighting, shuffle, optimizer; or threads"},
+      {":set", "KEY=VALUE", "change a train setting: lr, batch, epochs, seed, weighting, shuffle, optimizer, schedule, warmup; or threads"},
       {":save", "FILE", "write a safetensors checkpoint (parameters + optimizer state)"},
       {":init", "FILE", "load parameters (and optimizer state) from a checkpoint"},
       {":time", "", "compile and step timings"},
@@ -72,11 +72,12 @@ std::vector<std::string> ReplSession::completionWords() const {
   std::vector<std::string> w = declaredNames();
   for (const char *k : {"model", "input", "shared", "task", "train", "data", "loss", "weight",
                         "metric", "optimizer", "batch", "epochs", "seed", "shuffle", "weighting",
-                        "freeze", "steps", "row", "lr", "threads", "f32", "train_step",
+                        "freeze", "steps", "row", "lr", "threads", "f32", "train_step", "schedule", "warmup",
                         "eval_step", "predict"})
     w.push_back(k);
   for (const auto *list : {&sema::knownLayers(), &sema::knownBlocks(), &sema::knownLosses(), &sema::knownMetrics(),
-                           &sema::knownOptimizers(), &sema::knownSources(), &sema::knownWeightings()})
+                           &sema::knownOptimizers(), &sema::knownSources(), &sema::knownWeightings(),
+                           &sema::knownSchedules()})
     w.insert(w.end(), list->begin(), list->end());
   std::sort(w.begin(), w.end());
   w.erase(std::unique(w.begin(), w.end()), w.end());
@@ -607,8 +608,8 @@ std::string ReplSession::setThreads(const std::string &value) {
 }
 
 std::string ReplSession::setTrainSetting(const std::string &key, const std::string &value) {
-  static const std::vector<std::string> keys = {"lr", "batch", "epochs", "seed", "weighting",
-                                                "shuffle", "optimizer", "momentum"};
+  static const std::vector<std::string> keys = {"lr",        "batch",    "epochs",   "seed",  "weighting",
+                                                "shuffle",   "optimizer", "momentum", "schedule", "warmup"};
   if (std::find(keys.begin(), keys.end(), key) == keys.end())
     return fmt::format("unknown setting '{}'{}; :set takes {}", key, didYouMean(key, keys),
                        fmt::format("{}", fmt::join(keys, ", ")));

@@ -8,6 +8,7 @@
 #include "spec/Error.h"
 #include "runtime/parallel/FloatMode.h"
 #include "runtime/train/Init.h"
+#include "runtime/train/Schedule.h"
 #include "runtime/io/Progress.h"
 #include "runtime/core/Rng.h"
 #include "runtime/io/SafeTensors.h"
@@ -523,6 +524,7 @@ void ReplSession::trainSteps(int64_t steps) {
       batcher_->startEpoch(epoch_);
     }
     int64_t segment = std::min(steps - done, batcher_->batches() - batchPos_);
+    const double epochRate = rt::epochLr(spec.train, epoch_, spec.train.epochs);  // `schedule`, as rt::train
     progress.beginEpoch(epoch_ + 1, epoch_ + 1, batcher_->batches());
     double lossSum = 0;
     std::vector<double> taskSum(T, 0.0);
@@ -545,6 +547,7 @@ void ReplSession::trainSteps(int64_t steps) {
       args.seed = rt::mix64(seedMix ^ uint64_t(stepCount_));
       pool_->attach(args);
       spec.trainStep(&args);
+      live_->optimizer->setLr(rt::stepLr(spec.train, live_->optimizer->steps() + 1, epochRate));
       live_->optimizer->step(live_->params.data(), live_->grads.data(), pool_.get());
       ++batchPos_;
       lossSum += losses[T];

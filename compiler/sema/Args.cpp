@@ -55,6 +55,7 @@ std::string describeValue(const ast::Value &v) {
   case ast::Value::Kind::Number: return v.text;
   case ast::Value::Kind::String: return "the string " + ast::str(v);
   case ast::Value::Kind::Name: return "the name '" + v.text + "'";
+  case ast::Value::Kind::List: return "the list " + v.text;
   }
   return "?";
 }
@@ -78,6 +79,28 @@ std::string paramList(const std::vector<ParamDef> &params) {
     out += names[i];
   }
   return out;
+}
+
+// `{a, b, ...}`: integers of at least p.lo, each larger than the one before.
+bool convertList(const ast::Value &v, const ParamDef &p, const std::string &arg, ArgValue &out,
+                 Diagnostics &diags) {
+  if (v.kind != ast::Value::Kind::List) {
+    diags.error(v.loc, fmt::format("{} must be a list of integers such as {{15, 30}}, got {}", arg, describeValue(v)));
+    return false;
+  }
+  for (const ast::Value &item : v.items) {
+    if (!item.isInteger || item.number < p.lo || item.number > static_cast<double>(kMaxInt)) {
+      diags.error(item.loc, fmt::format("{} must list integers of at least {}, got {}", arg, fmtNum(p.lo), item.text));
+      return false;
+    }
+    if (!out.list.empty() && item.number <= static_cast<double>(out.list.back())) {
+      diags.error(item.loc, fmt::format("{} must list increasing integers, got {} after {}", arg, item.text,
+                                        out.list.back()));
+      return false;
+    }
+    out.list.push_back(static_cast<int64_t>(item.number));
+  }
+  return true;
 }
 
 // Checks one value against its parameter; reports and returns false on a mismatch.
@@ -144,6 +167,7 @@ bool convert(const ast::Value &v, const ParamDef &p, const std::string &what, Ar
     out.number = v.text == "true" ? 1 : 0;
     return true;
   }
+  case ParamDef::Type::IntList: return convertList(v, p, arg, out, diags);
   }
   return false;
 }

@@ -567,6 +567,36 @@ void Analyzer::checkOptimizer(const ast::Setting &s) {
     diags_.error(a.at("nesterov").loc, "nesterov=true needs momentum > 0, e.g. sgd(lr=0.1, momentum=0.9, nesterov=true)");
 }
 
+// `schedule step(every=30)`: a row of the vocabulary's schedules, its arguments into ScheduleSpec.
+void Analyzer::checkSchedule(const ast::Setting &s) {
+  if (!s.isCall) {
+    diags_.error(s.valueLoc, fmt::format("schedule must be one of {}, got {}", joinWords(knownSchedules(), "or"),
+                                         ast::str(s.value)));
+    return;
+  }
+  const ast::Call &c = s.call;
+  rt::ScheduleSpec sched;
+  if (!vocab::parse(c.name.c_str(), sched.kind)) {
+    std::string hint = didYouMean(c.name, knownSchedules());
+    if (hint.empty()) hint = "; the schedules are " + joinWords(knownSchedules(), "and");
+    diags_.error(c.nameLoc, fmt::format("unknown schedule '{}'{}", c.name, hint));
+    return;
+  }
+  const vocab::Entry &row = vocab::row(sched.kind);
+  std::vector<ParamDef> params = paramsOf(row);
+  BoundArgs a = bindArgs(c, fmt::format("schedule '{}'", row.name), params, row.example, diags_);
+  for (const ParamDef &p : params) {
+    if (p.type == ParamDef::Type::IntList) {
+      sched.at = a.at(p.name).list;
+      continue;
+    }
+    double *field = sched.setting(p.name);
+    if (!field) throw std::logic_error("schedule argument '" + p.name + "' has no field in rt::ScheduleSpec");
+    *field = a.num(p.name);
+  }
+  model_.train.schedule = sched;
+}
+
 void Analyzer::checkWeighting(const ast::Setting &s) {
   if (!s.isCall) {
     diags_.error(s.valueLoc, fmt::format("weighting must be a strategy name such as fixed or "
@@ -679,8 +709,8 @@ void Analyzer::checkTrain() {
     diags_.error(prog_.trains[i].keywordLoc, "a program has one train block; this is the second");
     diags_.note(prog_.trains[0].keywordLoc, "the first train block is here");
   }
-  static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting",
-                                                    "seed", "shuffle", "freeze", "clip_grad_norm"};
+  static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting", "seed",
+                                                    "shuffle", "freeze", "clip_grad_norm", "schedule", "warmup"};
   std::vector<std::string> optimizerArgs;  // of any optimizer
   for (const vocab::Entry &o : vocab::optimizers())
     for (const vocab::Arg &a : o.args)
@@ -719,6 +749,8 @@ void Analyzer::checkTrain() {
     }
     if (s.name == "optimizer") {
       checkOptimizer(s);
+    } else if (s.name == "schedule") {
+      checkSchedule(s);
     } else if (s.name == "weighting") {
       checkWeighting(s);
     } else if (s.name == "shuffle") {
@@ -733,13 +765,13 @@ void Analyzer::checkTrain() {
                                              "norm), got {}", s.isCall ? ast::str(s.call) : ast::str(s.value)));
       else
         tr.clipGradNorm = s.value.number;
-    } else {  // batch, epochs, seed: integers
+    } else {  // batch, epochs, seed, warmup: integers
       checkIntegerSetting(s);
     }
   }
 }
 
-// batch, epochs (at least 1) and seed (a uint64).
+// batch, epochs, warmup (at least 1) and seed (a uint64).
 void Analyzer::checkIntegerSetting(const ast::Setting &s) {
   rt::TrainSpec &tr = model_.train;
   if (s.isCall || !s.value.isInteger) {
@@ -770,7 +802,7 @@ void Analyzer::checkIntegerSetting(const ast::Setting &s) {
     diags_.error(v.loc, fmt::format("{} {} is too large (at most {})", s.name, v.text, kMaxInt));
     return;
   }
-  (s.name == "batch" ? tr.batch : tr.epochs) = static_cast<int64_t>(v.number);
+  (s.name == "batch" ? tr.batch : s.name == "warmup" ? tr.warmup : tr.epochs) = static_cast<int64_t>(v.number);
 }
 
 }  // namespace detail

@@ -37,6 +37,7 @@ const std::vector<std::string> &knownMetrics();     // accuracy, auc, mse, mae
 const std::vector<std::string> &knownOptimizers();  // sgd, adam
 const std::vector<std::string> &knownSources();     // fashion_mnist, idx, csv, synthetic_mmoe, ...
 const std::vector<std::string> &knownWeightings();  // fixed, uniform, uncertainty, dwa, ...
+const std::vector<std::string> &knownSchedules();   // step, multistep, exponential, cosine
 
 // Element count of a shape (1 for []); -1 on overflow.
 int64_t elementCount(const Shape &s);

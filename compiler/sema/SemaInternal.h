@@ -26,7 +26,7 @@ constexpr int64_t kMaxInt = limits::kMaxDim;  // largest dimension / count accep
 // ---- Arguments ------------------------------------------------------------------------------------
 
 struct ParamDef {
-  enum class Type { Int, Real, String, Bool };
+  enum class Type { Int, Real, String, Bool, IntList };
   std::string name;
   Type type = Type::Real;
   bool required = false;
@@ -44,6 +44,7 @@ ParamDef stringParam(std::string name, bool required, std::vector<std::string> c
 struct ArgValue {
   bool given = false;
   double number = 0;      // Int / Real / Bool (0 or 1)
+  std::vector<int64_t> list;  // IntList
   std::string text;       // String
   SourceRange loc;        // of the value (or of the call when defaulted)
 };
@@ -190,6 +191,7 @@ private:
   bool checkEmbeddingPlace(const ast::LayerCall &call, const Layer &layer, const LayerContext &ctx, bool argsOk);
   std::optional<Shape> inferLayer(const ast::LayerCall &call, const Shape &s, Layer &layer, Origin &origin);
   void checkOptimizer(const ast::Setting &s);
+  void checkSchedule(const ast::Setting &s);
   void checkWeighting(const ast::Setting &s);
   void checkGradientWeighting(const ast::Call &c);
   void checkFreeze(const ast::Setting &s);

@@ -30,6 +30,7 @@ const std::vector<std::string> &knownLosses() { static const auto v = namesOf(vo
 const std::vector<std::string> &knownMetrics() { static const auto v = namesOf(vocab::metrics(), any); return v; }
 const std::vector<std::string> &knownOptimizers() { static const auto v = namesOf(vocab::optimizers(), any); return v; }
 const std::vector<std::string> &knownWeightings() { static const auto v = namesOf(vocab::weightings(), any); return v; }
+const std::vector<std::string> &knownSchedules() { static const auto v = namesOf(vocab::schedules(), any); return v; }
 
 namespace detail {
 
@@ -41,9 +42,10 @@ std::vector<ParamDef> paramsOf(const vocab::Entry &row) {
       out.push_back(intParam(a.name, a.required, a.def, a.lo));
       continue;
     }
-    if (a.type == vocab::ArgType::Bool) {
+    if (a.type == vocab::ArgType::Bool || a.type == vocab::ArgType::IntList) {
       ParamDef p = realParam(a.name, a.required, a.def);
-      p.type = ParamDef::Type::Bool;
+      p.type = a.type == vocab::ArgType::Bool ? ParamDef::Type::Bool : ParamDef::Type::IntList;
+      p.lo = a.lo;
       out.push_back(std::move(p));
       continue;
     }

@@ -27,6 +27,11 @@ std::string str(const Value &v) {
   switch (v.kind) {
   case Value::Kind::Number: return v.text;
   case Value::Kind::Name: return v.text;
+  case Value::Kind::List: {
+    std::string out = "{";
+    for (size_t i = 0; i < v.items.size(); ++i) out += (i ? ", " : "") + str(v.items[i]);
+    return out + "}";
+  }
   case Value::Kind::String: {
     std::string out = "\"";
     for (char c : v.text) {

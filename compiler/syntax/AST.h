@@ -14,12 +14,13 @@ namespace mtlc::ast {
 
 // An argument or setting value: `3`, `-0.5`, `1e-3`, `"train"`, `true`, `relu`.
 struct Value {
-  enum class Kind { Number, String, Name };
+  enum class Kind { Number, String, Name, List };
   Kind kind = Kind::Number;
   double number = 0;      // Number: the value (sign applied)
   bool isInteger = false; // Number: written without '.' or exponent (`3`, `-2`)
   std::string text;       // Number: as written ("1e-3"); String: the contents, escapes resolved;
                           // Name: the identifier
+  std::vector<Value> items; // List: the numbers between the braces (`{15, 30}`)
   SourceRange loc;
 };
 

@@ -430,7 +430,7 @@ private:
     case MTLParser::RuleValue: {
       auto *arg = dynamic_cast<MTLParser::ArgContext *>(parent);
       if (arg && arg->key) return "a value after '" + arg->key->getText() + "='";
-      return "an argument value (a number, a string or a name)";
+      return "an argument value (a number, a string, a name or {a list, of numbers})";
     }
     case MTLParser::RuleNumber: return expectNumber(parent, parentRule);
     case MTLParser::RuleTrainBlock:
@@ -588,12 +588,16 @@ private:
   }
 
   ast::Value value(MTLParser::ValueContext *ctx) {
-    if (ctx->number()) return number(ctx->number());
+    if (!ctx->LBRACE() && !ctx->number().empty()) return number(ctx->number(0));
     ast::Value v;
     v.loc = ctxRange(ctx);
     if (ctx->STRING()) {
       v.kind = ast::Value::Kind::String;
       v.text = unescape(ctx->STRING()->getText());
+    } else if (ctx->LBRACE()) {
+      v.kind = ast::Value::Kind::List;
+      for (auto *n : ctx->number()) v.items.push_back(number(n));
+      v.text = ast::str(v);
     } else {
       v.kind = ast::Value::Kind::Name;
       v.text = ctx->IDENT()->getText();

@@ -61,6 +61,9 @@ class Optimizer {
 
   int64_t steps() const { return steps_; }
   const OptimizerSpec& spec() const { return spec_; }
+  // The learning rate of the next steps (a schedule's or warm-up's; spec().lr until set).
+  void setLr(double lr) { rule_.lr = lr; }
+  double lr() const { return rule_.lr; }
 
   // Named state for checkpoints (see above). The pointers stay valid for the optimizer's life.
   struct StateTensor {

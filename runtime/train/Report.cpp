@@ -40,12 +40,17 @@ ojson metricsJson(const TaskSpec& task, const TaskResult& r) {
 namespace {
 
 // A vocabulary row's call as a program spells it: each argument that is required, named `always`
-// or not at its default.
+// or not at its default (`list` holds an IntList argument's values).
 template <class Spec>
-std::string callString(const vocab::Entry& row, const Spec& spec, const char* always = "") {
+std::string callString(const vocab::Entry& row, const Spec& spec, const std::vector<int64_t>& list,
+                       const char* always = "") {
   std::vector<std::string> args;
   for (const vocab::Arg& a : row.args) {
     if (!a.name) break;
+    if (a.type == vocab::ArgType::IntList) {
+      args.push_back(fmt::format("{}={{{}}}", a.name, fmt::join(list, ", ")));
+      continue;
+    }
     const double v = *spec.setting(a.name);
     if (!a.required && v == a.def && std::string(a.name) != always) continue;
     if (a.type == vocab::ArgType::Bool) args.push_back(fmt::format("{}={}", a.name, v != 0));
@@ -58,7 +63,14 @@ std::string callString(const vocab::Entry& row, const Spec& spec, const char* al
 
 // The optimizer as a program spells it: the learning rate, then each argument that is not its
 // vocabulary default ("sgd(lr=0.1, momentum=0.9)").
-std::string optimizerString(const OptimizerSpec& o) { return callString(vocab::row(o.kind), o, "lr"); }
+std::string optimizerString(const OptimizerSpec& o) { return callString(vocab::row(o.kind), o, {}, "lr"); }
+
+std::string scheduleString(const TrainSpec& ts) {
+  std::vector<std::string> parts;
+  if (ts.schedule) parts.push_back(callString(vocab::row(ts.schedule->kind), *ts.schedule, ts.schedule->at));
+  if (ts.warmup > 0) parts.push_back(fmt::format("warmup {}", ts.warmup));
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
 
 // The final table: one row per task and data split, one column per metric that any task has.
 void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r) {

@@ -21,6 +21,8 @@ std::string metricsLine(const TaskSpec& task, const TaskResult& r);
 nlohmann::ordered_json metricsJson(const TaskSpec& task, const TaskResult& r);
 // "adam(lr=0.001)", "sgd(lr=0.1, momentum=0.9)": the settings that differ from the defaults.
 std::string optimizerString(const OptimizerSpec& o);
+// "cosine(t_max=10), warmup 500": the schedule and warm-up as a program spells them ("" for none).
+std::string scheduleString(const TrainSpec& ts);
 // The final table: one row per task and data split, one column per metric that any task has.
 void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r);
 std::vector<std::string> taskNames(const ModelSpec& spec);

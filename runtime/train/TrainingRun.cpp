@@ -4,6 +4,7 @@
 #include "runtime/core/Rng.h"
 #include "runtime/train/Init.h"
 #include "runtime/train/Report.h"
+#include "runtime/train/Schedule.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -223,6 +224,7 @@ void TrainingRun::printStart() {
                       epochs_ == 1 ? "" : "s", threads, threads == 1 ? "" : "s", initNote_);
   for (const std::string& l : initLines_) out_ << l << '\n';
   if (ts_.weighting != WeightingKind::Fixed) out_ << fmt::format("weighting: {}\n", weighting_->describe());
+  if (const std::string s = scheduleString(ts_); !s.empty()) out_ << fmt::format("learning rate: {}\n", s);
   std::vector<std::string> frozen;
   printFrozen(frozen);
   if (!frozen.empty()) out_ << fmt::format("frozen: {}; the optimizer leaves them unchanged\n", fmt::join(frozen, ", "));
@@ -313,6 +315,7 @@ int64_t TrainingRun::beginEpoch(int64_t e) {
     batchesDone_ = resumed_->batch;
     for (int64_t t = 0; t < T_; ++t) trainAcc_[t].restore(resumed_->tasks[t]);
   }
+  epochLr_ = epochLr(ts_, e, epochs_);
   const int64_t batches = batcher_->batches();
   if (batchesDone_ > batches)
     throwError("{}: the checkpoint is {} batches into epoch {}, which has {}", opt_.resumePath, batchesDone_, e + 1,
@@ -346,6 +349,7 @@ bool TrainingRun::runStep(int64_t b, int64_t e) {
       throwError("the gradient norm became {} at step {} (epoch {}) while every task loss was finite{}",
                  std::isnan(gradNorm) ? "NaN" : "infinite", step, e + 1, kernels_->locate());
   }
+  optimizer_->setLr(stepLr(ts_, step, epochLr_));
   optimizer_->step(params_.data(), grads_.data(), &pool);
   ++batchesDone_;
   report_.steps = step;
@@ -374,6 +378,7 @@ void TrainingRun::logStep(int64_t step, int64_t e, const StepResult& sr, double 
   j["step"] = step;
   j["epoch"] = e + 1;
   j["loss"] = sr.total;
+  j["lr"] = optimizer_->lr();
   ojson tasks = ojson::object();
   for (int64_t t = 0; t < T_; ++t) tasks[spec_.tasks[t].name] = {{"loss", ws_->losses[t]}, {"weight", sr.weights[t]}};
   j["tasks"] = tasks;

@@ -110,6 +110,7 @@ class TrainingRun {
   int64_t firstEpoch_ = 0;
   double totalSum_ = 0;  // the epoch's Σ total·n, samples and batches so far (saved in checkpoints)
   int64_t epochSamples_ = 0, batchesDone_ = 0, epoch_ = 0;
+  double epochLr_ = 0;       // the schedule's learning rate for this epoch (Schedule.h)
   bool epochEnded_ = false;  // the epoch's end (weighting, evaluation) ran: the next one starts fresh
   std::unique_ptr<StopSignals> signals_;
 };

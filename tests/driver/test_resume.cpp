@@ -18,14 +18,15 @@ namespace fs = std::filesystem;
 
 // Three heads on the example table (2000 rows: 63 steps of 32 per epoch), shuffled, with the
 // weighting strategy and epochs given.
-std::string program(const std::string &weighting, int epochs, const std::string &extra = "") {
+std::string program(const std::string &weighting, int epochs, const std::string &extra = "",
+                    const std::string &optimizer = "adam(lr=0.005)") {
   return "model resume\n"
          "input features : f32[8]\n"
          "shared trunk = features -> dense(32) -> relu -> dense(16) -> relu\n"
          "task cls { trunk -> dense(3) loss cross_entropy metric accuracy }\n"
          "task flag { trunk -> dense(1) loss bce metric accuracy, auc }\n"
          "task target { trunk -> dense(1) loss mse weight 0.5 metric mae }\n"
-         "train {\n  optimizer adam(lr=0.005)\n  batch 32\n  epochs " +
+         "train {\n  optimizer " + optimizer + "\n  batch 32\n  epochs " +
          std::to_string(epochs) + "\n  seed 11\n  weighting " + weighting + "\n" + extra +
          "}\n"
          "data {\n  train csv(\"" + example("tabular.csv") + "\")\n  test csv(\"" + example("tabular_test.csv") +
@@ -49,6 +50,29 @@ pid_t spawnTrain(const fs::path &dir, const std::vector<std::string> &args) {
   return pid;
 }
 
+struct Resumed {
+  RunResult full, rest;
+};
+
+// In `dir` (holding m.mtl): the whole run, then the same stopped after step 100 and resumed; the
+// checkpoints and logs of both must be the same bytes.
+Resumed stopAt100AndResume(const fs::path &dir) {
+  auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
+  INFO(full.out << full.err);
+  REQUIRE(full.exitCode == 0);
+  auto part = runMtlc("train m.mtl -q --steps 100 --save part.safetensors --log part.jsonl", dir.string());
+  REQUIRE(part.exitCode == 0);
+  auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl",
+                      dir.string());
+  INFO(rest.out << rest.err);
+  REQUIRE(rest.exitCode == 0);
+  // Same parameters, optimizer and weighting state, position: the same bytes.
+  CHECK(slurp(dir / "part.safetensors") == slurp(dir / "full.safetensors"));
+  // The same log: every step's losses, weights and learning rate, every epoch's test metrics.
+  CHECK(slurp(dir / "part.jsonl") == slurp(dir / "full.jsonl"));
+  return {full, rest};
+}
+
 }  // namespace
 
 TEST_CASE("--resume continues bit-exactly for every weighting strategy") {
@@ -57,27 +81,44 @@ TEST_CASE("--resume continues bit-exactly for every weighting strategy") {
       auto dir = testDir(std::string("resume_") + weighting);
       // 3 epochs: dwa leaves its warm-up (weights 1 for two epochs) in the third.
       std::ofstream(dir / "m.mtl") << program(weighting, 3);
-      auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
-      INFO(full.out << full.err);
-      REQUIRE(full.exitCode == 0);
       // Stop mid-epoch 2 (step 100 of 189), then continue from the checkpoint.
-      auto part = runMtlc("train m.mtl -q --steps 100 --save part.safetensors --log part.jsonl", dir.string());
-      REQUIRE(part.exitCode == 0);
-      auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl",
-                          dir.string());
-      INFO(rest.out << rest.err);
-      REQUIRE(rest.exitCode == 0);
+      auto [full, rest] = stopAt100AndResume(dir);
       CHECK_THAT(rest.out, Catch::Contains("resumed from part.safetensors at step 100 (epoch 2, 37 batches done)"));
-      // Same parameters, optimizer and weighting state, position: the same bytes.
-      CHECK(slurp(dir / "part.safetensors") == slurp(dir / "full.safetensors"));
-      // The same log: every step's losses and weights, every epoch's test metrics.
-      CHECK(slurp(dir / "part.jsonl") == slurp(dir / "full.jsonl"));
       // The same final report (the table after "trained ... steps").
       auto table = [](const std::string &out) {
         const size_t from = out.find("task "), to = out.find("saved ");
         return out.substr(from, to - from);
       };
       CHECK(table(rest.out) == table(full.out));
+    }
+  }
+}
+
+// The learning rate is a function of the step and its epoch, and each optimizer's state is in the
+// checkpoint: a run stopped inside the warm-up or between two drops of the schedule resumes to the
+// same bytes, with each step's rate logged.
+TEST_CASE("--resume continues bit-exactly mid-schedule and mid-warm-up, for every optimizer") {
+  struct Case {
+    const char *name, *optimizer, *train;
+    double firstLr;  // step 1's rate in the log
+  };
+  for (const Case &c : {Case{"warmup_cosine", "adamw(lr=0.01)", "  schedule cosine\n  warmup 150\n", 0.01 / 150},
+                        Case{"step", "sgd(lr=0.05, momentum=0.9, nesterov=true, weight_decay=1e-4)",
+                             "  schedule step(every=1, gamma=0.5)\n  warmup 20\n", 0.05 / 20},
+                        Case{"multistep", "rmsprop(lr=0.002, momentum=0.5)", "  schedule multistep(at={1, 2})\n", 0.002},
+                        Case{"exponential", "adam(lr=0.005, weight_decay=0.01)", "  schedule exponential(gamma=0.8)\n",
+                             0.005}}) {
+    DYNAMIC_SECTION(c.name) {
+      auto dir = testDir(std::string("resume_lr_") + c.name);
+      std::ofstream(dir / "m.mtl") << program("fixed", 3, c.train, c.optimizer);
+      // Step 100: inside the 150-step warm-up, or in epoch 2 after the schedule's first drop.
+      stopAt100AndResume(dir);
+      std::ifstream log(dir / "full.jsonl");
+      std::string line;
+      std::getline(log, line);
+      auto first = nlohmann::json::parse(line);
+      REQUIRE(first.contains("lr"));
+      CHECK(first["lr"].get<double>() == Approx(c.firstLr).epsilon(1e-12));
     }
   }
 }

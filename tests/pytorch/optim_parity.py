@@ -1,12 +1,18 @@
-"""Cross-check of the optimizers against torch.optim: mtlc and PyTorch train the same three-head tabular model from the same
+"""Cross-check of the optimizers and learning-rate schedules against torch.optim and
+torch.optim.lr_scheduler: mtlc and PyTorch train the same three-head tabular model from the same
 safetensors init on the same batches (file order, 3 epochs, a partial last batch each epoch).
 
 usage: optim_parity.py MTLC_BINARY WORK_DIR [CASE...]
 Exit 0 = agree, 1 = disagree, 77 = skipped (no torch for this python).
 Tolerances (issue #25): per-step total and task losses within 2e-4 relative; final parameters and
-optimizer state (momentum buffers, moments, square averages, step count) within 1e-4 absolute.
+optimizer state (momentum buffers, moments, square averages, step count) within 1e-4 absolute;
+each step's logged "lr" within 1e-12 (relative to the optimizer's lr) of the learning rate the
+torch optimizer's group had for that step (torch's scheduler's, or the warm-up's).
 
-The reference is torch.optim itself.
+The reference is torch.optim itself. A schedule is torch's scheduler stepped at the end of every
+epoch; the warm-up (steps s = 1..N train at lr·s/N) is applied by setting the group's learning
+rate for those steps and putting the scheduler's value back after each, so the scheduler's own
+arithmetic is never disturbed.
 """
 import json
 import os
@@ -15,7 +21,6 @@ import sys
 
 try:
     import torch
-    import torch.nn as nn
 except ImportError:
     print("SKIP: torch is not installed for", sys.executable)
     sys.exit(77)
@@ -23,13 +28,14 @@ except ImportError:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
 import parity  # noqa: E402
-from parity import Parity as Net, WEIGHTS, make_data, rel  # noqa: E402  the same data and model as parity.py
+from parity import Parity as Net, batch_loss, make_data, rel  # noqa: E402  the same data and model as parity.py
 
 BATCH, ROWS, EPOCHS = 25, 110, 3          # 5 batches an epoch, the last of 10 rows
 # parity.py's program, for several epochs and with more train settings (`extra`).
 MODEL = parity.MODEL.replace("epochs    1", "epochs    {epochs}").replace("seed      7", "seed      7{extra}")
 
 O = torch.optim
+S = torch.optim.lr_scheduler
 
 # name: (mtlc spelling, torch optimizer, {mtlc state name: torch state key})
 OPTIMIZERS = {
@@ -61,29 +67,48 @@ OPTIMIZERS = {
                       {"optim.square_avg": "square_avg", "optim.momentum": "momentum_buffer"}),
 }
 
+# name: (optimizer case, mtlc train lines, torch scheduler or None, warm-up steps)
+SCHEDULES = {
+    "step_warmup": ("sgd_decay", ["schedule step(every=1, gamma=0.5)", "warmup 7"],
+                    lambda o: S.StepLR(o, step_size=1, gamma=0.5), 7),
+    "multistep_warmup": ("adam", ["schedule multistep(at={1, 2}, gamma=0.3)", "warmup 4"],
+                         lambda o: S.MultiStepLR(o, milestones=[1, 2], gamma=0.3), 4),
+    "exponential_warmup": ("rmsprop_decay", ["schedule exponential(gamma=0.7)", "warmup 3"],
+                           lambda o: S.ExponentialLR(o, gamma=0.7), 3),
+    "cosine_warmup": ("adamw_decay", ["schedule cosine(t_max=3, eta_min=0.001)", "warmup 6"],
+                      lambda o: S.CosineAnnealingLR(o, T_max=3, eta_min=0.001), 6),
+    "cosine": ("sgd", ["schedule cosine(t_max=2)"], lambda o: S.CosineAnnealingLR(o, T_max=2), 0),
+    "warmup_only": ("adam_decay", ["warmup 5"], None, 5),
+}
 
-def torch_run(rows, init, make_opt, epochs=EPOCHS, steps=None):
-    """Per-step (total, task losses), the final state dict and the optimizer with its state."""
+
+def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, steps=None):
+    """Per-step (total, task losses, lr), the final state dict and the optimizer with its state."""
     model = Net()
     model.load_state_dict(init)
     opt = make_opt(model.parameters())
+    sched = make_sched(opt) if make_sched else None
+    group = opt.param_groups[0]
+    base_lr = group["lr"]
     data = torch.tensor(rows, dtype=torch.float32)
-    ce, bce, mse = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss(), nn.MSELoss()
     out, s = [], 0
     for _ in range(epochs):
         for start in range(0, len(rows), BATCH):
             if steps is not None and s == steps:
                 break
-            b = data[start:start + BATCH]
-            x, cls, flag, target = b[:, :8], b[:, 8].long(), b[:, 9:10], b[:, 10:11]
-            oc, of, ot = model(x)
-            l = {"cls": ce(oc, cls), "flag": bce(of, flag), "target": mse(ot, target)}
-            total = sum(WEIGHTS[k] * v for k, v in l.items())
+            total, l = batch_loss(model, data[start:start + BATCH])
             opt.zero_grad()
             total.backward()
             s += 1
+            scheduled = group["lr"]
+            if s <= warmup:
+                group["lr"] = base_lr * s / warmup
+            lr = group["lr"]
             opt.step()
-            out.append((total.item(), {k: v.item() for k, v in l.items()}))
+            group["lr"] = scheduled
+            out.append((total.item(), {k: v.item() for k, v in l.items()}, lr))
+        if sched:
+            sched.step()
     return out, {k: v.detach().clone() for k, v in model.state_dict().items()}, model, opt
 
 
@@ -125,11 +150,15 @@ def compare(name, steps, got, ref_steps, ref_weights, opt, model, state_names, o
     problems = []
     if len(steps) != len(ref_steps):
         return [f"mtlc logged {len(steps)} steps, expected {len(ref_steps)}"]
-    worst_loss = worst_state = 0.0
-    for s, (ref_total, ref_tasks) in zip(steps, ref_steps):
+    worst_loss = worst_state = worst_lr = 0.0
+    for s, (ref_total, ref_tasks, ref_lr) in zip(steps, ref_steps):
         worst_loss = max(worst_loss, rel(s["loss"], ref_total))
         for t, v in ref_tasks.items():
             worst_loss = max(worst_loss, rel(s["tasks"][t]["loss"], v))
+        if "lr" not in s:
+            problems.append(f"step {s['step']} has no \"lr\"")
+            break
+        worst_lr = max(worst_lr, abs(s["lr"] - ref_lr) / opt.defaults["lr"])
     worst_weight = max((got[k] - v).abs().max().item() for k, v in ref_weights.items())
     for ours, theirs in state_names.items():
         if ours not in got:
@@ -145,8 +174,10 @@ def compare(name, steps, got, ref_steps, ref_weights, opt, model, state_names, o
         problems.append(f"loss differs by {worst_loss:.2e} relative (> 2e-4)")
     if worst_weight > 1e-4 or worst_state > 1e-4:
         problems.append(f"weights differ by {worst_weight:.2e}, state by {worst_state:.2e} (> 1e-4)")
+    if worst_lr > 1e-12:
+        problems.append(f"lr differs by {worst_lr:.2e} relative (> 1e-12)")
     print(f"{name:19s} steps {len(steps)}  loss {worst_loss:.2e}  weights {worst_weight:.2e}  "
-          f"state {worst_state:.2e}  first/last loss "
+          f"state {worst_state:.2e}  lr {worst_lr:.1e}  first/last loss "
           f"{steps[0]['loss']:.5f}/{steps[-1]['loss']:.5f}  {'FAIL' if problems else 'ok'}")
     return problems
 
@@ -161,17 +192,22 @@ def main():
     safetensors_io.save(os.path.join(work, "init.safetensors"), init)
     offsets = arena_offsets(mtlc, work, rows, init)
 
+    cases = [(n, spelling, make_opt, names, [], None, 0)
+             for n, (spelling, make_opt, names) in OPTIMIZERS.items()]
+    for n, (opt_case, lines, make_sched, warmup) in SCHEDULES.items():
+        spelling, make_opt, names = OPTIMIZERS[opt_case]
+        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup))
     failures = 0
-    for name, (spelling, make_opt, names) in OPTIMIZERS.items():
+    for name, spelling, make_opt, names, lines, make_sched, warmup in cases:
         if only and name not in only:
             continue
         try:
-            steps, got = run_mtlc(mtlc, work, name, spelling)
+            steps, got = run_mtlc(mtlc, work, name, spelling, lines)
         except RuntimeError as e:
             print(e)
             failures += 1
             continue
-        ref_steps, ref_weights, model, opt = torch_run(rows, init, make_opt)
+        ref_steps, ref_weights, model, opt = torch_run(rows, init, make_opt, make_sched, warmup)
         problems = compare(name, steps, got, ref_steps, ref_weights, opt, model, names, offsets)
         for p in problems:
             print(f"  {name}: {p}")

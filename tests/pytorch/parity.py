@@ -89,20 +89,24 @@ class Parity(nn.Module):
         return self.cls(h), self.flag(h), self.target(h)
 
 
+def batch_loss(model, b):
+    """The weighted total and each task's loss (tensors) of the rows `b` of make_data's table."""
+    x, cls, flag, target = b[:, :8], b[:, 8].long(), b[:, 9:10], b[:, 10:11]
+    oc, of, ot = model(x)
+    l = {"cls": nn.CrossEntropyLoss()(oc, cls), "flag": nn.BCEWithLogitsLoss()(of, flag),
+         "target": nn.MSELoss()(ot, target)}
+    return sum(WEIGHTS[k] * v for k, v in l.items()), l
+
+
 def torch_run(rows, init, make_opt):
     torch.manual_seed(0)
     model = Parity()
     model.load_state_dict({k: v for k, v in init.items()})
     opt = make_opt(model.parameters())
     data = torch.tensor(rows, dtype=torch.float32)
-    ce, bce, mse = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss(), nn.MSELoss()
     losses = []
     for step in range(STEPS):
-        b = data[step * BATCH:(step + 1) * BATCH]
-        x, cls, flag, target = b[:, :8], b[:, 8].long(), b[:, 9:10], b[:, 10:11]
-        oc, of, ot = model(x)
-        l = {"cls": ce(oc, cls), "flag": bce(of, flag), "target": mse(ot, target)}
-        total = sum(WEIGHTS[k] * v for k, v in l.items())
+        total, l = batch_loss(model, data[step * BATCH:(step + 1) * BATCH])
         opt.zero_grad()
         total.backward()
         opt.step()

@@ -89,7 +89,8 @@ TEST_CASE(":help KIND lists the vocabulary with signatures and defaults") {
   CHECK(r.out.find("  sgd(lr, momentum=0, nesterov=false, weight_decay=0) ") != std::string::npos);
   CHECK(r.out.find("  adamw(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.01) ") != std::string::npos);
   CHECK(r.out.find("  rmsprop(lr=0.01, alpha=0.99, eps=1e-08, momentum=0, weight_decay=0) ") != std::string::npos);
-  CHECK(r.out.find("  (none yet)") != std::string::npos);  // no schedules yet
+  CHECK(r.out.find("  multistep(at, gamma=0.1) ") != std::string::npos);
+  CHECK(r.out.find("  cosine(t_max=epochs, eta_min=0) ") != std::string::npos);
   CHECK(r.err.find(":help takes one of layers, blocks, losses, metrics, optimizers, weightings, schedules, not "
                    "'layer'; did you mean 'layers'?") != std::string::npos);
 }
@@ -653,4 +654,24 @@ TEST_CASE("on a terminal: Ctrl-C stops :train after its step and keeps the model
   CHECK(term.seen.find("dense(16) -> relu -> dense(1)", mark) != std::string::npos);  // unchanged
   term.send(":quit\r");
   CHECK(term.exitStatus() == 0);
+}
+
+TEST_CASE(":set schedule and :set warmup: the session's own loop trains at the step's rate") {
+  // Two steps of sgd(lr=0.1) with `warmup 2` train at 0.05, then 0.1: as a session that sets
+  // those rates by hand.
+  auto dir = workDir();
+  const std::string start = (dir / "lr-start.safetensors").string(), warm = (dir / "lr-warm.safetensors").string(),
+                    byHand = (dir / "lr-hand.safetensors").string(), program = "'" + example("tabular.mtl") + "'";
+  REQUIRE(runScript(":save " + start + "\n", program).exitCode == 0);
+  Result a = runScript(":set optimizer=sgd(lr=0.1)\n:set warmup=2\n:set schedule=exponential(gamma=0.5)\n:init " + start +
+                           "\n:train 2 steps\n:save " + warm + "\n:set schedule=cosin\n",
+                       program);
+  Result b = runScript(":set optimizer=sgd(lr=0.05)\n:init " + start + "\n:train 1 steps\n:set lr=0.1\n:train 1 steps\n:save " +
+                           byHand + "\n",
+                       program);
+  INFO("warm-up:\n" << a.out << a.err << "\nby hand:\n" << b.out << b.err);
+  CHECK(a.exitCode == 1);  // the misspelt schedule, after the rest
+  REQUIRE(b.exitCode == 0);
+  CHECK(a.err.find("unknown schedule 'cosin'; did you mean 'cosine'?") != std::string::npos);
+  requireSameCheckpoint(warm, byHand);
 }

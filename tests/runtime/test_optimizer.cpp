@@ -10,6 +10,7 @@
 
 #include "spec/Error.h"
 #include "runtime/train/Optimizer.h"
+#include "runtime/train/Schedule.h"
 
 #include <cmath>
 #include <iomanip>
@@ -166,4 +167,48 @@ TEST_CASE("clip_grad_norm: torch's clip_grad_norm_ over the trainable spans", "[
   std::vector<float> bad{1, std::numeric_limits<float>::infinity()};
   CHECK(std::isinf(clipGradNorm(bad.data(), {{0, 2}}, 1.0)));
   CHECK(bad[0] == 1);
+}
+
+// The rates torch.optim.lr_scheduler gives an SGD(lr=0.1) in epochs 0..7 when stepped once an
+// epoch (printed with repr by /usr/bin/python3, torch 1.13); mtlc's must be the same doubles.
+TEST_CASE("schedules: each epoch's rate is torch's to the bit; warm-up ramps over steps", "[optim]") {
+  struct Case {
+    ScheduleSpec s;
+    std::vector<double> torch;
+  };
+  auto make = [](ScheduleKind kind, double every, double gamma, double etaMin, double tMax) {
+    ScheduleSpec s;
+    s.kind = kind, s.every = every, s.gamma = gamma, s.etaMin = etaMin, s.tMax = tMax;
+    return s;
+  };
+  const ScheduleSpec step = make(ScheduleKind::Step, 2, 0.5, 0, 0), expo = make(ScheduleKind::Exponential, 1, 0.9, 0, 0),
+                     cosine = make(ScheduleKind::Cosine, 1, 0.1, 0.001, 3);
+  ScheduleSpec multi = make(ScheduleKind::MultiStep, 1, 0.1, 0, 0);
+  multi.at = {1, 3};
+  const Case cases[] = {
+      {step, {0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125}},
+      {multi, {0.1, 0.010000000000000002, 0.010000000000000002, 0.0010000000000000002, 0.0010000000000000002,
+               0.0010000000000000002, 0.0010000000000000002, 0.0010000000000000002}},
+      {expo, {0.1, 0.09000000000000001, 0.08100000000000002, 0.07290000000000002, 0.06561000000000002,
+              0.05904900000000002, 0.05314410000000002, 0.04782969000000002}},
+      // Past t_max the cosine rises again, as CosineAnnealingLR's does.
+      {cosine, {0.1, 0.07525000000000001, 0.025750000000000016, 0.001, 0.025749999999999995, 0.07525000000000005,
+                0.10000000000000006, 0.07525000000000007}},
+  };
+  for (const Case &c : cases) {
+    TrainSpec ts;
+    ts.optimizer.lr = 0.1;
+    ts.schedule = c.s;
+    for (int64_t e = 0; e < 8; ++e) {
+      INFO(mtlc::vocab::name(c.s.kind) << " epoch " << e);
+      CHECK(epochLr(ts, e, 8) == c.torch[size_t(e)]);
+    }
+  }
+  TrainSpec ts;
+  ts.optimizer.lr = 0.1;
+  ts.warmup = 4;
+  CHECK(stepLr(ts, 1, 0.05) == 0.1 * 1 / 4);
+  CHECK(stepLr(ts, 4, 0.05) == 0.1);
+  CHECK(stepLr(ts, 5, 0.05) == 0.05);  // then the epoch's scheduled rate
+  CHECK(epochLr(ts, 3, 8) == 0.1);     // no schedule: the optimizer's lr
 }

@@ -244,17 +244,29 @@ TEST_CASE("defaults when the train block or a setting is missing") {
   CHECK(c.train.optimizer.lr == Approx(0.001));
 }
 
-TEST_CASE("optimizers adamw, rmsprop, sgd nesterov") {
+TEST_CASE("optimizers adamw, rmsprop, sgd nesterov; schedules and warm-up") {
   const std::string head = "model m\ninput x : f32[4]\ntask t { x -> dense(1) loss mse }\n";
   Model w = check(head + "train { optimizer adamw(lr=0.01) }\n");
   CHECK(w.train.optimizer.kind == mtlc::rt::OptimizerKind::AdamW);
   CHECK(w.train.optimizer.weightDecay == Approx(0.01));  // torch.optim.AdamW's default
+  CHECK_FALSE(w.train.schedule);
+  CHECK(w.train.warmup == 0);
   Model r = check(head + "train { optimizer rmsprop(momentum=0.5) }\n");
   CHECK(r.train.optimizer.kind == mtlc::rt::OptimizerKind::RmsProp);
   CHECK(r.train.optimizer.lr == Approx(0.01));
   CHECK(r.train.optimizer.alpha == Approx(0.99));
-  Model n = check(head + "train { optimizer sgd(0.1, 0.9, true) }\n");
+  Model n = check(head + "train { optimizer sgd(0.1, 0.9, true) schedule multistep(at={15, 30}) warmup 500 }\n");
   CHECK(n.train.optimizer.nesterov == 1);
+  REQUIRE(n.train.schedule);
+  CHECK(n.train.schedule->kind == mtlc::rt::ScheduleKind::MultiStep);
+  CHECK((n.train.schedule->at == std::vector<int64_t>{15, 30}));
+  CHECK(n.train.schedule->gamma == Approx(0.1));
+  CHECK(n.train.warmup == 500);
+  Model c = check(head + "train { schedule cosine(eta_min=1e-5) }\n");
+  REQUIRE(c.train.schedule);
+  CHECK(c.train.schedule->kind == mtlc::rt::ScheduleKind::Cosine);
+  CHECK(c.train.schedule->tMax == 0);  // the run's epochs
+  CHECK(c.train.schedule->etaMin == Approx(1e-5));
 }
 
 TEST_CASE("layer rules: conv padding and stride, pools, flatten, layernorm, elementwise") {

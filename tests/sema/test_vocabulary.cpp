@@ -55,7 +55,7 @@ TEST_CASE("vocabulary: every kind has its rows, unique names, defaults in range"
   checkRows(vocab::metrics(), int(vocab::Metric::MAE) + 1, "metrics");
   checkRows(vocab::optimizers(), int(vocab::OptimizerKind::RmsProp) + 1, "optimizers");
   checkRows(vocab::weightings(), int(vocab::WeightingKind::Mgda) + 1, "weightings");
-  CHECK(vocab::schedules().size() == 0);
+  checkRows(vocab::schedules(), int(vocab::ScheduleKind::Cosine) + 1, "schedules");
   // Every metric fits at least one loss.
   for (const vocab::Entry &m : vocab::metrics()) {
     bool fits = false;
@@ -73,6 +73,8 @@ TEST_CASE("vocabulary: names are contract and round-trip through the enums") {
   CHECK(std::string(vocab::name(vocab::OptimizerKind::Adam)) == "adam");
   CHECK(std::string(vocab::name(vocab::OptimizerKind::AdamW)) == "adamw");
   CHECK(std::string(vocab::name(vocab::OptimizerKind::RmsProp)) == "rmsprop");
+  CHECK(std::string(vocab::name(vocab::ScheduleKind::MultiStep)) == "multistep");
+  CHECK(std::string(vocab::name(vocab::ScheduleKind::Cosine)) == "cosine");
   CHECK(std::string(vocab::name(vocab::LossKind::CrossEntropy)) == "cross_entropy");
   CHECK(std::string(vocab::name(vocab::Metric::AUC)) == "auc");
   CHECK(std::string(vocab::name(vocab::LayerKind::Ple)) == "ple");  // not its other form, cgc
