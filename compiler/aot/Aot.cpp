@@ -531,6 +531,13 @@ void writeAccessors(std::ostringstream &h, const HeaderParts &x) {
     << "/* Optimizer steps taken (restored by " << m << "_load from the checkpoint's optim.step). */\n"
     << "static inline int64_t " << m << "_steps(const " << m
     << "_ctx *ctx) { return mtlc_embed_steps((const mtlc_embed_ctx *)ctx); }\n\n"
+    << "/* The learning rate of the next train steps (the program's optimizer lr until set): set it before\n"
+    << " * each step to schedule it, as `schedule` and `warmup` do in mtlc train. A rate that is not a\n"
+    << " * finite number > 0 is " << P << "_ERR_VALUE. */\n"
+    << "static inline int " << m << "_set_lr(" << m << "_ctx *ctx, double lr) { return mtlc_embed_set_lr(" << CTX
+    << ", lr); }\n"
+    << "static inline double " << m << "_lr(const " << m
+    << "_ctx *ctx) { return mtlc_embed_lr((const mtlc_embed_ctx *)ctx); }\n\n"
     << "#ifdef __cplusplus\n}\n#endif\n#endif /* " << guard << " */\n";
 }
 

@@ -666,4 +666,13 @@ float *mtlc_embed_params(mtlc_embed_ctx *c) { return c ? c->params.p : nullptr; 
 int64_t mtlc_embed_param_count(const mtlc_embed_ctx *c) { return c ? c->d.paramCount : 0; }
 int64_t mtlc_embed_steps(const mtlc_embed_ctx *c) { return c ? c->optSteps : 0; }
 
+int mtlc_embed_set_lr(mtlc_embed_ctx *c, double lr) {
+  if (!c) return MTLC_ERR_NULL;
+  if (!(lr > 0) || lr > 1e300) return c->fail(MTLC_ERR_VALUE, "set_lr: the learning rate must be a finite number > 0");
+  c->d.optimizer.lr = lr;
+  return MTLC_OK;
+}
+
+double mtlc_embed_lr(const mtlc_embed_ctx *c) { return c ? c->d.optimizer.lr : 0; }
+
 }  // extern "C"

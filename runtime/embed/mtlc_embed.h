@@ -93,6 +93,12 @@ float *mtlc_embed_params(mtlc_embed_ctx *ctx);
 int64_t mtlc_embed_param_count(const mtlc_embed_ctx *ctx);
 /* Optimizer steps taken (restored by load when the file has optimizer state). */
 int64_t mtlc_embed_steps(const mtlc_embed_ctx *ctx);
+/* The learning rate of the next train steps: the program's optimizer lr until set. A bundle does
+ * not apply the program's `schedule` or `warmup`; a program that wants them sets the rate before
+ * each step (docs/language.md gives the rules). set_lr refuses a rate that is not a finite
+ * number > 0 (MTLC_ERR_VALUE); lr of NULL is 0. */
+int mtlc_embed_set_lr(mtlc_embed_ctx *ctx, double lr);
+double mtlc_embed_lr(const mtlc_embed_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -549,3 +549,40 @@ TEST_CASE("cmake --install gives a prefix that builds and links embedding progra
   CHECK(nm.out.find("__cxa") == std::string::npos);
   CHECK(nm.out.find("__gxx") == std::string::npos);
 }
+
+TEST_CASE("sensor_set_lr: a program schedules the rate; a warm-up by hand is mtlc train's `warmup`") {
+  const Table table = readTabular();
+  sensor_ctx *ctx = sensor_create();
+  REQUIRE(ctx);
+  CHECK(sensor_lr(ctx) == 0.01);  // the program's adam(lr=0.01)
+  CHECK(sensor_set_lr(ctx, 0) == SENSOR_ERR_VALUE);
+  CHECK(sensor_set_lr(ctx, std::nan("")) == SENSOR_ERR_VALUE);
+  CHECK(sensor_lr(ctx) == 0.01);
+  fs::create_directories(kWork);
+  const std::string initPath = kWork + "/lr_init.safetensors";
+  REQUIRE(sensor_save(ctx, initPath.c_str()) == SENSOR_OK);
+  // Four steps at 0.01·s/4, then four at 0.01: `warmup 4`.
+  std::vector<std::array<double, 4>> embedded;
+  const int64_t n = SENSOR_MAX_BATCH;
+  for (int k = 0; k < 8; ++k) {
+    REQUIRE(sensor_set_lr(ctx, k < 4 ? 0.01 * double(k + 1) / 4 : 0.01) == SENSOR_OK);
+    const size_t r = size_t(k) * size_t(n);
+    float losses[3], total = 0;
+    REQUIRE(sensor_train_step(ctx, n, &table.x[r * 8], size_t(n) * 8, &table.cls[r], size_t(n), &table.flag[r],
+                              size_t(n), &table.target[r], size_t(n), losses, &total) == SENSOR_OK);
+    embedded.push_back({total, losses[0], losses[1], losses[2]});
+  }
+  sensor_destroy(ctx);
+  std::stringstream text;
+  text << std::ifstream(kSource + "/examples/embed/sensor.mtl").rdbuf();
+  std::string program = text.str();
+  program.replace(program.find("  batch     16"), 0, "  warmup    4\n");
+  std::ofstream(kWork + "/warmup.mtl") << program;
+  auto trained = run(std::string(MTLC_BINARY) + " train -q --steps 8 --init " + initPath + " --data train=" + kSource +
+                     "/examples/tabular.csv --log " + kWork + "/warmup.jsonl " + kWork + "/warmup.mtl");
+  INFO(trained.out);
+  REQUIRE(trained.exitCode == 0);
+  const double d = maxRelDiff(embedded, readLog(kWork + "/warmup.jsonl"));
+  std::printf("aot warm-up by set_lr over 8 adam steps: max relative loss difference %.3g\n", d);
+  CHECK(d <= 1e-5);
+}
