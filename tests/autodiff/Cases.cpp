@@ -114,6 +114,15 @@ std::vector<Case> makeCases() {
   cs.push_back({"conv2d", "conv 3x3 s2 p1 straight on a [1,9,8] input", [](Net &net) {
                   mseHead(net, net.conv(net.input({1, 9, 8}), 2, 3, 3, 2, 1, "conv1"));
                 }});
+  // The ResNet geometries: a 7x7 stride-2 stem padded by 3, a "same" 7x7, a 1x1 stride-2 shortcut
+  // on an odd extent.
+  cs.push_back(convolution(7, 7, 2, 3, " (ResNet stem)"));
+  cs.push_back(convolution(7, 7, 1, 3, " (same size)"));
+  cs.push_back({"conv2d", "conv 7x7 s2 p3 then 1x1 s2 on a [2,11,10] input", [](Net &net) {
+                  Node *c = net.conv(net.input({2, 11, 10}), 3, 7, 7, 2, 3, "stem");  // [3,6,5]
+                  mseHead(net, net.conv(c, 2, 1, 1, 2, 0, "shortcut"));               // [2,3,3]
+                }});
+
 
   // ---- pools: no padding, floor extents (5 -> 2 at k2 s2 drops a column), overlapping windows ----
   for (K op : {K::MaxPool, K::AvgPool}) {

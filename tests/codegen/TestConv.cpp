@@ -78,6 +78,14 @@ TEST_CASE("conv2d: single channel, 1×1 and 5×5 kernels", "[codegen][conv]") {
   checkConv({2, 5, 5, 2, 4, 4, 3, 2}, 1);  // padding reaches whole rows
 }
 
+TEST_CASE("conv2d: the ResNet geometries (7×7 stem, same-size 3×3, strided 1×1 shortcut)", "[codegen][conv]") {
+  checkConv({3, 20, 17, 8, 7, 7, 2, 3}, 3);  // stem: 7×7, stride 2, padding 3
+  checkConv({3, 9, 8, 4, 7, 7, 1, 3}, 2);    // 7×7 "same"
+  checkConv({4, 9, 8, 6, 3, 3, 1, 1}, 4);    // 3×3 "same"
+  checkConv({4, 9, 7, 6, 3, 3, 2, 1}, 2);    // 3×3, stride 2: a stage's first block, odd extents
+  checkConv({4, 9, 7, 6, 1, 1, 2, 0}, 3);    // its 1×1 stride-2 projection shortcut
+}
+
 TEST_CASE("conv2d: planes wider than one GEMM column tile, pointwise", "[codegen][conv]") {
   checkConv({2, 24, 25, 3, 3, 3, 1, 1}, 2);  // OH·OW = 600
   checkConv({3, 24, 23, 4, 1, 1, 1, 0}, 3);  // 1×1: no column matrix, OH·OW = 552
