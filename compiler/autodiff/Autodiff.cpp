@@ -113,6 +113,19 @@ class ReverseMode {
         if (needsGrad_.count(beta)) accumulate(beta, b_.reduceBatch(g));
         break;
       }
+      case OpKind::BatchNorm: {
+        // The batch statistics depend on x: dx comes from one reduction over the batch and one
+        // elementwise pass. The running statistics (operands 3-5) are state: no gradient.
+        Node *x = ops[0], *gamma = ops[1], *beta = ops[2];
+        if (needsGrad_.count(x)) accumulate(x, b_.batchNormBwdData(x, gamma, g, n->f));
+        if (needsGrad_.count(gamma)) accumulate(gamma, b_.batchNormBwdGamma(x, g, n->f));
+        if (needsGrad_.count(beta)) accumulate(beta, b_.biasGrad(g));
+        break;
+      }
+      case OpKind::GlobalAvgPool: accumulate(ops[0], b_.globalAvgPoolBwd(g, ops[0]->type)); break;
+      case OpKind::Upsample:
+        accumulate(ops[0], b_.upsampleBwd(g, ops[0]->type, n->ints[0], ir::UpsampleMode(n->ints[1])));
+        break;
       case OpKind::Softmax: accumulate(ops[0], b_.softmaxBwd(n, g)); break;
       case OpKind::Mix: {
         // out = Σ_k w_k·x_k: dw_k = <dy, x_k>, dx_k = w_k·dy.

@@ -48,6 +48,14 @@ void emitKernelBody(Kernel &k) {
     case OpKind::LayerNorm: return emitLayerNorm(k);
     case OpKind::LayerNormBwdData: return emitLayerNormBwdData(k);
     case OpKind::LayerNormBwdGamma: return emitLayerNormBwdGamma(k);
+    case OpKind::BatchNorm: return emitBatchNorm(k);
+    case OpKind::BatchNormEval: return emitBatchNormEval(k);
+    case OpKind::BatchNormBwdData: return emitBatchNormBwdData(k);
+    case OpKind::BatchNormBwdGamma: return emitBatchNormBwdGamma(k);
+    case OpKind::GlobalAvgPool: return emitGlobalAvgPool(k);
+    case OpKind::GlobalAvgPoolBwd: return emitGlobalAvgPoolBwd(k);
+    case OpKind::Upsample: return emitUpsample(k);
+    case OpKind::UpsampleBwd: return emitUpsampleBwd(k);
     case OpKind::CrossEntropy:
     case OpKind::BCE:
     case OpKind::MSE:
@@ -247,7 +255,9 @@ class EntryEmitter {
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
       bool isOperand = i > 0 && i <= node.operands.size();
       bool isSide = i > node.operands.size() && i <= reads;
-      if (isOperand || isSide) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
+      // State the kernel updates in place (batchnorm's running statistics) stays writable.
+      bool updated = isOperand && ir::updatesOperand(node.op, i - 1);
+      if ((isOperand && !updated) || isSide) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
       fn->getArg(i)->setName(i == 0 ? "out"
                              : isOperand ? "in" + std::to_string(i - 1)
                              : isSide    ? "side" + std::to_string(i - 1 - node.operands.size())

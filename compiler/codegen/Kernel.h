@@ -6,7 +6,9 @@
 //     void @k<number>.<mnemonic>[.<node name>](ptr noalias %out, ptr noalias readonly %in0, ...,
 //                                              [ptr noalias %scratch,] i64 %n, i64 %seed)
 // shared by all nodes with the same op, types and attributes. The noalias markings are valid
-// because the memory plan gives every computed node its own storage (no in-place updates).
+// because the memory plan gives every computed node its own storage (no in-place updates); the
+// one exception, state a kernel updates in place (ir::updatesOperand: batchnorm's running
+// statistics), is a parameter nothing else in the call writes, and its pointer is not readonly.
 #pragma once
 
 #include "Codegen.h"
@@ -195,6 +197,14 @@ void emitReduceBatch(Kernel &k);
 void emitLayerNorm(Kernel &k);                                   // EmitNorm.cpp
 void emitLayerNormBwdData(Kernel &k);
 void emitLayerNormBwdGamma(Kernel &k);
+void emitBatchNorm(Kernel &k);                                   // EmitBatchNorm.cpp
+void emitBatchNormEval(Kernel &k);
+void emitBatchNormBwdData(Kernel &k);
+void emitBatchNormBwdGamma(Kernel &k);
+void emitGlobalAvgPool(Kernel &k);                               // EmitResample.cpp
+void emitGlobalAvgPoolBwd(Kernel &k);
+void emitUpsample(Kernel &k);
+void emitUpsampleBwd(Kernel &k);
 void emitLoss(Kernel &k);                                        // EmitLoss.cpp
 void emitLossBwd(Kernel &k);
 

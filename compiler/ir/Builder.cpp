@@ -104,6 +104,45 @@ Node *Builder::layerNorm(Node *x, Node *gamma, Node *beta, double eps) {
   return emit(OpKind::LayerNorm, {x, gamma, beta}, x->type, {}, eps);
 }
 
+namespace {
+// x batched with a channel dimension first; v an unbatched [C] vector of its channels.
+bool perChannel(const Node *x, const Node *v) {
+  return !v->type.batched && v->type.dims == std::vector<int64_t>{x->type.dims[0]};
+}
+void requireBatchNormOperands(const char *op, Node *x, std::initializer_list<Node *> channelVectors) {
+  require(x->type.batched && (x->type.dims.size() == 1 || x->type.dims.size() == 3), op,
+          "x must be batched [F] or [C,H,W], not " + x->type.str());
+  for (Node *v : channelVectors)
+    require(perChannel(x, v), op, fmt::format("{} does not match the channels of {}", v->type.str(), x->type.str()));
+}
+}  // namespace
+
+Node *Builder::batchNorm(Node *x, Node *gamma, Node *beta, Node *runningMean, Node *runningVar,
+                         Node *batches, double eps) {
+  requireBatchNormOperands("batchNorm", x, {gamma, beta, runningMean, runningVar});
+  require(batches->type == scalar(), "batchNorm", "num_batches_tracked must be a scalar");
+  return emit(OpKind::BatchNorm, {x, gamma, beta, runningMean, runningVar, batches}, x->type, {}, eps);
+}
+
+Node *Builder::batchNormEval(Node *x, Node *gamma, Node *beta, Node *runningMean, Node *runningVar,
+                             double eps) {
+  requireBatchNormOperands("batchNormEval", x, {gamma, beta, runningMean, runningVar});
+  return emit(OpKind::BatchNormEval, {x, gamma, beta, runningMean, runningVar}, x->type, {}, eps);
+}
+
+Node *Builder::globalAvgPool(Node *x) {
+  require(x->type.batched && x->type.dims.size() == 3, "globalAvgPool", "x must be batched [C,H,W]");
+  return emit(OpKind::GlobalAvgPool, {x}, batched({x->type.dims[0]}));
+}
+
+Node *Builder::upsample(Node *x, int64_t scale, UpsampleMode mode) {
+  const auto &d = x->type.dims;
+  require(x->type.batched && d.size() == 3, "upsample", "x must be batched [C,H,W]");
+  require(scale >= 1, "upsample", "the scale must be at least 1");
+  return emit(OpKind::Upsample, {x}, batched({d[0], d[1] * scale, d[2] * scale}),
+              {scale, static_cast<int64_t>(mode)});
+}
+
 Node *Builder::add(Node *a, Node *b) {
   require(a->type == b->type, "add", a->type.str() + " + " + b->type.str());
   return emit(OpKind::Add, {a, b}, a->type);
@@ -214,6 +253,27 @@ Node *Builder::layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps) {
 }
 Node *Builder::layerNormBwdGamma(Node *x, Node *dy, double eps) {
   return emit(OpKind::LayerNormBwdGamma, {x, dy}, Type{x->type.dims, false}, {}, eps);
+}
+Node *Builder::batchNormBwdData(Node *x, Node *gamma, Node *dy, double eps) {
+  requireBatchNormOperands("batchNormBwdData", x, {gamma});
+  require(dy->type == x->type, "batchNormBwdData", "dy differs from x");
+  return emit(OpKind::BatchNormBwdData, {x, gamma, dy}, x->type, {}, eps);
+}
+Node *Builder::batchNormBwdGamma(Node *x, Node *dy, double eps) {
+  requireBatchNormOperands("batchNormBwdGamma", x, {});
+  require(dy->type == x->type, "batchNormBwdGamma", "dy differs from x");
+  return emit(OpKind::BatchNormBwdGamma, {x, dy}, Type{{x->type.dims[0]}, false}, {}, eps);
+}
+Node *Builder::globalAvgPoolBwd(Node *dy, Type xType) {
+  require(xType.batched && xType.dims.size() == 3 && dy->type == batched({xType.dims[0]}),
+          "globalAvgPoolBwd", dy->type.str() + " does not pool " + xType.str());
+  return emit(OpKind::GlobalAvgPoolBwd, {dy}, std::move(xType));
+}
+Node *Builder::upsampleBwd(Node *dy, Type xType, int64_t scale, UpsampleMode mode) {
+  const auto &d = xType.dims;
+  require(xType.batched && d.size() == 3 && dy->type == batched({d[0], d[1] * scale, d[2] * scale}),
+          "upsampleBwd", dy->type.str() + " is not an upsampled " + xType.str());
+  return emit(OpKind::UpsampleBwd, {dy}, std::move(xType), {scale, static_cast<int64_t>(mode)});
 }
 Node *Builder::lossBwd(OpKind op, Node *pred, Node *label, Node *dLoss) {
   require(dLoss->type.dims.empty() && !dLoss->type.batched, "lossBwd", "dL must be a scalar");

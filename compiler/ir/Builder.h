@@ -32,6 +32,14 @@ class Builder {
   Node *reshape(Node *x, Type t);
   Node *unary(OpKind op, Node *x, double f = 0, std::vector<int64_t> ints = {});
   Node *layerNorm(Node *x, Node *gamma, Node *beta, double eps);
+  // Training mode: batch statistics, and the state parameters runningMean, runningVar [C] and
+  // batches (a scalar) updated in place. Eval mode: the running statistics.
+  Node *batchNorm(Node *x, Node *gamma, Node *beta, Node *runningMean, Node *runningVar,
+                  Node *batches, double eps);
+  Node *batchNormEval(Node *x, Node *gamma, Node *beta, Node *runningMean, Node *runningVar,
+                      double eps);
+  Node *globalAvgPool(Node *x);
+  Node *upsample(Node *x, int64_t scale, UpsampleMode mode);
   Node *add(Node *a, Node *b);
   Node *mul(Node *a, Node *b);
   Node *loss(OpKind op, Node *pred, Node *label);
@@ -53,6 +61,10 @@ class Builder {
   Node *dropoutBwd(Node *dy, double p, int64_t salt);
   Node *layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps);
   Node *layerNormBwdGamma(Node *x, Node *dy, double eps);
+  Node *batchNormBwdData(Node *x, Node *gamma, Node *dy, double eps);
+  Node *batchNormBwdGamma(Node *x, Node *dy, double eps);
+  Node *globalAvgPoolBwd(Node *dy, Type xType);
+  Node *upsampleBwd(Node *dy, Type xType, int64_t scale, UpsampleMode mode);
   Node *lossBwd(OpKind op, Node *pred, Node *label, Node *dLoss);
   Node *softmaxBwd(Node *y, Node *dy);
   Node *mixBwdWeights(Node *dy, const std::vector<Node *> &xs, Type wType, int64_t row);

@@ -21,6 +21,7 @@ constexpr OpInfo kOps[] = {
 const char *mnemonic(OpKind k) { return kOps[static_cast<int>(k)].mnemonic; }
 int arity(OpKind k) { return kOps[static_cast<int>(k)].arity; }
 FusionClass fusionClass(OpKind k) { return kOps[static_cast<int>(k)].cls; }
+bool updatesOperand(OpKind k, size_t i) { return k == OpKind::BatchNorm && i >= 3 && i <= 5; }
 
 int64_t Type::elements() const {
   int64_t e = 1;

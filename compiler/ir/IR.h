@@ -24,6 +24,12 @@ enum class FusionClass { Leaf, Elemwise, Broadcast, Injective, Reduction, OutFus
 const char *mnemonic(OpKind k);
 int arity(OpKind k);  // -1: variadic
 FusionClass fusionClass(OpKind k);
+// Whether op's kernel writes operand i in place (batchnorm's running statistics): such an operand
+// is a state parameter, and the kernel's pointer to it is not read-only.
+bool updatesOperand(OpKind k, size_t i);
+
+// Upsample's interpolation (ints[1]), as nn.Upsample's `mode` (bilinear: align_corners=False).
+enum class UpsampleMode : int64_t { Nearest = 0, Bilinear = 1 };
 
 struct Type {
   std::vector<int64_t> dims;  // per-sample dims if batched, else the whole shape ([] = scalar)
@@ -83,6 +89,9 @@ struct ParamInfo {
   std::string name;
   std::vector<int64_t> shape;
   int64_t offset = 0;  // element offset in the params/grads arenas
+  // Non-trainable state in the params arena (batchnorm's running statistics): written by the
+  // kernels that update it, never differentiated, left alone by the optimizer.
+  bool state = false;
   int64_t elements() const;
 };
 

@@ -34,7 +34,15 @@ std::string attrs(const Module &m, const Node &n) {
     case OpKind::DropoutBwd: return fmt::format(" {{p={}, salt={}}}", n.f, n.ints[0]);
     case OpKind::LayerNorm:
     case OpKind::LayerNormBwdData:
-    case OpKind::LayerNormBwdGamma: return fmt::format(" {{eps={}}}", n.f);
+    case OpKind::LayerNormBwdGamma:
+    case OpKind::BatchNorm:
+    case OpKind::BatchNormEval:
+    case OpKind::BatchNormBwdData:
+    case OpKind::BatchNormBwdGamma: return fmt::format(" {{eps={}}}", n.f);
+    case OpKind::Upsample:
+    case OpKind::UpsampleBwd:
+      return fmt::format(" {{scale={}, mode={}}}", n.ints[0],
+                         n.ints[1] == int64_t(UpsampleMode::Bilinear) ? "bilinear" : "nearest");
     case OpKind::Mix:
     case OpKind::MixBwdWeights: return n.ints[0] ? fmt::format(" {{row={}}}", n.ints[0]) : "";
     case OpKind::MixBwdInput: return fmt::format(" {{k={}, row={}}}", n.ints[0], n.ints[1]);

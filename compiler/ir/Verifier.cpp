@@ -58,6 +58,17 @@ struct Checker {
       for (const Node *o : n.operands)
         if (!defined.count(o)) fail(&n, "operand used before its definition (or from another function)");
       if (fusionClass(n.op) == FusionClass::Leaf) leaf(n);
+      for (size_t i = 0; i < n.operands.size(); ++i) {
+        const Node *o = n.operands[i];
+        bool isState = o->op == OpKind::Param && o->ints.at(0) >= 0 && o->ints[0] < (int64_t)m.params.size() &&
+                       m.params[o->ints[0]].state;
+        if (updatesOperand(n.op, i) && !isState)
+          fail(&n, fmt::format("operand {} is updated in place and must be a state parameter", i));
+      }
+      if (n.op == OpKind::Upsample || n.op == OpKind::UpsampleBwd) {
+        if (n.ints.size() != 2 || n.ints[0] < 1 || n.ints[1] < 0 || n.ints[1] > int64_t(UpsampleMode::Bilinear))
+          fail(&n, "needs a scale >= 1 and a mode");
+      }
       if (fusionClass(n.op) == FusionClass::Elemwise && !n.operands.empty() &&
           n.op != OpKind::CrossEntropyBwd && n.op != OpKind::BCEBwd && n.op != OpKind::MSEBwd &&
           n.op != OpKind::L1Bwd && n.operands.back()->type != n.type)
@@ -89,6 +100,8 @@ struct Checker {
           if (o.index < 0 || o.index >= (int)m.params.size()) fail(o.value, "grad of unknown parameter");
           else if (o.value->type.batched || o.value->type.dims != m.params[o.index].shape)
             fail(o.value, "gradient type differs from its parameter");
+          else if (m.params[o.index].state)
+            fail(o.value, "gradient of a state parameter");
           break;
         case Output::Kind::Head:
           if (o.index < 0 || o.index >= (int)m.heads.size()) fail(o.value, "head of unknown task");

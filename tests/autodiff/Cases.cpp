@@ -12,6 +12,8 @@
 // Tolerances: 1e-4*|fd| + 1e-5 unless a case says otherwise.
 #include "GradCheck.h"
 
+#include <tuple>
+
 namespace mtlc::test::gradcheck {
 
 namespace {
@@ -123,6 +125,50 @@ std::vector<Case> makeCases() {
                   mseHead(net, net.conv(c, 2, 1, 1, 2, 0, "shortcut"));               // [2,3,3]
                 }});
 
+  // ---- batchnorm (training: batch statistics, biased variance) ----
+  cs.push_back({"batchnorm", "conv -> batchnorm over [3,5,4] channels", [](Net &net) {
+                  Node *c = net.conv(net.input({2, 7, 6}), 3, 3, 3, 1, 0, "conv1");
+                  mseHead(net, net.batchNorm(c, "bn"));
+                }});
+  cs.push_back({"batchnorm", "dense -> batchnorm over [6] features -> tanh", [](Net &net) {
+                  Node *h = net.dense(net.input({5}), 6, "fc1");
+                  mseHead(net, net.b.unary(K::Tanh, net.batchNorm(h, "bn")));
+                }});
+  cs.push_back({"batchnorm", "[3,5,4] channels, eps 0.5 (eps must be the node's)", [](Net &net) {
+                  Node *c = net.conv(net.input({2, 7, 6}), 3, 3, 3, 1, 0, "conv1");
+                  mseHead(net, net.batchNorm(c, "bn", 0.5));
+                }});
+  {
+    Case one{"batchnorm", "one sample: statistics over the plane alone", [](Net &net) {
+               Node *c = net.conv(net.input({2, 7, 6}), 3, 3, 3, 1, 1, "conv1");
+               mseHead(net, net.batchNorm(c, "bn"));
+             }};
+    one.n = 1;
+    cs.push_back(one);
+  }
+  cs.push_back({"batchnorm", "two tasks through conv -> batchnorm -> conv -> batchnorm", [](Net &net) {
+                  Node *c = net.batchNorm(net.conv(net.input({2, 7, 6}), 3, 3, 3, 1, 1, "conv1"), "bn1");
+                  c = net.batchNorm(net.conv(c, 2, 3, 3, 2, 1, "conv2"), "bn2");
+                  net.task(K::MSE, net.dense(flatten(net, c), 2, "a"));
+                  net.task(K::CrossEntropy, net.dense(flatten(net, c), 3, "b"), 0.5);
+                }});
+
+  // ---- global_avgpool, upsample ----
+  cs.push_back({"global_avgpool", "conv -> global_avgpool [3,5,4] -> [3]", [](Net &net) {
+                  mseHead(net, net.b.globalAvgPool(net.conv(net.input({2, 7, 6}), 3, 3, 3, 1, 0, "conv1")));
+                }});
+  for (auto [scale, mode, name] : {std::tuple{2, ir::UpsampleMode::Nearest, "nearest x2"},
+                                   std::tuple{3, ir::UpsampleMode::Nearest, "nearest x3"},
+                                   std::tuple{2, ir::UpsampleMode::Bilinear, "bilinear x2"},
+                                   std::tuple{3, ir::UpsampleMode::Bilinear, "bilinear x3"}}) {
+    int64_t s = scale;
+    ir::UpsampleMode m = mode;
+    cs.push_back({"upsample", std::string("conv -> upsample ") + name + " -> conv on a non-square plane",
+                  [s, m](Net &net) {
+                    Node *c = net.conv(net.input({2, 6, 5}), 2, 3, 3, 1, 0, "conv1");  // [2,4,3]
+                    mseHead(net, net.conv(net.b.upsample(c, s, m), 2, 3, 3, 2, 1, "conv2"));
+                  }});
+  }
 
   // ---- pools: no padding, floor extents (5 -> 2 at k2 s2 drops a column), overlapping windows ----
   for (K op : {K::MaxPool, K::AvgPool}) {

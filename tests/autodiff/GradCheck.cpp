@@ -54,6 +54,22 @@ Node *Net::param(const std::string &name, std::vector<int64_t> shape, Range r) {
   return b.param((int)module.params.size() - 1, std::move(shape));
 }
 
+Node *Net::state(const std::string &name, std::vector<int64_t> shape, Range r) {
+  Node *p = param(name, std::move(shape), r);
+  module.params.back().state = true;
+  return p;
+}
+
+Node *Net::batchNorm(Node *x, const std::string &name, double eps) {
+  int64_t C = x->type.dims.at(0);
+  Node *gamma = param(name + ".weight", {C}, {0.5, 1.5});
+  Node *beta = param(name + ".bias", {C}, {-0.5, 0.5});
+  Node *mean = state(name + ".running_mean", {C}, {-0.5, 0.5});
+  Node *var = state(name + ".running_var", {C}, {0.5, 1.5});
+  Node *batches = state(name + ".num_batches_tracked", {}, {0, 0});
+  return b.batchNorm(x, gamma, beta, mean, var, batches, eps);
+}
+
 Node *Net::reread(const Node *p) { return b.param((int)p->ints[0], p->type.dims); }
 
 Node *Net::dense(Node *x, int64_t units, const std::string &name, Range w) {
@@ -230,13 +246,14 @@ Report measure(const Case &c, const std::function<void(ir::Function &)> &mutate)
   if (mutate) mutate(jitNet.fn);
   const int T = (int)jitNet.tasks.size();
 
-  // Every parameter reaches the loss here, so each has a Grad output.
+  // Every parameter reaches the loss here, so each has a Grad output; state has none.
   std::vector<bool> hasGrad(m.params.size());
   for (const auto &o : jitNet.fn.outputs)
     if (o.kind == ir::Output::Kind::Grad) hasGrad.at(o.index) = true;
   for (size_t p = 0; p < m.params.size(); ++p) {
-    INFO("parameter " << m.params[p].name << " has no gradient output");
-    REQUIRE(hasGrad[p]);
+    INFO("parameter " << m.params[p].name
+                      << (m.params[p].state ? " is state but has a gradient output" : " has no gradient output"));
+    REQUIRE(hasGrad[p] == !m.params[p].state);
   }
 
   std::vector<const Node *> dropouts;
@@ -353,6 +370,7 @@ Report measure(const Case &c, const std::function<void(ir::Function &)> &mutate)
   for (const auto &info : m.params)
     jitGrads.emplace_back(run.grads.begin() + info.offset, run.grads.begin() + info.offset + info.elements());
   for (size_t p = 0; p < m.params.size(); ++p) {
+    if (m.params[p].state) continue;
     auto &theta = env.params[p];
     for (size_t e = 0; e < theta.size(); ++e) {
       const double saved = theta[e], h = 1e-6 * std::max(1.0, std::abs(saved));
@@ -386,6 +404,7 @@ Report measure(const Case &c, const std::function<void(ir::Function &)> &mutate)
     const float step = 1e-2f;
     for (size_t p = 0; p < m.params.size(); ++p) {
       const auto &info = m.params[p];
+      if (info.state) continue;
       for (int64_t e = 0; e < info.elements(); ++e) {
         float &x = run.params[info.offset + e];
         const float saved = x;

@@ -54,6 +54,11 @@ class Net {
   // An input of k integer indices in [0, vocab) per sample (stored as floats), for embedding.
   Node *indices(int64_t k, int64_t vocab);
   Node *param(const std::string &name, std::vector<int64_t> shape, Range r = {-0.5, 0.5});
+  // A state parameter (ParamInfo::state: batchnorm's running statistics), drawn from r like a
+  // parameter; it has no gradient, so the check skips it.
+  Node *state(const std::string &name, std::vector<int64_t> shape, Range r);
+  // Training-mode batchnorm over x's dims[0] with its weight, bias and running statistics.
+  Node *batchNorm(Node *x, const std::string &name, double eps = 1e-5);
   // Another read of an existing parameter (a fresh Param node with the same index): tied weights.
   Node *reread(const Node *param);
   // y = x·Wᵀ + b with W [units, in] (PyTorch's layout), as lowering emits a dense layer.

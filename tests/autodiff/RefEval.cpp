@@ -100,6 +100,19 @@ class Interpreter {
         break;
       }
       case OpKind::LayerNorm: layerNorm(node, in(0), in(1), in(2), y); break;
+      case OpKind::BatchNorm: batchNorm(node, in(0), in(1), in(2), nullptr, nullptr, y); break;
+      case OpKind::BatchNormEval: batchNorm(node, in(0), in(1), in(2), &in(3), &in(4), y); break;
+      case OpKind::GlobalAvgPool: {
+        const auto &x = in(0);
+        int64_t planes = n_ * node.type.dims[0], P = ops[0]->type.elements() / node.type.dims[0];
+        for (int64_t q = 0; q < planes; ++q) {
+          double sum = 0;
+          for (int64_t p = 0; p < P; ++p) sum += x[q * P + p];
+          y[q] = sum / double(P);
+        }
+        break;
+      }
+      case OpKind::Upsample: upsample(node, in(0), y); break;
       case OpKind::Add:
       case OpKind::Mul: {
         const auto &a = in(0), &b = in(1);
@@ -308,6 +321,59 @@ class Interpreter {
       double inv = 1 / std::sqrt(var + node.f);
       for (int64_t i = 0; i < E; ++i) y[s * E + i] = (row[i] - mean) * inv * gamma[i] + beta[i];
     }
+  }
+
+  // Per channel (dims[0]) over the batch and the plane: training (no running statistics given)
+  // normalises with the batch's mean and biased variance, eval with the running ones.
+  void batchNorm(const Node &node, const std::vector<double> &x, const std::vector<double> &gamma,
+                 const std::vector<double> &beta, const std::vector<double> *runningMean,
+                 const std::vector<double> *runningVar, std::vector<double> &y) {
+    int64_t C = node.type.dims[0], S = node.type.elements() / C;
+    for (int64_t c = 0; c < C; ++c) {
+      double mean = 0, var = 0, N = double(n_ * S);
+      for (int64_t s = 0; s < n_; ++s)
+        for (int64_t p = 0; p < S; ++p) mean += x[(s * C + c) * S + p];
+      mean /= N;
+      for (int64_t s = 0; s < n_; ++s)
+        for (int64_t p = 0; p < S; ++p) var += (x[(s * C + c) * S + p] - mean) * (x[(s * C + c) * S + p] - mean);
+      var /= N;
+      if (runningMean) mean = (*runningMean)[c], var = (*runningVar)[c];
+      double inv = 1 / std::sqrt(var + node.f);
+      for (int64_t s = 0; s < n_; ++s)
+        for (int64_t p = 0; p < S; ++p) {
+          int64_t i = (s * C + c) * S + p;
+          y[i] = (x[i] - mean) * inv * gamma[c] + beta[c];
+        }
+    }
+  }
+
+  // nn.Upsample(scale_factor=s): nearest x[oh/s, ow/s]; bilinear with align_corners=False, the
+  // source coordinate (o + 0.5)/s - 0.5 clamped at 0, its floor and the next index (clamped).
+  void upsample(const Node &node, const std::vector<double> &x, std::vector<double> &y) {
+    const auto &xd = node.operands[0]->type.dims;
+    int64_t C = xd[0], H = xd[1], W = xd[2], s = node.ints.at(0), OH = H * s, OW = W * s;
+    bool lerp = node.ints.at(1) == int64_t(ir::UpsampleMode::Bilinear);
+    struct Src { int64_t i0, i1; double l0, l1; };
+    auto source = [&](int64_t o, int64_t in) {
+      double src = std::max(0.0, (double(o) + 0.5) / double(s) - 0.5);
+      auto i0 = (int64_t)std::floor(src);
+      int64_t i1 = std::min(i0 + 1, in - 1);
+      return Src{i0, i1, 1 - (src - double(i0)), src - double(i0)};
+    };
+    for (int64_t q = 0; q < n_ * C; ++q)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const double *plane = &x[q * H * W];
+          double v;
+          if (!lerp) {
+            v = plane[(oh / s) * W + ow / s];
+          } else {
+            Src h = source(oh, H), w = source(ow, W);
+            v = h.l0 * (w.l0 * plane[h.i0 * W + w.i0] + w.l1 * plane[h.i0 * W + w.i1]) +
+                h.l1 * (w.l0 * plane[h.i1 * W + w.i0] + w.l1 * plane[h.i1 * W + w.i1]);
+          }
+          y[(q * OH + oh) * OW + ow] = v;
+        }
   }
 
   const Env &env_;

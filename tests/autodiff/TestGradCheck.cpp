@@ -44,6 +44,9 @@ GRADCHECK_GROUP("tanh")
 GRADCHECK_GROUP("gelu")
 GRADCHECK_GROUP("dropout")
 GRADCHECK_GROUP("layernorm")
+GRADCHECK_GROUP("batchnorm")
+GRADCHECK_GROUP("global_avgpool")
+GRADCHECK_GROUP("upsample")
 GRADCHECK_GROUP("add")
 GRADCHECK_GROUP("mul")
 GRADCHECK_GROUP("softmax")
@@ -76,7 +79,8 @@ const std::set<K> kForward = {
     K::Input,   K::Label,     K::Param,     K::LossWeight, K::Const,     K::MatMul,  K::BiasAdd,
     K::Conv2d,  K::MaxPool,   K::AvgPool,   K::Reshape,    K::Relu,      K::LeakyRelu, K::Sigmoid,
     K::Tanh,    K::Gelu,      K::Dropout,   K::LayerNorm,  K::Add,       K::Softmax, K::Mix,
-    K::Embedding, K::Concat,  K::Mul,       K::CrossEntropy, K::BCE,     K::MSE,     K::L1};
+    K::Embedding, K::Concat,  K::Mul,       K::CrossEntropy, K::BCE,     K::MSE,     K::L1,
+    K::BatchNorm, K::GlobalAvgPool, K::Upsample};
 // The backward ops autodiff emits: each must appear in some case's differentiated graph, which
 // (the cases putting parameters upstream of every op) means its kernel's output is checked.
 const std::set<K> kBackward = {
@@ -84,11 +88,15 @@ const std::set<K> kBackward = {
     K::AvgPoolBwd,       K::ReluBwd,           K::LeakyReluBwd,   K::SigmoidBwd,      K::TanhBwd,
     K::GeluBwd,          K::DropoutBwd,        K::LayerNormBwdData, K::LayerNormBwdGamma,
     K::SoftmaxBwd,       K::MixBwdWeights,     K::MixBwdInput,    K::EmbeddingBwd,
-    K::CrossEntropyBwd,  K::BCEBwd,            K::MSEBwd,         K::L1Bwd};
+    K::CrossEntropyBwd,  K::BCEBwd,            K::MSEBwd,         K::L1Bwd,
+    K::BatchNormBwdData, K::BatchNormBwdGamma, K::GlobalAvgPoolBwd, K::UpsampleBwd};
 // Listed among the forward ops but emitted only by autodiff (slice is concat's backward) and
 // without a gradient rule of its own: checked like a backward op. Moving one into the forward
 // path (lowering emitting it with parameters upstream) needs a rule and a case in kForward.
 const std::set<K> kBackwardOnly = {K::Slice};
+// Forward ops of the entry points that are never differentiated (eval_step, predict): no gradient
+// rule; their kernels are checked against double loops in tests/codegen (TestBatchNorm.cpp).
+const std::set<K> kEvalOnly = {K::BatchNormEval};
 
 }  // namespace
 
@@ -97,9 +105,9 @@ TEST_CASE("gradcheck coverage: every op of Ops.def has a case", "[autodiff][grad
   for (K op : tableOps()) {
     INFO("op " << ir::mnemonic(op) << " is in none (or several) of the forward / backward lists "
                                       "of tests/autodiff/TestGradCheck.cpp: classify it and add a case");
-    CHECK(kForward.count(op) + kBackward.count(op) + kBackwardOnly.count(op) == 1);
+    CHECK(kForward.count(op) + kBackward.count(op) + kBackwardOnly.count(op) + kEvalOnly.count(op) == 1);
   }
-  CHECK(kForward.size() + kBackward.size() + kBackwardOnly.size() == tableOps().size());
+  CHECK(kForward.size() + kBackward.size() + kBackwardOnly.size() + kEvalOnly.size() == tableOps().size());
 
   // 2. What the cases build.
   std::map<K, std::string> forwardWithParamUpstream, forwardSeen, backwardSeen;
@@ -179,6 +187,13 @@ TEST_CASE("gradcheck self-test: planted backward bugs are caught", "[autodiff][g
        plant(K::LayerNormBwdData, [](ir::Node &n) { n.f = 1e-2; })},
       {"layernorm_bwd_gamma with eps 1e-2 instead of 1e-5", "layernorm", "vector [6], eps 1e-5",
        plant(K::LayerNormBwdGamma, [](ir::Node &n) { n.f = 1e-2; })},
+      {"batchnorm_bwd_data with eps 1e-2 instead of 1e-5", "batchnorm", "conv -> batchnorm over [3,5,4] channels",
+       plant(K::BatchNormBwdData, [](ir::Node &n) { n.f = 1e-2; })},
+      {"batchnorm_bwd_gamma with eps 1e-2 instead of 1e-5", "batchnorm", "conv -> batchnorm over [3,5,4] channels",
+       plant(K::BatchNormBwdGamma, [](ir::Node &n) { n.f = 1e-2; })},
+      {"upsample_bwd routing nearest where the forward is bilinear", "upsample",
+       "conv -> upsample bilinear x2 -> conv on a non-square plane",
+       plant(K::UpsampleBwd, [](ir::Node &n) { n.ints[1] = int64_t(ir::UpsampleMode::Nearest); })},
       {"dropout_bwd drawing another site's mask", "dropout", "dense -> tanh -> dropout 0.5 -> dense",
        plant(K::DropoutBwd, [](ir::Node &n) { n.ints[0] = 99; })},
       {"mse_bwd computing l1's derivative", "mse", "4 outputs",

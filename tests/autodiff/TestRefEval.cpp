@@ -87,6 +87,31 @@ TEST_CASE("reference: layernorm, conv, pools, matmul views", "[autodiff][ref]") 
   requireNear(g.eval(g.b.matmul(a, W, false, true)), {1, 2, 3, 3, 4, 7});   // a·Wᵀ
 }
 
+TEST_CASE("reference: batchnorm, global_avgpool, upsample", "[autodiff][ref]") {
+  Fixture f;
+  f.env.n = 2;
+  // batchnorm over 2 channels of [2,1,2]: channel 0 holds {1,3 | 5,7}: mean 4, biased variance 5;
+  // channel 1 holds {2,4 | 2,4}: mean 3, biased variance 1.
+  Node *x = f.input({2, 1, 2}, {1, 3, 2, 4, 5, 7, 2, 4});
+  Node *gamma = f.param({2}, {2, 1}), *beta = f.param({2}, {0, 0.5});
+  Node *mean = f.param({2}, {1, 2}), *var = f.param({2}, {4, 1}), *count = f.param({}, {0});
+  Node *bn = f.b.batchNorm(x, gamma, beta, mean, var, count, 0.0);
+  double s = 2 / std::sqrt(5.0);
+  requireNear(f.eval(bn), {-3 * s, -1 * s, -0.5, 1.5, 1 * s, 3 * s, -0.5, 1.5});
+  // eval: the running statistics, eps 0: channel 0 (x − 1)/2·2, channel 1 (x − 2)/1 + 0.5
+  requireNear(f.eval(f.b.batchNormEval(x, gamma, beta, mean, var, 0.0)), {0, 2, 0.5, 2.5, 4, 6, 0.5, 2.5});
+  requireNear(f.eval(f.b.globalAvgPool(x)), {2, 3, 6, 3});
+
+  // nn.Upsample's documented example: [[1, 2], [3, 4]] ×2
+  Fixture g;
+  g.env.n = 1;
+  Node *img = g.input({1, 2, 2}, {1, 2, 3, 4});
+  requireNear(g.eval(g.b.upsample(img, 2, ir::UpsampleMode::Nearest)),
+              {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  requireNear(g.eval(g.b.upsample(img, 2, ir::UpsampleMode::Bilinear)),
+              {1.00, 1.25, 1.75, 2.00, 1.50, 1.75, 2.25, 2.50, 2.50, 2.75, 3.25, 3.50, 3.00, 3.25, 3.75, 4.00});
+}
+
 TEST_CASE("reference: kink margins", "[autodiff][ref]") {
   Fixture f;
   f.env.n = 1;
