@@ -32,6 +32,12 @@ struct ParamSpec {
   // column) only by that task. docs/mtl-methods.md lists the cases.
   std::vector<int> tasks;
   bool frozen = false;         // `freeze BLOCK`: the optimizer leaves it unchanged
+  // Batchnorm's running statistics (PyTorch's buffers): state in the params arena that the
+  // train_step kernels update in place; no gradient, the optimizer leaves it alone, checkpoints
+  // save and load it with the parameters. `integer`: saved as I64 (num_batches_tracked).
+  bool state = false;
+  bool integer = false;
+  bool learnable() const { return !frozen && !state; }
   // Reached by two or more tasks' losses: what gradient surgery (pcgrad, mgda) acts on. A
   // task's own gate is task-specific, however shared the block that holds it.
   bool shared() const { return tasks.size() >= 2; }

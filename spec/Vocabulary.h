@@ -37,8 +37,9 @@ enum class ScheduleKind {
 
 // ---- rows ------------------------------------------------------------------------------------------
 
-// A Bool is true or false in programs, 1 or 0 here; an IntList (`{15, 30}`) has no default.
-enum class ArgType { Int, Real, Bool, IntList };
+// A Bool is true or false in programs, 1 or 0 here; an IntList (`{15, 30}`) has no default; a
+// Choice is one word of a list, bound as its index.
+enum class ArgType { Int, Real, Bool, IntList, Choice };
 
 struct Arg {
   const char *name = nullptr;  // null ends a row's list
@@ -49,7 +50,9 @@ struct Arg {
   bool loOpen = false;
   double hi = kInf;
   bool hiOpen = false;
-  const char *shownDefault = nullptr;  // a derived default as documented ("kernel"), else null
+  const char *shownDefault = nullptr;  // a derived default as documented ("kernel"), else null;
+                                       // Choice: the default's name
+  const char *choices = nullptr;       // Choice: the accepted names, "a|b|c" (bound as the index)
 };
 
 inline constexpr int kMaxArgs = 6;
@@ -59,6 +62,7 @@ enum Flag : unsigned {
   // layers
   kBlock = 1u << 0,  // an expert block: a body in braces, ends a shared block
   kForm = 1u << 1,   // another spelling of an expert block (cgc)
+  kBody = 1u << 9,   // a plain layer with a body in braces (residual)
   // loss families; a metric's `needs` is one of them
   kClassifier = 1u << 2,
   kBinary = 1u << 3,
@@ -104,7 +108,7 @@ namespace table {
 
 inline constexpr bool Required = true, Optional = false;
 inline constexpr bool LoOpen = true, LoClosed = false, HiOpen = true, HiClosed = false;
-inline constexpr unsigned Plain = 0, Block = kBlock;
+inline constexpr unsigned Plain = 0, Block = kBlock, Body = kBody;
 inline constexpr unsigned Classifier = kClassifier, Binary = kBinary, Regression = kRegression;
 inline constexpr unsigned Lower = kLowerIsBetter, Higher = 0;
 inline constexpr unsigned None = 0, UsesTaskWeights = kUsesTaskWeights, TaskGradients = kTaskGradients,
@@ -115,6 +119,7 @@ inline constexpr unsigned None = 0, UsesTaskWeights = kUsesTaskWeights, TaskGrad
 #define MTLC_REAL(name, required, def, lo, loOpen, hi, hiOpen) Arg{name, ArgType::Real, required, double(def), lo, loOpen, hi, hiOpen, nullptr},
 #define MTLC_BOOL(name, def) Arg{name, ArgType::Bool, false, (def) ? 1.0 : 0.0, 0, false, 1, false, nullptr},
 #define MTLC_INT_LIST(name, lowest) Arg{name, ArgType::IntList, true, 0, double(lowest), false, kInf, false, nullptr},
+#define MTLC_CHOICE(name, def, choices) Arg{name, ArgType::Choice, false, 0, -kInf, false, kInf, false, def, choices},
 #define MTLC_NO_ARGS
 
 inline constexpr Entry kLayers[] = {
@@ -163,6 +168,7 @@ inline constexpr Alias kAliases[] = {
 #undef MTLC_REAL
 #undef MTLC_BOOL
 #undef MTLC_INT_LIST
+#undef MTLC_CHOICE
 #undef MTLC_NO_ARGS
 
 }  // namespace table

@@ -110,7 +110,7 @@ std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &
   }
   for (const rt::ParamSpec &p : spec.params) {
     os << "param " << p.name << ' ' << p.offset << ' ' << p.size << ' ' << int(p.init) << ' ' << p.fanIn << ' '
-       << int(p.frozen) << ' ' << p.shape.size();
+       << (int(!p.learnable()) | (p.integer ? 2 : 0)) << ' ' << p.shape.size();  // the embed's ParamDesc flags
     for (int64_t d : p.shape) os << ' ' << d;
     os << '\n';
   }

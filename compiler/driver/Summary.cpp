@@ -25,7 +25,7 @@ std::string human(double v) {
 int64_t learnableParameters(const rt::ModelSpec &spec) {
   int64_t n = 0;
   for (const rt::ParamSpec &p : spec.params)
-    if (!p.frozen) n += p.size;
+    if (p.learnable()) n += p.size;
   return n;
 }
 
@@ -43,7 +43,7 @@ void printSummary(const CheckedProgram &checked, const CompiledProgram &compiled
   std::vector<BlockRow> blocks;
   for (const auto &p : spec.params) {
     if (blocks.empty() || blocks.back().block != p.block) blocks.push_back({p.block, 0, p.frozen});
-    blocks.back().count += p.size;
+    if (!p.state) blocks.back().count += p.size;  // batchnorm's running statistics are buffers
   }
   fmt::print(os, "\n  {:<20} {:>12}\n", "block", "parameters");
   for (const BlockRow &b : blocks)

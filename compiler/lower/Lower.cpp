@@ -42,8 +42,9 @@ class ParamRegistry {
  public:
   ParamRegistry(ir::Module &m, std::vector<rt::ParamSpec> &specs) : m_(m), specs_(specs) {}
 
+  // `state`: a running statistic (no gradient, no optimizer update); `integer`: saved as I64.
   int get(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
-          const std::string &block) {
+          const std::string &block, bool state = false, bool integer = false) {
     auto it = index_.find(name);
     if (it != index_.end()) return it->second;
     rt::ParamSpec ps;
@@ -53,9 +54,11 @@ class ParamRegistry {
     ps.init = init;
     ps.fanIn = fanIn;
     ps.block = block;
+    ps.state = state;
+    ps.integer = integer;
     ps.offset = top_;
     top_ += (ps.size + kParamAlign - 1) / kParamAlign * kParamAlign;
-    m_.params.push_back({name, shape, ps.offset});
+    m_.params.push_back({name, shape, ps.offset, state});
     m_.paramFloats = top_;
     specs_.push_back(std::move(ps));
     return index_[name] = (int)specs_.size() - 1;
@@ -253,9 +256,42 @@ class ForwardLowering {
   }
 
   Node *param(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
-              const std::string &block) {
-    int index = params_.get(name, shape, init, fanIn, block);
+              const std::string &block, bool state = false, bool integer = false) {
+    int index = params_.get(name, shape, init, fanIn, block, state, integer);
     return b_.param(index, shape);
+  }
+
+  // nn.BatchNorm1d/2d: weight, bias, and the buffers running_mean, running_var,
+  // num_batches_tracked; train_step normalises with the batch's statistics and updates the
+  // buffers, eval_step and predict use them.
+  Node *batchNorm(const std::string &name, Node *x, double eps, const std::string &owner) {
+    const int64_t c = x->type.dims[0];
+    auto p = [&](const char *what, std::vector<int64_t> shape, rt::Init init, bool state = false) {
+      const bool integer = shape.empty();  // num_batches_tracked, a count
+      return param(name + "." + what, std::move(shape), init, 1, owner, state, integer);
+    };
+    Node *gamma = p("weight", {c}, rt::Init::Ones), *beta = p("bias", {c}, rt::Init::Zeros);
+    Node *mean = p("running_mean", {c}, rt::Init::Zeros, true), *var = p("running_var", {c}, rt::Init::Ones, true);
+    Node *batches = p("num_batches_tracked", {}, rt::Init::Zeros, true);
+    flops += 4.0 * x->type.elements();
+    if (!training_) return b_.batchNormEval(x, gamma, beta, mean, var, eps);
+    return b_.batchNorm(x, gamma, beta, mean, var, batches, eps);
+  }
+
+  // residual { body }: body(x) + x, or + batchnorm(conv1x1(x)) (no bias) when the body changes
+  // the shape; named as a PyTorch module with `body` and `shortcut` nn.Sequentials.
+  Node *residual(const std::string &name, const sema::Layer &l, Node *x, const std::string &owner) {
+    Node *y = layers(name + ".body", l.body, x, owner);
+    Node *shortcut = x;
+    if (l.projection) {
+      const int64_t in = x->type.dims[0], out = l.out[0];
+      Node *w = param(name + ".shortcut.0.weight", {out, in, 1, 1}, rt::Init::UniformFanIn, in, owner);
+      shortcut = b_.conv2d(x, w, l.stride, 0);
+      flops += 2.0 * shortcut->type.elements() * in;
+      shortcut = batchNorm(name + ".shortcut.1", shortcut, 1e-5, owner);
+    }
+    flops += double(y->type.elements());
+    return b_.add(y, shortcut);
   }
 
   Node *pipeline(const sema::Pipeline &p) {
@@ -289,8 +325,13 @@ class ForwardLowering {
         Node *y = b_.conv2d(x, w, l.stride, l.padding);
         const auto &o = y->type.dims;
         flops += 2.0 * o[0] * o[1] * o[2] * fanIn;
+        if (!l.bias) return y;
         return b_.biasAdd(y, p("bias", {l.units}, rt::Init::UniformFanIn, fanIn));
       }
+      case LayerKind::BatchNorm: return batchNorm(name, x, l.value > 0 ? l.value : 1e-5, owner);
+      case LayerKind::GlobalAvgPool: return b_.globalAvgPool(x);
+      case LayerKind::Upsample: return b_.upsample(x, l.scale, ir::UpsampleMode(l.mode));
+      case LayerKind::Residual: return residual(name, l, x, owner);
       case LayerKind::Embedding:
         return b_.embedding(p("weight", {l.vocab, l.units}, rt::Init::Normal, 1), x);
       case LayerKind::MaxPool: return b_.maxPool(x, l.kernel, l.stride);

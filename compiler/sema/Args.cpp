@@ -168,6 +168,20 @@ bool convert(const ast::Value &v, const ParamDef &p, const std::string &what, Ar
     return true;
   }
   case ParamDef::Type::IntList: return convertList(v, p, arg, out, diags);
+  case ParamDef::Type::Choice: {
+    for (size_t i = 0; i < p.choices.size(); ++i)
+      if (v.kind != ast::Value::Kind::Number && v.text == p.choices[i]) {
+        out.number = double(i);
+        out.text = v.text;
+        return true;
+      }
+    std::string list;
+    for (size_t i = 0; i < p.choices.size(); ++i)
+      list += (i ? (i + 1 == p.choices.size() ? " or " : ", ") : "") + p.choices[i];
+    diags.error(v.loc, fmt::format("{} must be {}, got {}{}", arg, list, describeValue(v),
+                                   v.kind == ast::Value::Kind::Number ? "" : didYouMean(v.text, p.choices)));
+    return false;
+  }
   }
   return false;
 }

@@ -29,7 +29,10 @@ struct Layer {
   int64_t kernel = 0;    // conv2d kernel, pool k
   int64_t stride = 1;    // conv2d / pool stride
   int64_t padding = 0;   // conv2d padding
-  double value = 0;      // leaky_relu slope, dropout p, layernorm eps
+  bool bias = true;      // conv2d(..., bias=false): no bias (before a batchnorm, which cancels it)
+  double value = 0;      // leaky_relu slope, dropout p, layernorm / batchnorm eps
+  int64_t scale = 0;     // upsample(s): s
+  int64_t mode = 0;      // upsample's mode: ir::UpsampleMode's value (0 nearest, 1 bilinear)
   Shape in, out;         // per-sample shapes
   int index = 0;         // position in its pipeline, counting every layer from 0
   // embedding(vocab, dim): vocab here, dim in `units`.
@@ -44,6 +47,11 @@ struct Layer {
   // shape `out` (same kinds and arguments as `expert`, shapes re-inferred; sema guarantees that
   // they map `out` to `out` again, and that `out` is 1-D, as the next level's gates read it).
   std::vector<Layer> laterExpert;
+  // Residual: y = body(x) + shortcut(x). `body` maps `in` to `out` (indices from 0); the shortcut
+  // is x itself when in == out, else (projection) a 1x1 conv2d without bias, stride `stride` (the
+  // body's total stride), to out[0] channels, then batchnorm: PyTorch names body.j, shortcut.0, .1.
+  std::vector<Layer> body;
+  bool projection = false;
   // Expert blocks, in words (docs/mtl-architectures.md has the full semantics):
   //  - Mixture: `in` is the block's input (1-D: each reader's gate is a dense softmax over it);
   //    `out` is one expert's output = what gate(NAME) gives each reader.
@@ -57,10 +65,16 @@ struct Layer {
   //    is `in`); one column per reader runs its own copy of every stage; between consecutive
   //    stages (not after the last) a cross-stitch unit (a [T, T] matrix, T = readers.size() >= 2)
   //    mixes the columns' stage outputs; `out` is the last stage's output = column(NAME).
-  bool hasParams() const { return kind == LayerKind::Dense || kind == LayerKind::Conv2d ||
-                                  kind == LayerKind::LayerNorm || kind == LayerKind::Embedding ||
-                                  kind == LayerKind::Mixture || kind == LayerKind::Ple ||
-                                  kind == LayerKind::CrossStitch; }
+  bool hasParams() const {
+    if (kind == LayerKind::Residual) {  // its body's, or the projection's
+      for (const Layer &l : body)
+        if (l.hasParams()) return true;
+      return projection;
+    }
+    return kind == LayerKind::Dense || kind == LayerKind::Conv2d || kind == LayerKind::LayerNorm ||
+           kind == LayerKind::Embedding || kind == LayerKind::BatchNorm || kind == LayerKind::Mixture ||
+           kind == LayerKind::Ple || kind == LayerKind::CrossStitch;
+  }
   bool isExpertBlock() const { return kind == LayerKind::Mixture || kind == LayerKind::Ple ||
                                       kind == LayerKind::CrossStitch; }
 };

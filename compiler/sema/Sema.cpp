@@ -132,8 +132,9 @@ void Analyzer::declareNames() {
     const ast::Call *call = nullptr;
     for (const ast::LayerCall &l : d->pipeline.layers) {
       const vocab::Entry *row = vocab::find(vocab::layers(), l.name.c_str());
+      const bool bodyLayer = row && (row->flags & vocab::kBody);  // residual: no expert block
       BlockKind k = row && (row->flags & vocab::kBlock) ? blockKind(LayerKind(row->kind))
-                    : l.hasBody                        ? BlockKind::Unknown
+                    : l.hasBody && !bodyLayer          ? BlockKind::Unknown
                                                        : BlockKind::None;
       if (k != BlockKind::None) {
         kind = k;

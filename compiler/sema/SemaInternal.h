@@ -26,7 +26,7 @@ constexpr int64_t kMaxInt = limits::kMaxDim;  // largest dimension / count accep
 // ---- Arguments ------------------------------------------------------------------------------------
 
 struct ParamDef {
-  enum class Type { Int, Real, String, Bool, IntList };
+  enum class Type { Int, Real, String, Bool, IntList, Choice };  // Choice: a bare word of `choices`
   std::string name;
   Type type = Type::Real;
   bool required = false;
@@ -34,7 +34,8 @@ struct ParamDef {
   double lo = -std::numeric_limits<double>::infinity();
   double hi = std::numeric_limits<double>::infinity();
   bool loOpen = false, hiOpen = false;   // lo < v rather than lo <= v (likewise hi)
-  std::vector<std::string> choices;      // String: the allowed values (empty = any)
+  std::vector<std::string> choices;      // String: the allowed values (empty = any); Choice: the
+                                         // words, bound as the chosen one's index
 };
 
 ParamDef intParam(std::string name, bool required, double def = 0, double lo = 1);
@@ -43,7 +44,7 @@ ParamDef stringParam(std::string name, bool required, std::vector<std::string> c
 
 struct ArgValue {
   bool given = false;
-  double number = 0;      // Int / Real / Bool (0 or 1)
+  double number = 0;      // Int / Real / Bool (0 or 1) / Choice (the word's index)
   std::vector<int64_t> list;  // IntList
   std::string text;       // String
   SourceRange loc;        // of the value (or of the call when defaulted)
@@ -186,6 +187,10 @@ private:
   // ShapeInference.cpp: the steps of checkLayers for one call.
   bool checkBlockStage(const ast::LayerCall &call, const vocab::Entry *row, std::optional<Shape> &cur,
                        const Origin &origin, Pipeline &out, const LayerContext &ctx, Layer &layer);
+  std::optional<Shape> checkResidual(const ast::LayerCall &call, const vocab::Entry &row, std::optional<Shape> in,
+                                     Origin &origin, Layer &layer);
+  bool checkShortcut(const ast::LayerCall &call, const Shape &in, const Shape &out, const Origin &origin,
+                     Layer &layer);
   void reportUnknownLayer(const ast::LayerCall &call);
   bool bindLayerArgs(const ast::LayerCall &call, const vocab::Entry &row, Layer &layer);
   bool checkEmbeddingPlace(const ast::LayerCall &call, const Layer &layer, const LayerContext &ctx, bool argsOk);

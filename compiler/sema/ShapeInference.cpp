@@ -22,6 +22,25 @@ int64_t mulChecked(int64_t a, int64_t b) {
   return r;
 }
 
+// batchnorm, global_avgpool, upsample: why input `s` does not fit, or nullopt.
+std::optional<std::string> spatialShapeError(const Layer &l, const Shape &s) {
+  if (l.kind == LayerKind::BatchNorm && s.size() != 1 && s.size() != 3)
+    return fmt::format("batchnorm needs a [channels, height, width] or [features] input, but its input has "
+                       "shape {}", shapeStr(s));
+  if (l.kind != LayerKind::BatchNorm && s.size() != 3)
+    return fmt::format("{} needs a 3-D input [channels, height, width], but its input has shape {}",
+                       layerName(l.kind), shapeStr(s));
+  return std::nullopt;
+}
+
+Shape spatialOut(const Layer &l, const Shape &s) {
+  switch (l.kind) {
+  case LayerKind::GlobalAvgPool: return {s[0]};
+  case LayerKind::Upsample: return {s[0], mulChecked(s[1], l.scale), mulChecked(s[2], l.scale)};
+  default: return s;
+  }
+}
+
 }  // namespace
 
 std::string shapeStr(const Shape &s) {
@@ -46,8 +65,13 @@ int64_t layerParams(const Layer &l) {
   switch (l.kind) {
   case LayerKind::Dense: return s.empty() ? 0 : mulChecked(s[0] + 1, l.units);
   case LayerKind::Conv2d:
-    return s.empty() ? 0 : mulChecked(mulChecked(mulChecked(s[0], l.kernel), l.kernel) + 1, l.units);
+    return s.empty() ? 0 : mulChecked(mulChecked(mulChecked(s[0], l.kernel), l.kernel) + (l.bias ? 1 : 0), l.units);
   case LayerKind::LayerNorm: return mulChecked(elementCount(s), 2);
+  case LayerKind::BatchNorm: return s.empty() ? 0 : mulChecked(s[0], 2);  // running stats: state
+  case LayerKind::Residual: {  // the body's layers were counted as they were checked
+    if (!l.projection || s.empty() || l.out.empty()) return 0;
+    return mulChecked(s[0] + 2, l.out[0]);  // 1x1 conv [out, in] + batchnorm weight and bias
+  }
   case LayerKind::Embedding: return mulChecked(l.vocab, l.units);
   default: return 0;  // expert blocks count their copies themselves (Blocks.cpp)
   }
@@ -83,6 +107,16 @@ bool reinferShapes(std::vector<Layer> &layers, const Shape &in, std::string &why
       break;
     }
     case LayerKind::Flatten: l.out = {elementCount(cur)}; break;
+    case LayerKind::BatchNorm:
+    case LayerKind::GlobalAvgPool:
+    case LayerKind::Upsample:
+      if (std::optional<std::string> e = spatialShapeError(l, cur)) {
+        why = *e;
+        return false;
+      }
+      l.out = spatialOut(l, cur);
+      break;
+    case LayerKind::Residual:
     case LayerKind::Embedding:
     case LayerKind::Mixture:
     case LayerKind::Ple:
@@ -105,6 +139,12 @@ std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &ca
     layer.loc = call.loc;
     layer.index = static_cast<int>(out.layers.size());
     const vocab::Entry *row = vocab::find(vocab::layers(), call.name.c_str());
+    if (row && (row->flags & vocab::kBody)) {  // residual { ... }: a layer with a body
+      layer.kind = LayerKind(row->kind);
+      cur = checkResidual(call, *row, cur, origin, layer);
+      out.layers.push_back(layer);
+      continue;
+    }
     if (call.hasBody || (row && (row->flags & vocab::kBlock))) {
       if (checkBlockStage(call, row, cur, origin, out, ctx, layer) && &call != &calls.back()) {
         const ast::LayerCall &next = *(&call + 1);
@@ -197,6 +237,7 @@ bool Analyzer::bindLayerArgs(const ast::LayerCall &call, const vocab::Entry &row
     layer.kernel = count("kernel");
     layer.stride = count("stride");
     layer.padding = count("padding");
+    layer.bias = count("bias") == 1;  // the choice "false|true": index 1 is true
     break;
   case LayerKind::MaxPool:
   case LayerKind::AvgPool:
@@ -206,7 +247,12 @@ bool Analyzer::bindLayerArgs(const ast::LayerCall &call, const vocab::Entry &row
     break;
   case LayerKind::LeakyRelu: layer.value = args.num("slope"); break;
   case LayerKind::Dropout: layer.value = args.num("p"); break;
-  case LayerKind::LayerNorm: layer.value = args.num("eps"); break;
+  case LayerKind::LayerNorm:
+  case LayerKind::BatchNorm: layer.value = args.num("eps"); break;
+  case LayerKind::Upsample:
+    layer.scale = count("scale");
+    layer.mode = count("mode");
+    break;
   case LayerKind::Embedding:
     layer.vocab = count("vocab");
     layer.units = count("dim");
@@ -280,6 +326,12 @@ std::optional<Shape> Analyzer::inferLayer(const ast::LayerCall &call, const Shap
     break;
   }
   case LayerKind::Flatten: layer.out = {elementCount(s)}; break;
+  case LayerKind::BatchNorm:
+  case LayerKind::GlobalAvgPool:
+  case LayerKind::Upsample:
+    if (std::optional<std::string> e = spatialShapeError(layer, s)) return shapeError(*e);
+    layer.out = spatialOut(layer, s);
+    break;
   case LayerKind::Embedding:
     if (s.size() != 1)
       return shapeError(fmt::format("embedding needs a 1-D input [k] of category indices, but its input "
@@ -299,6 +351,61 @@ std::optional<Shape> Analyzer::inferLayer(const ast::LayerCall &call, const Shap
   if (!addParams(layerParams(layer), call.loc, spelled)) return std::nullopt;
   origin = {call.loc, fmt::format("{} produces {}", spelled, shapeStr(layer.out))};
   return layer.out;
+}
+
+// residual { LAYERS }: the body's layers (checked as a pipeline of their own, from `in`), then the
+// shortcut that adds x to their output.
+std::optional<Shape> Analyzer::checkResidual(const ast::LayerCall &call, const vocab::Entry &row,
+                                             std::optional<Shape> in, Origin &origin, Layer &layer) {
+  bool ok = bindLayerArgs(call, row, layer);
+  if (!call.hasBody) {
+    diags_.error(call.loc, fmt::format("residual needs its body's layers in braces, e.g. {}", row.example));
+    return std::nullopt;
+  }
+  if (call.body.size() > 1) {
+    diags_.error(call.body[1].front().loc, "';' separates the stages of cross_stitch; the body of residual is "
+                                           "one pipeline (join its layers with '->')");
+    ok = false;
+  }
+  LayerContext body;
+  body.inBody = true;  // expert blocks and embeddings do not go in a body
+  Pipeline p;
+  std::optional<Shape> out = checkLayers(call.body.front(), in, origin, p, body);
+  layer.body = std::move(p.layers);
+  if (!ok || !out || !in) return std::nullopt;
+  layer.in = *in;
+  layer.out = *out;
+  if (*in != *out && !checkShortcut(call, *in, *out, origin, layer)) return std::nullopt;
+  origin = {call.loc, fmt::format("residual {{ ... }} produces {}", shapeStr(*out))};
+  return out;
+}
+
+// The projection shortcut when the body changes the shape: a 1x1 conv2d with the body's total
+// stride must land on the body's output size, so both sides can be added.
+bool Analyzer::checkShortcut(const ast::LayerCall &call, const Shape &in, const Shape &out, const Origin &origin,
+                             Layer &layer) {
+  auto fail = [&](const std::string &msg) {
+    diags_.error(call.nameLoc, msg);
+    if (origin.loc.begin.line > 0) diags_.note(origin.loc, origin.what);
+    return false;
+  };
+  if (in.size() != 3 || out.size() != 3)
+    return fail(fmt::format("residual adds its input {} to its body's output {}; when they differ the shortcut "
+                            "is a 1x1 conv2d, which needs [channels, height, width] on both sides",
+                            shapeStr(in), shapeStr(out)));
+  int64_t stride = 1;
+  for (const Layer &l : layer.body)
+    if (l.kind == LayerKind::Conv2d || l.kind == LayerKind::MaxPool || l.kind == LayerKind::AvgPool)
+      stride = std::min<int64_t>(stride * l.stride, kMaxInt);  // each factor <= kMaxInt: no overflow
+  const Shape shortcut = {out[0], (in[1] - 1) / stride + 1, (in[2] - 1) / stride + 1};
+  if (shortcut != out)
+    return fail(fmt::format("residual's body maps {} to {}, but its shortcut, a 1x1 conv2d with the body's total "
+                            "stride {}, gives {}; the height and width must agree (pad the body's convolutions, "
+                            "e.g. conv2d({}, kernel=3, padding=1))",
+                            shapeStr(in), shapeStr(out), stride, shapeStr(shortcut), out[0]));
+  layer.projection = true;
+  layer.stride = stride;
+  return addParams(layerParams(layer), call.loc, "residual's shortcut");
 }
 
 }  // namespace detail

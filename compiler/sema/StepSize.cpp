@@ -37,6 +37,8 @@ double layerValues(const Layer &l) {
     for (const auto &stage : l.stages) column += layersValues(stage);
     return readers * column;
   }
+  case LayerKind::Residual:  // the body, the projection's two outputs, the sum
+    return layersValues(l.body) + (l.projection ? 3 : 1) * out;
   default: return out;
   }
 }

@@ -49,6 +49,18 @@ std::vector<ParamDef> paramsOf(const vocab::Entry &row) {
       out.push_back(std::move(p));
       continue;
     }
+    if (a.type == vocab::ArgType::Choice) {  // "a|b|c"; the default is the index of shownDefault
+      ParamDef p;
+      p.name = a.name;
+      p.type = ParamDef::Type::Choice;
+      for (const char *c = a.choices, *bar; *c; c = *bar ? bar + 1 : bar) {
+        for (bar = c; *bar && *bar != '|'; ++bar) {}
+        p.choices.emplace_back(c, bar);
+        if (p.choices.back() == a.shownDefault) p.def = double(p.choices.size() - 1);
+      }
+      out.push_back(std::move(p));
+      continue;
+    }
     ParamDef p = realParam(a.name, a.required, a.def);
     p.lo = a.lo;
     p.loOpen = a.loOpen;

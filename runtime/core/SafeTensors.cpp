@@ -115,15 +115,17 @@ struct EntryParser {
     Text dtype;
     if (!r.peek('"')) return fail("dtype is not a string");
     if (!r.string(dtype)) return f.fail(Status::NoMem, "out of memory");
-    if (!dtype.equals("F32"))
-      return f.fail(Status::Format, "%s: tensor `%s` has dtype %s; mtlc reads F32 tensors only", path, name,
-                    dtype.c_str());
+    t.i64 = dtype.equals("I64");
+    if (!dtype.equals("F32") && !t.i64)
+      return f.fail(Status::Format, "%s: tensor `%s` has dtype %s; mtlc reads F32 and I64 tensors only", path,
+                    name, dtype.c_str());
+    const uint64_t width = t.i64 ? 8 : 4;
     if (Status st = readShape(shapeAt, t); st != Status::Ok) return st;
     uint64_t count = 1;
     for (int i = 0; i < t.rank; ++i) {
       const uint64_t d = uint64_t(t.shape[i]);
       if (d != 0 && count > dataSize / d) {  // cannot fit (and the product might overflow)
-        count = dataSize / 4 + 1;
+        count = dataSize / width + 1;
         break;
       }
       count *= d;
@@ -134,11 +136,11 @@ struct EntryParser {
     if (off[0] > off[1] || off[1] > dataSize)
       return f.fail(Status::Format, "%s: tensor `%s`: data_offsets [%llu, %llu] lie outside the %llu-byte data section",
                     path, name, ull(off[0]), ull(off[1]), ull(dataSize));
-    if (off[1] - off[0] != count * 4) {
+    if (off[1] - off[0] != count * width) {
       Text shape;
       appendShape(shape, t.shape, t.rank);
       return f.fail(Status::Format, "%s: tensor `%s`: shape %s needs %llu bytes, data_offsets [%llu, %llu] give %llu",
-                    path, name, shape.c_str(), ull(count * 4), ull(off[0]), ull(off[1]), ull(off[1] - off[0]));
+                    path, name, shape.c_str(), ull(count * width), ull(off[0]), ull(off[1]), ull(off[1] - off[0]));
     }
     t.data = data + off[0];
     t.count = int64_t(count);
@@ -187,7 +189,7 @@ Status checkTiling(const TensorTable &table, const unsigned char *data, uint64_t
     if (begin != at)
       st = f.fail(Status::Format, "%s: tensor `%s` starts at byte %llu of the data section, expected %llu (%s)", path,
                   t.name, ull(begin), ull(at), begin < at ? "it overlaps the previous tensor" : "there is a gap");
-    at = begin + uint64_t(t.count) * 4;
+    at = begin + uint64_t(t.count) * (t.i64 ? 8 : 4);
   }
   std::free(order);
   if (st == Status::Ok && at != dataSize)
@@ -237,6 +239,18 @@ Status parseSafeTensors(const unsigned char *bytes, size_t size, const char *pat
   return checkTiling(table, data, dataSize, path, f);
 }
 
+void readFloats(const TensorEntry &t, float *out) {
+  if (!t.i64) {
+    if (t.count) std::memcpy(out, t.data, size_t(t.count) * sizeof(float));
+    return;
+  }
+  for (int64_t i = 0; i < t.count; ++i) {
+    int64_t v;
+    std::memcpy(&v, t.data + 8 * i, sizeof v);
+    out[i] = float(v);
+  }
+}
+
 namespace {
 
 // The header as nlohmann::ordered_json dumped it: metadata (keys sorted) first, then the tensors;
@@ -273,10 +287,11 @@ Status buildHeader(Text &h, const TensorView *tensors, size_t count, const Metad
     for (int r = 0; r < t.rank; ++r) elements *= uint64_t(t.shape[r]);
     if (metadataCount || i) h.add(",");
     appendJsonString(h, t.name);
-    h.add(":{\"dtype\":\"F32\",\"shape\":[");
+    const uint64_t width = t.i64 ? 8 : 4;
+    h.add(t.i64 ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
     for (int r = 0; r < t.rank; ++r) h.addf("%s%lld", r ? "," : "", (long long)t.shape[r]);
-    h.addf("],\"data_offsets\":[%llu,%llu]}", ull(at), ull(at + elements * 4));
-    at += elements * 4;
+    h.addf("],\"data_offsets\":[%llu,%llu]}", ull(at), ull(at + elements * width));
+    at += elements * width;
   }
   h.add("}");
   while ((8 + h.len) % 8) h.add(" ");
@@ -336,7 +351,14 @@ Status writeSafeTensors(const char *path, const TensorView *tensors, size_t coun
   for (size_t i = 0; i < count; ++i) {
     uint64_t elements = 1;
     for (int r = 0; r < tensors[i].rank; ++r) elements *= uint64_t(tensors[i].shape[r]);
-    if (elements && !out.put(tensors[i].data, size_t(elements) * 4)) return out.fail("write failed");
+    if (tensors[i].i64) {  // integer-valued floats, one at a time (these tensors are tiny)
+      for (uint64_t k = 0; k < elements; ++k) {
+        const int64_t v = int64_t(tensors[i].data[k]);
+        if (!out.put(&v, sizeof v)) return out.fail("write failed");
+      }
+    } else if (elements && !out.put(tensors[i].data, size_t(elements) * 4)) {
+      return out.fail("write failed");
+    }
   }
   if (::fchmod(fd, 0644) != 0) return out.fail("chmod failed");
   if (::fsync(fd) != 0) return out.fail("fsync failed");

@@ -1,4 +1,5 @@
-// The safetensors format (https://github.com/huggingface/safetensors), F32 tensors only:
+// The safetensors format (https://github.com/huggingface/safetensors), F32 tensors, and I64 ones
+// (PyTorch's integer buffers, batchnorm's num_batches_tracked) read and written as floats:
 //
 //   [8 bytes]  N, little-endian uint64: the length of the JSON header
 //   [N bytes]  JSON: { "NAME": {"dtype": "F32", "shape": [d0, d1, ...], "data_offsets": [begin, end]},
@@ -29,7 +30,11 @@ struct TensorEntry {
   int rank;
   const unsigned char *data;        // into the parsed bytes (unaligned: read with memcpy)
   int64_t count;                    // elements
+  bool i64 = false;                 // dtype I64 (else F32): read it with readFloats
 };
+
+// The tensor's `count` elements as floats (an I64 tensor converted), into `out`.
+void readFloats(const TensorEntry &t, float *out);
 
 struct MetadataEntry {
   char *key, *value;                // owned (malloc)
@@ -49,7 +54,7 @@ struct TensorTable {
 };
 
 // Parses and validates a file's bytes: the header length against the size, the JSON, every dtype
-// (F32 only), shapes against offsets, offsets in range and tiling the data section. `path` only
+// (F32 or I64), shapes against offsets, offsets in range and tiling the data section. `path` only
 // names the file in messages.
 Status parseSafeTensors(const unsigned char *bytes, size_t size, const char *path, TensorTable &table, Failure &f);
 
@@ -59,6 +64,7 @@ struct TensorView {
   const int64_t *shape;
   int rank;
   const float *data;
+  bool i64 = false;  // written as I64 (the floats hold integers: num_batches_tracked)
 };
 struct MetadataPair {
   const char *key, *value;

@@ -73,7 +73,8 @@ struct ParamDesc {
   int rank;
   int64_t offset, size, fanIn;
   mtlc::rt::Init init;
-  bool frozen;
+  bool frozen;   // not learnt: `freeze BLOCK`, or state (batchnorm's running statistics)
+  bool integer;  // saved as I64 (num_batches_tracked)
 };
 struct InputDesc {
   const char *name;
@@ -184,7 +185,8 @@ bool parseRecord(const Line &l, Desc &d) {
       return false;
     if (init < int64_t(mtlc::rt::Init::UniformFanIn) || init > int64_t(mtlc::rt::Init::CrossStitch)) return false;
     p.init = mtlc::rt::Init(init);
-    p.frozen = frozen != 0;
+    p.frozen = (frozen & 1) != 0;  // the flags field: 1 not learnt, 2 integer
+    p.integer = (frozen & 2) != 0;
     p.rank = int(rank);
     for (int r = 0; r < p.rank; ++r)
       if (!toInt(t[8 + r], p.shape[r])) return false;
@@ -513,7 +515,7 @@ int mtlc_embed_save(mtlc_embed_ctx *c, const char *path) {
   bool ok = true;
   for (size_t i = 0; i < d.params.size; ++i) {
     const ParamDesc &p = d.params[i];
-    ok = ok && views.push({p.name, p.shape, p.rank, c->params.p + p.offset});
+    ok = ok && views.push({p.name, p.shape, p.rank, c->params.p + p.offset, p.integer});
   }
   const float stepValue = float(c->optSteps);
   const int64_t one = 1, arena = d.paramCount;
@@ -564,7 +566,7 @@ int mtlc_embed_load(mtlc_embed_ctx *c, const char *path) {
     return c->fail(MTLC_ERR_FORMAT, "%s: `optim.step` is %g, not a step count", path, double(step));
   for (size_t i = 0; i < d.params.size; ++i) {
     const ParamDesc &pd = d.params[i];
-    std::memcpy(c->params.p + pd.offset, file.find(pd.name)->data, size_t(pd.size) * sizeof(float));
+    mtlc::core::readFloats(*file.find(pd.name), c->params.p + pd.offset);
   }
   resetOptimizer(c);
   if (withState) {

@@ -22,7 +22,7 @@ static std::string accKey(const TaskSpec& t) { return "train.acc." + t.name; }
 void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float* params, Optimizer* optimizer,
                     Weighting* weighting, const TrainPosition* pos) {
   std::vector<TensorView> views;
-  for (const ParamSpec& p : spec.params) views.push_back({p.name, p.shape, params + p.offset});
+  for (const ParamSpec& p : spec.params) views.push_back({p.name, p.shape, params + p.offset, p.integer});
   std::map<std::string, std::string> meta{{"format", "mtlc"}, {"model", spec.name}, {"tasks", taskList(spec)}};
   if (optimizer) {
     meta["optimizer"] = vocab::name(optimizer->spec().kind);

@@ -43,7 +43,7 @@ TensorFile readSafeTensors(const std::string& path) {
     t.name = e.name;
     t.shape.assign(e.shape, e.shape + e.rank);
     t.data.resize(size_t(e.count));
-    if (e.count) std::memcpy(t.data.data(), e.data, size_t(e.count) * sizeof(float));
+    core::readFloats(e, t.data.data());
   }
   return file;
 }
@@ -53,7 +53,7 @@ void writeSafeTensors(const std::string& path, const std::vector<TensorView>& te
   std::vector<core::TensorView> views;
   views.reserve(tensors.size());
   for (const TensorView& t : tensors)
-    views.push_back({t.name.c_str(), t.shape.data(), int(t.shape.size()), t.data});
+    views.push_back({t.name.c_str(), t.shape.data(), int(t.shape.size()), t.data, t.i64});
   std::vector<core::MetadataPair> pairs;
   for (const auto& [key, value] : metadata) pairs.push_back({key.c_str(), value.c_str()});
   CoreFailure f;

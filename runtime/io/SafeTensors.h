@@ -26,10 +26,11 @@ struct TensorView {
   std::string name;
   std::vector<int64_t> shape;
   const float* data = nullptr;
+  bool i64 = false;  // written as I64 (integer-valued floats: batchnorm's num_batches_tracked)
 };
 
 // Reads and validates a file (core::parseSafeTensors): the header length against the file size,
-// the JSON, every dtype (F32 only: an Error names the tensor and its dtype), shapes against
+// the JSON, every dtype (F32, or I64 converted to floats: an Error names the tensor and any other dtype), shapes against
 // offsets, offsets in range and tiling the data. Throws Error("PATH: ...").
 TensorFile readSafeTensors(const std::string& path);
 

@@ -86,8 +86,8 @@ class Optimizer {
   std::vector<std::pair<int64_t, int64_t>> spans_;
 };
 
-// The active spans of a model: its parameters that are not frozen, adjacent ones merged; one span
-// [0, paramCount) when nothing is frozen.
+// The active spans of a model: its learnable parameters (neither frozen nor state, such as
+// batchnorm's running statistics), adjacent ones merged; one span [0, paramCount) when all are.
 std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
 
 // The core update rule of an optimizer's settings.

@@ -218,7 +218,7 @@ void TrainingRun::printStart() {
   const int threads = pool_->threads();
   int64_t learnable = 0;  // the summary's count: parameters the optimizer updates (the arena also holds padding)
   for (const ParamSpec& p : spec_.params)
-    if (!p.frozen) learnable += p.size;
+    if (p.learnable()) learnable += p.size;
   out_ << fmt::format("model {}: {} task{}, {} learnable parameters; {}, batch {}, {} epoch{}, {} thread{}; {}\n",
                       spec_.name, T_, T_ == 1 ? "" : "s", learnable, optimizerString(ts_.optimizer), ts_.batch, epochs_,
                       epochs_ == 1 ? "" : "s", threads, threads == 1 ? "" : "s", initNote_);

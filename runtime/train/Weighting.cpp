@@ -138,7 +138,7 @@ using Span = std::pair<int64_t, int64_t>;
 std::vector<Span> sharedSpans(const ModelSpec& spec) {
   std::vector<Span> s;
   for (const ParamSpec& p : spec.params)
-    if (p.shared() && !p.frozen && p.size > 0) s.push_back({p.offset, p.offset + p.size});
+    if (p.shared() && p.learnable() && p.size > 0) s.push_back({p.offset, p.offset + p.size});
   std::sort(s.begin(), s.end());
   return s;
 }

@@ -120,7 +120,7 @@ def vocabulary(src_dir):
     """The rows of spec/Vocabulary.def: {kind: [{name, args: [(arg, required, default)]}]}.
 
     A default is a float, or a string for a derived default shown in words (MTLC_INT_SHOWN) or a
-    true/false (MTLC_BOOL); a list (MTLC_INT_LIST) is required.
+    true/false (MTLC_BOOL); a list (MTLC_INT_LIST) is required; the word of a choice (MTLC_CHOICE).
     """
     text = read(os.path.join(src_dir, "spec/Vocabulary.def"))
     text = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith(("//", "#")))
@@ -136,9 +136,9 @@ def vocabulary(src_dir):
             table = "block" if parts[2] == "Block" else "layer"
         args = []
         if args_at is not None:
-            arg_macros = ["MTLC_INT_SHOWN", "MTLC_INT_LIST", "MTLC_INT", "MTLC_REAL", "MTLC_BOOL"]
+            arg_macros = ["MTLC_INT_SHOWN", "MTLC_INT_LIST", "MTLC_INT", "MTLC_REAL", "MTLC_BOOL", "MTLC_CHOICE"]
             for arg_macro, a in macro_calls(parts[args_at], arg_macros):
-                if arg_macro == "MTLC_INT_SHOWN":
+                if arg_macro in ("MTLC_INT_SHOWN", "MTLC_CHOICE"):
                     args.append((unquote(a[0]), False, unquote(a[1])))
                 elif arg_macro == "MTLC_INT_LIST":
                     args.append((unquote(a[0]), True, None))

@@ -123,6 +123,33 @@ TEST_CASE("--resume continues bit-exactly mid-schedule and mid-warm-up, for ever
   }
 }
 
+TEST_CASE("--resume with batchnorm: running statistics saved (PyTorch names, I64 count) and restored") {
+  auto dir = testDir("resume_batchnorm");
+  std::string text = program("fixed", 2);
+  const std::string trunk = "shared trunk = features -> dense(32) -> relu -> dense(16) -> relu\n";
+  text.replace(text.find(trunk), trunk.size(),
+               "shared trunk = features -> dense(16) -> batchnorm -> relu\n"
+               "  -> residual { dense(16) -> batchnorm -> relu -> dense(16) -> batchnorm } -> relu\n");
+  std::ofstream(dir / "m.mtl") << text;
+  auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
+  INFO(full.out << full.err);
+  REQUIRE(full.exitCode == 0);
+  auto part = runMtlc("train m.mtl -q --steps 70 --save part.safetensors --log part.jsonl", dir.string());
+  REQUIRE(part.exitCode == 0);
+  auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl",
+                      dir.string());
+  INFO(rest.out << rest.err);
+  REQUIRE(rest.exitCode == 0);
+  CHECK(slurp(dir / "part.safetensors") == slurp(dir / "full.safetensors"));
+  CHECK(slurp(dir / "part.jsonl") == slurp(dir / "full.jsonl"));
+  // The buffers as nn.BatchNorm1d's state_dict names them; the count is I64 = the steps taken.
+  const std::string bytes = slurp(dir / "full.safetensors");
+  for (const char *name : {"trunk.1.running_mean", "trunk.1.running_var", "trunk.3.body.1.weight",
+                           "trunk.3.body.4.running_var"})
+    CHECK_THAT(bytes, Catch::Contains(std::string("\"") + name + "\""));
+  CHECK_THAT(bytes, Catch::Contains("\"trunk.3.body.4.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]"));
+}
+
 TEST_CASE("SIGKILL at 20 random moments: the checkpoint left always resumes to the uninterrupted run") {
   auto dir = testDir("resume_kill");
   std::ofstream(dir / "m.mtl") << program("dwa", 8);

@@ -75,7 +75,8 @@ TEST_CASE(":help KIND lists the vocabulary with signatures and defaults") {
   INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
   CHECK(r.exitCode == 1);  // the last line is an error
   // Every argument, optional ones with their defaults (spec/Vocabulary.def).
-  CHECK(r.out.find("  conv2d(channels, kernel, stride=1, padding=0) ") != std::string::npos);
+  CHECK(r.out.find("  conv2d(channels, kernel, stride=1, padding=0, bias=true) ") != std::string::npos);
+  CHECK(r.out.find("  upsample(scale, mode=nearest) ") != std::string::npos);  // a choice: its default's name
   CHECK(r.out.find("  maxpool(kernel, stride=kernel) ") != std::string::npos);
   CHECK(r.out.find("  layernorm(eps=1e-05) ") != std::string::npos);
   CHECK(r.out.find("  adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0) ") != std::string::npos);

@@ -2,6 +2,7 @@
 #include "TestUtil.h"
 
 #include "runtime/io/Checkpoint.h"
+#include "runtime/io/File.h"
 #include "spec/Error.h"
 #include "runtime/io/SafeTensors.h"
 
@@ -86,6 +87,25 @@ TEST_CASE("safetensors: roundtrip keeps order, shapes, values and metadata", "[s
   CHECK(readSafeTensors(dir / "a.safetensors").tensors.size() == 1);
 }
 
+TEST_CASE("safetensors: I64 tensors (num_batches_tracked) are written and read as integer floats", "[safetensors]") {
+  TempDir dir;
+  const std::string p = dir / "i64.safetensors";
+  const float count = 12345, w[2] = {0.5f, -2};
+  writeSafeTensors(p, {{"bn.num_batches_tracked", {}, &count, true}, {"bn.weight", {2}, w}});
+  const std::vector<uint8_t> bytes = readFileBytes(p);
+  const std::string text(bytes.begin(), bytes.end());
+  CHECK_THAT(text, Contains(R"("bn.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[0,8]})"));
+  CHECK_THAT(text, Contains(R"("bn.weight":{"dtype":"F32","shape":[2],"data_offsets":[8,16]})"));
+  int64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 16, 8);
+  CHECK(stored == 12345);
+  TensorFile f = readSafeTensors(p);
+  REQUIRE(f.find("bn.num_batches_tracked"));
+  CHECK(f.find("bn.num_batches_tracked")->shape.empty());
+  CHECK(f.find("bn.num_batches_tracked")->data == std::vector<float>{12345});
+  CHECK(f.find("bn.weight")->data == std::vector<float>{0.5f, -2});
+}
+
 TEST_CASE("safetensors: corrupt files are errors naming file and tensor", "[safetensors]") {
   TempDir dir;
   const std::string p = dir / "bad.safetensors";
@@ -98,7 +118,9 @@ TEST_CASE("safetensors: corrupt files are errors naming file and tensor", "[safe
   writeRaw(p, R"({"w":{"dtype":"F32",)", {1, 2});
   CHECK_THROWS_WITH(readSafeTensors(p), Contains(p + ": the safetensors header is not valid JSON"));
   writeRaw(p, R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", {1});
-  CHECK_THROWS_WITH(readSafeTensors(p), p + ": tensor `w` has dtype F16; mtlc reads F32 tensors only");
+  CHECK_THROWS_WITH(readSafeTensors(p), p + ": tensor `w` has dtype F16; mtlc reads F32 and I64 tensors only");
+  writeRaw(p, R"({"n":{"dtype":"I64","shape":[2],"data_offsets":[0,8]}})", {1, 2});  // needs 16 bytes
+  CHECK_THROWS_WITH(readSafeTensors(p), p + ": tensor `n`: shape [2] needs 16 bytes, data_offsets [0, 8] give 8");
   writeRaw(p, R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", {1, 2});
   CHECK_THROWS_WITH(readSafeTensors(p), p + ": tensor `w`: shape [3] needs 12 bytes, data_offsets [0, 8] give 8");
   writeRaw(p, R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", {1, 2});

@@ -303,6 +303,37 @@ TEST_CASE("layer rules: conv padding and stride, pools, flatten, layernorm, elem
   CHECK(m.tasks[0].loss == mtlc::rt::LossKind::MSE);
 }
 
+TEST_CASE("vision layers: batchnorm, global_avgpool, upsample, residual shortcuts") {
+  Model m = check(
+      "model m\ninput img : f32[3, 16, 16]\n"
+      "shared a = img -> conv2d(8, kernel=3, padding=1) -> batchnorm -> relu\n"
+      "  -> residual { conv2d(8, kernel=3, padding=1) -> batchnorm -> relu -> conv2d(8, kernel=3, padding=1) } -> relu\n"
+      "  -> residual { conv2d(16, kernel=3, stride=2, padding=1) -> batchnorm(eps=0.001) -> maxpool(2) }\n"
+      "  -> upsample(3, mode=bilinear) -> upsample(2) -> global_avgpool -> batchnorm\n"
+      "task t { a -> dense(2) loss mse }\n");
+  const auto &l = m.shared[0].layers;
+  REQUIRE(l.size() == 10);
+  CHECK(l[1].kind == LayerKind::BatchNorm);
+  CHECK(l[1].value == Approx(1e-5));
+  CHECK(l[1].out == Shape{8, 16, 16});
+  CHECK(l[3].kind == LayerKind::Residual);
+  CHECK_FALSE(l[3].projection);  // the body keeps [8, 16, 16]: identity
+  CHECK(l[3].body.size() == 4);
+  CHECK(l[3].body[3].index == 3);
+  CHECK(l[5].projection);  // [8, 16, 16] -> [16, 4, 4]: 1x1 conv2d, stride 2 x 2
+  CHECK(l[5].stride == 4);
+  CHECK(l[5].body[1].value == Approx(0.001));
+  CHECK(l[5].out == Shape{16, 4, 4});
+  CHECK(l[6].scale == 3);
+  CHECK(l[6].mode == 1);
+  CHECK(l[6].out == Shape{16, 12, 12});
+  CHECK(l[7].mode == 0);
+  CHECK(l[7].out == Shape{16, 24, 24});
+  CHECK(l[8].out == Shape{16});
+  CHECK(l[9].kind == LayerKind::BatchNorm);  // over features: nn.BatchNorm1d
+  CHECK(m.shared[0].outShape == Shape{16});
+}
+
 TEST_CASE("tasks may read inputs and any shared block; l1; weights; labels for wide heads") {
   const std::string data = fs::absolute(csvFile("data.csv", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o")).string();
   Model m = check(
@@ -435,7 +466,7 @@ TEST_CASE("arguments take the vocabulary's ranges and defaults") {
 }
 
 TEST_CASE("known name lists") {
-  CHECK(mtlc::sema::knownLayers().size() == 13);
+  CHECK(mtlc::sema::knownLayers().size() == 17);
   CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
   CHECK(mtlc::sema::knownWeightings().size() == 7);
   CHECK(std::string(mtlc::sema::layerName(LayerKind::Embedding)) == "embedding");
