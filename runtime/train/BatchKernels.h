@@ -56,7 +56,18 @@ class BatchKernels final : public StepKernels {
   void repGrads(const float* w) override {
     const size_t T = spec_.tasks.size();
     for (size_t t = 0; t < T; ++t) std::fill_n(outputs_[T + t], base_.n * spec_.repWidth, 0.0f);
+    // MGDA-UB runs train_step after rep_grads in the same step, and both run the training
+    // forward: batchnorm's running statistics must move once per step, so they are put back.
+    std::vector<float> state;
+    for (const ParamSpec& p : spec_.params)
+      if (p.state) state.insert(state.end(), base_.params + p.offset, base_.params + p.offset + p.size);
     run(spec_.repGradsStep, "rep_grads", w, grads_);
+    size_t at = 0;
+    for (const ParamSpec& p : spec_.params)
+      if (p.state) {
+        std::copy_n(state.data() + at, p.size, base_.params + p.offset);
+        at += size_t(p.size);
+      }
   }
   const float* losses() const override { return ws_.losses.data(); }
   float* grads() override { return grads_; }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <csignal>
 #include <random>
 #include <thread>
@@ -148,6 +149,32 @@ TEST_CASE("--resume with batchnorm: running statistics saved (PyTorch names, I64
                            "trunk.3.body.4.running_var"})
     CHECK_THAT(bytes, Catch::Contains(std::string("\"") + name + "\""));
   CHECK_THAT(bytes, Catch::Contains("\"trunk.3.body.4.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]"));
+}
+
+TEST_CASE("batchnorm's running statistics move once per step under every weighting") {
+  // MGDA-UB runs rep_grads and train_step in one step, pcgrad and gradnorm task_grads: each runs
+  // the training forward, and num_batches_tracked must still count the steps.
+  for (const char *weighting : {"fixed", "pcgrad", "gradnorm", "mgda"}) {
+    DYNAMIC_SECTION(weighting) {
+      auto dir = testDir(std::string("batchnorm_") + weighting);
+      std::string text = program(weighting, 1);
+      const std::string trunk = "shared trunk = features -> dense(32) -> relu -> dense(16) -> relu\n";
+      text.replace(text.find(trunk), trunk.size(), "shared trunk = features -> dense(16) -> batchnorm -> relu\n");
+      std::ofstream(dir / "m.mtl") << text;
+      auto r = runMtlc("train m.mtl -q --steps 5 --save bn.safetensors", dir.string());
+      INFO(r.out << r.err);
+      REQUIRE(r.exitCode == 0);
+      const std::string bytes = slurp(dir / "bn.safetensors");
+      uint64_t n = 0;
+      std::memcpy(&n, bytes.data(), 8);
+      const auto header = nlohmann::json::parse(bytes.substr(8, n));
+      const auto &entry = header.at("trunk.1.num_batches_tracked");
+      CHECK(entry.at("dtype") == "I64");
+      int64_t count = -1;
+      std::memcpy(&count, bytes.data() + 8 + n + entry.at("data_offsets")[0].get<size_t>(), 8);
+      CHECK(count == 5);
+    }
+  }
 }
 
 TEST_CASE("SIGKILL at 20 random moments: the checkpoint left always resumes to the uninterrupted run") {
