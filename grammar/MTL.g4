@@ -148,6 +148,7 @@ trainSetting
 
 settingValue
     : number
+    | dotted=IDENT DOT member=IDENT     // select TASK.METRIC
     | call
     ;
 
@@ -201,6 +202,7 @@ IN      : 'in' ;
 
 ARROW     : '->' ;
 DOTDOT    : '..' ;
+DOT       : '.' ;
 EQEQ      : '==' ;
 NEQ       : '!=' ;
 GE        : '>=' ;

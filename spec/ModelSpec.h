@@ -103,6 +103,7 @@ struct Binding {
 
 struct DataSpec {
   SourceSpec train, test;
+  SourceSpec val;  // `val SOURCE`: the validation set (absent: none, or `train { validation F }`)
   std::vector<Binding> inputs;  // in model input order
   std::vector<Binding> labels;  // in task order
 };
@@ -165,6 +166,13 @@ struct TrainSpec {
   double clipGradNorm = 0;
   std::optional<ScheduleSpec> schedule;  // none: the optimizer's lr throughout
   int64_t warmup = 0;  // > 0: optimizer steps s = 1..warmup train at lr·s/warmup
+  // `validation F` (0 < F < 1): the last ceil(F·rows) rows of the training set, in file order, are
+  // the validation set and never trained on (0: none, or the data block's `val SOURCE`).
+  double validation = 0;
+  // `select TASK.METRIC`: what the best epoch and early stopping go by (empty task: the total
+  // validation loss, Σ over tasks of weight · loss, lower is better).
+  std::string selectTask, selectMetric;
+  int64_t patience = 0;  // > 0: stop after this many epochs without a better selected value
 };
 
 // ---- The compiled model -----------------------------------------------------------------------------

@@ -105,6 +105,7 @@ int run(const Options &o, rt::Communicator *job) {
   to.seed = o.seed;
   to.initPath = o.init;
   to.savePath = o.save;
+  to.saveBestPath = o.saveBest;
   to.resumePath = o.resume;
   to.checkpointEvery = o.checkpointEvery;
   to.logPath = o.log;
@@ -116,6 +117,7 @@ int run(const Options &o, rt::Communicator *job) {
   if (!root) {
     to.logPath.clear();
     to.savePath.clear();
+    to.saveBestPath.clear();
     to.checkpointEvery = 0;  // rank 0 writes the checkpoints
     to.quiet = true;
   }

@@ -168,6 +168,8 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   train->add_option("--init", o.init, "Start from this safetensors checkpoint")
       ->check(CLI::ExistingFile);
   train->add_option("--save", o.save, "Write a safetensors checkpoint at the end (and on SIGINT/SIGTERM)");
+  train->add_option("--save-best", o.saveBest,
+                    "Write the checkpoint of the best epoch on the validation set (`select`) to FILE");
   train->add_option("--checkpoint-every", o.checkpointEvery,
                     "Also write the --save checkpoint after every N steps (atomically: a crash leaves the "
                     "last complete one)")

@@ -26,6 +26,7 @@ struct Options {
   std::optional<int64_t> epochs, steps;
   std::optional<uint64_t> seed;
   std::string init, save, log;
+  std::string saveBest;  // --save-best FILE
   std::string resume;              // --resume FILE: continue the run of a checkpoint
   int64_t checkpointEvery = 0;     // --checkpoint-every N: write --save every N steps
   std::map<std::string, std::string> data;  // --data train=PATH

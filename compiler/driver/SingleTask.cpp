@@ -113,6 +113,7 @@ std::vector<rt::TaskResult> trainAlone(const Options &o, const CheckedProgram &c
   single.initPath = initPath;
   single.logPath.clear();  // the files named on the command line belong to the multi-task run
   single.savePath.clear();
+  single.saveBestPath.clear();
   single.resumePath.clear();
   single.checkpointEvery = 0;
   single.quiet = true;

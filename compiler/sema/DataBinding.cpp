@@ -278,9 +278,9 @@ std::string plural(int64_t n, const char *word) {
 // Whether `src` names a data role not given before; reports an unknown or repeated one.
 bool checkRole(const ast::DataSource &src, const std::map<std::string, SourceRange> &seenRole,
                Diagnostics &diags) {
-  if (src.role != "train" && src.role != "test") {
-    std::string hint = didYouMean(src.role, {"train", "test"});
-    if (hint.empty()) hint = "; a data block has 'train SOURCE' and optionally 'test SOURCE'";
+  if (src.role != "train" && src.role != "test" && src.role != "val") {
+    std::string hint = didYouMean(src.role, {"train", "test", "val"});
+    if (hint.empty()) hint = "; a data block has 'train SOURCE' and optionally 'test SOURCE' and 'val SOURCE'";
     diags.error(src.roleLoc, fmt::format("unknown data role '{}'{}", src.role, hint));
     return false;
   }
@@ -341,23 +341,24 @@ CheckedSource checkSourceCall(const ast::Call &c, const std::filesystem::path &d
 }
 
 // The test source gives the fields of the train source, each as wide where both widths are known.
-void compareTrainTest(const CheckedSource &train, const CheckedSource &test, Diagnostics &diags) {
+void compareTrainTest(const CheckedSource &train, const CheckedSource &test, Diagnostics &diags,
+                      const char *role = "test") {
   std::vector<std::string> trainNames, testNames;
   for (const auto &f : train.fields) trainNames.push_back(f.first);
   for (const auto &f : test.fields) testNames.push_back(f.first);
   if (train.info->family != test.info->family || trainNames != testNames) {
-    diags.error(test.loc, fmt::format("the test source {} does not have the same fields as the "
+    diags.error(test.loc, fmt::format("the {} source {} does not have the same fields as the "
                                       "train source {}",
-                                      test.info->name, train.info->name));
+                                      role, test.info->name, train.info->name));
     diags.note(train.loc, "the train source is here");
     return;
   }
   for (size_t i = 0; i < train.fields.size(); ++i) {
     int64_t a = train.fields[i].second, b = test.fields[i].second;
     if (a > 0 && b > 0 && a != b) {
-      diags.error(test.loc, fmt::format("the test source gives field '{}' {} values per "
+      diags.error(test.loc, fmt::format("the {} source gives field '{}' {} values per "
                                         "sample, the train source {}",
-                                        train.fields[i].first, b, a));
+                                        role, train.fields[i].first, b, a));
       diags.note(train.loc, "the train source is here");
     }
   }
@@ -375,6 +376,7 @@ struct DataSources {
   }
   const CheckedSource *train() const { return role("train"); }
   const CheckedSource *test() const { return role("test"); }
+  const CheckedSource *val() const { return role("val"); }
   // The source whose fields the bindings read: the train source (or the test source alone); null
   // when that source is erroneous.
   const CheckedSource *fieldSource() const {
@@ -422,7 +424,7 @@ void checkArrayRef(const ast::FieldRef &f, const CheckedSource &fieldSource, con
     return;
   }
   out.expr.ref.field = f.name;
-  for (const CheckedSource *src : {sources.train(), sources.test()})
+  for (const CheckedSource *src : {sources.train(), sources.test(), sources.val()})
     if (out.ok && src && src->info && src->info->family == Family::Npz && src->arrays) {
       const rt::NpyArrayInfo *a = findArray(f, *src, diags);
       if (a) out.arrays.push_back({src, *a});
@@ -517,7 +519,7 @@ CheckedExpr checkFieldRef(const ast::FieldRef &f, const DataSources &sources, Di
     checkColumnRef(f, out, diags);
     // The columns are in the header of every csv source the binding reads (train, then test: one
     // error per binding).
-    for (const CheckedSource *src : {sources.train(), sources.test()})
+    for (const CheckedSource *src : {sources.train(), sources.test(), sources.val()})
       if (out.ok && src && src->info && src->info->family == Family::Csv) out.ok = checkColumns(f, *src, diags);
     break;
   }
@@ -618,6 +620,16 @@ DataSources Analyzer::checkDataSources(const ast::DataBlock &block) {
   if (train && train->info) model_.data.train = train->spec;
   if (test && test->info) model_.data.test = test->spec;
   if (train && train->info && test && test->info) compareTrainTest(*train, *test, diags_);
+  if (const CheckedSource *val = sources.val(); val && val->info) {
+    model_.data.val = val->spec;
+    if (train && train->info) compareTrainTest(*train, *val, diags_, "val");
+  }
+  if (seenRole.count("val") && model_.train.validation > 0) {
+    diags_.error(seenRole["val"], "a val source and `validation` in the train block both give a validation set; "
+                                  "keep one of them");
+    for (const ast::Setting &st : prog_.trains.empty() ? std::vector<ast::Setting>{} : prog_.trains[0].settings)
+      if (st.name == "validation") diags_.note(st.nameLoc, "validation is set here");
+  }
   return sources;
 }
 

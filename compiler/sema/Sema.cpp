@@ -711,7 +711,8 @@ void Analyzer::checkTrain() {
     diags_.note(prog_.trains[0].keywordLoc, "the first train block is here");
   }
   static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting", "seed",
-                                                    "shuffle", "freeze", "clip_grad_norm", "schedule", "warmup"};
+                                                    "shuffle", "freeze", "clip_grad_norm", "schedule", "warmup",
+                                                    "validation", "select", "patience"};
   std::vector<std::string> optimizerArgs;  // of any optimizer
   for (const vocab::Entry &o : vocab::optimizers())
     for (const vocab::Arg &a : o.args)
@@ -754,6 +755,15 @@ void Analyzer::checkTrain() {
       checkSchedule(s);
     } else if (s.name == "weighting") {
       checkWeighting(s);
+    } else if (s.name == "select") {
+      checkSelect(s);
+    } else if (s.name == "validation") {
+      if (s.isCall || s.value.kind != ast::Value::Kind::Number || !(s.value.number > 0 && s.value.number < 1))
+        diags_.error(s.valueLoc, fmt::format("validation must be a fraction between 0 and 1 (the share of the "
+                                             "training set held out), got {}",
+                                             s.isCall ? ast::str(s.call) : ast::str(s.value)));
+      else
+        tr.validation = s.value.number;
     } else if (s.name == "shuffle") {
       if (s.isCall && !s.call.hasParens && (s.call.name == "true" || s.call.name == "false"))
         tr.shuffle = s.call.name == "true";
@@ -766,13 +776,45 @@ void Analyzer::checkTrain() {
                                              "norm), got {}", s.isCall ? ast::str(s.call) : ast::str(s.value)));
       else
         tr.clipGradNorm = s.value.number;
-    } else {  // batch, epochs, seed, warmup: integers
+    } else {  // batch, epochs, seed, warmup, patience: integers
       checkIntegerSetting(s);
     }
   }
 }
 
-// batch, epochs, warmup (at least 1) and seed (a uint64).
+// `select TASK.METRIC`: a task of the model and `loss` or one of its metrics.
+void Analyzer::checkSelect(const ast::Setting &s) {
+  const std::string text = s.isCall ? s.call.name : ast::str(s.value);
+  const size_t dot = text.find('.');
+  if (!s.isCall || s.call.hasParens || dot == std::string::npos) {
+    diags_.error(s.valueLoc, fmt::format("select takes TASK.METRIC (e.g. {}.loss), got {}",
+                                         model_.tasks.empty() ? "task" : model_.tasks[0].name,
+                                         s.isCall ? ast::str(s.call) : text));
+    return;
+  }
+  const std::string task = text.substr(0, dot), metric = text.substr(dot + 1);
+  std::vector<std::string> tasks;
+  for (const Task &t : model_.tasks) tasks.push_back(t.name);
+  auto it = std::find_if(model_.tasks.begin(), model_.tasks.end(), [&](const Task &t) { return t.name == task; });
+  if (it == model_.tasks.end()) {
+    std::string hint = didYouMean(task, tasks);
+    if (hint.empty()) hint = "; the tasks are " + joinWords(tasks, "and");
+    diags_.error(s.valueLoc, fmt::format("select: unknown task '{}'{}", task, hint));
+    return;
+  }
+  std::vector<std::string> metrics = {"loss"};
+  for (auto m : it->metrics) metrics.push_back(vocab::name(m));
+  if (std::find(metrics.begin(), metrics.end(), metric) == metrics.end()) {
+    std::string hint = didYouMean(metric, metrics);
+    if (hint.empty()) hint = fmt::format("; task '{}' has {}", task, joinWords(metrics, "and"));
+    diags_.error(s.valueLoc, fmt::format("select: task '{}' has no metric '{}'{}", task, metric, hint));
+    return;
+  }
+  model_.train.selectTask = task;
+  model_.train.selectMetric = metric;
+}
+
+// batch, epochs, warmup, patience (at least 1) and seed (a uint64).
 void Analyzer::checkIntegerSetting(const ast::Setting &s) {
   rt::TrainSpec &tr = model_.train;
   if (s.isCall || !s.value.isInteger) {
@@ -803,7 +845,10 @@ void Analyzer::checkIntegerSetting(const ast::Setting &s) {
     diags_.error(v.loc, fmt::format("{} {} is too large (at most {})", s.name, v.text, kMaxInt));
     return;
   }
-  (s.name == "batch" ? tr.batch : s.name == "warmup" ? tr.warmup : tr.epochs) = static_cast<int64_t>(v.number);
+  (s.name == "batch"      ? tr.batch
+   : s.name == "warmup"   ? tr.warmup
+   : s.name == "patience" ? tr.patience
+                          : tr.epochs) = static_cast<int64_t>(v.number);
 }
 
 }  // namespace detail

@@ -197,6 +197,7 @@ private:
   std::optional<Shape> inferLayer(const ast::LayerCall &call, const Shape &s, Layer &layer, Origin &origin);
   void checkOptimizer(const ast::Setting &s);
   void checkSchedule(const ast::Setting &s);
+  void checkSelect(const ast::Setting &s);
   void checkWeighting(const ast::Setting &s);
   void checkGradientWeighting(const ast::Call &c);
   void checkFreeze(const ast::Setting &s);

@@ -723,7 +723,12 @@ private:
       if (v->call()) {
         sv.isCall = true;
         sv.call = call(v->call());
-      } else {
+      } else if (v->dotted) {  // `select task.metric`: a name "task.metric" for sema to split
+        sv.isCall = true;                // (error recovery may leave the member out)
+        sv.call.name = v->dotted->getText() + "." + (v->member ? v->member->getText() : std::string());
+        sv.call.nameLoc = sv.loc;
+        sv.call.loc = sv.loc;
+      } else if (v->number()) {
         sv.value = number(v->number());
       }
       if (i == 0) {

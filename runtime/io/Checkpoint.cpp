@@ -38,6 +38,7 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
     meta["train.position"] = fmt::format("{} {} {}", pos->step, pos->epoch, pos->batch);
     meta["train.data"] = fmt::format("{} {}", pos->batchSize, pos->rows);
     meta["train.epoch_loss"] = fmt::format("{} {}", pos->lossSum, pos->samples);
+    if (pos->validated) meta["train.best"] = fmt::format("{} {} {}", pos->bestEpoch, pos->bestValue, pos->badEpochs);
     if (pos->tasks.size() != spec.tasks.size())
       throwError("internal: {} task metric states for {} tasks", pos->tasks.size(), spec.tasks.size());
     for (size_t t = 0; t < spec.tasks.size(); ++t) {
@@ -99,6 +100,15 @@ std::optional<TrainPosition> loadTrainPosition(const TensorFile& f, const std::s
   pos.rows = int64_t(data[1]);
   pos.lossSum = loss[0];
   pos.samples = int64_t(loss[1]);
+  if (f.metadata.count("train.best")) {
+    std::vector<double> best = numbers(f, path, "train.best", 3);
+    if (!isCount(best[0]) || !isCount(best[2]))
+      throwError("{}: metadata `train.best` holds {} where a count belongs", path, isCount(best[0]) ? best[2] : best[0]);
+    pos.validated = true;
+    pos.bestEpoch = int64_t(best[0]);
+    pos.bestValue = best[1];
+    pos.badEpochs = int64_t(best[2]);
+  }
   if (pos.step < 0 || pos.epoch < 0 || pos.batch < 0 || pos.batchSize <= 0 || pos.samples < 0)
     throwError("{}: the training position (step {}, epoch {}, batch {}) is not valid", path, pos.step, pos.epoch,
                pos.batch);

@@ -37,6 +37,11 @@ struct TrainPosition {
   double lossSum = 0;      // Σ total loss · n over the epoch's steps so far
   int64_t samples = 0;     // samples of the epoch so far
   std::vector<MetricAccumulator::State> tasks;  // the epoch's running metrics, in task order
+  // Validation (metadata `train.best`, written once an epoch was validated): the best epoch
+  // (1-based, 0: none), its selected value and the epochs since without a better one.
+  int64_t bestEpoch = 0, badEpochs = 0;
+  double bestValue = 0;
+  bool validated = false;
 };
 
 void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float* params,

@@ -29,7 +29,7 @@ Dataset loadSplit(const ModelSpec& spec, const std::string& split,
                   const std::map<std::string, std::string>& overrides, bool progress) {
   for (const auto& [key, path] : overrides)
     if (key != "train" && key != "test") throwError("--data {}={}: expected train=PATH or test=PATH", key, path);
-  SourceSpec source = split == "train" ? spec.data.train : spec.data.test;
+  SourceSpec source = split == "train" ? spec.data.train : split == "val" ? spec.data.val : spec.data.test;
   if (auto it = overrides.find(split); it != overrides.end()) source = sourceFromPath(it->second, split);
   Dataset d = loadDataset(source, spec.data.inputs, spec.data.labels, split, progress);
   // Arrange the buffers in model order (inputs, then tasks), matching bindings by name.

@@ -51,6 +51,15 @@
 // Frozen parameters (ParamSpec::frozen, from `freeze BLOCK`) are skipped by the optimizer; the
 // start prints the frozen blocks, and warns about a frozen parameter that --init did not load.
 //
+// Validation: `data { val SOURCE }`, or `train { validation F }` — the last ceil(F·rows) rows of
+// the training source in file order are held out (no random draw: the split is the same for every
+// seed) and never trained on. After every epoch the validation set is evaluated like the test set
+// and the selected value (`select TASK.METRIC`, else the total validation loss Σ weight·loss)
+// compared with the best so far (strictly better; lower for losses, mse, mae, higher otherwise).
+// A better epoch is written to saveBestPath (a checkpoint with the run's position: it can be
+// resumed); `patience N` stops after N epochs in a row without one. The best value, its epoch and
+// the epochs without improvement are part of the checkpoint's position (`train.best`).
+//
 // Log (`--log FILE`): JSON lines, one per optimizer step
 //   {"step": 1, "epoch": 1, "loss": <total>, "tasks": {"<task>": {"loss": <L_i>, "weight": <w_i>}}}
 // and, after each epoch when there is a test source,
@@ -87,6 +96,7 @@ struct TrainOptions {
   int64_t epochs = -1;          // -1: spec.train.epochs
   int64_t steps = -1;           // stop after this many optimizer steps in all (-1: no limit)
   std::string initPath, savePath, logPath;
+  std::string saveBestPath;     // --save-best: the best validation epoch's checkpoint (atomically)
   std::string resumePath;       // continue the run a checkpoint of savePath stopped at
   int64_t checkpointEvery = 0;  // > 0: also write savePath after every this many steps
   std::optional<uint64_t> seed; // overrides spec.train.seed
@@ -113,6 +123,13 @@ struct TrainReport {
   double samplesPerSec = 0;
   std::vector<TaskResult> test;  // after the last epoch; empty without a test source
   std::vector<TaskResult> train; // running values over the last epoch
+  // Validation (`val SOURCE` / `validation F`): the last epoch's metrics, the best epoch by the
+  // selected value (1-based; 0: none yet) and its test metrics when this process evaluated them.
+  std::vector<TaskResult> val;
+  int64_t bestEpoch = 0;
+  double bestValue = 0;
+  std::vector<TaskResult> bestTest;
+  bool earlyStopped = false;     // patience ran out
 };
 
 TrainReport train(const ModelSpec& spec, const TrainOptions& options, std::ostream& out);
@@ -122,7 +139,7 @@ TrainReport train(const ModelSpec& spec, const TrainOptions& options, std::ostre
 std::vector<TaskResult> evaluate(const ModelSpec& spec, const float* params, const Dataset& data,
                                  ThreadPool* pool = nullptr);
 
-// Loads the "train" or "test" source of spec.data (or the override path for it), binds it and
+// Loads the "train", "val" or "test" source of spec.data (or the override path for it), binds it and
 // checks its labels against the tasks; the buffers are in model input / task order. `progress`:
 // as loadSource's (off for -q).
 Dataset loadSplit(const ModelSpec& spec, const std::string& split,

@@ -56,6 +56,38 @@ void trimLog(const std::string& path, int64_t step, int64_t epochs) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throwError("{}: cannot replace the log: {}", path, std::strerror(errno));
 }
 
+// `validation F`: the last ceil(F·rows) rows of `train` (file order) become the validation set.
+Dataset holdOut(Dataset& train, double fraction) {
+  const int64_t rows = train.rows, n = int64_t(std::ceil(fraction * double(rows) - 1e-9));
+  if (n < 1 || n >= rows)
+    throwError("validation {}: {} of the {} training samples would be held out; at least one must be held out and "
+               "one trained on", fraction, n, rows);
+  const int64_t kept = rows - n;
+  Dataset val;
+  val.origin = fmt::format("{}, the last {} samples", train.origin, n);
+  val.rows = n;
+  val.minusOneUnlabelled = train.minusOneUnlabelled;
+  auto split = [&](std::vector<Field>& fields, std::vector<Field>& out) {
+    for (Field& f : fields) {
+      const size_t w = size_t(f.width), head = size_t(kept) * w, tail = size_t(n) * w;
+      HugeFloats a(head), b(tail);
+      if (!f.data.readFloats(0, head, a.data()) || !f.data.readFloats(head, tail, b.data()))
+        throwError("{}: cannot read field `{}`: {}", train.origin, f.name, std::strerror(errno));
+      out.push_back(Field{f.name, f.width, FloatStore(std::move(b))});
+      f.data = FloatStore(std::move(a));
+    }
+  };
+  split(train.inputs, val.inputs);
+  split(train.labels, val.labels);
+  if (!train.rowLine.empty()) {
+    val.rowLine.assign(train.rowLine.begin() + kept, train.rowLine.end());
+    train.rowLine.resize(size_t(kept));
+  }
+  train.rows = kept;
+  train.origin = fmt::format("{}, the first {} samples", train.origin, kept);
+  return val;
+}
+
 // SIGINT and SIGTERM while training: the first one asks the loop to stop after its step (it then
 // writes its checkpoint); the handler is one-shot, so a second signal ends the process as usual.
 volatile std::sig_atomic_t gStopSignal = 0;
@@ -120,6 +152,12 @@ void TrainingRun::checkOptions() const {
     throwError("--resume continues a run and --init starts one from a checkpoint's parameters: give one of them");
   if (opt_.checkpointEvery > 0 && opt_.savePath.empty())
     throwError("--checkpoint-every needs --save FILE: the checkpoint is written there");
+  const bool validation = ts_.validation > 0 || spec_.data.val.present();
+  if (!validation && !opt_.saveBestPath.empty())
+    throwError("--save-best keeps the best epoch on the validation set, and this run has none: add `val SOURCE` to "
+               "the data block or `validation 0.1` to the train block");
+  if (opt_.comm && opt_.comm->size() > 1 && validation && (ts_.patience > 0 || !opt_.saveBestPath.empty()))
+    throwError("patience and --save-best are not available in a data-parallel job yet");
 }
 
 // --resume: the run's position first, since its seed decides everything else.
@@ -139,6 +177,13 @@ void TrainingRun::loadData() {
   root_ = !opt_.comm || opt_.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
   hasTest_ = root_ && (spec_.data.test.present() || opt_.dataOverrides.count("test"));
   if (hasTest_) testData_ = loadSplit(spec_, "test", opt_.dataOverrides, !opt_.quiet);
+  if (ts_.validation > 0) {
+    Dataset val = holdOut(trainData_, ts_.validation);
+    if (root_) valData_ = std::move(val);
+  } else if (root_ && spec_.data.val.present()) {
+    valData_ = loadSplit(spec_, "val", opt_.dataOverrides, !opt_.quiet);
+  }
+  hasVal_ = root_ && valData_.rows > 0;
 }
 
 void TrainingRun::createState() {
@@ -229,8 +274,14 @@ void TrainingRun::printStart() {
   printFrozen(frozen);
   if (!frozen.empty()) out_ << fmt::format("frozen: {}; the optimizer leaves them unchanged\n", fmt::join(frozen, ", "));
   out_ << fmt::format("train: {} ({} samples)", trainData_.origin, trainData_.rows);
+  if (hasVal_) out_ << fmt::format("; val: {} ({} samples)", valData_.origin, valData_.rows);
   if (hasTest_) out_ << fmt::format("; test: {} ({} samples)", testData_.origin, testData_.rows);
   out_ << '\n';
+  if (hasVal_)
+    out_ << fmt::format("select: {}{}\n",
+                        ts_.selectTask.empty() ? "the total validation loss" : ts_.selectTask + "." + ts_.selectMetric,
+                        ts_.patience > 0 ? fmt::format(", patience {} epoch{}", ts_.patience, ts_.patience == 1 ? "" : "s")
+                                         : "");
   printLabelCounts();
   out_ << std::flush;
 }
@@ -281,6 +332,13 @@ void TrainingRun::startLoop() {
   report_.steps = resumed_ ? resumed_->step : 0;
   stop_ = opt_.steps >= 0 && report_.steps >= opt_.steps;
   firstEpoch_ = epoch_ = resumed_ ? resumed_->epoch : 0;
+  if (resumed_ && resumed_->validated) {
+    validated_ = true;
+    bestEpoch_ = resumed_->bestEpoch;
+    bestValue_ = resumed_->bestValue;
+    badEpochs_ = resumed_->badEpochs;
+    if (ts_.patience > 0 && badEpochs_ >= ts_.patience) stop_ = report_.earlyStopped = true;  // it stopped early
+  }
   // Data-parallel: a signal ends the rank at once (Distributed.h); stopping after a step would
   // need every rank to stop at the same one.
   if (!parallel_) signals_ = std::make_unique<StopSignals>();
@@ -406,13 +464,16 @@ void TrainingRun::endEpoch(int64_t e, int64_t batches, double epochStart, int64_
                       fmtValue(epochSamples_ ? totalSum_ / double(epochSamples_) : kNaN), taskLosses,
                       stop_ && epochSamples_ < trainData_.rows ? fmt::format("  [stopped at step {}]", report_.steps) : "",
                       epochSeconds, rate);
-  if (hasTest_) evaluateTest(e);
   epochEnded_ = batchesDone_ == batches;
+  if (hasVal_ && epochEnded_) evaluateVal(e);
+  if (hasTest_) evaluateTest(e);
+  if (hasVal_ && epochEnded_ && bestEpoch_ == e + 1) report_.bestTest = report_.test;
   out_ << std::flush;
   if (log_.is_open()) log_.flush();
 }
 
-// The test set after epoch e: printed, and logged as {"epoch": e + 1, "test": {...}}.
+// The test set after epoch e: printed, and logged as {"epoch": e + 1, "val": {...}, "test": {...}}
+// ("val" when the epoch was validated).
 void TrainingRun::evaluateTest(int64_t e) {
   report_.test = evaluateWith(spec_, params_.data(), testData_, *ws_, &*pool_);
   for (size_t t = 0; t < report_.test.size(); ++t)
@@ -420,10 +481,61 @@ void TrainingRun::evaluateTest(int64_t e) {
   if (!log_.is_open()) return;
   ojson j;
   j["epoch"] = e + 1;
-  ojson tj = ojson::object();
-  for (size_t t = 0; t < report_.test.size(); ++t) tj[report_.test[t].task] = metricsJson(spec_.tasks[t], report_.test[t]);
-  j["test"] = tj;
+  auto results = [&](const std::vector<TaskResult>& rs) {
+    ojson o = ojson::object();
+    for (size_t t = 0; t < rs.size(); ++t) o[rs[t].task] = metricsJson(spec_.tasks[t], rs[t]);
+    return o;
+  };
+  if (hasVal_ && epochEnded_) j["val"] = results(report_.val);
+  j["test"] = results(report_.test);
   log_ << j.dump() << '\n';
+}
+
+// The selected value of a validation result (Trainer.h): a task's metric, or Σ weight·loss.
+double TrainingRun::selectedValue(const std::vector<TaskResult>& val) const {
+  if (ts_.selectTask.empty()) {
+    double total = 0;
+    for (size_t t = 0; t < val.size(); ++t) total += spec_.tasks[t].weight * val[t].metrics.at("loss");
+    return total;
+  }
+  for (const TaskResult& r : val)
+    if (r.task == ts_.selectTask) {
+      auto it = r.metrics.find(ts_.selectMetric);
+      return it == r.metrics.end() ? kNaN : it->second;
+    }
+  return kNaN;
+}
+
+// The validation set after a complete epoch e: printed; a better selected value is the new best
+// (written to --save-best), else one more epoch without improvement (patience stops the run).
+void TrainingRun::evaluateVal(int64_t e) {
+  report_.val = evaluateWith(spec_, params_.data(), valData_, *ws_, &*pool_);
+  for (size_t t = 0; t < report_.val.size(); ++t)
+    out_ << fmt::format("  val  {}: {}\n", report_.val[t].task, metricsLine(spec_.tasks[t], report_.val[t]));
+  const double v = selectedValue(report_.val);
+  const bool lower = ts_.selectTask.empty() || lowerIsBetter(ts_.selectMetric);
+  const bool better = std::isfinite(v) && (bestEpoch_ == 0 || (lower ? v < bestValue_ : v > bestValue_));
+  validated_ = true;
+  if (better) {
+    bestValue_ = v;
+    bestEpoch_ = e + 1;
+    badEpochs_ = 0;
+  } else {
+    ++badEpochs_;
+  }
+  const std::string what = ts_.selectTask.empty() ? "val loss" : ts_.selectTask + "." + ts_.selectMetric;
+  out_ << fmt::format("  {} {}: {}\n", what, fmtValue(v),
+                      better ? "best so far" : fmt::format("best {} at epoch {}", fmtValue(bestValue_), bestEpoch_));
+  if (better && !opt_.saveBestPath.empty()) {
+    const TrainPosition p = position();
+    saveCheckpoint(opt_.saveBestPath, spec_, params_.data(), &*optimizer_, weighting_.get(), &p);
+  }
+  if (ts_.patience > 0 && badEpochs_ >= ts_.patience && e + 1 < epochs_) {
+    out_ << fmt::format("early stop: {} epoch{} without a better {} (best epoch {})\n", badEpochs_,
+                        badEpochs_ == 1 ? "" : "s", what, bestEpoch_);
+    report_.earlyStopped = true;
+    stop_ = true;
+  }
 }
 
 // ---- checkpoints ----------------------------------------------------------------------------------
@@ -435,6 +547,10 @@ TrainPosition TrainingRun::position() const {
   p.step = report_.steps;
   p.batchSize = ts_.batch;
   p.rows = trainData_.rows;
+  p.validated = validated_;
+  p.bestEpoch = bestEpoch_;
+  p.bestValue = bestValue_;
+  p.badEpochs = badEpochs_;
   if (epochEnded_) {
     p.epoch = epoch_ + 1;
     for (const TaskSpec& t : spec_.tasks) p.tasks.push_back(MetricAccumulator(t).state());
@@ -456,6 +572,35 @@ void TrainingRun::checkpoint() {
 
 // ---- finish ---------------------------------------------------------------------------------------
 
+// The best validation epoch and its test metrics: kept when this process evaluated it, else
+// (a resumed run whose best epoch came before) evaluated from the --save-best file.
+void TrainingRun::printBest() {
+  report_.bestEpoch = bestEpoch_;
+  report_.bestValue = bestValue_;
+  if (bestEpoch_ == 0) {
+    out_ << "best epoch: none (no complete epoch was validated)\n";
+    return;
+  }
+  const std::string what = ts_.selectTask.empty() ? "val loss" : ts_.selectTask + "." + ts_.selectMetric;
+  out_ << fmt::format("best epoch {}: {} {}{}\n", bestEpoch_, what, fmtValue(bestValue_),
+                      opt_.saveBestPath.empty() ? "" : fmt::format(" (saved in {})", opt_.saveBestPath));
+  if (!hasTest_) return;
+  if (report_.bestTest.empty() && !opt_.saveBestPath.empty()) {
+    Arena best;
+    best.resize(spec_.paramCount);
+    std::copy(params_.data(), params_.data() + spec_.paramCount, best.data());  // the padding
+    loadParams(opt_.saveBestPath, spec_, best.data());
+    report_.bestTest = evaluateWith(spec_, best.data(), testData_, *ws_, &*pool_);
+  }
+  if (report_.bestTest.empty()) {
+    out_ << fmt::format("  (its test metrics are in the log of the run before --resume: no --save-best file)\n");
+    return;
+  }
+  for (size_t t = 0; t < report_.bestTest.size(); ++t)
+    out_ << fmt::format("  best test {}: {}\n", report_.bestTest[t].task,
+                        metricsLine(spec_.tasks[t], report_.bestTest[t]));
+}
+
 TrainReport TrainingRun::finish() {
   if (hasTest_ && report_.test.empty()) {  // no epoch ran (--epochs 0 / --steps 0): evaluate as loaded
     report_.test = evaluateWith(spec_, params_.data(), testData_, *ws_, &*pool_);
@@ -471,6 +616,7 @@ TrainReport TrainingRun::finish() {
                       report_.seconds, report_.samplesPerSec);
   if (parallel_) out_ << describeCollectives(*opt_.comm, report_.steps, report_.seconds) << '\n';
   if (!report_.train.empty() || !report_.test.empty()) printSummary(out_, spec_, report_);
+  if (hasVal_) printBest();
   if (!opt_.savePath.empty()) {
     checkpoint();
     out_ << fmt::format("saved {} ({}, at step {})\n", opt_.savePath,

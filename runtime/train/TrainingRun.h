@@ -66,6 +66,9 @@ class TrainingRun {
   void logStep(int64_t step, int64_t e, const StepResult& sr, double gradNorm);
   void endEpoch(int64_t e, int64_t batches, double epochStart, int64_t samplesBefore);
   void evaluateTest(int64_t e);
+  void evaluateVal(int64_t e);
+  double selectedValue(const std::vector<TaskResult>& val) const;
+  void printBest();
   // ---- checkpoints
   TrainPosition position() const;
   void checkpoint();
@@ -84,8 +87,8 @@ class TrainingRun {
   uint64_t seed_ = 0;
   int64_t epochs_ = 0;
   Dataset trainData_;
-  bool root_ = true, hasTest_ = false;
-  Dataset testData_;
+  bool root_ = true, hasTest_ = false, hasVal_ = false;
+  Dataset testData_, valData_;
   std::optional<ThreadPool> pool_;
   std::optional<ScopedFlushDenormals> flush_;
   std::unique_ptr<Weighting> weighting_;
@@ -112,6 +115,10 @@ class TrainingRun {
   int64_t epochSamples_ = 0, batchesDone_ = 0, epoch_ = 0;
   double epochLr_ = 0;       // the schedule's learning rate for this epoch (Schedule.h)
   bool epochEnded_ = false;  // the epoch's end (weighting, evaluation) ran: the next one starts fresh
+  // Validation (Trainer.h): the best selected value so far, its epoch and the epochs since.
+  double bestValue_ = 0;
+  int64_t bestEpoch_ = 0, badEpochs_ = 0;
+  bool validated_ = false;  // an epoch was validated: the position saves the three above
   std::unique_ptr<StopSignals> signals_;
 };
 

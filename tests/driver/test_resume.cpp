@@ -10,6 +10,7 @@
 #include <cstring>
 #include <csignal>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <unistd.h>
 
@@ -175,6 +176,100 @@ TEST_CASE("batchnorm's running statistics move once per step under every weighti
       CHECK(count == 5);
     }
   }
+}
+
+// Validation: the last 20% of the table (400 rows) held out, so an epoch is 50 steps of 32. The
+// best value, its epoch and patience's counter are in the checkpoint: a run stopped after the
+// counter started resumes to the same bytes (checkpoint, log and --save-best file) and stops early
+// at the same epoch; the --save-best file is the best epoch's checkpoint.
+TEST_CASE("--resume continues bit-exactly after patience's counter started; --save-best is the best epoch") {
+  struct Case {
+    const char *name, *optimizer, *train;
+    bool stopsEarly;
+  };
+  // adam stops early at epoch 7 (best 5); the flagship's settings (adamw, cosine with its t_max
+  // fixed so that --epochs below keeps the schedule, warm-up) start the counter at epoch 4.
+  for (const Case &c : {Case{"adam", "adam(lr=0.03)", "  validation 0.2\n  patience 2\n", true},
+                        Case{"adamw_cosine", "adamw(lr=0.03)",
+                             "  validation 0.2\n  patience 2\n  schedule cosine(t_max=12)\n  warmup 30\n", false}})
+    DYNAMIC_SECTION(c.name) {
+      auto dir = testDir(std::string("resume_patience_") + c.name);
+      std::ofstream(dir / "m.mtl") << program("fixed", 12, c.train, c.optimizer);
+      auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl --save-best full_best.safetensors",
+                          dir.string());
+      INFO(full.out << full.err);
+      REQUIRE(full.exitCode == 0);
+      CHECK_THAT(full.out, Catch::Contains("val: ") && Catch::Contains("the last 400 samples"));
+      // The first epoch that was not the best so far: the counter runs from there.
+      int64_t counting = 0, bestEpoch = 0;
+      {
+        std::istringstream lines(full.out);
+        int64_t epoch = 0;
+        for (std::string line; std::getline(lines, line);) {
+          if (line.rfind("epoch ", 0) == 0) epoch = std::stoll(line.substr(6));
+          const bool notBest = line.find("best so far") == std::string::npos;
+          if (line.find("  val loss ") == 0 && notBest && !counting) counting = epoch;
+          if (line.rfind("best epoch ", 0) == 0) bestEpoch = std::stoll(line.substr(11));
+        }
+      }
+      REQUIRE(counting > 0);
+      REQUIRE(bestEpoch > 0);
+      if (c.stopsEarly) CHECK_THAT(full.out, Catch::Contains("early stop: 2 epochs without a better val loss"));
+      CHECK_THAT(full.out, Catch::Contains("best test cls: "));
+      // Every epoch record of the log has "val" and "test".
+      {
+        std::ifstream log(dir / "full.jsonl");
+        int records = 0;
+        for (std::string line; std::getline(log, line);) {
+          auto j = nlohmann::json::parse(line);
+          if (j.contains("step")) continue;
+          ++records;
+          CHECK(j.contains("val"));
+          CHECK(j["val"]["cls"].contains("accuracy"));
+          CHECK(j.contains("test"));
+        }
+        CHECK(records >= 3);
+      }
+      // Stopped 10 steps after the epoch where the counter started, then resumed.
+      const std::string stopAt = std::to_string(counting * 50 + 10);
+      auto part = runMtlc("train m.mtl -q --steps " + stopAt + " --save part.safetensors --log part.jsonl "
+                          "--save-best part_best.safetensors", dir.string());
+      REQUIRE(part.exitCode == 0);
+      auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl "
+                          "--save-best part_best.safetensors", dir.string());
+      INFO(rest.out << rest.err);
+      REQUIRE(rest.exitCode == 0);
+      CHECK(slurp(dir / "part.safetensors") == slurp(dir / "full.safetensors"));
+      CHECK(slurp(dir / "part.jsonl") == slurp(dir / "full.jsonl"));
+      CHECK(slurp(dir / "part_best.safetensors") == slurp(dir / "full_best.safetensors"));
+      CHECK_THAT(rest.out, Catch::Contains("best epoch " + std::to_string(bestEpoch) + ":"));
+      // The best file is the checkpoint a run of exactly the best epoch's length saves.
+      auto upTo = runMtlc("train m.mtl -q --epochs " + std::to_string(bestEpoch) + " --save upto.safetensors",
+                          dir.string());
+      REQUIRE(upTo.exitCode == 0);
+      CHECK(slurp(dir / "upto.safetensors") == slurp(dir / "full_best.safetensors"));
+    }
+}
+
+TEST_CASE("a val source is evaluated after every epoch; --save-best needs a validation set") {
+  auto dir = testDir("val_source");
+  std::ofstream(dir / "m.mtl") << [] {
+    std::string p = program("fixed", 2, "  select flag.auc\n");
+    const std::string val = "  val csv(\"" + example("tabular_test.csv") + "\")\n";
+    return p.insert(p.find("  test csv("), val);
+  }();
+  auto r = runMtlc("train m.mtl -q --save-best best.safetensors", dir.string());
+  INFO(r.out << r.err);
+  REQUIRE(r.exitCode == 0);
+  CHECK_THAT(r.out, Catch::Contains("; val: ") && Catch::Contains("select: flag.auc"));
+  CHECK_THAT(r.out, Catch::Contains("  val  flag: loss "));
+  CHECK_THAT(r.out, Catch::Contains("best epoch "));
+  CHECK(fs::exists(dir / "best.safetensors"));
+  std::ofstream(dir / "plain.mtl") << program("fixed", 1);
+  auto none = runMtlc("train plain.mtl -q --save-best best.safetensors", dir.string());
+  CHECK(none.exitCode == 1);
+  CHECK_THAT(none.err,
+             Catch::Contains("--save-best keeps the best epoch on the validation set, and this run has none"));
 }
 
 TEST_CASE("SIGKILL at 20 random moments: the checkpoint left always resumes to the uninterrupted run") {
