@@ -21,6 +21,18 @@ double msSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Parses and checks p.text (read already); p.path, displayName and diags are set.
+void checkLoaded(CheckedProgram &p) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto ast = parseProgram(p.displayName, p.text, *p.diags);
+  p.times.parseMs = msSince(t0);
+  if (!ast || p.diags->hasErrors()) return;
+  t0 = std::chrono::steady_clock::now();
+  p.model = sema::analyze(*ast, p.path, *p.diags, p.dataOverrides);
+  p.times.semaMs = msSince(t0);
+  if (p.diags->hasErrors()) p.model.reset();
+}
+
 }  // namespace
 
 CheckedProgram checkFile(const std::string &path, const sema::DataOverrides &dataOverrides) {
@@ -34,14 +46,19 @@ CheckedProgram checkFile(const std::string &path, const sema::DataOverrides &dat
     p.diags->error("cannot read the file");
     return p;
   }
-  auto t0 = std::chrono::steady_clock::now();
-  auto ast = parseProgram(p.displayName, p.text, *p.diags);
-  p.times.parseMs = msSince(t0);
-  if (!ast || p.diags->hasErrors()) return p;
-  t0 = std::chrono::steady_clock::now();
-  p.model = sema::analyze(*ast, path, *p.diags, dataOverrides);
-  p.times.semaMs = msSince(t0);
-  if (p.diags->hasErrors()) p.model.reset();
+  checkLoaded(p);
+  return p;
+}
+
+CheckedProgram checkText(const std::string &path, const std::string &displayName, std::string text,
+                         const sema::DataOverrides &dataOverrides) {
+  CheckedProgram p;
+  p.path = path;
+  p.dataOverrides = dataOverrides;
+  p.displayName = displayName;
+  p.text = std::move(text);
+  p.diags = std::make_unique<Diagnostics>(p.displayName, p.text);
+  checkLoaded(p);
   return p;
 }
 

@@ -39,6 +39,10 @@ struct CheckedProgram {
 // replace. Returns with model empty when it has errors (diags hold them) or when the file cannot be
 // read (one location-less error in diags).
 CheckedProgram checkFile(const std::string &path, const sema::DataOverrides &dataOverrides = {});
+// The same for program text that is not read from `path` (the Python module's
+// compile(source=...)): diagnostics name `displayName`, data paths are relative to `path`'s folder.
+CheckedProgram checkText(const std::string &path, const std::string &displayName, std::string text,
+                         const sema::DataOverrides &dataOverrides = {});
 
 // A program compiled to machine code: the model description the runtime reads, with entry points
 // that stay valid while this object lives.

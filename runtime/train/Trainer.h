@@ -81,6 +81,7 @@
 #include "spec/ModelSpec.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -109,6 +110,14 @@ struct TrainOptions {
   int threads = 0;              // threads the kernels split across (0: every CPU this process may use;
                                 // 1 per rank in a data-parallel job)
   bool flushDenormals = true;   // train with denormals flushed to zero (FloatMode.h)
+  // In-memory data (the Python module): when trainData is set, it is trained on in place of the
+  // program's "train" source, and testData (null: no test evaluation) is evaluated in place of its
+  // "test" source. Both are validated by the caller and must outlive train().
+  const Dataset* trainData = nullptr;
+  const Dataset* testData = nullptr;
+  // Called with each JSON line the log gets (one per step, one per epoch with a test source), with
+  // or without a log file.
+  std::function<void(const std::string&)> onLogLine;
 };
 
 struct TaskResult {

@@ -118,7 +118,9 @@ class StopSignals {
 };
 
 TrainingRun::TrainingRun(const ModelSpec& spec, const TrainOptions& options, std::ostream& out)
-    : spec_(spec), opt_(options), out_(out), ts_(spec.train), T_(int64_t(spec.tasks.size())) {}
+    : spec_(spec), opt_(options), out_(out), ts_(spec.train), T_(int64_t(spec.tasks.size())),
+      trainData_(options.trainData ? *options.trainData : loadedTrain_),
+      testData_(options.trainData && options.testData ? *options.testData : loadedTest_) {}
 
 TrainingRun::~TrainingRun() = default;
 
@@ -173,16 +175,24 @@ void TrainingRun::readResumePoint() {
 }
 
 void TrainingRun::loadData() {
-  trainData_ = loadSplit(spec_, "train", opt_.dataOverrides, !opt_.quiet);
   root_ = !opt_.comm || opt_.comm->rank() == 0;  // data-parallel: rank 0 alone evaluates
-  hasTest_ = root_ && (spec_.data.test.present() || opt_.dataOverrides.count("test"));
-  if (hasTest_) testData_ = loadSplit(spec_, "test", opt_.dataOverrides, !opt_.quiet);
-  if (ts_.validation > 0) {
-    Dataset val = holdOut(trainData_, ts_.validation);
-    if (root_) valData_ = std::move(val);
-  } else if (root_ && spec_.data.val.present()) {
-    valData_ = loadSplit(spec_, "val", opt_.dataOverrides, !opt_.quiet);
+  if (opt_.trainData) {  // in-memory data: the caller's, not copied
+    if (ts_.validation > 0)
+      throwError("validation {}: a fraction of in-memory training data cannot be held out; pass the "
+                 "validation rows as a source (data {{ val SOURCE }})",
+                 ts_.validation);
+    hasTest_ = root_ && opt_.testData;
+  } else {
+    loadedTrain_ = loadSplit(spec_, "train", opt_.dataOverrides, !opt_.quiet);
+    hasTest_ = root_ && (spec_.data.test.present() || opt_.dataOverrides.count("test"));
+    if (hasTest_) loadedTest_ = loadSplit(spec_, "test", opt_.dataOverrides, !opt_.quiet);
+    if (ts_.validation > 0) {
+      Dataset val = holdOut(loadedTrain_, ts_.validation);
+      if (root_) valData_ = std::move(val);
+    }
   }
+  if (ts_.validation == 0 && root_ && spec_.data.val.present())
+    valData_ = loadSplit(spec_, "val", opt_.dataOverrides, !opt_.quiet);
   hasVal_ = root_ && valData_.rows > 0;
 }
 
@@ -431,7 +441,7 @@ bool TrainingRun::runStep(int64_t b, int64_t e) {
 }
 
 void TrainingRun::logStep(int64_t step, int64_t e, const StepResult& sr, double gradNorm) {
-  if (!log_.is_open()) return;
+  if (!log_.is_open() && !opt_.onLogLine) return;
   ojson j;
   j["step"] = step;
   j["epoch"] = e + 1;
@@ -441,7 +451,12 @@ void TrainingRun::logStep(int64_t step, int64_t e, const StepResult& sr, double 
   for (int64_t t = 0; t < T_; ++t) tasks[spec_.tasks[t].name] = {{"loss", ws_->losses[t]}, {"weight", sr.weights[t]}};
   j["tasks"] = tasks;
   if (ts_.clipGradNorm > 0) j["grad_norm"] = gradNorm;
-  log_ << j.dump() << '\n';
+  writeLogLine(j.dump());
+}
+
+void TrainingRun::writeLogLine(const std::string& line) {
+  if (log_.is_open()) log_ << line << '\n';
+  if (opt_.onLogLine) opt_.onLogLine(line);
 }
 
 // The epoch's end; `epochStart` and `samplesBefore` (a resumed epoch's samples already counted)
@@ -478,7 +493,7 @@ void TrainingRun::evaluateTest(int64_t e) {
   report_.test = evaluateWith(spec_, params_.data(), testData_, *ws_, &*pool_);
   for (size_t t = 0; t < report_.test.size(); ++t)
     out_ << fmt::format("  test {}: {}\n", report_.test[t].task, metricsLine(spec_.tasks[t], report_.test[t]));
-  if (!log_.is_open()) return;
+  if (!log_.is_open() && !opt_.onLogLine) return;
   ojson j;
   j["epoch"] = e + 1;
   auto results = [&](const std::vector<TaskResult>& rs) {
@@ -488,7 +503,7 @@ void TrainingRun::evaluateTest(int64_t e) {
   };
   if (hasVal_ && epochEnded_) j["val"] = results(report_.val);
   j["test"] = results(report_.test);
-  log_ << j.dump() << '\n';
+  writeLogLine(j.dump());
 }
 
 // The selected value of a validation result (Trainer.h): a task's metric, or Σ weight·loss.

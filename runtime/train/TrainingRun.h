@@ -64,6 +64,7 @@ class TrainingRun {
   int64_t beginEpoch(int64_t e);
   bool runStep(int64_t b, int64_t e);  // false: the run stops after this step
   void logStep(int64_t step, int64_t e, const StepResult& sr, double gradNorm);
+  void writeLogLine(const std::string& line);  // to the log file and TrainOptions::onLogLine
   void endEpoch(int64_t e, int64_t batches, double epochStart, int64_t samplesBefore);
   void evaluateTest(int64_t e);
   void evaluateVal(int64_t e);
@@ -86,9 +87,11 @@ class TrainingRun {
   std::optional<TrainPosition> resumed_;
   uint64_t seed_ = 0;
   int64_t epochs_ = 0;
-  Dataset trainData_;
+  Dataset loadedTrain_, loadedTest_;         // the program's sources (unless the options give data)
+  const Dataset& trainData_;
+  const Dataset& testData_;
   bool root_ = true, hasTest_ = false, hasVal_ = false;
-  Dataset testData_, valData_;
+  Dataset valData_;
   std::optional<ThreadPool> pool_;
   std::optional<ScopedFlushDenormals> flush_;
   std::unique_ptr<Weighting> weighting_;
