@@ -12,6 +12,7 @@
 #include "spec/Vocabulary.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -26,8 +27,32 @@ namespace mtlc::python {
 
 namespace {
 
-// JSON text (a log line, metrics) as Python objects, through Python's own json module.
-py::object fromJson(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
+// A JSON value (log records, metrics) as Python objects, keys in order, as json.loads makes them
+// of its text (a non-finite number, which the text writes as null, is None).
+py::object toPython(const nlohmann::ordered_json& j) {
+  using Type = nlohmann::ordered_json::value_t;
+  switch (j.type()) {
+    case Type::object: {
+      py::dict d;
+      for (const auto& [key, value] : j.items()) d[py::str(key)] = toPython(value);
+      return d;
+    }
+    case Type::array: {
+      py::list l;
+      for (const auto& value : j) l.append(toPython(value));
+      return l;
+    }
+    case Type::string: return py::str(j.get_ref<const std::string&>());
+    case Type::boolean: return py::bool_(j.get<bool>());
+    case Type::number_integer: return py::int_(j.get<int64_t>());
+    case Type::number_unsigned: return py::int_(j.get<uint64_t>());
+    case Type::number_float: {
+      const double v = j.get<double>();
+      return std::isfinite(v) ? py::object(py::float_(v)) : py::none();
+    }
+    default: return py::none();
+  }
+}
 
 // A private folder for the trainer's checkpoint, removed with the model.
 std::string makeStateDir() {
@@ -175,8 +200,8 @@ py::dict Model::fit(const py::object& data, const py::object& test, const FitSet
   lastFitOnProgramData_ = !trainData;
   steps_ = to.resumePath.empty() ? steps_ + report.steps : report.steps;  // a resumed run counts them all
   py::list steps, epochs;
-  for (const py::handle record : fromJson(records + "]"))
-    (py::reinterpret_borrow<py::dict>(record).contains("step") ? steps : epochs).append(record);
+  for (const auto& record : nlohmann::ordered_json::parse(records + "]"))
+    (record.contains("step") ? steps : epochs).append(toPython(record));
   py::dict history;
   history["steps"] = steps;
   history["epochs"] = epochs;
@@ -254,7 +279,7 @@ py::dict Model::evaluate(const py::dict& data) {
   }
   py::dict metrics;
   for (size_t t = 0; t < results.size(); ++t)
-    metrics[py::str(results[t].task)] = fromJson(rt::metricsJson(spec().tasks[t], results[t]).dump());
+    metrics[py::str(results[t].task)] = toPython(rt::metricsJson(spec().tasks[t], results[t]));
   return metrics;
 }
 
