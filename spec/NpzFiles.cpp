@@ -265,8 +265,10 @@ NpyArrayInfo readMemberHeader(unzFile zip, const std::string& where) {
   if (preamble && bytes.size() >= preamble) {
     const uint64_t end = std::min<uint64_t>(npyHeaderEnd(bytes), preamble + kMaxHeaderBytes + 1);
     const size_t have = bytes.size();
-    bytes.resize(size_t(end));
-    bytes.resize(have + readMember(zip, reinterpret_cast<uint8_t*>(bytes.data()) + have, size_t(end) - have, where));
+    if (end > have) {  // a header length shorter than the preamble read leaves nothing to read
+      bytes.resize(size_t(end));
+      bytes.resize(have + readMember(zip, reinterpret_cast<uint8_t*>(bytes.data()) + have, size_t(end) - have, where));
+    }
   }
   return parseNpyHeader(bytes, where);
 }

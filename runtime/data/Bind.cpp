@@ -13,11 +13,7 @@ namespace mtlc::rt {
 namespace {
 
 // Element i of a field's floats: a memory-mapped field's floats may be misaligned (FloatStore).
-float at(const FloatStore& data, size_t i) {
-  float v;
-  std::memcpy(&v, data.data() + i, sizeof v);
-  return v;
-}
+float at(const FloatStore& data, size_t i) { return data.at(i); }
 
 // The fields a FieldRef reads, side by side: out[r] = concat(parts[0][r], parts[1][r], ...).
 struct Selection {

@@ -28,6 +28,7 @@
 #include "spec/ModelSpec.h"
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -60,7 +61,15 @@ class FloatStore {
   bool readFloats(size_t first, size_t count, float* out) const;
   size_t size() const { return mapping_ ? viewCount_ : owned_.size(); }
   bool empty() const { return size() == 0; }
-  const float* data() const { return mapping_ ? view_ : owned_.data(); }
+  // A view's pointer may be misaligned: read it through at() or bytes() (memcpy from bytes), never
+  // as floats in place.
+  const float* data() const { return mapping_ ? reinterpret_cast<const float*>(view_) : owned_.data(); }
+  const unsigned char* bytes() const { return mapping_ ? view_ : reinterpret_cast<const unsigned char*>(owned_.data()); }
+  float at(size_t i) const {
+    float v;
+    std::memcpy(&v, bytes() + i * sizeof(float), sizeof v);
+    return v;
+  }
   const float* begin() const { return data(); }
   const float* end() const { return data() + size(); }
   const float& operator[](size_t i) const { return data()[i]; }
@@ -80,7 +89,7 @@ class FloatStore {
  private:
   HugeFloats owned_;
   std::shared_ptr<const void> mapping_;  // null: owned_ holds the floats
-  const float* view_ = nullptr;
+  const unsigned char* view_ = nullptr;  // may be misaligned for float
   size_t viewCount_ = 0;
   int fd_ = -1;
   uint64_t fileOffset_ = 0;

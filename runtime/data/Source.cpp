@@ -15,7 +15,7 @@ FloatStore FloatStore::view(std::shared_ptr<const void> mapping, const float* va
                             uint64_t fileOffset) {
   FloatStore s;
   s.mapping_ = std::move(mapping);
-  s.view_ = values;
+  s.view_ = reinterpret_cast<const unsigned char*>(values);
   s.viewCount_ = count;
   s.fd_ = fd;
   s.fileOffset_ = fileOffset;
@@ -45,7 +45,7 @@ bool FloatStore::readFloats(size_t first, size_t count, float* out) const {
 HugeFloats& FloatStore::own() {
   if (mapping_) {
     owned_.resize(viewCount_);
-    if (viewCount_) std::memcpy(owned_.data(), view_, viewCount_ * sizeof(float));  // view_ may be misaligned
+    if (viewCount_) std::memcpy(owned_.data(), view_, viewCount_ * sizeof(float));
     mapping_.reset();
     view_ = nullptr;
     viewCount_ = 0;

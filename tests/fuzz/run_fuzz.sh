@@ -28,8 +28,9 @@ case "$(basename "$fuzz")" in
     limits=(-max_len=16384 -dict="$src/tests/fuzz/safetensors.dict") ;;
   mtlc_fuzz_npz)
     # NumPy files: the regression inputs (archives stored and deflated, each broken one) and the
-    # diagnostics' small archives.
-    cp "$src"/tests/fuzz/regressions/npz/* "$src"/tests/diagnostics/*.npz "$seeds"/
+    # diagnostics' small archives (renamed: some share a regression input's name).
+    cp "$src"/tests/fuzz/regressions/npz/* "$seeds"/
+    for f in "$src"/tests/diagnostics/*.npz; do cp "$f" "$seeds/diagnostics_$(basename "$f")"; done
     limits=(-max_len=16384) ;;
   *) echo "run_fuzz.sh: unknown harness $fuzz" >&2; exit 2 ;;
 esac

@@ -49,7 +49,7 @@ void checkField(const Table& t, const std::string& name, int64_t width, const st
   CHECK(f->width == width);
   const std::vector<uint8_t> expected = fileBytes(expectedPath);
   REQUIRE(f->data.size() * sizeof(float) == expected.size());
-  CHECK(std::memcmp(f->data.data(), expected.data(), expected.size()) == 0);
+  CHECK(std::memcmp(f->data.bytes(), expected.data(), expected.size()) == 0);
 }
 
 NpyArrayInfo header(const std::string& dict, int major = 1) {
@@ -205,7 +205,7 @@ TEST_CASE("npz: --data paths, mapped inputs, owned labels, -1 unlabelled for cla
   CHECK_FALSE(d.labels[0].data.isView());  // the checks and metrics read labels in place
   const std::vector<uint8_t> expected = fileBytes(dir + "/good/f4_le_C_stored.x.f32");
   const FloatStore &view = d.inputs[0].data;  // const: reading does not make the floats owned
-  CHECK(std::memcmp(view.data(), expected.data(), expected.size()) == 0);
+  CHECK(std::memcmp(view.bytes(), expected.data(), expected.size()) == 0);
   // The Batcher reads a view's rows from the file: the batches of the same floats owned.
   Dataset owned = d;
   owned.inputs[0].data.own();
