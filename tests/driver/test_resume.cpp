@@ -56,13 +56,14 @@ struct Resumed {
   RunResult full, rest;
 };
 
-// In `dir` (holding m.mtl): the whole run, then the same stopped after step 100 and resumed; the
-// checkpoints and logs of both must be the same bytes.
-Resumed stopAt100AndResume(const fs::path &dir) {
+// In `dir` (holding m.mtl): the whole run, then the same stopped after step `stopAt` and resumed;
+// the checkpoints and logs of both must be the same bytes.
+Resumed stopAndResume(const fs::path &dir, int stopAt = 100) {
   auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
   INFO(full.out << full.err);
   REQUIRE(full.exitCode == 0);
-  auto part = runMtlc("train m.mtl -q --steps 100 --save part.safetensors --log part.jsonl", dir.string());
+  auto part = runMtlc("train m.mtl -q --steps " + std::to_string(stopAt) + " --save part.safetensors --log part.jsonl",
+                      dir.string());
   REQUIRE(part.exitCode == 0);
   auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl",
                       dir.string());
@@ -84,7 +85,7 @@ TEST_CASE("--resume continues bit-exactly for every weighting strategy") {
       // 3 epochs: dwa leaves its warm-up (weights 1 for two epochs) in the third.
       std::ofstream(dir / "m.mtl") << program(weighting, 3);
       // Stop mid-epoch 2 (step 100 of 189), then continue from the checkpoint.
-      auto [full, rest] = stopAt100AndResume(dir);
+      auto [full, rest] = stopAndResume(dir);
       CHECK_THAT(rest.out, Catch::Contains("resumed from part.safetensors at step 100 (epoch 2, 37 batches done)"));
       // The same final report (the table after "trained ... steps").
       auto table = [](const std::string &out) {
@@ -114,7 +115,7 @@ TEST_CASE("--resume continues bit-exactly mid-schedule and mid-warm-up, for ever
       auto dir = testDir(std::string("resume_lr_") + c.name);
       std::ofstream(dir / "m.mtl") << program("fixed", 3, c.train, c.optimizer);
       // Step 100: inside the 150-step warm-up, or in epoch 2 after the schedule's first drop.
-      stopAt100AndResume(dir);
+      stopAndResume(dir);
       std::ifstream log(dir / "full.jsonl");
       std::string line;
       std::getline(log, line);
@@ -133,17 +134,7 @@ TEST_CASE("--resume with batchnorm: running statistics saved (PyTorch names, I64
                "shared trunk = features -> dense(16) -> batchnorm -> relu\n"
                "  -> residual { dense(16) -> batchnorm -> relu -> dense(16) -> batchnorm } -> relu\n");
   std::ofstream(dir / "m.mtl") << text;
-  auto full = runMtlc("train m.mtl -q --save full.safetensors --log full.jsonl", dir.string());
-  INFO(full.out << full.err);
-  REQUIRE(full.exitCode == 0);
-  auto part = runMtlc("train m.mtl -q --steps 70 --save part.safetensors --log part.jsonl", dir.string());
-  REQUIRE(part.exitCode == 0);
-  auto rest = runMtlc("train m.mtl -q --resume part.safetensors --save part.safetensors --log part.jsonl",
-                      dir.string());
-  INFO(rest.out << rest.err);
-  REQUIRE(rest.exitCode == 0);
-  CHECK(slurp(dir / "part.safetensors") == slurp(dir / "full.safetensors"));
-  CHECK(slurp(dir / "part.jsonl") == slurp(dir / "full.jsonl"));
+  stopAndResume(dir, 70);
   // The buffers as nn.BatchNorm1d's state_dict names them; the count is I64 = the steps taken.
   const std::string bytes = slurp(dir / "full.safetensors");
   for (const char *name : {"trunk.1.running_mean", "trunk.1.running_var", "trunk.3.body.1.weight",
