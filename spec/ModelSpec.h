@@ -160,6 +160,14 @@ struct TrainSpec {
   // gradnorm's alpha; the defaults are the table's).
   WeightingKind weighting = WeightingKind::Fixed;
   double weightingParam = 0;
+  // Every argument of the strategy, in its vocabulary row's order, defaults filled in (a true/false
+  // argument as 1/0). A spec built without sema may leave it empty: the strategy then takes the
+  // row's defaults (rt::weightingArg).
+  std::vector<double> weightingArgs;
+  // The strategy works on each task's gradient with respect to the shared representation (the
+  // `rep_grads` entry point) instead of the shared parameters': mgda when the model has one shared
+  // boundary, and a method given `rep_grad=true`.
+  bool repGrad = false;
   std::vector<std::string> freeze;  // blocks (shared or task names) whose parameters stay fixed
   // > 0: `clip_grad_norm X` scales the gradient by X / (‖g‖ + 1e-6) when its L2 norm over the
   // trainable parameters exceeds X, as torch.nn.utils.clip_grad_norm_ does.

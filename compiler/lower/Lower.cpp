@@ -458,7 +458,7 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
     }
     // rep_grads (MGDA-UB): each task's gradient with respect to the one shared tensor all heads
     // read, through the heads only.
-    if (model.train.weighting == rt::WeightingKind::Mgda) {
+    if (model.train.repGrad) {
       ir::Function *rf = makeFunction("rep_grads");
       ForwardLowering rfwd(model, m, params, *rf, /*training=*/true);
       auto rheads = rfwd.heads();

@@ -125,6 +125,12 @@ void Model::applyWeighting() {
   rt::TrainSpec& train = checked_.model->train;
   train.weighting = kind;
   train.weightingParam = value;
+  train.weightingArgs.clear();  // the first argument as given, the others at their defaults
+  const vocab::Entry& row = vocab::row(kind);
+  for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i) train.weightingArgs.push_back(i == 0 ? value : row.args[i].def);
+  train.repGrad = kind == rt::WeightingKind::Mgda;
+  for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i)
+    if (std::string(row.args[i].name) == "rep_grad") train.repGrad = train.weightingArgs[size_t(i)] != 0;
 }
 
 rt::ThreadPool& Model::pool() {

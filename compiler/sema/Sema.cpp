@@ -617,7 +617,12 @@ void Analyzer::checkWeighting(const ast::Setting &s) {
   std::vector<ParamDef> params = paramsOf(row);
   BoundArgs a = bindArgs(c, "weighting '" + c.name + "'", params, row.example, diags_);
   model_.train.weighting = kind;
-  if (!params.empty()) model_.train.weightingParam = a.num(params[0].name);  // a strategy has one at most
+  if (!params.empty()) model_.train.weightingParam = a.num(params[0].name);
+  model_.train.weightingArgs.clear();
+  for (const ParamDef &p : params) model_.train.weightingArgs.push_back(a.num(p.name));
+  model_.train.repGrad = kind == rt::WeightingKind::Mgda;
+  for (const ParamDef &p : params)
+    if (p.name == "rep_grad") model_.train.repGrad = a.num(p.name) != 0;
 
   // Only the strategies that use the tasks' `weight` lines scale the task losses by them
   // (runtime/train/Weighting.h); the others compute their own weights, so a weight line there is a

@@ -1,4 +1,5 @@
 #include "runtime/train/Weighting.h"
+#include "runtime/train/WeightingParts.h"
 
 #include "spec/Error.h"
 #include "runtime/core/Rng.h"
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <string_view>
 
 namespace mtlc::rt {
 
@@ -129,12 +131,8 @@ std::vector<double> dwaWeights(const std::vector<double>& older, const std::vect
 
 // ---- strategies ---------------------------------------------------------------------------------
 
-namespace {
+// ---- parts the strategies share (WeightingParts.h) ------------------------------------------------
 
-using Span = std::pair<int64_t, int64_t>;
-
-// The trainable shared parameters ([begin, end) element ranges): what gradient surgery acts on.
-// Shared = reached by two or more tasks' losses; a task's own gate is not, as in LibMTL.
 std::vector<Span> sharedSpans(const ModelSpec& spec) {
   std::vector<Span> s;
   for (const ParamSpec& p : spec.params)
@@ -150,7 +148,6 @@ double dotOver(const std::vector<Span>& spans, const float* a, const float* b) {
   return s;
 }
 
-// grads = Σ_t w_t·taskGrad(t) over the whole arena.
 void combineTaskGrads(StepKernels& k, const std::vector<float>& w, int64_t P) {
   float* g = k.grads();
   std::fill(g, g + P, 0.0f);
@@ -167,23 +164,38 @@ double weightedTotal(const std::vector<float>& w, const float* losses) {
   return s;
 }
 
-// The optimizer of a strategy's own few numbers: the model's kind and hyperparameters, no decay.
 OptimizerSpec ownOptimizer(const ModelSpec& spec) {
   OptimizerSpec o = spec.train.optimizer;
   o.weightDecay = 0;
   return o;
 }
 
-// Its state in checkpoints: `mtl.optim.step`, `mtl.optim.m`, ...
 void appendOptimizerState(std::vector<WeightingState>& out, Optimizer& opt) {
   for (const Optimizer::StateTensor& s : opt.state()) out.push_back({"mtl." + s.name, {s.size}, s.data});
 }
 
-// After its state tensors were loaded: the step count is the value of `optim.step`.
 void restoreSteps(Optimizer& opt) {
   for (const Optimizer::StateTensor& s : opt.state())
     if (s.name == "optim.step") opt.setSteps(int64_t(s.data[0]));
 }
+
+double weightingArg(const ModelSpec& spec, const char* name) {
+  const vocab::Entry& row = vocab::row(spec.train.weighting);
+  for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i)
+    if (std::string_view(row.args[i].name) == name)
+      return size_t(i) < spec.train.weightingArgs.size() ? spec.train.weightingArgs[size_t(i)] : row.args[i].def;
+  throwError("internal: weighting `{}` has no argument `{}`", row.name, name);
+}
+
+std::vector<bool> measureLosses(StepKernels& k, int64_t T, bool positive) {
+  const std::vector<float> ones(static_cast<size_t>(T), 1.0f);
+  k.trainStep(ones.data());
+  std::vector<bool> in(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) in[size_t(t)] = k.present(t) > 0 && (!positive || k.losses()[t] > 0);
+  return in;
+}
+
+namespace {
 
 class Fixed final : public Weighting {
  public:

@@ -102,6 +102,9 @@ class Weighting {
   // One step (1-based `step`): runs the kernels, leaves the model gradient in k.grads(), updates
   // the strategy's own state.
   virtual StepResult step(StepKernels& k, int64_t step) = 0;
+  // After the optimizer applied this step's gradient and the step was logged, on the same batch: a
+  // strategy that learns from the loss change the update made (famo) reruns the kernels here.
+  virtual void afterUpdate(StepKernels& k, int64_t step) {}
   // After each complete epoch: each task's epoch-mean training loss (NaN when it had no label).
   virtual void endEpoch(const std::vector<double>& meanLosses) {}
   // The loss weights the next step starts from (what a plain train_step would be given).
