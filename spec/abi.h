@@ -35,6 +35,14 @@ typedef struct mtlc_args {
   void (*parallel_for)(void *pool, int64_t count,
                        void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx);
   int32_t threads;             /* how many threads parallel_for runs on; <= 1: kernels stay serial */
+  /* Gradient readiness (optional; null = not told). train_step calls grads_ready(ctx, begin, end)
+   * between kernels as soon as grads[begin, end) holds its final values and no later kernel of
+   * the call reads or writes it, so a data-parallel runtime can start reducing those gradients
+   * while the rest of the backward pass runs. The ranges are disjoint, reported in the same order
+   * on every call, and together cover the gradients written in place (those delivered by a copy
+   * at the end of the call are not reported). */
+  void (*grads_ready)(void *ctx, int64_t begin, int64_t end);
+  void *grads_ready_ctx;
 } mtlc_args;
 
 typedef void (*mtlc_entry_fn)(const mtlc_args *);

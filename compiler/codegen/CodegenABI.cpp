@@ -7,7 +7,7 @@
 namespace mtlc::codegen {
 
 // The mirror below assumes an LP64 layout: eight 8-byte pointers, two 8-byte integers, two
-// pointers and an int32 (4 bytes of tail padding). If abi.h changes, these fire; update ArgsField
+// pointers, an int32 (4 bytes of padding) and two pointers. If abi.h changes, these fire; update ArgsField
 // and argsStructType together.
 static_assert(sizeof(void *) == 8, "mtlc assumes a 64-bit target");
 static_assert(offsetof(mtlc_args, params) == 0);
@@ -23,7 +23,9 @@ static_assert(offsetof(mtlc_args, seed) == 72);
 static_assert(offsetof(mtlc_args, pool) == 80);
 static_assert(offsetof(mtlc_args, parallel_for) == 88);
 static_assert(offsetof(mtlc_args, threads) == 96);
-static_assert(sizeof(mtlc_args) == 104);
+static_assert(offsetof(mtlc_args, grads_ready) == 104);
+static_assert(offsetof(mtlc_args, grads_ready_ctx) == 112);
+static_assert(sizeof(mtlc_args) == 120);
 
 llvm::StructType *argsStructType(llvm::LLVMContext &ctx) {
   if (auto *existing = llvm::StructType::getTypeByName(ctx, "mtlc_args")) return existing;
@@ -43,6 +45,8 @@ llvm::StructType *argsStructType(llvm::LLVMContext &ctx) {
       ptr,  // pool
       ptr,  // parallel_for
       i32,  // threads
+      ptr,  // grads_ready
+      ptr,  // grads_ready_ctx
   };
   static_assert(std::size(fields) == (size_t)ArgsField::Count);
   return llvm::StructType::create(ctx, fields, "mtlc_args");
@@ -56,7 +60,7 @@ llvm::FunctionType *entryFunctionType(llvm::LLVMContext &ctx) {
 llvm::Value *loadArgsField(llvm::IRBuilder<> &b, llvm::Value *args, ArgsField field) {
   static const char *names[] = {"params", "grads",  "acts",    "inputs", "labels",
                                 "loss_weights", "losses", "outputs", "n",      "seed",
-                                "pool",   "parallel_for", "threads"};
+                                "pool",   "parallel_for", "threads", "grads_ready", "grads_ready_ctx"};
   static_assert(std::size(names) == (size_t)ArgsField::Count);
   llvm::StructType *st = argsStructType(b.getContext());
   unsigned i = (unsigned)field;

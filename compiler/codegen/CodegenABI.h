@@ -23,10 +23,12 @@ enum class ArgsField : unsigned {
   Pool,         // void *
   ParallelFor,  // void (*)(void *, int64_t, void (*)(void *, int64_t, int64_t), void *)
   Threads,      // int32_t
+  GradsReady,   // void (*)(void *, int64_t, int64_t)
+  GradsReadyCtx,  // void *
   Count
 };
 
-// %mtlc_args = type { ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, i32 }
+// %mtlc_args = type { ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, i32, ptr, ptr }
 llvm::StructType *argsStructType(llvm::LLVMContext &ctx);
 
 // void(const mtlc_args *): the C type mtlc_entry_fn.

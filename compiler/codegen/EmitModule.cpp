@@ -14,9 +14,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <optional>
+#include <utility>
 
 namespace mtlc::codegen {
 
@@ -169,7 +172,11 @@ class EntryEmitter {
     args_ = args;
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", entry_));
 
-    for (const passes::ScheduledKernel &k : sf_.kernels) callKernel(k);
+    const std::vector<std::vector<GradRange>> ready = gradsReadyAfter();
+    for (size_t i = 0; i < sf_.kernels.size(); ++i) {
+      callKernel(sf_.kernels[i]);
+      if (!ready[i].empty()) callGradsReady(ready[i]);
+    }
     for (const auto &copy : plan_.copies) {
       const ir::Type &t = copy.value->type;
       llvm::Value *floats = t.batched ? b_.CreateMul(n(), b_.getInt64(t.elements()))
@@ -334,6 +341,61 @@ class EntryEmitter {
     callArgs.push_back(args_);
     b_.CreateCall(fn, callArgs);
     if (opts_.nodeHook) callNodeHook(result);
+  }
+
+  using GradRange = std::pair<int64_t, int64_t>;  // [begin, end) of the grads arena
+
+  // Per kernel, the gradients final after it (mtlc_args::grads_ready): each Grad output written in
+  // place, after the last kernel that is passed storage overlapping it (its writer, or a later
+  // reader: nothing may touch a range once a reduction of it may have started). Sorted, adjacent
+  // ranges merged.
+  std::vector<std::vector<GradRange>> gradsReadyAfter() const {
+    const size_t K = sf_.kernels.size();
+    std::vector<std::vector<GradRange>> touched(K), ready(K);
+    for (size_t i = 0; i < K; ++i) {
+      const KernelSpec spec = specOf(sf_, sf_.kernels[i]);
+      auto note = [&](const ir::Node &n) {
+        const Storage &s = plan_.storage[n.id];
+        if (s.base == Storage::Base::Grads) touched[i].push_back({s.offset, s.offset + n.type.elements()});
+      };
+      note(spec.group ? *spec.group->last() : *spec.root);
+      for (const ir::Node *operand : spec.root->operands) note(*operand);
+      for (const auto &side : spec.side) note(*side.node);
+    }
+    for (const ir::Output &o : f_.outputs) {
+      const Storage &s = plan_.storage[o.value->id];
+      if (o.kind != ir::Output::Kind::Grad || s.base != Storage::Base::Grads) continue;  // else copied at the end
+      const GradRange r{s.offset, s.offset + o.value->type.elements()};
+      std::optional<size_t> last;
+      for (size_t i = 0; i < K; ++i)
+        for (const GradRange &t : touched[i])
+          if (t.first < r.second && r.first < t.second) last = i;
+      if (last) ready[*last].push_back(r);
+    }
+    for (std::vector<GradRange> &rs : ready) {
+      std::sort(rs.begin(), rs.end());
+      std::vector<GradRange> merged;
+      for (const GradRange &r : rs)
+        if (!merged.empty() && merged.back().second == r.first) merged.back().second = r.second;
+        else merged.push_back(r);
+      rs = std::move(merged);
+    }
+    return ready;
+  }
+
+  // if (args->grads_ready) args->grads_ready(args->grads_ready_ctx, begin, end), per range. The
+  // context is loaded inside the branch, so it is not cached (field() values must dominate).
+  void callGradsReady(const std::vector<GradRange> &ranges) {
+    llvm::Value *fn = field(ArgsField::GradsReady);
+    auto *call = llvm::BasicBlock::Create(ctx_, "grads_ready", entry_);
+    auto *after = llvm::BasicBlock::Create(ctx_, "after_grads_ready", entry_);
+    b_.CreateCondBr(b_.CreateIsNotNull(fn), call, after);
+    b_.SetInsertPoint(call);
+    llvm::Value *ctx = loadArgsField(b_, args_, ArgsField::GradsReadyCtx);
+    auto *type = llvm::FunctionType::get(b_.getVoidTy(), {b_.getPtrTy(), b_.getInt64Ty(), b_.getInt64Ty()}, false);
+    for (const GradRange &r : ranges) b_.CreateCall(type, fn, {ctx, b_.getInt64(r.first), b_.getInt64(r.second)});
+    b_.CreateBr(after);
+    b_.SetInsertPoint(after);
   }
 
   // hook(id, values, count) after the kernel that wrote `node` (CodegenOptions::nodeHook).

@@ -79,15 +79,26 @@ void DataParallelKernels::checkInSync(const float* params, int64_t epoch) {
 void DataParallelKernels::trainStep(const float* w) {
   const size_t T = spec_.tasks.size();
   for (size_t t = 0; t < T; ++t) scaled_[t] = float(double(w[t]) * factor_[t]);
+  comm_.overlapBegin(buffers_.grads, spec_.paramCount);
   if (rows_.count > 0) {
+    // The gradient sum starts while the backward pass still runs: the last layers' first.
+    local_.reportGradsReady(&DataParallelKernels::gradsReady, this);
+    struct Stop {
+      StepKernels& k;
+      ~Stop() { k.reportGradsReady(nullptr, nullptr); }
+    } stop{local_};
     local_.trainStep(scaled_.data());
   } else {  // nothing of this batch here: contribute zeros
     std::fill_n(buffers_.grads, spec_.paramCount, 0.0f);
     std::fill_n(buffers_.losses, T, 0.0f);
   }
-  comm_.allreduceSum(buffers_.grads, spec_.paramCount);
+  comm_.overlapFinish();
   reduceLosses(w);
   gatherRows(0, T, headWidths_);
+}
+
+void DataParallelKernels::gradsReady(void* self, int64_t begin, int64_t end) {
+  static_cast<DataParallelKernels*>(self)->comm_.overlapReady(begin, end);
 }
 
 void DataParallelKernels::taskGrads(const float* w) {

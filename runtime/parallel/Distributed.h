@@ -50,11 +50,26 @@ class Communicator {
   // the call every rank holds every rank's part.
   virtual void allgather(float* data, const std::vector<int64_t>& counts) = 0;
   virtual void broadcastFromRoot(float* data, int64_t count) = 0;
+  // An in-place sum over all ranks overlapped with the computation that produces `data`:
+  // overlapBegin before it starts, overlapReady(begin, end) as parts become final (never touched
+  // again until overlapFinish), overlapFinish after it ends; then data holds the sum, as after
+  // allreduceSum. The ranks may report different parts at different times (a rank without rows
+  // reports none). This default sums everything in overlapFinish.
+  virtual void overlapBegin(float* data, int64_t count) {
+    overlapData_ = data;
+    overlapCount_ = count;
+  }
+  virtual void overlapReady(int64_t begin, int64_t end) {}
+  virtual void overlapFinish() { allreduceSum(overlapData_, overlapCount_); }
   // Seconds spent in the training steps' collectives so far (their transfers, and waiting for
   // slower ranks); the initial broadcast is not counted.
   virtual double collectiveSeconds() const = 0;
   // Ends every process of the job with this exit status; does not return.
   [[noreturn]] virtual void abort(int status) = 0;
+
+ protected:
+  float* overlapData_ = nullptr;
+  int64_t overlapCount_ = 0;
 };
 
 // Whether this mtlc was built with MPI support.
@@ -127,6 +142,7 @@ class DataParallelKernels final : public StepKernels {
   void reduceLosses(const float* lossWeights);
   // Head outputs (and, with reps, the rep_grads rows) of every slice onto every rank.
   void gatherRows(size_t firstOutput, size_t outputs, const std::vector<int64_t>& widths);
+  static void gradsReady(void* self, int64_t begin, int64_t end);
 
   const ModelSpec& spec_;
   Communicator& comm_;

@@ -30,6 +30,10 @@ namespace {
 // int.
 constexpr int64_t kBucketFloats = int64_t(1) << 20;
 
+// An overlapped gradient sum is cut into buckets of this many floats (256 KiB), so that the last
+// layers' gradients, final first, can be on the wire while the earlier layers are differentiated.
+constexpr int64_t kOverlapBucketFloats = int64_t(1) << 16;
+
 // What the SIGTERM handler writes (async-signal-safe: a preformatted buffer and write(2)).
 char gAbortMessage[160];
 volatile std::sig_atomic_t gAborting = 0;  // this rank called abort(): it has said why already
@@ -117,6 +121,40 @@ class MpiCommunicator final : public Communicator {
     wait(req, "broadcasting rank 0's parameters", /*counted=*/false);  // before training: not a step's
   }
 
+  // Every rank must start the same collectives in the same order, but ranks learn that gradients
+  // are final at different times (a rank without rows of the batch never does). So the buckets
+  // start in one fixed order, from the end of the arena down (the output layers' gradients, which
+  // the backward pass finishes first): bucket b starts once it is complete and every bucket above
+  // it has started. Each report also polls the started sums, since Open MPI moves non-blocking
+  // collectives only inside MPI calls.
+  void overlapBegin(float* data, int64_t count) override {
+    Communicator::overlapBegin(data, count);
+    const int64_t buckets = (count + kOverlapBucketFloats - 1) / kOverlapBucketFloats;
+    missing_.resize(size_t(buckets));
+    for (int64_t b = 0; b < buckets; ++b)
+      missing_[size_t(b)] = std::min(kOverlapBucketFloats, count - b * kOverlapBucketFloats);
+    nextBucket_ = buckets - 1;
+    overlapReq_.clear();
+  }
+  void overlapReady(int64_t begin, int64_t end) override {
+    const double start = seconds();
+    for (int64_t b = begin / kOverlapBucketFloats; b * kOverlapBucketFloats < end; ++b) {
+      const int64_t lo = std::max(begin, b * kOverlapBucketFloats);
+      const int64_t hi = std::min(end, (b + 1) * kOverlapBucketFloats);
+      missing_[size_t(b)] -= hi - lo;
+    }
+    while (nextBucket_ >= 0 && missing_[size_t(nextBucket_)] <= 0) startBucket(nextBucket_--);
+    if (!overlapReq_.empty()) {
+      int done = 0;
+      check(MPI_Testall(int(overlapReq_.size()), overlapReq_.data(), &done, MPI_STATUSES_IGNORE), "summing gradients");
+    }
+    waited_ += seconds() - start;
+  }
+  void overlapFinish() override {
+    while (nextBucket_ >= 0) startBucket(nextBucket_--);
+    wait(overlapReq_, "summing gradients");
+  }
+
   [[noreturn]] void abort(int status) override {
     gAborting = 1;
     MPI_Abort(comm_, status);
@@ -124,6 +162,14 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  void startBucket(int64_t b) {
+    const int64_t at = b * kOverlapBucketFloats;
+    overlapReq_.emplace_back();
+    check(MPI_Iallreduce(MPI_IN_PLACE, overlapData_ + at, int(std::min(kOverlapBucketFloats, overlapCount_ - at)),
+                         MPI_FLOAT, MPI_SUM, comm_, &overlapReq_.back()),
+          "MPI_Iallreduce");
+  }
+
   void reduce(void* data, int64_t count, MPI_Datatype type, size_t bytes) {
     std::vector<MPI_Request> req;
     for (int64_t at = 0; at < count; at += kBucketFloats) {
@@ -166,6 +212,11 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0, size_ = 1;
   double timeout_ = 300;
   double waited_ = 0;
+  // The overlapped sum in flight: floats not yet final per bucket, the next bucket to start (from
+  // the top down), the started buckets' requests.
+  std::vector<int64_t> missing_;
+  int64_t nextBucket_ = -1;
+  std::vector<MPI_Request> overlapReq_;
 };
 
 }  // namespace

@@ -63,6 +63,7 @@ void BatchKernels::run(mtlc_entry_fn fn, const char* name, const float* w, float
   args.loss_weights = w;
   lastEntry_ = name;
   lastArgs_ = args;
+  lastArgs_.grads_ready = nullptr;  // locate() reruns the call on this rank alone
   fn(&args);
   for (size_t t = 0; t < spec_.tasks.size(); ++t) {
     const float L = ws_.losses[t];

@@ -75,6 +75,10 @@ class BatchKernels final : public StepKernels {
   const float* repGrad(int64_t t) const override { return outputs_[spec_.tasks.size() + size_t(t)]; }
   int64_t n() const override { return base_.n; }
   int64_t present(int64_t t) const override { return present_[size_t(t)]; }
+  void reportGradsReady(void (*ready)(void*, int64_t, int64_t), void* ctx) override {
+    base_.grads_ready = ready;
+    base_.grads_ready_ctx = ctx;
+  }
 
   // After a non-finite loss or gradient: "; <where it first appeared>", or "" when that cannot be
   // told. A parameter or an input that is already non-finite is named; otherwise the model's

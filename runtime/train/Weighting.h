@@ -74,6 +74,9 @@ class StepKernels {
   virtual const float* repGrad(int64_t t) const = 0;
   virtual int64_t n() const = 0;                   // samples in the batch
   virtual int64_t present(int64_t t) const = 0;    // task t's label values present in the batch
+  // From now on trainStep tells `ready(ctx, begin, end)` when grads()[begin, end) is final, while it
+  // still runs (mtlc_args::grads_ready); null stops it. Kernels that cannot tell ignore it.
+  virtual void reportGradsReady(void (*ready)(void*, int64_t, int64_t), void* ctx) {}
 };
 
 // A named tensor of a strategy's state, saved under `mtl.` in checkpoints.

@@ -127,7 +127,8 @@ void Harness::runFunction(const std::string &name, int64_t n, uint64_t seed) {
   for (auto &v : outputs_) outputPtrs.push_back(v.data());
   mtlc_args args{params_.data(),      grads_.data(),     acts_.data(),      inputPtrs.data(),
                  labelPtrs.data(),    lossWeights_.data(), losses_.data(),  outputPtrs.data(),
-                 n,                   seed,                nullptr,             nullptr,         0};
+                 n,                   seed,                nullptr,             nullptr,         0,
+                 gradsReady,          gradsReadyCtx};
   if (threads > 1) {
     if (!pool_ || pool_->threads() != threads) pool_ = std::make_unique<rt::ThreadPool>(threads);
     pool_->attach(args);

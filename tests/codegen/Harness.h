@@ -48,6 +48,9 @@ class Harness {
   jit::CompileOptions options;
   // Runs with a runtime ThreadPool of this many threads (<= 1: no pool, kernels stay serial).
   int threads = 1;
+  // mtlc_args::grads_ready and its context for the calls run() makes (null: not told).
+  void (*gradsReady)(void *, int64_t, int64_t) = nullptr;
+  void *gradsReadyCtx = nullptr;
 
   // Compiles (once) and allocates every buffer for the module's maxBatch.
   void prepare();

@@ -32,6 +32,8 @@ TEST_CASE("codegen mirrors the mtlc_args layout of runtime/abi.h", "[codegen][ab
   CHECK(offset(ArgsField::Pool) == offsetof(mtlc_args, pool));
   CHECK(offset(ArgsField::ParallelFor) == offsetof(mtlc_args, parallel_for));
   CHECK(offset(ArgsField::Threads) == offsetof(mtlc_args, threads));
+  CHECK(offset(ArgsField::GradsReady) == offsetof(mtlc_args, grads_ready));
+  CHECK(offset(ArgsField::GradsReadyCtx) == offsetof(mtlc_args, grads_ready_ctx));
   CHECK(dl.getTypeAllocSize(codegen::argsStructType(ctx)) == sizeof(mtlc_args));
 }
 

@@ -314,3 +314,82 @@ TEST_CASE("timing: MLP train_step, 1 and 2 threads", "[.timing]") {
     }
   }
 }
+
+// mtlc_args::grads_ready (data-parallel overlap): every gradient is reported once, after which the
+// call never changes it, and the output layers' gradients are reported before the first layer's.
+TEST_CASE("train_step reports each gradient once it is final", "[codegen][e2e]") {
+  Harness h(8, "train_step");
+  Node *x = h.input({6});
+  Node *W1 = h.param({5, 6}), *b1 = h.param({5});
+  Node *W2 = h.param({4, 5}), *b2 = h.param({4});
+  Node *y = h.label({1});
+  Node *a1 = dense(h, x, W1, b1);
+  Node *h1 = h.b.unary(OpKind::Relu, a1);
+  Node *z = dense(h, h1, W2, b2);
+  Node *L = h.b.loss(OpKind::CrossEntropy, z, y);
+  Node *w = h.lossWeight(0);
+  Node *dz = h.b.lossBwd(OpKind::CrossEntropyBwd, z, y, w);
+  Node *dW2 = h.b.matmul(dz, h1, true, false), *db2 = h.b.biasGrad(dz);
+  Node *dh1 = h.b.matmul(dz, W2, false, false);
+  Node *da1 = h.b.unaryBwd(OpKind::ReluBwd, a1, dh1);
+  Node *dW1 = h.b.matmul(da1, x, true, false), *db1 = h.b.biasGrad(da1);
+  h.bind(L, Kind::TaskLoss, 0);
+  h.bind(h.b.mul(w, L), Kind::TotalLoss, 0);
+  h.bind(z, Kind::Head, 0);
+  const std::vector<Node *> params{W1, b1, W2, b2}, grads{dW1, db1, dW2, db2};
+  for (size_t i = 0; i < params.size(); ++i) h.bind(grads[i], Kind::Grad, (int)i);
+  h.fillUniform(x);
+  for (Node *p : params) h.fillUniform(p, -0.8, 0.8);
+  h.fillClasses(y, 4);
+  h.lossWeights()[0] = 1.0f;
+
+  struct Report {
+    int64_t begin, end;
+    std::vector<float> values;  // the range's values when it was reported
+  };
+  struct Seen {
+    Harness *h;
+    std::vector<Report> reports;
+  } seen{&h, {}};
+  h.gradsReady = [](void *ctx, int64_t begin, int64_t end) {
+    auto *s = static_cast<Seen *>(ctx);
+    const float *g = s->h->grads().data();
+    s->reports.push_back({begin, end, std::vector<float>(g + begin, g + end)});
+  };
+  h.gradsReadyCtx = &seen;
+  h.run(6);
+
+  const int64_t P = (int64_t)h.grads().size();
+  std::vector<int> covered(size_t(P), 0);
+  for (const Report &r : seen.reports) {
+    REQUIRE(0 <= r.begin);
+    REQUIRE(r.begin < r.end);
+    REQUIRE(r.end <= P);
+    for (int64_t i = r.begin; i < r.end; ++i) ++covered[size_t(i)];
+    // Final when reported: the call did not touch the range afterwards.
+    CHECK(std::equal(r.values.begin(), r.values.end(), h.grads().begin() + r.begin));
+  }
+  // Every parameter's gradient exactly once (the arena's alignment gaps are no gradient's).
+  for (Node *p : params) {
+    const auto &info = h.module.params[p->ints[0]];
+    for (int64_t i = info.offset; i < info.offset + info.elements(); ++i) CHECK(covered[size_t(i)] == 1);
+  }
+  // The output layer's weight W2 is reported before the first layer's weight W1.
+  auto reportOf = [&](int64_t offset) {
+    for (size_t i = 0; i < seen.reports.size(); ++i)
+      if (seen.reports[i].begin <= offset && offset < seen.reports[i].end) return i;
+    return seen.reports.size();
+  };
+  const size_t w1 = reportOf(h.module.params[W1->ints[0]].offset);
+  const size_t w2 = reportOf(h.module.params[W2->ints[0]].offset);
+  CHECK(w2 < w1);
+  // Without a callback the same call gives the same gradients.
+  const std::vector<float> with = h.grads();
+  h.gradsReady = nullptr;
+  h.run(6);
+  for (Node *p : params) {
+    const auto &info = h.module.params[p->ints[0]];
+    CHECK(std::equal(with.begin() + info.offset, with.begin() + info.offset + info.elements(),
+                     h.grads().begin() + info.offset));
+  }
+}
