@@ -76,6 +76,20 @@ void DataParallelKernels::checkInSync(const float* params, int64_t epoch) {
                comm_.rank(), comm_.size(), epoch, differ, spec_.paramCount, worst);
 }
 
+void DataParallelKernels::syncState(float* params) {
+  state_.clear();
+  for (const ParamSpec& p : spec_.params)
+    if (p.state) state_.insert(state_.end(), params + p.offset, params + p.offset + p.size);
+  if (state_.empty()) return;
+  comm_.broadcastFromRoot(state_.data(), int64_t(state_.size()));  // bits: num_batches_tracked is an i64
+  size_t at = 0;
+  for (const ParamSpec& p : spec_.params)
+    if (p.state) {
+      std::copy_n(state_.data() + at, p.size, params + p.offset);
+      at += size_t(p.size);
+    }
+}
+
 void DataParallelKernels::trainStep(const float* w) {
   const size_t T = spec_.tasks.size();
   for (size_t t = 0; t < T; ++t) scaled_[t] = float(double(w[t]) * factor_[t]);

@@ -127,6 +127,12 @@ class DataParallelKernels final : public StepKernels {
   // steps from the same reduced numbers); an Error on a rank whose parameters differ.
   void checkInSync(const float* params, int64_t epoch);
 
+  // After each step's kernels: the state parameters (batchnorm's running statistics and
+  // num_batches_tracked) become rank 0's on every rank, as PyTorch DDP's broadcast_buffers. Each
+  // rank normalises with its own slice's batch statistics (no synchronised batchnorm), so a model
+  // with batchnorm trains as DDP would, not bit-like one process; without one this does nothing.
+  void syncState(float* params);
+
   void trainStep(const float* lossWeights) override;
   void taskGrads(const float* lossWeights) override;
   void repGrads(const float* lossWeights) override;
@@ -154,6 +160,7 @@ class DataParallelKernels final : public StepKernels {
   std::vector<double> factor_;  // f_i = p_i / P_i
   std::vector<float> scaled_;   // w_i · f_i
   std::vector<int64_t> headWidths_, repWidths_;
+  std::vector<float> state_;  // the state parameters, packed for syncState's broadcast
   std::vector<float> rootParams_;  // checkInSync's copy of rank 0's
 };
 

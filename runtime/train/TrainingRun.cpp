@@ -432,6 +432,7 @@ bool TrainingRun::runStep(int64_t b, int64_t e) {
   // Last of the step's work on this batch: it may rerun the kernels (the outputs are counted).
   if (parallel_) weighting_->afterUpdate(*parallel_, step);
   else weighting_->afterUpdate(*kernels_, step);
+  if (parallel_) parallel_->syncState(params_.data());  // after every kernel call of the step
   progress_->update(b + 1, epochSamples_, totalSum_ / double(epochSamples_));
   // The checkpoint policy: every checkpointEvery steps; a stop signal or the step limit ends the
   // run after this step (finish writes the final checkpoint).

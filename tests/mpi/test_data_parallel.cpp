@@ -297,3 +297,24 @@ TEST_CASE("only `mtlc train` runs under an MPI launcher") {
   CHECK(r.err.find("started by an MPI launcher with 2 processes: only `mtlc train MODEL.mtl` runs data-parallel") !=
         std::string::npos);
 }
+
+// Batchnorm: each rank normalises with its slice's statistics (as PyTorch DDP without
+// SyncBatchNorm), and the running statistics are rank 0's on every rank after each step, so the
+// ranks stay one model (the per-epoch check that every rank's parameters equal rank 0's passes)
+// and the checkpoint holds running statistics that moved.
+TEST_CASE("a model with batchnorm trains data-parallel, running statistics kept in step") {
+  const auto dir = setUp("mpi_batchnorm", "fixed");
+  std::string text = program("fixed");
+  const std::string from = "x -> dense(32) -> relu", to = "x -> dense(32) -> batchnorm -> relu";
+  text.replace(text.find(from), from.size(), to);
+  std::ofstream(dir / "bn.mtl") << text;
+  const Timed dp = runShell(kMpirun + "-np 2 '" MTLC_BINARY "' train bn.mtl --epochs 3 -q --save bn.safetensors", dir, 120);
+  INFO(dp.err);
+  REQUIRE(dp.exitCode == 0);
+  auto ck = mtlc::rt::readSafeTensors((dir / "bn.safetensors").string());
+  const auto *mean = ck.find("trunk.1.running_mean");
+  REQUIRE(mean);
+  double moved = 0;
+  for (float v : mean->data) moved = std::max(moved, double(std::fabs(v)));
+  CHECK(moved > 1e-3);
+}
