@@ -220,16 +220,18 @@ TEST_CASE("a rank that fails ends the whole job with its error") {
   }
 }
 
-TEST_CASE("killing one rank mid-run ends the job with an error within seconds") {
+TEST_CASE("killing one rank mid-run ends the job with an error within seconds; its checkpoint resumes") {
   const auto dir = setUp("mpi_kill", "fixed");
   const std::string mark = std::to_string(getpid());
   setenv("MTLC_TEST_JOB", mark.c_str(), 1);  // mpirun passes it on: tells our ranks from others
   std::filesystem::remove(dir / "kill.jsonl");
+  std::filesystem::remove(dir / "ck.safetensors");
   const pid_t job = fork();
   REQUIRE(job >= 0);
   if (job == 0) {
     const std::string cmd = "cd '" + dir.string() + "' && exec " + kMpirun + "-np 2 '" MTLC_BINARY
-                            "' train dp.mtl --epochs 100000 -q --log kill.jsonl >kill.out 2>kill.err </dev/null";
+                            "' train dp.mtl --epochs 100000 -q --log kill.jsonl --checkpoint-every 5 --save ck.safetensors "
+                            ">kill.out 2>kill.err </dev/null";
     execl("/bin/sh", "sh", "-c", cmd.c_str(), (char *)nullptr);
     _exit(127);
   }
@@ -286,6 +288,17 @@ TEST_CASE("killing one rank mid-run ends the job with an error within seconds") 
   CHECK(err.find("rank 1") != std::string::npos);
   CHECK(err.find("exited on signal 9") != std::string::npos);                   // mpirun names the lost rank
   CHECK(err.find("rank 0 of 2: the job was aborted") != std::string::npos);     // the survivor says why it stops
+
+  // The last checkpoint (written atomically every 5 steps) is whole and resumes on 1 and 3 ranks.
+  REQUIRE(std::filesystem::exists(dir / "ck.safetensors"));
+  const std::string more = std::to_string(steps(dir / "kill.jsonl").size() + 5);
+  const std::string resume = "'" MTLC_BINARY "' train dp.mtl -q --resume ck.safetensors --steps " + more;
+  for (const std::string &launch : {std::string(), kMpirun + "-np 3 "}) {
+    const Timed r = runShell(launch + resume, dir, 120);
+    INFO(launch << resume << "\n" << r.err);
+    CHECK(r.exitCode == 0);
+    CHECK(r.out.find("resumed from ck.safetensors at step") != std::string::npos);
+  }
 }
 
 TEST_CASE("only `mtlc train` runs under an MPI launcher") {
