@@ -90,7 +90,7 @@ void DataParallelKernels::syncState(float* params) {
     }
 }
 
-void DataParallelKernels::trainStep(const float* w) {
+void DataParallelKernels::trainStepOf(const float* w, bool measure) {
   const size_t T = spec_.tasks.size();
   for (size_t t = 0; t < T; ++t) scaled_[t] = float(double(w[t]) * factor_[t]);
   comm_.overlapBegin(buffers_.grads, spec_.paramCount);
@@ -101,7 +101,8 @@ void DataParallelKernels::trainStep(const float* w) {
       StepKernels& k;
       ~Stop() { k.reportGradsReady(nullptr, nullptr); }
     } stop{local_};
-    local_.trainStep(scaled_.data());
+    if (measure) local_.measureStep(scaled_.data());
+    else local_.trainStep(scaled_.data());
   } else {  // nothing of this batch here: contribute zeros
     std::fill_n(buffers_.grads, spec_.paramCount, 0.0f);
     std::fill_n(buffers_.losses, T, 0.0f);

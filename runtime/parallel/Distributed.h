@@ -133,7 +133,8 @@ class DataParallelKernels final : public StepKernels {
   // with batchnorm trains as DDP would, not bit-like one process; without one this does nothing.
   void syncState(float* params);
 
-  void trainStep(const float* lossWeights) override;
+  void trainStep(const float* lossWeights) override { trainStepOf(lossWeights, false); }
+  void measureStep(const float* lossWeights) override { trainStepOf(lossWeights, true); }
   void taskGrads(const float* lossWeights) override;
   void repGrads(const float* lossWeights) override;
   const float* losses() const override { return buffers_.losses; }
@@ -144,6 +145,8 @@ class DataParallelKernels final : public StepKernels {
   int64_t present(int64_t t) const override { return globalPresent_[size_t(t)]; }
 
  private:
+  // The local train_step (measureStep when `measure`), then the global batch's results.
+  void trainStepOf(const float* lossWeights, bool measure);
   // Local losses → the global batch's (Σ_r f_i·L_i^r); then losses[T] = Σ w_i·L_i.
   void reduceLosses(const float* lossWeights);
   // Head outputs (and, with reps, the rep_grads rows) of every slice onto every rank.

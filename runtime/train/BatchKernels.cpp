@@ -73,6 +73,19 @@ void BatchKernels::run(mtlc_entry_fn fn, const char* name, const float* w, float
   }
 }
 
+void BatchKernels::keepingState(mtlc_entry_fn fn, const char* name, const float* w) {
+  std::vector<float> state;
+  for (const ParamSpec& p : spec_.params)
+    if (p.state) state.insert(state.end(), base_.params + p.offset, base_.params + p.offset + p.size);
+  run(fn, name, w, grads_);
+  size_t at = 0;
+  for (const ParamSpec& p : spec_.params)
+    if (p.state) {
+      std::copy_n(state.data() + at, p.size, base_.params + p.offset);
+      at += size_t(p.size);
+    }
+}
+
 std::vector<TaskResult> evaluateWith(const ModelSpec& spec, const float* params, const Dataset& data, Workspace& ws,
                                      ThreadPool* pool) {
   if (!spec.evalStep) throwError("internal: model `{}` has no eval_step entry point", spec.name);

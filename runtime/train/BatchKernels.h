@@ -58,17 +58,9 @@ class BatchKernels final : public StepKernels {
     for (size_t t = 0; t < T; ++t) std::fill_n(outputs_[T + t], base_.n * spec_.repWidth, 0.0f);
     // MGDA-UB runs train_step after rep_grads in the same step, and both run the training
     // forward: batchnorm's running statistics must move once per step, so they are put back.
-    std::vector<float> state;
-    for (const ParamSpec& p : spec_.params)
-      if (p.state) state.insert(state.end(), base_.params + p.offset, base_.params + p.offset + p.size);
-    run(spec_.repGradsStep, "rep_grads", w, grads_);
-    size_t at = 0;
-    for (const ParamSpec& p : spec_.params)
-      if (p.state) {
-        std::copy_n(state.data() + at, p.size, base_.params + p.offset);
-        at += size_t(p.size);
-      }
+    keepingState(spec_.repGradsStep, "rep_grads", w);
   }
+  void measureStep(const float* w) override { keepingState(spec_.trainStep, "train_step", w); }
   const float* losses() const override { return ws_.losses.data(); }
   float* grads() override { return grads_; }
   const float* taskGrad(int64_t t) const override { return taskGrads_.data() + t * spec_.paramCount; }
@@ -87,6 +79,8 @@ class BatchKernels final : public StepKernels {
 
  private:
   void run(mtlc_entry_fn fn, const char* name, const float* w, float* grads);
+  // run() into grads_, then batchnorm's running statistics (ParamSpec::state) put back.
+  void keepingState(mtlc_entry_fn fn, const char* name, const float* w);
   const ModelSpec& spec_;
   Workspace& ws_;
   float* grads_;

@@ -20,6 +20,10 @@ std::vector<float> lossWeights(const ModelSpec& spec) {
       case WeightingKind::Uncertainty: weights.push_back(0.5f); break;  // ½·exp(−0)
       case WeightingKind::Dwa:
       case WeightingKind::GradNorm: weights.push_back(1.0f); break;
+      case WeightingKind::Rlw:  // weights drawn or computed from the step's losses: 1/T before
+      case WeightingKind::Gls:
+      case WeightingKind::Stch:
+      case WeightingKind::Famo: weights.push_back(1.0f / T); break;
     }
   }
   return weights;

@@ -189,7 +189,7 @@ double weightingArg(const ModelSpec& spec, const char* name) {
 
 std::vector<bool> measureLosses(StepKernels& k, int64_t T, bool positive) {
   const std::vector<float> ones(static_cast<size_t>(T), 1.0f);
-  k.trainStep(ones.data());
+  k.measureStep(ones.data());
   std::vector<bool> in(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) in[size_t(t)] = k.present(t) > 0 && (!positive || k.losses()[t] > 0);
   return in;
@@ -483,6 +483,10 @@ std::unique_ptr<Weighting> Weighting::create(const ModelSpec& spec, uint64_t see
     case WeightingKind::Mgda:
       if (!(spec.repGradsStep && spec.repWidth > 0)) require(spec.taskGradsStep, "task_grads");
       return std::make_unique<Mgda>(spec);
+    case WeightingKind::Rlw:
+    case WeightingKind::Gls:
+    case WeightingKind::Stch:
+    case WeightingKind::Famo: return createLossMethod(spec, seed);
   }
   throwError("internal: weighting kind {} has no strategy", int(w));
 }

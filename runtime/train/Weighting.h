@@ -40,7 +40,44 @@
 //                 trainable shared parameters (as pcgrad's: gates excluded), model gradient
 //                 Σ_i α_i·g_i. α is logged.
 //
-// The logged total is Σ_i w_i·L_i with the logged weights (uncertainty: its objective).
+// The loss-level methods (LossMethods.cpp) need no task gradients. The weights of gls, stch and
+// famo depend on the step's own losses, which only a kernel call yields: they first measure them
+// by a measureStep (weights 1; batchnorm's running statistics left alone, so they still move once
+// per step), then run train_step with the weights.
+//   rlw           Lin et al. 2022, LibMTL's form (the normal distribution). w = softmax(z),
+//                 z_t ~ N(0, 1) drawn afresh each step: rlwWeights(seed, k, T) below. One
+//                 train_step. A task without a label in the batch keeps its drawn w_t (its L_t and
+//                 gradient are 0).
+//   gls           Chennupati et al. 2019. Minimises G = (Π_{i∈P} L_i)^(1/|P|), P the tasks with a
+//                 label in the batch and L_i > 0 (the others get w_i = 0: one zero loss would zero
+//                 the product, LibMTL takes every task): w_i = ∂G/∂L_i = G/(|P|·L_i) (LibMTL
+//                 returns L_i/(T·Π L) instead, not the derivative). Logged total: G (= Σ w_i·L_i).
+//                 One measureStep + one train_step.
+//   stch(μ, W)    Lin et al. 2024, LibMTL's form (μ = mu = 1, W = warmup_epochs = 4). Epochs 1…W+1
+//                 (LibMTL's 0-based epoch ≤ W) minimise Σ_{i∈P} log(L_i + 1e-20), so
+//                 w_i = 1/(L_i + 1e-20); epoch W+1 also sums the nadir point n_i = the mean of
+//                 L_i over that epoch's steps where i was in P (1 if none). Later epochs minimise
+//                 T·μ·log Σ_{i∈P} exp(u_i/μ), u_i = log(L_i/n_i + 1e-20):
+//                 w_i = T·softmax_P(u/μ)_i / (L_i + 1e-20·n_i). P as gls's. Logged total: the
+//                 objective (LibMTL's value plus T·max_i u_i, the constant it subtracts).
+//                 State: mtl.epochs [1], mtl.nadir_sum [T], mtl.nadir_steps [T]. One measureStep
+//                 + one train_step.
+//   famo(lr, λ)   Liu et al. 2023, LibMTL's form (lr = 0.025, λ = weight_decay = 1e-3, minimum
+//                 losses 0). Logits ξ (initially 0), z = softmax(ξ), D_i = L_i + 1e-8; the model
+//                 gradient is that of Σ_{i∈P} z_i·log D_i / c with c = Σ_{j∈P} z_j/D_j held
+//                 constant: w_i = (z_i/D_i)/c, P the tasks with a label (0 for the others, whose
+//                 D = 1e-8 would swamp c). After the optimizer's update and the step's log,
+//                 afterUpdate reruns the same batch by a measureStep: L'_i; δ_i = log D_i −
+//                 log(L'_i + 1e-8) (0 outside P), and ξ takes one Adam step (lr, L2 decay λ, betas
+//                 0.9/0.999, eps 1e-8: torch.optim.Adam) on ∂(zᵀδ)/∂ξ_j = z_j·(δ_j − zᵀδ). The
+//                 rerun sees the step's dropout masks and leaves batchnorm's running statistics
+//                 alone (LibMTL reruns in train mode: fresh masks, the statistics move twice); its
+//                 outputs do not enter the train metrics. Logged total Σ w_i·L_i.
+//                 State: mtl.logits [T] and its Adam state (mtl.optim.*). Two measureSteps + one
+//                 train_step.
+//
+// The logged total is Σ_i w_i·L_i with the logged weights (uncertainty: its objective; gls, stch
+// theirs).
 // Task i's L_i is 0 in a batch without any of its labels (the kernels mask absent labels).
 // Every strategy is checked end to end, step by step, against a PyTorch implementation of its
 // paper by tests/pytorch/weighting_parity.py (losses and weights within 2e-4 relative).
@@ -68,6 +105,11 @@ class StepKernels {
   virtual void taskGrads(const float* lossWeights) = 0;
   // rep_grads: writes losses() and repGrad(t) for every t (n·repWidth floats each).
   virtual void repGrads(const float* lossWeights) = 0;
+  // A train_step that leaves batchnorm's running statistics as they were: a second run of the
+  // training forward within one step (losses measured before the weights are known, famo's rerun
+  // after the update), so that they move once per step whatever the strategy. Same dropout masks
+  // as the step's other calls (the step's seed).
+  virtual void measureStep(const float* lossWeights) { trainStep(lossWeights); }
   virtual const float* losses() const = 0;
   virtual float* grads() = 0;                      // the model gradient the optimizer applies
   virtual const float* taskGrad(int64_t t) const = 0;
@@ -139,6 +181,11 @@ std::vector<float> pcgradProject(const float* g, int64_t T, int64_t dim,
 // for each in turn the others' order is another Fisher–Yates draw of {0..T−1} \ {i} from the same
 // stream. Returns orders indexed by task i.
 std::vector<std::vector<int64_t>> pcgradOrders(uint64_t seed, int64_t step, int64_t T);
+
+// RLW's weights at step k: an mt19937_64 seeded with mix64(mix64(seed) ^ k) ^ 0x524C ("RL")
+// draws z_0, …, z_{T−1} in task order, each by Rng.h's standardNormal (Box–Muller, cosine
+// branch: u1 = 1 − uniform01, u2 = uniform01, z = sqrt(−2·ln u1)·cos(2π·u2)); returns softmax(z).
+std::vector<double> rlwWeights(uint64_t seed, int64_t step, int64_t T);
 
 // DWA's weights from the two previous epochs' mean losses (older, newer).
 std::vector<double> dwaWeights(const std::vector<double>& older, const std::vector<double>& newer,

@@ -5,6 +5,7 @@
 
 #include "runtime/train/Weighting.h"
 
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -37,9 +38,13 @@ void restoreSteps(Optimizer& opt);
 // else the row's default. A true/false argument is 1 or 0.
 double weightingArg(const ModelSpec& spec, const char* name);
 
-// A train_step with loss weights 1 to learn this step's losses before the weights that depend on
-// them are known (its gradient is overwritten by the next call). Returns, per task, whether it is
+// A measureStep (batchnorm's running statistics left alone) with loss weights 1 to learn this
+// step's losses before the weights that depend on them are known (its gradient is overwritten by
+// the next call). Returns, per task, whether it is
 // present: a label in the batch and, when `positive`, L_t > 0 (so that a log of it is finite).
 std::vector<bool> measureLosses(StepKernels& k, int64_t T, bool positive);
+
+// The loss-level methods of runtime/train/LossMethods.cpp (rlw, gls, stch, famo).
+std::unique_ptr<Weighting> createLossMethod(const ModelSpec& spec, uint64_t seed);
 
 }  // namespace mtlc::rt

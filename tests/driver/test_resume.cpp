@@ -79,9 +79,13 @@ Resumed stopAndResume(const fs::path &dir, int stopAt = 100) {
 }  // namespace
 
 TEST_CASE("--resume continues bit-exactly for every weighting strategy") {
-  for (const char *weighting : {"fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda"}) {
+  // stch with one warm-up epoch: step 100 is inside epoch 2, which sums the nadir point, and
+  // epoch 3 uses it; famo's logits and their Adam state are in the checkpoint.
+  for (const char *weighting : {"fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda", "rlw", "gls",
+                                "stch(warmup_epochs=1)", "famo"}) {
     DYNAMIC_SECTION(weighting) {
-      auto dir = testDir(std::string("resume_") + weighting);
+      const std::string name = std::string(weighting).substr(0, std::string(weighting).find('('));
+      auto dir = testDir("resume_" + name);
       // 3 epochs: dwa leaves its warm-up (weights 1 for two epochs) in the third.
       std::ofstream(dir / "m.mtl") << program(weighting, 3);
       // Stop mid-epoch 2 (step 100 of 189), then continue from the checkpoint.
@@ -144,9 +148,10 @@ TEST_CASE("--resume with batchnorm: running statistics saved (PyTorch names, I64
 }
 
 TEST_CASE("batchnorm's running statistics move once per step under every weighting") {
-  // MGDA-UB runs rep_grads and train_step in one step, pcgrad and gradnorm task_grads: each runs
-  // the training forward, and num_batches_tracked must still count the steps.
-  for (const char *weighting : {"fixed", "pcgrad", "gradnorm", "mgda"}) {
+  // MGDA-UB runs rep_grads and train_step in one step, pcgrad and gradnorm task_grads, gls and
+  // stch a measuring train_step before theirs, famo one more after the update: each runs the
+  // training forward, and num_batches_tracked must still count the steps.
+  for (const char *weighting : {"fixed", "pcgrad", "gradnorm", "mgda", "gls", "stch", "famo"}) {
     DYNAMIC_SECTION(weighting) {
       auto dir = testDir(std::string("batchnorm_") + weighting);
       std::string text = program(weighting, 1);
