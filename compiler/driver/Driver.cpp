@@ -6,6 +6,7 @@
 #include "Pipeline.h"
 #include "Plot.h"
 #include "repl/Repl.h"
+#include "Seeds.h"
 #include "SingleTask.h"
 #include "Summary.h"
 #include "ir/Builder.h"
@@ -19,6 +20,7 @@
 #include "syntax/SourceFile.h"
 
 #include <fmt/format.h>
+#include <cmath>
 #include <fmt/ostream.h>
 
 #include <fstream>
@@ -51,6 +53,32 @@ int emitText(const Options &o, const std::string &text) {
     fmt::print(stderr, "mtlc: error: cannot write '{}'\n", o.output);
     return kExitError;
   }
+  return 0;
+}
+
+// The training run, with --single-task its baselines; --seeds N times (Seeds.h). Returns the exit
+// status.
+int trainSeeds(const Options &o, const CheckedProgram &checked, const rt::ModelSpec &spec, const rt::TrainOptions &to,
+               std::ostream &out) {
+  const uint64_t first = to.seed.value_or(spec.train.seed);
+  SeedSummary summary;
+  for (int64_t i = 0; i < o.seeds; ++i) {
+    rt::TrainOptions run = to;
+    if (o.seeds > 1) {
+      const uint64_t seed = first + uint64_t(i);
+      run.seed = seed;
+      run.logPath = seedPath(to.logPath, seed);
+      run.savePath = seedPath(to.savePath, seed);
+      run.saveBestPath = seedPath(to.saveBestPath, seed);
+      out << fmt::format("{}seed {} (run {} of {})\n", i ? "\n" : "", seed, i + 1, o.seeds);
+    }
+    rt::TrainReport report = rt::train(spec, run, out);
+    if (report.interruptedBy) return 128 + report.interruptedBy;  // the shell's convention for a signal
+    // Every rank trains the baselines too (the same data-parallel steps); rank 0 reports.
+    const double deltaM = o.singleTask ? reportSingleTask(o, checked, spec, report, run, out) : std::nan("");
+    summary.add(run.seed.value_or(first), report, deltaM);
+  }
+  if (o.seeds > 1) summary.print(out);
   return 0;
 }
 
@@ -127,11 +155,7 @@ int run(const Options &o, rt::Communicator *job) {
     fmt::print("compiled {} in {:.0f} ms ({} learnable parameters, {:.2f} MFLOPs/sample forward)\n", o.file,
                checked.times.totalMs(), learnableParameters(compiled.spec), compiled.spec.flopsPerSample / 1e6);
   if (o.singleTask) checkSingleTaskPossible(checked, compiled.spec, to);
-  rt::TrainReport report = rt::train(compiled.spec, to, root ? std::cout : silent);
-  if (report.interruptedBy) return 128 + report.interruptedBy;  // the shell's convention for a signal
-  // Every rank trains the baselines too (the same data-parallel steps); rank 0 reports.
-  if (o.singleTask) reportSingleTask(o, checked, compiled.spec, report, to, root ? std::cout : silent);
-  return 0;
+  return trainSeeds(o, checked, compiled.spec, to, root ? std::cout : silent);
 }
 
 }  // namespace

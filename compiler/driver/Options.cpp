@@ -201,6 +201,12 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   train->add_flag("--single-task", o.singleTask,
                   "Then train each task alone with the same settings and report Δm, the mean "
                   "relative change of the test metrics against those single-task baselines");
+  auto *seeds = train->add_option("--seeds", o.seeds,
+                                  "Train N times with seeds seed, seed+1, …, seed+N−1 (seed: --seed, else the "
+                                  "program's) and report each task's test metrics, and Δm with --single-task, as "
+                                  "mean ± sample standard deviation; --log/--save/--save-best files get a "
+                                  "`.seedS` suffix before their extension")
+                      ->check(wholeNumber(1, 1000));
 
   CLI::App *plot = app.add_subcommand(
       "plot", "Draw a training log (--log) as a PNG through gnuplot: per task, its training and "
@@ -252,6 +258,11 @@ std::optional<int> parseOptions(int argc, char **argv, Options &o) {
   o.build = build->parsed();
   if (train->parsed()) {
     o.command = Command::Train;
+    if (seeds->count() && !o.resume.empty()) {
+      std::cerr << "mtlc: error: --seeds with --resume: a checkpoint continues one run of one seed; resume "
+                   "each seed's run on its own (its --save file is FILE.seedS.safetensors), without --seeds\n";
+      return 2;
+    }
   } else if (plot->parsed()) {
     o.command = Command::Plot;
   } else if (repl->parsed()) {

@@ -34,6 +34,7 @@ struct Options {
   int threads = 0;                  // --threads: the kernels' threads (0: every CPU)
   bool keepDenormals = false;       // --keep-denormals: do not flush them to zero
   bool singleTask = false;          // --single-task: also train each task alone, report Δm
+  int64_t seeds = 1;                // --seeds N: N runs, seeds seed…seed+N−1 (Seeds.h)
   // plot (`mtlc plot LOG.jsonl -o PNG`): the log is `file`, the picture `output`
   // build (`mtlc build MODEL -o DIR`, Build.h): the command when set
   bool build = false;
