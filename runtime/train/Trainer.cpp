@@ -24,6 +24,12 @@ std::vector<float> lossWeights(const ModelSpec& spec) {
       case WeightingKind::Gls:
       case WeightingKind::Stch:
       case WeightingKind::Famo: weights.push_back(1.0f / T); break;
+      case WeightingKind::Imtl:
+      case WeightingKind::CAGrad:
+      case WeightingKind::MoCo: weights.push_back(1.0f / T); break;
+      case WeightingKind::GradVac:
+      case WeightingKind::GradDrop:
+      case WeightingKind::DbMtl: weights.push_back(1.0f); break;
     }
   }
   return weights;

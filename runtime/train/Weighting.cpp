@@ -487,6 +487,12 @@ std::unique_ptr<Weighting> Weighting::create(const ModelSpec& spec, uint64_t see
     case WeightingKind::Gls:
     case WeightingKind::Stch:
     case WeightingKind::Famo: return createLossMethod(spec, seed);
+    case WeightingKind::Imtl:
+    case WeightingKind::CAGrad:
+    case WeightingKind::GradVac:
+    case WeightingKind::GradDrop:
+    case WeightingKind::DbMtl:
+    case WeightingKind::MoCo: return createGradientMethod(spec, seed);
   }
   throwError("internal: weighting kind {} has no strategy", int(w));
 }

@@ -78,6 +78,54 @@
 //
 // The logged total is Σ_i w_i·L_i with the logged weights (uncertainty: its objective; gls, stch
 // theirs).
+//   ---- gradient methods (issue #26; runtime/train/GradientMethods.cpp). Each runs task_grads
+//   once (imtl and cagrad with rep_grad=true: rep_grads, then one train_step), acts on the
+//   trainable shared parameters as pcgrad does, and gives every other parameter Σ_t w_t·g_t with
+//   the logged w (db_mtl: the log-loss gradient, see there). A task without labels in the batch
+//   (L_t = 0, g_t = 0) is left out of every solver and update below.
+//   imtl          Liu et al. 2021, IMTL-H: IMTL-L and IMTL-G together. Learnt loss scales s
+//                 (initially 0), the losses e^{s_t}·L_t − s_t; IMTL-G on their gradients
+//                 g'_t = e^{s_t}·g_t: α_{2..T} = g'_1·Uᵀ·(D·Uᵀ)⁻¹, D rows g'_1 − g'_t, U rows
+//                 u_1 − u_t (u = g/‖g‖), α_1 = 1 − Σ α_{2..T} (imtlWeights), so that the combined
+//                 gradient projects equally on every unit u_t. Gradient Σ_t α_t·e^{s_t}·g_t; logged
+//                 w_t = α_t·e^{s_t}. Then s takes one step of its own optimizer (as uncertainty's)
+//                 with ∂/∂s_t = e^{s_t}·L_t − 1. rep_grad=true: α from the gradients at the shared
+//                 representation (flattened over the batch, as mgda), then train_step with w.
+//                 State: mtl.loss_scale [T] and its optimizer's. One task_grads a step.
+//   cagrad(c=0.4) Liu et al. 2021 (the paper's c; LibMTL's calpha 0.5, rescale=1). G = the Gram
+//                 matrix of the g_t, g0 = mean g_t, c' = c·‖g0‖; w = argmin over the simplex of
+//                 w·G·(1/T) + c'·√(wᵀGw) (cagradDual: exact, over every face), λ = c'/‖g_w‖,
+//                 gradient (g0 + λ·g_w)/(1 + c²) = Σ_t w'_t·g_t, logged w'_t = (1/T + λ·w_t)/(1+c²).
+//                 rep_grad=true as imtl's. No state. One task_grads a step.
+//   gradvac(beta=0.5) Wang et al. 2021 (LibMTL's beta, whole-model granularity). Targets φ̂_ij
+//                 (initially 0). For each task i, g_i' = g_i; the others j in pcgradOrders(seed,
+//                 k, T)[i] (pcgrad's draw): φ = g_i'·g_j/(‖g_i'‖·‖g_j‖ + 1e-8); if φ < φ̂_ij,
+//                 g_i' += ‖g_i'‖·(φ̂·√(1−φ²) − φ·√(1−φ̂²))/(‖g_j‖·√(1−φ̂²) + 1e-8)·g_j; then
+//                 φ̂_ij ← (1−β)·φ̂_ij + β·φ. Shared gradient Σ_i g_i'; w = 1 (logged).
+//                 State: mtl.rho [T, T]. One task_grads a step.
+//   graddrop      Chen et al. 2020, leak 0 (`leak=` as LibMTL's). On every shared coordinate:
+//                 P = ½·(1 + Σ_t g_t/Σ_t|g_t|) (½ when all are 0), U from graddropUniforms(seed,
+//                 k, dim) below (coordinates in arena order); task t's g_t is kept when P > U and
+//                 g_t > 0, or P < U and g_t < 0, else scaled by the leak. Shared gradient Σ_t of the
+//                 kept; w = 1 (logged). LibMTL drops on the representation's gradient (rep_grad
+//                 only); mtlc has no backward from a given representation gradient, so it drops on
+//                 the shared parameters' gradients, the paper's "any layer". One task_grads a step.
+//   db_mtl        Lin et al. 2023 (LibMTL's beta=0.9, beta_sigma=0). Losses log(L_t + 1e-8): their
+//                 gradients h_t = g_t/(L_t + 1e-8); heads and every other parameter get Σ_t h_t.
+//                 ĝ_t ← h_t + β_k·(ĝ_t − h_t), β_k = β/k^beta_sigma (ĝ_t initially 0, kept while
+//                 task t has no label); α_t = max_s‖ĝ_s‖/(‖ĝ_t‖ + 1e-8) (0 for ĝ_t = 0); shared
+//                 gradient Σ_t α_t·ĝ_t; logged w_t = α_t. State: mtl.grad_buffer [T, dim],
+//                 mtl.alpha [T]. One task_grads a step.
+//   moco          Fernando et al. 2023 (LibMTL's beta=0.5, beta_sigma=0.5, gamma=0.1,
+//                 gamma_sigma=0.5, rho=0). Tracked y_t (initially 0, kept while task t has no
+//                 label): y_t ← y_t − β_k·(y_t − L_t·g_t/(‖g_t‖ + 1e-8)), β_k = β/k^beta_sigma;
+//                 λ ← softmax(λ − γ_k·(Y·Yᵀ + ρ·I)·λ), γ_k = γ/k^gamma_sigma, λ initially 1/T;
+//                 shared gradient Yᵀ·λ, every other parameter Σ_t λ_t·g_t; logged w = λ.
+//                 State: mtl.y [T, dim], mtl.lambda [T]. One task_grads a step.
+//   (k is the 1-based step. gradvac, graddrop, db_mtl and moco are not linear in the g_t, so they
+//   have no rep_grad form. tests/pytorch/weighting_grada.py checks each against its paper.)
+//
+// The logged total is Σ_i w_i·L_i with the logged weights (uncertainty: its objective).
 // Task i's L_i is 0 in a batch without any of its labels (the kernels mask absent labels).
 // Every strategy is checked end to end, step by step, against a PyTorch implementation of its
 // paper by tests/pytorch/weighting_parity.py (losses and weights within 2e-4 relative).

@@ -46,5 +46,29 @@ std::vector<bool> measureLosses(StepKernels& k, int64_t T, bool positive);
 
 // The loss-level methods of runtime/train/LossMethods.cpp (rlw, gls, stch, famo).
 std::unique_ptr<Weighting> createLossMethod(const ModelSpec& spec, uint64_t seed);
+// ---- gradA (#26): runtime/train/GradientMethods.cpp ---------------------------------------------
+
+// imtl, cagrad, gradvac, graddrop, db_mtl or moco (spec.train.weighting); `seed` is the run's.
+std::unique_ptr<Weighting> createGradientMethod(const ModelSpec& spec, uint64_t seed);
+
+// IMTL-G (Liu et al. 2021): from the Gram matrix G (T×T) of the task gradients g_t, over the tasks
+// with in[t] (the others get 0): α_{2..m} = g_1·Uᵀ·(D·Uᵀ)⁻¹ with D rows g_1 − g_t, U rows u_1 − u_t
+// (u = g/‖g‖), α_1 = 1 − Σ α_{2..m}; one task: 1; a singular D·Uᵀ: 1/m each.
+std::vector<double> imtlWeights(const std::vector<double>& gram, int64_t T, const std::vector<bool>& in);
+
+// CAGrad's dual (Liu et al. 2021): the w on the simplex of the tasks with in[t] minimising
+// F(w) = wᵀ·G·b + c'·√(wᵀ·G·w), b = 1/T. Exact: every vertex, and on every face S of two or more
+// tasks the stationary points a_S + c'·G_S·w/√(wᵀGw) = μ·1 (w = v/Σv, v = G_S⁻¹(μ·1 − a_S)/c'
+// with vᵀG_S v = 1, a quadratic in μ), the feasible candidate of least F wins. 2^T faces.
+std::vector<double> cagradDual(const std::vector<double>& gram, int64_t T, const std::vector<bool>& in,
+                               double cPrime);
+// The coefficients of d = (g0 + λ·g_w)/(1 + c²) = Σ_t coef_t·g_t: c' = c·‖g0‖, λ = c'/‖g_w‖ (0
+// when g_w = 0), coef_t = (1/T + λ·w_t)/(1 + c²).
+std::vector<double> cagradCoefficients(const std::vector<double>& gram, int64_t T, const std::vector<bool>& in,
+                                       double c);
+
+// GradDrop's uniforms at step k: an mt19937_64 seeded with mix64(mix64(seed) ^ k) ^ 0x4744 ("GD"),
+// one U = (draw >> 11)·2⁻⁵³ per shared coordinate in arena order.
+std::vector<double> graddropUniforms(uint64_t seed, int64_t step, int64_t count);
 
 }  // namespace mtlc::rt
