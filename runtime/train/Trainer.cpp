@@ -30,6 +30,11 @@ std::vector<float> lossWeights(const ModelSpec& spec) {
       case WeightingKind::GradVac:
       case WeightingKind::GradDrop:
       case WeightingKind::DbMtl: weights.push_back(1.0f); break;
+      case WeightingKind::UPGrad:
+      case WeightingKind::AlignedMtl:
+      case WeightingKind::NashMtl:
+      case WeightingKind::FairGrad: weights.push_back(1.0f / T); break;
+      case WeightingKind::ExcessMtl: weights.push_back(1.0f); break;
     }
   }
   return weights;

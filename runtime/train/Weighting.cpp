@@ -493,6 +493,11 @@ std::unique_ptr<Weighting> Weighting::create(const ModelSpec& spec, uint64_t see
     case WeightingKind::GradDrop:
     case WeightingKind::DbMtl:
     case WeightingKind::MoCo: return createGradientMethod(spec, seed);
+    case WeightingKind::UPGrad:
+    case WeightingKind::AlignedMtl:
+    case WeightingKind::NashMtl:
+    case WeightingKind::FairGrad:
+    case WeightingKind::ExcessMtl: return createSolverMethod(spec, seed);
   }
   throwError("internal: weighting kind {} has no strategy", int(w));
 }

@@ -39,6 +39,39 @@
 //                 runs with loss weights α. Without one: task_grads, α from the gradients of the
 //                 trainable shared parameters (as pcgrad's: gates excluded), model gradient
 //                 Σ_i α_i·g_i. α is logged.
+//   ---- gradB (#26): runtime/train/SolverMethods.cpp, solvers in SolverMethods.h ----
+//   The four Gram methods below: task_grads gives g_t; G_ij = g_i·g_j over the trainable shared
+//   parameters (as mgda's: gates and frozen excluded), or with `rep_grad=true` over the gradients
+//   at the shared representation (rep_grads, flattened over the batch, as mgda's). Weights w come
+//   from G; the model gradient is Σ_t w_t·g_t over every parameter (one task_grads call), or with
+//   rep_grad one train_step with loss weights w (rep_grads + train_step). w is logged.
+//   upgrad(norm_eps=1e-4, reg_eps=1e-4, rep_grad=false)   Quinton & Rey 2024 (UPGrad, as torchjd
+//                 and LibMTL): G ← G/trace(G) (0 when trace < norm_eps) + reg_eps·I; for each i,
+//                 v⁽ⁱ⁾ = argmin_{v ≥ e_i/T} vᵀGv (the projection of g_i/T onto the dual cone of
+//                 the g's; an exact active-set QP), w = Σ_i v⁽ⁱ⁾. No state.
+//   aligned_mtl(rep_grad=false)   Senushkin et al. 2023 (LibMTL's form): G = V·diag(λ)·Vᵀ (Jacobi),
+//                 eigenpairs with λ > λ_max·T·2⁻²³ kept; B = √λ_min·V·diag(λ^−½)·Vᵀ (λ_min the
+//                 smallest kept), w_j = Σ_i B_ij; 1/T when every gradient is zero. No state.
+//   nash_mtl(update_weights_every=1, max_norm=1.0, rep_grad=false)   Navon et al. 2022: the
+//                 bargaining solution α > 0 of G·α = 1/α (exact: Newton on ½αᵀGα − Σ log α_i; a task
+//                 with a zero gradient gets α = 0). LibMTL's optim_niter bounds its approximate
+//                 solver and has no counterpart. Then the shared parameters' gradient is clipped as
+//                 torch's clip_grad_norm_(max_norm) (× max_norm/(‖g‖ + 1e-6) when below 1; 0: off);
+//                 logged: α (the heads' coefficients; the shared ones are α × that factor). With
+//                 update_weights_every = N > 1, steps k with (k − 1) mod N ≠ 0 reuse the last α in
+//                 one train_step. State (N > 1): mtl.weights [T], mtl.solved [1].
+//   fairgrad(alpha=1.0)   Ban & Ji 2024: w > 0 with G·w = w^(−1/α) (the α-fair allocation; LibMTL
+//                 solves it with least_squares from 1/T, here exact: Newton on the convex
+//                 ½wᵀGw − Σ h(w_i), h' = w^(−1/α)); w = 0 for a task with a zero gradient. No state.
+//   excess_mtl(robust_step_size=0.01)   He et al. 2024: task_grads; per task an AdaGrad-like
+//                 diagonal Hessian H_t = √(S_t + 1e-7), S_t += g_t² (elementwise, shared
+//                 parameters); excess risk e_t = Σ g_t²/H_t. A task's first e_t > 0 is its e_t(0)
+//                 and changes nothing; afterwards w_t ← w_t·exp(robust_step_size·e_t/e_t(0)), then
+//                 w ← T·w/Σw (so w = 1 on step 1). Model gradient Σ_t w_t·g_t with the updated w
+//                 (logged); one task_grads call. State: mtl.weights [T], mtl.initial_excess [T]
+//                 (NaN until seen), mtl.grad_sq_sum [T, shared elements].
+//   Cost: each is one task_grads call a step (rep_grad: one rep_grads and one train_step), as
+//   pcgrad's; nash_mtl with update_weights_every N: one train_step on the steps in between.
 //
 // The loss-level methods (LossMethods.cpp) need no task gradients. The weights of gls, stch and
 // famo depend on the step's own losses, which only a kernel call yields: they first measure them

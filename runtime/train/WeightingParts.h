@@ -70,5 +70,8 @@ std::vector<double> cagradCoefficients(const std::vector<double>& gram, int64_t 
 // GradDrop's uniforms at step k: an mt19937_64 seeded with mix64(mix64(seed) ^ k) ^ 0x4744 ("GD"),
 // one U = (draw >> 11)·2⁻⁵³ per shared coordinate in arena order.
 std::vector<double> graddropUniforms(uint64_t seed, int64_t step, int64_t count);
+// gradB (#26, SolverMethods.cpp): upgrad, aligned_mtl, nash_mtl, fairgrad, excess_mtl; null for
+// another kind.
+std::unique_ptr<Weighting> createSolverMethod(const ModelSpec& spec, uint64_t seed);
 
 }  // namespace mtlc::rt

@@ -522,3 +522,110 @@ TEST_CASE("weightings: names, entry points, what they log", "[weighting]") {
   spec.repWidth = 4;
   CHECK_NOTHROW(Weighting::create(spec, 0));
 }
+
+// ---- gradB (#26): upgrad, aligned_mtl, nash_mtl, fairgrad, excess_mtl -----------------------------
+// The solvers themselves: test_solver_methods.cpp. Here: the kernels each strategy calls, the
+// gradient it leaves, what it logs, a task without labels, and Nash-MTL's clipping.
+
+TEST_CASE("solver methods: task_grads, Σ w_t·g_t, the shared gradient only clipped by nash_mtl", "[weighting]") {
+  // Shared: 2 elements; task-specific: one each. g1 = (3, 0), g2 = (0, 4): orthogonal.
+  ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}, {"a.0.weight", {1}, {0}}, {"b.0.weight", {1}, {1}}},
+                            "nash_mtl");
+  FakeKernels k(2, 4);
+  k.tg = {3.0f, 0.0f, 1.0f, 0.0f, /**/ 0.0f, 4.0f, 0.0f, 2.0f};
+  k.L = {1.0f, 2.0f};
+  // Nash-MTL: α_i·‖g_i‖² = 1/α_i, so α = (1/3, 1/4); the shared part α·g = (1, 1), norm √2 > 1.
+  StepResult r = Weighting::create(spec, 1)->step(k, 1);
+  CHECK(k.calls == std::vector<std::string>{"task_grads"});
+  checkAll(r.weights, std::vector<double>{1.0 / 3, 0.25});
+  const double clip = 1 / (std::sqrt(2.0) + 1e-6);
+  checkAll(k.g, std::vector<double>{clip, clip, 1.0 / 3, 0.5});
+  CHECK(r.total == Approx(1.0 / 3 + 0.5));
+  // FairGrad(α = 1): the same equation, no clipping.
+  spec.train.weighting = WeightingKind::FairGrad;
+  r = Weighting::create(spec, 1)->step(k, 1);
+  checkAll(k.g, std::vector<double>{1, 1, 1.0 / 3, 0.5});
+  // Aligned-MTL: λ = (9, 16), w_j = √(λ_min/λ_j) = (1, 3/4).
+  spec.train.weighting = WeightingKind::AlignedMtl;
+  r = Weighting::create(spec, 1)->step(k, 1);
+  checkAll(r.weights, std::vector<double>{1, 0.75});
+  // UPGrad: no conflict, 1/T each.
+  spec.train.weighting = WeightingKind::UPGrad;
+  r = Weighting::create(spec, 1)->step(k, 1);
+  checkAll(r.weights, std::vector<double>{0.5, 0.5});
+  checkAll(k.g, std::vector<double>{1.5, 2, 0.5, 1});
+}
+
+TEST_CASE("solver methods: a task without labels (zero gradient) gets no NaN", "[weighting]") {
+  ModelSpec spec = specWith(3, {{"trunk.0.weight", {2}, {0, 1, 2}}, {"a.0.weight", {1}, {0}}}, "upgrad");
+  FakeKernels k(3, 3);
+  k.tg = {1.0f, -0.5f, 1.0f, /**/ 0.0f, 0.0f, 0.0f, /**/ -0.5f, 1.0f, 0.0f};
+  k.L = {1.0f, 0.0f, 2.0f};
+  k.presentCount = {4, 0, 4};
+  for (const char* name : {"upgrad", "aligned_mtl", "nash_mtl", "fairgrad", "excess_mtl"}) {
+    INFO(name);
+    spec.train.weighting = weightingNamed(name);
+    auto w = Weighting::create(spec, 1);
+    for (int64_t s = 1; s <= 3; ++s) {
+      StepResult r = w->step(k, s);
+      for (float x : r.weights) CHECK(std::isfinite(x));
+      for (float x : k.g) CHECK(std::isfinite(x));
+      CHECK(std::isfinite(r.total));
+    }
+  }
+}
+
+TEST_CASE("solver methods: rep_grad, update_weights_every, and what needs what", "[weighting]") {
+  ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}, {"a.0.weight", {1}, {0}}}, "aligned_mtl");
+  spec.train.repGrad = true;
+  CHECK_THROWS_WITH(Weighting::create(spec, 1), Catch::Contains("`aligned_mtl(rep_grad=true)` needs one shared"));
+  spec.repGradsStep = mtlcDummy;
+  spec.repWidth = 2;
+  auto w = Weighting::create(spec, 1);
+  CHECK(w->needsRepGrads());
+  CHECK_FALSE(w->needsTaskGrads());
+  CHECK(w->describe() == "aligned_mtl (on the 2-wide shared representation)");
+  FakeKernels k(2, 3);
+  k.rep = {{2.0f, 0.0f}, {0.0f, 1.0f}};
+  StepResult r = w->step(k, 1);
+  CHECK(k.calls == std::vector<std::string>{"rep_grads", "train"});
+  checkAll(r.weights, std::vector<double>{0.5, 1});
+  checkAll(k.weightsGiven[1], std::vector<double>{0.5, 1});
+  // Nash-MTL reusing its weights: the step in between is one train_step with the last α.
+  spec.train.repGrad = false;
+  spec.train.weighting = WeightingKind::NashMtl;
+  spec.train.weightingArgs = {2, 0, 0};  // update_weights_every=2, max_norm=0 (no clipping), rep_grad
+  w = Weighting::create(spec, 1);
+  k.calls.clear();
+  k.tg = {2.0f, 0.0f, 0.0f, /**/ 0.0f, 1.0f, 0.0f};
+  w->step(k, 1);
+  r = w->step(k, 2);
+  CHECK(k.calls == std::vector<std::string>{"task_grads", "train"});
+  checkAll(r.weights, std::vector<double>{0.5, 1});
+  CHECK(stateNamed(w->state(), "mtl.weights").data[1] == 1.0f);
+  w->step(k, 3);
+  CHECK(k.calls.back() == "task_grads");
+}
+
+TEST_CASE("excess_mtl: AdaGrad-like excess risks, relative to the first, raise the weights", "[weighting][excess_mtl]") {
+  ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}}, "excess_mtl");
+  spec.train.weightingArgs = {0.5};
+  auto w = Weighting::create(spec, 1);
+  FakeKernels k(2, 2);
+  k.tg = {3.0f, 0.0f, /**/ 1.0f, 1.0f};
+  k.L = {1.0f, 1.0f};
+  // Step 1: the first estimates e(0) = Σ g²/√(g² + 1e-7); weights stay 1.
+  StepResult r = w->step(k, 1);
+  checkAll(r.weights, std::vector<double>{1, 1});
+  const double e10 = 9 / std::sqrt(9 + 1e-7), e20 = 2 / std::sqrt(1 + 1e-7);
+  // Step 2 with g1 = (3, 0) again and g2 = (0, 2): sums of squares (18, 0) and (1, 5).
+  k.tg = {3.0f, 0.0f, /**/ 0.0f, 2.0f};
+  r = w->step(k, 2);
+  const double e1 = 9 / std::sqrt(18 + 1e-7), e2 = 4 / std::sqrt(5 + 1e-7);
+  const double w1 = std::exp(0.5 * e1 / e10), w2 = std::exp(0.5 * e2 / e20);
+  checkAll(r.weights, std::vector<double>{2 * w1 / (w1 + w2), 2 * w2 / (w1 + w2)});
+  checkAll(k.g, std::vector<double>{3 * r.weights[0], 2 * r.weights[1]});
+  const WeightingState& sq = stateNamed(w->state(), "mtl.grad_sq_sum");
+  CHECK(sq.shape == std::vector<int64_t>{2, 2});
+  CHECK(sq.data[3] == 5.0f);
+}

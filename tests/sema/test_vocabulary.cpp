@@ -54,7 +54,7 @@ TEST_CASE("vocabulary: every kind has its rows, unique names, defaults in range"
   checkRows(vocab::losses(), int(vocab::LossKind::L1) + 1, "losses");
   checkRows(vocab::metrics(), int(vocab::Metric::MAE) + 1, "metrics");
   checkRows(vocab::optimizers(), int(vocab::OptimizerKind::RmsProp) + 1, "optimizers");
-  checkRows(vocab::weightings(), int(vocab::WeightingKind::MoCo) + 1, "weightings");
+  checkRows(vocab::weightings(), int(vocab::WeightingKind::ExcessMtl) + 1, "weightings");
   checkRows(vocab::schedules(), int(vocab::ScheduleKind::Cosine) + 1, "schedules");
   // Every metric fits at least one loss.
   for (const vocab::Entry &m : vocab::metrics()) {
