@@ -82,7 +82,8 @@ TEST_CASE("--resume continues bit-exactly for every weighting strategy") {
   // stch with one warm-up epoch: step 100 is inside epoch 2, which sums the nadir point, and
   // epoch 3 uses it; famo's logits and their Adam state are in the checkpoint.
   for (const char *weighting : {"fixed", "uncertainty", "dwa", "gradnorm", "pcgrad", "mgda", "rlw", "gls",
-                                "stch(warmup_epochs=1)", "famo"}) {
+                                "stch(warmup_epochs=1)", "famo", "nash_mtl(update_weights_every=3)",
+                                "excess_mtl"}) {
     DYNAMIC_SECTION(weighting) {
       const std::string name = std::string(weighting).substr(0, std::string(weighting).find('('));
       auto dir = testDir("resume_" + name);
