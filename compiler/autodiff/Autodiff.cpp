@@ -88,6 +88,16 @@ class ReverseMode {
           accumulate(ops[1], b_.conv2dBwdFilter(ops[0], g, ops[1]->type, stride, pad));
         break;
       }
+      case OpKind::ConvTranspose2d: {
+        // y = conv2d_bwd_data(x, w): dx is conv2d(dy, w) with the same geometry (output_padding
+        // only adds rows that conv2d's floor drops again), dw the filter gradient with the roles
+        // of input and output gradient swapped.
+        int64_t stride = n->ints[0], pad = n->ints[1];
+        if (needsGrad_.count(ops[0])) accumulate(ops[0], b_.conv2d(g, ops[1], stride, pad));
+        if (needsGrad_.count(ops[1]))
+          accumulate(ops[1], b_.conv2dBwdFilter(g, ops[0], ops[1]->type, stride, pad));
+        break;
+      }
       case OpKind::MaxPool:
         accumulate(ops[0], b_.maxPoolBwd(ops[0], g, n->ints[0], n->ints[1]));
         break;

@@ -167,7 +167,8 @@ int64_t convScratchFloats(const ir::Node &n, int64_t) {
   const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
   switch (n.op) {
     case ir::OpKind::Conv2d: x = &n.operands[0]->type.dims, w = &n.operands[1]->type.dims, y = &n.type.dims; break;
-    case ir::OpKind::Conv2dBwdData: x = &n.type.dims, w = &n.operands[1]->type.dims, y = &n.operands[0]->type.dims; break;
+    case ir::OpKind::Conv2dBwdData:
+    case ir::OpKind::ConvTranspose2d: x = &n.type.dims, w = &n.operands[1]->type.dims, y = &n.operands[0]->type.dims; break;
     case ir::OpKind::Conv2dBwdFilter: x = &n.operands[0]->type.dims, w = &n.type.dims, y = &n.operands[1]->type.dims; break;
     default: throw std::logic_error("convScratchFloats: not a convolution");
   }

@@ -68,6 +68,7 @@ bool rootAppliesChain(OpKind op) {
     case OpKind::MatMul:
     case OpKind::Conv2d:
     case OpKind::Conv2dBwdData:
+    case OpKind::ConvTranspose2d:
     case OpKind::Conv2dBwdFilter:
     case OpKind::MaxPoolBwd:
     case OpKind::AvgPoolBwd: return true;

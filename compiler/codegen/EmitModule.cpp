@@ -39,7 +39,8 @@ void emitKernelBody(Kernel &k) {
     case OpKind::Reshape: throw std::logic_error("codegen: node has no kernel");
     case OpKind::MatMul: return emitMatMul(k);
     case OpKind::Conv2d: return emitConv2d(k);
-    case OpKind::Conv2dBwdData: return emitConv2dBwdData(k);
+    case OpKind::Conv2dBwdData:
+    case OpKind::ConvTranspose2d: return emitConv2dBwdData(k);  // the same computation
     case OpKind::Conv2dBwdFilter: return emitConv2dBwdFilter(k);
     case OpKind::MaxPool:
     case OpKind::AvgPool: return emitPool(k);
@@ -441,6 +442,7 @@ int64_t kernelScratchFloats(const ir::Node &n, int64_t maxBatch) {
     case OpKind::MatMul: return matMulScratchFloats(n, maxBatch);
     case OpKind::Conv2d:
     case OpKind::Conv2dBwdData:
+    case OpKind::ConvTranspose2d:
     case OpKind::Conv2dBwdFilter: return convScratchFloats(n, maxBatch);
     default: return 0;
   }

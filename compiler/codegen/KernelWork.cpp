@@ -22,6 +22,7 @@ double contraction(const ir::Node &node, int64_t maxBatch) {
       return std::sqrt(f(node.operands[0]->type) * f(node.operands[1]->type) * f(node.type));
     case ir::OpKind::Conv2d:           // y = conv(x, w): every output sums C·KH·KW taps
     case ir::OpKind::Conv2dBwdData:    // dx from dy and w: as many multiply-adds as forward
+    case ir::OpKind::ConvTranspose2d:  // the same computation, x in dy's place
       return f(node.op == ir::OpKind::Conv2d ? node.type : node.operands[0]->type) * taps(node.operands[1]->type);
     case ir::OpKind::Conv2dBwdFilter:  // dw from x and dy: every dy element meets every tap
       return f(node.operands[1]->type) * taps(node.type);

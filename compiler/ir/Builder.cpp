@@ -72,6 +72,19 @@ Node *Builder::conv2d(Node *x, Node *w, int64_t stride, int64_t pad) {
   return emit(OpKind::Conv2d, {x, w}, batched({wd[0], oh, ow}), {stride, pad});
 }
 
+Node *Builder::convTranspose2d(Node *x, Node *w, int64_t stride, int64_t pad, int64_t outputPad) {
+  const auto &xd = x->type.dims, &wd = w->type.dims;
+  require(x->type.batched && xd.size() == 3 && wd.size() == 4 && wd[0] == xd[0], "conv_transpose2d",
+          fmt::format("bad operands {} * {}", x->type.str(), w->type.str()));
+  // As PyTorch: output_padding < stride, so conv2d of the output with the same geometry lands on H.
+  require(stride >= 1 && pad >= 0 && outputPad >= 0 && outputPad < stride, "conv_transpose2d",
+          "output_padding must be smaller than the stride");
+  int64_t oh = (xd[1] - 1) * stride - 2 * pad + wd[2] + outputPad;
+  int64_t ow = (xd[2] - 1) * stride - 2 * pad + wd[3] + outputPad;
+  require(oh >= 1 && ow >= 1, "conv_transpose2d", "empty output");
+  return emit(OpKind::ConvTranspose2d, {x, w}, batched({wd[1], oh, ow}), {stride, pad, outputPad});
+}
+
 static Type poolType(Node *x, int64_t k, int64_t stride) {
   const auto &d = x->type.dims;
   require(x->type.batched && d.size() == 3, "pool", "x must be batched [C,H,W]");

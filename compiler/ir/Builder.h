@@ -27,6 +27,7 @@ class Builder {
   Node *matmul(Node *a, Node *b, bool transA, bool transB);
   Node *biasAdd(Node *x, Node *b);
   Node *conv2d(Node *x, Node *w, int64_t stride, int64_t pad);
+  Node *convTranspose2d(Node *x, Node *w, int64_t stride, int64_t pad, int64_t outputPad);
   Node *maxPool(Node *x, int64_t k, int64_t stride);
   Node *avgPool(Node *x, int64_t k, int64_t stride);
   Node *reshape(Node *x, Type t);

@@ -23,6 +23,8 @@ std::string attrs(const Module &m, const Node &n) {
     case OpKind::Conv2dBwdData:
     case OpKind::Conv2dBwdFilter:
       return fmt::format(" {{stride={}, pad={}}}", n.ints[0], n.ints[1]);
+    case OpKind::ConvTranspose2d:
+      return fmt::format(" {{stride={}, pad={}, output_pad={}}}", n.ints[0], n.ints[1], n.ints[2]);
     case OpKind::MaxPool:
     case OpKind::AvgPool:
     case OpKind::MaxPoolBwd:

@@ -328,6 +328,15 @@ class ForwardLowering {
         if (!l.bias) return y;
         return b_.biasAdd(y, p("bias", {l.units}, rt::Init::UniformFanIn, fanIn));
       }
+      case LayerKind::ConvTranspose2d: {
+        // nn.ConvTranspose2d: weight [in, out, k, k]; its init reads fan_in from dim 1 (out·k·k).
+        int64_t c = x->type.dims[0], fanIn = l.units * l.kernel * l.kernel;
+        Node *w = p("weight", {c, l.units, l.kernel, l.kernel}, rt::Init::UniformFanIn, fanIn);
+        Node *y = b_.convTranspose2d(x, w, l.stride, l.padding, l.outputPadding);
+        flops += 2.0 * x->type.elements() * fanIn;
+        if (!l.bias) return y;
+        return b_.biasAdd(y, p("bias", {l.units}, rt::Init::UniformFanIn, fanIn));
+      }
       case LayerKind::BatchNorm: return batchNorm(name, x, l.value > 0 ? l.value : 1e-5, owner);
       case LayerKind::GlobalAvgPool: return b_.globalAvgPool(x);
       case LayerKind::Upsample: return b_.upsample(x, l.scale, ir::UpsampleMode(l.mode));

@@ -25,11 +25,12 @@ const char *layerName(LayerKind k);  // the table's name: "dense", "cross_stitch
 struct Layer {
   LayerKind kind;
   SourceRange loc;
-  int64_t units = 0;     // dense(n): n; conv2d(c, ...): c
+  int64_t units = 0;     // dense(n): n; conv2d(c, ...), conv_transpose2d(c, ...): c
   int64_t kernel = 0;    // conv2d kernel, pool k
   int64_t stride = 1;    // conv2d / pool stride
-  int64_t padding = 0;   // conv2d padding
-  bool bias = true;      // conv2d(..., bias=false): no bias (before a batchnorm, which cancels it)
+  int64_t padding = 0;   // conv2d / conv_transpose2d padding
+  int64_t outputPadding = 0;  // conv_transpose2d: rows and columns added at the bottom and right
+  bool bias = true;      // conv2d / conv_transpose2d(..., bias=false): no bias
   double value = 0;      // leaky_relu slope, dropout p, layernorm / batchnorm eps
   int64_t scale = 0;     // upsample(s): s
   int64_t mode = 0;      // upsample's mode: ir::UpsampleMode's value (0 nearest, 1 bilinear)
@@ -71,7 +72,8 @@ struct Layer {
         if (l.hasParams()) return true;
       return projection;
     }
-    return kind == LayerKind::Dense || kind == LayerKind::Conv2d || kind == LayerKind::LayerNorm ||
+    return kind == LayerKind::Dense || kind == LayerKind::Conv2d || kind == LayerKind::ConvTranspose2d ||
+           kind == LayerKind::LayerNorm ||
            kind == LayerKind::Embedding || kind == LayerKind::BatchNorm || kind == LayerKind::Mixture ||
            kind == LayerKind::Ple || kind == LayerKind::CrossStitch;
   }

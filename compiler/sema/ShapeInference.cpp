@@ -41,6 +41,34 @@ Shape spatialOut(const Layer &l, const Shape &s) {
   }
 }
 
+// conv_transpose2d's output extent along one axis, (in − 1)·s − 2·p + k + output_padding; -1 when
+// it overflows.
+int64_t transposedExtent(const Layer &l, int64_t in) {
+  int64_t scaled = mulChecked(in - 1, l.stride);
+  if (scaled < 0 || scaled > detail::kMaxInt) return -1;
+  return scaled - 2 * l.padding + l.kernel + l.outputPadding;
+}
+
+// conv_transpose2d: why input `s` does not fit (or the arguments do not fit each other), or nullopt.
+std::optional<std::string> transposedShapeError(const Layer &l, const Shape &s) {
+  if (s.size() != 3)
+    return fmt::format("conv_transpose2d needs a 3-D input [channels, height, width], but its input has shape {}",
+                       shapeStr(s));
+  if (l.outputPadding >= l.stride)
+    return fmt::format("conv_transpose2d's output_padding {} must be smaller than its stride {}, as in "
+                       "nn.ConvTranspose2d", l.outputPadding, l.stride);
+  int64_t h = transposedExtent(l, s[1]), w = transposedExtent(l, s[2]);
+  if (h < 0 || w < 0 || h > detail::kMaxInt || w > detail::kMaxInt)
+    return fmt::format("conv_transpose2d with stride {} makes its input's {}x{} image larger than the supported "
+                       "{} per dimension", l.stride, s[1], s[2], detail::kMaxInt);
+  if (h < 1 || w < 1)
+    return fmt::format("conv_transpose2d gives an empty {}x{} image from its input's {}x{} (input shape {}): "
+                       "(H-1)*stride - 2*padding + kernel + output_padding = ({}-1)*{} - 2*{} + {} + {}; "
+                       "use less padding",
+                       h, w, s[1], s[2], shapeStr(s), s[1], l.stride, l.padding, l.kernel, l.outputPadding);
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string shapeStr(const Shape &s) {
@@ -66,6 +94,11 @@ int64_t layerParams(const Layer &l) {
   case LayerKind::Dense: return s.empty() ? 0 : mulChecked(s[0] + 1, l.units);
   case LayerKind::Conv2d:
     return s.empty() ? 0 : mulChecked(mulChecked(mulChecked(s[0], l.kernel), l.kernel) + (l.bias ? 1 : 0), l.units);
+  case LayerKind::ConvTranspose2d: {  // weight [C, units, k, k], bias [units]
+    if (s.empty()) return 0;
+    int64_t w = mulChecked(mulChecked(mulChecked(s[0], l.units), l.kernel), l.kernel);
+    return w < 0 ? -1 : w + (l.bias ? l.units : 0);
+  }
   case LayerKind::LayerNorm: return mulChecked(elementCount(s), 2);
   case LayerKind::BatchNorm: return s.empty() ? 0 : mulChecked(s[0], 2);  // running stats: state
   case LayerKind::Residual: {  // the body's layers were counted as they were checked
@@ -106,6 +139,13 @@ bool reinferShapes(std::vector<Layer> &layers, const Shape &in, std::string &why
       l.out = {c, (h - l.kernel) / l.stride + 1, (w - l.kernel) / l.stride + 1};
       break;
     }
+    case LayerKind::ConvTranspose2d:
+      if (std::optional<std::string> e = transposedShapeError(l, cur)) {
+        why = *e;
+        return false;
+      }
+      l.out = {l.units, transposedExtent(l, cur[1]), transposedExtent(l, cur[2])};
+      break;
     case LayerKind::Flatten: l.out = {elementCount(cur)}; break;
     case LayerKind::BatchNorm:
     case LayerKind::GlobalAvgPool:
@@ -233,11 +273,13 @@ bool Analyzer::bindLayerArgs(const ast::LayerCall &call, const vocab::Entry &row
   switch (layer.kind) {
   case LayerKind::Dense: layer.units = count("units"); break;
   case LayerKind::Conv2d:
+  case LayerKind::ConvTranspose2d:
     layer.units = count("channels");
     layer.kernel = count("kernel");
     layer.stride = count("stride");
     layer.padding = count("padding");
     layer.bias = count("bias") == 1;  // the choice "false|true": index 1 is true
+    if (layer.kind == LayerKind::ConvTranspose2d) layer.outputPadding = count("output_padding");
     break;
   case LayerKind::MaxPool:
   case LayerKind::AvgPool:
@@ -325,6 +367,10 @@ std::optional<Shape> Analyzer::inferLayer(const ast::LayerCall &call, const Shap
     layer.out = {c, (h - k) / st + 1, (w - k) / st + 1};
     break;
   }
+  case LayerKind::ConvTranspose2d:
+    if (std::optional<std::string> e = transposedShapeError(layer, s)) return shapeError(*e);
+    layer.out = {layer.units, transposedExtent(layer, s[1]), transposedExtent(layer, s[2])};
+    break;
   case LayerKind::Flatten: layer.out = {elementCount(s)}; break;
   case LayerKind::BatchNorm:
   case LayerKind::GlobalAvgPool:

@@ -48,6 +48,20 @@ Case pooling(OpKind op, int64_t k, int64_t stride, const std::string &note) {
           }};
 }
 
+// x[2,5,4] -> conv(3, 3x3) [P1] -> [3,3,2] -> conv_transpose2d(2, khxkw, stride, pad, output_padding)
+// + bias -> flatten -> dense(2) -> MSE.
+Case transposed(int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t outPad, const std::string &note = "") {
+  return {"conv_transpose2d",
+          "conv_transpose2d " + std::to_string(kh) + "x" + std::to_string(kw) + " s" + std::to_string(stride) +
+              " p" + std::to_string(pad) + " op" + std::to_string(outPad) + " on [3,3,2]" + note,
+          [=](Net &net) {
+            Node *c1 = net.conv(net.input({2, 5, 4}), 3, 3, 3, 1, 0, "conv1");
+            Node *w = net.param("up.weight", {3, 2, kh, kw}, {-0.5, 0.5});
+            Node *bias = net.param("up.bias", {2}, {-0.3, 0.3});
+            mseHead(net, net.b.biasAdd(net.b.convTranspose2d(c1, w, stride, pad, outPad), bias), 2);
+          }};
+}
+
 // x[2,7,6] -> conv(3, 3x3) [P1] -> [3,5,4] -> conv(2, khxkw, stride, pad) -> flatten -> dense(2) -> MSE.
 Case convolution(int64_t kh, int64_t kw, int64_t stride, int64_t pad, const std::string &note = "") {
   return {"conv2d",
@@ -126,6 +140,19 @@ std::vector<Case> makeCases() {
                 }});
 
   // ---- batchnorm (training: batch statistics, biased variance) ----
+  // ---- conv_transpose2d: the decoder's x2 (2×2 s2, 3×3 s2 p1 op1), stride 1, 1×1 ----
+  cs.push_back(transposed(2, 2, 2, 0, 0));
+  cs.push_back(transposed(3, 3, 2, 1, 1));
+  cs.push_back(transposed(3, 3, 1, 1, 0));
+  cs.push_back(transposed(3, 2, 3, 2, 2, " (non-square kernel, padding above the taps)"));
+  cs.push_back(transposed(1, 1, 1, 0, 0, " (1x1: no col2im)"));
+  cs.push_back({"conv_transpose2d", "conv 3x3 s2 -> conv_transpose2d 3x3 s2 p1 op1 -> relu: back to [2,6,5]",
+                [](Net &net) {
+                  Node *c = net.conv(net.input({2, 6, 5}), 3, 3, 3, 2, 1, "down");  // [3,3,3]
+                  Node *w = net.param("up.weight", {3, 2, 3, 3}, {-0.5, 0.5});
+                  Node *u = net.b.convTranspose2d(c, w, 2, 1, 1);  // [2,6,6]
+                  mseHead(net, net.b.unary(OpKind::Relu, u));
+                }});
   cs.push_back({"batchnorm", "conv -> batchnorm over [3,5,4] channels", [](Net &net) {
                   Node *c = net.conv(net.input({2, 7, 6}), 3, 3, 3, 1, 0, "conv1");
                   mseHead(net, net.batchNorm(c, "bn"));

@@ -70,6 +70,7 @@ class Interpreter {
         break;
       }
       case OpKind::Conv2d: conv2d(node, in(0), in(1), y); break;
+      case OpKind::ConvTranspose2d: convTranspose2d(node, in(0), in(1), y); break;
       case OpKind::MaxPool:
       case OpKind::AvgPool: pool(node, in(0), y); break;
       case OpKind::Reshape: y = in(0); break;
@@ -276,6 +277,28 @@ class Interpreter {
                 }
             y[((s * O + o) * OH + oh) * OW + ow] = sum;
           }
+  }
+
+  // nn.ConvTranspose2d without bias, w [C, O, KH, KW]: each input element scatters onto the
+  // output at (ih·stride − pad + kh, iw·stride − pad + kw).
+  void convTranspose2d(const Node &node, const std::vector<double> &x, const std::vector<double> &w,
+                       std::vector<double> &y) {
+    const auto &xd = node.operands[0]->type.dims, &wd = node.operands[1]->type.dims;
+    const auto &yd = node.type.dims;
+    int64_t C = xd[0], H = xd[1], W = xd[2], O = wd[1], KH = wd[2], KW = wd[3];
+    int64_t OH = yd[1], OW = yd[2], stride = node.ints.at(0), pad = node.ints.at(1);
+    for (int64_t s = 0; s < n_; ++s)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t ih = 0; ih < H; ++ih)
+          for (int64_t iw = 0; iw < W; ++iw)
+            for (int64_t o = 0; o < O; ++o)
+              for (int64_t kh = 0; kh < KH; ++kh)
+                for (int64_t kw = 0; kw < KW; ++kw) {
+                  int64_t oh = ih * stride - pad + kh, ow = iw * stride - pad + kw;
+                  if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                  y[((s * O + o) * OH + oh) * OW + ow] +=
+                      x[((s * C + c) * H + ih) * W + iw] * w[((c * O + o) * KH + kh) * KW + kw];
+                }
   }
 
   // k×k windows, no padding, floor output extents; avgpool divides by k².

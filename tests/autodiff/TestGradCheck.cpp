@@ -34,6 +34,7 @@ bool registerGroup(const char *group) {
 GRADCHECK_GROUP("dense")
 GRADCHECK_GROUP("matmul")
 GRADCHECK_GROUP("conv2d")
+GRADCHECK_GROUP("conv_transpose2d")
 GRADCHECK_GROUP("maxpool")
 GRADCHECK_GROUP("avgpool")
 GRADCHECK_GROUP("reshape")
@@ -80,7 +81,7 @@ const std::set<K> kForward = {
     K::Conv2d,  K::MaxPool,   K::AvgPool,   K::Reshape,    K::Relu,      K::LeakyRelu, K::Sigmoid,
     K::Tanh,    K::Gelu,      K::Dropout,   K::LayerNorm,  K::Add,       K::Softmax, K::Mix,
     K::Embedding, K::Concat,  K::Mul,       K::CrossEntropy, K::BCE,     K::MSE,     K::L1,
-    K::BatchNorm, K::GlobalAvgPool, K::Upsample};
+    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d};
 // The backward ops autodiff emits: each must appear in some case's differentiated graph, which
 // (the cases putting parameters upstream of every op) means its kernel's output is checked.
 const std::set<K> kBackward = {

@@ -90,3 +90,64 @@ TEST_CASE("conv2d: planes wider than one GEMM column tile, pointwise", "[codegen
   checkConv({2, 24, 25, 3, 3, 3, 1, 1}, 2);  // OH·OW = 600
   checkConv({3, 24, 23, 4, 1, 1, 1, 0}, 3);  // 1×1: no column matrix, OH·OW = 552
 }
+
+namespace {
+
+// conv_transpose2d (nn.ConvTranspose2d): x[C,H,W], w[C,O,KH,KW]; every input element scatters
+// x·w onto the output at (ih·stride − pad + kh, iw·stride − pad + kw) when that lies inside.
+struct TransposeGeometry {
+  int64_t C, H, W, O, KH, KW, stride, pad, outPad;
+  int64_t OH() const { return (H - 1) * stride - 2 * pad + KH + outPad; }
+  int64_t OW() const { return (W - 1) * stride - 2 * pad + KW + outPad; }
+};
+
+void checkConvTranspose(const TransposeGeometry &g, int64_t n) {
+  INFO("C" << g.C << " H" << g.H << " W" << g.W << " O" << g.O << " k" << g.KH << "x" << g.KW
+            << " stride " << g.stride << " pad " << g.pad << " output_padding " << g.outPad << " n " << n);
+  Harness h(5);
+  Node *x = h.input({g.C, g.H, g.W});
+  Node *w = h.param({g.C, g.O, g.KH, g.KW});
+  Node *y = h.b.convTranspose2d(x, w, g.stride, g.pad, g.outPad);
+  REQUIRE(y->type.dims == std::vector<int64_t>{g.O, g.OH(), g.OW()});
+  // The gradients as autodiff builds them: dx = conv2d(dy, w), dw = filter gradient of (dy, x).
+  Node *dy = h.input({g.O, g.OH(), g.OW()});
+  Node *dx = h.b.conv2d(dy, w, g.stride, g.pad);
+  Node *dw = h.b.conv2dBwdFilter(dy, x, w->type, g.stride, g.pad);
+  REQUIRE(dx->type == x->type);
+  h.fillUniform(x);
+  h.fillUniform(w);
+  h.fillUniform(dy);
+  h.run(n);
+
+  auto X = values(h, x), Wt = values(h, w), DY = values(h, dy);
+  std::vector<double> Y(n * y->type.elements()), DX(n * x->type.elements()), DW(Wt.size());
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t ih = 0; ih < g.H; ++ih)
+        for (int64_t iw = 0; iw < g.W; ++iw)
+          for (int64_t o = 0; o < g.O; ++o)
+            for (int64_t kh = 0; kh < g.KH; ++kh)
+              for (int64_t kw = 0; kw < g.KW; ++kw) {
+                int64_t oh = ih * g.stride - g.pad + kh, ow = iw * g.stride - g.pad + kw;
+                if (oh < 0 || oh >= g.OH() || ow < 0 || ow >= g.OW()) continue;
+                int64_t xi = ((s * g.C + c) * g.H + ih) * g.W + iw;
+                int64_t yi = ((s * g.O + o) * g.OH() + oh) * g.OW() + ow;
+                int64_t wi = ((c * g.O + o) * g.KH + kh) * g.KW + kw;
+                Y[yi] += X[xi] * Wt[wi];
+                DX[xi] += DY[yi] * Wt[wi];
+                DW[wi] += DY[yi] * X[xi];
+              }
+  requireClose(h.read(y), Y, 1e-5, 1e-5, "conv_transpose2d");
+  requireClose(h.read(dx), DX, 1e-5, 1e-5, "conv_transpose2d's input gradient");
+  requireClose(h.read(dw), DW, 1e-5, 1e-5, "conv_transpose2d's weight gradient");
+}
+
+}  // namespace
+
+TEST_CASE("conv_transpose2d forward and gradients against a scatter loop", "[codegen][conv]") {
+  checkConvTranspose({3, 4, 5, 2, 2, 2, 2, 0, 0}, 3);  // the decoder's x2: 2×2, stride 2
+  checkConvTranspose({2, 5, 4, 3, 3, 3, 2, 1, 1}, 4);  // 3×3, padding 1, output_padding 1: x2 exactly
+  checkConvTranspose({2, 6, 5, 4, 3, 3, 1, 1, 0}, 2);  // stride 1, "same"
+  checkConvTranspose({3, 4, 3, 2, 3, 2, 3, 2, 2}, 5);  // non-square kernel, padding above the taps
+  checkConvTranspose({4, 7, 6, 3, 1, 1, 1, 0, 0}, 2);  // 1×1: no column matrix
+}

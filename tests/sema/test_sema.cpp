@@ -466,7 +466,7 @@ TEST_CASE("arguments take the vocabulary's ranges and defaults") {
 }
 
 TEST_CASE("known name lists") {
-  CHECK(mtlc::sema::knownLayers().size() == 17);
+  CHECK(mtlc::sema::knownLayers().size() == 18);
   CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
   CHECK(mtlc::sema::knownWeightings().size() == 12);
   CHECK(std::string(mtlc::sema::layerName(LayerKind::Embedding)) == "embedding");
