@@ -125,10 +125,18 @@ class ForwardLowering {
       case SourceKind::Input: return input(p.sourceIndex);
       case SourceKind::Shared: return shared(p.sourceIndex);
       case SourceKind::Concat: {
+        // [C, H, W] parts join along the channels: per sample, NCHW's channel blocks follow one
+        // another, so that is the concatenation of the flattened parts, viewed as [ΣC, H, W].
         std::vector<Node *> parts;
-        for (const auto &part : p.concat)
-          parts.push_back(part.kind == SourceKind::Input ? input(part.index) : shared(part.index));
-        return b_.concat(parts);
+        std::vector<int64_t> joined;  // sema checked that every part has the first's H and W
+        for (const auto &part : p.concat) {
+          Node *x = part.kind == SourceKind::Input ? input(part.index) : shared(part.index);
+          if (joined.empty()) joined = x->type.dims, joined[0] = 0;
+          joined[0] += x->type.dims[0];
+          parts.push_back(x->type.dims.size() == 1 ? x : b_.reshape(x, ir::Type{{x->type.elements()}, true}));
+        }
+        Node *y = b_.concat(parts);
+        return joined.size() == 1 ? y : b_.reshape(y, ir::Type{std::move(joined), true});
       }
       case SourceKind::Gate:
       case SourceKind::Column: return expertBlock(p.sourceIndex).at(task_);

@@ -253,7 +253,31 @@ std::optional<Shape> Analyzer::resolveBlockRead(const ast::Pipeline &ap, bool is
   return sharedOut_[info.index];
 }
 
-// concat(a, b, ...): inputs and plain shared blocks, each 1-D, joined along the feature axis.
+namespace {
+
+// Why a concat part of shape `s` cannot join the first part's `first`, or nullopt: 1-D parts join
+// along the features, [C, H, W] parts along the channels when H and W agree.
+std::optional<std::string> concatPartError(const Shape &first, const std::string &firstName, const Shape &s) {
+  if (first.size() == 1 && s.size() != 1)
+    return fmt::format("concat joins 1-D parts (as '{}' is) along the features; flatten it first (in a shared "
+                       "block)", firstName);
+  if (first.size() == 3 && s.size() != 3)
+    return fmt::format("concat joins [channels, height, width] parts (as '{}' is, {}) along the channels",
+                       firstName, shapeStr(first));
+  if (first.size() == 3 && (s[1] != first[1] || s[2] != first[2]))
+    return fmt::format("concat joins [channels, height, width] parts along the channels, so their height and "
+                       "width must agree: '{}' is {}x{}, this one {}x{} (upsample, conv_transpose2d or pool one side first)",
+                       firstName, first[1], first[2], s[1], s[2]);
+  if (first.size() != 1 && first.size() != 3)
+    return fmt::format("concat joins 1-D parts (features) or [channels, height, width] parts (channels); "
+                       "flatten it first (in a shared block)");
+  return std::nullopt;
+}
+
+}  // namespace
+
+// concat(a, b, ...): inputs and plain shared blocks joined along the feature axis (each 1-D) or
+// along the channels (each [C, H, W] with the first part's H and W: a U-Net's skip connection).
 std::optional<Shape> Analyzer::resolveConcat(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
                                              Pipeline &out, Origin &origin, bool &ok) {
   out.source = "concat";
@@ -267,6 +291,9 @@ std::optional<Shape> Analyzer::resolveConcat(const ast::Pipeline &ap, bool isSha
   }
   bool partsOk = true, known = true;
   int64_t width = 0;
+  std::optional<Shape> first;  // the first part's shape: 1-D or [C, H, W] decides the axis
+  std::string firstName;
+  Origin firstOrigin;
   for (const ast::NameRef &part : ap.sourceArgs) {
     auto it = names_.find(part.name);
     if (it == names_.end()) {
@@ -319,13 +346,19 @@ std::optional<Shape> Analyzer::resolveConcat(const ast::Pipeline &ap, bool isSha
       known = false;
       continue;
     }
-    if (shape->size() != 1) {
-      diags_.error(part.loc, fmt::format("concat joins 1-D parts, but {} '{}' has shape {}; flatten "
-                                         "it first (in a shared block)",
-                                         nameKindWord(info.kind), part.name, shapeStr(*shape)));
-      diags_.note(declLoc, info.kind == NameKind::Input
-                               ? fmt::format("input '{}' is declared here", part.name)
-                               : sharedOrigin_[info.index].what);
+    Origin partOrigin{declLoc, info.kind == NameKind::Input ? fmt::format("input '{}' is declared here", part.name)
+                                                              : sharedOrigin_[info.index].what};
+    if (!first) {
+      first = shape;
+      firstName = part.name;
+      firstOrigin = partOrigin;
+    }
+    if (std::optional<std::string> why = concatPartError(*first, firstName, *shape)) {
+      diags_.error(part.loc, fmt::format("{} '{}' has shape {}, but {}", nameKindWord(info.kind), part.name,
+                                         shapeStr(*shape), *why));
+      diags_.note(partOrigin.loc, partOrigin.what);
+      if (firstName != part.name && first->size() == 3) diags_.note(firstOrigin.loc, firstOrigin.what);
+      if (firstName == part.name) first.reset();  // neither 1-D nor [C, H, W]: the next part decides
       partsOk = false;
       continue;
     }
@@ -333,15 +366,17 @@ std::optional<Shape> Analyzer::resolveConcat(const ast::Pipeline &ap, bool isSha
   }
   ok = partsOk;
   if (!partsOk || !known) return std::nullopt;
-  if (width > kMaxInt) {
+  Shape joined = *first;
+  joined[0] = width;
+  if (width > kMaxInt || elementCount(joined) < 0 || elementCount(joined) > kMaxInt) {
     diags_.error(ap.sourceLoc, fmt::format("concat gives {} values per sample, more than the "
                                            "supported {}",
-                                           width, kMaxInt));
+                                           joined.size() == 1 ? std::to_string(width) : shapeStr(joined), kMaxInt));
     ok = false;
     return std::nullopt;
   }
-  origin = {ap.sourceLoc, fmt::format("{} gives [{}]", ast::sourceStr(ap), width)};
-  return Shape{width};
+  origin = {ap.sourceLoc, fmt::format("{} gives {}", ast::sourceStr(ap), shapeStr(joined))};
+  return joined;
 }
 
 // ---- After the tasks --------------------------------------------------------------------------------

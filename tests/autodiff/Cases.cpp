@@ -349,6 +349,16 @@ std::vector<Case> makeCases() {
                   Node *h = net.b.unary(K::Tanh, net.dense(x, 4, "fc1"));
                   mseHead(net, net.b.concat({h, x, h}));
                 }});
+  cs.push_back({"concat", "U-Net skip: concat(up, enc) along channels, as lowering builds it", [](Net &net) {
+                  // enc [2,4,4] -> pool -> conv [3,2,2] -> conv_transpose2d x2 [2,4,4] = up; then
+                  // [up; enc] (flattened parts, concat, viewed as [4,4,4]) -> conv: both branches.
+                  Node *enc = net.b.unary(K::Tanh, net.conv(net.input({1, 4, 4}), 2, 3, 3, 1, 1, "enc"));
+                  Node *low = net.conv(net.b.avgPool(enc, 2, 2), 3, 1, 1, 1, 0, "low");
+                  Node *up = net.b.convTranspose2d(low, net.param("up.weight", {3, 2, 2, 2}), 2, 0, 0);
+                  auto flat = [&](Node *v) { return net.b.reshape(v, vec(v->type.elements())); };
+                  Node *joined = net.b.reshape(net.b.concat({flat(up), flat(enc)}), ir::Type{{4, 4, 4}, true});
+                  mseHead(net, net.conv(joined, 2, 3, 3, 1, 1, "dec"));
+                }});
 
   // ---- losses ----
   cs.push_back({"cross_entropy", "4 classes", [](Net &net) {

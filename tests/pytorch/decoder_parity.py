@@ -1,7 +1,8 @@
 """Cross-check of the decoder layers against torch.nn: conv_transpose2d (nn.ConvTranspose2d: stride 2,
-kernel 2; kernel 3 with padding and output_padding; bias=false), in a two-task model (classification
-and per-pixel reconstruction): same safetensors init, same Fashion-MNIST batches in file order, adam
-and sgd.
+kernel 2; kernel 3 with padding and output_padding; bias=false) and a U-Net skip, the channel
+concatenation `concat(up, enc1)` of a decoder stage with encoder features (torch.cat(dim=1)), in a
+two-task model (classification and per-pixel reconstruction): same safetensors init, same
+Fashion-MNIST batches in file order, adam and sgd.
 
 usage: decoder_parity.py MTLC_BINARY WORK_DIR
 Exit 0 = agree, 1 = disagree, 77 = skipped (no torch for this python, no Fashion-MNIST files).
@@ -39,7 +40,7 @@ input image : f32[1, 28, 28]
 shared enc1 = image -> conv2d(4, kernel=3, padding=1) -> relu
 shared enc2 = enc1 -> maxpool(2) -> conv2d(8, kernel=3, padding=1) -> relu
 shared up = enc2 -> conv_transpose2d(4, kernel=2, stride=2) -> relu
-shared dec = up -> conv2d(4, kernel=3, padding=1) -> relu
+shared dec = concat(up, enc1) -> conv2d(4, kernel=3, padding=1) -> relu
   -> conv_transpose2d(3, kernel=3, stride=2, padding=1, output_padding=1, bias=false) -> relu
 task category { dec -> avgpool(4) -> flatten -> dense(10)  loss cross_entropy  weight 1 }
 task recon { dec -> conv2d(1, kernel=2, stride=2) -> flatten  loss mse  weight 2 }
@@ -68,7 +69,7 @@ class Decoder(nn.Module):
         self.enc1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())                   # [4, 28, 28]
         self.enc2 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, padding=1), nn.ReLU())  # [8, 14, 14]
         self.up = nn.Sequential(nn.ConvTranspose2d(8, 4, 2, stride=2), nn.ReLU())            # [4, 28, 28]
-        self.dec = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+        self.dec = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(),
                                  nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1, bias=False),
                                  nn.ReLU())                                                   # [3, 56, 56]
         self.category = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(3 * 14 * 14, 10))
@@ -76,7 +77,7 @@ class Decoder(nn.Module):
 
     def forward(self, x):
         e1 = self.enc1(x)
-        d = self.dec(self.up(self.enc2(e1)))
+        d = self.dec(torch.cat([self.up(self.enc2(e1)), e1], dim=1))
         return self.category(d), self.recon(d)
 
 

@@ -799,3 +799,28 @@ TEST_CASE("--data overrides: the replacing csv file's header is the one checked"
   CHECK_THAT(diagnosticsWith(text, program.string(), {{"test", other}}),
              Catch::StartsWith("o.mtl:7:11: error: " + other + " has no column 'price'"));
 }
+
+TEST_CASE("decoder layers: conv_transpose2d shapes and a U-Net skip through concat") {
+  Model m = check(
+      "model m\ninput img : f32[1, 28, 28]\ninput v : f32[4]\n"
+      "shared enc1 = img -> conv2d(8, kernel=3, padding=1) -> relu\n"
+      "shared enc2 = enc1 -> maxpool(2) -> conv2d(16, kernel=3, padding=1) -> relu\n"
+      "shared up = enc2 -> conv_transpose2d(8, kernel=2, stride=2, bias=false)\n"
+      "shared dec = concat(up, enc1, img) -> conv_transpose2d(2, kernel=3, stride=2, padding=1, output_padding=1)\n"
+      "  -> conv_transpose2d(1, 5, padding=2)\n"
+      "shared both = concat(v, v)\n"
+      "task t { dec -> flatten -> dense(2) loss mse }\n"
+      "task u { both -> dense(1) loss mse }\n");
+  const mtlc::sema::Layer &up = m.shared[2].layers[0];
+  CHECK(up.kind == LayerKind::ConvTranspose2d);
+  CHECK_FALSE(up.bias);
+  CHECK(up.out == Shape{8, 28, 28});
+  CHECK(m.shared[3].sourceKind == SourceKind::Concat);
+  CHECK(m.shared[3].inShape == Shape{17, 28, 28});  // 8 + 8 + 1 channels
+  const auto &d = m.shared[3].layers;
+  CHECK(d[0].outputPadding == 1);
+  CHECK(d[0].out == Shape{2, 56, 56});  // (28-1)*2 - 2 + 3 + 1
+  CHECK(d[1].kernel == 5);
+  CHECK(d[1].out == Shape{1, 56, 56});  // stride 1, padding 2, kernel 5: the same size
+  CHECK(m.shared[4].outShape == Shape{8});  // 1-D parts still join along the features
+}
