@@ -59,6 +59,10 @@ const std::vector<SourceInfo> &sourceTable() {
          false, "synthetic_mmoe(correlation=0.5)", {{"x", 0, "dim"}, {"y1", 1}, {"y2", 1}}},
         {"multi_fashion", Family::Fields, {stringParam("split", true, {"train", "test"})}, false,
          "multi_fashion(\"train\")", {{"pixels", kFashionPixels}, {"left", 1}, {"right", 1}}},
+        {"multi_fashion_dense", Family::Fields, {stringParam("split", true, {"train", "test"})}, false,
+         "multi_fashion_dense(\"train\")",
+         {{"pixels", kFashionPixels}, {"left", 1}, {"right", 1}, {"segment", kFashionPixels},
+          {"left_pixels", kFashionPixels}, {"right_pixels", kFashionPixels}}},
     };
     return t;
   }();

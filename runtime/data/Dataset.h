@@ -13,6 +13,7 @@
 //   npy            {PATH}                      one NumPy array: the field `data` (Npz.cpp)
 //   synthetic_mmoe options correlation=0.5, samples=12000, dim=100, seed=0   (see Synthetic.cpp)
 //   multi_fashion  {"train"|"test"}            two Fashion-MNIST items overlaid (see Synthetic.cpp)
+//   multi_fashion_dense {"train"|"test"}       the same, with per-pixel targets (see Synthetic.cpp)
 //
 // Fields: image sources give `pixels` [N, H*W] (u8 scaled to [0, 1]) and `label` [N, 1]; a csv
 // gives one width-1 field per column, named by the header, in column order.
@@ -148,6 +149,7 @@ std::string fashionMnistDir();  // $MTLC_FASHION_MNIST_DIR or the Debian locatio
 Table syntheticMmoe(double correlation, int64_t samples, int64_t dim, uint64_t seed,
                     const std::string& split = "train");
 Table multiFashion(const std::string& split, const std::string& dir = "");
+Table multiFashionDense(const std::string& split, const std::string& dir = "");
 
 // ---- bindings -----------------------------------------------------------------------------------
 

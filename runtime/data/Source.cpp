@@ -119,6 +119,10 @@ Table loadSource(const SourceSpec& s, const std::string& split, const std::vecto
     wantArgs(s, 1, 2);
     return multiFashion(s.args[0], s.args.size() > 1 ? s.args[1] : "");
   }
+  if (s.kind == "multi_fashion_dense") {
+    wantArgs(s, 1, 2);
+    return multiFashionDense(s.args[0], s.args.size() > 1 ? s.args[1] : "");
+  }
   if (s.kind == "synthetic_mmoe") {
     wantArgs(s, 0, 0);
     double samples = option(s, "samples", 12000), dim = option(s, "dim", 100);
@@ -128,7 +132,7 @@ Table loadSource(const SourceSpec& s, const std::string& split, const std::vecto
     return syntheticMmoe(corr, int64_t(samples), int64_t(dim), uint64_t(seed), split);
   }
   if (s.kind.empty()) throwError("no data source given");
-  throwError("unknown data source `{}` (known: fashion_mnist, idx, csv, npz, npy, multi_fashion, synthetic_mmoe)", s.kind);
+  throwError("unknown data source `{}` (known: fashion_mnist, idx, csv, npz, npy, multi_fashion, multi_fashion_dense, synthetic_mmoe)", s.kind);
 }
 
 }  // namespace mtlc::rt

@@ -18,6 +18,12 @@
 // aligned, as torch's interpolate(align_corners=False)). π is a Fisher–Yates permutation from
 // mt19937_64(1) for "train" and (2) for "test". Fields: `pixels` [N, 784] in [0, 1], `left`, `right`
 // [N, 1] class indices.
+//
+// multi_fashion_dense("train" | "test"): the same images and labels, plus per-pixel targets from each
+// item alone on its own canvas, resized the same way: `left_pixels`, `right_pixels` [N, 784] (the
+// top-left and the bottom-right item where it lies on the image) and `segment` [N, 784]: 0 where both
+// are below 0.1, else 1 where the top-left item's value is the brighter (ties included), 2 where
+// the bottom-right's is.
 #include "runtime/data/Dataset.h"
 #include "spec/Error.h"
 #include "runtime/core/Rng.h"
@@ -78,11 +84,42 @@ Table syntheticMmoe(double p, int64_t samples, int64_t dim, uint64_t seed, const
   return t;
 }
 
-Table multiFashion(const std::string& split, const std::string& dir) {
+namespace {
+
+constexpr int kCanvas = 36, kSide = 28, kOffset = 8;
+
+// Bilinear 36 -> 28: output pixel centre (o + 0.5) maps to source coordinate (o + 0.5)·36/28 − 0.5.
+void resizeCanvas(const float* canvas, float* out) {
+  const int C = kCanvas, S = kSide;
+  for (int oy = 0; oy < S; ++oy) {
+    double sy = std::max(0.0, (oy + 0.5) * C / S - 0.5);
+    int y0 = std::min(int(sy), C - 1), y1 = std::min(y0 + 1, C - 1);
+    double fy = sy - y0;
+    for (int ox = 0; ox < S; ++ox) {
+      double sx = std::max(0.0, (ox + 0.5) * C / S - 0.5);
+      int x0 = std::min(int(sx), C - 1), x1 = std::min(x0 + 1, C - 1);
+      double fx = sx - x0;
+      double v = (1 - fy) * ((1 - fx) * canvas[y0 * C + x0] + fx * canvas[y0 * C + x1]) +
+                 fy * ((1 - fx) * canvas[y1 * C + x0] + fx * canvas[y1 * C + x1]);
+      out[oy * S + ox] = float(v);
+    }
+  }
+}
+
+// One item alone on the canvas at offset (off, off).
+void place(const float* item, int off, float* canvas) {
+  std::fill(canvas, canvas + kCanvas * kCanvas, 0.0f);
+  for (int y = 0; y < kSide; ++y)
+    for (int x = 0; x < kSide; ++x) canvas[(y + off) * kCanvas + x + off] = item[y * kSide + x];
+}
+
+// multi_fashion's table; with `dense`, also segment, left_pixels and right_pixels.
+Table overlaidFashion(const std::string& split, const std::string& dir, bool dense) {
+  const char* name = dense ? "multi_fashion_dense" : "multi_fashion";
   Table src = fashionMnist(split, dir);
   const Field& px = *src.find("pixels");
   const Field& lab = *src.find("label");
-  if (px.width != 784) throwError("{}: multi_fashion needs 28x28 images, found {} pixels", src.origin, px.width);
+  if (px.width != 784) throwError("{}: {} needs 28x28 images, found {} pixels", src.origin, name, px.width);
   const int64_t n = src.rows;
   std::vector<int64_t> perm(n);
   std::iota(perm.begin(), perm.end(), 0);
@@ -90,44 +127,56 @@ Table multiFashion(const std::string& split, const std::string& dir) {
   for (int64_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[uniformBelow(rng, uint64_t(i) + 1)]);
 
   Table t;
-  t.origin = fmt::format("multi_fashion(\"{}\")", split);
+  t.origin = fmt::format("{}(\"{}\")", name, split);
   t.rows = n;
-  Field pixels{"pixels", 784, HugeFloats(size_t(n) * 784)};
+  const size_t P = kSide * kSide;
+  Field pixels{"pixels", int64_t(P), HugeFloats(size_t(n) * P)};
   Field left{"left", 1, HugeFloats(n)}, right{"right", 1, HugeFloats(n)};
-  const int C = 36, S = 28, off = 8;
-  float canvas[C * C];
+  const size_t denseRows = dense ? size_t(n) : 0;
+  Field segment{"segment", int64_t(P), HugeFloats(denseRows * P)};
+  Field leftPixels{"left_pixels", int64_t(P), HugeFloats(denseRows * P)};
+  Field rightPixels{"right_pixels", int64_t(P), HugeFloats(denseRows * P)};
+  float canvas[kCanvas * kCanvas], second[kCanvas * kCanvas];
   for (int64_t r = 0; r < n; ++r) {
-    const float* a = &px.data[size_t(r) * 784];
-    const float* b = &px.data[size_t(perm[r]) * 784];
-    std::fill(canvas, canvas + C * C, 0.0f);
-    for (int y = 0; y < S; ++y)
-      for (int x = 0; x < S; ++x) {
-        canvas[y * C + x] = a[y * S + x];
-        float& c = canvas[(y + off) * C + x + off];
-        c = std::max(c, b[y * S + x]);
-      }
-    // Bilinear 36 -> 28: output pixel centre (o + 0.5) maps to source coordinate (o + 0.5)·36/28 − 0.5.
-    float* out = &pixels.data[size_t(r) * 784];
-    for (int oy = 0; oy < S; ++oy) {
-      double sy = std::max(0.0, (oy + 0.5) * C / S - 0.5);
-      int y0 = std::min(int(sy), C - 1), y1 = std::min(y0 + 1, C - 1);
-      double fy = sy - y0;
-      for (int ox = 0; ox < S; ++ox) {
-        double sx = std::max(0.0, (ox + 0.5) * C / S - 0.5);
-        int x0 = std::min(int(sx), C - 1), x1 = std::min(x0 + 1, C - 1);
-        double fx = sx - x0;
-        double v = (1 - fy) * ((1 - fx) * canvas[y0 * C + x0] + fx * canvas[y0 * C + x1]) +
-                   fy * ((1 - fx) * canvas[y1 * C + x0] + fx * canvas[y1 * C + x1]);
-        out[oy * S + ox] = float(v);
-      }
+    const float* a = &px.data[size_t(r) * P];
+    const float* b = &px.data[size_t(perm[r]) * P];
+    place(b, kOffset, second);
+    if (dense) {
+      place(a, 0, canvas);
+      resizeCanvas(canvas, &leftPixels.data[size_t(r) * P]);
+      resizeCanvas(second, &rightPixels.data[size_t(r) * P]);
     }
+    for (int y = 0; y < kSide; ++y)  // the overlay: item a at the top-left, the max where they meet
+      for (int x = 0; x < kSide; ++x) {
+        float& c = second[y * kCanvas + x];
+        c = std::max(c, a[y * kSide + x]);
+      }
+    resizeCanvas(second, &pixels.data[size_t(r) * P]);
     left.data[r] = lab.data[r];
     right.data[r] = lab.data[perm[r]];
+    if (!dense) continue;
+    for (size_t p = 0; p < P; ++p) {
+      float l = leftPixels.data[size_t(r) * P + p], rt = rightPixels.data[size_t(r) * P + p];
+      segment.data[size_t(r) * P + p] = l < 0.1f && rt < 0.1f ? 0.0f : l >= rt ? 1.0f : 2.0f;
+    }
   }
   t.fields.push_back(std::move(pixels));
   t.fields.push_back(std::move(left));
   t.fields.push_back(std::move(right));
+  if (dense) {
+    t.fields.push_back(std::move(segment));
+    t.fields.push_back(std::move(leftPixels));
+    t.fields.push_back(std::move(rightPixels));
+  }
   return t;
+}
+
+}  // namespace
+
+Table multiFashion(const std::string& split, const std::string& dir) { return overlaidFashion(split, dir, false); }
+
+Table multiFashionDense(const std::string& split, const std::string& dir) {
+  return overlaidFashion(split, dir, true);
 }
 
 }  // namespace mtlc::rt

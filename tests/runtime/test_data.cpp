@@ -242,3 +242,83 @@ TEST_CASE("multi_fashion: overlaid pairs, labels from both items, pixels in [0,1
   CHECK(field(t, "right").data != field(src, "label").data);
   CHECK(multiFashion("test").find("pixels")->data == px.data);  // deterministic
 }
+
+namespace {
+
+// An item of 28x28 on a zero 36x36 canvas at (off, off), resized to 28x28 with bilinear weights
+// (align_corners=False), written out independently of Synthetic.cpp.
+std::vector<double> itemAlone(const float* item, int off) {
+  std::vector<double> canvas(36 * 36, 0.0), out(784);
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x) canvas[(y + off) * 36 + x + off] = item[y * 28 + x];
+  auto coord = [](int o, int& i0, int& i1, double& f) {
+    double s = std::max(0.0, (o + 0.5) * 36.0 / 28.0 - 0.5);
+    i0 = std::min(int(std::floor(s)), 35), i1 = std::min(i0 + 1, 35), f = s - i0;
+  };
+  for (int oy = 0; oy < 28; ++oy)
+    for (int ox = 0; ox < 28; ++ox) {
+      int y0, y1, x0, x1;
+      double fy, fx;
+      coord(oy, y0, y1, fy);
+      coord(ox, x0, x1, fx);
+      out[oy * 28 + ox] = (1 - fy) * (1 - fx) * canvas[y0 * 36 + x0] + (1 - fy) * fx * canvas[y0 * 36 + x1] +
+                          fy * (1 - fx) * canvas[y1 * 36 + x0] + fy * fx * canvas[y1 * 36 + x1];
+    }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("multi_fashion_dense: multi_fashion plus segment, left_pixels, right_pixels", "[data][fashion]") {
+  if (!std::filesystem::exists(fashionMnistDir() + "/t10k-images-idx3-ubyte.gz")) {
+    WARN("dataset-fashion-mnist is not installed; skipped");
+    return;
+  }
+  Table src = fashionMnist("test");
+  Table plain = multiFashion("test");
+  Table t = multiFashionDense("test");
+  REQUIRE(t.rows == plain.rows);
+  for (const char* name : {"pixels", "left", "right"}) CHECK(field(t, name).data == field(plain, name).data);
+  const Field &seg = field(t, "segment"), &lp = field(t, "left_pixels"), &rp = field(t, "right_pixels");
+  REQUIRE(seg.width == 784);
+  REQUIRE(lp.width == 784);
+  REQUIRE(rp.width == 784);
+  const Field &srcPx = field(src, "pixels"), &srcLabel = field(src, "label");
+  for (int64_t r : {int64_t(0), int64_t(1), int64_t(2), int64_t(4321), t.rows - 1}) {
+    INFO("sample " << r);
+    // The top-left item is source item r.
+    std::vector<double> left = itemAlone(&srcPx.data[size_t(r) * 784], 0);
+    // The bottom-right item: the source item with the right label whose overlay gives `pixels`.
+    int64_t match = -1;
+    for (int64_t j = 0; j < src.rows && match < 0; ++j) {
+      if (srcLabel.data[j] != field(t, "right").data[r]) continue;
+      std::vector<double> right = itemAlone(&srcPx.data[size_t(j) * 784], 8);
+      bool same = true;
+      for (int p = 0; p < 784 && same; ++p) same = std::fabs(right[p] - rp.data[size_t(r) * 784 + p]) < 1e-5;
+      if (same) match = j;
+    }
+    REQUIRE(match >= 0);
+    std::vector<double> right = itemAlone(&srcPx.data[size_t(match) * 784], 8);
+    int counts[3] = {0, 0, 0};
+    for (int p = 0; p < 784; ++p) {
+      size_t i = size_t(r) * 784 + p;
+      CHECK(std::fabs(lp.data[i] - left[p]) < 1e-5);
+      // The overlay's resize is at least each item's alone (bilinear weights are non-negative).
+      CHECK(field(t, "pixels").data[i] >= std::max(left[p], right[p]) - 1e-5);
+      int want = left[p] < 0.1 && right[p] < 0.1 ? 0 : left[p] >= right[p] ? 1 : 2;
+      if (std::fabs(left[p] - 0.1) > 1e-5 && std::fabs(right[p] - 0.1) > 1e-5 && std::fabs(left[p] - right[p]) > 1e-5)
+        CHECK(int(seg.data[i]) == want);
+      counts[int(seg.data[i])]++;
+    }
+    CHECK(counts[0] > 0);  // background, both items and (with these offsets) an overlap
+    CHECK(counts[1] > 0);
+    CHECK(counts[2] > 0);
+    // The bottom-right item never reaches the top-left 6x6 corner; the top-left item never the
+    // bottom-right one.
+    for (int y = 0; y < 6; ++y)
+      for (int x = 0; x < 6; ++x) {
+        CHECK(rp.data[size_t(r) * 784 + y * 28 + x] == 0.0f);
+        CHECK(lp.data[size_t(r) * 784 + (27 - y) * 28 + 27 - x] == 0.0f);
+      }
+  }
+}

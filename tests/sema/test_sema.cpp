@@ -474,7 +474,8 @@ TEST_CASE("known name lists") {
   CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1"});
   CHECK(mtlc::sema::knownMetrics().size() == 4);
   CHECK(mtlc::sema::knownSources() ==
-        std::vector<std::string>{"fashion_mnist", "idx", "csv", "npz", "npy", "synthetic_mmoe", "multi_fashion"});
+        std::vector<std::string>{"fashion_mnist", "idx", "csv", "npz", "npy", "synthetic_mmoe", "multi_fashion",
+                                 "multi_fashion_dense"});
   CHECK(std::string(mtlc::sema::layerName(LayerKind::LeakyRelu)) == "leaky_relu");
   CHECK(mtlc::sema::shapeStr({1, 28, 28}) == "[1, 28, 28]");
   CHECK(mtlc::sema::shapeStr({}) == "[]");
@@ -823,4 +824,21 @@ TEST_CASE("decoder layers: conv_transpose2d shapes and a U-Net skip through conc
   CHECK(d[1].kernel == 5);
   CHECK(d[1].out == Shape{1, 56, 56});  // stride 1, padding 2, kernel 5: the same size
   CHECK(m.shared[4].outShape == Shape{8});  // 1-D parts still join along the features
+}
+
+TEST_CASE("multi_fashion_dense: per-pixel fields bind to flattened heads") {
+  Model m = check(
+      "model m\ninput image : f32[1, 28, 28]\n"
+      "shared enc = image -> conv2d(4, kernel=3, padding=1) -> relu\n"
+      "task left_item { enc -> conv2d(1, kernel=1) -> flatten loss mse }\n"
+      "task segment { enc -> flatten -> dense(784) loss mse }\n"
+      "task right { enc -> flatten -> dense(10) loss cross_entropy }\n"
+      "data { train multi_fashion_dense(\"train\") test multi_fashion_dense(\"test\")\n"
+      "       image = pixels left_item = left_pixels segment = segment right = right }\n");
+  CHECK(m.data.train.kind == "multi_fashion_dense");
+  CHECK(m.data.inputs[0].width == 784);
+  CHECK(m.data.labels[0].expr.ref.field == "left_pixels");
+  CHECK(m.data.labels[0].width == 784);
+  CHECK(m.data.labels[1].width == 784);
+  CHECK(m.data.labels[2].width == 1);
 }
