@@ -257,48 +257,38 @@ class Interpreter {
   }
 
   // Cross-correlation with zero padding, NCHW, like torch.nn.functional.conv2d.
-  void conv2d(const Node &node, const std::vector<double> &x, const std::vector<double> &w,
-              std::vector<double> &y) {
-    const auto &xd = node.operands[0]->type.dims, &wd = node.operands[1]->type.dims;
-    const auto &yd = node.type.dims;
-    int64_t C = xd[0], H = xd[1], W = xd[2], O = wd[0], KH = wd[2], KW = wd[3];
-    int64_t OH = yd[1], OW = yd[2], stride = node.ints.at(0), pad = node.ints.at(1);
+  // Calls fn(in, out, wi) for every tap of the convolution of a [C,H,W] `inT` into a [O,OH,OW]
+  // `outT` with w [O, C, KH, KW] (flat indices over the batch): out += in·w[wi].
+  template <typename Fn>
+  void convTaps(const ir::Type &inT, const ir::Type &outT, const ir::Type &wT, int64_t stride, int64_t pad, Fn fn) {
+    int64_t C = inT.dims[0], H = inT.dims[1], W = inT.dims[2], O = outT.dims[0], OH = outT.dims[1];
+    int64_t OW = outT.dims[2], KH = wT.dims[2], KW = wT.dims[3];
     for (int64_t s = 0; s < n_; ++s)
       for (int64_t o = 0; o < O; ++o)
         for (int64_t oh = 0; oh < OH; ++oh)
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            double sum = 0;
+          for (int64_t ow = 0; ow < OW; ++ow)
             for (int64_t c = 0; c < C; ++c)
               for (int64_t kh = 0; kh < KH; ++kh)
                 for (int64_t kw = 0; kw < KW; ++kw) {
                   int64_t ih = oh * stride - pad + kh, iw = ow * stride - pad + kw;
                   if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                  sum += x[((s * C + c) * H + ih) * W + iw] * w[((o * C + c) * KH + kh) * KW + kw];
+                  fn(((s * C + c) * H + ih) * W + iw, ((s * O + o) * OH + oh) * OW + ow,
+                     ((o * C + c) * KH + kh) * KW + kw);
                 }
-            y[((s * O + o) * OH + oh) * OW + ow] = sum;
-          }
   }
 
-  // nn.ConvTranspose2d without bias, w [C, O, KH, KW]: each input element scatters onto the
-  // output at (ih·stride − pad + kh, iw·stride − pad + kw).
+  void conv2d(const Node &node, const std::vector<double> &x, const std::vector<double> &w,
+              std::vector<double> &y) {
+    convTaps(node.operands[0]->type, node.type, node.operands[1]->type, node.ints.at(0), node.ints.at(1),
+             [&](int64_t in, int64_t out, int64_t wi) { y[out] += x[in] * w[wi]; });
+  }
+
+  // nn.ConvTranspose2d without bias, w [C, O, KH, KW]: each input element scatters onto the output
+  // at (ih·stride − pad + kh, iw·stride − pad + kw), the taps of the convolution from y back to x.
   void convTranspose2d(const Node &node, const std::vector<double> &x, const std::vector<double> &w,
                        std::vector<double> &y) {
-    const auto &xd = node.operands[0]->type.dims, &wd = node.operands[1]->type.dims;
-    const auto &yd = node.type.dims;
-    int64_t C = xd[0], H = xd[1], W = xd[2], O = wd[1], KH = wd[2], KW = wd[3];
-    int64_t OH = yd[1], OW = yd[2], stride = node.ints.at(0), pad = node.ints.at(1);
-    for (int64_t s = 0; s < n_; ++s)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t ih = 0; ih < H; ++ih)
-          for (int64_t iw = 0; iw < W; ++iw)
-            for (int64_t o = 0; o < O; ++o)
-              for (int64_t kh = 0; kh < KH; ++kh)
-                for (int64_t kw = 0; kw < KW; ++kw) {
-                  int64_t oh = ih * stride - pad + kh, ow = iw * stride - pad + kw;
-                  if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
-                  y[((s * O + o) * OH + oh) * OW + ow] +=
-                      x[((s * C + c) * H + ih) * W + iw] * w[((c * O + o) * KH + kh) * KW + kw];
-                }
+    convTaps(node.type, node.operands[0]->type, node.operands[1]->type, node.ints.at(0), node.ints.at(1),
+             [&](int64_t in, int64_t out, int64_t wi) { y[in] += x[out] * w[wi]; });
   }
 
   // k×k windows, no padding, floor output extents; avgpool divides by k².

@@ -3,6 +3,8 @@
 // Tolerance: 1e-5 relative + 1e-5 absolute.
 #include "Harness.h"
 
+#include <array>
+
 using namespace mtlc;
 using namespace mtlc::test;
 
@@ -33,6 +35,33 @@ void forEachTap(const Geometry &g, int64_t n, Fn fn) {
               }
 }
 
+// One check's nodes: a layer y = f(x, w) and the gradients dx, dw it gets from dy.
+struct ConvNodes {
+  Node *x, *w, *y, *dy, *dx, *dw;
+};
+
+// Fills x, w and dy, runs n samples and checks y, dx and dw against double sums over the taps of
+// the convolution g: conv2d reads x at g's input side (y[out] += x[in]·w); conv_transpose2d
+// (`transposed`) is the same relation with x at g's output side (y[in] += x[out]·w).
+void checkTaps(Harness &h, const Geometry &g, int64_t n, const ConvNodes &c, bool transposed,
+               const std::array<const char *, 3> &names) {
+  h.fillUniform(c.x);
+  h.fillUniform(c.w);
+  h.fillUniform(c.dy);
+  h.run(n);
+  auto X = values(h, c.x), Wt = values(h, c.w), DY = values(h, c.dy);
+  std::vector<double> Y(n * c.y->type.elements()), DX(n * c.x->type.elements()), DW(Wt.size());
+  forEachTap(g, n, [&](int64_t in, int64_t out, int64_t wi) {
+    int64_t xi = transposed ? out : in, yi = transposed ? in : out;
+    Y[yi] += X[xi] * Wt[wi];
+    DX[xi] += DY[yi] * Wt[wi];
+    DW[wi] += DY[yi] * X[xi];
+  });
+  requireClose(h.read(c.y), Y, 1e-5, 1e-5, names[0]);
+  requireClose(h.read(c.dx), DX, 1e-5, 1e-5, names[1]);
+  requireClose(h.read(c.dw), DW, 1e-5, 1e-5, names[2]);
+}
+
 void checkConv(const Geometry &g, int64_t n) {
   INFO("C" << g.C << " H" << g.H << " W" << g.W << " O" << g.O << " k" << g.KH << "x" << g.KW
             << " stride " << g.stride << " pad " << g.pad << " n " << n);
@@ -44,21 +73,7 @@ void checkConv(const Geometry &g, int64_t n) {
   Node *dx = h.b.conv2dBwdData(dy, w, x->type, g.stride, g.pad);
   Node *dw = h.b.conv2dBwdFilter(x, dy, w->type, g.stride, g.pad);
   REQUIRE(y->type == dy->type);
-  h.fillUniform(x);
-  h.fillUniform(w);
-  h.fillUniform(dy);
-  h.run(n);
-
-  auto X = values(h, x), Wt = values(h, w), DY = values(h, dy);
-  std::vector<double> Y(n * y->type.elements()), DX(n * x->type.elements()), DW(Wt.size());
-  forEachTap(g, n, [&](int64_t xi, int64_t yi, int64_t wi) {
-    Y[yi] += X[xi] * Wt[wi];
-    DX[xi] += DY[yi] * Wt[wi];
-    DW[wi] += DY[yi] * X[xi];
-  });
-  requireClose(h.read(y), Y, 1e-5, 1e-5, "conv2d");
-  requireClose(h.read(dx), DX, 1e-5, 1e-5, "conv2d_bwd_data");
-  requireClose(h.read(dw), DW, 1e-5, 1e-5, "conv2d_bwd_filter");
+  checkTaps(h, g, n, {x, w, y, dy, dx, dw}, false, {"conv2d", "conv2d_bwd_data", "conv2d_bwd_filter"});
 }
 
 }  // namespace
@@ -94,7 +109,8 @@ TEST_CASE("conv2d: planes wider than one GEMM column tile, pointwise", "[codegen
 namespace {
 
 // conv_transpose2d (nn.ConvTranspose2d): x[C,H,W], w[C,O,KH,KW]; every input element scatters
-// x·w onto the output at (ih·stride − pad + kh, iw·stride − pad + kw) when that lies inside.
+// x·w onto the output at (ih·stride − pad + kh, iw·stride − pad + kw) when that lies inside: the
+// taps of the convolution from the output back to x, read the other way.
 struct TransposeGeometry {
   int64_t C, H, W, O, KH, KW, stride, pad, outPad;
   int64_t OH() const { return (H - 1) * stride - 2 * pad + KH + outPad; }
@@ -114,37 +130,17 @@ void checkConvTranspose(const TransposeGeometry &g, int64_t n) {
   Node *dx = h.b.conv2d(dy, w, g.stride, g.pad);
   Node *dw = h.b.conv2dBwdFilter(dy, x, w->type, g.stride, g.pad);
   REQUIRE(dx->type == x->type);
-  h.fillUniform(x);
-  h.fillUniform(w);
-  h.fillUniform(dy);
-  h.run(n);
-
-  auto X = values(h, x), Wt = values(h, w), DY = values(h, dy);
-  std::vector<double> Y(n * y->type.elements()), DX(n * x->type.elements()), DW(Wt.size());
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t ih = 0; ih < g.H; ++ih)
-        for (int64_t iw = 0; iw < g.W; ++iw)
-          for (int64_t o = 0; o < g.O; ++o)
-            for (int64_t kh = 0; kh < g.KH; ++kh)
-              for (int64_t kw = 0; kw < g.KW; ++kw) {
-                int64_t oh = ih * g.stride - g.pad + kh, ow = iw * g.stride - g.pad + kw;
-                if (oh < 0 || oh >= g.OH() || ow < 0 || ow >= g.OW()) continue;
-                int64_t xi = ((s * g.C + c) * g.H + ih) * g.W + iw;
-                int64_t yi = ((s * g.O + o) * g.OH() + oh) * g.OW() + ow;
-                int64_t wi = ((c * g.O + o) * g.KH + kh) * g.KW + kw;
-                Y[yi] += X[xi] * Wt[wi];
-                DX[xi] += DY[yi] * Wt[wi];
-                DW[wi] += DY[yi] * X[xi];
-              }
-  requireClose(h.read(y), Y, 1e-5, 1e-5, "conv_transpose2d");
-  requireClose(h.read(dx), DX, 1e-5, 1e-5, "conv_transpose2d's input gradient");
-  requireClose(h.read(dw), DW, 1e-5, 1e-5, "conv_transpose2d's weight gradient");
+  // The convolution whose data gradient this is: from the output [O, OH, OW] back to [C, H, W].
+  Geometry conv{g.O, g.OH(), g.OW(), g.C, g.KH, g.KW, g.stride, g.pad};
+  REQUIRE(conv.OH() == g.H);
+  REQUIRE(conv.OW() == g.W);
+  checkTaps(h, conv, n, {x, w, y, dy, dx, dw}, true,
+            {"conv_transpose2d", "conv_transpose2d's input gradient", "conv_transpose2d's weight gradient"});
 }
 
 }  // namespace
 
-TEST_CASE("conv_transpose2d forward and gradients against a scatter loop", "[codegen][conv]") {
+TEST_CASE("conv_transpose2d forward and gradients against the adjoint convolution's taps", "[codegen][conv]") {
   checkConvTranspose({3, 4, 5, 2, 2, 2, 2, 0, 0}, 3);  // the decoder's x2: 2×2, stride 2
   checkConvTranspose({2, 5, 4, 3, 3, 3, 2, 1, 1}, 4);  // 3×3, padding 1, output_padding 1: x2 exactly
   checkConvTranspose({2, 6, 5, 4, 3, 3, 1, 1, 0}, 2);  // stride 1, "same"

@@ -10,11 +10,7 @@ Exit 0 = agree, 1 = disagree, 77 = skipped (no torch for this python, no Fashion
 Checks: per-step task losses within 2e-4 relative, final parameters within 1e-4 absolute. The
 reference runs in float64 (the torch modules after .double()), so it adds no rounding of its own.
 """
-import gzip
-import json
 import os
-import struct
-import subprocess
 import sys
 
 try:
@@ -26,8 +22,8 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
+from resnet_parity import fashion_setup, load_checkpoint, mtlc_train, save_init, worst_loss_error  # noqa: E402
 
-FASHION = "/usr/share/datasets/fashion-mnist"
 STEPS, BATCH = 20, 32
 WEIGHTS = {"category": 1.0, "recon": 2.0}
 OPTIMIZERS = {
@@ -81,18 +77,6 @@ class Decoder(nn.Module):
         return self.category(d), self.recon(d)
 
 
-def read_idx(name, count):
-    with gzip.open(os.path.join(FASHION, name), "rb") as f:
-        raw = f.read()
-    dims = raw[3]
-    shape = struct.unpack(">" + "I" * dims, raw[4:4 + 4 * dims])
-    per = 1
-    for d in shape[1:]:
-        per *= d
-    data = torch.frombuffer(bytearray(raw[4 + 4 * dims:4 + 4 * dims + count * per]), dtype=torch.uint8)
-    return data.reshape((count,) + tuple(shape[1:]))
-
-
 def torch_train(images, labels, init, make_opt):
     model = Decoder().double()
     model.load_state_dict(init)
@@ -112,28 +96,14 @@ def torch_train(images, labels, init, make_opt):
     return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def rel(a, b):
-    return abs(a - b) / max(abs(b), 1e-6)
-
-
 def compare(name, spelling, make_opt, mtlc, work, init_path, init, images, labels):
     prog = os.path.join(work, f"{name}.mtl")
     with open(prog, "w") as f:
         f.write(PROGRAM.replace("OPTIMIZER", spelling).replace("BATCH", str(BATCH)))
-    log, final = os.path.join(work, f"{name}.jsonl"), os.path.join(work, f"{name}.safetensors")
-    r = subprocess.run([mtlc, "train", prog, "--init", init_path, "--steps", str(STEPS), "--save", final,
-                        "--log", log, "--quiet"], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{name}: mtlc failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    steps = [json.loads(line) for line in open(log) if '"step"' in line]
-    if len(steps) != STEPS:
-        raise RuntimeError(f"{name}: mtlc logged {len(steps)} steps, expected {STEPS}")
+    steps, final = mtlc_train(name, mtlc, prog, work, init_path, STEPS)
     ref_losses, ref_state = torch_train(images, labels, init, make_opt)
-    worst_loss = max(rel(s["tasks"][t]["loss"], v) for s, ref in zip(steps, ref_losses) for t, v in ref.items())
-    got = safetensors_io.load(final)
-    missing = sorted(set(ref_state) - set(got))
-    if missing:
-        raise RuntimeError(f"{name}: the checkpoint lacks {missing[:4]}")
+    worst_loss = worst_loss_error(steps, ref_losses)
+    got = load_checkpoint(name, final, ref_state)
     worst_param = max((got[k].double() - ref_state[k]).abs().max().item() for k in ref_state)
     ok = worst_loss <= 2e-4 and worst_param <= 1e-4
     print(f"{name:5s} steps {STEPS}  task losses max rel {worst_loss:.2e} (<= 2e-4)  params max abs "
@@ -145,17 +115,8 @@ def compare(name, spelling, make_opt, mtlc, work, init_path, init, images, label
 
 def main():
     mtlc, work = sys.argv[1], sys.argv[2]
-    if not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz")):
-        print("SKIP: no Fashion-MNIST files in", FASHION)
-        sys.exit(77)
-    torch.set_num_threads(1)
-    os.makedirs(work, exist_ok=True)
-    images = read_idx("train-images-idx3-ubyte.gz", STEPS * BATCH).float().div(255).unsqueeze(1)
-    labels = read_idx("train-labels-idx1-ubyte.gz", STEPS * BATCH).long()
-    torch.manual_seed(42)
-    init = {k: v.clone() for k, v in Decoder().state_dict().items()}
-    init_path = os.path.join(work, "init.safetensors")
-    safetensors_io.save(init_path, init)
+    images, labels = fashion_setup(work, STEPS * BATCH)
+    init, init_path = save_init(work, Decoder)
     failures = 0
     for name, (spelling, make_opt) in OPTIMIZERS.items():
         failures += 0 if compare(name, spelling, make_opt, mtlc, work, init_path, init, images, labels) else 1

@@ -206,23 +206,61 @@ def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-6)
 
 
-def compare(name, mtlc, prog, work, init_path, init, data, make_opt, momentum, predictor):
-    """Trains both sides; returns (losses ok, state ok, predictions ok)."""
-    images, labels, test_images = data
+def fashion_setup(work, rows):
+    """Exits 77 (skipped) without the Fashion-MNIST files; else one torch thread, `work` made, and the
+    first `rows` training images [rows, 1, 28, 28] in [0, 1] with their labels."""
+    if not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz")):
+        print("SKIP: no Fashion-MNIST files in", FASHION)
+        sys.exit(77)
+    torch.set_num_threads(1)
+    os.makedirs(work, exist_ok=True)
+    images = read_idx("train-images-idx3-ubyte.gz", rows).float().div(255).unsqueeze(1)
+    return images, read_idx("train-labels-idx1-ubyte.gz", rows).long()
+
+
+def save_init(work, module):
+    """`module()`'s torch init drawn from seed 42, saved for `mtlc train --init`: (state_dict, path)."""
+    torch.manual_seed(42)
+    init = {k: v.clone() for k, v in module().state_dict().items()}
+    init_path = os.path.join(work, "init.safetensors")
+    safetensors_io.save(init_path, init)
+    return init, init_path
+
+
+def worst_loss_error(steps, ref_losses):
+    """The largest relative difference of mtlc's logged task losses from the reference's, any step."""
+    return max(rel(s["tasks"][t]["loss"], v) for s, ref in zip(steps, ref_losses) for t, v in ref.items())
+
+
+def load_checkpoint(name, path, ref_state):
+    """mtlc's saved tensors; every name of the reference's state_dict must be among them."""
+    got = safetensors_io.load(path)
+    missing = sorted(set(ref_state) - set(got))
+    if missing:
+        raise RuntimeError(f"{name}: the checkpoint lacks {missing[:4]}")
+    return got
+
+
+def mtlc_train(name, mtlc, prog, work, init_path, count):
+    """`mtlc train` from `init_path` for `count` steps: (the log's step records, the saved checkpoint)."""
     log, final = os.path.join(work, f"{name}.jsonl"), os.path.join(work, f"{name}.safetensors")
-    r = subprocess.run([mtlc, "train", prog, "--init", init_path, "--steps", str(STEPS), "--save", final,
+    r = subprocess.run([mtlc, "train", prog, "--init", init_path, "--steps", str(count), "--save", final,
                         "--log", log, "--quiet"], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{name}: mtlc failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     steps = [json.loads(line) for line in open(log) if '"step"' in line]
-    if len(steps) != STEPS:
-        raise RuntimeError(f"{name}: mtlc logged {len(steps)} steps, expected {STEPS}")
+    if len(steps) != count:
+        raise RuntimeError(f"{name}: mtlc logged {len(steps)} steps, expected {count}")
+    return steps, final
+
+
+def compare(name, mtlc, prog, work, init_path, init, data, make_opt, momentum, predictor):
+    """Trains both sides; returns (losses ok, state ok, predictions ok)."""
+    images, labels, test_images = data
+    steps, final = mtlc_train(name, mtlc, prog, work, init_path, STEPS)
     ref_losses, ref_state = torch_train(images, labels, init, make_opt, momentum)
-    worst_loss = max(rel(s["tasks"][t]["loss"], v) for s, ref in zip(steps, ref_losses) for t, v in ref.items())
-    got = safetensors_io.load(final)
-    missing = sorted(set(ref_state) - set(got))
-    if missing:
-        raise RuntimeError(f"{name}: the checkpoint lacks {missing[:4]}")
+    worst_loss = worst_loss_error(steps, ref_losses)
+    got = load_checkpoint(name, final, ref_state)
     diff = lambda keys: max((got[k].double() - ref_state[k].double()).abs().max().item() for k in keys)
     stats = [k for k in ref_state if re.search(r"running_|num_batches", k)]
     worst_param = diff([k for k in ref_state if k not in stats])
@@ -247,18 +285,9 @@ def compare(name, mtlc, prog, work, init_path, init, data, make_opt, momentum, p
 def main():
     mtlc, work = sys.argv[1], sys.argv[2]
     plant = len(sys.argv) > 4 and sys.argv[3] == "--plant" and sys.argv[4] == "momentum"
-    if not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz")):
-        print("SKIP: no Fashion-MNIST files in", FASHION)
-        sys.exit(77)
-    torch.set_num_threads(1)
-    os.makedirs(work, exist_ok=True)
-    images = read_idx("train-images-idx3-ubyte.gz", STEPS * BATCH).float().div(255).unsqueeze(1)
-    labels = read_idx("train-labels-idx1-ubyte.gz", STEPS * BATCH).long()
+    images, labels = fashion_setup(work, STEPS * BATCH)
     test_images = read_idx("t10k-images-idx3-ubyte.gz", PREDICT_ROWS).float().div(255).unsqueeze(1)
-    torch.manual_seed(42)
-    init = {k: v.clone() for k, v in ResNetFashion().state_dict().items()}
-    init_path = os.path.join(work, "init.safetensors")
-    safetensors_io.save(init_path, init)
+    init, init_path = save_init(work, ResNetFashion)
 
     failures = 0
     optimizers = {"adam": OPTIMIZERS["adam"]} if plant else OPTIMIZERS
