@@ -444,6 +444,10 @@ bool Analyzer::checkShortcut(const ast::LayerCall &call, const Shape &in, const 
     if (l.kind == LayerKind::Conv2d || l.kind == LayerKind::MaxPool || l.kind == LayerKind::AvgPool)
       stride = std::min<int64_t>(stride * l.stride, kMaxInt);  // each factor <= kMaxInt: no overflow
   const Shape shortcut = {out[0], (in[1] - 1) / stride + 1, (in[2] - 1) / stride + 1};
+  if (shortcut != out && (out[1] > in[1] || out[2] > in[2]))
+    return fail(fmt::format("residual's body maps {} to the larger {}, but its shortcut, a strided 1x1 conv2d, "
+                            "cannot enlarge the image; put upsample or conv_transpose2d outside the residual block",
+                            shapeStr(in), shapeStr(out)));
   if (shortcut != out)
     return fail(fmt::format("residual's body maps {} to {}, but its shortcut, a 1x1 conv2d with the body's total "
                             "stride {}, gives {}; the height and width must agree (pad the body's convolutions, "
