@@ -66,7 +66,11 @@ struct TaskSpec {
   std::vector<Metric> metrics;
   double weight = 1.0;      // the `weight` line
   int64_t outWidth = 1;     // head output width per sample
-  int64_t labelWidth = 1;   // label floats per sample (1 for class index / binary)
+  int64_t labelWidth = 1;   // label floats per sample (1 for class index / binary; H·W for a
+                            // dense cross_entropy head, a class index per pixel)
+  int64_t pixels = 1;       // positions per sample: H·W of a [C, H, W] head, else 1; the head's
+                            // channels are outWidth / pixels (cross_entropy's classes, cosine's
+                            // vector)
 };
 
 // ---- Data binding -------------------------------------------------------------------------------

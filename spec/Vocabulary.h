@@ -67,6 +67,8 @@ enum Flag : unsigned {
   kClassifier = 1u << 2,
   kBinary = 1u << 3,
   kRegression = 1u << 4,
+  kClasses = 1u << 10,    // a class index per sample or per pixel (cross_entropy)
+  kDirection = 1u << 11,  // a vector per pixel compared by direction (cosine)
   // metrics
   kLowerIsBetter = 1u << 5,
   // weightings
@@ -109,7 +111,8 @@ namespace table {
 inline constexpr bool Required = true, Optional = false;
 inline constexpr bool LoOpen = true, LoClosed = false, HiOpen = true, HiClosed = false;
 inline constexpr unsigned Plain = 0, Block = kBlock, Body = kBody;
-inline constexpr unsigned Classifier = kClassifier, Binary = kBinary, Regression = kRegression;
+inline constexpr unsigned Classifier = kClassifier, Binary = kBinary, Regression = kRegression, Classes = kClasses,
+                          Direction = kDirection;
 inline constexpr unsigned Lower = kLowerIsBetter, Higher = 0;
 inline constexpr unsigned None = 0, UsesTaskWeights = kUsesTaskWeights, TaskGradients = kTaskGradients,
                           Adaptive = kAdaptive;

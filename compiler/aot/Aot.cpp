@@ -240,10 +240,16 @@ std::string shapeStr(const std::vector<int64_t> &s) {
 std::string labelDoc(const rt::TaskSpec &t) {
   switch (t.loss) {
     case rt::LossKind::CrossEntropy:
+      if (t.pixels > 1)
+        return "a class index per pixel (" + std::to_string(t.pixels) + " pixels, row-major) as floats (0, 1, ..., " +
+               std::to_string(t.outWidth / t.pixels - 1) + "; NaN = unlabelled)";
       return "the class index as a float (0, 1, ..., " + std::to_string(t.outWidth - 1) + "; NaN = no label)";
     case rt::LossKind::BCE: return "0 or 1 (NaN = no label)";
     case rt::LossKind::MSE: return std::to_string(t.labelWidth) + " real target(s) (NaN = no label)";
     case rt::LossKind::L1: return std::to_string(t.labelWidth) + " real target(s) (NaN = no label)";
+    case rt::LossKind::Cosine:
+      return std::to_string(t.labelWidth) + " reals, a vector of " + std::to_string(t.outWidth / t.pixels) +
+             " channels per pixel (all zero or a NaN = no label)";
   }
   return "";
 }
@@ -251,6 +257,9 @@ std::string labelDoc(const rt::TaskSpec &t) {
 std::string outputDoc(const rt::TaskSpec &t) {
   switch (t.loss) {
     case rt::LossKind::CrossEntropy:
+      if (t.pixels > 1)
+        return std::to_string(t.outWidth) + " logits per sample, [classes, H, W] (softmax each pixel's over the "
+               "classes for its class probabilities)";
       return std::to_string(t.outWidth) + " logits per sample (softmax them for class probabilities)";
     case rt::LossKind::BCE: return "1 logit per sample (sigmoid it for the probability of 1)";
     default: return std::to_string(t.outWidth) + " value(s) per sample, in the label's units";

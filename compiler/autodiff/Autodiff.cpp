@@ -63,6 +63,7 @@ class ReverseMode {
       case OpKind::BCE:
       case OpKind::MSE:
       case OpKind::L1:
+      case OpKind::Cosine:
         accumulate(ops[0], b_.lossBwd(lossBwdOp(n->op), ops[0], ops[1], g));
         break;
       case OpKind::MatMul: {
@@ -168,6 +169,7 @@ class ReverseMode {
       case OpKind::CrossEntropy: return OpKind::CrossEntropyBwd;
       case OpKind::BCE: return OpKind::BCEBwd;
       case OpKind::MSE: return OpKind::MSEBwd;
+      case OpKind::Cosine: return OpKind::CosineBwd;
       default: return OpKind::L1Bwd;
     }
   }

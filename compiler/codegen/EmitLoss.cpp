@@ -11,6 +11,14 @@
 // per element — the mean is over the present elements of the n·k label values, which is PyTorch's
 // mean over `label[mask]`, and with every label present the plain mean over n·k. A batch with no
 // present label gives loss 0 and a zero gradient.
+//
+// Dense (per-pixel) losses on a [C, H, W] head, with P = H·W positions per sample: cross-entropy
+// takes a label [H·W] of class indices, a softmax over the C channels of each pixel (stride P),
+// and its mean runs over the batch's labelled pixels (nn.CrossEntropyLoss(ignore_index=−1) on
+// [N, C, H, W]: Σ over labelled pixels / their count; −1 becomes NaN when the data is bound).
+// Cosine (on [C] as one pixel, or [C, H, W]): 1 − cos(p, t) over the channels of each pixel, with
+// cos = p·t / (max(‖p‖, ε)·max(‖t‖, ε)), ε = 1e-8 (F.cosine_similarity's), averaged over the
+// pixels whose label vector is non-zero (Σ t² > 0, so a NaN in it leaves the pixel out too).
 #include "Kernel.h"
 #include "LoopBuilder.h"
 
@@ -30,15 +38,16 @@ struct SoftmaxRow {
   llvm::Value *max, *sumExp;
 };
 
-SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C, llvm::Value *expRow = nullptr) {
+// The row's values are `stride` floats apart (a pixel's channels: stride H·W).
+SoftmaxRow softmaxRow(Kernel &k, llvm::Value *zRow, int64_t C, llvm::Value *expRow = nullptr, int64_t stride = 1) {
   llvm::Value *max = reduceLoop(k.b, k.c(1), k.c(C), k.load(zRow, k.c(0)),
                                 [&](llvm::Value *c, llvm::Value *acc) {
-                                  return k.maxnum(acc, k.load(zRow, c));
+                                  return k.maxnum(acc, k.load(zRow, k.mul(c, stride)));
                                 }, "c");
   llvm::Value *sumExp = reduceLoop(k.b, k.c(0), k.c(C), k.f64(0),
                                    [&](llvm::Value *c, llvm::Value *acc) {
-                                     llvm::Value *e = k.exp(k.b.CreateFSub(k.load(zRow, c), max));
-                                     if (expRow) k.store(e, expRow, c);
+                                     llvm::Value *e = k.exp(k.b.CreateFSub(k.load(zRow, k.mul(c, stride)), max));
+                                     if (expRow) k.store(e, expRow, k.mul(c, stride));
                                      return k.sumAdd(acc, k.toDouble(e));
                                    }, "c");
   return {max, sumExp};
@@ -152,6 +161,140 @@ llvm::Value *lossTermGrad(Kernel &k, llvm::Value *p, llvm::Value *y) {
   }
 }
 
+// dz_c = scale·(softmax(z)_c − [c = y]) for a present label y, else 0, for the C logits of one
+// sample or pixel, `stride` floats apart. The exponentials go to dRow on the way (the values
+// softmaxRow sums), so each is computed once; the second pass turns them into the gradient in place.
+void softmaxGradRow(Kernel &h, llvm::Value *zRow, llvm::Value *dRow, llvm::Value *y, int64_t C, int64_t stride,
+                    llvm::Value *scale) {
+  llvm::IRBuilder<> &b = h.b;
+  SoftmaxRow r = softmaxRow(h, zRow, C, dRow, stride);
+  llvm::Value *target = classIndex(h, y, C), *has = present(h, y);
+  llvm::Value *invSum = b.CreateFDiv(h.f64(1), r.sumExp);
+  forLoop(b, h.c(C), [&](llvm::Value *c) {
+    llvm::Value *i = h.mul(c, stride);
+    llvm::Value *softmax = b.CreateFMul(h.toDouble(h.load(dRow, i)), invSum);
+    llvm::Value *onehot = b.CreateUIToFP(b.CreateICmpEQ(c, target), b.getDoubleTy());
+    llvm::Value *g = h.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale));
+    h.store(b.CreateSelect(has, g, h.f32(0)), dRow, i);
+  }, "c");
+}
+
+// Positions per sample of a per-pixel loss's prediction type: H·W of [C, H, W], else 1.
+int64_t positions(const ir::Type &t) { return t.dims.size() == 3 ? t.dims[1] * t.dims[2] : 1; }
+
+// One pixel of a per-pixel loss: sample s, position p; its C values are P floats apart from
+// s·C·P + p.
+struct Pixel {
+  llvm::Value *offset, *index;  // of its first value; of the pixel (its label, for cross-entropy)
+};
+
+// body(pixel, acc) over every pixel of the call, carrying acc (sample-major, then position).
+Carried pixelReduce(Kernel &k, int64_t C, int64_t P, llvm::ArrayRef<llvm::Value *> init,
+                    llvm::function_ref<Carried(const Pixel &, llvm::ArrayRef<llvm::Value *>)> body) {
+  return reduceLoop(k.b, k.c(0), k.n, init, [&](llvm::Value *s, llvm::ArrayRef<llvm::Value *> acc) {
+    return reduceLoop(k.b, k.c(0), k.c(P), acc, [&](llvm::Value *p, llvm::ArrayRef<llvm::Value *> acc2) {
+      return body(Pixel{k.add(k.mul(s, C * P), p), k.add(k.mul(s, P), p)}, acc2);
+    }, "p");
+  }, "s");
+}
+
+// Cosine: ε of F.cosine_similarity.
+constexpr double kCosineEps = 1e-8;
+
+// A pixel's Σ p·t, ‖p‖ and ‖t‖ (double) over its C channels, P floats apart.
+struct CosineSums {
+  llvm::Value *dot, *normP, *normT, *labelled;
+};
+
+CosineSums cosineSums(Kernel &k, llvm::Value *pred, llvm::Value *label, llvm::Value *offset, int64_t C,
+                      int64_t P) {
+  llvm::IRBuilder<> &b = k.b;
+  llvm::Value *zero = k.f64(0);
+  Carried s = reduceLoop(b, k.c(0), k.c(C), {zero, zero, zero}, [&](llvm::Value *c, llvm::ArrayRef<llvm::Value *> acc) {
+    llvm::Value *i = k.add(offset, k.mul(c, P));
+    llvm::Value *p = k.toDouble(k.load(pred, i)), *t = k.toDouble(k.load(label, i));
+    return Carried{b.CreateFAdd(acc[0], b.CreateFMul(p, t)), b.CreateFAdd(acc[1], b.CreateFMul(p, p)),
+                   b.CreateFAdd(acc[2], b.CreateFMul(t, t))};
+  }, "c");
+  return {s[0], k.math(llvm::Intrinsic::sqrt, s[1]), k.math(llvm::Intrinsic::sqrt, s[2]),
+          b.CreateFCmpOGT(s[2], zero)};  // a NaN in the label vector: not labelled
+}
+
+// max(‖x‖, ε)
+llvm::Value *clampNorm(Kernel &k, llvm::Value *norm) { return k.maxnum(norm, k.f64(kCosineEps)); }
+
+// Per-pixel cross-entropy: Σ over labelled pixels of logsumexp − z_label, and their count.
+Carried denseCrossEntropy(Kernel &k, int64_t C, int64_t P) {
+  llvm::IRBuilder<> &b = k.b;
+  llvm::Value *zero = k.f64(0);
+  return pixelReduce(k, C, P, {zero, zero}, [&](const Pixel &px, llvm::ArrayRef<llvm::Value *> acc) {
+    llvm::Value *y = k.load(k.in[1], px.index);
+    llvm::Value *zRow = k.at(k.in[0], px.offset);
+    SoftmaxRow r = softmaxRow(k, zRow, C, nullptr, P);
+    llvm::Value *logSumExp = b.CreateFAdd(k.toDouble(r.max), dlog(k, r.sumExp));
+    llvm::Value *target = k.toDouble(k.load(zRow, k.mul(classIndex(k, y, C), P)));
+    llvm::Value *term = b.CreateSelect(present(k, y), b.CreateFSub(logSumExp, target), zero);
+    return Carried{b.CreateFAdd(acc[0], term), b.CreateFAdd(acc[1], presentCount(k, y))};
+  });
+}
+
+// Cosine: Σ over labelled pixels of 1 − cos, and their count.
+Carried cosineLoss(Kernel &k, int64_t C, int64_t P) {
+  llvm::IRBuilder<> &b = k.b;
+  llvm::Value *zero = k.f64(0);
+  return pixelReduce(k, C, P, {zero, zero}, [&](const Pixel &px, llvm::ArrayRef<llvm::Value *> acc) {
+    CosineSums s = cosineSums(k, k.in[0], k.in[1], px.offset, C, P);
+    llvm::Value *cos = b.CreateFDiv(s.dot, b.CreateFMul(clampNorm(k, s.normP), clampNorm(k, s.normT)));
+    llvm::Value *term = b.CreateSelect(s.labelled, b.CreateFSub(k.f64(1), cos), zero);
+    return Carried{b.CreateFAdd(acc[0], term),
+                   b.CreateFAdd(acc[1], b.CreateUIToFP(s.labelled, b.getDoubleTy()))};
+  });
+}
+
+// d(1 − cos)/dp for every labelled pixel, scaled by dL / (labelled pixels); 0 elsewhere.
+void emitCosineBwd(Kernel &k, llvm::Value *dL) {
+  llvm::IRBuilder<> &b = k.b;
+  const int64_t C = k.inType(0).dims[0], P = positions(k.inType(0));
+  llvm::Value *zero = k.f64(0);
+  Carried labelled = pixelReduce(k, C, P, {zero}, [&](const Pixel &px, llvm::ArrayRef<llvm::Value *> acc) {
+    CosineSums s = cosineSums(k, k.in[0], k.in[1], px.offset, C, P);  // (only ‖t‖ is live)
+    return Carried{b.CreateFAdd(acc[0], b.CreateUIToFP(s.labelled, b.getDoubleTy()))};
+  });
+  llvm::Value *scale = perPresent(k, dL, labelled[0]);
+  forLoops(b, {k.n, k.c(P)}, [&](llvm::ArrayRef<llvm::Value *> sp) {
+    const Pixel px{k.add(k.mul(sp[0], C * P), sp[1]), nullptr};
+    // cos = d/(a·c), a = max(‖p‖, ε), c = max(‖t‖, ε); ∂cos/∂p = t/(a·c) − d·p/(a²·c·‖p‖) where
+    // ‖p‖ > ε (the clamp's gradient is 0 below it)
+    CosineSums s = cosineSums(k, k.in[0], k.in[1], px.offset, C, P);
+    llvm::Value *a = clampNorm(k, s.normP), *ac = b.CreateFMul(a, clampNorm(k, s.normT));
+    llvm::Value *radial = b.CreateSelect(b.CreateFCmpOGT(s.normP, k.f64(kCosineEps)),
+                                         b.CreateFDiv(s.dot, b.CreateFMul(b.CreateFMul(a, ac), s.normP)), zero);
+    forLoop(b, k.c(C), [&](llvm::Value *c) {
+      llvm::Value *i = k.add(px.offset, k.mul(c, P));
+      llvm::Value *p = k.toDouble(k.load(k.in[0], i)), *t = k.toDouble(k.load(k.in[1], i));
+      llvm::Value *dcos = b.CreateFSub(b.CreateFDiv(t, ac), b.CreateFMul(radial, p));
+      llvm::Value *g = k.toFloat(b.CreateFMul(b.CreateFNeg(dcos), scale));
+      k.store(b.CreateSelect(s.labelled, g, k.f32(0)), k.out, i);
+    }, "c");
+  });
+}
+
+// dz for per-pixel cross-entropy: dL·(softmax − onehot) / (labelled pixels) at labelled pixels.
+void emitDenseCrossEntropyBwd(Kernel &k, llvm::Value *dL, int64_t C, int64_t P) {
+  llvm::Value *pixels = k.mul(k.n, P);
+  llvm::Value *scale = perPresent(k, dL, countPresent(k, k.in[1], pixels));
+  parallelRange(k, pixels, std::max<int64_t>(1, 256 / C), (1 << 9) / C + 1,
+                [&](Kernel &h, llvm::Value *q0, llvm::Value *q1) {
+    llvm::IRBuilder<> &b = h.b;
+    forLoop(b, q0, q1, [&](llvm::Value *q) {
+      llvm::Value *s = b.CreateUDiv(q, h.c(P)), *p = b.CreateURem(q, h.c(P));
+      llvm::Value *offset = h.add(h.mul(s, C * P), p);
+      llvm::Value *zRow = h.at(h.in[0], offset), *dRow = h.at(h.out, offset);
+      softmaxGradRow(h, zRow, dRow, h.load(h.in[1], q), C, P, scale);
+    }, "q");
+  });
+}
+
 }  // namespace
 
 void emitLoss(Kernel &k) {
@@ -160,7 +303,12 @@ void emitLoss(Kernel &k) {
   llvm::Value *pred = k.in[0], *label = k.in[1];
   Carried sums;  // {Σ terms over present labels, number of present labels}
   llvm::Value *zero = k.f64(0);
-  if (k.node.op == OpKind::CrossEntropy) {
+  const int64_t P = positions(pt);
+  if (k.node.op == OpKind::Cosine) {
+    sums = cosineLoss(k, pt.dims[0], P);
+  } else if (k.node.op == OpKind::CrossEntropy && P > 1) {
+    sums = denseCrossEntropy(k, pt.dims[0], P);
+  } else if (k.node.op == OpKind::CrossEntropy) {
     // L = mean_s [log Σ_c e^{z_sc} − z_{s,y_s}] over present y_s, row max subtracted before exp.
     int64_t C = pt.elements();
     sums = reduceLoop(b, k.c(0), k.n, {zero, zero},
@@ -190,6 +338,9 @@ void emitLossBwd(Kernel &k) {
   const ir::Type &pt = k.inType(0);
   llvm::Value *pred = k.in[0], *label = k.in[1];
   llvm::Value *dL = k.toDouble(k.load(k.in[2], k.c(0)));
+  if (k.node.op == OpKind::CosineBwd) return emitCosineBwd(k, dL);
+  if (k.node.op == OpKind::CrossEntropyBwd && positions(pt) > 1)
+    return emitDenseCrossEntropyBwd(k, dL, pt.dims[0], positions(pt));
   if (k.node.op == OpKind::CrossEntropyBwd) {
     // dz_sc = dL·(softmax(z_s)_c − [c = y_s]) / present for a present y_s, else 0
     int64_t C = pt.elements();
@@ -217,17 +368,7 @@ void emitLossBwd(Kernel &k) {
           h.maskedStore(b.CreateSelect(has, g, llvm::Constant::getNullValue(h.vec(VL))), dRow, h.c(0), v.mask);
           return;
         }
-        // The row's exponentials go to dRow on the way (the values softmaxRow sums), so each is
-        // computed once; the second pass turns them into the gradient in place.
-        SoftmaxRow r = softmaxRow(h, zRow, C, dRow);
-        llvm::Value *target = classIndex(h, y, C);
-        llvm::Value *invSum = b.CreateFDiv(h.f64(1), r.sumExp);
-        forLoop(b, h.c(C), [&](llvm::Value *c) {
-          llvm::Value *softmax = b.CreateFMul(h.toDouble(h.load(dRow, c)), invSum);
-          llvm::Value *onehot = b.CreateUIToFP(b.CreateICmpEQ(c, target), b.getDoubleTy());
-          llvm::Value *g = h.toFloat(b.CreateFMul(b.CreateFSub(softmax, onehot), scale));
-          h.store(b.CreateSelect(has, g, h.f32(0)), dRow, c);
-        }, "c");
+        softmaxGradRow(h, zRow, dRow, y, C, 1, scale);
       }, "s");
     });
     return;

@@ -63,11 +63,13 @@ void emitKernelBody(Kernel &k) {
     case OpKind::CrossEntropy:
     case OpKind::BCE:
     case OpKind::MSE:
-    case OpKind::L1: return emitLoss(k);
+    case OpKind::L1:
+    case OpKind::Cosine: return emitLoss(k);
     case OpKind::CrossEntropyBwd:
     case OpKind::BCEBwd:
     case OpKind::MSEBwd:
-    case OpKind::L1Bwd: return emitLossBwd(k);
+    case OpKind::L1Bwd:
+    case OpKind::CosineBwd: return emitLossBwd(k);
     // A constant and every op of fusion class Elemwise in Ops.def: its cases come from the table.
     case OpKind::Const:
 #define MTLC_OP(Name, mnemonic, arity, cls) MTLC_ELEMWISE_CASE_##cls(Name)

@@ -21,6 +21,13 @@ namespace mtlc::driver {
 
 namespace {
 
+// "a", "a and b", "a, b and c".
+std::string joinAnd(const std::vector<std::string> &words) {
+  std::string s;
+  for (size_t i = 0; i < words.size(); ++i) s += (i == 0 ? "" : i + 1 == words.size() ? " and " : ", ") + words[i];
+  return s;
+}
+
 // The program with only task `keep`: the other task declarations and their data bindings go,
 // and so does the `weighting` setting (the strategies that balance tasks need two or more).
 ast::Program onlyTask(const ast::Program &program, size_t keep) {
@@ -152,10 +159,19 @@ double reportSingleTask(const Options &o, const CheckedProgram &checked, const r
   for (size_t t = 0; t < spec.tasks.size(); ++t)
     single.push_back(trainAlone(o, checked, program, t, options, init.path(), out));
 
-  size_t taskWidth = 4;
-  for (const rt::TaskSpec &t : spec.tasks) taskWidth = std::max(taskWidth, t.name.size());
-  out << fmt::format("\n{:<{}}  {:<8}  {:>12}  {:>12}  {:>10}\n", "task", taskWidth, "metric", "multi-task",
-                     "single-task", "change");
+  size_t taskWidth = 4, metricWidth = 8;
+  std::vector<std::string> lowerBetter{"loss"};  // the footer's list, in the order first met
+  for (const rt::TaskSpec &t : spec.tasks) {
+    taskWidth = std::max(taskWidth, t.name.size());
+    for (rt::Metric m : t.metrics) {
+      const std::string name = rt::metricName(m);
+      metricWidth = std::max(metricWidth, name.size());
+      if (rt::lowerIsBetter(name) && std::find(lowerBetter.begin(), lowerBetter.end(), name) == lowerBetter.end())
+        lowerBetter.push_back(name);
+    }
+  }
+  out << fmt::format("\n{:<{}}  {:<{}}  {:>12}  {:>12}  {:>10}\n", "task", taskWidth, "metric", metricWidth,
+                     "multi-task", "single-task", "change");
   double sum = 0;
   int64_t tasksCounted = 0;
   std::vector<std::string> undefined;
@@ -170,7 +186,8 @@ double reportSingleTask(const Options &o, const CheckedProgram &checked, const r
       const double a = multi.test.at(t).metrics.at(m), b = single.at(t).front().metrics.at(m);
       const double change = rt::relativeImprovement(m, a, b);
       std::string shown = std::isnan(change) ? "undefined" : fmt::format("{:+.4f}%", 100 * change);
-      out << fmt::format("{:<{}}  {:<8}  {:>12.6g}  {:>12.6g}  {:>10}\n", task.name, taskWidth, m, a, b, shown);
+      out << fmt::format("{:<{}}  {:<{}}  {:>12.6g}  {:>12.6g}  {:>10}\n", task.name, taskWidth, m, metricWidth, a, b,
+                         shown);
       if (std::isnan(change)) {
         undefined.push_back(task.name + " " + m);
         continue;
@@ -187,8 +204,9 @@ double reportSingleTask(const Options &o, const CheckedProgram &checked, const r
     out << "Δm undefined (no metric could be compared)\n";
   else
     out << fmt::format("Δm {:+.4f}% (mean over {} task{} of each task's mean relative change; positive: the "
-                       "multi-task model is better; loss, mse and mae count lower as better)\n",
-                       100 * deltaM, tasksCounted, tasksCounted == 1 ? "" : "s");
+                       "multi-task model is better; {} count{} lower as better)\n",
+                       100 * deltaM, tasksCounted, tasksCounted == 1 ? "" : "s", joinAnd(lowerBetter),
+                       lowerBetter.size() == 1 ? "s" : "");
   out << std::flush;
   return deltaM;
 }

@@ -167,9 +167,12 @@ Node *Builder::mul(Node *a, Node *b) {
 
 Node *Builder::loss(OpKind op, Node *pred, Node *label) {
   require(pred->type.batched && label->type.batched, "loss", "operands must be batched");
-  if (op == OpKind::CrossEntropy)
-    require(label->type.elements() == 1, "loss", "cross_entropy takes one class index per sample");
-  else
+  if (op == OpKind::CrossEntropy) {
+    // one class index per sample ([C] logits) or per pixel ([C, H, W] logits, label [H·W])
+    const auto &d = pred->type.dims;
+    const int64_t positions = d.size() == 3 ? d[1] * d[2] : 1;
+    require(label->type.elements() == positions, "loss", "cross_entropy takes one class index per sample or pixel");
+  } else
     require(label->type.elements() == pred->type.elements(), "loss", "label width mismatch");
   return emit(op, {pred, label}, scalar());
 }

@@ -71,7 +71,7 @@ struct Checker {
       }
       if (fusionClass(n.op) == FusionClass::Elemwise && !n.operands.empty() &&
           n.op != OpKind::CrossEntropyBwd && n.op != OpKind::BCEBwd && n.op != OpKind::MSEBwd &&
-          n.op != OpKind::L1Bwd && n.operands.back()->type != n.type)
+          n.op != OpKind::L1Bwd && n.op != OpKind::CosineBwd && n.operands.back()->type != n.type)
         fail(&n, "elementwise result type differs from its operands'");
       for (int64_t d : n.type.dims)
         if (d < 1) fail(&n, "non-positive extent in " + n.type.str());

@@ -25,6 +25,7 @@ ir::OpKind lossOp(rt::LossKind k) {
     case rt::LossKind::BCE: return OpKind::BCE;
     case rt::LossKind::MSE: return OpKind::MSE;
     case rt::LossKind::L1: return OpKind::L1;
+    case rt::LossKind::Cosine: return OpKind::Cosine;
   }
   return OpKind::MSE;
 }
@@ -524,6 +525,7 @@ rt::ModelSpec describeModel(const sema::Model &model, const LoweredModel &lowere
     ts.outWidth = 1;
     for (int64_t d : t.head.outShape) ts.outWidth *= d;
     ts.labelWidth = t.labelWidth;
+    if (t.head.outShape.size() == 3) ts.pixels = t.head.outShape[1] * t.head.outShape[2];
     spec.tasks.push_back(std::move(ts));
   }
   spec.params = lowered.params;

@@ -380,8 +380,19 @@ namespace {
 
 // A head's output for one sample in words: the class and its probabilities (cross_entropy), the
 // probability of 1 (bce), or the values (regression).
-std::string describeHead(rt::LossKind loss, const std::vector<float> &o) {
-  switch (loss) {
+std::string describeHead(const rt::TaskSpec &task, const std::vector<float> &o) {
+  if (task.loss == rt::LossKind::CrossEntropy && task.pixels > 1) {  // per pixel: its argmax class
+    const int64_t P = task.pixels, C = task.outWidth / P;
+    std::vector<int64_t> classes;
+    for (int64_t p = 0; p < P; ++p) {
+      int64_t best = 0;
+      for (int64_t c = 1; c < C; ++c)
+        if (o[size_t(c * P + p)] > o[size_t(best * P + p)]) best = c;
+      classes.push_back(best);
+    }
+    return fmt::format("class per pixel (row-major) [{}]", fmt::join(classes, ", "));
+  }
+  switch (task.loss) {
     case rt::LossKind::CrossEntropy: {
       float mx = *std::max_element(o.begin(), o.end());
       double z = 0;
@@ -397,7 +408,8 @@ std::string describeHead(rt::LossKind loss, const std::vector<float> &o) {
       return fmt::format("p={:.4f} -> {}", p, p >= 0.5 ? 1 : 0);
     }
     case rt::LossKind::MSE:
-    case rt::LossKind::L1: break;
+    case rt::LossKind::L1:
+    case rt::LossKind::Cosine: break;
   }
   std::vector<std::string> vs;
   for (float v : o) vs.push_back(fmt::format("{:.4f}", v));
@@ -511,7 +523,7 @@ void ReplSession::cmdPredict(const std::string &args) {
   a.outputs = outPtrs.data();
   a.n = 1;
   (spec.predict ? spec.predict : spec.evalStep)(&a);
-  const std::string result = describeHead(ti->loss, outs[size_t(ti - spec.tasks.begin())]);
+  const std::string result = describeHead(*ti, outs[size_t(ti - spec.tasks.begin())]);
   fmt::print(out_, "{}: {}{}\n", task, result, labelText.empty() ? "" : "   (" + labelText + ")");
 }
 

@@ -402,6 +402,8 @@ struct TargetWidth {
   std::optional<int64_t> expected;
   std::string need;  // "input 'x' takes 784 values per sample (f32[28, 28])"
   SourceRange declLoc;
+  Shape shape;       // a per-pixel task's label shape, which an npz array must have (leading 1s
+                     // aside); empty: any shape of `expected` values
 };
 
 namespace {
@@ -556,8 +558,25 @@ void checkTransform(const ast::BindExpr &e, CheckedExpr &out, Diagnostics &diags
 
 // ---- A binding's width
 
+// A per-pixel task's label shape: [H, W] for cross_entropy, else the head's [C, H, W].
+Shape denseLabelShape(const Task &t) {
+  const Shape &o = t.head.outShape;
+  return t.loss == rt::LossKind::CrossEntropy ? Shape{o[1], o[2]} : o;
+}
+
+// `s` less its leading 1s.
+Shape squeezeLeading(const Shape &s) {
+  size_t k = 0;
+  while (k + 1 < s.size() && s[k] == 1) ++k;
+  return Shape(s.begin() + long(k), s.end());
+}
+
 // What task `t`'s labels are, per sample, as the width error says it.
 std::string labelNeed(const Task &t) {
+  if (t.head.outShape.size() == 3)
+    return fmt::format("task '{}' ({} on a {} head) takes a label {} per sample{}", t.name, vocab::name(t.loss),
+                       shapeStr(t.head.outShape), shapeStr(denseLabelShape(t)),
+                       t.loss == rt::LossKind::CrossEntropy ? ", a class index per pixel" : "");
   switch (t.loss) {
   case rt::LossKind::CrossEntropy:
     return fmt::format("task '{}' (cross_entropy) takes 1 label value per sample, the class index", t.name);
@@ -577,7 +596,9 @@ void checkWidth(const ast::Binding &b, const CheckedExpr &expr, const TargetWidt
   if (!expr.arrays.empty()) {
     for (const auto &[src, a] : expr.arrays) {
       const Shape perSample(a.shape.begin() + 1, a.shape.end());
-      if (elementCount(perSample) == expected) continue;
+      if (elementCount(perSample) == expected &&
+          (target.shape.empty() || squeezeLeading(perSample) == squeezeLeading(target.shape)))
+        continue;
       diags.error(b.expr.loc, fmt::format("{}, but array '{}' of {} is {} per sample ({})", target.need, a.name,
                                           src->shownAs, rt::shapeText(perSample),
                                           plural(elementCount(perSample), "value")));
@@ -692,6 +713,7 @@ TargetWidth Analyzer::targetWidth(const NameInfo &target) const {
     const Task &t = model_.tasks[target.index];
     out.expected = t.labelWidth;
     out.need = labelNeed(t);
+    if (t.head.outShape.size() == 3) out.shape = denseLabelShape(t);
     out.declLoc = taskDecls_[target.index]->nameLoc;
   }
   return out;

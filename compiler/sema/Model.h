@@ -129,7 +129,8 @@ struct Task {
   rt::LossKind loss = rt::LossKind::MSE;
   std::vector<rt::Metric> metrics;
   double weight = 1.0;
-  int64_t labelWidth = 1;      // 1 for cross_entropy / bce; head width for mse / l1
+  int64_t labelWidth = 1;      // 1 for cross_entropy / bce (H·W for cross_entropy on [C, H, W]);
+                               // the head's values for mse / l1 / cosine
   SourceRange loc;
 };
 

@@ -391,9 +391,9 @@ std::optional<Shape> Analyzer::checkHead(const ast::TaskDecl &t, size_t index,
   std::optional<Shape> out = checkLayers(ap.layers, in, origin, task.head, ctx);
   if (out) task.head.outShape = *out;
   lastLoc = ap.layers.empty() ? ap.sourceLoc : ap.layers.back().loc;
-  if (out && out->size() != 1) {
-    diags_.error(lastLoc, fmt::format("the head of task '{}' must end with a 1-D output, but it "
-                                      "produces {}; end it with 'flatten' or 'dense(n)'",
+  if (out && out->size() != 1 && out->size() != 3) {
+    diags_.error(lastLoc, fmt::format("the head of task '{}' must end with a 1-D output (or [C, H, W] for a "
+                                      "per-pixel loss), but it produces {}; end it with 'flatten' or 'dense(n)'",
                                       t.name, shapeStr(*out)));
     return std::nullopt;
   }
@@ -425,23 +425,33 @@ bool Analyzer::checkLoss(const ast::TaskDecl &t, bool lossMisspelt, Task &task) 
   return true;
 }
 
-// The head's width against the loss; sets the label width. False (reported) on a mismatch.
+// The head's width against the loss; sets the label width. False (reported) on a mismatch. A
+// [C, H, W] head is a per-pixel task: C is the width here (classes, channels), the label is [H, W]
+// (cross_entropy) or [C, H, W].
 bool Analyzer::checkHeadWidth(const ast::TaskDecl &t, const Shape &out, SourceRange lastLoc, Task &task) {
   const ast::Call &l = t.losses[0];
   const int64_t width = out[0];
+  const bool dense = out.size() == 3;
   const std::string widthNote = fmt::format("the head of task '{}' produces {}", t.name, shapeStr(out));
   switch (task.loss) {
   case rt::LossKind::CrossEntropy:
-    task.labelWidth = 1;
+    task.labelWidth = dense ? out[1] * out[2] : 1;
     if (width >= 2) return true;
     diags_.error(l.nameLoc, fmt::format("cross_entropy needs a head width of at least 2 (one "
-                                        "output per class), but task '{}' produces {}; for a "
+                                        "output per class{}), but task '{}' produces {}; for a "
                                         "0/1 label use 'bce'",
-                                        t.name, shapeStr(out)));
+                                        dense ? ", the first dimension of [C, H, W]" : "", t.name, shapeStr(out)));
     diags_.note(lastLoc, widthNote);
     return false;
   case rt::LossKind::BCE:
     task.labelWidth = 1;
+    if (dense) {
+      diags_.error(l.nameLoc, fmt::format("bce takes a 1-D head, but task '{}' produces {}; a [C, H, W] head "
+                                          "takes cross_entropy, mse, l1 or cosine",
+                                          t.name, shapeStr(out)));
+      diags_.note(lastLoc, widthNote);
+      return false;
+    }
     if (width == 1) return true;
     diags_.error(l.nameLoc, fmt::format("bce needs a head width of 1 (one logit), but task "
                                         "'{}' produces {}; for {} classes use 'cross_entropy'",
@@ -450,8 +460,16 @@ bool Analyzer::checkHeadWidth(const ast::TaskDecl &t, const Shape &out, SourceRa
     return false;
   case rt::LossKind::MSE:
   case rt::LossKind::L1:
-    task.labelWidth = width;
+    task.labelWidth = elementCount(out);
     return true;
+  case rt::LossKind::Cosine:
+    task.labelWidth = elementCount(out);
+    if (width >= 2) return true;
+    diags_.error(l.nameLoc, fmt::format("cosine needs at least 2 channels (the vector it compares the "
+                                        "label's direction with), but task '{}' produces {}",
+                                        t.name, shapeStr(out)));
+    diags_.note(lastLoc, widthNote);
+    return false;
   }
   return true;
 }
@@ -483,9 +501,11 @@ std::string metricNeeds(rt::Metric m) {
   std::vector<std::string> losses;
   for (const vocab::Entry &l : vocab::losses())
     if (l.flags & needs) losses.push_back(l.name);
-  const char *what = needs == vocab::kClassifier ? "a classification loss"
-                     : needs == vocab::kBinary   ? "a binary task"
-                                                 : "a regression loss";
+  const char *what = needs == vocab::kClassifier  ? "a classification loss"
+                     : needs == vocab::kBinary    ? "a binary task"
+                     : needs == vocab::kClasses   ? "class indices"
+                     : needs == vocab::kDirection ? "a direction loss"
+                                                  : "a regression loss";
   return fmt::format("{} ({}{})", what, losses.size() == 1 ? "loss " : "", joinWords(losses, "or"));
 }
 

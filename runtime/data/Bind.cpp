@@ -197,9 +197,9 @@ void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& d) {
         if (std::isnan(y)) continue;  // absent: the loss kernels and metrics skip it
         switch (task.loss) {
           case LossKind::CrossEntropy:
-            if (y != std::floor(y) || y < 0 || y >= float(task.outWidth))
+            if (y != std::floor(y) || y < 0 || y >= float(task.outWidth / task.pixels))
               throwError("{}: task `{}` label {} is not a class index in [0, {})", d.rowPos(r), task.name, y,
-                         task.outWidth);
+                         task.outWidth / task.pixels);
             break;
           case LossKind::BCE:
             if (!(y >= 0 && y <= 1))
@@ -208,6 +208,7 @@ void validateLabels(const std::vector<TaskSpec>& tasks, const Dataset& d) {
             break;
           case LossKind::MSE:
           case LossKind::L1:
+          case LossKind::Cosine:
             if (!std::isfinite(y)) throwError("{}: task `{}` label {} is not finite", d.rowPos(r), task.name, y);
             break;
         }

@@ -388,7 +388,7 @@ int checkLabels(mtlc_embed_ctx *c, int64_t n, const float *const *labels, const 
       bool okValue = std::isfinite(v);
       const char *expected = ", not finite";
       if (td.loss == Loss::CrossEntropy) {
-        okValue = v >= 0 && v < float(td.outWidth) && v == std::floor(v);
+        okValue = v >= 0 && v < float(td.outWidth / td.labelWidth) && v == std::floor(v);  // per sample or pixel
         expected = ", not a class index of the head";
       } else if (td.loss == Loss::BCE) {
         okValue = v >= 0 && v <= 1;

@@ -61,8 +61,9 @@ static bool isStepCount(float v) { return isCount(double(v)); }
 bool isStateTensor(const std::string& name) { return core::isStateTensor(name.c_str()); }
 
 // "3 0.5 7" -> {3, 0.5, 7}; an Error naming the file and key unless it is exactly `count` numbers.
+// The numbers of metadata `key`: `count` of them, or `alternative` where that is not 0.
 static std::vector<double> numbers(const TensorFile& f, const std::string& path, const std::string& key,
-                                   size_t count) {
+                                   size_t count, size_t alternative = 0) {
   auto it = f.metadata.find(key);
   if (it == f.metadata.end()) throwError("{}: training position incomplete: no `{}` in the metadata", path, key);
   std::vector<double> out;
@@ -76,7 +77,7 @@ static std::vector<double> numbers(const TensorFile& f, const std::string& path,
     out.push_back(v);
     p = end;
   }
-  if (out.size() != count)
+  if (out.size() != count && (alternative == 0 || out.size() != alternative))
     throwError("{}: metadata `{}` has {} numbers, expected {}", path, key, out.size(), count);
   return out;
 }
@@ -114,9 +115,9 @@ std::optional<TrainPosition> loadTrainPosition(const TensorFile& f, const std::s
                pos.batch);
   for (const TaskSpec& t : spec.tasks) {
     MetricAccumulator::State a;
-    a.scalars = numbers(f, path, accKey(t), 9);
-    for (size_t i : {1, 2, 3, 4, 5, 8})  // the counters among MetricAccumulator::State's scalars
-      if (!isCount(a.scalars[i]))
+    a.scalars = numbers(f, path, accKey(t), MetricAccumulator::stateScalars(t), MetricAccumulator::kLegacyScalars);
+    for (size_t i = 0; i < a.scalars.size(); ++i)  // the counters among MetricAccumulator::State's scalars
+      if (MetricAccumulator::isCounter(i) && !isCount(a.scalars[i]))
         throwError("{}: metadata `{}` holds {} where a count belongs", path, accKey(t), a.scalars[i]);
     const Tensor* scores = f.find(accKey(t) + ".scores");
     const Tensor* positive = f.find(accKey(t) + ".positive");

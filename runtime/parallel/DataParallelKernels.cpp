@@ -48,8 +48,8 @@ void DataParallelKernels::begin(const float* const* labels, int64_t n) {
   rows_ = rowsOf(n, comm_.rank(), comm_.size());
   for (size_t t = 0; t < spec_.tasks.size(); ++t) {
     const int64_t w = spec_.tasks[t].labelWidth;
-    const int64_t all = countPresent(labels[t], n * w);
-    const int64_t mine = countPresent(labels[t] + rows_.begin * w, rows_.count * w);
+    const int64_t all = labelledCount(spec_.tasks[t], labels[t], n);
+    const int64_t mine = labelledCount(spec_.tasks[t], labels[t] + rows_.begin * w, rows_.count);
     globalPresent_[t] = all;
     factor_[t] = all > 0 ? double(mine) / double(all) : 0.0;
   }

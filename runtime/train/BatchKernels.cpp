@@ -33,7 +33,7 @@ void BatchKernels::begin(const Batcher& b, RowRange rows, int64_t step, int64_t 
   base_.seed = seed;
   step_ = step;
   epoch_ = epoch;
-  for (size_t t = 0; t < T; ++t) present_[t] = countPresent(labels_[t], rows.count * spec_.tasks[t].labelWidth);
+  for (size_t t = 0; t < T; ++t) present_[t] = labelledCount(spec_.tasks[t], labels_[t], rows.count);
 }
 
 std::string BatchKernels::locate() const {

@@ -15,6 +15,27 @@
 //   mse, mae  mean over all elements of (prediction − label)² / |prediction − label|, where the
 //             prediction is the raw output for mse/l1 tasks and sigmoid(logit) for bce;
 //             cross_entropy: mse/mae of the softmax against the one-hot label
+//
+// Per-pixel tasks (a [C, H, W] head: TaskSpec::pixels P = H·W > 1) judge each pixel as a sample is
+// judged above: cross_entropy's label holds a class index per pixel (NaN = unlabelled), its
+// accuracy and pixel_accuracy count pixels, and its mse/mae compare each pixel's softmax over the
+// C channels with the one-hot label.
+//
+//   pixel_accuracy  cross_entropy: the share of labelled pixels (samples, for a [C] head) whose
+//             argmax over the channels is the label (first maximum on ties); = accuracy
+//   miou      cross_entropy: from the whole set's confusion counts, per class c
+//             IoU_c = TP_c / (TP_c + FP_c + FN_c) (= |predicted c ∩ labelled c| / |predicted c ∪
+//             labelled c| over labelled pixels), averaged over the classes that were predicted or
+//             labelled at least once: a class absent from both is left out (its IoU is 0/0)
+//   abs_err   mse/l1: mean |p − t| over the present label elements (= mae)
+//   rel_err   mse/l1: mean |p − t| / |t| over the present label elements with t ≠ 0 (a zero target
+//             has no relative error)
+//   angle_err cosine: mean over the labelled pixels (label vector non-zero and without NaN) of the
+//             angle in degrees between the prediction and the label vector, acos of the cosine
+//             clamped to [−1, 1], the prediction normalised with max(‖p‖, 1e-12) (F.normalize's)
+//
+// cosine's loss is weighted by its labelled pixels (its kernel's mean runs over them), the other
+// losses by their present label values (labelledCount).
 // A metric that does not apply gives NaN.
 #pragma once
 
@@ -40,6 +61,10 @@ double relativeImprovement(const std::string& metric, double multi, double singl
 // The label values present (not NaN) among `count` floats.
 int64_t countPresent(const float* labels, int64_t count);
 
+// What task `task`'s loss kernel averages over in `n` samples of labels: its labelled pixels for
+// cosine (label vector non-zero, no NaN in it), else its present label values.
+int64_t labelledCount(const TaskSpec& task, const float* labels, int64_t n);
+
 // Area under the ROC curve of `scores` for binary `positive` labels, ties averaged.
 double rocAuc(const std::vector<float>& scores, const std::vector<uint8_t>& positive);
 
@@ -64,7 +89,14 @@ class MetricAccumulator {
     std::vector<float> scores, positive;
   };
   State state() const;
-  void restore(const State& s);  // Error when `s` does not come from state() of this kind of task
+  // Error when `s` does not come from state() of this kind of task. A state of kLegacyScalars
+  // (before the per-pixel metrics) restores with their sums at 0.
+  void restore(const State& s);
+  // The scalars state() holds for `task`: kBaseScalars, and 3 per class for cross_entropy (miou).
+  static size_t stateScalars(const TaskSpec& task);
+  static constexpr size_t kLegacyScalars = 9, kBaseScalars = 13;
+  // Which of the scalars are counts (integers >= 0), for a checkpoint's check.
+  static bool isCounter(size_t index);
 
  private:
   TaskSpec task_;
@@ -74,6 +106,13 @@ class MetricAccumulator {
   int64_t correct_ = 0, judged_ = 0;  // accuracy
   double sqErr_ = 0, absErr_ = 0;
   int64_t errCount_ = 0;
+  double relErr_ = 0, angleSum_ = 0;   // rel_err, angle_err
+  int64_t relCount_ = 0, angleCount_ = 0;
+  // miou (cross_entropy): per class, labelled pixels predicted as it, predicted as it, labelled it
+  std::vector<int64_t> hits_, predicted_, labelled_;
+  void addClasses(const float* out, const float* labels, int64_t n);
+  void addDirections(const float* out, const float* labels, int64_t n);
+  double meanIoU() const;
   std::vector<float> scores_;       // auc
   std::vector<uint8_t> positive_;
 };

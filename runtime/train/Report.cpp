@@ -81,7 +81,7 @@ void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r
   size_t taskWidth = 4;
   for (const TaskSpec& t : spec.tasks) taskWidth = std::max(taskWidth, t.name.size());
   std::string head = fmt::format("{:<{}}  {:<5}", "task", taskWidth, "data");
-  for (const std::string& c : cols) head += fmt::format("  {:>9}", c);
+  for (const std::string& c : cols) head += fmt::format("  {:>{}}", c, std::max<size_t>(9, c.size()));
   out << head << '\n';
   for (size_t t = 0; t < spec.tasks.size(); ++t)
     for (const auto* results : {&r.train, &r.test}) {
@@ -90,7 +90,8 @@ void printSummary(std::ostream& out, const ModelSpec& spec, const TrainReport& r
       std::string line = fmt::format("{:<{}}  {:<5}", res.task, taskWidth, results == &r.train ? "train" : "test");
       for (const std::string& c : cols) {
         auto it = res.metrics.find(c);
-        line += fmt::format("  {:>9}", it == res.metrics.end() ? "" : fmtValue(it->second));
+        line += fmt::format("  {:>{}}", it == res.metrics.end() ? "" : fmtValue(it->second),
+                            std::max<size_t>(9, c.size()));
       }
       while (!line.empty() && line.back() == ' ') line.pop_back();  // blank cells at the end
       out << line << '\n';

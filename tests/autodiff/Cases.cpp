@@ -390,6 +390,28 @@ std::vector<Case> makeCases() {
                   net.task(K::L1, net.dense(h, 4, "head"));
                 }});
 
+  // ---- per-pixel losses on a [C, H, W] head ----
+  cs.push_back({"cross_entropy", "per pixel: a [3,4,5] conv head, a class index per pixel", [](Net &net) {
+                  Node *c = net.b.unary(K::Tanh, net.conv(net.input({2, 4, 5}), 3, 3, 3, 1, 1, "conv1"));
+                  net.task(K::CrossEntropy, net.conv(c, 3, 3, 3, 1, 1, "conv2"));
+                }});
+  cs.push_back({"cross_entropy", "per pixel, partial labels (every 3rd pixel unlabelled)", [](Net &net) {
+                  Node *c = net.b.unary(K::Tanh, net.conv(net.input({2, 4, 5}), 3, 3, 3, 1, 1, "conv1"));
+                  net.task(K::CrossEntropy, net.conv(c, 4, 3, 3, 1, 1, "conv2"), 1.0, 3);
+                }});
+  cs.push_back({"cosine", "per pixel: a [3,4,4] conv head", [](Net &net) {
+                  Node *c = net.b.unary(K::Tanh, net.conv(net.input({2, 4, 4}), 3, 3, 3, 1, 1, "conv1"));
+                  net.task(K::Cosine, net.conv(c, 3, 3, 3, 1, 1, "conv2"));
+                }});
+  cs.push_back({"cosine", "a [4] vector head, partial labels (a NaN leaves its sample out)", [](Net &net) {
+                  Node *h = net.b.unary(K::Tanh, net.dense(net.input({5}), 6, "fc1"));
+                  net.task(K::Cosine, net.dense(h, 4, "head"), 1.0, 5);
+                }});
+  cs.push_back({"l1", "per pixel: a [2,4,4] conv head, partial labels", [](Net &net) {
+                  Node *c = net.b.unary(K::Tanh, net.conv(net.input({2, 4, 4}), 3, 3, 3, 1, 1, "conv1"));
+                  net.task(K::L1, net.conv(c, 2, 3, 3, 1, 1, "conv2"), 1.0, 4);
+                }});
+
   // ---- partial labels: a NaN label is absent; means over the present labels only ----
   cs.push_back({"cross_entropy", "partial labels (sample 1 of 3 absent)", [](Net &net) {
                   Node *h = net.b.unary(K::Tanh, net.dense(net.input({5}), 6, "fc1"));

@@ -89,12 +89,14 @@ Node *Net::conv(Node *x, int64_t out, int64_t kh, int64_t kw, int64_t stride, in
 Node *Net::task(OpKind loss, Node *head, double weight, int absentEvery) {
   int t = (int)tasks.size();
   int64_t width = head->type.elements();
-  ir::Type labelType = batched({loss == OpKind::CrossEntropy || loss == OpKind::BCE ? 1 : width});
+  const auto &d = head->type.dims;
+  const int64_t pixels = d.size() == 3 ? d[1] * d[2] : 1;  // cross_entropy on [C, H, W]: per pixel
+  ir::Type labelType = batched({loss == OpKind::CrossEntropy ? pixels : loss == OpKind::BCE ? 1 : width});
   if (loss == OpKind::BCE && width != 1) throw ir::IRError("gradcheck: bce takes a head of width 1");
   module.labels.push_back(labelType);
   Node *label = b.label(t, labelType);
   Node *L = b.loss(loss, head, label);
-  tasks.push_back({loss, weight, width, absentEvery, head, L});
+  tasks.push_back({loss, weight, loss == OpKind::CrossEntropy ? width / pixels : width, absentEvery, head, L});
   addToTotal(b.mul(b.lossWeight(t), L));
   return L;
 }
@@ -302,7 +304,7 @@ Report measure(const Case &c, const std::function<void(ir::Function &)> &mutate)
       for (int64_t e = 0; e < c.maxBatch * width; ++e) {
         float x;
         if (spec.loss == OpKind::CrossEntropy)  // rows past n: a valid class, so a stray read can't crash
-          x = e < c.n ? (float)std::uniform_int_distribution<int64_t>(0, spec.classes - 1)(rng) : 0.f;
+          x = e < c.n * width ? (float)std::uniform_int_distribution<int64_t>(0, spec.classes - 1)(rng) : 0.f;
         else if (e >= c.n * width)
           x = kNaN;
         else if (spec.loss == OpKind::BCE)

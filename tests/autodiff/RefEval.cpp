@@ -179,20 +179,42 @@ class Interpreter {
       }
 
       // ---- losses: means over the present labels (a NaN label is absent; none present: 0) ----
-      case OpKind::CrossEntropy: {  // one label per sample: masks per sample
+      case OpKind::CrossEntropy: {  // one label per sample or pixel: masks per sample or pixel
         const auto &z = in(0), &label = in(1);
-        int64_t C = ops[0]->type.elements();
+        const int64_t P = ops[1]->type.elements(), C = ops[0]->type.elements() / P;
         double sum = 0, present = 0;
-        for (int64_t s = 0; s < n_; ++s) {
-          if (std::isnan(label[s])) continue;
-          const double *row = &z[s * C];
-          double mx = *std::max_element(row, row + C), se = 0;
-          for (int64_t c = 0; c < C; ++c) se += std::exp(row[c] - mx);
-          auto cls = (int64_t)std::llround(label[s]);
-          if (cls < 0 || cls >= C) throw std::logic_error("ref: class index out of range");
-          sum += mx + std::log(se) - row[cls];
-          present += 1;
-        }
+        for (int64_t s = 0; s < n_; ++s)
+          for (int64_t p = 0; p < P; ++p) {
+            const double l = label[s * P + p];
+            if (std::isnan(l)) continue;
+            std::vector<double> row(C);  // the pixel's logits, P apart in [C, H, W]
+            for (int64_t c = 0; c < C; ++c) row[c] = z[(s * C + c) * P + p];
+            double mx = *std::max_element(row.begin(), row.end()), se = 0;
+            for (int64_t c = 0; c < C; ++c) se += std::exp(row[c] - mx);
+            auto cls = (int64_t)std::llround(l);
+            if (cls < 0 || cls >= C) throw std::logic_error("ref: class index out of range");
+            sum += mx + std::log(se) - row[cls];
+            present += 1;
+          }
+        y[0] = present > 0 ? sum / present : 0.0;
+        break;
+      }
+      case OpKind::Cosine: {  // 1 − cos over the channels, mean over pixels with a non-zero label
+        const auto &pr = in(0), &t = in(1);
+        const auto &d = ops[0]->type.dims;
+        const int64_t C = d[0], P = ops[0]->type.elements() / C;
+        double sum = 0, present = 0;
+        for (int64_t s = 0; s < n_; ++s)
+          for (int64_t p = 0; p < P; ++p) {
+            double dot = 0, pp = 0, tt = 0;
+            for (int64_t c = 0; c < C; ++c) {
+              const double a = pr[(s * C + c) * P + p], b = t[(s * C + c) * P + p];
+              dot += a * b, pp += a * a, tt += b * b;
+            }
+            if (!(tt > 0)) continue;
+            sum += 1 - dot / (std::max(std::sqrt(pp), 1e-8) * std::max(std::sqrt(tt), 1e-8));
+            present += 1;
+          }
         y[0] = present > 0 ? sum / present : 0.0;
         break;
       }

@@ -58,6 +58,7 @@ GRADCHECK_GROUP("cross_entropy")
 GRADCHECK_GROUP("bce")
 GRADCHECK_GROUP("mse")
 GRADCHECK_GROUP("l1")
+GRADCHECK_GROUP("cosine")
 GRADCHECK_GROUP("loss_weights")
 
 namespace {
@@ -81,7 +82,7 @@ const std::set<K> kForward = {
     K::Conv2d,  K::MaxPool,   K::AvgPool,   K::Reshape,    K::Relu,      K::LeakyRelu, K::Sigmoid,
     K::Tanh,    K::Gelu,      K::Dropout,   K::LayerNorm,  K::Add,       K::Softmax, K::Mix,
     K::Embedding, K::Concat,  K::Mul,       K::CrossEntropy, K::BCE,     K::MSE,     K::L1,
-    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d};
+    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d, K::Cosine};
 // The backward ops autodiff emits: each must appear in some case's differentiated graph, which
 // (the cases putting parameters upstream of every op) means its kernel's output is checked.
 const std::set<K> kBackward = {
@@ -90,7 +91,7 @@ const std::set<K> kBackward = {
     K::GeluBwd,          K::DropoutBwd,        K::LayerNormBwdData, K::LayerNormBwdGamma,
     K::SoftmaxBwd,       K::MixBwdWeights,     K::MixBwdInput,    K::EmbeddingBwd,
     K::CrossEntropyBwd,  K::BCEBwd,            K::MSEBwd,         K::L1Bwd,
-    K::BatchNormBwdData, K::BatchNormBwdGamma, K::GlobalAvgPoolBwd, K::UpsampleBwd};
+    K::BatchNormBwdData, K::BatchNormBwdGamma, K::GlobalAvgPoolBwd, K::UpsampleBwd, K::CosineBwd};
 // Listed among the forward ops but emitted only by autodiff (slice is concat's backward) and
 // without a gradient rule of its own: checked like a backward op. Moving one into the forward
 // path (lowering emitting it with parameters upstream) needs a rule and a case in kForward.

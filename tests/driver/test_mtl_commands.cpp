@@ -122,6 +122,63 @@ TEST_CASE("--single-task trains each task alone and reports a Δm consistent wit
   CHECK(printed == Approx(deltaM).margin(2e-3));
 }
 
+// A per-pixel program on csv columns: a [1, 4, 4] image, a class index per pixel (3 classes by
+// brightness) and a depth per pixel.
+std::string densePixelProgram() {
+  std::ostringstream csv;
+  for (int c = 0; c < 48; ++c) csv << (c ? "," : "") << "c" << c;
+  csv << "\n";
+  uint32_t state = 7;
+  auto next = [&] { return (state = state * 1664525u + 1013904223u) / 4294967296.0; };
+  for (int row = 0; row < 96; ++row) {
+    std::vector<double> x(16);
+    for (double &v : x) v = next();
+    for (int i = 0; i < 16; ++i) csv << (i ? "," : "") << x[i];
+    for (int i = 0; i < 16; ++i) csv << "," << (x[i] < 0.33 ? 0 : x[i] < 0.66 ? 1 : 2);
+    for (int i = 0; i < 16; ++i) csv << "," << 2 * x[i] + 0.5;
+    csv << "\n";
+  }
+  const std::string data = writeFile("dense_pixels.csv", csv.str());
+  return writeFile("dense_pixels.mtl",
+                   "model dense\ninput image : f32[1, 4, 4]\n"
+                   "shared trunk = image -> conv2d(4, kernel=3, padding=1) -> relu\n"
+                   "task seg { trunk -> conv2d(3, kernel=3, padding=1) loss cross_entropy metric pixel_accuracy, miou }\n"
+                   "task depth { trunk -> conv2d(1, kernel=3, padding=1) loss l1 metric abs_err, rel_err }\n"
+                   "train { optimizer adam(lr=0.02) batch 16 epochs 3 seed 1 }\n"
+                   "data { train csv(\"" + data + "\") test csv(\"" + data + "\") image = columns(0..15)\n"
+                   "       seg = columns(16..31) depth = columns(32..47) }\n");
+}
+
+TEST_CASE("--single-task on per-pixel tasks: each metric's direction from the vocabulary; the log plots") {
+  const std::string program = densePixelProgram(), log = (testDir("dense_pixels") / "run.jsonl").string();
+  auto r = runMtlc("train --quiet --single-task --log '" + log + "' '" + program + "'");
+  INFO(r.out << r.err);
+  REQUIRE(r.exitCode == 0);
+  const std::vector<ChangeRow> rows = changeRows(r.out);
+  REQUIRE(rows.size() == 4);
+  std::vector<std::string> metrics;
+  for (const ChangeRow &row : rows) {
+    INFO(row.task << " " << row.metric);
+    metrics.push_back(row.metric);
+    const bool lower = row.metric == "abs_err" || row.metric == "rel_err";
+    CHECK(row.change == Approx(100 * (lower ? -1 : 1) * (row.multi - row.single) / row.single).margin(2e-3));
+    if (row.metric == "pixel_accuracy") CHECK(row.single > 0.5);  // better than the 1/3 of chance
+  }
+  CHECK(metrics == std::vector<std::string>{"pixel_accuracy", "miou", "abs_err", "rel_err"});
+  CHECK(r.out.find("loss, abs_err and rel_err count lower as better") != std::string::npos);
+  // The epoch records carry the metrics; plot draws them (where gnuplot is installed).
+  const std::string records = slurp(log);
+  for (const char *m : {"\"pixel_accuracy\"", "\"miou\"", "\"abs_err\"", "\"rel_err\""})
+    CHECK(records.find(m) != std::string::npos);
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    const std::string png = (testDir("dense_pixels") / "run.png").string();
+    auto p = runMtlc("plot '" + log + "' -o '" + png + "'");
+    INFO(p.out << p.err);
+    CHECK(p.exitCode == 0);
+    CHECK(std::filesystem::file_size(png) > 1000);
+  }
+}
+
 TEST_CASE("--single-task needs test data, and a model each task can form alone") {
   auto noTest = writeFile("single_no_test.mtl",
                           "model m\ninput x : f32[8]\nshared t = x -> dense(4)\n"

@@ -334,6 +334,24 @@ TEST_CASE("vision layers: batchnorm, global_avgpool, upsample, residual shortcut
   CHECK(m.shared[0].outShape == Shape{16});
 }
 
+TEST_CASE("per-pixel tasks: a [C, H, W] head, its label widths and metrics") {
+  Model m = check(
+      "model m\ninput image : f32[1, 6, 5]\n"
+      "shared trunk = image -> conv2d(4, kernel=3, padding=1) -> relu\n"
+      "task seg    { trunk -> conv2d(3, kernel=3, padding=1) loss cross_entropy metric pixel_accuracy, miou }\n"
+      "task depth  { trunk -> conv2d(1, kernel=3, padding=1) loss l1 metric abs_err, rel_err }\n"
+      "task normal { trunk -> conv2d(3, kernel=1) loss cosine metric angle_err }\n"
+      "task kind   { trunk -> flatten -> dense(3) loss cross_entropy metric pixel_accuracy, miou }\n");
+  REQUIRE(m.tasks.size() == 4);
+  CHECK(m.tasks[0].head.outShape == Shape{3, 6, 5});
+  CHECK(m.tasks[0].labelWidth == 30);  // a class index per pixel
+  CHECK(m.tasks[0].metrics == std::vector<mtlc::rt::Metric>{mtlc::rt::Metric::PixelAccuracy, mtlc::rt::Metric::MIoU});
+  CHECK(m.tasks[1].labelWidth == 30);
+  CHECK(m.tasks[2].loss == mtlc::rt::LossKind::Cosine);
+  CHECK(m.tasks[2].labelWidth == 90);
+  CHECK(m.tasks[3].labelWidth == 1);  // pixel_accuracy and miou on a [C] head: per sample
+}
+
 TEST_CASE("tasks may read inputs and any shared block; l1; weights; labels for wide heads") {
   const std::string data = fs::absolute(csvFile("data.csv", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o")).string();
   Model m = check(
@@ -471,8 +489,8 @@ TEST_CASE("known name lists") {
   CHECK(mtlc::sema::knownWeightings().size() == 12);
   CHECK(std::string(mtlc::sema::layerName(LayerKind::Embedding)) == "embedding");
   CHECK(std::string(mtlc::sema::layerName(LayerKind::CrossStitch)) == "cross_stitch");
-  CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1"});
-  CHECK(mtlc::sema::knownMetrics().size() == 4);
+  CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1", "cosine"});
+  CHECK(mtlc::sema::knownMetrics().size() == 9);
   CHECK(mtlc::sema::knownSources() ==
         std::vector<std::string>{"fashion_mnist", "idx", "csv", "npz", "npy", "synthetic_mmoe", "multi_fashion",
                                  "multi_fashion_dense"});

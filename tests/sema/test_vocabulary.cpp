@@ -51,8 +51,8 @@ void checkRows(vocab::Rows rows, int kinds, const char *what) {
 
 TEST_CASE("vocabulary: every kind has its rows, unique names, defaults in range") {
   checkRows(vocab::layers(), int(vocab::LayerKind::CrossStitch) + 1, "layers");
-  checkRows(vocab::losses(), int(vocab::LossKind::L1) + 1, "losses");
-  checkRows(vocab::metrics(), int(vocab::Metric::MAE) + 1, "metrics");
+  checkRows(vocab::losses(), int(vocab::LossKind::Cosine) + 1, "losses");
+  checkRows(vocab::metrics(), int(vocab::Metric::AngleErr) + 1, "metrics");
   checkRows(vocab::optimizers(), int(vocab::OptimizerKind::RmsProp) + 1, "optimizers");
   checkRows(vocab::weightings(), int(vocab::WeightingKind::ExcessMtl) + 1, "weightings");
   checkRows(vocab::schedules(), int(vocab::ScheduleKind::Cosine) + 1, "schedules");
@@ -109,4 +109,22 @@ TEST_CASE("vocabulary: traits drive the strategies' rules") {
   CHECK_FALSE(vocab::metricFits(vocab::Metric::AUC, vocab::LossKind::CrossEntropy));
   CHECK(vocab::lowerIsBetter(vocab::Metric::MAE));
   CHECK_FALSE(vocab::lowerIsBetter(vocab::Metric::Accuracy));
+  // The per-pixel metrics: classes need cross_entropy (not bce), angle_err the cosine loss.
+  using M = vocab::Metric;
+  using L = vocab::LossKind;
+  for (M m : {M::PixelAccuracy, M::MIoU}) {
+    CHECK(vocab::metricFits(m, L::CrossEntropy));
+    CHECK_FALSE(vocab::metricFits(m, L::BCE));
+    CHECK_FALSE(vocab::lowerIsBetter(m));
+  }
+  for (M m : {M::AbsErr, M::RelErr}) {
+    CHECK(vocab::metricFits(m, L::MSE));
+    CHECK(vocab::metricFits(m, L::L1));
+    CHECK_FALSE(vocab::metricFits(m, L::Cosine));
+    CHECK(vocab::lowerIsBetter(m));
+  }
+  CHECK(vocab::metricFits(M::AngleErr, L::Cosine));
+  CHECK_FALSE(vocab::metricFits(M::AngleErr, L::MSE));
+  CHECK_FALSE(vocab::metricFits(M::MSE, L::Cosine));
+  CHECK(vocab::lowerIsBetter(M::AngleErr));
 }
