@@ -122,33 +122,6 @@ TEST_CASE("--single-task trains each task alone and reports a Δm consistent wit
   CHECK(printed == Approx(deltaM).margin(2e-3));
 }
 
-// A per-pixel program on csv columns: a [1, 4, 4] image, a class index per pixel (3 classes by
-// brightness) and a depth per pixel.
-std::string densePixelProgram() {
-  std::ostringstream csv;
-  for (int c = 0; c < 48; ++c) csv << (c ? "," : "") << "c" << c;
-  csv << "\n";
-  uint32_t state = 7;
-  auto next = [&] { return (state = state * 1664525u + 1013904223u) / 4294967296.0; };
-  for (int row = 0; row < 96; ++row) {
-    std::vector<double> x(16);
-    for (double &v : x) v = next();
-    for (int i = 0; i < 16; ++i) csv << (i ? "," : "") << x[i];
-    for (int i = 0; i < 16; ++i) csv << "," << (x[i] < 0.33 ? 0 : x[i] < 0.66 ? 1 : 2);
-    for (int i = 0; i < 16; ++i) csv << "," << 2 * x[i] + 0.5;
-    csv << "\n";
-  }
-  const std::string data = writeFile("dense_pixels.csv", csv.str());
-  return writeFile("dense_pixels.mtl",
-                   "model dense\ninput image : f32[1, 4, 4]\n"
-                   "shared trunk = image -> conv2d(4, kernel=3, padding=1) -> relu\n"
-                   "task seg { trunk -> conv2d(3, kernel=3, padding=1) loss cross_entropy metric pixel_accuracy, miou }\n"
-                   "task depth { trunk -> conv2d(1, kernel=3, padding=1) loss l1 metric abs_err, rel_err }\n"
-                   "train { optimizer adam(lr=0.02) batch 16 epochs 3 seed 1 }\n"
-                   "data { train csv(\"" + data + "\") test csv(\"" + data + "\") image = columns(0..15)\n"
-                   "       seg = columns(16..31) depth = columns(32..47) }\n");
-}
-
 TEST_CASE("--single-task on per-pixel tasks: each metric's direction from the vocabulary; the log plots") {
   const std::string program = densePixelProgram(), log = (testDir("dense_pixels") / "run.jsonl").string();
   auto r = runMtlc("train --quiet --single-task --log '" + log + "' '" + program + "'");

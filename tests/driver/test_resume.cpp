@@ -148,6 +148,26 @@ TEST_CASE("--resume with batchnorm: running statistics saved (PyTorch names, I64
   CHECK_THAT(bytes, Catch::Contains("\"trunk.3.body.4.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]"));
 }
 
+TEST_CASE("--resume mid-epoch on per-pixel tasks: miou's confusion counts and the other sums continue") {
+  // 6 steps an epoch, 3 epochs; stopped in the middle of the last, the report's running train
+  // metrics of that epoch (pixel_accuracy, miou, abs_err, rel_err) continue from the
+  // checkpoint's metric state.
+  auto dir = testDir("resume_dense");
+  std::ofstream(dir / "m.mtl") << slurp(densePixelProgram());
+  auto [full, rest] = stopAndResume(dir, 14);
+  auto trainRows = [](const std::string &out) {
+    std::istringstream in(out);
+    std::string rows, line;
+    while (std::getline(in, line))
+      if (line.find(" train ") != std::string::npos) rows += line + "\n";
+    return rows;
+  };
+  INFO(full.out << rest.out);
+  CHECK(trainRows(full.out).find("0.") != std::string::npos);  // seg and depth rows with values
+  CHECK(trainRows(rest.out) == trainRows(full.out));
+  CHECK_THAT(slurp(dir / "full.jsonl"), Catch::Contains("\"miou\""));
+}
+
 TEST_CASE("batchnorm's running statistics move once per step under every weighting") {
   // MGDA-UB runs rep_grads and train_step in one step, pcgrad and gradnorm task_grads, gls and
   // stch a measuring train_step before theirs, famo one more after the update: each runs the
