@@ -486,7 +486,7 @@ TEST_CASE("arguments take the vocabulary's ranges and defaults") {
 TEST_CASE("known name lists") {
   CHECK(mtlc::sema::knownLayers().size() == 18);
   CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
-  CHECK(mtlc::sema::knownWeightings().size() == 12);
+  CHECK(mtlc::sema::knownWeightings().size() == 22);
   CHECK(std::string(mtlc::sema::layerName(LayerKind::Embedding)) == "embedding");
   CHECK(std::string(mtlc::sema::layerName(LayerKind::CrossStitch)) == "cross_stitch");
   CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1", "cosine"});
