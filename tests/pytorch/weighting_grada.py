@@ -300,13 +300,12 @@ wp_init = {}
 
 
 def main():
-    mtlc, work = sys.argv[1], sys.argv[2]
-    os.makedirs(work, exist_ok=True)
-    mtlc_rng.self_check()
-    rows = parity.make_data(os.path.join(work, "data.csv"), ROWS)
-    torch.manual_seed(42)
+    mtlc, work, only = sys.argv[1], sys.argv[2], sys.argv[3:]   # only: some cases, by label
+    mtlc_rng.self_check()                                        # graddrop replays mtlc's draws
+    torch.manual_seed(42)                                        # weighting_parity's init
     wp_init["trunk"] = {k: v.clone() for k, v in parity.Parity().state_dict().items()}
-    only = sys.argv[3:]
+    os.makedirs(work, exist_ok=True)
+    rows = parity.make_data(os.path.join(work, "data.csv"), ROWS)
     failures = 0
     for method in METHODS:
         if not only or method in only:

@@ -2,9 +2,11 @@
 // indexes, tasks, and the filled TrainSpec / DataSpec.
 #include "sema/Sema.h"
 #include "syntax/Parser.h"
+#include "spec/Vocabulary.h"
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -486,7 +488,11 @@ TEST_CASE("arguments take the vocabulary's ranges and defaults") {
 TEST_CASE("known name lists") {
   CHECK(mtlc::sema::knownLayers().size() == 18);
   CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
-  CHECK(mtlc::sema::knownWeightings().size() == 22);
+  const std::vector<std::string> weightings = mtlc::sema::knownWeightings();
+  CHECK(weightings.size() == 22);  // the seven, then #26's fifteen
+  for (const char *w : {"mgda", "rlw", "gls", "imtl", "cagrad", "gradvac", "graddrop", "nash_mtl", "aligned_mtl",
+                        "db_mtl", "famo", "upgrad", "moco", "stch", "fairgrad", "excess_mtl"})
+    CHECK(std::find(weightings.begin(), weightings.end(), w) != weightings.end());
   CHECK(std::string(mtlc::sema::layerName(LayerKind::Embedding)) == "embedding");
   CHECK(std::string(mtlc::sema::layerName(LayerKind::CrossStitch)) == "cross_stitch");
   CHECK(mtlc::sema::knownLosses() == std::vector<std::string>{"cross_entropy", "bce", "mse", "l1", "cosine"});
