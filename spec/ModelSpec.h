@@ -185,6 +185,10 @@ struct TrainSpec {
   // validation loss, Σ over tasks of weight · loss, lower is better).
   std::string selectTask, selectMetric;
   int64_t patience = 0;  // > 0: stop after this many epochs without a better selected value
+  // `accumulate N`: one optimizer step per N consecutive batches of an epoch, on the sum of their
+  // gradients each scaled by 1/N; an epoch's last group may be shorter and keeps the 1/N
+  // (runtime/train/Trainer.h). Steps, schedules, warm-up and the log count optimizer steps.
+  int64_t accumulate = 1;
 };
 
 // ---- The compiled model -----------------------------------------------------------------------------

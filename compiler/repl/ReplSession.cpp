@@ -490,8 +490,9 @@ void ReplSession::resetTrainingPosition() {
 
 void ReplSession::trainSteps(int64_t steps) {
   rt::ModelSpec &spec = live_->compiled.spec;
-  // The strategies whose weights stay fixed run in the session's own loop; the others in rt::train.
-  if (vocab::has(spec.train.weighting, vocab::kAdaptive)) {
+  // The strategies whose weights stay fixed run in the session's own loop; the others, and
+  // gradient accumulation, in rt::train.
+  if (vocab::has(spec.train.weighting, vocab::kAdaptive) || spec.train.accumulate > 1) {
     trainDelegated(steps);
     return;
   }

@@ -737,7 +737,8 @@ void Analyzer::checkTrain() {
   }
   static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting", "seed",
                                                     "shuffle", "freeze", "clip_grad_norm", "schedule", "warmup",
-                                                    "validation", "select", "patience"};
+                                                    "validation", "select", "patience",
+                                                    "accumulate"};
   std::vector<std::string> optimizerArgs;  // of any optimizer
   for (const vocab::Entry &o : vocab::optimizers())
     for (const vocab::Arg &a : o.args)
@@ -801,10 +802,26 @@ void Analyzer::checkTrain() {
                                              "norm), got {}", s.isCall ? ast::str(s.call) : ast::str(s.value)));
       else
         tr.clipGradNorm = s.value.number;
-    } else {  // batch, epochs, seed, warmup, patience: integers
+    } else {  // batch, epochs, seed, warmup, patience, accumulate: integers
       checkIntegerSetting(s);
     }
   }
+  if (tr.accumulate > 1) checkAccumulate(seen);
+}
+
+// `accumulate N` sums the gradients of N batches: a weighting whose step is more than a weighted
+// sum of the batch's losses with weights fixed during the epoch (its own optimizer step, task
+// gradients) has no per-batch meaning to sum, so only fixed, uniform and dwa combine with it.
+void Analyzer::checkAccumulate(const std::map<std::string, SourceRange> &seen) {
+  const rt::WeightingKind w = model_.train.weighting;
+  if (w == rt::WeightingKind::Fixed || w == rt::WeightingKind::Uniform || w == rt::WeightingKind::Dwa) return;
+  diags_.error(seen.at("accumulate"),
+               fmt::format("accumulate sums the gradients of several batches, and weighting '{}' {}: "
+                           "accumulate works with fixed, uniform and dwa",
+                           vocab::name(w),
+                           vocab::has(w, vocab::kTaskGradients) ? "combines each batch's task gradients"
+                                                                : "takes a step of its own on every batch"));
+  diags_.note(seen.at("weighting"), "the weighting is chosen here");
 }
 
 // `select TASK.METRIC`: a task of the model and `loss` or one of its metrics.
@@ -839,7 +856,7 @@ void Analyzer::checkSelect(const ast::Setting &s) {
   model_.train.selectMetric = metric;
 }
 
-// batch, epochs, warmup, patience (at least 1) and seed (a uint64).
+// batch, epochs, warmup, patience, accumulate (at least 1) and seed (a uint64).
 void Analyzer::checkIntegerSetting(const ast::Setting &s) {
   rt::TrainSpec &tr = model_.train;
   if (s.isCall || !s.value.isInteger) {
@@ -873,6 +890,7 @@ void Analyzer::checkIntegerSetting(const ast::Setting &s) {
   (s.name == "batch"      ? tr.batch
    : s.name == "warmup"   ? tr.warmup
    : s.name == "patience" ? tr.patience
+   : s.name == "accumulate" ? tr.accumulate
                           : tr.epochs) = static_cast<int64_t>(v.number);
 }
 

@@ -199,6 +199,7 @@ private:
   void checkSchedule(const ast::Setting &s);
   void checkSelect(const ast::Setting &s);
   void checkWeighting(const ast::Setting &s);
+  void checkAccumulate(const std::map<std::string, SourceRange> &seen);
   void checkGradientWeighting(const ast::Call &c);
   void checkFreeze(const ast::Setting &s);
   void checkIntegerSetting(const ast::Setting &s);

@@ -60,11 +60,25 @@
 // resumed); `patience N` stops after N epochs in a row without one. The best value, its epoch and
 // the epochs without improvement are part of the checkpoint's position (`train.best`).
 //
+// Gradient accumulation (`accumulate N`, TrainSpec::accumulate): the batches of an epoch form
+// groups of N consecutive batches (the last group is shorter when N does not divide the epoch's
+// batch count, and ends at the epoch's end: groups never span two epochs). Each batch's gradient,
+// scaled by 1/N, is added to the group's sum; the group's last batch then clips the sum and takes
+// one optimizer step on it: PyTorch's `(loss / N).backward()` with `step()` and `zero_grad()` when
+// `(i + 1) % N == 0 or i == last`, so a short last group keeps the 1/N scaling. Everything that
+// counts steps counts optimizer steps: TrainOptions::steps, checkpointEvery, the warm-up, the log's
+// "step" and the report; schedules still step per epoch. The run stops (steps, a signal) and
+// writes checkpoints only at a group's end, so a checkpoint never holds a partial sum and
+// --resume continues at the next group bit-exactly. Micro-batch m > 0 of step k gets the dropout
+// seed mix64(mix64(mix64(s) ^ k) + m). Weightings: fixed, uniform and dwa (sema refuses the
+// others); a data-parallel job refuses N > 1.
+//
 // Log (`--log FILE`): JSON lines, one per optimizer step
 //   {"step": 1, "epoch": 1, "loss": <total>, "tasks": {"<task>": {"loss": <L_i>, "weight": <w_i>}}}
 // and, after each epoch when there is a test source,
 //   {"epoch": 1, "test": {"<task>": {"loss": <L>, "<metric>": <value>, ...}}}
-// (a metric that does not apply is null).
+// (a metric that does not apply is null). With `accumulate N`, a step's "loss" and task losses are
+// the means over its group's batches (each a batch mean), its weights the last batch's.
 //
 // Train metrics in the report are running values over the last epoch (as Keras shows them): the
 // parameters change while they are gathered. They use the outputs that trainStep writes to

@@ -160,6 +160,9 @@ void TrainingRun::checkOptions() const {
                "the data block or `validation 0.1` to the train block");
   if (opt_.comm && opt_.comm->size() > 1 && validation && (ts_.patience > 0 || !opt_.saveBestPath.empty()))
     throwError("patience and --save-best are not available in a data-parallel job yet");
+  if (opt_.comm && opt_.comm->size() > 1 && ts_.accumulate > 1)
+    throwError("accumulate {}: gradient accumulation is not available in a data-parallel job; the ranks "
+               "already split each batch, so a larger `batch` gives the larger step", ts_.accumulate);
 }
 
 // --resume: the run's position first, since its seed decides everything else.
@@ -201,6 +204,8 @@ void TrainingRun::createState() {
   params_.resize(spec_.paramCount);
   grads_.resize(spec_.paramCount);
   taskGrads_.resize(weighting_->needsTaskGrads() ? T_ * spec_.paramCount : 0);
+  if (ts_.accumulate > 1) accum_.resize(spec_.paramCount);
+  groupLosses_.assign(size_t(T_), 0.0f);
   ws_.emplace(spec_, weighting_->needsRepGrads());
   optimizer_.emplace(ts_.optimizer, spec_.paramCount);
   activeSpans_ = trainableSpans(spec_);
@@ -274,8 +279,10 @@ void TrainingRun::printStart() {
   int64_t learnable = 0;  // the summary's count: parameters the optimizer updates (the arena also holds padding)
   for (const ParamSpec& p : spec_.params)
     if (p.learnable()) learnable += p.size;
+  const std::string batch = ts_.accumulate > 1 ? fmt::format("{} (accumulate {})", ts_.batch, ts_.accumulate)
+                                               : std::to_string(ts_.batch);
   out_ << fmt::format("model {}: {} task{}, {} learnable parameters; {}, batch {}, {} epoch{}, {} thread{}; {}\n",
-                      spec_.name, T_, T_ == 1 ? "" : "s", learnable, optimizerString(ts_.optimizer), ts_.batch, epochs_,
+                      spec_.name, T_, T_ == 1 ? "" : "s", learnable, optimizerString(ts_.optimizer), batch, epochs_,
                       epochs_ == 1 ? "" : "s", threads, threads == 1 ? "" : "s", initNote_);
   for (const std::string& l : initLines_) out_ << l << '\n';
   if (ts_.weighting != WeightingKind::Fixed) out_ << fmt::format("weighting: {}\n", weighting_->describe());
@@ -361,7 +368,7 @@ void TrainingRun::runEpoch(int64_t e) {
   const double epochStart = now();
   const int64_t epochSamplesBefore = epochSamples_;
   for (int64_t b = batchesDone_; b < batches; ++b)
-    if (!runStep(b, e)) {
+    if (!runStep(b, e, batches)) {
       stop_ = true;
       break;
     }
@@ -392,7 +399,16 @@ int64_t TrainingRun::beginEpoch(int64_t e) {
   return batches;
 }
 
-bool TrainingRun::runStep(int64_t b, int64_t e) {
+// Batch b of epoch e (of `batches`); the last batch of its group (accumulate) takes the step.
+bool TrainingRun::runStep(int64_t b, int64_t e, int64_t batches) {
+  runBatch(b, e, groupBatches_);
+  if ((b + 1) % ts_.accumulate != 0 && b + 1 != batches) return true;
+  return optimizerStep(e);
+}
+
+// The gradient of batch b, `micro` batches into its group: into grads_ (accumulate 1) or added,
+// scaled by 1/N, to the group's sum in accum_; its losses into the epoch's and the group's sums.
+StepResult TrainingRun::runBatch(int64_t b, int64_t e, int64_t micro) {
   ThreadPool& pool = *pool_;
   Workspace& ws = *ws_;
   const int64_t n = batcher_->gather(b, &pool);
@@ -404,38 +420,62 @@ bool TrainingRun::runStep(int64_t b, int64_t e) {
     parallel_->begin(batcher_->labels(), n);
     rows = parallel_->rows();
   }
-  const uint64_t stepSeed = mix64(mix64(seed_) ^ uint64_t(step));
+  uint64_t stepSeed = mix64(mix64(seed_) ^ uint64_t(step));
+  if (micro > 0) stepSeed = mix64(stepSeed + uint64_t(micro));  // the group's later batches (Trainer.h)
   kernels_->begin(*batcher_, rows, step, e + 1, parallel_ ? parallel_->dropoutSeed(stepSeed) : stepSeed);
   const StepResult sr = parallel_ ? weighting_->step(*parallel_, step) : weighting_->step(*kernels_, step);
   if (!std::isfinite(sr.total))
     throwError("the total loss became {} at step {} (epoch {}){}", std::isnan(sr.total) ? "NaN" : "infinite", step,
                e + 1, kernels_->locate());
+  if (ts_.accumulate > 1) {
+    const float scale = 1.0f / float(ts_.accumulate);
+    float* acc = accum_.data();
+    const float* g = grads_.data();
+    if (micro == 0)
+      for (int64_t i = 0; i < spec_.paramCount; ++i) acc[i] = g[i] * scale;
+    else
+      for (int64_t i = 0; i < spec_.paramCount; ++i) acc[i] += g[i] * scale;
+  }
+  ++batchesDone_;
+  for (int64_t t = 0; t < T_; ++t) {
+    const float* o = std::isnan(ws.outputPtrs[t][0]) ? nullptr : ws.outputPtrs[t];
+    trainAcc_[t].add(o, batcher_->labels()[t], n, ws.losses[t]);
+    groupLosses_[size_t(t)] += ws.losses[t];
+  }
+  ++groupBatches_;
+  groupTotal_ += sr.total;
+  groupWeights_ = sr.weights;
+  totalSum_ += sr.total * double(n);
+  epochSamples_ += n;
+  samplesSeen_ += n;
+  progress_->update(b + 1, epochSamples_, totalSum_ / double(epochSamples_));
+  return sr;
+}
+
+// The optimizer step of the group just ended: clipping, the update, the log line, then the
+// checkpoint policy (every checkpointEvery steps; a stop signal or the step limit ends the run
+// after this step, and finish writes the final checkpoint). False: the run stops.
+bool TrainingRun::optimizerStep(int64_t e) {
+  const int64_t step = report_.steps + 1;
+  float* g = ts_.accumulate > 1 ? accum_.data() : grads_.data();
   double gradNorm = kNaN;
   if (ts_.clipGradNorm > 0) {
-    gradNorm = clipGradNorm(grads_.data(), activeSpans_, ts_.clipGradNorm);
+    gradNorm = clipGradNorm(g, activeSpans_, ts_.clipGradNorm);
     if (!std::isfinite(gradNorm))
       throwError("the gradient norm became {} at step {} (epoch {}) while every task loss was finite{}",
                  std::isnan(gradNorm) ? "NaN" : "infinite", step, e + 1, kernels_->locate());
   }
   optimizer_->setLr(stepLr(ts_, step, epochLr_));
-  optimizer_->step(params_.data(), grads_.data(), &pool);
-  ++batchesDone_;
+  optimizer_->step(params_.data(), g, &*pool_);
   report_.steps = step;
-  for (int64_t t = 0; t < T_; ++t) {
-    const float* o = std::isnan(ws.outputPtrs[t][0]) ? nullptr : ws.outputPtrs[t];
-    trainAcc_[t].add(o, batcher_->labels()[t], n, ws.losses[t]);
-  }
-  totalSum_ += sr.total * double(n);
-  epochSamples_ += n;
-  samplesSeen_ += n;
-  logStep(step, e, sr, gradNorm);
-  // Last of the step's work on this batch: it may rerun the kernels (the outputs are counted).
+  logStep(step, e, gradNorm);
+  // Last of the step's work on its (last) batch: a strategy may rerun the kernels (famo).
   if (parallel_) weighting_->afterUpdate(*parallel_, step);
   else weighting_->afterUpdate(*kernels_, step);
   if (parallel_) parallel_->syncState(params_.data());  // after every kernel call of the step
-  progress_->update(b + 1, epochSamples_, totalSum_ / double(epochSamples_));
-  // The checkpoint policy: every checkpointEvery steps; a stop signal or the step limit ends the
-  // run after this step (finish writes the final checkpoint).
+  groupBatches_ = 0;
+  groupTotal_ = 0;
+  std::fill(groupLosses_.begin(), groupLosses_.end(), 0.0f);
   if (opt_.checkpointEvery > 0 && step % opt_.checkpointEvery == 0) checkpoint();
   if (signals_ && signals_->caught()) {
     report_.interruptedBy = signals_->caught();
@@ -444,15 +484,18 @@ bool TrainingRun::runStep(int64_t b, int64_t e) {
   return !(opt_.steps >= 0 && report_.steps >= opt_.steps);
 }
 
-void TrainingRun::logStep(int64_t step, int64_t e, const StepResult& sr, double gradNorm) {
+// The step's log line: the means over its group's batches (one batch without accumulate).
+void TrainingRun::logStep(int64_t step, int64_t e, double gradNorm) {
   if (!log_.is_open() && !opt_.onLogLine) return;
   ojson j;
   j["step"] = step;
   j["epoch"] = e + 1;
-  j["loss"] = sr.total;
+  j["loss"] = groupTotal_ / double(groupBatches_);
   j["lr"] = optimizer_->lr();
   ojson tasks = ojson::object();
-  for (int64_t t = 0; t < T_; ++t) tasks[spec_.tasks[t].name] = {{"loss", ws_->losses[t]}, {"weight", sr.weights[t]}};
+  for (int64_t t = 0; t < T_; ++t)
+    tasks[spec_.tasks[t].name] = {{"loss", groupLosses_[size_t(t)] / float(groupBatches_)},
+                                  {"weight", groupWeights_[size_t(t)]}};
   j["tasks"] = tasks;
   if (ts_.clipGradNorm > 0) j["grad_norm"] = gradNorm;
   writeLogLine(j.dump());

@@ -62,8 +62,10 @@ class TrainingRun {
   // ---- loop
   void runEpoch(int64_t e);
   int64_t beginEpoch(int64_t e);
-  bool runStep(int64_t b, int64_t e);  // false: the run stops after this step
-  void logStep(int64_t step, int64_t e, const StepResult& sr, double gradNorm);
+  bool runStep(int64_t b, int64_t e, int64_t batches);  // false: the run stops after this step
+  StepResult runBatch(int64_t b, int64_t e, int64_t micro);  // one batch's gradient, into the group's
+  bool optimizerStep(int64_t e);  // the group's step: clipping, optimizer, log, checkpoint policy
+  void logStep(int64_t step, int64_t e, double gradNorm);
   void writeLogLine(const std::string& line);  // to the log file and TrainOptions::onLogLine
   void endEpoch(int64_t e, int64_t batches, double epochStart, int64_t samplesBefore);
   void evaluateTest(int64_t e);
@@ -96,6 +98,7 @@ class TrainingRun {
   std::optional<ScopedFlushDenormals> flush_;
   std::unique_ptr<Weighting> weighting_;
   Arena params_, grads_, taskGrads_;
+  Arena accum_;  // accumulate N > 1: the group's Σ grads / N (the optimizer's gradient)
   std::optional<Workspace> ws_;
   std::optional<Optimizer> optimizer_;
   std::vector<std::pair<int64_t, int64_t>> activeSpans_;
@@ -117,6 +120,11 @@ class TrainingRun {
   double totalSum_ = 0;  // the epoch's Σ total·n, samples and batches so far (saved in checkpoints)
   int64_t epochSamples_ = 0, batchesDone_ = 0, epoch_ = 0;
   double epochLr_ = 0;       // the schedule's learning rate for this epoch (Schedule.h)
+  // The group of batches of the step in progress (accumulate): its batches, Σ totals, Σ task
+  // losses and the last batch's weights (what logStep writes).
+  int64_t groupBatches_ = 0;
+  double groupTotal_ = 0;
+  std::vector<float> groupLosses_, groupWeights_;
   bool epochEnded_ = false;  // the epoch's end (weighting, evaluation) ran: the next one starts fresh
   // Validation (Trainer.h): the best selected value so far, its epoch and the epochs since.
   double bestValue_ = 0;

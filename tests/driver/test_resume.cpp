@@ -268,6 +268,64 @@ TEST_CASE("--resume continues bit-exactly after patience's counter started; --sa
     }
 }
 
+// `accumulate 4`: 63 batches an epoch make 15 groups of 4 and a last one of 3 (16 steps). A run
+// stops and checkpoints only at a group's end, so --steps 20 stops 16 batches into epoch 2 and the
+// checkpoint holds no partial sum; resumed, it continues to the same bytes (with a warm-up and a
+// schedule counted in optimizer steps, and a checkpoint every 5 steps on the way).
+TEST_CASE("--resume continues bit-exactly with accumulate, stopped between two groups") {
+  auto dir = testDir("resume_accumulate");
+  std::ofstream(dir / "m.mtl") << program("dwa", 3, "  accumulate 4\n  warmup 10\n  schedule cosine\n",
+                                          "adamw(lr=0.01)");
+  auto [full, rest] = stopAndResume(dir, 20);
+  CHECK_THAT(full.out, Catch::Contains("batch 32 (accumulate 4)"));
+  CHECK_THAT(full.out, Catch::Contains("trained 48 steps"));
+  CHECK_THAT(rest.out, Catch::Contains("resumed from part.safetensors at step 20 (epoch 2, 16 batches done)"));
+  std::ifstream log(dir / "full.jsonl");
+  int steps = 0;
+  for (std::string line; std::getline(log, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("step")) continue;
+    ++steps;
+    if (j["step"] == 5) CHECK(j["lr"].get<double>() == Approx(0.01 * 5 / 10).epsilon(1e-12));  // warm-up in steps
+  }
+  CHECK(steps == 48);
+  auto every = runMtlc("train m.mtl -q --steps 23 --checkpoint-every 5 --save every.safetensors", dir.string());
+  REQUIRE(every.exitCode == 0);
+  auto resumed = runMtlc("train m.mtl -q --resume every.safetensors --save every.safetensors", dir.string());
+  REQUIRE(resumed.exitCode == 0);
+  CHECK(slurp(dir / "every.safetensors") == slurp(dir / "full.safetensors"));
+}
+
+// Two batches of 16 accumulated are one batch of 32 (equal halves, shuffle off, sgd without
+// momentum): the same steps, losses and parameters up to float rounding.
+TEST_CASE("accumulate 2 of batch 16 trains as batch 32") {
+  auto dir = testDir("accumulate_equivalence");
+  std::string text = program("fixed", 1, "  shuffle false\n", "sgd(lr=0.05)");
+  std::string half = text, whole = text;
+  half.replace(half.find("batch 32"), 8, "batch 16\n  accumulate 2");
+  std::ofstream(dir / "half.mtl") << half;
+  std::ofstream(dir / "whole.mtl") << whole;
+  // 2000 rows: 62 steps of 32 (the 63rd has 16 rows, a short group for `accumulate`).
+  auto a = runMtlc("train half.mtl -q --steps 62 --log half.jsonl", dir.string());
+  auto b = runMtlc("train whole.mtl -q --steps 62 --log whole.jsonl", dir.string());
+  INFO(a.out << a.err << b.out << b.err);
+  REQUIRE(a.exitCode == 0);
+  REQUIRE(b.exitCode == 0);
+  std::ifstream la(dir / "half.jsonl"), lb(dir / "whole.jsonl");
+  int steps = 0;
+  double worst = 0;
+  for (std::string x, y; std::getline(la, x) && std::getline(lb, y);) {
+    auto ja = nlohmann::json::parse(x), jb = nlohmann::json::parse(y);
+    if (!ja.contains("step")) continue;
+    ++steps;
+    CHECK(ja["step"] == jb["step"]);
+    const double p = ja["loss"].get<double>(), q = jb["loss"].get<double>();
+    worst = std::max(worst, std::abs(p - q) / std::abs(q));
+  }
+  CHECK(steps == 62);
+  CHECK(worst < 1e-5);
+}
+
 TEST_CASE("a val source is evaluated after every epoch; --save-best needs a validation set") {
   auto dir = testDir("val_source");
   std::ofstream(dir / "m.mtl") << [] {

@@ -81,8 +81,20 @@ SCHEDULES = {
     "warmup_only": ("adam_decay", ["warmup 5"], None, 5),
 }
 
+# Gradient accumulation: name: (optimizer case, mtlc train lines, torch scheduler or None, warm-up
+# steps, N). 5 batches an epoch make a group of 3 and a short group of 2 (the partial batch last),
+# which still scales each loss by 1/3: PyTorch's `(loss / N).backward()` with `step()` when
+# `(i + 1) % N == 0 or i == last`. Steps, warm-up and the log count optimizer steps (6 in all); a
+# step's logged losses are the means over its group's batches.
+ACCUMULATE = {
+    "accumulate3": ("sgd_decay", ["accumulate 3"], None, 0, 3),
+    "accumulate3_cosine_warmup": ("adamw_decay", ["accumulate 3", "schedule cosine(t_max=3, eta_min=0.001)",
+                                                  "warmup 2"],
+                                  lambda o: S.CosineAnnealingLR(o, T_max=3, eta_min=0.001), 2, 3),
+}
 
-def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, steps=None):
+
+def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, steps=None, accumulate=1):
     """Per-step (total, task losses, lr), the final state dict and the optimizer with its state."""
     model = Net()
     model.load_state_dict(init)
@@ -91,14 +103,20 @@ def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, st
     group = opt.param_groups[0]
     base_lr = group["lr"]
     data = torch.tensor(rows, dtype=torch.float32)
+    starts = list(range(0, len(rows), BATCH))
     out, s = [], 0
     for _ in range(epochs):
-        for start in range(0, len(rows), BATCH):
+        micro = []  # the group's (total, task losses)
+        for i, start in enumerate(starts):
             if steps is not None and s == steps:
                 break
             total, l = batch_loss(model, data[start:start + BATCH])
-            opt.zero_grad()
-            total.backward()
+            if not micro:
+                opt.zero_grad()  # a new group (arena_offsets reads the gradients after the run)
+            (total / accumulate if accumulate > 1 else total).backward()
+            micro.append((total.item(), {k: v.item() for k, v in l.items()}))
+            if (i + 1) % accumulate != 0 and i != len(starts) - 1:
+                continue
             s += 1
             scheduled = group["lr"]
             if s <= warmup:
@@ -106,7 +124,9 @@ def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, st
             lr = group["lr"]
             opt.step()
             group["lr"] = scheduled
-            out.append((total.item(), {k: v.item() for k, v in l.items()}, lr))
+            mean_tasks = {k: sum(m[1][k] for m in micro) / len(micro) for k in micro[0][1]}
+            out.append((sum(m[0] for m in micro) / len(micro), mean_tasks, lr))
+            micro = []
         if sched:
             sched.step()
     return out, {k: v.detach().clone() for k, v in model.state_dict().items()}, model, opt
@@ -176,7 +196,7 @@ def compare(name, steps, got, ref_steps, ref_weights, opt, model, state_names, o
         problems.append(f"weights differ by {worst_weight:.2e}, state by {worst_state:.2e} (> 1e-4)")
     if worst_lr > 1e-12:
         problems.append(f"lr differs by {worst_lr:.2e} relative (> 1e-12)")
-    print(f"{name:19s} steps {len(steps)}  loss {worst_loss:.2e}  weights {worst_weight:.2e}  "
+    print(f"{name:25s} steps {len(steps)}  loss {worst_loss:.2e}  weights {worst_weight:.2e}  "
           f"state {worst_state:.2e}  lr {worst_lr:.1e}  first/last loss "
           f"{steps[0]['loss']:.5f}/{steps[-1]['loss']:.5f}  {'FAIL' if problems else 'ok'}")
     return problems
@@ -192,13 +212,16 @@ def main():
     safetensors_io.save(os.path.join(work, "init.safetensors"), init)
     offsets = arena_offsets(mtlc, work, rows, init)
 
-    cases = [(n, spelling, make_opt, names, [], None, 0)
+    cases = [(n, spelling, make_opt, names, [], None, 0, 1)
              for n, (spelling, make_opt, names) in OPTIMIZERS.items()]
     for n, (opt_case, lines, make_sched, warmup) in SCHEDULES.items():
         spelling, make_opt, names = OPTIMIZERS[opt_case]
-        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup))
+        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, 1))
+    for n, (opt_case, lines, make_sched, warmup, accumulate) in ACCUMULATE.items():
+        spelling, make_opt, names = OPTIMIZERS[opt_case]
+        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, accumulate))
     failures = 0
-    for name, spelling, make_opt, names, lines, make_sched, warmup in cases:
+    for name, spelling, make_opt, names, lines, make_sched, warmup, accumulate in cases:
         if only and name not in only:
             continue
         try:
@@ -207,7 +230,8 @@ def main():
             print(e)
             failures += 1
             continue
-        ref_steps, ref_weights, model, opt = torch_run(rows, init, make_opt, make_sched, warmup)
+        ref_steps, ref_weights, model, opt = torch_run(rows, init, make_opt, make_sched, warmup,
+                                                       accumulate=accumulate)
         problems = compare(name, steps, got, ref_steps, ref_weights, opt, model, names, offsets)
         for p in problems:
             print(f"  {name}: {p}")
