@@ -137,7 +137,8 @@ number
 
 // train { optimizer adam(lr=0.001) batch 64 epochs 2 weighting fixed seed 42 shuffle false }
 // Each setting is a name followed by a value: a number, or a (possibly called) name. Settings that
-// take a list (`freeze trunk, experts`) separate the values with ','; sema checks the counts.
+// take a list (`freeze trunk, experts`, `lr_scale trunk=0.1, head=2`) separate the values with
+// ','; sema checks the counts.
 trainBlock
     : TRAIN '{' trainSetting* '}'
     ;
@@ -149,6 +150,7 @@ trainSetting
 settingValue
     : number
     | dotted=IDENT DOT member=IDENT     // select TASK.METRIC
+    | scaled=IDENT ASSIGN number        // lr_scale trunk=0.1
     | call
     ;
 

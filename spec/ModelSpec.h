@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mtlc::rt {
@@ -173,6 +174,9 @@ struct TrainSpec {
   // boundary, and a method given `rep_grad=true`.
   bool repGrad = false;
   std::vector<std::string> freeze;  // blocks (shared or task names) whose parameters stay fixed
+  // `lr_scale BLOCK=F, ...`: the parameters of each block train at F times the step's learning
+  // rate (torch param groups with lr·F; the schedule and warm-up scale every group alike).
+  std::vector<std::pair<std::string, double>> lrScale;
   // > 0: `clip_grad_norm X` scales the gradient by X / (‖g‖ + 1e-6) when its L2 norm over the
   // trainable parameters exceeds X, as torch.nn.utils.clip_grad_norm_ does.
   double clipGradNorm = 0;

@@ -320,7 +320,8 @@ void ReplSession::install(CheckedProgram checked, CompiledProgram compiled, std:
   next->acts.resize(spec.actsFloats);
   rt::initParams(spec, spec.train.seed, next->params.data());
   next->optimizer = std::make_unique<rt::Optimizer>(spec.train.optimizer, spec.paramCount);
-  next->optimizer->setActiveSpans(rt::trainableSpans(spec));
+  rt::ParamGroups groups = rt::trainableGroups(spec);
+  next->optimizer->setActiveSpans(std::move(groups.spans), std::move(groups.scales));
 
   std::vector<std::string> kept, fresh;
   if (live_) {
@@ -371,7 +372,6 @@ void ReplSession::applySettings(const sema::Model &m) {
   if (optChanged) {
     // A new optimizer with the new settings; its state carries over when the kind is the same.
     auto next = std::make_unique<rt::Optimizer>(m.train.optimizer, spec.paramCount);
-    next->setActiveSpans(rt::trainableSpans(spec));
     if (live_->optimizer->spec().kind == m.train.optimizer.kind) {
       auto ns = next->state(), os = live_->optimizer->state();
       for (auto &n : ns)
@@ -382,6 +382,8 @@ void ReplSession::applySettings(const sema::Model &m) {
     }
     live_->optimizer = std::move(next);
   }
+  rt::ParamGroups groups = rt::trainableGroups(spec);  // `lr_scale` may have changed
+  live_->optimizer->setActiveSpans(std::move(groups.spans), std::move(groups.scales));
 }
 
 bool ReplSession::ensureLive(const char *what) {

@@ -685,47 +685,90 @@ void Analyzer::checkGradientWeighting(const ast::Call &c) {
   }
 }
 
-void Analyzer::checkFreeze(const ast::Setting &s) {
+// A setting's values, the first included.
+static std::vector<ast::SettingValue> settingValues(const ast::Setting &s) {
   std::vector<ast::SettingValue> values;
   ast::SettingValue first;
+  first.key = s.key;
+  first.keyLoc = s.keyLoc;
   first.isCall = s.isCall;
   first.call = s.call;
   first.value = s.value;
   first.loc = s.valueLoc;
   values.push_back(std::move(first));
   values.insert(values.end(), s.more.begin(), s.more.end());
-  std::vector<std::string> candidates;
-  for (const auto &[name, info] : names_)
-    if (info.kind != NameKind::Input) candidates.push_back(name);
+  return values;
+}
+
+// Records `name` at `loc` in `seen`; false, with `error` there and `note` at the first, when it
+// was already there.
+bool Analyzer::firstMention(std::map<std::string, SourceRange> &seen, const std::string &name, SourceRange loc,
+                            const std::string &error, const char *note) {
+  if (auto prev = seen.find(name); prev != seen.end()) {
+    diags_.error(loc, error);
+    diags_.note(prev->second, note);
+    return false;
+  }
+  seen[name] = loc;
+  return true;
+}
+
+// `name` (at `loc`) in `freeze` or `lr_scale`: a shared block or a task, else an error.
+bool Analyzer::checkBlockName(const std::string &name, SourceRange loc, const std::string &setting) {
+  auto it = names_.find(name);
+  if (it == names_.end()) {
+    std::vector<std::string> candidates;
+    for (const auto &[n, info] : names_)
+      if (info.kind != NameKind::Input) candidates.push_back(n);
+    std::string hint = didYouMean(name, candidates);
+    if (hint.empty()) hint = fmt::format("; {} takes the names of shared blocks and tasks", setting);
+    diags_.error(loc, fmt::format("unknown block '{}' in {}{}", name, setting, hint));
+    return false;
+  }
+  if (it->second.kind == NameKind::Input) {
+    diags_.error(loc, fmt::format("'{}' is an input, which has no parameters; {} takes the names of shared "
+                                  "blocks and tasks",
+                                  name, setting));
+    diags_.note(it->second.loc, fmt::format("input '{}' is declared here", name));
+    return false;
+  }
+  return true;
+}
+
+void Analyzer::checkFreeze(const ast::Setting &s) {
   std::map<std::string, SourceRange> seen;
-  for (const ast::SettingValue &v : values) {
+  for (const ast::SettingValue &v : settingValues(s)) {
     if (!v.isCall || v.call.hasParens || v.call.hasBody) {
       diags_.error(v.loc, fmt::format("freeze takes the names of shared blocks and tasks, got {}",
-                                      v.isCall ? ast::str(v.call) : ast::str(v.value)));
+                                      v.isCall ? ast::str(v.call)
+                                               : (v.key.empty() ? "" : v.key + "=") + ast::str(v.value)));
       continue;
     }
     const std::string &name = v.call.name;
-    auto it = names_.find(name);
-    if (it == names_.end()) {
-      std::string hint = didYouMean(name, candidates);
-      if (hint.empty()) hint = "; freeze takes the names of shared blocks and tasks";
-      diags_.error(v.loc, fmt::format("unknown block '{}' in freeze{}", name, hint));
-      continue;
-    }
-    if (it->second.kind == NameKind::Input) {
-      diags_.error(v.loc, fmt::format("'{}' is an input, which has no parameters; freeze takes the "
-                                      "names of shared blocks and tasks",
-                                      name));
-      diags_.note(it->second.loc, fmt::format("input '{}' is declared here", name));
-      continue;
-    }
-    if (auto prev = seen.find(name); prev != seen.end()) {
-      diags_.error(v.loc, fmt::format("'{}' is frozen twice", name));
-      diags_.note(prev->second, "first listed here");
-      continue;
-    }
-    seen[name] = v.loc;
+    if (!checkBlockName(name, v.loc, "freeze")) continue;
+    if (!firstMention(seen, name, v.loc, fmt::format("'{}' is frozen twice", name), "first listed here")) continue;
     model_.train.freeze.push_back(name);
+  }
+}
+
+// `lr_scale BLOCK=F, ...`: a learning-rate multiplier F >= 0 for each listed shared block or task.
+void Analyzer::checkLrScale(const ast::Setting &s) {
+  std::map<std::string, SourceRange> seen;
+  for (const ast::SettingValue &v : settingValues(s)) {
+    if (v.key.empty()) {
+      diags_.error(v.loc, fmt::format("lr_scale takes BLOCK=FACTOR (e.g. lr_scale trunk=0.1), got {}",
+                                      v.isCall ? ast::str(v.call) : ast::str(v.value)));
+      continue;
+    }
+    if (!checkBlockName(v.key, v.keyLoc, "lr_scale")) continue;
+    if (!(v.value.number >= 0) || !std::isfinite(v.value.number)) {
+      diags_.error(v.value.loc, fmt::format("lr_scale {}: the factor must be a number >= 0, got {}", v.key,
+                                            ast::str(v.value)));
+      continue;
+    }
+    if (!firstMention(seen, v.key, v.keyLoc, fmt::format("'{}' has two lr_scale factors", v.key), "first given here"))
+      continue;
+    model_.train.lrScale.emplace_back(v.key, v.value.number);
   }
 }
 
@@ -738,7 +781,7 @@ void Analyzer::checkTrain() {
   static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting", "seed",
                                                     "shuffle", "freeze", "clip_grad_norm", "schedule", "warmup",
                                                     "validation", "select", "patience",
-                                                    "accumulate"};
+                                                    "accumulate", "lr_scale"};
   std::vector<std::string> optimizerArgs;  // of any optimizer
   for (const vocab::Entry &o : vocab::optimizers())
     for (const vocab::Arg &a : o.args)
@@ -766,13 +809,17 @@ void Analyzer::checkTrain() {
       continue;
     }
     seen[s.name] = s.nameLoc;
-    if (s.name == "freeze") {
-      checkFreeze(s);
+    if (s.name == "freeze" || s.name == "lr_scale") {
+      s.name == "freeze" ? checkFreeze(s) : checkLrScale(s);
       continue;
     }
     if (!s.more.empty()) {
-      diags_.error(s.more.front().loc, fmt::format("'{}' takes one value; only freeze takes a list",
+      diags_.error(s.more.front().loc, fmt::format("'{}' takes one value; only freeze and lr_scale take a list",
                                                    s.name));
+      continue;
+    }
+    if (!s.key.empty()) {
+      diags_.error(s.keyLoc, fmt::format("'{}' takes a value, not NAME=VALUE; only lr_scale takes those", s.name));
       continue;
     }
     if (s.name == "optimizer") {

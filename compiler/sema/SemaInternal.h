@@ -202,6 +202,10 @@ private:
   void checkAccumulate(const std::map<std::string, SourceRange> &seen);
   void checkGradientWeighting(const ast::Call &c);
   void checkFreeze(const ast::Setting &s);
+  void checkLrScale(const ast::Setting &s);
+  bool checkBlockName(const std::string &name, SourceRange loc, const std::string &setting);
+  bool firstMention(std::map<std::string, SourceRange> &seen, const std::string &name, SourceRange loc,
+                    const std::string &error, const char *note);
   void checkIntegerSetting(const ast::Setting &s);
 
   const ast::Program &prog_;

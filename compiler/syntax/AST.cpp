@@ -179,8 +179,9 @@ void dump(const Program &program, std::ostream &os) {
       const auto &b = program.trains[item.index];
       os << "  Train " << str(b.loc) << '\n';
       for (const auto &s : b.settings) {
-        os << "    Setting " << s.name << " = " << (s.isCall ? str(s.call) : str(s.value));
-        for (const auto &v : s.more) os << ", " << (v.isCall ? str(v.call) : str(v.value));
+        auto keyed = [](const std::string &key) { return key.empty() ? std::string() : key + "="; };
+        os << "    Setting " << s.name << " = " << keyed(s.key) << (s.isCall ? str(s.call) : str(s.value));
+        for (const auto &v : s.more) os << ", " << keyed(v.key) << (v.isCall ? str(v.call) : str(v.value));
         os << ' ' << str(s.loc) << '\n';
       }
       break;

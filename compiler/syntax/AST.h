@@ -118,6 +118,8 @@ struct TaskDecl {
 
 // One value of a train setting: a number, or a name / call.
 struct SettingValue {
+  std::string key;                   // `trunk=0.1` (lr_scale): "trunk", and `value` the number
+  SourceRange keyLoc;
   bool isCall = false;               // the value is a name or a call (then `call` holds it)
   Call call;                         // isCall: `adam(lr=0.001)`, `fixed` (no parens), `false`
   Value value;                       // !isCall: a number
@@ -132,6 +134,8 @@ struct Setting {
   Call call;                         // isCall: `adam(lr=0.001)`, `fixed` (no parens), `false`
   Value value;                       // !isCall: a number
   SourceRange valueLoc;
+  std::string key;                   // the first value's `NAME=` (lr_scale), else empty
+  SourceRange keyLoc;
   std::vector<SettingValue> more;    // the values after the first, for `freeze a, b, c`
   SourceRange loc;
 };

@@ -720,7 +720,11 @@ private:
       auto *v = values[i];
       ast::SettingValue sv;
       sv.loc = ctxRange(v);
-      if (v->call()) {
+      if (v->scaled) {  // `lr_scale trunk=0.1` (error recovery may leave the number out)
+        sv.key = v->scaled->getText();
+        sv.keyLoc = tokenRange(v->scaled);
+        if (v->number()) sv.value = number(v->number());
+      } else if (v->call()) {
         sv.isCall = true;
         sv.call = call(v->call());
       } else if (v->dotted) {  // `select task.metric`: a name "task.metric" for sema to split
@@ -736,6 +740,8 @@ private:
         s.call = std::move(sv.call);
         s.value = std::move(sv.value);
         s.valueLoc = sv.loc;
+        s.key = std::move(sv.key);
+        s.keyLoc = sv.keyLoc;
       } else {
         s.more.push_back(std::move(sv));
       }

@@ -27,7 +27,7 @@ core::UpdateRule updateRule(const OptimizerSpec& s) {
 
 Optimizer::Optimizer(const OptimizerSpec& spec, int64_t paramCount)
     : spec_(spec), count_(paramCount), rule_(updateRule(spec)), layout_(core::stateLayout(rule_)),
-      spans_{{0, paramCount}} {
+      spans_{{0, paramCount}}, scales_{1.0} {
   if (layout_.count >= 1) a_.resize(paramCount);
   if (layout_.count >= 2) b_.resize(paramCount);
 }
@@ -40,11 +40,19 @@ constexpr int64_t kBlock = 1 << 14, kParallelFrom = 1 << 16;
 
 }  // namespace
 
+void Optimizer::setActiveSpans(std::vector<std::pair<int64_t, int64_t>> spans, std::vector<double> scales) {
+  if (scales.empty()) scales.assign(spans.size(), 1.0);
+  if (scales.size() != spans.size()) throwError("internal: {} learning-rate scales for {} spans", scales.size(), spans.size());
+  spans_ = std::move(spans);
+  scales_ = std::move(scales);
+}
+
 void Optimizer::step(float* params, const float* grads, ThreadPool* pool) {
   ++steps_;
   stepTensor_ = float(steps_);
   struct Job {
     Optimizer* self;
+    core::UpdateRule rule;  // the span's: lr·scale
     float* params;
     const float* grads;
     int64_t begin, end;
@@ -55,10 +63,12 @@ void Optimizer::step(float* params, const float* grads, ThreadPool* pool) {
     const int64_t begin = j.begin + b0 * kBlock, n = std::min(j.end, j.begin + b1 * kBlock) - begin;
     float* a = o.a_.data() ? o.a_.data() + begin : nullptr;
     float* b = o.b_.data() ? o.b_.data() + begin : nullptr;
-    core::update(o.rule_, j.params + begin, j.grads + begin, a, b, n, o.steps_);
+    core::update(j.rule, j.params + begin, j.grads + begin, a, b, n, o.steps_);
   };
-  for (auto [begin, end] : spans_) {
-    Job job{this, params, grads, begin, end};
+  for (size_t i = 0; i < spans_.size(); ++i) {
+    const auto [begin, end] = spans_[i];
+    Job job{this, rule_, params, grads, begin, end};
+    if (scales_[i] != 1.0) job.rule.lr = rule_.lr * scales_[i];
     const int64_t blocks = (end - begin + kBlock - 1) / kBlock;
     if (pool && end - begin >= kParallelFrom) pool->parallelFor(blocks, update, &job);
     else update(&job, 0, blocks);
@@ -74,6 +84,43 @@ std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec) {
   std::vector<std::pair<int64_t, int64_t>> pairs;
   for (const core::Span& span : spans) pairs.push_back({span.begin, span.end});
   return pairs;
+}
+
+ParamGroups trainableGroups(const ModelSpec& spec) {
+  ParamGroups g;
+  const std::vector<std::pair<int64_t, int64_t>> spans = trainableSpans(spec);
+  if (spec.train.lrScale.empty()) {
+    g.spans = spans;
+    g.scales.assign(spans.size(), 1.0);
+    return g;
+  }
+  auto scaleOf = [&](const ParamSpec& p) {
+    for (const auto& [block, scale] : spec.train.lrScale)
+      if (p.block == block) return scale;
+    return 1.0;
+  };
+  std::vector<const ParamSpec*> learnable;
+  for (const ParamSpec& p : spec.params)
+    if (p.learnable()) learnable.push_back(&p);
+  std::sort(learnable.begin(), learnable.end(), [](const ParamSpec* a, const ParamSpec* b) { return a->offset < b->offset; });
+  for (auto [begin, end] : spans) {  // cut each span where the scale changes
+    int64_t from = begin;
+    double scale = std::nan("");
+    for (const ParamSpec* p : learnable) {
+      if (p->offset < begin || p->offset >= end) continue;
+      const double s = scaleOf(*p);
+      if (s == scale) continue;
+      if (!std::isnan(scale) && p->offset > from) {
+        g.spans.push_back({from, p->offset});
+        g.scales.push_back(scale);
+        from = p->offset;
+      }
+      scale = s;
+    }
+    g.spans.push_back({from, end});
+    g.scales.push_back(std::isnan(scale) ? 1.0 : scale);
+  }
+  return g;
 }
 
 std::vector<Optimizer::StateTensor> Optimizer::state() {

@@ -57,7 +57,9 @@ class Optimizer {
 
   // Restricts updates to these [begin, end) element ranges: frozen parameters (`freeze BLOCK`)
   // are left out, so, as with requires_grad=False in torch, neither they nor their state change.
-  void setActiveSpans(std::vector<std::pair<int64_t, int64_t>> spans) { spans_ = std::move(spans); }
+  // `scales[i]` (empty: 1 for all) multiplies the learning rate of span i (`lr_scale`: torch's
+  // param groups with lr·F; F = 0 leaves the parameters as they are but still updates their state).
+  void setActiveSpans(std::vector<std::pair<int64_t, int64_t>> spans, std::vector<double> scales = {});
 
   int64_t steps() const { return steps_; }
   const OptimizerSpec& spec() const { return spec_; }
@@ -84,11 +86,20 @@ class Optimizer {
   core::StateLayout layout_;
   Arena a_, b_;           // the state arrays of layout_ (core/Update.h)
   std::vector<std::pair<int64_t, int64_t>> spans_;
+  std::vector<double> scales_;  // one per span
 };
 
 // The active spans of a model: its learnable parameters (neither frozen nor state, such as
 // batchnorm's running statistics), adjacent ones merged; one span [0, paramCount) when all are.
 std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
+
+// trainableSpans cut where `lr_scale` changes (spec.train.lrScale, by ParamSpec::block), with
+// each piece's learning-rate multiplier (1 for a block not listed).
+struct ParamGroups {
+  std::vector<std::pair<int64_t, int64_t>> spans;
+  std::vector<double> scales;
+};
+ParamGroups trainableGroups(const ModelSpec& spec);
 
 // The core update rule of an optimizer's settings.
 core::UpdateRule updateRule(const OptimizerSpec& spec);

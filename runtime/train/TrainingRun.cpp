@@ -208,8 +208,9 @@ void TrainingRun::createState() {
   groupLosses_.assign(size_t(T_), 0.0f);
   ws_.emplace(spec_, weighting_->needsRepGrads());
   optimizer_.emplace(ts_.optimizer, spec_.paramCount);
-  activeSpans_ = trainableSpans(spec_);
-  optimizer_->setActiveSpans(activeSpans_);
+  ParamGroups groups = trainableGroups(spec_);  // `lr_scale`: the spans cut where the rate's factor changes
+  activeSpans_ = groups.spans;
+  optimizer_->setActiveSpans(activeSpans_, std::move(groups.scales));
 }
 
 void TrainingRun::initialiseParams() {
@@ -287,6 +288,11 @@ void TrainingRun::printStart() {
   for (const std::string& l : initLines_) out_ << l << '\n';
   if (ts_.weighting != WeightingKind::Fixed) out_ << fmt::format("weighting: {}\n", weighting_->describe());
   if (const std::string s = scheduleString(ts_); !s.empty()) out_ << fmt::format("learning rate: {}\n", s);
+  if (!ts_.lrScale.empty()) {
+    std::vector<std::string> scales;
+    for (const auto& [block, f] : ts_.lrScale) scales.push_back(fmt::format("{} ×{}", block, f));
+    out_ << fmt::format("lr_scale: {} (their learning rate times the factor)\n", fmt::join(scales, ", "));
+  }
   std::vector<std::string> frozen;
   printFrozen(frozen);
   if (!frozen.empty()) out_ << fmt::format("frozen: {}; the optimizer leaves them unchanged\n", fmt::join(frozen, ", "));

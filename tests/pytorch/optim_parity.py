@@ -93,15 +93,39 @@ ACCUMULATE = {
                                   lambda o: S.CosineAnnealingLR(o, T_max=3, eta_min=0.001), 2, 3),
 }
 
+# Per-block learning rates: name: (optimizer case, mtlc train lines, torch scheduler or None,
+# warm-up steps, {block: factor}). torch: one param group per factor (the parameters named
+# BLOCK.*) with lr·factor; the scheduler and the warm-up scale every group alike (cosine with
+# eta_min 0: a multiple of the base rate). Factor 0: the block's parameters stay, their state moves.
+LR_SCALE = {
+    "lr_scale_cosine_warmup": ("adamw_decay", ["lr_scale trunk=0.1", "schedule cosine(t_max=3)", "warmup 6"],
+                               lambda o: S.CosineAnnealingLR(o, T_max=3), 6, {"trunk": 0.1}),
+    "lr_scale_zero": ("sgd_decay", ["lr_scale trunk=0, flag=2"], None, 0, {"trunk": 0.0, "flag": 2.0}),
+}
 
-def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, steps=None, accumulate=1):
+
+def param_groups(model, lr_scale):
+    """The model's parameters, or torch param groups by block (the name's first part) with "scale"."""
+    if not lr_scale:
+        return model.parameters()
+    groups = {}
+    for name, p in model.named_parameters():
+        f = lr_scale.get(name.split(".")[0], 1.0)
+        groups.setdefault(f, []).append(p)
+    return [{"params": ps, "scale": f} for f, ps in groups.items()]
+
+
+def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, steps=None, accumulate=1,
+              lr_scale=None):
     """Per-step (total, task losses, lr), the final state dict and the optimizer with its state."""
     model = Net()
     model.load_state_dict(init)
-    opt = make_opt(model.parameters())
+    opt = make_opt(param_groups(model, lr_scale))
+    for g in opt.param_groups:
+        g["lr"] = g["lr"] * g.get("scale", 1.0)
     sched = make_sched(opt) if make_sched else None
-    group = opt.param_groups[0]
-    base_lr = group["lr"]
+    group = next(g for g in opt.param_groups if g.get("scale", 1.0) == 1.0)  # the logged rate's
+    bases = [g["lr"] for g in opt.param_groups]
     data = torch.tensor(rows, dtype=torch.float32)
     starts = list(range(0, len(rows), BATCH))
     out, s = [], 0
@@ -118,12 +142,14 @@ def torch_run(rows, init, make_opt, make_sched=None, warmup=0, epochs=EPOCHS, st
             if (i + 1) % accumulate != 0 and i != len(starts) - 1:
                 continue
             s += 1
-            scheduled = group["lr"]
+            scheduled = [g["lr"] for g in opt.param_groups]
             if s <= warmup:
-                group["lr"] = base_lr * s / warmup
+                for g, base in zip(opt.param_groups, bases):
+                    g["lr"] = base * s / warmup
             lr = group["lr"]
             opt.step()
-            group["lr"] = scheduled
+            for g, rate in zip(opt.param_groups, scheduled):
+                g["lr"] = rate
             mean_tasks = {k: sum(m[1][k] for m in micro) / len(micro) for k in micro[0][1]}
             out.append((sum(m[0] for m in micro) / len(micro), mean_tasks, lr))
             micro = []
@@ -212,16 +238,19 @@ def main():
     safetensors_io.save(os.path.join(work, "init.safetensors"), init)
     offsets = arena_offsets(mtlc, work, rows, init)
 
-    cases = [(n, spelling, make_opt, names, [], None, 0, 1)
+    cases = [(n, spelling, make_opt, names, [], None, 0, 1, None)
              for n, (spelling, make_opt, names) in OPTIMIZERS.items()]
     for n, (opt_case, lines, make_sched, warmup) in SCHEDULES.items():
         spelling, make_opt, names = OPTIMIZERS[opt_case]
-        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, 1))
+        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, 1, None))
     for n, (opt_case, lines, make_sched, warmup, accumulate) in ACCUMULATE.items():
         spelling, make_opt, names = OPTIMIZERS[opt_case]
-        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, accumulate))
+        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, accumulate, None))
+    for n, (opt_case, lines, make_sched, warmup, lr_scale) in LR_SCALE.items():
+        spelling, make_opt, names = OPTIMIZERS[opt_case]
+        cases.append((n, spelling, make_opt, names, lines, make_sched, warmup, 1, lr_scale))
     failures = 0
-    for name, spelling, make_opt, names, lines, make_sched, warmup, accumulate in cases:
+    for name, spelling, make_opt, names, lines, make_sched, warmup, accumulate, lr_scale in cases:
         if only and name not in only:
             continue
         try:
@@ -231,7 +260,7 @@ def main():
             failures += 1
             continue
         ref_steps, ref_weights, model, opt = torch_run(rows, init, make_opt, make_sched, warmup,
-                                                       accumulate=accumulate)
+                                                       accumulate=accumulate, lr_scale=lr_scale)
         problems = compare(name, steps, got, ref_steps, ref_weights, opt, model, names, offsets)
         for p in problems:
             print(f"  {name}: {p}")

@@ -736,7 +736,8 @@ TEST_CASE("freeze lists shared blocks and tasks") {
   CHECK_THAT(errorsOf(base + "train { freeze ss }\n"), Catch::Contains("unknown block 'ss' in freeze; did you mean 's'?"));
   CHECK_THAT(errorsOf(base + "train { freeze s, a, s }\n"), Catch::Contains("'s' is frozen twice"));
   CHECK_THAT(errorsOf(base + "train { freeze 3 }\n"), Catch::Contains("freeze takes the names of shared blocks and tasks, got 3"));
-  CHECK_THAT(errorsOf(base + "train { batch 8, 9 }\n"), Catch::Contains("'batch' takes one value; only freeze takes a list"));
+  CHECK_THAT(errorsOf(base + "train { batch 8, 9 }\n"),
+             Catch::Contains("'batch' takes one value; only freeze and lr_scale take a list"));
 }
 
 TEST_CASE("synthetic_mmoe: defaults and option ranges; dim sets the width of x") {
