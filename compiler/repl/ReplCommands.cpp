@@ -58,7 +58,7 @@ const std::vector<ReplCommandInfo> &ReplSession::commands() {
       {":train", "[N steps | N epochs]", "train from where training stopped (default: the program's epochs)"},
       {":eval", "", "per-task metrics on the test split (the train split without one)"},
       {":predict", "TASK (row N | v1, v2, ...)", "run one sample through a task's head"},
-      {":set", "KEY=VALUE", "change a train setting: lr, batch, epochs, seed, weighting, shuffle, optimizer, schedule, warmup; or threads"},
+      {":set", "KEY=VALUE", "change a train setting: lr, batch, epochs, seed, weighting, shuffle, optimizer, schedule, warmup, accumulate, lr_scale; or threads"},
       {":save", "FILE", "write a safetensors checkpoint (parameters + optimizer state)"},
       {":init", "FILE", "load parameters (and optimizer state) from a checkpoint"},
       {":time", "", "compile and step timings"},
@@ -620,8 +620,9 @@ std::string ReplSession::setThreads(const std::string &value) {
 }
 
 std::string ReplSession::setTrainSetting(const std::string &key, const std::string &value) {
-  static const std::vector<std::string> keys = {"lr",        "batch",    "epochs",   "seed",  "weighting",
-                                                "shuffle",   "optimizer", "momentum", "schedule", "warmup"};
+  static const std::vector<std::string> keys = {"lr",       "batch",    "epochs",   "seed",       "weighting",
+                                                "shuffle",  "optimizer", "momentum", "schedule",  "warmup",
+                                                "accumulate", "lr_scale"};
   if (std::find(keys.begin(), keys.end(), key) == keys.end())
     return fmt::format("unknown setting '{}'{}; :set takes {}", key, didYouMean(key, keys),
                        fmt::format("{}", fmt::join(keys, ", ")));
@@ -634,8 +635,11 @@ std::string ReplSession::setTrainSetting(const std::string &key, const std::stri
     auto ast = parseProgram("<train>", it->text, diags);
     if (ast && !ast->trains.empty())
       for (const auto &s : ast->trains[0].settings) {
-        std::string v = s.isCall ? ast::str(s.call) : s.value.text;
-        for (const auto &m : s.more) v += ", " + (m.isCall ? ast::str(m.call) : m.value.text);
+        auto text = [](const std::string &key, bool isCall, const ast::Call &c, const ast::Value &v) {
+          return (key.empty() ? "" : key + "=") + (isCall ? ast::str(c) : v.text);
+        };
+        std::string v = text(s.key, s.isCall, s.call, s.value);
+        for (const auto &m : s.more) v += ", " + text(m.key, m.isCall, m.call, m.value);
         settings.push_back({s.name, v});
       }
   }

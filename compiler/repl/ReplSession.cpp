@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -485,6 +486,7 @@ const rt::Dataset &ReplSession::dataset(const std::string &split) {
 
 void ReplSession::resetTrainingPosition() {
   batcher_.reset();
+  delegated_.reset();
   epoch_ = 0;
   batchPos_ = 0;
   stepCount_ = 0;
@@ -582,11 +584,35 @@ void ReplSession::trainSteps(int64_t steps) {
              done == 1 ? "" : "s", secs, time_.lastStepMs, live_->optimizer->steps());
 }
 
+// The session's training position as a checkpoint's (trainDelegated resumes rt::train from it):
+// the last delegated run's when the session has not moved since, else its step, epoch and batch
+// with the epoch's running sums empty.
+rt::TrainPosition ReplSession::delegatedPosition() {
+  const rt::ModelSpec &spec = live_->compiled.spec;
+  int64_t rows = dataset("train").rows;
+  if (spec.train.validation > 0)  // rt::train holds out the last rows (Trainer.h)
+    rows -= int64_t(std::ceil(spec.train.validation * double(rows) - 1e-9));
+  rt::TrainPosition p;
+  if (delegated_ && delegated_->step == live_->optimizer->steps() && delegated_->epoch == epoch_ &&
+      delegated_->batch == batchPos_ && delegated_->batchSize == spec.train.batch && delegated_->rows == rows &&
+      delegated_->seed == spec.train.seed)
+    return *delegated_;
+  p.seed = spec.train.seed;
+  p.step = live_->optimizer->steps();
+  p.epoch = epoch_;
+  p.batch = batchPos_;
+  p.batchSize = spec.train.batch;
+  p.rows = rows;
+  for (const rt::TaskSpec &t : spec.tasks) p.tasks.push_back(rt::MetricAccumulator(t).state());
+  return p;
+}
+
 void ReplSession::trainDelegated(int64_t steps) {
-  // uncertainty / dwa / gradnorm / pcgrad / mgda live in rt::train: run it from the session's
-  // parameters, optimizer and weighting state through a temporary checkpoint, read them back,
-  // and show what the session's own loop shows (rt::train's report speaks of its files and of a
-  // run without an epoch count).
+  // uncertainty / dwa / gradnorm / pcgrad / mgda and `accumulate` live in rt::train: resume it
+  // from the session's parameters, optimizer and weighting state and training position through a
+  // temporary checkpoint, read them back, and show what the session's own loop shows (rt::train's
+  // report speaks of its files). The position carries the step and epoch, so the warm-up and the
+  // schedule continue across :train commands as in one longer `mtlc train`.
   rt::ModelSpec &spec = live_->compiled.spec;
   if (!weighting_ || weightingKey_ != spec.train.weighting) {
     weighting_ = rt::Weighting::create(spec, spec.train.seed);
@@ -604,13 +630,14 @@ void ReplSession::trainDelegated(int64_t steps) {
       rmdir(dir);
     }
   } cleanup{in, outp, dir};
-  rt::saveCheckpoint(in, spec, live_->params.data(), live_->optimizer.get(), weighting_.get());
+  const rt::TrainPosition from = delegatedPosition();
+  rt::saveCheckpoint(in, spec, live_->params.data(), live_->optimizer.get(), weighting_.get(), &from);
   rt::TrainOptions to;
-  to.steps = steps;
+  to.steps = from.step + steps;
   to.epochs = std::numeric_limits<int64_t>::max();  // `steps` ends the run
-  to.initPath = in;
+  to.scheduleEpochs = spec.train.epochs;           // cosine's default t_max, as the session's own loop
+  to.resumePath = in;
   to.savePath = outp;
-  to.seed = spec.train.seed + uint64_t(epoch_);
   to.threads = pool_->threads();
   to.quiet = true;
   std::ostringstream trainerLog;  // rt::train's own report, not shown
@@ -621,7 +648,11 @@ void ReplSession::trainDelegated(int64_t steps) {
   rt::loadParams(file, outp, spec, live_->params.data());
   rt::loadOptimizerState(file, outp, *live_->optimizer);
   rt::loadWeightingState(file, spec, *weighting_);
-  ++epoch_;  // the next run shuffles with another seed
+  delegated_ = rt::loadTrainPosition(file, outp, spec);
+  epoch_ = delegated_->epoch;
+  batchPos_ = delegated_->batch;
+  batcher_.reset();  // the session's own loop starts its batcher at the new epoch
+  report.steps -= from.step;  // this command's steps
   stepCount_ += report.steps;
   time_.trainSteps += report.steps;
   time_.trainSeconds += secs;

@@ -24,6 +24,7 @@
 #include "jit/Compile.h"
 #include "runtime/Arena.h"
 #include "runtime/data/Dataset.h"
+#include "runtime/io/Checkpoint.h"
 #include "spec/ModelSpec.h"
 #include "runtime/train/Optimizer.h"
 #include "runtime/parallel/ThreadPool.h"
@@ -127,6 +128,7 @@ class ReplSession {
   const rt::Dataset &dataset(const std::string &split);
   void trainSteps(int64_t steps);
   void trainDelegated(int64_t steps);        // weightings the REPL's loop does not implement
+  rt::TrainPosition delegatedPosition();
   void resetTrainingPosition();
   std::string setTrainSetting(const std::string &key, const std::string &value);
   std::string setThreads(const std::string &value);  // `:set threads=N`: a session setting
@@ -167,6 +169,7 @@ class ReplSession {
   // live model and the strategy named by weightingKey_.
   std::unique_ptr<rt::Weighting> weighting_;
   rt::WeightingKind weightingKey_ = rt::WeightingKind::Fixed;
+  std::optional<rt::TrainPosition> delegated_;  // where the last delegated run stopped
   int errors_ = 0;
   bool quiet_ = false;                  // check without printing diagnostics
   std::vector<size_t> errorDecls_;      // declarations that the last check's errors point into

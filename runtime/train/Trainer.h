@@ -121,6 +121,7 @@ struct TrainOptions {
   // calls train() with the same options except that only rank 0 has the files to write (log,
   // save), progress and a real `out`; the trainer itself skips evaluation on the other ranks.
   Communicator* comm = nullptr;
+  int64_t scheduleEpochs = -1;  // cosine's default t_max (-1: the run's epochs)
   int threads = 0;              // threads the kernels split across (0: every CPU this process may use;
                                 // 1 per rank in a data-parallel job)
   bool flushDenormals = true;   // train with denormals flushed to zero (FloatMode.h)

@@ -396,7 +396,7 @@ int64_t TrainingRun::beginEpoch(int64_t e) {
     batchesDone_ = resumed_->batch;
     for (int64_t t = 0; t < T_; ++t) trainAcc_[t].restore(resumed_->tasks[t]);
   }
-  epochLr_ = epochLr(ts_, e, epochs_);
+  epochLr_ = epochLr(ts_, e, opt_.scheduleEpochs >= 0 ? opt_.scheduleEpochs : epochs_);
   const int64_t batches = batcher_->batches();
   if (batchesDone_ > batches)
     throwError("{}: the checkpoint is {} batches into epoch {}, which has {}", opt_.resumePath, batchesDone_, e + 1,

@@ -388,9 +388,10 @@ fs::path writeFile(const std::string &name, const std::string &text) {
 }
 
 // Every tensor of two checkpoints equal bit for bit (parameters and optimizer state).
-void requireSameCheckpoint(const std::string &a, const std::string &b) {
+// The tensors of the session's :save `a` (parameters, optimizer and weighting state) as in `b`.
+void requireSameTensors(const std::string &a, const std::string &b) {
   auto x = mtlc::rt::readSafeTensors(a), y = mtlc::rt::readSafeTensors(b);
-  REQUIRE(x.tensors.size() == y.tensors.size());
+  REQUIRE(!x.tensors.empty());
   for (const auto &t : x.tensors) {
     INFO("tensor " << t.name);
     const auto *u = y.find(t.name);
@@ -400,7 +401,56 @@ void requireSameCheckpoint(const std::string &a, const std::string &b) {
   }
 }
 
+void requireSameCheckpoint(const std::string &a, const std::string &b) {
+  REQUIRE(mtlc::rt::readSafeTensors(a).tensors.size() == mtlc::rt::readSafeTensors(b).tensors.size());
+  requireSameTensors(a, b);
+}
+
+// The table program with `train` settings added and the data paths made absolute.
+std::string tabularWith(const std::string &name, const std::string &settings) {
+  std::string text = slurp(example("tabular.mtl"));
+  text.replace(text.find("  shuffle   false"), 0, settings);
+  for (const char *csv : {"tabular.csv", "tabular_test.csv"})
+    text.replace(text.find(std::string("\"") + csv + "\""), std::strlen(csv) + 2, "\"" + example(csv) + "\"");
+  const fs::path p = workDir() / name;
+  std::ofstream(p) << text;
+  return p.string();
+}
+
 }  // namespace
+
+// Adaptive weightings and `accumulate` train in a hidden rt::train run that resumes from the
+// session's position: two :train commands continue the warm-up, the schedule (63 steps an epoch:
+// the second command crosses into epoch 2) and the groups as one longer `mtlc train` does.
+TEST_CASE(":train twice through rt::train continues warm-up and schedule as one longer run") {
+  struct Case {
+    const char *name, *program, *set, *steps, *whole;  // `whole`: the settings of the one `mtlc train`
+    int total;
+  };
+  for (const Case &c :
+       {Case{"uncertainty", "  weighting uncertainty\n",
+             ":set warmup=50\n:set schedule=step(every=1, gamma=0.5)\n:set lr_scale=trunk=0.5\n",
+             ":train 40 steps\n:train 60 steps\n",
+             "  weighting uncertainty\n  warmup 50\n  schedule step(every=1, gamma=0.5)\n  lr_scale trunk=0.5\n", 100},
+        Case{"accumulate", "", ":set accumulate=2\n:set warmup=10\n:set schedule=exponential(gamma=0.7)\n",
+             ":train 20 steps\n:train 25 steps\n", "  accumulate 2\n  warmup 10\n  schedule exponential(gamma=0.7)\n",
+             45}})
+    DYNAMIC_SECTION(c.name) {
+      const std::string base = tabularWith(std::string("cont-base-") + c.name + ".mtl", c.program);
+      const std::string whole = tabularWith(std::string("cont-all-") + c.name + ".mtl", c.whole);
+      const fs::path dir = workDir();
+      const std::string session = (dir / (std::string("cont-repl-") + c.name + ".safetensors")).string(),
+                        run = (dir / (std::string("cont-run-") + c.name + ".safetensors")).string();
+      Result r = runScript(std::string(c.set) + c.steps + ":save " + session + "\n", "'" + base + "'");
+      INFO("repl:\n" << r.out << r.err);
+      REQUIRE(r.exitCode == 0);
+      CHECK(r.out.find(std::to_string(c.total) + " steps in all") != std::string::npos);
+      const std::string cmd = "'" MTLC_BINARY "' train '" + whole + "' -q --steps " + std::to_string(c.total) +
+                              " --save '" + run + "' >/dev/null";
+      REQUIRE(std::system(cmd.c_str()) == 0);
+      requireSameTensors(session, run);
+    }
+}
 
 TEST_CASE("after :set batch the kernels are those of a fresh session at that batch: training agrees bit for bit") {
   // issue #22.1: the kernel cache reused kernels built for batch 64 at batch 1000 ("0 kernels
