@@ -158,8 +158,6 @@ void TrainingRun::checkOptions() const {
   if (!validation && !opt_.saveBestPath.empty())
     throwError("--save-best keeps the best epoch on the validation set, and this run has none: add `val SOURCE` to "
                "the data block or `validation 0.1` to the train block");
-  if (opt_.comm && opt_.comm->size() > 1 && validation && (ts_.patience > 0 || !opt_.saveBestPath.empty()))
-    throwError("patience and --save-best are not available in a data-parallel job yet");
   if (opt_.comm && opt_.comm->size() > 1 && ts_.accumulate > 1)
     throwError("accumulate {}: gradient accumulation is not available in a data-parallel job; the ranks "
                "already split each batch, so a larger `batch` gives the larger step", ts_.accumulate);
@@ -534,6 +532,11 @@ void TrainingRun::endEpoch(int64_t e, int64_t batches, double epochStart, int64_
                       epochSeconds, rate);
   epochEnded_ = batchesDone_ == batches;
   if (hasVal_ && epochEnded_) evaluateVal(e);
+  if (parallel_ && ts_.patience > 0 && epochEnded_) {  // rank 0 alone validates: every rank stops with it
+    float stop = report_.earlyStopped ? 1.0f : 0.0f;
+    opt_.comm->broadcastFromRoot(&stop, 1);
+    if (stop != 0) stop_ = report_.earlyStopped = true;
+  }
   if (hasTest_) evaluateTest(e);
   if (hasVal_ && epochEnded_ && bestEpoch_ == e + 1) report_.bestTest = report_.test;
   out_ << std::flush;

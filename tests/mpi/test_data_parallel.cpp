@@ -191,6 +191,35 @@ TEST_CASE("a data-parallel checkpoint resumes on another rank count, as if never
   CHECK(worst < 1e-5);
 }
 
+// patience and --save-best in a data-parallel job: rank 0 validates, writes the best file and
+// tells every rank when to stop; the job stops early at the single-process run's epoch.
+TEST_CASE("patience and --save-best under mpirun stop every rank at the single-process run's epoch") {
+  allowRoot();
+  const auto dir = testDir("mpi_patience");
+  writeData(dir);
+  std::string text = program("fixed");
+  text.replace(text.find("  weighting"), 0, "  validation 0.25\n  patience 2\n  select kind.accuracy\n");
+  text.replace(text.find("adam(lr=0.01)"), 13, "adam(lr=0.05)");
+  std::ofstream(dir / "dp.mtl") << text;
+  const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl -q ");
+  const Timed single = runShell(train + "--save-best single_best.safetensors", dir, 300);
+  INFO(single.out << single.err);
+  REQUIRE(single.exitCode == 0);
+  const size_t stop = single.out.find("early stop: ");
+  REQUIRE(stop != std::string::npos);  // the test needs a run that stops early
+  const Timed dp = runShell(kMpirun + "-np 2 " + train + "--save-best dp_best.safetensors", dir, 300);
+  INFO(dp.out << dp.err);
+  REQUIRE(dp.exitCode == 0);
+  auto line = [](const std::string &out, const std::string &start) {
+    const size_t at = out.find(start);
+    return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+  };
+  CHECK(line(dp.out, "early stop: ") == line(single.out, "early stop: "));
+  CHECK(line(dp.out, "best epoch ") == line(single.out, "best epoch "));
+  CHECK(line(dp.out, "trained ").substr(0, 14) == line(single.out, "trained ").substr(0, 14));
+  CHECK(std::filesystem::exists(dir / "dp_best.safetensors"));
+}
+
 TEST_CASE("a rank that fails ends the whole job with its error") {
   const auto dir = setUp("mpi_fail", "fixed");
   // MPMD: rank 1 alone is given a train file that does not exist; rank 0 goes on to the
