@@ -867,7 +867,7 @@ void Analyzer::checkAccumulate(const std::map<std::string, SourceRange> &seen) {
                            "accumulate works with fixed, uniform and dwa",
                            vocab::name(w),
                            vocab::has(w, vocab::kTaskGradients) ? "combines each batch's task gradients"
-                                                                : "takes a step of its own on every batch"));
+                                                                : "changes its weights batch by batch"));
   diags_.note(seen.at("weighting"), "the weighting is chosen here");
 }
 
