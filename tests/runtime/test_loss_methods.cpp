@@ -1,6 +1,6 @@
 // rlw, gls, stch and famo (LossMethods.cpp) on fixed losses, against numbers worked out by hand
 // from Weighting.h's formulas; tests/pytorch/weighting_loss.py checks them end to end in PyTorch.
-#include "TestUtil.h"
+#include "WeightingSpecs.h"
 
 #include "runtime/train/Weighting.h"
 
@@ -30,14 +30,7 @@ struct LossKernels final : StepKernels {
 };
 
 ModelSpec specOf(int64_t T, const std::string& weighting, std::vector<double> args = {}) {
-  ModelSpec s;
-  s.name = "m";
-  for (int64_t t = 0; t < T; ++t) {
-    TaskSpec ts;
-    ts.name = "t" + std::to_string(t);
-    s.tasks.push_back(ts);
-  }
-  s.train.weighting = weightingNamed(weighting);
+  ModelSpec s = specWithTasks(T, weighting);
   s.train.weightingArgs = std::move(args);
   return s;
 }

@@ -4,7 +4,7 @@
 // each method from its paper with numpy (float64) and torch 1.13 (autograd, torch.optim) and does
 // not use mtlc:   /usr/bin/python3 tests/runtime/weighting_reference.py
 // The strategies are driven through a FakeKernels that hands them fixed losses and gradients.
-#include "TestUtil.h"
+#include "WeightingSpecs.h"
 
 #include "runtime/io/Checkpoint.h"
 #include "spec/Error.h"
@@ -58,13 +58,7 @@ void mtlcDummy(const mtlc_args*) {}
 ModelSpec specWith(int64_t T,
                    const std::vector<std::tuple<std::string, std::vector<int64_t>, std::vector<int>>>& params,
                    const std::string& weighting) {
-  ModelSpec s;
-  s.name = "m";
-  for (int64_t t = 0; t < T; ++t) {
-    TaskSpec ts;
-    ts.name = "t" + std::to_string(t);
-    s.tasks.push_back(ts);
-  }
+  ModelSpec s = specWithTasks(T, weighting);
   for (const auto& [name, shape, tasks] : params) {
     ParamSpec p;
     p.name = name;
@@ -76,7 +70,6 @@ ModelSpec specWith(int64_t T,
     s.params.push_back(p);
     s.paramCount += p.size;
   }
-  s.train.weighting = weightingNamed(weighting);
   s.trainStep = mtlcDummy;
   s.taskGradsStep = mtlcDummy;
   return s;
