@@ -11,6 +11,7 @@ enum class Init {
   Zeros = 2,         // nn.LayerNorm bias
   Normal = 3,        // N(0, 1): nn.Embedding weight
   CrossStitch = 4,   // a [T, T] mixing matrix: 0.9 on the diagonal, 0.1/(T-1) elsewhere (T = rows)
+  Uniform = 5,       // U(-bound, +bound), the bound given (ParamSpec::bound): DSelect-k's gates
 };
 
 }  // namespace mtlc::rt

@@ -25,6 +25,7 @@ struct ParamSpec {
   int64_t size = 0;            // element count
   Init init = Init::UniformFanIn;
   int64_t fanIn = 1;           // for UniformFanIn
+  double bound = 0;            // for Uniform
   std::string block;           // the shared block or task that owns it (for summaries)
   // The tasks whose loss reaches this tensor in the graph (indices into ModelSpec::tasks,
   // ascending): the compiler walks each task's loss back to the parameters it reads. A shared

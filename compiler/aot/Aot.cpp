@@ -112,6 +112,7 @@ std::string describeBundle(const rt::ModelSpec &spec, const std::vector<float> &
     os << "param " << p.name << ' ' << p.offset << ' ' << p.size << ' ' << int(p.init) << ' ' << p.fanIn << ' '
        << (int(!p.learnable()) | (p.integer ? 2 : 0)) << ' ' << p.shape.size();  // the embed's ParamDesc flags
     for (int64_t d : p.shape) os << ' ' << d;
+    if (p.init == rt::Init::Uniform) os << ' ' << num(p.bound);  // after the shape: Init::Uniform's
     os << '\n';
   }
   return os.str();

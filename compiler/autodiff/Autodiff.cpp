@@ -116,6 +116,9 @@ class ReverseMode {
       case OpKind::Sigmoid: accumulate(ops[0], b_.unaryBwd(OpKind::SigmoidBwd, n, g)); break;
       case OpKind::Tanh: accumulate(ops[0], b_.unaryBwd(OpKind::TanhBwd, n, g)); break;
       case OpKind::Gelu: accumulate(ops[0], b_.unaryBwd(OpKind::GeluBwd, ops[0], g)); break;
+      case OpKind::SmoothStep:
+        accumulate(ops[0], b_.unaryBwd(OpKind::SmoothStepBwd, ops[0], g, n->f));
+        break;
       case OpKind::Dropout: accumulate(ops[0], b_.dropoutBwd(g, n->f, n->ints[0])); break;
       case OpKind::LayerNorm: {
         Node *x = ops[0], *gamma = ops[1], *beta = ops[2];
@@ -159,6 +162,7 @@ class ReverseMode {
         }
         break;
       }
+      case OpKind::Slice: accumulate(ops[0], b_.sliceBwd(g, ops[0]->type, n->ints[0])); break;
       default:
         throw ir::IRError(std::string("autodiff: no gradient rule for ") + ir::mnemonic(n->op));
     }

@@ -72,6 +72,13 @@ llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<ll
       return k.tanh(v[0]);
     case OpKind::Gelu:  // exact form: x·Φ(x)
       return b.CreateFMul(v[0], normalCdf(k, v[0]));
+    case OpKind::SmoothStep: {  // u = x/γ: 0 (u <= −½), 1 (u >= ½), else −2u³ + 3u/2 + ½
+      llvm::Value *u = b.CreateFMul(v[0], fcst(v[0], 1.0 / f));
+      llvm::Value *cubic = b.CreateFAdd(
+          b.CreateFMul(u, b.CreateFSub(fcst(u, 1.5), b.CreateFMul(fcst(u, 2), b.CreateFMul(u, u)))), fcst(u, 0.5));
+      return b.CreateSelect(b.CreateFCmpOLE(u, fcst(u, -0.5)), zero,
+                            b.CreateSelect(b.CreateFCmpOGE(u, fcst(u, 0.5)), one, cubic));
+    }
     case OpKind::Dropout:
     case OpKind::DropoutBwd:
       return dropout(k, node, v[0], flat);
@@ -94,6 +101,13 @@ llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<ll
       llvm::Value *pdf = b.CreateFMul(k.exp(b.CreateFMul(fcst(x, -0.5), b.CreateFMul(x, x))),
                                       fcst(x, 0.5 * M_2_SQRTPI * M_SQRT1_2));
       return b.CreateFMul(v[1], b.CreateFAdd(normalCdf(k, x), b.CreateFMul(x, pdf)));
+    }
+    case OpKind::SmoothStepBwd: {  // dy·(3/2 − 6u²)/γ inside |u| < ½, 0 outside (S is C¹ there)
+      llvm::Value *u = b.CreateFMul(v[0], fcst(v[0], 1.0 / f));
+      llvm::Value *slope = b.CreateFMul(b.CreateFSub(fcst(u, 1.5), b.CreateFMul(fcst(u, 6), b.CreateFMul(u, u))),
+                                        fcst(u, 1.0 / f));
+      llvm::Value *inside = b.CreateAnd(b.CreateFCmpOGT(u, fcst(u, -0.5)), b.CreateFCmpOLT(u, fcst(u, 0.5)));
+      return b.CreateSelect(inside, b.CreateFMul(v[1], slope), zero);
     }
     default:
       throw std::logic_error(std::string("elementwiseValue: not elementwise: ") + ir::mnemonic(node.op));

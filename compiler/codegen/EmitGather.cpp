@@ -1,6 +1,6 @@
 // Data movement for tabular inputs: embedding lookups (and their scatter-add gradient), per-sample
-// concatenation and slicing. Rows are copied with llvm.memcpy of a compile-time size, which LLVM
-// expands inline for short rows.
+// concatenation, slicing and slicing's gradient. Rows are copied with llvm.memcpy of a
+// compile-time size, which LLVM expands inline for short rows.
 //
 // Embedding indices arrive as floats holding integers. The runtime validates them against the
 // vocabulary before training, but the kernels still clamp every index to [0, V−1] (NaN reads row
@@ -85,6 +85,17 @@ void emitSlice(Kernel &k) {
   int64_t d = k.inType(0).elements(), offset = k.attr(0), width = k.attr(1);
   forLoop(k.b, k.samples(k.type()), [&](llvm::Value *s) {
     copyFloats(k, k.at(k.out, k.mul(s, width)), k.at(k.in[0], k.add(k.mul(s, d), offset)), width);
+  }, "s");
+}
+
+// dx[s] = 0 except dx[s, offset + j] = dy[s, j], j < width: slice's gradient; ints = {offset, width}
+void emitSliceBwd(Kernel &k) {
+  int64_t d = k.type().elements(), offset = k.attr(0), width = k.attr(1);
+  forLoop(k.b, k.samples(k.type()), [&](llvm::Value *s) {
+    llvm::Value *row = k.at(k.out, k.mul(s, d));
+    if (offset > 0) k.zero(row, k.c(offset));
+    copyFloats(k, k.at(row, k.c(offset)), k.at(k.in[0], k.mul(s, width)), width);
+    if (offset + width < d) k.zero(k.at(row, k.c(offset + width)), k.c(d - offset - width));
   }, "s");
 }
 

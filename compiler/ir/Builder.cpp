@@ -218,6 +218,14 @@ Node *Builder::slice(Node *x, int64_t offset, int64_t width) {
   return emit(OpKind::Slice, {x}, batched({width}), {offset, width});
 }
 
+Node *Builder::sliceBwd(Node *dy, Type xType, int64_t offset) {
+  const int64_t width = dy->type.elements();
+  require(dy->type.batched && xType.batched && xType.dims.size() == 1 && offset >= 0 &&
+              offset + width <= xType.dims[0],
+          "sliceBwd", "out of range");
+  return emit(OpKind::SliceBwd, {dy}, std::move(xType), {offset, width});
+}
+
 Node *Builder::softmaxBwd(Node *y, Node *dy) {
   require(y->type == dy->type, "softmaxBwd", "types differ");
   return emit(OpKind::SoftmaxBwd, {y, dy}, y->type);

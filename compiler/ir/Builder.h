@@ -71,6 +71,7 @@ class Builder {
   Node *mixBwdWeights(Node *dy, const std::vector<Node *> &xs, Type wType, int64_t row);
   Node *mixBwdInput(Node *w, Node *dy, int64_t k, int64_t row);
   Node *embeddingBwd(Node *indices, Node *dy, Type tableType);
+  Node *sliceBwd(Node *dy, Type xType, int64_t offset);
 
   // Pooling / convolution output extent along one axis.
   static int64_t outExtent(int64_t in, int64_t k, int64_t stride, int64_t pad);

@@ -48,7 +48,10 @@ std::string attrs(const Module &m, const Node &n) {
     case OpKind::Mix:
     case OpKind::MixBwdWeights: return n.ints[0] ? fmt::format(" {{row={}}}", n.ints[0]) : "";
     case OpKind::MixBwdInput: return fmt::format(" {{k={}, row={}}}", n.ints[0], n.ints[1]);
-    case OpKind::Slice: return fmt::format(" {{offset={}, width={}}}", n.ints[0], n.ints[1]);
+    case OpKind::SmoothStep:
+    case OpKind::SmoothStepBwd: return fmt::format(" {{gamma={}}}", n.f);
+    case OpKind::Slice:
+    case OpKind::SliceBwd: return fmt::format(" {{offset={}, width={}}}", n.ints[0], n.ints[1]);
     default: return "";
   }
 }

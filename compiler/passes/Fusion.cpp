@@ -36,7 +36,8 @@ std::vector<int> chainCandidates(const Node &n) {
     case OpKind::LeakyReluBwd:
     case OpKind::SigmoidBwd:
     case OpKind::TanhBwd:
-    case OpKind::GeluBwd: return {1};  // (saved, dy): the gradient flows through dy
+    case OpKind::GeluBwd:
+    case OpKind::SmoothStepBwd: return {1};  // (saved, dy): the gradient flows through dy
     default: return {0};
   }
 }

@@ -4,10 +4,12 @@
 
 namespace mtlc::core {
 
-bool initTensor(rt::Init init, float *w, int64_t size, int64_t fanIn, int64_t rows, rt::Rng &rng) {
+bool initTensor(rt::Init init, float *w, int64_t size, int64_t fanIn, int64_t rows, rt::Rng &rng,
+                double bound) {
   switch (init) {
-    case rt::Init::UniformFanIn: {
-      const double bound = 1.0 / std::sqrt(double(fanIn > 0 ? fanIn : 1));
+    case rt::Init::UniformFanIn:
+    case rt::Init::Uniform: {
+      if (init == rt::Init::UniformFanIn) bound = 1.0 / std::sqrt(double(fanIn > 0 ? fanIn : 1));
       for (int64_t i = 0; i < size; ++i) w[i] = float(-bound + 2.0 * bound * rt::uniform01(rng));
       return true;
     }

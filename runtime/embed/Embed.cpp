@@ -72,6 +72,7 @@ struct ParamDesc {
   int64_t shape[kMaxRank];
   int rank;
   int64_t offset, size, fanIn;
+  double bound;  // Init::Uniform's, the field after the shape
   mtlc::rt::Init init;
   bool frozen;   // not learnt: `freeze BLOCK`, or state (batchnorm's running statistics)
   bool integer;  // saved as I64 (num_batches_tracked)
@@ -127,7 +128,7 @@ bool parseLoss(const char *s, Loss &l) { return s && mtlc::vocab::parse(s, l); }
 
 // One line of the description, split at spaces in place. Tokens past the end are NULL.
 struct Line {
-  enum { kMax = 8 + kMaxRank };
+  enum { kMax = 9 + kMaxRank };
   const char *tok[kMax + 1] = {};
   int count = 0;
   explicit Line(char *s) {
@@ -183,13 +184,14 @@ bool parseRecord(const Line &l, Desc &d) {
     if (!p.name || !toInt(t[2], p.offset) || !toInt(t[3], p.size) || !toInt(t[4], init) ||
         !toInt(t[5], p.fanIn) || !toInt(t[6], frozen) || !toInt(t[7], rank) || rank < 0 || rank > kMaxRank)
       return false;
-    if (init < int64_t(mtlc::rt::Init::UniformFanIn) || init > int64_t(mtlc::rt::Init::CrossStitch)) return false;
+    if (init < int64_t(mtlc::rt::Init::UniformFanIn) || init > int64_t(mtlc::rt::Init::Uniform)) return false;
     p.init = mtlc::rt::Init(init);
     p.frozen = (frozen & 1) != 0;  // the flags field: 1 not learnt, 2 integer
     p.integer = (frozen & 2) != 0;
     p.rank = int(rank);
     for (int r = 0; r < p.rank; ++r)
       if (!toInt(t[8 + r], p.shape[r])) return false;
+    if (p.init == mtlc::rt::Init::Uniform && !toDouble(t[8 + p.rank], p.bound)) return false;
     return d.params.push(p);
   }
   return true;  // a record of a later version: ignored
@@ -327,7 +329,8 @@ void initParams(mtlc_embed_ctx *c, uint64_t seed) {
   Rng rng(seed);
   for (size_t i = 0; i < c->d.params.size; ++i) {
     const ParamDesc &p = c->d.params[i];
-    mtlc::core::initTensor(p.init, c->params.p + p.offset, p.size, p.fanIn, p.rank == 0 ? 1 : p.shape[0], rng);
+    mtlc::core::initTensor(p.init, c->params.p + p.offset, p.size, p.fanIn, p.rank == 0 ? 1 : p.shape[0], rng,
+                           p.bound);
   }
 }
 

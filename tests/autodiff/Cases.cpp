@@ -37,6 +37,34 @@ Case activation(const std::string &group, const std::string &name, OpKind op, do
           }};
 }
 
+// A DSelect-k gate as lower/Lower.cpp builds it: z = dense(x) [k·m], w = softmax(dense(x)) [k];
+// selector i's weights over the 2^m experts are the products of S(z_ij) or 1 − S(z_ij) per bit,
+// built from the least significant bit up by concat (the more significant half second); the gate
+// Σ_i w_i·r_i mixes E dense experts. A negative γ swaps S and 1 − S (the op's f flips the sign).
+Case dselectCase(int64_t k, int64_t E, double gamma) {
+  return {"dselect", "k " + std::to_string(k) + ", " + std::to_string(E) + " experts, gamma " + std::to_string(gamma),
+          [=](Net &net) {
+            int64_t m = 0;
+            while ((int64_t(1) << m) < E) ++m;
+            Node *x = net.input({4});
+            Node *z = net.dense(x, k * m, "z", {-1, 1});
+            Node *on = net.b.unary(OpKind::SmoothStep, z, gamma), *off = net.b.unary(OpKind::SmoothStep, z, -gamma);
+            std::vector<Node *> selectors;
+            for (int64_t i = 0; i < k; ++i) {
+              Node *r = nullptr;
+              for (int64_t j = m - 1; j >= 0; --j) {
+                Node *s1 = net.b.slice(on, i * m + j, 1), *s0 = net.b.slice(off, i * m + j, 1);
+                r = r ? net.b.concat({net.b.mix(s0, {r}), net.b.mix(s1, {r})}) : net.b.concat({s0, s1});
+              }
+              selectors.push_back(r);
+            }
+            Node *gate = net.b.mix(net.b.softmax(net.dense(x, k, "w")), selectors);
+            std::vector<Node *> experts;
+            for (int64_t e = 0; e < E; ++e) experts.push_back(net.dense(x, 3, "expert" + std::to_string(e)));
+            mseHead(net, net.b.mix(gate, experts));
+          }};
+}
+
 // x[2,8,7] -> conv(2, 3x3) [P1] -> [2,6,5] -> pool(k, stride) -> flatten -> dense(3) -> MSE.
 Case pooling(OpKind op, int64_t k, int64_t stride, const std::string &note) {
   std::string group = op == OpKind::MaxPool ? "maxpool" : "avgpool";
@@ -245,6 +273,13 @@ std::vector<Case> makeCases() {
                   mseHead(net, net.b.unary(K::Gelu, h));
                 }});
 
+  // smooth step: dense outputs reach both flat ends and the cubic; γ < 0 is 1 − S_|γ|.
+  cs.push_back({"smooth_step", "gamma 1 (wide pre-activations: flat ends and cubic)", [](Net &net) {
+                  mseHead(net, net.b.unary(K::SmoothStep, net.dense(net.input({5}, {-2, 2}), 8, "fc1", {-1, 1}), 1.0));
+                }});
+  cs.push_back(activation("smooth_step", "gamma -0.7 (1 - S_0.7)", K::SmoothStep, -0.7));
+  cs.push_back(activation("smooth_step", "gamma 3 (all in the cubic)", K::SmoothStep, 3.0));
+
   // ---- dropout: identity-with-mask in the reference, the mask probed from the JIT ----
   cs.push_back({"dropout", "dense -> tanh -> dropout 0.5 -> dense", [](Net &net) {
                   Node *h = net.b.unary(K::Tanh, net.dense(net.input({5}), 16, "fc1"));
@@ -359,6 +394,20 @@ std::vector<Case> makeCases() {
                   Node *joined = net.b.reshape(net.b.concat({flat(up), flat(enc)}), ir::Type{{4, 4, 4}, true});
                   mseHead(net, net.conv(joined, 2, 3, 3, 1, 1, "dec"));
                 }});
+  cs.push_back({"slice", "two slices of one dense output, one overlapping the other (gradients add)",
+                [](Net &net) {
+                  Node *h = net.b.unary(K::Tanh, net.dense(net.input({5}), 7, "fc1"));
+                  mseHead(net, net.b.concat({net.b.slice(h, 1, 3), net.b.slice(h, 3, 4), net.b.slice(h, 0, 1)}));
+                }});
+  cs.push_back({"slice", "width-1 slices as mix weights (scaling a vector per sample)", [](Net &net) {
+                  Node *x = net.input({4});
+                  Node *h = net.dense(x, 3, "fc1");
+                  Node *v = net.dense(x, 4, "fc2");
+                  mseHead(net, net.b.mix(net.b.slice(h, 2, 1), {v}));
+                }});
+  cs.push_back(dselectCase(1, 2, 1.0));
+  cs.push_back(dselectCase(2, 4, 1.5));
+  cs.push_back(dselectCase(3, 8, -2.0));
 
   // ---- losses ----
   cs.push_back({"cross_entropy", "4 classes", [](Net &net) {

@@ -91,6 +91,12 @@ class Interpreter {
       case OpKind::Gelu:  // exact form: x·Φ(x), Φ(x) = ½(1 + erf(x/√2))
         unary(in(0), y, [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); });
         break;
+      case OpKind::SmoothStep:  // u = x/γ: 0, 1, or −2u³ + 3u/2 + ½ between
+        unary(in(0), y, [&](double x) {
+          double u = x / node.f;
+          return u <= -0.5 ? 0.0 : u >= 0.5 ? 1.0 : -2 * u * u * u + 1.5 * u + 0.5;
+        });
+        break;
       case OpKind::Dropout: {
         auto it = env_.dropoutKeep.find(node.ints.at(0));
         if (it == env_.dropoutKeep.end()) throw std::logic_error("ref: no mask for a dropout site");

@@ -43,6 +43,7 @@ GRADCHECK_GROUP("leaky_relu")
 GRADCHECK_GROUP("sigmoid")
 GRADCHECK_GROUP("tanh")
 GRADCHECK_GROUP("gelu")
+GRADCHECK_GROUP("smooth_step")
 GRADCHECK_GROUP("dropout")
 GRADCHECK_GROUP("layernorm")
 GRADCHECK_GROUP("batchnorm")
@@ -54,6 +55,8 @@ GRADCHECK_GROUP("softmax")
 GRADCHECK_GROUP("mix")
 GRADCHECK_GROUP("embedding")
 GRADCHECK_GROUP("concat")
+GRADCHECK_GROUP("slice")
+GRADCHECK_GROUP("dselect")
 GRADCHECK_GROUP("cross_entropy")
 GRADCHECK_GROUP("bce")
 GRADCHECK_GROUP("mse")
@@ -82,7 +85,7 @@ const std::set<K> kForward = {
     K::Conv2d,  K::MaxPool,   K::AvgPool,   K::Reshape,    K::Relu,      K::LeakyRelu, K::Sigmoid,
     K::Tanh,    K::Gelu,      K::Dropout,   K::LayerNorm,  K::Add,       K::Softmax, K::Mix,
     K::Embedding, K::Concat,  K::Mul,       K::CrossEntropy, K::BCE,     K::MSE,     K::L1,
-    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d, K::Cosine};
+    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d, K::Cosine, K::SmoothStep, K::Slice};
 // The backward ops autodiff emits: each must appear in some case's differentiated graph, which
 // (the cases putting parameters upstream of every op) means its kernel's output is checked.
 const std::set<K> kBackward = {
@@ -91,11 +94,12 @@ const std::set<K> kBackward = {
     K::GeluBwd,          K::DropoutBwd,        K::LayerNormBwdData, K::LayerNormBwdGamma,
     K::SoftmaxBwd,       K::MixBwdWeights,     K::MixBwdInput,    K::EmbeddingBwd,
     K::CrossEntropyBwd,  K::BCEBwd,            K::MSEBwd,         K::L1Bwd,
-    K::BatchNormBwdData, K::BatchNormBwdGamma, K::GlobalAvgPoolBwd, K::UpsampleBwd, K::CosineBwd};
-// Listed among the forward ops but emitted only by autodiff (slice is concat's backward) and
-// without a gradient rule of its own: checked like a backward op. Moving one into the forward
-// path (lowering emitting it with parameters upstream) needs a rule and a case in kForward.
-const std::set<K> kBackwardOnly = {K::Slice};
+    K::BatchNormBwdData, K::BatchNormBwdGamma, K::GlobalAvgPoolBwd, K::UpsampleBwd, K::CosineBwd,
+    K::SmoothStepBwd,    K::SliceBwd};
+// Listed among the forward ops but emitted only by autodiff and without a gradient rule of its
+// own: checked like a backward op. Moving one into the forward path (lowering emitting it with
+// parameters upstream) needs a rule and a case in kForward (as slice got for DSelect-k's gates).
+const std::set<K> kBackwardOnly = {};
 // Forward ops of the entry points that are never differentiated (eval_step, predict): no gradient
 // rule; their kernels are checked against double loops in tests/codegen (TestBatchNorm.cpp).
 const std::set<K> kEvalOnly = {K::BatchNormEval};

@@ -14,6 +14,15 @@ namespace {
 double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 double normalCdf(double x) { return 0.5 * (1 + std::erf(x / std::sqrt(2.0))); }
 double normalPdf(double x) { return std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI); }
+// DSelect-k's smooth step and its derivative, u = x/γ (Hazimeh et al. 2021, eq. 1).
+double smoothStep(double x, double gamma) {
+  double u = x / gamma;
+  return u <= -0.5 ? 0 : u >= 0.5 ? 1 : -2 * u * u * u + 1.5 * u + 0.5;
+}
+double smoothStepSlope(double x, double gamma) {
+  double u = x / gamma;
+  return u <= -0.5 || u >= 0.5 ? 0 : (1.5 - 6 * u * u) / gamma;
+}
 
 // Runs op(x) (forward ops) over a batched [4,5] input with values in [lo, hi).
 void checkUnary(OpKind op, double f, double lo, double hi, std::function<double(double)> ref) {
@@ -58,6 +67,8 @@ TEST_CASE("activations forward", "[codegen][elementwise]") {
   checkUnary(OpKind::Tanh, 0, -4, 4, [](double x) { return std::tanh(x); });
   checkUnary(OpKind::Tanh, 0, -0.01, 0.01, [](double x) { return std::tanh(x); });  // near 0
   checkUnary(OpKind::Gelu, 0, -4, 4, [](double x) { return x * normalCdf(x); });
+  for (double gamma : {1.0, 0.3, -1.0, 2.5})
+    checkUnary(OpKind::SmoothStep, gamma, -2, 2, [=](double x) { return smoothStep(x, gamma); });
 }
 
 TEST_CASE("activations backward", "[codegen][elementwise]") {
@@ -69,6 +80,9 @@ TEST_CASE("activations backward", "[codegen][elementwise]") {
   checkBackward(OpKind::GeluBwd, 0, -4, 4, [](double x, double g) {
     return g * (normalCdf(x) + x * normalPdf(x));
   });
+  for (double gamma : {1.0, 0.3, -1.0, 2.5})
+    checkBackward(OpKind::SmoothStepBwd, gamma, -2, 2,
+                  [=](double x, double g) { return g * smoothStepSlope(x, gamma); });
 }
 
 TEST_CASE("add, mul and constants on batched, unbatched and scalar values", "[codegen][elementwise]") {

@@ -129,6 +129,23 @@ TEST_CASE("slice takes a window of each sample", "[codegen][gather]") {
   }
 }
 
+TEST_CASE("slice_bwd writes dy into its window and zeros elsewhere", "[codegen][gather]") {
+  const int64_t n = 5, d = 9;
+  for (auto [offset, width] : std::vector<std::pair<int64_t, int64_t>>{{3, 4}, {0, 9}, {8, 1}, {0, 2}}) {
+    INFO("offset " << offset << " width " << width);
+    Harness h(8);
+    Node *dy = h.input({width});
+    Node *dx = h.b.sliceBwd(dy, ir::Type{{d}, true}, offset);
+    h.fillUniform(dy);
+    h.run(n);
+    auto DY = values(h, dy);
+    std::vector<double> want(size_t(n * d), 0.0);
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t j = 0; j < width; ++j) want[size_t(s * d + offset + j)] = DY[size_t(s * width + j)];
+    requireClose(h.read(dx), want, 0, 0, "slice_bwd");
+  }
+}
+
 TEST_CASE("slices of a concat give the parts back", "[codegen][gather]") {
   Harness h(8);
   Node *a = h.input({3}), *c = h.input({4});

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -144,6 +146,20 @@ TEST_CASE("core spans: unfrozen parameters, sorted and merged; all of the arena 
   REQUIRE(core::trainableSpans(some, 4, 8, out) == 2);
   CHECK((out[0].begin == 0 && out[0].end == 4));
   CHECK((out[1].begin == 6 && out[1].end == 8));
+}
+
+TEST_CASE("core init: Uniform draws within its given bound, as UniformFanIn with that bound", "[core][init]") {
+  rt::Rng a(3), b(3);
+  float u[64], f[64];
+  REQUIRE(core::initTensor(rt::Init::Uniform, u, 64, 7, 1, a, 0.05));
+  REQUIRE(core::initTensor(rt::Init::UniformFanIn, f, 64, 400, 1, b));  // 1/sqrt(400) = 0.05
+  float widest = 0;
+  for (int i = 0; i < 64; ++i) {
+    CHECK(u[i] == f[i]);
+    widest = std::max(widest, std::abs(u[i]));
+  }
+  CHECK(widest <= 0.05f);
+  CHECK(widest > 0.04f);
 }
 
 TEST_CASE("core init: a cross-stitch matrix must be square", "[core][init]") {
