@@ -117,9 +117,10 @@ argList
     ;
 
 // Positional `3`, or keyword `kernel=3`. (Positional after keyword is rejected when building the AST.)
-// The keyword `shared` is also an argument name: ple(levels=2, shared=2, specific=2).
+// The keywords `shared` and `gate` are also argument names: ple(levels=2, shared=2, specific=2),
+// mixture(experts=8, gate=dselect, select=2).
 arg
-    : (key=(IDENT | SHARED) '=')? value
+    : (key=(IDENT | SHARED | GATE) '=')? value
     ;
 
 value

@@ -43,9 +43,10 @@ class ParamRegistry {
  public:
   ParamRegistry(ir::Module &m, std::vector<rt::ParamSpec> &specs) : m_(m), specs_(specs) {}
 
-  // `state`: a running statistic (no gradient, no optimizer update); `integer`: saved as I64.
+  // `state`: a running statistic (no gradient, no optimizer update); `integer`: saved as I64;
+  // `bound`: Init::Uniform's.
   int get(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
-          const std::string &block, bool state = false, bool integer = false) {
+          const std::string &block, bool state = false, bool integer = false, double bound = 0) {
     auto it = index_.find(name);
     if (it != index_.end()) return it->second;
     rt::ParamSpec ps;
@@ -54,6 +55,7 @@ class ParamRegistry {
     ps.size = product(shape);
     ps.init = init;
     ps.fanIn = fanIn;
+    ps.bound = bound;
     ps.block = block;
     ps.state = state;
     ps.integer = integer;
@@ -199,11 +201,44 @@ class ForwardLowering {
       experts.push_back(layers(fmt::format("{}.{}", prefix, e), block.expert, x, owner));
     std::map<int, Node *> out;
     for (int t : block.readers) {
-      const std::string &task = model_.tasks[t].name;
-      Node *g = gate(fmt::format("{}.gate.{}", prefix, task), x, block.experts, owner);
+      const std::string name = fmt::format("{}.gate.{}", prefix, model_.tasks[t].name);
+      Node *g = block.dselect ? dselectGate(name, x, block, owner) : gate(name, x, block.experts, owner);
       out[t] = b_.mix(g, experts);
     }
     return out;
+  }
+
+  // DSelect-k's gate (Hazimeh et al. 2021) over E = 2^m experts from x (flattened), with k
+  // selectors: z = W_z·x + b_z [k·m], w = W_w·x + b_w [k]; selector i's weight of expert e is
+  // r_i(e) = Π_j (bit j of e ? S(z_ij) : 1 − S(z_ij)), bits most significant first (numpy's
+  // binary_repr: expert 1 of 4 is "01"); the gate is Σ_i softmax(w)_i·r_i. r_i is built from the
+  // least significant bit up: [1 − S, S] of bit m−1, then each more significant bit j puts the
+  // halves (1 − S(z_ij))·r and S(z_ij)·r side by side. 1 − S(z) is the smooth step with −γ.
+  Node *dselectGate(const std::string &prefix, Node *x, const sema::Layer &block, const std::string &owner) {
+    if (x->type.dims.size() != 1) x = b_.reshape(x, ir::Type{{x->type.elements()}, true});
+    const int64_t in = x->type.dims[0], k = block.select;
+    int64_t m = 0;
+    while ((int64_t(1) << m) < block.experts) ++m;
+    flops += 2.0 * in * k * (m + 1);
+    auto dense = [&](const char *what, int64_t rows, double bound) {
+      Node *w = param(fmt::format("{}.{}.weight", prefix, what), {rows, in}, rt::Init::Uniform, in, owner, false,
+                      false, bound);
+      Node *b = param(fmt::format("{}.{}.bias", prefix, what), {rows}, rt::Init::Uniform, in, owner, false, false, bound);
+      return b_.biasAdd(b_.matmul(x, w, false, true), b);
+    };
+    Node *z = dense("z", k * m, block.gamma / 100);  // LibMTL's initialisation
+    Node *weights = b_.softmax(dense("w", k, 0.05));
+    Node *on = b_.unary(OpKind::SmoothStep, z, block.gamma), *off = b_.unary(OpKind::SmoothStep, z, -block.gamma);
+    std::vector<Node *> selectors;
+    for (int64_t i = 0; i < k; ++i) {
+      Node *r = nullptr;
+      for (int64_t j = m - 1; j >= 0; --j) {
+        Node *s1 = b_.slice(on, i * m + j, 1), *s0 = b_.slice(off, i * m + j, 1);
+        r = r ? b_.concat({b_.mix(s0, {r}), b_.mix(s1, {r})}) : b_.concat({s0, s1});
+      }
+      selectors.push_back(r);
+    }
+    return b_.mix(weights, selectors);
   }
 
   // PLE (CGC when levels = 1): per level, S shared experts and K experts per reading task; each
@@ -265,8 +300,8 @@ class ForwardLowering {
   }
 
   Node *param(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
-              const std::string &block, bool state = false, bool integer = false) {
-    int index = params_.get(name, shape, init, fanIn, block, state, integer);
+              const std::string &block, bool state = false, bool integer = false, double bound = 0) {
+    int index = params_.get(name, shape, init, fanIn, block, state, integer, bound);
     return b_.param(index, shape);
   }
 

@@ -69,12 +69,53 @@ bool Analyzer::addParams(int64_t n, SourceRange at, const std::string &what) {
 
 // ---- The block stage ------------------------------------------------------------------------------
 
+namespace {
+
+// mixture's gate arguments: gate=dselect reads select and gamma (DSelect-k); the softmax gate
+// takes neither. DSelect-k's selectors address the experts by their binary codes, so the expert
+// count must be a power of two (the paper's extra treatment of the unused codes is not built).
+bool bindMixtureGate(const BoundArgs &args, Layer &layer, Diagnostics &diags) {
+  layer.dselect = args.num("gate") == 1;  // the choice "softmax|dselect"
+  layer.select = static_cast<int64_t>(args.num("select"));
+  layer.gamma = args.num("gamma");
+  bool ok = true;
+  if (!layer.dselect) {
+    for (const char *name : {"select", "gamma"})
+      if (args.at(name).given) {
+        diags.error(args.at(name).loc, fmt::format("'{}' applies only with gate=dselect (DSelect-k); the "
+                                                   "softmax gate mixes every expert",
+                                                   name));
+        ok = false;
+      }
+    return ok;
+  }
+  if (layer.experts < 2 || (layer.experts & (layer.experts - 1)) != 0) {
+    diags.error(args.at("experts").loc,
+                fmt::format("gate=dselect needs experts to be a power of two, 2 or more (its selectors "
+                            "pick an expert by its binary code), got {}",
+                            layer.experts));
+    ok = false;
+  } else if (layer.select > layer.experts) {
+    diags.error(args.at("select").loc,
+                fmt::format("'select' of mixture must be at most experts ({}): each of the select "
+                            "selectors picks one expert; got {}",
+                            layer.experts, layer.select));
+    ok = false;
+  }
+  return ok;
+}
+
+}  // namespace
+
 std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<Shape> in,
                                           const Origin &origin, Layer &layer) {
   const vocab::Entry &row = *vocab::find(vocab::layers(), call.name.c_str());  // checkLayers found it
   BoundArgs args = bindArgs(call, call.name, paramsOf(row), row.example, diags_);
   switch (layer.kind) {
-  case LayerKind::Mixture: layer.experts = static_cast<int64_t>(args.num("experts")); break;
+  case LayerKind::Mixture:
+    layer.experts = static_cast<int64_t>(args.num("experts"));
+    if (args.ok && !bindMixtureGate(args, layer, diags_)) args.ok = false;
+    break;
   case LayerKind::Ple:
     // cgc, ple's other form, is one level.
     layer.levels = (row.flags & vocab::kForm) ? 1 : static_cast<int64_t>(args.num("levels"));
@@ -416,7 +457,11 @@ void Analyzer::finishBlocks() {
     };
     auto gate = [](int64_t in, double n) { return static_cast<double>(in + 1) * n; };
     if (b.kind == LayerKind::Mixture) {
-      extra = static_cast<double>(b.experts - 1) * pc(b.expert) + T * gate(b.in[0], static_cast<double>(b.experts));
+      // DSelect-k: per reader, z [select·log2(experts)] and w [select], both dense over the input.
+      double bits = 0;
+      while ((int64_t(1) << static_cast<int>(bits)) < b.experts) ++bits;
+      const double gateRows = b.dselect ? static_cast<double>(b.select) * (bits + 1) : static_cast<double>(b.experts);
+      extra = static_cast<double>(b.experts - 1) * pc(b.expert) + T * gate(b.in[0], gateRows);
     } else if (b.kind == LayerKind::Ple) {
       const double n = static_cast<double>(b.sharedExperts) + static_cast<double>(b.specificExperts) * T;
       const double mixed = static_cast<double>(b.sharedExperts + b.specificExperts);

@@ -40,6 +40,11 @@ struct Layer {
   int64_t vocab = 0;
   // Expert blocks: Mixture uses `experts`; Ple uses levels, sharedExperts, specificExperts.
   int64_t experts = 0, levels = 0, sharedExperts = 0, specificExperts = 0;
+  // Mixture with gate=dselect: DSelect-k's gates (`select` selectors, smooth-step `gamma`);
+  // sema guarantees experts is a power of two >= 2 and 1 <= select <= experts.
+  bool dselect = false;
+  int64_t select = 0;
+  double gamma = 0;
   std::vector<Layer> expert;               // Mixture / Ple: one expert's layers (indices from 0)
   std::vector<std::vector<Layer>> stages;  // CrossStitch: each stage's layers (indices from 0)
   std::vector<int> readers;                // expert blocks: indices of the tasks that read it,

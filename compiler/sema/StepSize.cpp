@@ -24,9 +24,15 @@ double layerValues(const Layer &l) {
   const double out = static_cast<double>(elementCount(l.out));
   const double readers = static_cast<double>(l.readers.size());
   switch (l.kind) {
-  case LayerKind::Mixture:  // every expert, then each reader's gate and mix
-    return static_cast<double>(l.experts) * layersValues(l.expert) +
-           readers * (static_cast<double>(l.experts) + out);
+  case LayerKind::Mixture: {  // every expert, then each reader's gate and mix
+    double gate = static_cast<double>(l.experts);
+    if (l.dselect) {  // z, S(z), 1 − S(z) per bit, the selectors' products (about 2E each), w
+      double bits = 0;
+      while ((int64_t(1) << static_cast<int>(bits)) < l.experts) ++bits;
+      gate += static_cast<double>(l.select) * (3 * bits + 2 * static_cast<double>(l.experts) + 1);
+    }
+    return static_cast<double>(l.experts) * layersValues(l.expert) + readers * (gate + out);
+  }
   case LayerKind::Ple: {  // every level: the shared experts and each reader's own
     const double experts = static_cast<double>(l.sharedExperts) +
                            static_cast<double>(l.specificExperts) * readers;

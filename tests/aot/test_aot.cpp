@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cinttypes>
 #include <cmath>
@@ -500,6 +501,46 @@ TEST_CASE("mtlc build of an adaptive weighting builds, training with its current
   }
   l = runOneStep(dir);
   CHECK(std::fabs(l[0] - (w[0] * l[1] + w[1] * l[2] + w[2] * l[3])) <= 1e-5 * std::fabs(l[0]));
+}
+
+TEST_CASE("a bundle with DSelect-k's gates starts from mtlc train's initial parameters") {
+  // Init::Uniform's bound travels in the bundle description: the embedded runtime's draws must be
+  // the trainer's, gates included (z within gamma/100, w within 0.05).
+  const std::string dir = kWork + "/dselect";
+  fs::remove_all(dir);
+  const std::string mtl = kSource + "/examples/dselect_synthetic.mtl";
+  auto b = run(std::string(MTLC_BINARY) + " build " + mtl + " -o " + dir);
+  INFO(b.out);
+  REQUIRE(b.exitCode == 0);
+  const std::string embedded = dir + "/embedded.safetensors", trainer = dir + "/trainer.safetensors";
+  std::ofstream(dir + "/save.c") << "#include \"dselect_synthetic.h\"\n"
+                                    "int main(void) {\n"
+                                    "  dselect_synthetic_ctx *c = dselect_synthetic_create();\n"
+                                    "  return !c || dselect_synthetic_save(c, \"" << embedded << "\") != 0;\n"
+                                    "}\n";
+  auto c = run(std::string(C_COMPILER) + " -std=c99 -Wall -Wextra -Werror -pedantic " + EMBED_LINK_FLAGS + " -I " +
+               dir + " " + dir + "/save.c " + dir + "/libdselect_synthetic.a -lm -o " + dir + "/save");
+  INFO(c.out);
+  REQUIRE(c.exitCode == 0);
+  REQUIRE(run(dir + "/save").exitCode == 0);
+  auto t = run(std::string(MTLC_BINARY) + " train -q --steps 0 --save " + trainer + " " + mtl);
+  INFO(t.out);
+  REQUIRE(t.exitCode == 0);
+  const mtlc::rt::TensorFile e = mtlc::rt::readSafeTensors(embedded), tr = mtlc::rt::readSafeTensors(trainer);
+  int gates = 0;
+  for (const auto &tensor : e.tensors) {
+    const mtlc::rt::Tensor *other = tr.find(tensor.name);
+    REQUIRE(other);
+    CHECK(other->data == tensor.data);
+    if (tensor.name.find(".gate.") == std::string::npos) continue;
+    ++gates;
+    const float bound = tensor.name.find(".z.") != std::string::npos ? 0.01f : 0.05f;
+    float widest = 0;
+    for (float v : tensor.data) widest = std::max(widest, std::fabs(v));
+    CHECK(widest <= bound);
+    CHECK(widest > 0);
+  }
+  CHECK(gates == 8);
 }
 
 TEST_CASE("cmake --install gives a prefix that builds and links embedding programs alone", "[.][install]") {

@@ -84,6 +84,32 @@ TEST_CASE("param reach: MMoE experts are shared, each gate is its task's own", "
   CHECK(mtlc::rt::Weighting::create(spec, 0)->describe() == "gradnorm(alpha=1.5) on experts.0.7.0.weight");
 }
 
+TEST_CASE("param reach: DSelect-k's gates are their tasks' own, initialised as LibMTL's", "[lower][reach]") {
+  auto lowered = lowerExample("dselect_synthetic.mtl");
+  Reach want;
+  for (int e = 0; e < 8; ++e) both(want, "experts.0." + std::to_string(e) + ".0", {0, 1});
+  for (const char *part : {"z", "w"}) {
+    both(want, std::string("experts.0.gate.y1.") + part, {0});
+    both(want, std::string("experts.0.gate.y2.") + part, {1});
+  }
+  for (const char *tower : {"y1.0", "y1.2"}) both(want, tower, {0});
+  for (const char *tower : {"y2.0", "y2.2"}) both(want, tower, {1});
+  CHECK(reachOf(lowered) == want);
+  int gates = 0;
+  for (const auto &p : lowered.params) {
+    if (p.name.find(".gate.") == std::string::npos) continue;
+    ++gates;
+    CHECK(p.init == mtlc::rt::Init::Uniform);
+    const bool z = p.name.find(".z.") != std::string::npos;
+    CHECK(p.bound == (z ? 1.0 / 100 : 0.05));  // gamma 1: z in (-gamma/100, gamma/100)
+    const bool weight = p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".weight") == 0;
+    // select 2, log2(8) = 3 bits: z has 6 rows, w 2; the input has 100 features.
+    const std::vector<int64_t> shape = weight ? std::vector<int64_t>{z ? 6 : 2, 100} : std::vector<int64_t>{z ? 6 : 2};
+    CHECK(p.shape == shape);
+  }
+  CHECK(gates == 8);
+}
+
 TEST_CASE("param reach: PLE below the top level feeds every reader through the shared gate", "[lower][reach]") {
   // Readers y1, y2; task z reads only the trunk. Level 0: the shared expert, both task experts
   // (mixed by the shared gate into level 1's shared input) and the shared gate reach y1 and y2;

@@ -83,7 +83,7 @@ TEST_CASE(":help KIND lists the vocabulary with signatures and defaults") {
   CHECK(r.out.find("  gradnorm(alpha=1.5) ") != std::string::npos);
   CHECK(r.out.find("  cgc(shared, specific) ") != std::string::npos);
   // Layers and blocks are listed apart: no block among the layers.
-  const size_t blocksAt = r.out.find("  mixture(experts)");
+  const size_t blocksAt = r.out.find("  mixture(experts, gate=softmax, select=2, gamma=1) ");
   REQUIRE(blocksAt != std::string::npos);
   CHECK(r.out.find("  embedding(vocab, dim) ") < blocksAt);
   CHECK(r.out.find("  dense(units) ", blocksAt) == std::string::npos);

@@ -543,6 +543,7 @@ TEST_CASE("mmoe_synthetic.mtl: the mixture, its readers, gate sources and the sy
     CHECK(t.head.layers[0].in == Shape{16});
   }
   CHECK(m.train.batch == 256);
+  CHECK_FALSE(mix.dselect);
   CHECK(m.data.train.kind == "synthetic_mmoe");
   CHECK(m.data.train.args.empty());
   CHECK(m.data.train.options.at("correlation") == 0.5);
@@ -555,6 +556,19 @@ TEST_CASE("mmoe_synthetic.mtl: the mixture, its readers, gate sources and the sy
   CHECK(m.data.inputs[0].width == 100);
   CHECK(m.data.labels[0].expr.ref.field == "y1");
   CHECK(m.data.labels[1].expr.ref.field == "y2");
+}
+
+TEST_CASE("dselect_synthetic.mtl: a mixture with DSelect-k's gates binds select and gamma") {
+  Model m = example("dselect_synthetic.mtl");
+  REQUIRE(m.shared.size() == 1);
+  const auto &mix = m.shared[0].layers.at(0);
+  CHECK(mix.kind == LayerKind::Mixture);
+  CHECK(mix.experts == 8);
+  CHECK(mix.dselect);
+  CHECK(mix.select == 2);
+  CHECK(mix.gamma == 1.0);
+  CHECK(mix.out == Shape{16});
+  CHECK(mix.readers == std::vector<int>{0, 1});
 }
 
 TEST_CASE("ple.mtl: levels, shared and specific experts, later levels' shapes") {
