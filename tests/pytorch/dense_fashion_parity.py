@@ -25,8 +25,6 @@ the program says concat(up, enc)), a plausible U-Net bug: the run must then FAIL
 and the script exits 0 only when it does.
 """
 import os
-import re
-import subprocess
 import sys
 
 try:
@@ -40,8 +38,8 @@ except ImportError:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mtlc_rng  # noqa: E402
 import safetensors_io  # noqa: E402
-from resnet_parity import (FASHION, load_checkpoint, mtlc_train, read_idx, save_init,  # noqa: E402
-                           worst_loss_error)
+from resnet_parity import (FASHION, build_predictor, load_checkpoint, mtlc_predict, mtlc_train,  # noqa: E402
+                           program, read_idx, save_init, state_errors, worst_loss_error)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "..", "examples", "dense_fashion.mtl")
@@ -127,21 +125,6 @@ def task_losses(out, b):
             "right": F.cross_entropy(out["right"], b["right"])}
 
 
-def program(work, spelling):
-    """The example with its train block set for the comparison and no test source (training only)."""
-    text = open(EXAMPLE).read()
-    train = (f"train {{\n  optimizer {spelling}\n  batch {BATCH}\n  epochs 1\n  weighting fixed\n"
-             f"  shuffle false\n  seed 7\n}}")
-    text, n = re.subn(r"^train \{.*?^\}", train, text, flags=re.S | re.M)
-    assert n == 1, "examples/dense_fashion.mtl has no train block"
-    text, n = re.subn(r"^\s*test\s+multi_fashion_dense\(\"test\"\)\s*$", "", text, flags=re.M)
-    assert n == 1, "examples/dense_fashion.mtl has no test source"
-    path = os.path.join(work, "dense_fashion_parity.mtl")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 def torch_train(data, init, make_opt, skip_order):
     model = DenseFashion(skip_order).double()
     model.load_state_dict(init)
@@ -196,31 +179,6 @@ int main(int argc, char **argv) {
 """
 
 
-def build_predictor(mtlc, prog, work):
-    gen = os.path.join(work, "gen")
-    r = subprocess.run([mtlc, "build", prog, "-o", gen], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"mtlc build failed:\n{r.stdout}\n{r.stderr}")
-    src, exe = os.path.join(work, "predict.c"), os.path.join(work, "predict")
-    with open(src, "w") as f:
-        f.write(PREDICT_C)
-    r = subprocess.run(["cc", "-std=c99", "-O1", "-I", gen, src, os.path.join(gen, "libdense_fashion.a"), "-lm",
-                        "-o", exe], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"compiling the predictor failed:\n{r.stderr}")
-    return exe
-
-
-def mtlc_predict(exe, checkpoint, images, work):
-    """The bundle's eval-mode predictions of `images` [n, 1, 28, 28] from `checkpoint`, [n, sum(OUT_SIZES)]."""
-    x, out = os.path.join(work, "images.f32"), os.path.join(work, "predictions.f32")
-    with open(x, "wb") as f:
-        f.write(images.contiguous().numpy().tobytes())
-    subprocess.run([exe, checkpoint, x, str(len(images)), out], check=True)
-    with open(out, "rb") as f:
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.float32).reshape(len(images), sum(OUT_SIZES))
-
-
 def torch_predict(checkpoint, images):
     model = DenseFashion().double()
     saved = safetensors_io.load(checkpoint)
@@ -237,12 +195,9 @@ def compare(name, mtlc, prog, work, init_path, init, data, make_opt, skip_order,
     ref_losses, ref_state = torch_train(data, init, make_opt, skip_order)
     worst_loss = worst_loss_error(steps, ref_losses)
     got = load_checkpoint(name, final, ref_state)
-    diff = lambda keys: max((got[k].double() - ref_state[k].double()).abs().max().item() for k in keys)
-    stats = [k for k in ref_state if re.search(r"running_|num_batches", k)]
-    worst_param = diff([k for k in ref_state if k not in stats])
-    worst_stat = diff(stats)
+    worst_param, worst_stat = state_errors(got, ref_state)
     held_out = data["image"][STEPS * BATCH:]  # rows the training never saw
-    ours = mtlc_predict(predictor, final, held_out, work)
+    ours = mtlc_predict(predictor, final, held_out, work, sum(OUT_SIZES))
     worst_pred = (ours - torch_predict(final, held_out)).abs().max().item()
     ok = (worst_loss <= 2e-4, worst_param <= 1e-4 and worst_stat <= 1e-4, worst_pred <= 1e-4)
     first, last = steps[0]["tasks"], steps[-1]["tasks"]
@@ -270,8 +225,8 @@ def main():
     optimizers = {"adam": OPTIMIZERS["adam"]} if plant else OPTIMIZERS
     predictor = None
     for name, (spelling, make_opt) in optimizers.items():
-        prog = program(work, spelling)
-        predictor = predictor or build_predictor(mtlc, prog, work)
+        prog = program(work, spelling, EXAMPLE, BATCH, "multi_fashion_dense")
+        predictor = predictor or build_predictor(mtlc, prog, work, PREDICT_C, "dense_fashion")
         losses_ok, state_ok, pred_ok = compare(name, mtlc, prog, work, init_path, init, data, make_opt,
                                                "enc_first" if plant else "up_first", predictor)
         if plant:

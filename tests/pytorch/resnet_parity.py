@@ -101,15 +101,17 @@ def read_idx(name, count):
     return data.reshape((count,) + tuple(shape[1:]))
 
 
-def program(work, spelling):
+def program(work, spelling, example=EXAMPLE, batch=BATCH, test_source="fashion_mnist"):
     """The example with its train block set for the comparison and no test source (training only)."""
-    text = open(EXAMPLE).read()
-    train = (f"train {{\n  optimizer {spelling}\n  batch {BATCH}\n  epochs 1\n  weighting fixed\n"
+    text = open(example).read()
+    name = os.path.basename(example)
+    train = (f"train {{\n  optimizer {spelling}\n  batch {batch}\n  epochs 1\n  weighting fixed\n"
              f"  shuffle false\n  seed 7\n}}")
     text, n = re.subn(r"^train \{.*?^\}", train, text, flags=re.S | re.M)
-    assert n == 1, "examples/resnet_fashion.mtl has no train block"
-    text = re.sub(r"^\s*test\s+fashion_mnist\(\"test\"\)\s*$", "", text, flags=re.M)
-    path = os.path.join(work, "resnet_parity.mtl")
+    assert n == 1, f"examples/{name} has no train block"
+    text, n = re.subn(rf"^\s*test\s+{test_source}\(\"test\"\)\s*$", "", text, flags=re.M)
+    assert n == 1, f"examples/{name} has no test source {test_source}"
+    path = os.path.join(work, name.replace(".mtl", "_parity.mtl"))
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -167,29 +169,30 @@ int main(int argc, char **argv) {
 """
 
 
-def build_predictor(mtlc, prog, work):
+def build_predictor(mtlc, prog, work, source=PREDICT_C, model="resnet_fashion"):
+    """`mtlc build` of `prog` linked with the C program `source` (predict CHECKPOINT IMAGES ROWS OUT)."""
     gen = os.path.join(work, "gen")
     r = subprocess.run([mtlc, "build", prog, "-o", gen], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"mtlc build failed:\n{r.stdout}\n{r.stderr}")
     src, exe = os.path.join(work, "predict.c"), os.path.join(work, "predict")
     with open(src, "w") as f:
-        f.write(PREDICT_C)
-    r = subprocess.run(["cc", "-std=c99", "-O1", "-I", gen, src, os.path.join(gen, "libresnet_fashion.a"), "-lm",
+        f.write(source)
+    r = subprocess.run(["cc", "-std=c99", "-O1", "-I", gen, src, os.path.join(gen, f"lib{model}.a"), "-lm",
                         "-o", exe], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"compiling the predictor failed:\n{r.stderr}")
     return exe
 
 
-def mtlc_predict(exe, checkpoint, images, work):
-    """The bundle's eval-mode predictions of `images` [n, 1, 28, 28] from `checkpoint`, [n, 11]."""
+def mtlc_predict(exe, checkpoint, images, work, width=11):
+    """The bundle's eval-mode predictions of `images` [n, 1, 28, 28] from `checkpoint`, [n, width]."""
     x, out = os.path.join(work, "images.f32"), os.path.join(work, "predictions.f32")
     with open(x, "wb") as f:
         f.write(images.contiguous().numpy().tobytes())
     subprocess.run([exe, checkpoint, x, str(len(images)), out], check=True)
     with open(out, "rb") as f:
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.float32).reshape(len(images), 11)
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.float32).reshape(len(images), width)
 
 
 def torch_predict(checkpoint, images):
@@ -241,6 +244,14 @@ def load_checkpoint(name, path, ref_state):
     return got
 
 
+def state_errors(got, ref_state):
+    """(parameters, running statistics): the largest absolute difference of `got` from the reference's
+    state_dict in each group."""
+    diff = lambda keys: max((got[k].double() - ref_state[k].double()).abs().max().item() for k in keys)
+    stats = [k for k in ref_state if re.search(r"running_|num_batches", k)]
+    return diff([k for k in ref_state if k not in stats]), diff(stats)
+
+
 def mtlc_train(name, mtlc, prog, work, init_path, count):
     """`mtlc train` from `init_path` for `count` steps: (the log's step records, the saved checkpoint)."""
     log, final = os.path.join(work, f"{name}.jsonl"), os.path.join(work, f"{name}.safetensors")
@@ -261,10 +272,7 @@ def compare(name, mtlc, prog, work, init_path, init, data, make_opt, momentum, p
     ref_losses, ref_state = torch_train(images, labels, init, make_opt, momentum)
     worst_loss = worst_loss_error(steps, ref_losses)
     got = load_checkpoint(name, final, ref_state)
-    diff = lambda keys: max((got[k].double() - ref_state[k].double()).abs().max().item() for k in keys)
-    stats = [k for k in ref_state if re.search(r"running_|num_batches", k)]
-    worst_param = diff([k for k in ref_state if k not in stats])
-    worst_stat = diff(stats)
+    worst_param, worst_stat = state_errors(got, ref_state)
     ours = mtlc_predict(predictor, final, test_images, work)
     theirs = torch_predict(final, test_images)
     worst_pred = (ours - theirs).abs().max().item()
