@@ -212,26 +212,6 @@ double dot(const double* a, const double* b, int64_t n) {
   return s;
 }
 
-// The Gram matrix of the task gradients the linear methods (imtl, cagrad) combine: at the shared
-// representation (rep_grads) or of the shared parameters (task_grads). Runs that kernel.
-std::vector<double> taskGram(StepKernels& k, const ModelSpec& spec, const std::vector<Span>& shared, bool rep,
-                             int64_t T) {
-  const std::vector<float> ones(static_cast<size_t>(T), 1.0f);
-  std::vector<double> G(size_t(T * T));
-  std::vector<Span> spans = shared;
-  if (rep) {
-    k.repGrads(ones.data());
-    spans = {{0, k.n() * spec.repWidth}};
-  } else {
-    k.taskGrads(ones.data());
-  }
-  for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = i; j < T; ++j)
-      G[size_t(i * T + j)] = G[size_t(j * T + i)] =
-          rep ? dotOver(spans, k.repGrad(i), k.repGrad(j)) : dotOver(spans, k.taskGrad(i), k.taskGrad(j));
-  return G;
-}
-
 // A linear method's coefficients applied: one train_step with them (rep_grad) or Σ c_t·g_t.
 void applyCoefficients(StepKernels& k, const std::vector<float>& c, bool rep, int64_t P) {
   if (rep) k.trainStep(c.data());
@@ -254,7 +234,8 @@ class Imtl final : public Weighting {
   bool needsRepGrads() const override { return rep_; }
   std::vector<float> currentWeights() const override { return last_; }
   StepResult step(StepKernels& k, int64_t) override {
-    std::vector<double> G = taskGram(k, spec_, shared_, rep_, T_);
+    const std::vector<float> ones(static_cast<size_t>(T_), 1.0f);
+    std::vector<double> G = taskGram(k, spec_, shared_, rep_, ones.data());
     std::vector<double> e(static_cast<size_t>(T_));
     std::vector<bool> in(static_cast<size_t>(T_));
     for (int64_t t = 0; t < T_; ++t) e[size_t(t)] = std::exp(double(scale_[size_t(t)]));
@@ -304,7 +285,8 @@ class CAGrad final : public Weighting {
   bool needsRepGrads() const override { return rep_; }
   std::vector<float> currentWeights() const override { return last_; }
   StepResult step(StepKernels& k, int64_t) override {
-    const std::vector<double> G = taskGram(k, spec_, shared_, rep_, T_);
+    const std::vector<float> ones(static_cast<size_t>(T_), 1.0f);
+    const std::vector<double> G = taskGram(k, spec_, shared_, rep_, ones.data());
     std::vector<bool> in(static_cast<size_t>(T_));
     for (int64_t t = 0; t < T_; ++t) in[size_t(t)] = k.present(t) > 0 && G[size_t(t * T_ + t)] > 0;
     const std::vector<double> coef = cagradCoefficients(G, T_, in, c_);

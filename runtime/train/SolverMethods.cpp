@@ -312,7 +312,7 @@ class GramMethod final : public Weighting {
     if (every_ > 1 && (step - 1) % every_ != 0 && solved_ > 0) {
       k.trainStep(last_.data());
     } else {
-      const std::vector<double> alpha = solve_(gram(k), T_);
+      const std::vector<double> alpha = solve_(taskGram(k, spec_, shared_, rep_, uniform_.data()), T_);
       last_.assign(alpha.begin(), alpha.end());
       solved_ = 1;
       if (rep_) k.trainStep(last_.data());
@@ -327,17 +327,6 @@ class GramMethod final : public Weighting {
   }
 
  private:
-  std::vector<double> gram(StepKernels& k) {
-    std::vector<double> G(size_t(T_ * T_));
-    std::vector<Span> spans = shared_;
-    if (rep_) k.repGrads(uniform_.data());
-    else k.taskGrads(uniform_.data());
-    if (rep_) spans = {{0, k.n() * spec_.repWidth}};
-    auto g = [&](int64_t t) { return rep_ ? k.repGrad(t) : k.taskGrad(t); };
-    for (int64_t i = 0; i < T_; ++i)
-      for (int64_t j = i; j < T_; ++j) G[size_t(i * T_ + j)] = G[size_t(j * T_ + i)] = dotOver(spans, g(i), g(j));
-    return G;
-  }
   // torch.nn.utils.clip_grad_norm_ on the shared parameters: × maxNorm / (‖g‖ + 1e-6) when < 1.
   void clipShared(float* g) const {
     const double norm = std::sqrt(dotOver(shared_, g, g));

@@ -179,6 +179,23 @@ void restoreSteps(Optimizer& opt) {
     if (s.name == "optim.step") opt.setSteps(int64_t(s.data[0]));
 }
 
+std::vector<double> taskGram(StepKernels& k, const ModelSpec& spec, const std::vector<Span>& shared, bool rep,
+                             const float* lossWeights) {
+  const int64_t T = int64_t(spec.tasks.size());
+  std::vector<Span> spans = shared;
+  if (rep) {
+    k.repGrads(lossWeights);
+    spans = {{0, k.n() * spec.repWidth}};
+  } else {
+    k.taskGrads(lossWeights);
+  }
+  auto g = [&](int64_t t) { return rep ? k.repGrad(t) : k.taskGrad(t); };
+  std::vector<double> G(size_t(T * T));
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i; j < T; ++j) G[size_t(i * T + j)] = G[size_t(j * T + i)] = dotOver(spans, g(i), g(j));
+  return G;
+}
+
 double weightingArg(const ModelSpec& spec, const char* name) {
   const vocab::Entry& row = vocab::row(spec.train.weighting);
   for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i)
@@ -423,21 +440,7 @@ class Mgda final : public Weighting {
   bool needsRepGrads() const override { return rep_; }
   std::vector<float> currentWeights() const override { return last_; }
   StepResult step(StepKernels& k, int64_t) override {
-    std::vector<double> gram(size_t(T_ * T_));
-    if (rep_) {
-      k.repGrads(uniform_.data());
-      const int64_t len = k.n() * spec_.repWidth;
-      const std::vector<Span> all{{0, len}};
-      for (int64_t i = 0; i < T_; ++i)
-        for (int64_t j = i; j < T_; ++j)
-          gram[size_t(i * T_ + j)] = gram[size_t(j * T_ + i)] = dotOver(all, k.repGrad(i), k.repGrad(j));
-    } else {
-      k.taskGrads(uniform_.data());
-      for (int64_t i = 0; i < T_; ++i)
-        for (int64_t j = i; j < T_; ++j)
-          gram[size_t(i * T_ + j)] = gram[size_t(j * T_ + i)] = dotOver(shared_, k.taskGrad(i), k.taskGrad(j));
-    }
-    const std::vector<double> alpha = minNormWeights(gram, T_);
+    const std::vector<double> alpha = minNormWeights(taskGram(k, spec_, shared_, rep_, uniform_.data()), T_);
     std::vector<float> w(alpha.begin(), alpha.end());
     if (rep_) k.trainStep(w.data());
     else combineTaskGrads(k, w, spec_.paramCount);

@@ -20,6 +20,12 @@ std::vector<Span> sharedSpans(const ModelSpec& spec);
 // Σ a[k]·b[k] over the spans, in double.
 double dotOver(const std::vector<Span>& spans, const float* a, const float* b);
 
+// The T×T Gram matrix (row-major) of the task gradients a gradient method combines: runs rep_grads
+// when `rep` (the gradients at the shared representation, over the whole batch), else task_grads
+// (those of the `shared` parameter spans), with these loss weights.
+std::vector<double> taskGram(StepKernels& k, const ModelSpec& spec, const std::vector<Span>& shared, bool rep,
+                             const float* lossWeights);
+
 // k.grads() = Σ_t w_t·taskGrad(t) over the whole arena of P parameters.
 void combineTaskGrads(StepKernels& k, const std::vector<float>& w, int64_t P);
 
