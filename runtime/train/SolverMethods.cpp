@@ -318,7 +318,7 @@ class GramMethod final : public Weighting {
       if (rep_) k.trainStep(last_.data());
       else combineTaskGrads(k, last_, spec_.paramCount);
     }
-    if (maxNorm_ > 0) clipShared(k.grads());
+    if (maxNorm_ > 0) clipGradNorm(k.grads(), shared_, maxNorm_);  // torch's clip_grad_norm_, shared part
     return {last_, weightedTotal(last_, k.losses())};
   }
   std::vector<WeightingState> state() override {
@@ -327,14 +327,6 @@ class GramMethod final : public Weighting {
   }
 
  private:
-  // torch.nn.utils.clip_grad_norm_ on the shared parameters: × maxNorm / (‖g‖ + 1e-6) when < 1.
-  void clipShared(float* g) const {
-    const double norm = std::sqrt(dotOver(shared_, g, g));
-    const double coef = maxNorm_ / (norm + 1e-6);
-    if (coef >= 1) return;
-    for (auto [lo, hi] : shared_)
-      for (int64_t p = lo; p < hi; ++p) g[p] = float(double(g[p]) * coef);
-  }
 
   const ModelSpec& spec_;
   int64_t T_;
