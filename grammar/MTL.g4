@@ -4,7 +4,7 @@
 // - Whitespace, newlines included, is insignificant: statements end where the next keyword or name
 //   begins, so `loss bce weight 0.5` on one line means the same as on two.
 // - Only the words that start a declaration or a task statement are reserved, plus `mixture`,
-//   `gate` and `in` (see KEYWORDS below). Layer, expert-block (ple, cgc, cross_stitch), source
+//   `gate` and `in` (see KEYWORDS below). Layer, expert-block (ple, cgc, cross_stitch, mtan), source
 //   function (column, concat), loss, metric, optimizer, weighting, data-source and train-setting
 //   names are ordinary identifiers:
 //   semantic analysis checks them, which gives better messages ("unknown layer 'desne'; did you
@@ -75,7 +75,7 @@ pipeline
 // Where a pipeline starts (docs/mtl-architectures.md explains the multi-task forms):
 //   image                 an input or a shared block
 //   gate(experts)         a task's own gate over a mixture / ple / cgc block
-//   column(cs)            a task's own column of a cross_stitch block
+//   column(cs)            a task's own column of a cross_stitch or mtan block
 //   concat(a, b, ...)     inputs and shared blocks joined along the feature axis
 // The function names of `callSource` are not reserved; sema checks them ("column", "concat").
 source
@@ -85,11 +85,12 @@ source
     ;
 
 // A layer, or an expert block: a call followed by a body in braces. The body is one expert's
-// layers, or (cross_stitch) several stages separated by ';':
+// layers, or (cross_stitch, mtan) several stages separated by ';':
 //   x -> mixture(experts=8) { dense(16) -> relu }
 //   x -> ple(levels=2, shared=2, specific=2) { dense(16) -> relu }
 //   x -> cgc(shared=2, specific=2) { dense(16) -> relu }
 //   x -> cross_stitch { dense(32) -> relu ; dense(16) -> relu }
+//   x -> mtan { conv2d(8, kernel=3, padding=1) -> relu ; maxpool(2) -> conv2d(16, kernel=3, padding=1) }
 // `mixture` is reserved (LANGUAGE.md's core form); the other block names are ordinary identifiers
 // checked by sema, like layer names (a body after any call parses; sema rejects `dense(4) { .. }`).
 stage
@@ -215,7 +216,7 @@ LT        : '<' ;
 ASSIGN    : '=' ;
 COLON     : ':' ;
 COMMA     : ',' ;
-SEMI      : ';' ;       // only between the stages of a cross_stitch body
+SEMI      : ';' ;       // only between the stages of a cross_stitch or mtan body
 LPAREN    : '(' ;
 RPAREN    : ')' ;
 LBRACE    : '{' ;

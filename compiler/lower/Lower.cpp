@@ -128,18 +128,10 @@ class ForwardLowering {
       case SourceKind::Input: return input(p.sourceIndex);
       case SourceKind::Shared: return shared(p.sourceIndex);
       case SourceKind::Concat: {
-        // [C, H, W] parts join along the channels: per sample, NCHW's channel blocks follow one
-        // another, so that is the concatenation of the flattened parts, viewed as [ΣC, H, W].
-        std::vector<Node *> parts;
-        std::vector<int64_t> joined;  // sema checked that every part has the first's H and W
-        for (const auto &part : p.concat) {
-          Node *x = part.kind == SourceKind::Input ? input(part.index) : shared(part.index);
-          if (joined.empty()) joined = x->type.dims, joined[0] = 0;
-          joined[0] += x->type.dims[0];
-          parts.push_back(x->type.dims.size() == 1 ? x : b_.reshape(x, ir::Type{{x->type.elements()}, true}));
-        }
-        Node *y = b_.concat(parts);
-        return joined.size() == 1 ? y : b_.reshape(y, ir::Type{std::move(joined), true});
+        std::vector<Node *> parts;  // sema checked that [C, H, W] parts have the first's H and W
+        for (const auto &part : p.concat)
+          parts.push_back(part.kind == SourceKind::Input ? input(part.index) : shared(part.index));
+        return parts.front()->type.dims.size() == 1 ? b_.concat(parts) : channelConcat(parts);
       }
       case SourceKind::Gate:
       case SourceKind::Column: return expertBlock(p.sourceIndex).at(task_);
@@ -177,6 +169,7 @@ class ForwardLowering {
       case LayerKind::Mixture: out = mixture(prefix, block, x, p.name); break;
       case LayerKind::Ple: out = ple(prefix, block, x, p.name); break;
       case LayerKind::CrossStitch: out = crossStitch(prefix, block, x, p.name); break;
+      case LayerKind::Mtan: out = mtan(prefix, block, x, p.name); break;
       default: throw ir::IRError("lower: not an expert block");
     }
     task_ = savedTask;
@@ -299,6 +292,86 @@ class ForwardLowering {
     return out;
   }
 
+  // MTAN (Liu et al., CVPR 2019): the stages run once, shared; p_s is stage s's output. Each
+  // reading task t has, per stage, an attention mask a_t^s = attention(p_0) for s = 0, else
+  // attention([p_s ; f_t^{s-1}]) (channel concat), and its attended feature â_t^s = a_t^s ⊙ p_s;
+  // between stages f_t^s = down(â_t^s) carries it to stage s+1's channels and size. column(NAME)
+  // is the last â_t. Named as a PyTorch module with `stages` (a ModuleList of Sequentials) and
+  // `attention`, `down` (ModuleDicts by task of ModuleLists by stage of Sequentials).
+  std::map<int, Node *> mtan(const std::string &prefix, const sema::Layer &block, Node *x,
+                             const std::string &owner) {
+    std::vector<Node *> p;
+    for (size_t s = 0; s < block.stages.size(); ++s)
+      p.push_back(x = layers(fmt::format("{}.stages.{}", prefix, s), block.stages[s], x, owner));
+    std::map<int, Node *> out;
+    for (int t : block.readers) {
+      const std::string &task = model_.tasks[t].name;
+      Node *carried = nullptr;  // f_t^{s-1}
+      for (size_t s = 0; s < p.size(); ++s) {
+        Node *in = carried ? channelConcat({p[s], carried}) : p[s];
+        Node *mask = mtanAttention(fmt::format("{}.attention.{}.{}", prefix, task, s), in, p[s]->type.dims[0], owner);
+        flops += double(p[s]->type.elements());
+        Node *attended = named(b_.mul(mask, p[s]), fmt::format("{}.attended.{}.{}", prefix, task, s));
+        if (s + 1 == p.size()) {
+          out[t] = attended;
+          break;
+        }
+        carried = mtanDown(fmt::format("{}.down.{}.{}", prefix, task, s), attended, p[s + 1]->type.dims, owner);
+      }
+    }
+    return out;
+  }
+
+  // [C_i, H, W] parts joined along the channels: per sample, NCHW's channel blocks follow one
+  // another, so that is the concatenation of the flattened parts, viewed as [ΣC_i, H, W].
+  Node *channelConcat(const std::vector<Node *> &parts) {
+    std::vector<Node *> flat;
+    std::vector<int64_t> joined = parts.front()->type.dims;
+    joined[0] = 0;
+    for (Node *x : parts) {
+      joined[0] += x->type.dims[0];
+      flat.push_back(b_.reshape(x, ir::Type{{x->type.elements()}, true}));
+    }
+    return b_.reshape(b_.concat(flat), ir::Type{std::move(joined), true});
+  }
+
+  // A 2-D convolution without bias (a batchnorm follows and would cancel one), PyTorch's init.
+  Node *convNoBias(const std::string &name, Node *x, int64_t channels, int64_t kernel, int64_t padding,
+                   const std::string &owner) {
+    const int64_t fanIn = x->type.dims[0] * kernel * kernel;
+    Node *w = param(name + ".weight", {channels, x->type.dims[0], kernel, kernel}, rt::Init::UniformFanIn, fanIn, owner);
+    Node *y = b_.conv2d(x, w, 1, padding);
+    flops += 2.0 * double(y->type.elements()) * double(fanIn);
+    return y;
+  }
+
+  // MTAN's attention module: conv1x1 (-> C) -> batchnorm -> relu -> conv1x1 (-> C) -> batchnorm
+  // -> sigmoid, Sequential indices 0..5.
+  Node *mtanAttention(const std::string &name, Node *x, int64_t channels, const std::string &owner) {
+    Node *h = named(convNoBias(name + ".0", x, channels, 1, 0, owner), name + ".0");
+    h = named(batchNorm(name + ".1", h, 1e-5, owner), name + ".1");
+    h = named(b_.unary(OpKind::Relu, h), name + ".2");
+    h = named(convNoBias(name + ".3", h, channels, 1, 0, owner), name + ".3");
+    h = named(batchNorm(name + ".4", h, 1e-5, owner), name + ".4");
+    return named(b_.unary(OpKind::Sigmoid, h), name + ".5");
+  }
+
+  // What --emit=ir prints after the node: the module path it computes.
+  static Node *named(Node *n, const std::string &name) {
+    if (n->name.empty()) n->name = name;
+    return n;
+  }
+
+  // MTAN's f between stages: conv3x3 (padding 1, -> the next stage's channels) -> batchnorm ->
+  // relu, then (index 3) a 2x2 max-pool where the next stage halves the size (sema: same or half).
+  Node *mtanDown(const std::string &name, Node *x, const std::vector<int64_t> &next, const std::string &owner) {
+    Node *y = named(convNoBias(name + ".0", x, next[0], 3, 1, owner), name + ".0");
+    y = named(batchNorm(name + ".1", y, 1e-5, owner), name + ".1");
+    y = named(b_.unary(OpKind::Relu, y), name + ".2");
+    if (y->type.dims[1] != next[1] || y->type.dims[2] != next[2]) y = named(b_.maxPool(y, 2, 2), name + ".3");
+    return y;
+  }
+
   Node *param(const std::string &name, std::vector<int64_t> shape, rt::Init init, int64_t fanIn,
               const std::string &block, bool state = false, bool integer = false, double bound = 0) {
     int index = params_.get(name, shape, init, fanIn, block, state, integer, bound);
@@ -405,6 +478,7 @@ class ForwardLowering {
       case LayerKind::Mixture:
       case LayerKind::Ple:
       case LayerKind::CrossStitch:
+      case LayerKind::Mtan:
         throw ir::IRError("lower: an expert block must end its shared pipeline");
     }
     throw ir::IRError("lower: unknown layer kind");

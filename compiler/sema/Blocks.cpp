@@ -1,4 +1,4 @@
-// Expert blocks (mixture, ple / cgc, cross_stitch), the sources that read them (gate, column),
+// Expert blocks (mixture, ple / cgc, cross_stitch, mtan), the sources that read them (gate, column),
 // concat sources, and the checks that need every task first (readers, parameter totals).
 // docs/mtl-architectures.md describes what these forms mean.
 #include "sema/SemaInternal.h"
@@ -13,6 +13,7 @@ BlockKind blockKind(LayerKind k) {
   case LayerKind::Mixture: return BlockKind::Mixture;
   case LayerKind::Ple: return BlockKind::Ple;
   case LayerKind::CrossStitch: return BlockKind::CrossStitch;
+  case LayerKind::Mtan: return BlockKind::Mtan;
   default: return BlockKind::None;
   }
 }
@@ -22,13 +23,16 @@ const char *blockWord(BlockKind k) {
   case BlockKind::Mixture: return vocab::name(LayerKind::Mixture);
   case BlockKind::Ple: return vocab::name(LayerKind::Ple);
   case BlockKind::CrossStitch: return vocab::name(LayerKind::CrossStitch);
+  case BlockKind::Mtan: return vocab::name(LayerKind::Mtan);
   case BlockKind::Unknown:
   case BlockKind::None: break;
   }
   return "plain";
 }
 
-const char *readWord(BlockKind k) { return k == BlockKind::CrossStitch ? "column" : "gate"; }
+const char *readWord(BlockKind k) {
+  return k == BlockKind::CrossStitch || k == BlockKind::Mtan ? "column" : "gate";
+}
 
 namespace {
 
@@ -43,6 +47,25 @@ int64_t paramCount(const std::vector<Layer> &layers) {
   }
   return n;
 }
+
+// One reading task's parameters of an mtan block (lower::mtan builds them): per stage s with C
+// channels, the attention module's two 1x1 convolutions (C or 2C -> C -> C, no bias) and two
+// batchnorms; between stages s and s+1, a 3x3 convolution (C -> C', no bias) and a batchnorm.
+double mtanTaskParams(const Layer &b) {
+  double n = 0;
+  for (size_t s = 0; s < b.stages.size(); ++s) {
+    const double c = static_cast<double>(b.stages[s].back().out[0]);
+    n += (s == 0 ? c : 2 * c) * c + c * c + 4 * c;
+    if (s + 1 < b.stages.size()) {
+      const double next = static_cast<double>(b.stages[s + 1].back().out[0]);
+      n += 9 * c * next + 2 * next;
+    }
+  }
+  return n;
+}
+
+// "a mixture", "an mtan": the block's word with its article.
+std::string aBlock(BlockKind k) { return std::string(k == BlockKind::Mtan ? "an " : "a ") + blockWord(k); }
 
 // "an input", "a shared block", "a task"
 std::string aKind(NameKind k) {
@@ -124,25 +147,32 @@ std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<S
     break;
   default: break;
   }
-  const bool stitch = layer.kind == LayerKind::CrossStitch;
+  const bool staged = layer.hasStages();
   bool ok = args.ok;
 
-  // The body: one expert pipeline, or (cross_stitch) at least two stages.
-  if (!stitch && call.body.size() > 1) {
+  // The body: one expert pipeline, or (cross_stitch, mtan) at least two stages.
+  if (!staged && call.body.size() > 1) {
     diags_.error(call.body[1].front().loc,
                  fmt::format("';' separates the stages of cross_stitch; the expert of {} is one "
                              "pipeline (join its layers with '->')",
                              call.name));
     ok = false;
   }
-  if (stitch && call.body.size() < 2) {
+  if (layer.kind == LayerKind::CrossStitch && call.body.size() < 2) {
     diags_.error(call.bodyLoc, "cross_stitch needs at least two stages separated by ';' (its units "
                                "mix the columns between stages), e.g. cross_stitch { dense(32) -> "
                                "relu ; dense(16) -> relu }");
     ok = false;
   }
+  if (layer.kind == LayerKind::Mtan && call.body.size() < 2) {
+    diags_.error(call.bodyLoc, "mtan needs at least two stages separated by ';' (each task's attention "
+                               "module of a stage reads the task's features of the stage before), e.g. "
+                               "mtan { conv2d(16, kernel=3, padding=1) -> relu ; maxpool(2) -> "
+                               "conv2d(32, kernel=3, padding=1) -> relu }");
+    ok = false;
+  }
   // The gates are dense softmax layers over the block's input.
-  if (!stitch && in && in->size() != 1) {
+  if (!staged && in && in->size() != 1) {
     diags_.error(call.nameLoc, fmt::format("the gates of {} read its input, which must be 1-D "
                                            "[features], but it has shape {}; add 'flatten' before {}",
                                            call.name, shapeStr(*in), call.name));
@@ -153,7 +183,7 @@ std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<S
   LayerContext body;
   body.inBody = true;
   std::optional<Shape> out;
-  if (!stitch) {
+  if (!staged) {
     Pipeline expert;
     out = checkLayers(call.body.front(), in, origin, expert, body);
     layer.expert = std::move(expert.layers);
@@ -165,12 +195,13 @@ std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<S
       out = checkLayers(call.body[s], out, o, stage, body);
       layer.stages.push_back(std::move(stage.layers));
       if (out)
-        o = {call.body[s].back().loc, fmt::format("stage {} of cross_stitch produces {}", s + 1, shapeStr(*out))};
+        o = {call.body[s].back().loc, fmt::format("stage {} of {} produces {}", s + 1, call.name, shapeStr(*out))};
     }
   }
   if (!out || !in) return std::nullopt;
   layer.in = *in;
   layer.out = *out;
+  if (layer.kind == LayerKind::Mtan && ok && !checkMtanStages(call, layer)) ok = false;
 
   // PLE: level l + 1 reads level l's output, through its gates (1-D) and its experts.
   if (layer.kind == LayerKind::Ple && layer.levels > 1 && ok) {
@@ -203,19 +234,49 @@ std::optional<Shape> Analyzer::checkBlock(const ast::Call &call, std::optional<S
   return out;
 }
 
+// MTAN's attention modules are 1x1 convolutions over a stage's [C, H, W] output, and a task's
+// features reach the next stage through a 3x3 convolution and, where the next stage halves the
+// size, a 2x2 max-pool (Liu et al. 2019): so every stage gives [C, H, W], of the previous stage's
+// height and width or half of them (maxpool(2)'s floor).
+bool Analyzer::checkMtanStages(const ast::Call &call, const Layer &layer) {
+  for (size_t s = 0; s < layer.stages.size(); ++s) {
+    const Shape &p = layer.stages[s].back().out;
+    const SourceRange at = call.body[s].back().loc;
+    if (p.size() != 3) {
+      diags_.error(at, fmt::format("stage {} of mtan produces {}, but every stage must produce [channels, "
+                                   "height, width]: each task's attention mask is a 1x1 convolution over it",
+                                   s + 1, shapeStr(p)));
+      return false;
+    }
+    if (s == 0) continue;
+    const Shape &q = layer.stages[s - 1].back().out;
+    const bool same = p[1] == q[1] && p[2] == q[2], half = p[1] == q[1] / 2 && p[2] == q[2] / 2;
+    if (!same && !half) {
+      diags_.error(at, fmt::format("stage {} of mtan produces {}x{} from stage {}'s {}x{}; a stage keeps the "
+                                   "height and width of the one before or halves them ({}x{}), as each "
+                                   "task's features follow the stages through a 2x2 max-pool or none",
+                                   s + 1, p[1], p[2], s, q[1], q[2], q[1] / 2, q[2] / 2));
+      diags_.note(call.body[s - 1].back().loc, fmt::format("stage {} of mtan produces {}", s, shapeStr(q)));
+      return false;
+    }
+  }
+  return true;
+}
+
 // ---- Reading blocks -------------------------------------------------------------------------------
 
 bool Analyzer::rejectBlockRead(const std::string &name, SourceRange at, size_t index, bool isShared) {
   BlockKind k = sharedBlock_[index];
   if (k == BlockKind::None) return false;
   if (k == BlockKind::Unknown) return true;  // already reported
-  const char *word = blockWord(k), *fn = readWord(k);
+  const std::string word = aBlock(k);
+  const char *fn = readWord(k);
   if (isShared)
-    diags_.error(at, fmt::format("'{}' is a {} block, whose output is per task: only tasks read it, "
+    diags_.error(at, fmt::format("'{}' is {} block, whose output is per task: only tasks read it, "
                                  "each with {}({}) -> ...",
                                  name, word, fn, name));
   else
-    diags_.error(at, fmt::format("'{}' is a {} block; a task reads it through its own {}: {}({}) -> ...",
+    diags_.error(at, fmt::format("'{}' is {} block; a task reads it through its own {}: {}({}) -> ...",
                                  name, word, fn, fn, name));
   diags_.note(sharedBlockCall_[index]->nameLoc, fmt::format("'{}' ends with {} here", name,
                                                             sharedBlockCall_[index]->name));
@@ -244,14 +305,14 @@ std::optional<Shape> Analyzer::resolveBlockRead(const ast::Pipeline &ap, bool is
   const bool isGate = ap.sourceKind == ast::Pipeline::SourceKind::Gate;
   const char *fn = isGate ? "gate" : "column";
   if (!isGate && ap.sourceArgs.size() != 1) {
-    diags_.error(ap.sourceLoc, "column(...) takes one name: the cross_stitch block whose column "
-                               "this task reads");
+    diags_.error(ap.sourceLoc, "column(...) takes one name: the cross_stitch or mtan block whose "
+                               "column this task reads");
     return std::nullopt;
   }
   const std::string &name = isGate ? ap.source : ap.sourceArgs[0].name;
   SourceRange nameLoc = isGate ? ap.sourceNameLoc : ap.sourceArgs[0].loc;
   out.source = name;
-  const char *wanted = isGate ? "a mixture, ple or cgc block" : "a cross_stitch block";
+  const char *wanted = isGate ? "a mixture, ple or cgc block" : "a cross_stitch or mtan block";
   if (isShared) {
     diags_.error(ap.sourceLoc, fmt::format("{}({}) is a task's own {}; only a task's pipeline can "
                                            "start with it, not a shared block's",
@@ -272,11 +333,11 @@ std::optional<Shape> Analyzer::resolveBlockRead(const ast::Pipeline &ap, bool is
   BlockKind have = info.kind == NameKind::Shared ? sharedBlock_[info.index] : BlockKind::None;
   if (have == BlockKind::Unknown) return std::nullopt;  // already reported
   bool match = isGate ? (have == BlockKind::Mixture || have == BlockKind::Ple)
-                      : have == BlockKind::CrossStitch;
+                      : have == BlockKind::CrossStitch || have == BlockKind::Mtan;
   if (!match) {
     if (have != BlockKind::None)
-      diags_.error(ap.sourceLoc, fmt::format("'{}' is a {} block; a task reads it with {}({})", name,
-                                             blockWord(have), readWord(have), name));
+      diags_.error(ap.sourceLoc, fmt::format("'{}' is {} block; a task reads it with {}({})", name,
+                                             aBlock(have), readWord(have), name));
     else
       diags_.error(ap.sourceLoc, fmt::format("{}({}) reads {}, but '{}' is {} without experts",
                                              fn, name, wanted, name, aKind(info.kind)));
@@ -473,6 +534,8 @@ void Analyzer::finishBlocks() {
         extra += later * (n * pc(b.laterExpert) + T * gate(d, mixed));
         extra += (later - 1) * gate(d, n);  // the shared gates of levels 2 .. L-1
       }
+    } else if (b.kind == LayerKind::Mtan) {
+      extra = T * mtanTaskParams(b);
     } else {
       double column = 0;
       for (const auto &stage : b.stages) column += pc(stage);

@@ -16,9 +16,9 @@ using Shape = std::vector<int64_t>;  // per-sample shape (batch dimension implic
 std::string shapeStr(const Shape &s);  // "[1, 28, 28]"
 
 // The layers and expert blocks: the rows of spec/Vocabulary.def. Embedding maps per-sample [k]
-// integer indices to [k * dim]. Expert blocks (Mixture, Ple, CrossStitch) each end their shared
-// pipeline: its value is a set of per-task representations that tasks read with gate(NAME)
-// (Mixture, Ple) or column(NAME) (CrossStitch), never a plain tensor.
+// integer indices to [k * dim]. Expert blocks (Mixture, Ple, CrossStitch, Mtan) each end their
+// shared pipeline: its value is a set of per-task representations that tasks read with gate(NAME)
+// (Mixture, Ple) or column(NAME) (CrossStitch, Mtan), never a plain tensor.
 using vocab::LayerKind;
 const char *layerName(LayerKind k);  // the table's name: "dense", "cross_stitch"
 
@@ -46,7 +46,7 @@ struct Layer {
   int64_t select = 0;
   double gamma = 0;
   std::vector<Layer> expert;               // Mixture / Ple: one expert's layers (indices from 0)
-  std::vector<std::vector<Layer>> stages;  // CrossStitch: each stage's layers (indices from 0)
+  std::vector<std::vector<Layer>> stages;  // CrossStitch, Mtan: each stage's layers (indices from 0)
   std::vector<int> readers;                // expert blocks: indices of the tasks that read it,
                                            // in task order (gate(NAME) / column(NAME))
   // Ple with levels > 1: one expert's layers at levels 2..L, whose input is the expert output
@@ -71,6 +71,11 @@ struct Layer {
   //    is `in`); one column per reader runs its own copy of every stage; between consecutive
   //    stages (not after the last) a cross-stitch unit (a [T, T] matrix, T = readers.size() >= 2)
   //    mixes the columns' stage outputs; `out` is the last stage's output = column(NAME).
+  //  - Mtan: the stages are applied once (shared by every reader); stage s maps stage s−1's output
+  //    (stage 0: `in`) to p_s = [C_s, H_s, W_s]; sema guarantees each p_s is [C, H, W] and that
+  //    H_{s+1}, W_{s+1} equal H_s, W_s or halve them (maxpool(2)'s floor). Each reader has an
+  //    attention module per stage and a 3x3 conv block between stages; `out` is the last stage's
+  //    output shape = column(NAME), the reader's attended last stage.
   bool hasParams() const {
     if (kind == LayerKind::Residual) {  // its body's, or the projection's
       for (const Layer &l : body)
@@ -80,10 +85,11 @@ struct Layer {
     return kind == LayerKind::Dense || kind == LayerKind::Conv2d || kind == LayerKind::ConvTranspose2d ||
            kind == LayerKind::LayerNorm ||
            kind == LayerKind::Embedding || kind == LayerKind::BatchNorm || kind == LayerKind::Mixture ||
-           kind == LayerKind::Ple || kind == LayerKind::CrossStitch;
+           kind == LayerKind::Ple || kind == LayerKind::CrossStitch || kind == LayerKind::Mtan;
   }
   bool isExpertBlock() const { return kind == LayerKind::Mixture || kind == LayerKind::Ple ||
-                                      kind == LayerKind::CrossStitch; }
+                                      kind == LayerKind::CrossStitch || kind == LayerKind::Mtan; }
+  bool hasStages() const { return kind == LayerKind::CrossStitch || kind == LayerKind::Mtan; }
 };
 
 // Where a pipeline starts.
@@ -91,7 +97,7 @@ enum class SourceKind {
   Input,   // an input (sourceIndex into Model::inputs)
   Shared,  // a shared block's tensor (sourceIndex into Model::shared)
   Gate,    // gate(NAME): this task's gated output of the expert block ending shared[sourceIndex]
-  Column,  // column(NAME): this task's column of the cross-stitch block ending shared[sourceIndex]
+  Column,  // column(NAME): this task's column of the cross_stitch / mtan block ending shared[sourceIndex]
   Concat,  // concat(a, b, ...): `concat` lists the parts (each Input or Shared), joined along the
            // feature axis (every part must be 1-D per sample)
 };

@@ -31,7 +31,7 @@ std::optional<Model> analyze(const ast::Program &program, const std::string &fil
 // The names sema knows, for completion and tests: the rows of spec/Vocabulary.def (sources: the
 // table of DataBinding.cpp).
 const std::vector<std::string> &knownLayers();      // dense, conv2d, ..., embedding
-const std::vector<std::string> &knownBlocks();      // mixture, ple, cgc, cross_stitch
+const std::vector<std::string> &knownBlocks();      // mixture, ple, cgc, cross_stitch, mtan
 const std::vector<std::string> &knownLosses();      // cross_entropy, bce, mse, l1
 const std::vector<std::string> &knownMetrics();     // accuracy, auc, mse, mae
 const std::vector<std::string> &knownOptimizers();  // sgd, adam

@@ -87,9 +87,9 @@ struct NameInfo {
 };
 
 // The expert block that ends a shared block (None for a plain one).
-enum class BlockKind { None, Unknown, Mixture, Ple, CrossStitch };  // Unknown: a misspelt block
+enum class BlockKind { None, Unknown, Mixture, Ple, CrossStitch, Mtan };  // Unknown: a misspelt block
 BlockKind blockKind(LayerKind k);      // None for a layer that is no expert block
-const char *blockWord(BlockKind k);    // "mixture", "ple", "cross_stitch"
+const char *blockWord(BlockKind k);    // "mixture", "ple", "cross_stitch", "mtan"
 const char *readWord(BlockKind k);     // "gate", "column"
 
 // Learnable parameters of one checked layer (not an expert block) from its input shape `in`; -1
@@ -139,6 +139,8 @@ private:
   // per-task representation's shape.
   std::optional<Shape> checkBlock(const ast::Call &call, std::optional<Shape> in,
                                   const Origin &origin, Layer &layer);
+  // Blocks.cpp: an mtan block's stage outputs: [C, H, W], each the previous one's size or half.
+  bool checkMtanStages(const ast::Call &call, const Layer &layer);
   // Blocks.cpp: gate(NAME), column(NAME), concat(...) sources; reading an expert block by name.
   std::optional<Shape> resolveBlockSource(const ast::Pipeline &ap, bool isShared, size_t sharedIndex,
                                           int taskIndex, Pipeline &out, Origin &origin, bool &ok);

@@ -161,6 +161,7 @@ bool reinferShapes(std::vector<Layer> &layers, const Shape &in, std::string &why
     case LayerKind::Mixture:
     case LayerKind::Ple:
     case LayerKind::CrossStitch:
+    case LayerKind::Mtan:
       why = fmt::format("{} cannot be re-applied", name);
       return false;
     default: l.out = cur; break;  // elementwise, dropout, layernorm
@@ -188,11 +189,12 @@ std::optional<Shape> Analyzer::checkLayers(const std::vector<ast::LayerCall> &ca
     if (call.hasBody || (row && (row->flags & vocab::kBlock))) {
       if (checkBlockStage(call, row, cur, origin, out, ctx, layer) && &call != &calls.back()) {
         const ast::LayerCall &next = *(&call + 1);
-        bool stitch = layer.kind == LayerKind::CrossStitch;
+        const char *whose = layer.kind == LayerKind::CrossStitch ? "a cross-stitch block's"
+                            : layer.kind == LayerKind::Mtan      ? "an mtan block's"
+                                                                 : "a mixture's";
         diags_.error(next.loc, fmt::format("a layer cannot follow {}(...) {{ ... }}: {} output is read "
                                            "through {}({}) in each task's pipeline",
-                                           call.name, stitch ? "a cross-stitch block's" : "a mixture's",
-                                           stitch ? "column" : "gate", out.name));
+                                           call.name, whose, readWord(blockKind(layer.kind)), out.name));
         cur.reset();
       }
       continue;
@@ -240,11 +242,11 @@ bool Analyzer::checkBlockStage(const ast::LayerCall &call, const vocab::Entry *r
   } else if (!call.hasBody) {
     at = call.loc;
     error = fmt::format("{} needs its {} in braces, e.g. {}", call.name,
-                        layer.kind == LayerKind::CrossStitch ? "stages" : "expert's layers", row->example);
+                        layer.hasStages() ? "stages" : "expert's layers", row->example);
   } else if (!ctx.isShared) {
     error = fmt::format("{} can only end a shared block (shared NAME = SOURCE -> {}(...) {{ ... }}), "
                         "which tasks then read with {}(NAME)",
-                        call.name, call.name, call.name == "cross_stitch" ? "column" : "gate");
+                        call.name, call.name, readWord(blockKind(layer.kind)));
   }
   if (!error.empty()) {
     diags_.error(at, error);

@@ -43,6 +43,16 @@ double layerValues(const Layer &l) {
     for (const auto &stage : l.stages) column += layersValues(stage);
     return readers * column;
   }
+  case LayerKind::Mtan: {  // the stages once; per reader and stage about 10 values per element of
+                          // the stage's output (attention, concat, mask), 4 of the next's (down)
+    double stages = 0, task = 0;
+    for (size_t s = 0; s < l.stages.size(); ++s) {
+      stages += layersValues(l.stages[s]);
+      task += 10 * static_cast<double>(elementCount(l.stages[s].back().out));
+      if (s + 1 < l.stages.size()) task += 4 * static_cast<double>(elementCount(l.stages[s + 1].back().out));
+    }
+    return stages + readers * task;
+  }
   case LayerKind::Residual:  // the body, the projection's two outputs, the sum
     return layersValues(l.body) + (l.projection ? 3 : 1) * out;
   default: return out;

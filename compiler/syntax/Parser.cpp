@@ -203,7 +203,7 @@ private:
     std::string msg = "expected " + what + ", found " + describeToken(t);
     if (t && t->getType() == MTLParser::SEMI && !inBlockBody(p->getContext()))
       msg = "unexpected ';'; statements need no terminator (layers are joined with '->'; ';' only "
-            "separates the stages of a cross_stitch body)";
+            "separates the stages of a cross_stitch or mtan body)";
     if (t && t->getType() == MTLParser::IDENT) {
       auto *ctx = p->getContext();
       size_t rule = ctx ? ctx->getRuleIndex() : 0;

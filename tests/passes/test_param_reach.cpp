@@ -172,3 +172,40 @@ train { optimizer sgd(lr=0.1) batch 8 weighting pcgrad }
                     Catch::Contains("no parameter named `*.weight` is reached by all 3 tasks' losses (the last shared "
                                     "one, `stitch.0.0.y2.0.weight`, only by y1, y2)"));
 }
+
+TEST_CASE("param reach: mtan's stages are shared, attention and down modules each task's own", "[lower][reach]") {
+  auto lowered = lowerText(R"(model m
+input x : f32[1, 8, 8]
+shared trunk = x -> relu -> mtan { conv2d(2, kernel=3, padding=1) ; maxpool(2) -> conv2d(3, kernel=1) }
+task y1 { column(trunk) -> flatten -> dense(1) loss mse }
+task y2 { column(trunk) -> flatten -> dense(1) loss mse }
+train { optimizer sgd(lr=0.1) batch 8 weighting pcgrad }
+)");
+  Reach want;
+  both(want, "trunk.1.stages.0.0", {0, 1});
+  both(want, "trunk.1.stages.1.1", {0, 1});
+  auto batchNorm = [&](const std::string &at, int task) {  // parameters and buffers
+    for (const char *n : {".weight", ".bias", ".running_mean", ".running_var", ".num_batches_tracked"})
+      want[at + n] = {task};
+  };
+  const std::vector<std::pair<std::string, int>> tasks{{"y1", 0}, {"y2", 1}};
+  for (const auto &[t, i] : tasks) {
+    for (const char *s : {"0", "1"}) {
+      const std::string at = "trunk.1.attention." + t + "." + s;
+      want[at + ".0.weight"] = {i};  // 1x1 convolutions without bias, each before a batchnorm
+      want[at + ".3.weight"] = {i};
+      batchNorm(at + ".1", i);
+      batchNorm(at + ".4", i);
+    }
+    want["trunk.1.down." + t + ".0.0.weight"] = {i};
+    batchNorm("trunk.1.down." + t + ".0.1", i);
+    both(want, t + ".1", {i});
+  }
+  CHECK(reachOf(lowered) == want);
+  // The shapes PyTorch's modules give them: stage 1's mask reads [p_1 ; f] (3 + 3 channels).
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto &p : lowered.params) shapes[p.name] = p.shape;
+  CHECK(shapes["trunk.1.attention.y2.1.0.weight"] == std::vector<int64_t>{3, 6, 1, 1});
+  CHECK(shapes["trunk.1.attention.y2.0.3.weight"] == std::vector<int64_t>{2, 2, 1, 1});
+  CHECK(shapes["trunk.1.down.y1.0.0.weight"] == std::vector<int64_t>{3, 2, 3, 3});
+}

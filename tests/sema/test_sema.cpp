@@ -487,7 +487,7 @@ TEST_CASE("arguments take the vocabulary's ranges and defaults") {
 
 TEST_CASE("known name lists") {
   CHECK(mtlc::sema::knownLayers().size() == 18);
-  CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch"});
+  CHECK(mtlc::sema::knownBlocks() == std::vector<std::string>{"mixture", "ple", "cgc", "cross_stitch", "mtan"});
   const std::vector<std::string> weightings = mtlc::sema::knownWeightings();
   CHECK(weightings.size() == 22);  // the seven, then #26's fifteen
   for (const char *w : {"mgda", "rlw", "gls", "imtl", "cagrad", "gradvac", "graddrop", "nash_mtl", "aligned_mtl",
@@ -623,6 +623,23 @@ TEST_CASE("cross_stitch.mtl: stages, columns, weighting uncertainty") {
   CHECK(m.tasks[0].head.source == "stitch");
   CHECK(m.tasks[0].head.inShape == Shape{16});
   CHECK(m.train.weighting == mtlc::rt::WeightingKind::Uncertainty);
+}
+
+TEST_CASE("mtan_fashion.mtl: shared stages, one attention column per task") {
+  Model m = example("mtan_fashion.mtl");
+  const auto &b = m.shared[0].layers[0];
+  CHECK(b.kind == LayerKind::Mtan);
+  REQUIRE(b.stages.size() == 3);
+  CHECK(b.in == Shape{1, 28, 28});
+  CHECK(b.stages[0].back().out == Shape{16, 28, 28});
+  CHECK(b.stages[1].front().index == 0);
+  CHECK(b.stages[1].back().out == Shape{32, 14, 14});
+  CHECK(b.stages[2].back().out == Shape{64, 7, 7});
+  CHECK(b.out == Shape{64, 7, 7});
+  CHECK(b.readers == std::vector<int>{0, 1});
+  CHECK(m.tasks[1].head.sourceKind == SourceKind::Column);
+  CHECK(m.tasks[1].head.inShape == Shape{64, 7, 7});
+  CHECK(m.train.batch == 64);
 }
 
 TEST_CASE("multi_fashion.mtl: the multi_fashion source and pcgrad") {

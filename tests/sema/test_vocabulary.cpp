@@ -50,7 +50,7 @@ void checkRows(vocab::Rows rows, int kinds, const char *what) {
 }  // namespace
 
 TEST_CASE("vocabulary: every kind has its rows, unique names, defaults in range") {
-  checkRows(vocab::layers(), int(vocab::LayerKind::CrossStitch) + 1, "layers");
+  checkRows(vocab::layers(), int(vocab::LayerKind::Mtan) + 1, "layers");
   checkRows(vocab::losses(), int(vocab::LossKind::Cosine) + 1, "losses");
   checkRows(vocab::metrics(), int(vocab::Metric::AngleErr) + 1, "metrics");
   checkRows(vocab::optimizers(), int(vocab::OptimizerKind::RmsProp) + 1, "optimizers");
