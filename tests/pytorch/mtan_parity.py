@@ -50,7 +50,7 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from resnet_parity import fashion_setup, load_checkpoint, mtlc_train, save_init, state_errors, worst_loss_error  # noqa: E402
-from weighting_parity import pcgrad_orders, pcgrad_project, task_gradients  # noqa: E402
+from weighting_parity import pcgrad_backward, pcgrad_orders  # noqa: E402
 
 STEPS, BATCH, SEED = 24, 32, 7
 REL_TOL, PARAM_TOL = 2e-4, 1e-4
@@ -176,23 +176,6 @@ def batch_losses(model, x, labels, foot, ink):
             "ink": F.mse_loss(out["ink"], ink)}
 
 
-def pcgrad_backward(L, params, shared, w, orders):
-    """Yu et al. 2020 on float64 parameters: the `shared` ones get sum_i w_i g_i' with the task
-    gradients g_i projected together (weighting_parity.pcgrad_project), the others sum_i w_i g_i."""
-    per_task = task_gradients(L, params)
-    names = list(params)
-    flat = [torch.cat([gs[k].reshape(-1) for k, n in enumerate(names) if n in shared]) for gs in per_task]
-    projected = pcgrad_project(flat, orders, {"projections": 0, "order_matters": 0})
-    shared_grad = sum(w[i] * projected[i] for i in range(len(L)))
-    at = 0
-    for k, (name, p) in enumerate(params.items()):
-        if name in shared:
-            p.grad = shared_grad[at:at + p.numel()].reshape(p.shape).clone()
-            at += p.numel()
-        else:
-            p.grad = sum(w[i] * per_task[i][k] for i in range(len(L)))
-
-
 def torch_train(data, init, make_opt, weighting, plant=None):
     x_all, labels_all, foot_all, ink_all = data
     model = MtanParity(plant).double()
@@ -217,7 +200,8 @@ def torch_train(data, init, make_opt, weighting, plant=None):
                     for n, g in zip(params, gs):
                         reach[n] += g is not None
                 shared = {n for n, r in reach.items() if r >= 2}
-            pcgrad_backward(L, params, shared, w, pcgrad_orders(SEED, step + 1, len(TASKS)))
+            pcgrad_backward(L, params, shared, w, pcgrad_orders(SEED, step + 1, len(TASKS)),
+                            {"projections": 0, "order_matters": 0})
         else:
             sum(w[i] * L[i] for i in range(len(TASKS))).backward()
         opt.step()

@@ -187,14 +187,15 @@ def task_gradients(L, params):
 
 
 def pcgrad_backward(L, params, shared, w, orders, counts):
-    """Yu et al. 2020: sets every parameter's .grad; the parameters named in `shared` get
-    sum_i w_i g_i' with the g_i projected together (one vector per task), the others sum_i w_i g_i."""
+    """Yu et al. 2020: sets every parameter's .grad (in the parameters' dtype); the parameters named
+    in `shared` get sum_i w_i g_i' with the g_i projected together (one vector per task, in float64),
+    the others sum_i w_i g_i."""
     T = len(L)
     per_task = task_gradients(L, params)
     names = list(params)
     flat = [torch.cat([gs[k].reshape(-1) for k, n in enumerate(names) if n in shared]).double() for gs in per_task]
     projected = pcgrad_project(flat, orders, counts)
-    shared_grad = sum(w[i].double() * projected[i] for i in range(T)).float()
+    shared_grad = sum(w[i].double() * projected[i] for i in range(T)).to(next(iter(params.values())).dtype)
     at = 0
     for k, (name, p) in enumerate(params.items()):
         if name in shared:
