@@ -17,8 +17,13 @@ baselines of the same seed, then averaged: (1/T) sum_t (-1)^l (M_t - B_t) / B_t,
 Time per epoch: the samples of one epoch over the run's training speed (samples/s of the training
 loop, without compilation, loading and evaluation), so --steps runs give it too.
 
-  python3 bench/mtl/results.py --mtlc build/mtlc [--epochs 10 | --steps 20] [--seeds 3]
-      [--methods fixed,rlw,...] [--datasets multi_fashion,synthetic_mmoe] [--keep DIR] [--out FILE]
+  python3 bench/mtl/results.py --mtlc build/mtlc [--epochs 10 | --epochs multi_fashion=2,synthetic_mmoe=100
+      | --steps 20] [--seeds 3] [--threads 1] [--methods fixed,rlw,...]
+      [--datasets multi_fashion,synthetic_mmoe] [--keep DIR] [--out FILE]
+
+Runs go one at a time with --threads kernel threads (default 1), so the time column is one core's
+time per epoch; the 1-minute load average at the start and the end is printed with the table
+because on a shared machine it is what that time was measured under.
 
 Plain python3, no third-party packages. A method that fails is listed with its error.
 """
@@ -114,13 +119,13 @@ def ms(values, digits=4, scale=1.0):
     return f"{statistics.mean(v):.{digits}f} ± {sd:.{digits}f}"
 
 
-def bench_dataset(a, mtlc, work, name, methods):
+def bench_dataset(a, mtlc, work, name, methods, progress):
     program_file, samples, metric_list = DATASETS[name]
     src = open(os.path.join(EXAMPLES, program_file)).read()
     tasks = re.findall(r"^task\s+(\w+)", src, re.M)
     wanted = list(zip(tasks, metric_list))
-    budget = ["--steps", str(a.steps)] if a.steps else ["--epochs", str(a.epochs)]
-    seeds = ["--seed", str(a.seed), "--seeds", str(a.seeds)]
+    budget = ["--steps", str(a.steps)] if a.steps else ["--epochs", str(a.epochs[name])]
+    seeds = ["--seed", str(a.seed), "--seeds", str(a.seeds), "--threads", str(a.threads)]
     rows, base = [], None
     for method in methods:
         tag = re.sub(r"\W", "_", method)
@@ -134,6 +139,7 @@ def bench_dataset(a, mtlc, work, name, methods):
               file=sys.stderr)
         if error:
             rows.append((method, None, error))
+            progress(wanted, rows, base)
             continue
         per_seed = []
         speeds = rates(stdout)
@@ -144,12 +150,30 @@ def bench_dataset(a, mtlc, work, name, methods):
             base = baselines(stdout, tasks)
         per_epoch = [samples / r if r > 0 else float("nan") for r in speeds]
         rows.append((method, (per_seed, per_epoch), None))
+        progress(wanted, rows, base)
     return wanted, rows, base
 
 
-def table(name, wanted, rows, base):
+def epochs_per_dataset(text, names):
+    """`10` (every dataset) or `multi_fashion=2,synthetic_mmoe=100`; every dataset run must be
+    named, so the table always states its budget."""
+    if re.fullmatch(r"\d+", text):
+        return {n: int(text) for n in names}
+    out = {}
+    for item in text.split(","):
+        m = re.fullmatch(r"(\w+)=(\d+)", item.strip())
+        if not m or m.group(1) not in DATASETS:
+            sys.exit(f"--epochs: '{item}' is not N or DATASET=N (datasets: {', '.join(DATASETS)})")
+        out[m.group(1)] = int(m.group(2))
+    missing = [n for n in names if n not in out]
+    if missing:
+        sys.exit(f"--epochs: no epochs given for {', '.join(missing)}")
+    return out
+
+
+def table(name, wanted, rows, base, budget):
     head = " | ".join(f"{t} {m}" for t, m in wanted)
-    lines = [f"### {name}", "", f"| method | {head} | Δm % | s / epoch |",
+    lines = [f"### {name} ({budget})", "", f"| method | {head} | Δm % | s / epoch |",
              "| --- | " + " | ".join("---" for _ in wanted) + " | --- | --- |"]
     if base:
         cells = [ms([b[t][m] for b in base]) for t, m in wanted]
@@ -168,15 +192,22 @@ def table(name, wanted, rows, base):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mtlc", default="build/mtlc")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", default="10",
+                    help="N for every dataset, or per dataset: multi_fashion=2,synthetic_mmoe=100")
     ap.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1, help="the first seed")
+    ap.add_argument("--threads", type=int, default=1, help="mtlc's --threads for every run")
     ap.add_argument("--methods", help="comma-separated (default: every method mtlc knows)")
     ap.add_argument("--datasets", default="multi_fashion,synthetic_mmoe")
     ap.add_argument("--keep", help="write the programs and logs here instead of a temp dir")
     ap.add_argument("--out", help="also write the table (markdown) to this file")
     a = ap.parse_args()
+    names = a.datasets.split(",")
+    for n in names:
+        if n not in DATASETS:
+            sys.exit(f"--datasets: unknown '{n}' (datasets: {', '.join(DATASETS)})")
+    a.epochs = epochs_per_dataset(a.epochs, names)
     mtlc = os.path.abspath(a.mtlc)
     work = os.path.abspath(a.keep or tempfile.mkdtemp(prefix="mtl_results_"))
     os.makedirs(work, exist_ok=True)
@@ -186,13 +217,26 @@ def main():
     else:
         methods = ["fixed"] + methods
     t0 = time.time()
-    budget = f"--steps {a.steps}" if a.steps else f"{a.epochs} epochs"
-    text = [f"{budget}, seeds {a.seed}…{a.seed + a.seeds - 1}; test metrics, Δm against single-task "
-            f"(positive: better) and training time per epoch, mean ± sample std (n−1).\n"]
-    for name in a.datasets.split(","):
-        wanted, rows, base = bench_dataset(a, mtlc, work, name, methods)
-        text.append(table(name, wanted, rows, base))
-    text.append(f"({len(methods)} methods, {time.time() - t0:.0f} s; programs and logs in {work})\n")
+    load0 = os.getloadavg()[0]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    text = [f"seeds {a.seed}…{a.seed + a.seeds - 1}, --threads {a.threads}, one run at a time; test "
+            f"metrics, Δm against single-task (positive: better) and training time per epoch, "
+            f"mean ± sample std (n−1).\n"]
+    for name in names:
+        budget = f"--steps {a.steps}" if a.steps else f"{a.epochs[name]} epochs"
+
+        def progress(wanted, rows, base):  # --out holds the rows so far while the run goes on
+            if a.out:
+                with open(a.out, "w") as f:
+                    f.write("\n".join(text + [table(name, wanted, rows, base, budget),
+                                              f"(unfinished: {len(rows)} of {len(methods)} methods of "
+                                              f"{name}, {time.time() - t0:.0f} s so far)\n"]))
+
+        wanted, rows, base = bench_dataset(a, mtlc, work, name, methods, progress)
+        text.append(table(name, wanted, rows, base, budget))
+    text.append(f"({len(methods)} methods, started {started}, {time.time() - t0:.0f} s; 1-minute load "
+                f"average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; programs and "
+                f"logs in {work})\n")
     out = "\n".join(text)
     print(out)
     if a.out:
