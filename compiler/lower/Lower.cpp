@@ -112,14 +112,9 @@ class ForwardLowering {
 
   // The tensor every task's head starts from, when there is one (MGDA-UB's shared boundary).
   Node *sharedBoundary() const {
-    Node *z = nullptr;
-    for (const auto &t : model_.tasks) {
-      if (t.head.sourceKind != SourceKind::Shared) return nullptr;
-      auto it = shared_.find(t.head.sourceIndex);
-      if (it == shared_.end() || (z && z != it->second)) return nullptr;
-      z = it->second;
-    }
-    return z;
+    const int index = model_.sharedBoundary();
+    auto it = shared_.find(index);
+    return index < 0 || it == shared_.end() ? nullptr : it->second;
   }
 
  private:

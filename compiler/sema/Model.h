@@ -153,6 +153,18 @@ struct Model {
   std::vector<Task> tasks;
   rt::TrainSpec train;
   rt::DataSpec data;           // bindings in input order and task order
+
+  // The shared block whose output every task's head starts from directly (MGDA-UB's "shared
+  // boundary", where mgda and rep_grad=true take the task gradients), or -1 when the heads do not
+  // all read one such block (an input, a gate, a column, a concat, or different blocks).
+  int sharedBoundary() const {
+    int z = -1;
+    for (const Task &t : tasks) {
+      if (t.head.sourceKind != SourceKind::Shared || (z >= 0 && z != t.head.sourceIndex)) return -1;
+      z = t.head.sourceIndex;
+    }
+    return z;
+  }
 };
 
 }  // namespace mtlc::sema

@@ -636,13 +636,30 @@ void Analyzer::checkWeighting(const ast::Setting &s) {
   const vocab::Entry &row = vocab::row(kind);
   std::vector<ParamDef> params = paramsOf(row);
   BoundArgs a = bindArgs(c, "weighting '" + c.name + "'", params, row.example, diags_);
+  const bool takesRepGrad = std::any_of(params.begin(), params.end(), [](const ParamDef &p) { return p.name == "rep_grad"; });
+  for (const ast::KeywordArg &k : c.keyword)
+    if (k.key == "rep_grad" && !takesRepGrad) {
+      std::vector<std::string> with;
+      for (const vocab::Entry &e : vocab::weightings())
+        for (const vocab::Arg &arg : e.args)
+          if (arg.name && std::string(arg.name) == "rep_grad") with.push_back(e.name);
+      diags_.note(k.keyLoc, fmt::format("rep_grad (the task gradients at the shared representation) is an "
+                                        "argument of {} only",
+                                        joinWords(with, "and")));
+    }
   model_.train.weighting = kind;
   if (!params.empty()) model_.train.weightingParam = a.num(params[0].name);
   model_.train.weightingArgs.clear();
   for (const ParamDef &p : params) model_.train.weightingArgs.push_back(a.num(p.name));
   model_.train.repGrad = kind == rt::WeightingKind::Mgda;
-  for (const ParamDef &p : params)
-    if (p.name == "rep_grad") model_.train.repGrad = a.num(p.name) != 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].name != "rep_grad" || a.num(params[i].name) == 0) continue;
+    model_.train.repGrad = true;
+    SourceRange argLoc = i < c.positional.size() ? c.positional[i].loc : c.nameLoc;
+    for (const ast::KeywordArg &k : c.keyword)
+      if (k.key == "rep_grad") argLoc = k.loc;
+    checkRepGrad(c, argLoc);
+  }
 
   // Only the strategies that use the tasks' `weight` lines scale the task losses by them
   // (runtime/train/Weighting.h); the others compute their own weights, so a weight line there is a
@@ -682,6 +699,41 @@ void Analyzer::checkGradientWeighting(const ast::Call &c) {
                                           "parameters, but no shared block has learnable "
                                           "parameters",
                                           c.name));
+  }
+}
+
+// rep_grad=true asks for the task gradients at the one shared block every task's head reads. A model
+// without one is refused, by every method with the argument alike, rather than quietly given the
+// shared parameters' gradients: only mgda, which has no such argument, falls back by design
+// (docs/mtl-methods.md). The note names the first head that breaks the single boundary.
+void Analyzer::checkRepGrad(const ast::Call &c, SourceRange argLoc) {
+  if (model_.tasks.size() < 2 || model_.shared.empty() || model_.sharedBoundary() >= 0) return;
+  diags_.error(argLoc, fmt::format("weighting '{}' with rep_grad=true takes the task gradients at the one "
+                                   "shared block every task's head reads, but the tasks of model '{}' do "
+                                   "not all read one; drop rep_grad=true to use the gradients of the "
+                                   "shared parameters",
+                                   c.name, model_.name));
+  const Task *first = nullptr;
+  for (const Task &t : model_.tasks) {
+    const Pipeline &h = t.head;
+    std::string why;
+    switch (h.sourceKind) {
+      case SourceKind::Input: why = fmt::format("reads the input '{}', not a shared block", h.source); break;
+      case SourceKind::Gate: why = fmt::format("reads gate({}), its own mix of the experts", h.source); break;
+      case SourceKind::Column: why = fmt::format("reads column({}), its own column", h.source); break;
+      case SourceKind::Concat: why = "reads a concat(...) of several tensors"; break;
+      case SourceKind::Shared:
+        if (first && first->head.sourceIndex != h.sourceIndex)
+          why = fmt::format("reads '{}', task '{}' reads '{}'", h.source, first->name, first->head.source);
+        first = first ? first : &t;
+        break;
+    }
+    if (why.empty()) continue;
+    SourceRange where = t.loc;
+    for (const ast::TaskDecl &d : prog_.tasks)
+      if (d.name == t.name && !d.pipelines.empty()) where = d.pipelines.front().sourceLoc;
+    diags_.note(where, fmt::format("task '{}' {}", t.name, why));
+    return;
   }
 }
 

@@ -203,6 +203,7 @@ private:
   void checkWeighting(const ast::Setting &s);
   void checkAccumulate(const std::map<std::string, SourceRange> &seen);
   void checkGradientWeighting(const ast::Call &c);
+  void checkRepGrad(const ast::Call &c, SourceRange argLoc);
   void checkFreeze(const ast::Setting &s);
   void checkLrScale(const ast::Setting &s);
   bool checkBlockName(const std::string &name, SourceRange loc, const std::string &setting);

@@ -218,8 +218,6 @@ void applyCoefficients(StepKernels& k, const std::vector<float>& c, bool rep, in
   else combineTaskGrads(k, c, P);
 }
 
-bool useRep(const ModelSpec& spec) { return spec.train.repGrad && spec.repGradsStep && spec.repWidth > 0; }
-
 std::string repSuffix(bool rep, const ModelSpec& spec) {
   return rep ? fmt::format(" on the {}-wide shared representation", spec.repWidth) : "";
 }
@@ -227,7 +225,7 @@ std::string repSuffix(bool rep, const ModelSpec& spec) {
 class Imtl final : public Weighting {
  public:
   explicit Imtl(const ModelSpec& spec)
-      : spec_(spec), T_(int64_t(spec.tasks.size())), rep_(useRep(spec)), shared_(sharedSpans(spec)),
+      : spec_(spec), T_(int64_t(spec.tasks.size())), rep_(repGradRequested(spec, "imtl")), shared_(sharedSpans(spec)),
         scale_(size_t(T_), 0.0f), last_(size_t(T_), 1.0f / float(T_)), opt_(ownOptimizer(spec), T_) {}
   std::string describe() const override { return "imtl" + repSuffix(rep_, spec_); }
   bool needsTaskGrads() const override { return !rep_; }
@@ -273,7 +271,7 @@ class Imtl final : public Weighting {
 class CAGrad final : public Weighting {
  public:
   explicit CAGrad(const ModelSpec& spec)
-      : spec_(spec), T_(int64_t(spec.tasks.size())), c_(weightingArg(spec, "c")), rep_(useRep(spec)),
+      : spec_(spec), T_(int64_t(spec.tasks.size())), c_(weightingArg(spec, "c")), rep_(repGradRequested(spec, "cagrad")),
         shared_(sharedSpans(spec)), last_(size_t(T_), 1.0f / float(T_)) {
     if (T_ > 16)
       throwError("weighting `cagrad` solves its dual exactly on every face of the simplex, for at most 16 "
@@ -509,7 +507,7 @@ class MoCo final : public SharedSurgery {
 
 std::unique_ptr<Weighting> createGradientMethod(const ModelSpec& spec, uint64_t seed) {
   const WeightingKind w = spec.train.weighting;
-  const bool rep = useRep(spec);
+  const bool rep = spec.train.repGrad && spec.repGradsStep && spec.repWidth > 0;
   if (!rep && !spec.taskGradsStep)
     throwError("internal: weighting `{}` needs the `task_grads` entry point, which model `{}` was compiled without",
                vocab::name(w), spec.name);

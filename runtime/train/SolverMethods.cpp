@@ -396,15 +396,6 @@ class ExcessMtl final : public Weighting {
   std::vector<float> w_, initial_, sumSq_;
 };
 
-// rep_grad=true: the rep_grads entry point, which a model has when every head reads one shared tensor.
-bool wantsRep(const ModelSpec& spec, const char* method) {
-  if (!spec.train.repGrad) return false;
-  if (spec.repGradsStep && spec.repWidth > 0) return true;
-  throwError("weighting `{}(rep_grad=true)` needs one shared representation that every task's head reads, "
-             "which model `{}` does not have; drop rep_grad to work on the shared parameters' gradients",
-             method, spec.name);
-}
-
 }  // namespace
 
 std::unique_ptr<Weighting> createSolverMethod(const ModelSpec& spec, uint64_t) {
@@ -417,16 +408,16 @@ std::unique_ptr<Weighting> createSolverMethod(const ModelSpec& spec, uint64_t) {
       const double normEps = weightingArg(spec, "norm_eps"), regEps = weightingArg(spec, "reg_eps");
       return std::make_unique<GramMethod>(
           spec, "upgrad", [=](const std::vector<double>& G, int64_t T) { return upgradWeights(G, T, normEps, regEps); },
-          wantsRep(spec, "upgrad"), 0.0, 1);
+          repGradRequested(spec, "upgrad"), 0.0, 1);
     }
     case WeightingKind::AlignedMtl:
-      return std::make_unique<GramMethod>(spec, "aligned_mtl", alignedWeights, wantsRep(spec, "aligned_mtl"), 0.0, 1);
+      return std::make_unique<GramMethod>(spec, "aligned_mtl", alignedWeights, repGradRequested(spec, "aligned_mtl"), 0.0, 1);
     case WeightingKind::NashMtl: {
       const double maxNorm = weightingArg(spec, "max_norm");
       const int64_t every = int64_t(weightingArg(spec, "update_weights_every"));
       return std::make_unique<GramMethod>(
           spec, fmt::format("nash_mtl(update_weights_every={}, max_norm={})", every, maxNorm),
-          [](const std::vector<double>& G, int64_t T) { return fairWeights(G, T, 1.0); }, wantsRep(spec, "nash_mtl"),
+          [](const std::vector<double>& G, int64_t T) { return fairWeights(G, T, 1.0); }, repGradRequested(spec, "nash_mtl"),
           maxNorm, every);
     }
     case WeightingKind::FairGrad: {

@@ -196,6 +196,14 @@ std::vector<double> taskGram(StepKernels& k, const ModelSpec& spec, const std::v
   return G;
 }
 
+bool repGradRequested(const ModelSpec& spec, const char* method) {
+  if (!spec.train.repGrad) return false;
+  if (spec.repGradsStep && spec.repWidth > 0) return true;
+  throwError("weighting `{}(rep_grad=true)` needs one shared representation that every task's head reads, "
+             "which model `{}` does not have; drop rep_grad to work on the shared parameters' gradients",
+             method, spec.name);
+}
+
 double weightingArg(const ModelSpec& spec, const char* name) {
   const vocab::Entry& row = vocab::row(spec.train.weighting);
   for (int i = 0; i < vocab::kMaxArgs && row.args[i].name; ++i)

@@ -40,6 +40,13 @@ OptimizerSpec ownOptimizer(const ModelSpec& spec);
 void appendOptimizerState(std::vector<WeightingState>& out, Optimizer& opt);
 void restoreSteps(Optimizer& opt);
 
+// Whether a method with a `rep_grad` argument works at the shared representation: false without
+// rep_grad=true; true when the model has the rep_grads entry point (every head reads one shared
+// tensor); an error otherwise, for every such method alike (sema reports it at the argument first;
+// this catches specs built without sema). mgda, which has no argument and falls back by design,
+// does not use it.
+bool repGradRequested(const ModelSpec& spec, const char* method);
+
 // The strategy's argument `name` (a row argument of spec.train.weighting): as the program gave it,
 // else the row's default. A true/false argument is 1 or 0.
 double weightingArg(const ModelSpec& spec, const char* name);

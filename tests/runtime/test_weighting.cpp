@@ -568,6 +568,30 @@ TEST_CASE("solver methods: a task without labels (zero gradient) gets no NaN", "
   }
 }
 
+// Every method with a rep_grad argument treats a model without the rep_grads entry point alike: an
+// error naming the method (sema refuses such a program first; this is for specs built without it).
+// mgda, without the argument, falls back to the shared parameters' gradients by design.
+TEST_CASE("rep_grad=true without a shared representation is an error for every method", "[weighting]") {
+  for (const char* method : {"imtl", "cagrad", "upgrad", "aligned_mtl", "nash_mtl"}) {
+    INFO(method);
+    ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}, {"a.0.weight", {1}, {0}}}, method);
+    CHECK_FALSE(Weighting::create(spec, 1)->needsRepGrads());
+    spec.train.repGrad = true;
+    CHECK_THROWS_WITH(Weighting::create(spec, 1),
+                      Catch::Contains(std::string("`") + method + "(rep_grad=true)` needs one shared"));
+    spec.repGradsStep = mtlcDummy;
+    spec.repWidth = 2;
+    auto w = Weighting::create(spec, 1);
+    CHECK(w->needsRepGrads());
+    CHECK_FALSE(w->needsTaskGrads());
+  }
+  ModelSpec mgda = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}, {"a.0.weight", {1}, {0}}}, "mgda");
+  mgda.train.repGrad = true;
+  auto w = Weighting::create(mgda, 1);
+  CHECK(w->needsTaskGrads());
+  CHECK(w->describe() == "mgda (on the shared parameters' gradients)");
+}
+
 TEST_CASE("solver methods: rep_grad, update_weights_every, and what needs what", "[weighting]") {
   ModelSpec spec = specWith(2, {{"trunk.0.weight", {2}, {0, 1}}, {"a.0.weight", {1}, {0}}}, "aligned_mtl");
   spec.train.repGrad = true;

@@ -756,6 +756,34 @@ TEST_CASE("weighting strategies and their parameters") {
              Catch::Contains("weighting 'pcgrad' takes no arguments"));
 }
 
+// rep_grad=true: accepted where every head reads one shared block, refused elsewhere by every method
+// that has the argument (tests/diagnostics/rep_grad_*.mtl show the messages); mgda, which has none,
+// falls back to the shared parameters' gradients there (runtime/train/Weighting.cpp).
+TEST_CASE("rep_grad needs one shared block that every head reads") {
+  const std::string trunk = "model m\ninput x : f32[4]\nshared s = x -> dense(4)\n"
+                            "task a { s -> dense(1) loss mse }\ntask b { s -> dense(1) loss mse }\n";
+  const std::string gates = "model m\ninput x : f32[4]\nshared e = x -> mixture(experts=2) { dense(4) }\n"
+                            "task a { gate(e) -> dense(1) loss mse }\ntask b { gate(e) -> dense(1) loss mse }\n";
+  for (const char *w : {"imtl", "cagrad", "upgrad", "aligned_mtl", "nash_mtl"}) {
+    DYNAMIC_SECTION(w) {
+      const std::string setting = std::string("train { weighting ") + w + "(rep_grad=true) }\n";
+      Model m = check(trunk + setting);
+      CHECK(m.sharedBoundary() == 0);
+      CHECK(m.train.repGrad);
+      CHECK_FALSE(check(trunk + "train { weighting " + w + " }\n").train.repGrad);
+      CHECK_THAT(errorsOf(gates + setting), Catch::Contains(std::string("weighting '") + w +
+                                                            "' with rep_grad=true takes the task gradients"));
+    }
+  }
+  Model mgda = check(gates + "train { weighting mgda }\n");
+  CHECK(mgda.sharedBoundary() == -1);
+  CHECK(mgda.train.repGrad);  // asks for rep_grads; lowering finds no boundary and leaves it out
+  CHECK(check(trunk + "train { weighting mgda }\n").sharedBoundary() == 0);
+  CHECK_THAT(errorsOf(trunk + "train { weighting gradvac(rep_grad=true) }\n"),
+             Catch::Contains("rep_grad (the task gradients at the shared representation) is an argument of imtl, "
+                             "cagrad, upgrad, aligned_mtl and nash_mtl only"));
+}
+
 TEST_CASE("freeze lists shared blocks and tasks") {
   const std::string base = "model m\ninput x : f32[4]\nshared s = x -> dense(4)\n"
                            "task a { s -> dense(1) loss mse }\ntask b { s -> dense(1) loss mse }\n";
