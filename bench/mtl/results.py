@@ -124,7 +124,7 @@ def bench_dataset(a, mtlc, work, name, methods, progress):
     src = open(os.path.join(EXAMPLES, program_file)).read()
     tasks = re.findall(r"^task\s+(\w+)", src, re.M)
     wanted = list(zip(tasks, metric_list))
-    budget = ["--steps", str(a.steps)] if a.steps else ["--epochs", str(a.epochs[name])]
+    budget, _ = budget_of(a, name)
     seeds = ["--seed", str(a.seed), "--seeds", str(a.seeds), "--threads", str(a.threads)]
     rows, base = [], None
     for method in methods:
@@ -156,19 +156,34 @@ def bench_dataset(a, mtlc, work, name, methods, progress):
 
 def epochs_per_dataset(text, names):
     """`10` (every dataset) or `multi_fashion=2,synthetic_mmoe=100`; every dataset run must be
-    named, so the table always states its budget."""
-    if re.fullmatch(r"\d+", text):
-        return {n: int(text) for n in names}
+    named, so the table always states its budget. A fraction (`multi_fashion=0.5`) trains that
+    share of an epoch's steps, rounded up."""
+    number = r"\d+(?:\.\d*)?"
+    if re.fullmatch(number, text):
+        return {n: float(text) for n in names}
     out = {}
     for item in text.split(","):
-        m = re.fullmatch(r"(\w+)=(\d+)", item.strip())
-        if not m or m.group(1) not in DATASETS:
-            sys.exit(f"--epochs: '{item}' is not N or DATASET=N (datasets: {', '.join(DATASETS)})")
-        out[m.group(1)] = int(m.group(2))
+        m = re.fullmatch(rf"(\w+)=({number})", item.strip())
+        if not m or m.group(1) not in DATASETS or float(m.group(2)) <= 0:
+            sys.exit(f"--epochs: '{item}' is not N or DATASET=N, N > 0 (datasets: {', '.join(DATASETS)})")
+        out[m.group(1)] = float(m.group(2))
     missing = [n for n in names if n not in out]
     if missing:
         sys.exit(f"--epochs: no epochs given for {', '.join(missing)}")
     return out
+
+
+def budget_of(a, name):
+    """mtlc's arguments for the dataset's training length, and the table's words for it."""
+    if a.steps:
+        return ["--steps", str(a.steps)], f"--steps {a.steps}"
+    epochs = a.epochs[name]
+    if epochs == int(epochs):
+        return ["--epochs", str(int(epochs))], f"{int(epochs)} epoch{'' if epochs == 1 else 's'}"
+    program_file, samples, _ = DATASETS[name]
+    batch = int(re.search(r"^\s*batch\s+(\d+)", open(os.path.join(EXAMPLES, program_file)).read(), re.M).group(1))
+    steps = math.ceil(epochs * samples / batch)
+    return ["--steps", str(steps)], f"{epochs:g} epoch = {steps} steps of {batch}"
 
 
 def table(name, wanted, rows, base, budget):
@@ -193,7 +208,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mtlc", default="build/mtlc")
     ap.add_argument("--epochs", default="10",
-                    help="N for every dataset, or per dataset: multi_fashion=2,synthetic_mmoe=100")
+                    help="N for every dataset, or per dataset: multi_fashion=2,synthetic_mmoe=100 "
+                         "(a fraction trains that share of an epoch's steps)")
     ap.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1, help="the first seed")
@@ -223,7 +239,7 @@ def main():
             f"metrics, Δm against single-task (positive: better) and training time per epoch, "
             f"mean ± sample std (n−1).\n"]
     for name in names:
-        budget = f"--steps {a.steps}" if a.steps else f"{a.epochs[name]} epochs"
+        _, budget = budget_of(a, name)
 
         def progress(wanted, rows, base):  # --out holds the rows so far while the run goes on
             if a.out:
