@@ -128,12 +128,15 @@ class ReverseMode {
         break;
       }
       case OpKind::BatchNorm: {
-        // The batch statistics depend on x: dx comes from one reduction over the batch and one
-        // elementwise pass. The running statistics (operands 3-5) are state: no gradient.
+        // The batch statistics depend on x: one reduction over the batch (batchnorm_bwd_stats)
+        // gives dγ and dβ and what dx's one elementwise pass needs. The running statistics
+        // (operands 3-5) are state: no gradient.
         Node *x = ops[0], *gamma = ops[1], *beta = ops[2];
-        if (needsGrad_.count(x)) accumulate(x, b_.batchNormBwdData(x, gamma, g, n->f));
-        if (needsGrad_.count(gamma)) accumulate(gamma, b_.batchNormBwdGamma(x, g, n->f));
-        if (needsGrad_.count(beta)) accumulate(beta, b_.biasGrad(g));
+        if (!needsGrad_.count(x) && !needsGrad_.count(gamma) && !needsGrad_.count(beta)) break;
+        Node *stats = b_.batchNormBwdStats(x, g, n->f);
+        if (needsGrad_.count(x)) accumulate(x, b_.batchNormBwdData(x, gamma, g, stats, n->f));
+        if (needsGrad_.count(gamma)) accumulate(gamma, b_.batchNormBwdParam(stats, ir::Builder::kBatchNormDGammaRow));
+        if (needsGrad_.count(beta)) accumulate(beta, b_.batchNormBwdParam(stats, ir::Builder::kBatchNormDBetaRow));
         break;
       }
       case OpKind::GlobalAvgPool: accumulate(ops[0], b_.globalAvgPoolBwd(g, ops[0]->type)); break;

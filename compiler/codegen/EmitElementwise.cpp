@@ -87,6 +87,10 @@ llvm::Value *elementwiseValue(Kernel &k, const ir::Node &node, llvm::ArrayRef<ll
       return b.CreateFAdd(v[0], v[1]);
     case OpKind::Mul:
       return b.CreateFMul(v[0], v[1]);
+    case OpKind::BatchNormEval: {  // v[1..4]: γ, β, running mean and variance at the element's channel
+      auto [scale, shift] = batchNormEvalTransform(k, v[1], v[2], v[3], v[4], f);
+      return k.fma(v[0], scale, shift);
+    }
     // ---- backward: v[0] is the saved forward value (x or y), v[1] the incoming gradient ----
     case OpKind::ReluBwd:
       return b.CreateSelect(b.CreateFCmpOGT(v[0], zero), v[1], zero);

@@ -1,7 +1,7 @@
 // Fused kernels: the chain of a fusion group applied per element (or per vector of consecutive
 // elements) in the root's kernel. Every member reads its other operands at the same element:
-// saved activations and addends at the same flat index, a bias at the element's channel, a
-// scalar at index 0. See passes/Fusion.h for which groups form.
+// saved activations and addends at the same flat index, a per-channel operand (a bias,
+// batchnorm_eval's γ, β and running statistics) at the element's channel, a scalar at index 0. See passes/Fusion.h for which groups form.
 #include "EmitFusion.h"
 
 #include "LoopBuilder.h"
@@ -16,8 +16,12 @@ namespace {
 using ir::OpKind;
 using llvm::Value;
 
-// Every elementwise op of Ops.def (its per-element rule is emitElementwise's) and the bias add.
-bool supportedMember(OpKind op) { return ir::fusionClass(op) == ir::FusionClass::Elemwise || op == OpKind::BiasAdd; }
+// Every elementwise op of Ops.def (its per-element rule is elementwiseValue's) and every per-channel
+// (Broadcast) op: bias_add, batchnorm_eval.
+bool supportedMember(OpKind op) {
+  auto c = ir::fusionClass(op);
+  return c == ir::FusionClass::Elemwise || c == ir::FusionClass::Broadcast;
+}
 
 // Every op with a kernel can root a group: kernels that do not apply the chain get it afterwards
 // (chainAfterKernel).
@@ -40,7 +44,8 @@ Value *sideValue(Kernel &k, const ir::Node &member, int j, Value *ptr, Value *v,
     return site.mask ? k.maskedLoad(lanes, ptr, index, site.mask) : k.vload(lanes, ptr, index);
   };
   const ir::Type &t = member.operands.at(j)->type;
-  if (member.op == OpKind::BiasAdd && j == 1) {
+  // A Broadcast member's other operands are [C] vectors read at the element's channel.
+  if (ir::fusionClass(member.op) == ir::FusionClass::Broadcast && j >= 1) {
     const int64_t C = member.type.dims.at(0), rest = member.type.elements() / C;
     if (!vt) return k.load(ptr, b.CreateURem(b.CreateUDiv(site.flat, k.c(rest)), k.c(C)));
     if (site.channel) return site.perLane ? vecLoad(site.channel) : k.splat(lanes, k.load(ptr, site.channel));
@@ -71,7 +76,9 @@ bool rootAppliesChain(OpKind op) {
     case OpKind::ConvTranspose2d:
     case OpKind::Conv2dBwdFilter:
     case OpKind::MaxPoolBwd:
-    case OpKind::AvgPoolBwd: return true;
+    case OpKind::AvgPoolBwd:
+    case OpKind::BatchNorm:
+    case OpKind::GlobalAvgPoolBwd: return true;
     default: return supportedMember(op);
   }
 }

@@ -54,8 +54,9 @@ void emitKernelBody(Kernel &k) {
     case OpKind::LayerNormBwdGamma: return emitLayerNormBwdGamma(k);
     case OpKind::BatchNorm: return emitBatchNorm(k);
     case OpKind::BatchNormEval: return emitBatchNormEval(k);
+    case OpKind::BatchNormBwdStats: return emitBatchNormBwdStats(k);
     case OpKind::BatchNormBwdData: return emitBatchNormBwdData(k);
-    case OpKind::BatchNormBwdGamma: return emitBatchNormBwdGamma(k);
+    case OpKind::BatchNormBwdParam: return emitBatchNormBwdParam(k);
     case OpKind::GlobalAvgPool: return emitGlobalAvgPool(k);
     case OpKind::GlobalAvgPoolBwd: return emitGlobalAvgPoolBwd(k);
     case OpKind::Upsample: return emitUpsample(k);

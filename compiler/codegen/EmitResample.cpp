@@ -72,14 +72,17 @@ void emitGlobalAvgPool(Kernel &k) {
   });
 }
 
-// dx[q, p] = dy[q] / (H·W)
+// dx[q, p] = dy[q] / (H·W), then the fused chain (a relu's backward before the pooling), if any.
 void emitGlobalAvgPoolBwd(Kernel &k) {
   const ir::Type &x = k.type();
   const int64_t C = x.dims[0], P = x.dims[1] * x.dims[2];
   forPlanes(k, C, C * P, [&](Kernel &h, Value *q) {
     Value *g = h.b.CreateFMul(h.load(h.in[0], q), h.f32(1.0 / double(P)));
-    Value *plane = h.at(h.out, h.mul(q, P));
-    forLoop(h.b, h.c(P), [&](Value *p) { h.store(g, plane, p); }, "p");
+    Value *plane = h.mul(q, P);
+    forLoop(h.b, h.c(P), [&](Value *p) {
+      Value *i = h.add(plane, p);
+      h.store(h.chain ? h.chain(h, g, ElementSite{i}) : g, h.out, i);
+    }, "p");
   });
 }
 

@@ -199,8 +199,13 @@ void emitLayerNormBwdData(Kernel &k);
 void emitLayerNormBwdGamma(Kernel &k);
 void emitBatchNorm(Kernel &k);                                   // EmitBatchNorm.cpp
 void emitBatchNormEval(Kernel &k);
+void emitBatchNormBwdStats(Kernel &k);
 void emitBatchNormBwdData(Kernel &k);
-void emitBatchNormBwdGamma(Kernel &k);
+void emitBatchNormBwdParam(Kernel &k);
+// batchnorm_eval's per-channel (scale, shift) from γ, β, running mean and variance (floats or
+// vectors of floats): y = x·scale + shift, the same rounding alone and in a fused epilogue.
+std::pair<llvm::Value *, llvm::Value *> batchNormEvalTransform(Kernel &k, llvm::Value *gamma, llvm::Value *beta,
+                                                               llvm::Value *mean, llvm::Value *var, double eps);
 void emitGlobalAvgPool(Kernel &k);                               // EmitResample.cpp
 void emitGlobalAvgPoolBwd(Kernel &k);
 void emitUpsample(Kernel &k);

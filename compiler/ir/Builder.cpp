@@ -278,15 +278,23 @@ Node *Builder::layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps) {
 Node *Builder::layerNormBwdGamma(Node *x, Node *dy, double eps) {
   return emit(OpKind::LayerNormBwdGamma, {x, dy}, Type{x->type.dims, false}, {}, eps);
 }
-Node *Builder::batchNormBwdData(Node *x, Node *gamma, Node *dy, double eps) {
+Node *Builder::batchNormBwdStats(Node *x, Node *dy, double eps) {
+  requireBatchNormOperands("batchNormBwdStats", x, {});
+  require(dy->type == x->type, "batchNormBwdStats", "dy differs from x");
+  return emit(OpKind::BatchNormBwdStats, {x, dy}, Type{{4, x->type.dims[0]}, false}, {}, eps);
+}
+Node *Builder::batchNormBwdData(Node *x, Node *gamma, Node *dy, Node *stats, double eps) {
   requireBatchNormOperands("batchNormBwdData", x, {gamma});
   require(dy->type == x->type, "batchNormBwdData", "dy differs from x");
-  return emit(OpKind::BatchNormBwdData, {x, gamma, dy}, x->type, {}, eps);
+  require(stats->type == Type{{4, x->type.dims[0]}, false}, "batchNormBwdData",
+          stats->type.str() + " is not the [4, C] statistics of " + x->type.str());
+  return emit(OpKind::BatchNormBwdData, {x, gamma, dy, stats}, x->type, {}, eps);
 }
-Node *Builder::batchNormBwdGamma(Node *x, Node *dy, double eps) {
-  requireBatchNormOperands("batchNormBwdGamma", x, {});
-  require(dy->type == x->type, "batchNormBwdGamma", "dy differs from x");
-  return emit(OpKind::BatchNormBwdGamma, {x, dy}, Type{{x->type.dims[0]}, false}, {}, eps);
+Node *Builder::batchNormBwdParam(Node *stats, int64_t row) {
+  require(!stats->type.batched && stats->type.dims.size() == 2 && stats->type.dims[0] == 4 &&
+              (row == kBatchNormDBetaRow || row == kBatchNormDGammaRow),
+          "batchNormBwdParam", "not a row of dγ or dβ in batchnorm statistics " + stats->type.str());
+  return emit(OpKind::BatchNormBwdParam, {stats}, Type{{stats->type.dims[1]}, false}, {row});
 }
 Node *Builder::globalAvgPoolBwd(Node *dy, Type xType) {
   require(xType.batched && xType.dims.size() == 3 && dy->type == batched({xType.dims[0]}),

@@ -62,8 +62,11 @@ class Builder {
   Node *dropoutBwd(Node *dy, double p, int64_t salt);
   Node *layerNormBwdData(Node *x, Node *gamma, Node *dy, double eps);
   Node *layerNormBwdGamma(Node *x, Node *dy, double eps);
-  Node *batchNormBwdData(Node *x, Node *gamma, Node *dy, double eps);
-  Node *batchNormBwdGamma(Node *x, Node *dy, double eps);
+  Node *batchNormBwdStats(Node *x, Node *dy, double eps);
+  Node *batchNormBwdData(Node *x, Node *gamma, Node *dy, Node *stats, double eps);
+  // Row `row` of batchnorm_bwd_stats: kBatchNormDGammaRow or kBatchNormDBetaRow.
+  Node *batchNormBwdParam(Node *stats, int64_t row);
+  static constexpr int64_t kBatchNormDBetaRow = 2, kBatchNormDGammaRow = 3;
   Node *globalAvgPoolBwd(Node *dy, Type xType);
   Node *upsampleBwd(Node *dy, Type xType, int64_t scale, UpsampleMode mode);
   Node *lossBwd(OpKind op, Node *pred, Node *label, Node *dLoss);

@@ -39,8 +39,9 @@ std::string attrs(const Module &m, const Node &n) {
     case OpKind::LayerNormBwdGamma:
     case OpKind::BatchNorm:
     case OpKind::BatchNormEval:
-    case OpKind::BatchNormBwdData:
-    case OpKind::BatchNormBwdGamma: return fmt::format(" {{eps={}}}", n.f);
+    case OpKind::BatchNormBwdStats:
+    case OpKind::BatchNormBwdData: return fmt::format(" {{eps={}}}", n.f);
+    case OpKind::BatchNormBwdParam: return fmt::format(" {{row={}}}", n.ints[0]);
     case OpKind::Upsample:
     case OpKind::UpsampleBwd:
       return fmt::format(" {{scale={}, mode={}}}", n.ints[0],

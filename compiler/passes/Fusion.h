@@ -5,10 +5,11 @@
 // epilogue. Only the group's last node is materialised; the members before it never touch memory.
 //
 // A node n joins the group of its data operand p when
-//   - n is Elemwise or Broadcast (per-element maths; bias add reads its channel's bias),
+//   - n is Elemwise or Broadcast (per-element maths; a per-channel affine map: bias_add reads its
+//     channel's bias, batchnorm_eval its channel's γ, β and running statistics),
 //   - p is the last node of its group and is a root kind: OutFusable (matmul, conv, conv's data
-//     gradient), Elemwise, Broadcast or Injective (pooling gradients, concat, ...) — never a leaf
-//     or a view,
+//     gradient, batchnorm in training, whose last pass is elementwise), Elemwise, Broadcast or
+//     Injective (pooling gradients, concat, ...) — never a leaf or a view,
 //   - p has exactly one use (n) and is not a function output, and
 //   - p and n have the same type (the same iteration space).
 // The data operand is the one the chain flows through: operand 0 for forward ops, the upstream
@@ -20,6 +21,9 @@
 //   forward   matmul → bias_add → relu            one loop nest, one store
 //   backward  matmul (dh = dy·W) → relu_bwd(y, ·)  the activation derivative in the epilogue
 //             maxpool_bwd → relu_bwd(y, ·)         the same, after a pooling layer
+//   training  batchnorm → add(·, skip) → relu      the statistics pass, then one normalise pass
+//   inference conv2d → batchnorm_eval → relu       the running statistics' scale and shift and the
+//                                                   relu in the conv's store epilogue
 #pragma once
 
 #include "ir/IR.h"

@@ -94,7 +94,7 @@ const std::set<K> kBackward = {
     K::GeluBwd,          K::DropoutBwd,        K::LayerNormBwdData, K::LayerNormBwdGamma,
     K::SoftmaxBwd,       K::MixBwdWeights,     K::MixBwdInput,    K::EmbeddingBwd,
     K::CrossEntropyBwd,  K::BCEBwd,            K::MSEBwd,         K::L1Bwd,
-    K::BatchNormBwdData, K::BatchNormBwdGamma, K::GlobalAvgPoolBwd, K::UpsampleBwd, K::CosineBwd,
+    K::BatchNormBwdStats, K::BatchNormBwdData, K::BatchNormBwdParam, K::GlobalAvgPoolBwd, K::UpsampleBwd, K::CosineBwd,
     K::SmoothStepBwd,    K::SliceBwd};
 // Listed among the forward ops but emitted only by autodiff and without a gradient rule of its
 // own: checked like a backward op. Moving one into the forward path (lowering emitting it with
@@ -193,10 +193,10 @@ TEST_CASE("gradcheck self-test: planted backward bugs are caught", "[autodiff][g
        plant(K::LayerNormBwdData, [](ir::Node &n) { n.f = 1e-2; })},
       {"layernorm_bwd_gamma with eps 1e-2 instead of 1e-5", "layernorm", "vector [6], eps 1e-5",
        plant(K::LayerNormBwdGamma, [](ir::Node &n) { n.f = 1e-2; })},
-      {"batchnorm_bwd_data with eps 1e-2 instead of 1e-5", "batchnorm", "conv -> batchnorm over [3,5,4] channels",
-       plant(K::BatchNormBwdData, [](ir::Node &n) { n.f = 1e-2; })},
-      {"batchnorm_bwd_gamma with eps 1e-2 instead of 1e-5", "batchnorm", "conv -> batchnorm over [3,5,4] channels",
-       plant(K::BatchNormBwdGamma, [](ir::Node &n) { n.f = 1e-2; })},
+      {"batchnorm_bwd_stats with eps 1e-2 instead of 1e-5", "batchnorm", "conv -> batchnorm over [3,5,4] channels",
+       plant(K::BatchNormBwdStats, [](ir::Node &n) { n.f = 1e-2; })},
+      {"batchnorm_bwd_param giving dβ's row for dγ", "batchnorm", "conv -> batchnorm over [3,5,4] channels",
+       plant(K::BatchNormBwdParam, [](ir::Node &n) { n.ints[0] = ir::Builder::kBatchNormDBetaRow; })},
       {"upsample_bwd routing nearest where the forward is bilinear", "upsample",
        "conv -> upsample bilinear x2 -> conv on a non-square plane",
        plant(K::UpsampleBwd, [](ir::Node &n) { n.ints[1] = int64_t(ir::UpsampleMode::Nearest); })},

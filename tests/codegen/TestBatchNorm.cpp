@@ -157,15 +157,18 @@ TEST_CASE("batchnorm eval uses the running statistics and changes no state", "[c
   }
 }
 
-// dx = (γ·rstd / N)·(N·dy − Σdy − x̂·Σ(dy·x̂)), dγ = Σ dy·x̂, per channel over the batch.
+// dx = (γ·rstd / N)·(N·dy − Σdy − x̂·Σ(dy·x̂)), dγ = Σ dy·x̂, dβ = Σ dy, per channel over the batch:
+// batchnorm_bwd_stats' one reduction pass, batchnorm_bwd_data's one elementwise pass.
 void checkBackward(std::vector<int64_t> dims, int64_t n, int threads) {
   INFO("dims " << dims.size() << "-D, C " << dims[0] << ", n " << n << ", threads " << threads);
   Harness h(6);
   h.threads = threads;
   const int64_t C = dims[0];
   Node *x = h.input(dims), *dy = h.input(dims), *gamma = h.param({C});
-  Node *dx = h.b.batchNormBwdData(x, gamma, dy, kEps);
-  Node *dgamma = h.b.batchNormBwdGamma(x, dy, kEps);
+  Node *stats = h.b.batchNormBwdStats(x, dy, kEps);
+  Node *dx = h.b.batchNormBwdData(x, gamma, dy, stats, kEps);
+  Node *dgamma = h.b.batchNormBwdParam(stats, ir::Builder::kBatchNormDGammaRow);
+  Node *dbeta = h.b.batchNormBwdParam(stats, ir::Builder::kBatchNormDBetaRow);
   const int64_t S = x->type.elements() / C;
   h.fillUniform(x);
   spreadChannels(h, x, C, S);
@@ -174,7 +177,7 @@ void checkBackward(std::vector<int64_t> dims, int64_t n, int threads) {
   h.run(n);
   auto X = values(h, x), DY = values(h, dy), G = values(h, gamma);
   Stats st = batchStats(X, n, C, S);
-  std::vector<double> DX(n * C * S), DG(C, 0.0);
+  std::vector<double> DX(n * C * S), DG(C, 0.0), DB(C, 0.0);
   const double N = double(n * S);
   for (int64_t c = 0; c < C; ++c) {
     double rstd = 1 / std::sqrt(st.var[c] + kEps), sumDy = 0, sumDyXhat = 0;
@@ -186,6 +189,7 @@ void checkBackward(std::vector<int64_t> dims, int64_t n, int threads) {
         sumDyXhat += DY[i] * xhat(i);
       }
     DG[c] = sumDyXhat;
+    DB[c] = sumDy;
     for (int64_t s = 0; s < n; ++s)
       for (int64_t p = 0; p < S; ++p) {
         int64_t i = (s * C + c) * S + p;
@@ -193,7 +197,8 @@ void checkBackward(std::vector<int64_t> dims, int64_t n, int threads) {
       }
   }
   requireClose(h.read(dx), DX, 1e-4, 1e-5, "batchnorm_bwd_data");
-  requireClose(h.read(dgamma), DG, 1e-4, 1e-5, "batchnorm_bwd_gamma");
+  requireClose(h.read(dgamma), DG, 1e-4, 1e-5, "dγ");
+  requireClose(h.read(dbeta), DB, 1e-4, 1e-5, "dβ");
 }
 
 TEST_CASE("batchnorm gradients over [C,H,W] and [F]", "[codegen][batchnorm]") {
@@ -211,8 +216,9 @@ TEST_CASE("batchnorm kernels give bit-identical results on one and two threads",
     h.threads = threads;
     BatchNormNet net = build(h, {16, 24, 24}, true);
     Node *dy = h.input({16, 24, 24});
-    Node *dx = h.b.batchNormBwdData(net.x, net.gamma, dy, kEps);
-    Node *dgamma = h.b.batchNormBwdGamma(net.x, dy, kEps);
+    Node *stats = h.b.batchNormBwdStats(net.x, dy, kEps);
+    Node *dx = h.b.batchNormBwdData(net.x, net.gamma, dy, stats, kEps);
+    Node *dgamma = h.b.batchNormBwdParam(stats, ir::Builder::kBatchNormDGammaRow);
     fill(h, net, 16, 24 * 24);
     h.fillUniform(dy);
     h.run(5);
