@@ -101,6 +101,7 @@ struct Options {
   std::vector<int64_t> gemmBlocks;  // --gemm-blocks KC,MB,NB: the matmul's cache blocks (0: chosen)
   std::vector<int> gemmTile;        // --gemm-tile MR,NRV: its register tile (0: chosen)
   std::string gemmKind = "auto";    // --gemm-kind auto|packed|axpy|dot
+  std::string precision;            // --precision fp32|bf16: overrides the program's (both modes)
   uint64_t seed = 42;
   bool json = false, profileOps = false, profileStep = false, keepDenormals = false;
 };
@@ -135,9 +136,12 @@ Compiled compileModel(const Options &o) {
   c.checked = driver::checkFile(o.model);
   if (!c.checked.model) throw std::runtime_error(c.checked.diags->str());
   if (o.batch > 0) c.checked.model->train.batch = o.batch;
+  if (!o.precision.empty())
+    c.checked.model->train.precision = o.precision == "bf16" ? rt::Precision::Bf16 : rt::Precision::Fp32;
   c.program = driver::compileProgram(c.checked, passes::PassSettings{}, /*keepLlvmText=*/false, nullptr,
                                      int(o.compileThreads),
                                      o.profileStep ? reinterpret_cast<uint64_t>(&stepHook) : 0);
+  if (std::string note = driver::precisionNote(c.program); !note.empty()) std::cerr << "note: " << note << '\n';
   c.ms = msSince(t0);
   return c;
 }
@@ -493,6 +497,7 @@ int benchMatmul(const Options &o) {
       {"packed", codegen::GemmKind::Packed}, {"axpy", codegen::GemmKind::Axpy}, {"dot", codegen::GemmKind::Dot}};
   if (!kinds.count(o.gemmKind)) throw std::runtime_error("--gemm-kind: expected auto, packed, axpy or dot");
   copts.codegen.gemmKind = kinds.at(o.gemmKind);
+  copts.codegen.bf16 = o.precision == "bf16";
   jit::CompiledModule code = jit::compile(m, copts);
   const double compileMs = msSince(t0);
   rt::Arena params(floats), grads(floats), acts(code.actsFloats + 16);
@@ -575,6 +580,8 @@ int main(int argc, char **argv) {
   app.add_option("--gemm-tile", o.gemmTile, "with --matmul: register tile MR,NRV (0: chosen; for tuning)")
       ->expected(2)->delimiter(',');
   app.add_option("--gemm-kind", o.gemmKind, "with --matmul: auto, packed, axpy or dot (for tuning)");
+  app.add_option("--precision", o.precision, "fp32 or bf16: the products' precision (default: the program's)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_flag("--json", o.json, "one JSON object on stdout");
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
   app.add_flag("--profile-step", o.profileStep, "also time each train_step kernel in place (a call after every kernel)");

@@ -156,8 +156,14 @@ struct ScheduleSpec {
   bool operator==(const ScheduleSpec &) const = default;
 };
 
+// `precision fp32|bf16`: the arithmetic of the products (matmuls, convolutions, their gradients).
+// bf16 rounds their operands to bfloat16 and accumulates in fp32 where the CPU has AVX-512 BF16
+// (else fp32, with a note); weights, optimizer state and every other op stay fp32.
+enum class Precision { Fp32, Bf16 };
+
 struct TrainSpec {
   OptimizerSpec optimizer;
+  Precision precision = Precision::Fp32;
   int64_t batch = 32;
   int64_t epochs = 1;
   uint64_t seed = 0;

@@ -44,6 +44,8 @@ struct TargetInfo {
   // pooling loops halved their speed. Masked accesses then check the mask first: a full one is a
   // plain load or store, an empty one loads nothing (Kernel::maskedLoad, Kernel::maskedStore).
   bool slowMaskedMemory = false;
+  // AVX-512 BF16 (vdpbf16ps, vcvtne2ps2bf16): the bf16 products of `precision bf16` can run.
+  bool bf16 = false;
 };
 
 // What the target machine `tm` supports (its feature string: +avx512f, +avx2 and +fma).
@@ -74,6 +76,10 @@ struct CodegenOptions {
   // function void hook(int32_t node id, const float *values, int64_t count) that each entry
   // point calls after every kernel with the values it wrote; 0 (the default) emits no call.
   uint64_t nodeHook = 0;
+  // `train { precision bf16 }`: every GEMM (matmuls, convolutions, both gradients) packs its
+  // operands as bf16 and multiplies with vdpbf16ps into fp32 accumulators; everything else stays
+  // fp32. Only where target.bf16 (jit::compile clears it elsewhere: the fp32 fallback).
+  bool bf16 = false;
 };
 
 // How emitGemm (EmitGemm.cpp) generates a product of these static extents (-1: the batch, at most maxBatch):

@@ -32,6 +32,7 @@
 #include "GemmBlocking.h"
 
 #include <llvm/IR/InlineAsm.h>
+#include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Module.h>
 
 #include <algorithm>
@@ -58,6 +59,7 @@ struct Tiling {
   int NRV = 1;   // vectors per row of the register tile (Dot: 1, the row of NC sums)
   int NC = 0;    // Dot: columns of C per tile (<= VL)
   int64_t KC = kGemmMaxKC, MB = kGemmMaxMB, NB = kGemmMaxNB;
+  bool bf16 = false;  // packed, with bf16 operands (CodegenOptions::bf16): always the packed form
   int NR() const { return VL * NRV; }
 };
 
@@ -153,6 +155,9 @@ Tiling chooseTiling(const TargetInfo &target, const CodegenOptions *o, int64_t m
   }
 
   GemmKind kind = o && o->gemmKind != GemmKind::Auto ? o->gemmKind : GemmKind::Auto;
+  // bf16 operands are converted where they are packed: the direct forms have no packing step.
+  t.bf16 = o && o->bf16 && target.bf16 && target.lanes == 16;
+  if (t.bf16) kind = GemmKind::Packed;
   if (kind == GemmKind::Axpy && g.transB) kind = GemmKind::Auto;  // not applicable
   if (kind == GemmKind::Dot && !(g.transB && !g.transA)) kind = GemmKind::Auto;
   if (kind == GemmKind::Auto) {
@@ -175,8 +180,9 @@ Tiling chooseTiling(const TargetInfo &target, const CodegenOptions *o, int64_t m
   t.MB = std::max<int64_t>(t.MB / t.MR * t.MR, t.MR);
   t.NB = std::max<int64_t>(t.NB / t.NR() * t.NR(), t.NR());
   if (std::getenv("MTLC_GEMM_DEBUG"))
-    std::fprintf(stderr, "gemm %lldx%lldx%lld%s%s: packed %.0f axpy %.0f dot %.0f -> %s\n",
+    std::fprintf(stderr, "gemm %lldx%lldx%lld%s%s%s: packed %.0f axpy %.0f dot %.0f -> %s\n",
                  (long long)M, (long long)K, (long long)N, g.transA ? " Aᵀ" : "", g.transB ? " Bᵀ" : "",
+                 t.bf16 ? " bf16" : "",
                  packed.cycles, axpy.cycles, dot.cycles, describe(t).c_str());
   return t;
 }
@@ -336,7 +342,161 @@ class GemmParts {
     });
   }
 
+  // ---- bf16 (CodegenOptions::bf16): operands packed as bf16 pairs, vdpbf16ps into fp32 ----
+  // A packed bf16 panel of W lines holds, for each pair p of the slice's k (k = 2p, 2p + 1; a
+  // missing k of an odd slice is 0), W 32-bit words: word p·W + j is line j's two values, the
+  // lower k in the low half, as vdpbf16ps pairs them. Scratch counts words as floats: a slice of
+  // kc floats per line packs into ceil(kc/2) words, so the fp32 layout's bounds hold.
+
+  // void microBf16(ptr Ap, ptr Bp, i64 pairs, ptr tile): tile[r·NRV + v] = Σ_p Ap[p·MR + r] ⋅
+  // Bp[p·NR + v·VL ..], each ⋅ one vdpbf16ps (two bf16 products added to the fp32 lane).
+  llvm::Function *microBf16() {
+    std::string name = "mtlc.gemm.microbf16." + std::to_string(t.MR) + "x" + std::to_string(t.NRV);
+    auto &ctx = m.getContext();
+    llvm::Type *ptr = llvm::PointerType::getUnqual(ctx), *i64 = llvm::Type::getInt64Ty(ctx);
+    return define(name, {ptr, ptr, i64, ptr}, [&](Kernel &h, llvm::Function *fn) {
+      Value *aPanel = fn->getArg(0), *bPanel = fn->getArg(1), *pairs = fn->getArg(2), *tile = fn->getArg(3);
+      const int VL = t.VL, MR = t.MR, NRV = t.NRV;
+      llvm::Type *pairsType = llvm::FixedVectorType::get(h.b.getBFloatTy(), 2 * VL);
+      auto asPairs = [&](Value *v) { return h.b.CreateBitCast(v, pairsType); };
+      llvm::SmallVector<Value *, 32> zeros(MR * NRV, llvm::Constant::getNullValue(h.vec(VL)));
+      Carried acc = reduceLoop(h.b, h.c(0), pairs, zeros, [&](Value *p, llvm::ArrayRef<Value *> acc) {
+        Value *bRow = h.at(bPanel, h.mul(p, t.NR()));
+        Value *aCol = h.at(aPanel, h.mul(p, MR));
+        llvm::SmallVector<Value *, 4> bv;
+        for (int v = 0; v < NRV; ++v) bv.push_back(asPairs(h.vload(VL, bRow, h.c(v * VL))));
+        Carried next(acc.begin(), acc.end());
+        for (int r = 0; r < MR; ++r) {
+          Value *a = asPairs(h.splat(VL, h.load(aCol, h.c(r))));
+          for (int v = 0; v < NRV; ++v)
+            next[r * NRV + v] = h.b.CreateIntrinsic(llvm::Intrinsic::x86_avx512bf16_dpbf16ps_512, {},
+                                                    {acc[r * NRV + v], a, bv[v]});
+        }
+        return next;
+      }, "p");
+      for (int i = 0; i < MR * NRV; ++i) h.vstore(acc[i], tile, h.c(int64_t(i) * VL));
+    });
+  }
+
+  // void packBf16(ptr src, i64 ld, i64 lines, i64 kc, ptr dst): `lines` lines × kc of an operand
+  // into bf16 panels of W lines (the layout above), zero lines past `lines`; rounded to nearest
+  // even by vcvtne2ps2bf16. `alongK`: each source line is contiguous along k (A stored [M, K], B
+  // stored [N, K]); else each k is a source row contiguous along the lines.
+  llvm::Function *packBf16(bool alongK, int W, const char *operand) {
+    std::string name = std::string("mtlc.gemm.packbf16.") + operand + (alongK ? "k" : "l") + std::to_string(W);
+    return define(name, packSignature(), [&](Kernel &h, llvm::Function *fn) {
+      Value *src = fn->getArg(0), *ld = fn->getArg(1), *lines = fn->getArg(2), *kc = fn->getArg(3),
+            *dst0 = fn->getArg(4);
+      llvm::IRBuilder<> &b = h.b;
+      Value *pairs = b.CreateUDiv(h.add(kc, 1), h.c(2));
+      Value *panels = b.CreateUDiv(h.add(lines, W - 1), h.c(W));
+      forLoop(b, panels, [&](Value *jp) {
+        Value *dst = h.at(dst0, h.mul(jp, h.mul(pairs, W)));
+        Value *line0 = h.mul(jp, W);
+        Value *valid = h.smin(h.c(W), h.sub(lines, line0));
+        Value *panelSrc = alongK ? h.rawAt(src, h.mul(line0, ld)) : h.rawAt(src, line0);
+        if (alongK) pairsAlongK(h, panelSrc, ld, valid, kc, pairs, dst, W);
+        else pairsAcrossRows(h, panelSrc, ld, valid, kc, pairs, dst, W);
+      }, "panel");
+    });
+  }
+
  private:
+  // Two fp32 vectors as one of VL words, each word a bf16 pair: word i = (lo[i], hi[i]) when
+  // interleave, else the 2·VL values of lo then hi as consecutive pairs.
+  Value *bf16Words(Kernel &h, Value *lo, Value *hi, bool interleave) {
+    const int VL = t.VL;
+    if (interleave) {
+      llvm::SmallVector<int, 16> first, second;
+      for (int i = 0; i < VL / 2; ++i) first.append({i, VL + i}), second.append({VL / 2 + i, VL + VL / 2 + i});
+      Value *a = h.b.CreateShuffleVector(lo, hi, first), *c = h.b.CreateShuffleVector(lo, hi, second);
+      lo = a, hi = c;
+    }
+    // vcvtne2ps2bf16(x, y): the low half of the result is y's values, the high half x's.
+    Value *words = h.b.CreateIntrinsic(llvm::Intrinsic::x86_avx512bf16_cvtne2ps2bf16_512, {}, {hi, lo});
+    return h.b.CreateBitCast(words, h.vec(VL));
+  }
+
+  // dst[p·W + j] = (src[2p·ld + j], src[(2p+1)·ld + j]) for j < valid, 0 for valid <= j < W: rows
+  // 2p and 2p + 1 interleaved lane by lane.
+  void pairsAcrossRows(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *pairs, Value *dst, int W) {
+    const int VL = t.VL, groups = (W + VL - 1) / VL;
+    forLoop(h.b, pairs, [&](Value *p) {
+      Value *k0 = h.mul(p, 2);
+      Value *secondReal = h.splat(VL, h.b.CreateICmpSLT(h.add(k0, 1), kc));
+      for (int gi = 0; gi < groups; ++gi) {
+        Value *mask = h.laneMask(VL, h.c(gi * VL), valid);
+        Value *row0 = h.maskedLoad(VL, src, h.add(h.mul(k0, ld), gi * VL), mask);
+        Value *row1 = h.maskedLoad(VL, src, h.add(h.mul(h.add(k0, 1), ld), gi * VL), h.b.CreateAnd(mask, secondReal));
+        Value *words = bf16Words(h, row0, row1, true);
+        Value *at = h.add(h.mul(p, W), gi * VL);
+        if ((gi + 1) * VL <= W) h.vstore(words, dst, at);
+        else h.maskedStore(words, dst, at, h.laneMask(VL, h.c(gi * VL), h.c(W)));
+      }
+    }, "p");
+  }
+
+  // dst[p·W + j] = (src[j·ld + 2p], src[j·ld + 2p + 1]) for j < valid, 0 for valid <= j < W: VL
+  // lines × 2·VL values (VL pairs) at a time, converted, then transposed as VL × VL words in
+  // registers. The last block of k is read masked and lands through a stack buffer, of which only
+  // its real pairs are copied.
+  void pairsAlongK(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *pairs, Value *dst, int W) {
+    llvm::IRBuilder<> &b = h.b;
+    const int VL = t.VL;
+    Value *lastLine = h.sub(valid, h.c(1));
+    llvm::AllocaInst *staging = nullptr;
+    {
+      llvm::BasicBlock &entry = b.GetInsertBlock()->getParent()->getEntryBlock();
+      llvm::IRBuilder<> eb(&entry, entry.begin());
+      staging = eb.CreateAlloca(h.vec(VL), eb.getInt32(VL), "staging");
+      staging->setAlignment(llvm::Align(64));
+    }
+    // Lines [line0, line0 + width) × pairs [p0, p0 + VL); `realPairs` null: all VL are real.
+    auto block = [&](Value *p0, Value *line0, int width, Value *realPairs) {
+      Value *k0 = h.mul(p0, 2);
+      Value *mask0 = realPairs ? h.laneMask(VL, k0, kc) : nullptr;
+      Value *mask1 = realPairs ? h.laneMask(VL, h.add(k0, VL), kc) : nullptr;
+      llvm::SmallVector<Value *, 16> blk;
+      for (int jj = 0; jj < VL; ++jj) {
+        if (jj >= width) {
+          blk.push_back(llvm::Constant::getNullValue(h.vec(VL)));
+          continue;
+        }
+        Value *line = h.add(line0, jj);
+        Value *at = h.add(h.mul(h.smin(line, lastLine), ld), k0);
+        Value *lo = realPairs ? h.maskedLoad(VL, src, at, mask0) : h.vload(VL, src, at);
+        Value *hi = realPairs ? h.maskedLoad(VL, src, h.add(at, VL), mask1) : h.vload(VL, src, h.add(at, VL));
+        Value *words = bf16Words(h, lo, hi, false);
+        blk.push_back(b.CreateSelect(b.CreateICmpSLT(line, valid), words, llvm::Constant::getNullValue(h.vec(VL))));
+      }
+      transpose(h, blk);
+      Value *lineMask = width == VL ? nullptr : h.laneMask(VL, h.c(0), h.c(width));
+      auto put = [&](Value *v, Value *p) {
+        Value *at = h.add(h.mul(p, W), line0);
+        if (lineMask) h.maskedStore(v, dst, at, lineMask);
+        else h.vstore(v, dst, at);
+      };
+      if (!realPairs) {
+        for (int tt = 0; tt < VL; ++tt) put(blk[tt], h.add(p0, tt));
+        return;
+      }
+      for (int tt = 0; tt < VL; ++tt) h.vstore(blk[tt], staging, h.c(int64_t(tt) * VL));
+      forLoop(b, realPairs, [&](Value *tt) { put(h.vload(VL, staging, h.mul(tt, VL)), h.add(p0, tt)); }, "tt");
+    };
+    const int fullGroups = W / VL, tail = W - fullGroups * VL;
+    auto lineGroups = [&](Value *p0, Value *realPairs) {
+      if (fullGroups == 1) block(p0, h.c(0), VL, realPairs);
+      else if (fullGroups > 1)
+        forLoop(b, h.c(fullGroups), [&](Value *gi) { block(p0, h.mul(gi, VL), VL, realPairs); }, "g");
+      if (tail > 0) block(p0, h.c(int64_t(fullGroups) * VL), tail, realPairs);
+    };
+    Value *fullBlocks = b.CreateUDiv(kc, h.c(2 * VL));
+    forLoop(b, fullBlocks, [&](Value *pb) { lineGroups(h.mul(pb, VL), nullptr); }, "pb");
+    Value *p0 = h.mul(fullBlocks, VL);
+    Value *left = h.sub(pairs, p0);
+    ifThenElse(h, b.CreateICmpSGT(left, h.c(0)), [&] { lineGroups(p0, left); }, [] {});
+  }
+
   // dst[kk·W + j] = src[j·ld + kk] for j < valid, 0 for valid <= j < W, kk < kc: one panel of a
   // packed block whose source lines (columns of op(B)) are contiguous along k, VL×VL blocks at a
   // time, transposed in registers; the k remainder (kc mod VL) element by element.
@@ -445,13 +605,22 @@ class GemmEmitter {
     if (t.kind == GemmKind::Dot) return emitDot();
     layoutScratch();
     GemmParts functions(k, t);
-    fnMicro = functions.micro(), fnPackB = functions.packB(g.transB);
-    if (!directA()) fnPackA = functions.packA();
+    if (t.bf16) {
+      fnMicro = functions.microBf16();
+      fnPackB = functions.packBf16(g.transB, t.NR(), "b");
+      fnPackA = functions.packBf16(!g.transA, t.MR, "a");
+    } else {
+      fnMicro = functions.micro(), fnPackB = functions.packB(g.transB);
+      if (!directA()) fnPackA = functions.packA();
+    }
 
     // K in kBlocks slices of kStep (the last may be shorter): even slices, no sliver at the end.
+    // bf16: kStep even, so that only the last slice may end in half a pair (every slice starts a
+    // pair; the slices may then cover K before the last, which multiplies nothing).
     singleSlice = g.staticK >= 0 && g.staticK <= t.KC;
     kBlocks = singleSlice ? k.c(1) : b.CreateUDiv(k.add(g.K, t.KC - 1), k.c(t.KC));
     kStep = singleSlice ? g.K : b.CreateUDiv(k.sub(k.add(g.K, kBlocks), k.c(1)), kBlocks);
+    if (t.bf16 && !singleSlice) kStep = k.mul(b.CreateUDiv(k.add(kStep, 1), k.c(2)), 2);
 
     // Threads: C is cut into one band of rows (or of columns) per slot, and each slot runs the
     // serial loop nest over its band with panels of its own, so nothing one thread packs is read
@@ -541,7 +710,8 @@ class GemmEmitter {
         Value *mp = hb.CreateUDiv(h.add(mc, t.MR - 1), h.c(t.MR));
         forLoop(hb, kBlocks, [&](Value *pb) {
           Value *pc = h.mul(pb, kStep);
-          Value *kc = h.smin(kStep, h.sub(g.K, pc));
+          Value *kc = h.smax(h.smin(kStep, h.sub(g.K, pc)), h.c(0));
+          Value *pairs = hb.CreateUDiv(h.add(kc, 1), h.c(2));  // bf16: words per panel line
           Value *first = hb.CreateICmpEQ(pb, h.c(0));
           Value *last = hb.CreateICmpEQ(pb, h.sub(kBlocks, h.c(1)));
           Value *aBlock = h.rawAt(g.A, g.transA ? h.add(h.mul(pc, lda), ic) : h.add(h.mul(ic, lda), pc));
@@ -558,14 +728,15 @@ class GemmEmitter {
               // A's MR rows in place (rows past the edge repeat the last), or its packed panel
               // (zero-padded to MR rows).
               Value *aPanel = directA() ? h.rawAt(aBlock, h.mul(h.mul(ip, t.MR), lda))
-                                        : h.at(packA, h.mul(ip, h.mul(kc, t.MR)));
+                                        : h.at(packA, h.mul(ip, h.mul(t.bf16 ? pairs : kc, t.MR)));
               Value *rowStride = directA() ? lda : h.c(1), *kStride = directA() ? h.c(1) : h.c(t.MR);
               Value *panelRows = directA() ? rows : h.c(t.MR);
               forLoop(hb, np, [&](Value *jp) {
-                Value *bPanel = h.at(packB, h.mul(jp, h.mul(kc, t.NR())));
+                Value *bPanel = h.at(packB, h.mul(jp, h.mul(t.bf16 ? pairs : kc, t.NR())));
                 Value *j0 = h.add(jc, h.mul(jp, t.NR()));
                 Value *cols = h.smin(h.c(t.NR()), h.sub(nc, h.mul(jp, t.NR())));
-                hb.CreateCall(fnMicro, {aPanel, rowStride, kStride, panelRows, bPanel, kc, tile});
+                if (t.bf16) hb.CreateCall(fnMicro, {aPanel, bPanel, pairs, tile});
+                else hb.CreateCall(fnMicro, {aPanel, rowStride, kStride, panelRows, bPanel, kc, tile});
                 storeTile(i0, rows, j0, cols, first, last);
               }, "jp");
             }, "ip");
@@ -600,8 +771,9 @@ class GemmEmitter {
   }
 
  private:
-  // A stored [M, K] feeds the micro-kernel in place; stored [K, M] (transposed) it is packed.
-  bool directA() const { return !g.transA; }
+  // A stored [M, K] feeds the micro-kernel in place; stored [K, M] (transposed), or as bf16, it
+  // is packed.
+  bool directA() const { return !g.transA && !t.bf16; }
 
   // Row (or column) indices i0 + r for r < count, clamped to the last real one: edge tiles compute
   // on copies of a real line, whose results the masked stores then drop.

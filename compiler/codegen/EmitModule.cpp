@@ -115,12 +115,13 @@ using KernelCache = std::map<std::string, llvm::Function *>;
 // input cannot be left out (emitKernel checks Kernel's fields the same way).
 std::string kernelContextKey(const CodegenOptions &opts, const passes::ScheduledModule &schedule) {
   const auto &[target, fuse, gemmKind, gemmMR, gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways,
-               nodeHook] = opts;
-  const auto &[lanes, vectorRegisters, name, nativeVectors, slowMaskedMemory] = target;
-  return fmt::format("target={}/{}/{}/native={}/slowmask={} fuse={} gemm={}/{}/{}/{}/{}/{}/split={} par={} "
-                     "hook={} {}",
-                     name, lanes, vectorRegisters, nativeVectors, slowMaskedMemory, fuse, int(gemmKind), gemmMR,
-                     gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways, nodeHook, schedule.contextKey());
+               nodeHook, bf16] = opts;
+  const auto &[lanes, vectorRegisters, name, nativeVectors, slowMaskedMemory, targetBf16] = target;
+  return fmt::format("target={}/{}/{}/native={}/slowmask={}/bf16={} fuse={} gemm={}/{}/{}/{}/{}/{}/split={} "
+                     "par={} hook={} bf16={} {}",
+                     name, lanes, vectorRegisters, nativeVectors, slowMaskedMemory, targetBf16, fuse, int(gemmKind),
+                     gemmMR, gemmNRV, gemmKC, gemmMB, gemmNB, gemmSplit, parallelAlways, nodeHook, bf16,
+                     schedule.contextKey());
 }
 
 // Split emission (emitModuleSplit): kernels go into modules of their own under symbols named by

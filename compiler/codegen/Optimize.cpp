@@ -35,7 +35,11 @@ TargetInfo targetInfo(const llvm::TargetMachine &tm) {
   const llvm::MCSubtargetInfo *sti = tm.getMCSubtargetInfo();
   auto has = [&](llvm::StringRef f) { return sti->checkFeatures(("+" + f).str()); };
   if (tm.getTargetTriple().isX86()) {
-    if (has("avx512f")) return namedTarget("avx512");
+    if (has("avx512f")) {
+      TargetInfo t = namedTarget("avx512");
+      t.bf16 = has("avx512bf16");
+      return t;
+    }
     if (has("avx2") && has("fma"))
       return namedTarget(llvm::StringRef(tm.getTargetCPU()).starts_with("znver") ? "zen-avx2" : "avx2");
   }

@@ -120,6 +120,8 @@ int run(const Options &o, rt::Communicator *job) {
   const int compileThreads = o.threads > 0 ? o.threads : job && job->size() > 1 ? 1 : 0;
   CompiledProgram compiled = compileProgram(checked, settings, o.emit == Emit::Llvm, nullptr, compileThreads);
   if (o.emit == Emit::Llvm) return emitText(o, compiled.llvmText);
+  if (std::string note = precisionNote(compiled); !note.empty() && (!job || job->rank() == 0))
+    fmt::print(stderr, "{}: note: {}\n", o.file, note);
 
   if (o.command == Command::Compile) {
     printSummary(checked, compiled, std::cout);

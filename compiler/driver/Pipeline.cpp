@@ -94,6 +94,7 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
   options.keepIR = keepLlvmText;
   options.fuse = settings.runs(passes::kFusionPass);
   options.codegen.nodeHook = nodeHook;
+  options.codegen.bf16 = model.train.precision == rt::Precision::Bf16;
   c.code = std::make_shared<jit::CompiledModule>(incremental ? incremental->compile(c.lowered.module, options)
                                                              : jit::compile(c.lowered.module, options));
   checked.times.codegenMs = msSince(t0);
@@ -112,6 +113,11 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
   c.spec.repWidth = c.spec.repGradsStep ? c.lowered.repWidth : 0;
   c.llvmText = c.code->llvmIR;
   return c;
+}
+
+std::string precisionNote(const CompiledProgram &compiled) {
+  if (compiled.spec.train.precision != rt::Precision::Bf16 || compiled.code->options.bf16) return "";
+  return "precision bf16: this CPU has no AVX-512 BF16 (vdpbf16ps); training runs in fp32";
 }
 
 }  // namespace mtlc::driver

@@ -69,5 +69,9 @@ CompiledProgram compileProgram(CheckedProgram &checked, const passes::PassSettin
 CompiledProgram compileProgram(CheckedProgram &checked, bool optimize, bool keepLlvmText,
                                jit::IncrementalCompiler *incremental = nullptr, int compileThreads = 0);
 
+// `precision bf16` asked for on a CPU without AVX-512 BF16: the note saying the products run in
+// fp32 (mtlc prints it once); empty otherwise.
+std::string precisionNote(const CompiledProgram &compiled);
+
 
 }  // namespace mtlc::driver

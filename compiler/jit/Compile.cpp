@@ -36,6 +36,10 @@ codegen::CodegenOptions resolvedOptions(const CompileOptions &options, const llv
   codegen::TargetInfo host = codegen::targetInfo(tm);
   o.target = options.target.empty() ? host : codegen::namedTarget(options.target);
   o.target.nativeVectors = o.target.lanes <= host.lanes;
+  // bf16 products need the instructions and the 16-lane vectors they work on; a named "avx512"
+  // target runs them when the host has them. Without: fp32 (the driver notes the fallback).
+  o.target.bf16 = host.bf16 && o.target.name == "avx512" && o.target.nativeVectors;
+  o.bf16 = o.bf16 && o.target.bf16;
   return o;
 }
 

@@ -833,7 +833,7 @@ void Analyzer::checkTrain() {
   static const std::vector<std::string> settings = {"optimizer", "batch", "epochs", "weighting", "seed",
                                                     "shuffle", "freeze", "clip_grad_norm", "schedule", "warmup",
                                                     "validation", "select", "patience",
-                                                    "accumulate", "lr_scale"};
+                                                    "accumulate", "lr_scale", "precision"};
   std::vector<std::string> optimizerArgs;  // of any optimizer
   for (const vocab::Entry &o : vocab::optimizers())
     for (const vocab::Arg &a : o.args)
@@ -894,6 +894,13 @@ void Analyzer::checkTrain() {
         tr.shuffle = s.call.name == "true";
       else
         diags_.error(s.valueLoc, fmt::format("shuffle must be true or false, got {}",
+                                             s.isCall ? ast::str(s.call) : ast::str(s.value)));
+    } else if (s.name == "precision") {
+      if (s.isCall && !s.call.hasParens && (s.call.name == "fp32" || s.call.name == "bf16"))
+        tr.precision = s.call.name == "bf16" ? rt::Precision::Bf16 : rt::Precision::Fp32;
+      else
+        diags_.error(s.valueLoc, fmt::format("precision must be fp32 or bf16 (bfloat16 products, fp32 "
+                                             "accumulation), got {}",
                                              s.isCall ? ast::str(s.call) : ast::str(s.value)));
     } else if (s.name == "clip_grad_norm") {
       if (s.isCall || s.value.kind != ast::Value::Kind::Number || !(s.value.number > 0))
