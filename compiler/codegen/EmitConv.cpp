@@ -215,11 +215,15 @@ void emitConv2d(Kernel &k) {
 }
 
 // dW = Σ_chunks (Σ_{samples of the chunk} dy_s · col_sᵀ): each chunk sums into its partial, the
-// partials are added in chunk order.
+// partials are added in chunk order. With bf16 products and fewer taps than output channels (a
+// first layer's 3×3 filters over one channel: 9 taps) the partial is dWᵀ = col_s · dy_sᵀ: the
+// bf16 GEMM's vectors run along C's columns, and 9 of them would fill 9 of a vector's 16 lanes.
 void emitConv2dBwdFilter(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.type(), k.inType(1), k);
   const int64_t OT = s.O * s.taps();
   const int64_t C = std::min<int64_t>(kConvChunks, std::max<int64_t>(k.maxBatch, 1));
+  const bool transposed = k.opts && k.opts->bf16 && k.target().bf16 && s.taps() < s.O;
+  // The GEMM's panels take the same floats either way round (gemmSlotFloats adds M's and N's).
   int64_t chunk = convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
   int64_t partialAt = chunk - (OT + 15) / 16 * 16;
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(),
@@ -227,7 +231,9 @@ void emitConv2dBwdFilter(Kernel &k) {
       [&](Kernel &h, llvm::Value *n) {
         llvm::Value *xs = h.at(h.in[0], h.mul(n, s.C * s.H * s.W));
         llvm::Value *dys = h.at(h.in[1], h.mul(n, s.O * s.P()));
-        Gemm g = constGemm(h, s, dys, columns(h, s, xs), h.at(h.scratch, h.c(partialAt)), s.O, s.P(), s.taps());
+        llvm::Value *partial = h.at(h.scratch, h.c(partialAt));
+        Gemm g = transposed ? constGemm(h, s, columns(h, s, xs), dys, partial, s.taps(), s.P(), s.O)
+                            : constGemm(h, s, dys, columns(h, s, xs), partial, s.O, s.P(), s.taps());
         g.transB = true;
         g.accumulate = true;
         emitGemm(h, g);
@@ -236,6 +242,15 @@ void emitConv2dBwdFilter(Kernel &k) {
   k.zero(k.out, k.c(OT));
   forLoop(k.b, k.c(C), [&](llvm::Value *c) {
     llvm::Value *partial = k.at(k.scratch, k.add(k.mul(c, chunk), partialAt));
+    if (transposed) {
+      forLoop(k.b, k.c(s.O), [&](llvm::Value *o) {
+        forLoop(k.b, k.c(s.taps()), [&](llvm::Value *t) {
+          llvm::Value *e = k.add(k.mul(o, s.taps()), t);
+          k.store(k.b.CreateFAdd(k.load(k.out, e), k.load(partial, k.add(k.mul(t, s.O), o))), k.out, e);
+        }, "t");
+      }, "o");
+      return;
+    }
     forLoop(k.b, k.c(OT), [&](llvm::Value *e) {
       k.store(k.b.CreateFAdd(k.load(k.out, e), k.load(partial, e)), k.out, e);
     }, "e");

@@ -90,11 +90,16 @@ struct Choice {
 Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N,
                      int64_t K, int64_t kc, double kCost, double tileCost) {
   const bool forced = o && (o->gemmMR || o->gemmNRV);
+  // bf16 products also consider the rows that split M evenly into as many panels as the most
+  // rows do (a 32-row product: two panels of 16 rather than 28 and 4 real rows of 28).
+  const bool evenRows = o && o->bf16 && target.bf16;
   Choice best;
   for (int nrv = 1; nrv <= 4; ++nrv)
     for (int mr = 1; mr <= 32; ++mr) {
+      const int most = std::min(28, (target.vectorRegisters - 1 - nrv) / nrv);
+      const bool even = evenRows && mr == int(ceilDiv(M, ceilDiv(M, most)));
       if (forced ? (o->gemmMR && o->gemmMR != mr) || (o->gemmNRV && o->gemmNRV != nrv)
-                 : nrv == 3 || mr != std::min(28, (target.vectorRegisters - 1 - nrv) / nrv))
+                 : nrv == 3 || (mr != most && !even))
         continue;
       if (mr * nrv + nrv + 1 > target.vectorRegisters) continue;
       if (mr > kGemmMaxTile || nrv * target.lanes > kGemmMaxTile) continue;
