@@ -16,6 +16,8 @@
 //     kernel's end and the next, summed over the timed steps, is that kernel's. Unlike
 //     --profile-ops it sees what a kernel pays for its inputs' place (another core's cache, memory)
 //     and for waiting on the slowest thread; the hook costs a call per kernel.
+//     --predict: also times the predict entry point (eval mode: batchnorm's running statistics)
+//     on the last training batch, --reps blocks of --steps calls, the median block per batch.
 //
 //   mtlc_bench --matmul N | --mkn M,K,N [--trans nn|nt|tn|tt] [--reps N] [--threads N] [--json]
 //     One MatMul [N,N]·[N,N] (or op(A) [M,K] · op(B) [K,N]) of two parameters, written to a third
@@ -103,7 +105,7 @@ struct Options {
   std::string gemmKind = "auto";    // --gemm-kind auto|packed|axpy|dot
   std::string precision;            // --precision fp32|bf16: overrides the program's (both modes)
   uint64_t seed = 42;
-  bool json = false, profileOps = false, profileStep = false, keepDenormals = false;
+  bool json = false, profileOps = false, profileStep = false, keepDenormals = false, predict = false;
 };
 
 // ---- model benchmark ---------------------------------------------------------------------------
@@ -392,6 +394,25 @@ int benchModel(const Options &o) {
   j["loss_after_first_rep"] = firstLoss;
   j["loss_last"] = losses[T];
   j["peak_rss_mib"] = peakRssMiB();
+  if (o.predict) {
+    if (!spec.predict) throw std::runtime_error("the compiled model has no predict");
+    mtlc_args args{};
+    args.params = params.data();
+    args.acts = acts.data();
+    args.inputs = batcher.inputs();
+    args.outputs = outputPtrs.data();
+    args.n = B;
+    pool.attach(args);
+    for (int64_t i = 0; i < o.warmup; ++i) spec.predict(&args);
+    std::vector<double> predictUs;
+    for (int64_t rep = 0; rep < std::max<int64_t>(1, o.reps); ++rep) {
+      t0 = Clock::now();
+      for (int64_t i = 0; i < o.steps; ++i) spec.predict(&args);
+      predictUs.push_back(msSince(t0) * 1000.0 / double(std::max<int64_t>(1, o.steps)));
+    }
+    j["predict_us_per_batch"] = median(predictUs);
+    j["predict_samples_per_s"] = double(B) * 1e6 / median(predictUs);
+  }
   if (o.profileOps) j["profile"] = profileOps(c.program.lowered.module, B, o.reps, us, pool);
   if (o.profileStep) {
     const double timedSteps = double(repUs.size() * std::max<int64_t>(1, o.steps));
@@ -437,6 +458,9 @@ int benchModel(const Options &o) {
         spec.name, B, mtlc::vocab::name(spec.train.optimizer.kind), compileMs.front(), compileMs.size(), median(compileMs), us,
         double(B) * 1e6 / us, repUs.size(), o.steps, o.warmup, gatherUs / timedSteps, kernelUs / timedSteps,
         optimizerUs / timedSteps, peakRssMiB(), firstLoss, losses[T]);
+    if (o.predict)
+      std::cout << fmt::format("  predict: {:.1f} µs/batch, {:.0f} samples/s\n", j["predict_us_per_batch"].get<double>(),
+                               j["predict_samples_per_s"].get<double>());
     if (o.profileOps) {
       const ojson &p = j["profile"];
       std::cout << fmt::format("  kernels alone: {:.1f} µs in total (the step: {:.1f} µs)\n",
@@ -584,6 +608,7 @@ int main(int argc, char **argv) {
       ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_flag("--json", o.json, "one JSON object on stdout");
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
+  app.add_flag("--predict", o.predict, "also time predict (eval mode) on a training batch");
   app.add_flag("--profile-step", o.profileStep, "also time each train_step kernel in place (a call after every kernel)");
   bool ftz = false;
   app.add_flag("--ftz", ftz, "flush denormals to zero (MXCSR FTZ+DAZ), as rt::train does: the default");
