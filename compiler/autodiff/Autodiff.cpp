@@ -127,18 +127,7 @@ class ReverseMode {
         if (needsGrad_.count(beta)) accumulate(beta, b_.reduceBatch(g));
         break;
       }
-      case OpKind::BatchNorm: {
-        // The batch statistics depend on x: one reduction over the batch (batchnorm_bwd_stats)
-        // gives dγ and dβ and what dx's one elementwise pass needs. The running statistics
-        // (operands 3-5) are state: no gradient.
-        Node *x = ops[0], *gamma = ops[1], *beta = ops[2];
-        if (!needsGrad_.count(x) && !needsGrad_.count(gamma) && !needsGrad_.count(beta)) break;
-        Node *stats = b_.batchNormBwdStats(x, g, n->f);
-        if (needsGrad_.count(x)) accumulate(x, b_.batchNormBwdData(x, gamma, g, stats, n->f));
-        if (needsGrad_.count(gamma)) accumulate(gamma, b_.batchNormBwdParam(stats, ir::Builder::kBatchNormDGammaRow));
-        if (needsGrad_.count(beta)) accumulate(beta, b_.batchNormBwdParam(stats, ir::Builder::kBatchNormDBetaRow));
-        break;
-      }
+      case OpKind::BatchNorm: batchNormBackward(n, g); break;
       case OpKind::GlobalAvgPool: accumulate(ops[0], b_.globalAvgPoolBwd(g, ops[0]->type)); break;
       case OpKind::Upsample:
         accumulate(ops[0], b_.upsampleBwd(g, ops[0]->type, n->ints[0], ir::UpsampleMode(n->ints[1])));
@@ -169,6 +158,18 @@ class ReverseMode {
       default:
         throw ir::IRError(std::string("autodiff: no gradient rule for ") + ir::mnemonic(n->op));
     }
+  }
+
+  // The batch statistics depend on x: one reduction over the batch (batchnorm_bwd_stats) gives dγ
+  // and dβ and what dx's one elementwise pass needs. The running statistics (operands 3-5) are
+  // state: no gradient.
+  void batchNormBackward(Node *n, Node *g) {
+    Node *x = n->operands[0], *gamma = n->operands[1], *beta = n->operands[2];
+    if (!needsGrad_.count(x) && !needsGrad_.count(gamma) && !needsGrad_.count(beta)) return;
+    Node *stats = b_.batchNormBwdStats(x, g, n->f);
+    if (needsGrad_.count(x)) accumulate(x, b_.batchNormBwdData(x, gamma, g, stats, n->f));
+    if (needsGrad_.count(gamma)) accumulate(gamma, b_.batchNormBwdParam(stats, ir::Builder::kBatchNormDGammaRow));
+    if (needsGrad_.count(beta)) accumulate(beta, b_.batchNormBwdParam(stats, ir::Builder::kBatchNormDBetaRow));
   }
 
   static OpKind lossBwdOp(OpKind k) {
