@@ -407,6 +407,24 @@ class GemmParts {
   }
 
  private:
+  // Lines [line0, line0 + VL) of a panel as vectors, read(line) each: lines past `valid` read the
+  // last real one and are zeroed by a select, those from `width` on are zero without a read.
+  llvm::SmallVector<Value *, 16> panelBlock(Kernel &h, Value *line0, int width, Value *valid,
+                                            const std::function<Value *(Value *line)> &read) {
+    Value *lastLine = h.sub(valid, h.c(1));
+    Value *zero = llvm::Constant::getNullValue(h.vec(t.VL));
+    llvm::SmallVector<Value *, 16> blk;
+    for (int jj = 0; jj < t.VL; ++jj) {
+      if (jj >= width) {
+        blk.push_back(zero);
+        continue;
+      }
+      Value *line = h.add(line0, jj);
+      blk.push_back(h.b.CreateSelect(h.b.CreateICmpSLT(line, valid), read(h.smin(line, lastLine)), zero));
+    }
+    return blk;
+  }
+
   // Two fp32 vectors as one of VL words, each word a bf16 pair: word i = (lo[i], hi[i]) when
   // interleave, else the 2·VL values of lo then hi as consecutive pairs.
   Value *bf16Words(Kernel &h, Value *lo, Value *hi, bool interleave) {
@@ -448,7 +466,6 @@ class GemmParts {
   void pairsAlongK(Kernel &h, Value *src, Value *ld, Value *valid, Value *kc, Value *pairs, Value *dst, int W) {
     llvm::IRBuilder<> &b = h.b;
     const int VL = t.VL;
-    Value *lastLine = h.sub(valid, h.c(1));
     llvm::AllocaInst *staging = nullptr;
     {
       llvm::BasicBlock &entry = b.GetInsertBlock()->getParent()->getEntryBlock();
@@ -461,19 +478,12 @@ class GemmParts {
       Value *k0 = h.mul(p0, 2);
       Value *mask0 = realPairs ? h.laneMask(VL, k0, kc) : nullptr;
       Value *mask1 = realPairs ? h.laneMask(VL, h.add(k0, VL), kc) : nullptr;
-      llvm::SmallVector<Value *, 16> blk;
-      for (int jj = 0; jj < VL; ++jj) {
-        if (jj >= width) {
-          blk.push_back(llvm::Constant::getNullValue(h.vec(VL)));
-          continue;
-        }
-        Value *line = h.add(line0, jj);
-        Value *at = h.add(h.mul(h.smin(line, lastLine), ld), k0);
+      auto blk = panelBlock(h, line0, width, valid, [&](Value *line) {
+        Value *at = h.add(h.mul(line, ld), k0);
         Value *lo = realPairs ? h.maskedLoad(VL, src, at, mask0) : h.vload(VL, src, at);
         Value *hi = realPairs ? h.maskedLoad(VL, src, h.add(at, VL), mask1) : h.vload(VL, src, h.add(at, VL));
-        Value *words = bf16Words(h, lo, hi, false);
-        blk.push_back(b.CreateSelect(b.CreateICmpSLT(line, valid), words, llvm::Constant::getNullValue(h.vec(VL))));
-      }
+        return bf16Words(h, lo, hi, false);
+      });
       transpose(h, blk);
       Value *lineMask = width == VL ? nullptr : h.laneMask(VL, h.c(0), h.c(width));
       auto put = [&](Value *v, Value *p) {
@@ -524,16 +534,7 @@ class GemmParts {
     // are zeroed by a select: every panel goes through the transposes (element by element, a
     // head's 10-column panel had cost more than its products).
     auto block = [&](Value *k0, Value *line0, int width) {
-      llvm::SmallVector<Value *, 16> blk;
-      for (int jj = 0; jj < VL; ++jj) {
-        if (jj >= width) {
-          blk.push_back(llvm::Constant::getNullValue(h.vec(VL)));
-          continue;
-        }
-        Value *line = h.add(line0, jj);
-        Value *v = h.vload(VL, src, h.add(h.mul(h.smin(line, lastLine), ld), k0));
-        blk.push_back(b.CreateSelect(b.CreateICmpSLT(line, valid), v, llvm::Constant::getNullValue(h.vec(VL))));
-      }
+      auto blk = panelBlock(h, line0, width, valid, [&](Value *line) { return h.vload(VL, src, h.add(h.mul(line, ld), k0)); });
       transpose(h, blk);
       for (int tt = 0; tt < VL; ++tt) {
         Value *at = h.add(h.mul(h.add(k0, tt), W), line0);

@@ -103,4 +103,18 @@ void requireClose(const std::vector<double> &got, const std::vector<double> &wan
 // Loads a leaf's current host values as doubles (for reference implementations).
 std::vector<double> values(Harness &h, const Node *leaf);
 
+// The nodes of C[M,N] = op(A)·op(B) on two parameters filled uniformly in [-1, 1): A is [M, K]
+// ([K, M] when tA), B is [K, N] ([N, K] when tB).
+struct MatmulNodes {
+  Node *a, *b, *c;
+};
+inline MatmulNodes randomMatmul(Harness &h, int64_t M, int64_t K, int64_t N, bool tA, bool tB) {
+  Node *a = h.param(tA ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
+  Node *b = h.param(tB ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
+  Node *c = h.b.matmul(a, b, tA, tB);
+  h.fillUniform(a);
+  h.fillUniform(b);
+  return {a, b, c};
+}
+
 }  // namespace mtlc::test

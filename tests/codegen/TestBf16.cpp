@@ -87,11 +87,7 @@ std::vector<double> checkGemm(const jit::CompileOptions &o, int64_t M, int64_t K
   Harness h(2);
   h.options = o;
   h.threads = threads;
-  Node *a = h.param(tA ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
-  Node *bn = h.param(tB ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
-  Node *c = h.b.matmul(a, bn, tA, tB);
-  h.fillUniform(a);
-  h.fillUniform(bn);
+  auto [a, bn, c] = randomMatmul(h, M, K, N, tA, tB);
   h.run(1);
   auto A = values(h, a), B = values(h, bn);
   Expected e(size_t(M * N));

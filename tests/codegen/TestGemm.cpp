@@ -42,11 +42,7 @@ std::vector<double> reference(const std::vector<double> &A, const std::vector<do
 void checkGemm(const jit::CompileOptions &o, int64_t M, int64_t K, int64_t N, bool tA, bool tB) {
   Harness h(2);
   h.options = o;
-  Node *a = h.param(tA ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
-  Node *bn = h.param(tB ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
-  Node *c = h.b.matmul(a, bn, tA, tB);
-  h.fillUniform(a);
-  h.fillUniform(bn);
+  auto [a, bn, c] = randomMatmul(h, M, K, N, tA, tB);
   h.run(1);
   auto want = reference(values(h, a), values(h, bn), M, K, N, tA, tB);
   INFO("target " << (o.target.empty() ? "host" : o.target) << ", kind "
