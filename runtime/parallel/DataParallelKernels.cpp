@@ -108,8 +108,10 @@ void DataParallelKernels::trainStepOf(const float* w, bool measure) {
     std::fill_n(buffers_.losses, T, 0.0f);
   }
   comm_.overlapFinish();
-  reduceLosses(w);
-  gatherRows(0, T, headWidths_);
+  startLosses();
+  startGatherRows(0, T, headWidths_);
+  comm_.complete();
+  finishLosses(w);
 }
 
 void DataParallelKernels::gradsReady(void* self, int64_t begin, int64_t end) {
@@ -130,9 +132,11 @@ void DataParallelKernels::taskGrads(const float* w) {
     std::fill_n(buffers_.taskGrads, int64_t(T) * P, 0.0f);
     std::fill_n(buffers_.losses, T, 0.0f);
   }
-  comm_.allreduceSum(buffers_.taskGrads, int64_t(T) * P);
-  reduceLosses(w);
-  gatherRows(0, T, headWidths_);
+  comm_.startSum(buffers_.taskGrads, int64_t(T) * P);
+  startLosses();
+  startGatherRows(0, T, headWidths_);
+  comm_.complete();
+  finishLosses(w);
 }
 
 void DataParallelKernels::repGrads(const float* w) {
@@ -148,30 +152,36 @@ void DataParallelKernels::repGrads(const float* w) {
   } else {
     std::fill_n(buffers_.losses, T, 0.0f);
   }
-  reduceLosses(w);
-  gatherRows(0, T, headWidths_);
-  gatherRows(T, T, repWidths_);
+  startLosses();
+  startGatherRows(0, T, headWidths_);
+  startGatherRows(T, T, repWidths_);
+  comm_.complete();
+  finishLosses(w);
 }
 
-void DataParallelKernels::reduceLosses(const float* w) {
+void DataParallelKernels::startLosses() {
   const size_t T = spec_.tasks.size();
-  std::vector<double> sum(T);
-  for (size_t t = 0; t < T; ++t) sum[t] = factor_[t] > 0 ? factor_[t] * double(buffers_.losses[t]) : 0.0;
-  comm_.allreduceSum(sum.data(), int64_t(T));
+  lossSum_.resize(T);
+  for (size_t t = 0; t < T; ++t) lossSum_[t] = factor_[t] > 0 ? factor_[t] * double(buffers_.losses[t]) : 0.0;
+  comm_.startSum(lossSum_.data(), int64_t(T));
+}
+
+void DataParallelKernels::finishLosses(const float* w) {
+  const size_t T = spec_.tasks.size();
   double total = 0;
   for (size_t t = 0; t < T; ++t) {
-    buffers_.losses[t] = float(sum[t]);
-    total += double(w[t]) * sum[t];
+    buffers_.losses[t] = float(lossSum_[t]);
+    total += double(w[t]) * lossSum_[t];
   }
   buffers_.losses[T] = float(total);
 }
 
-void DataParallelKernels::gatherRows(size_t first, size_t count, const std::vector<int64_t>& widths) {
+void DataParallelKernels::startGatherRows(size_t first, size_t count, const std::vector<int64_t>& widths) {
   const int ranks = comm_.size();
   std::vector<int64_t> counts(static_cast<size_t>(ranks));
   for (size_t k = 0; k < count; ++k) {
     for (int r = 0; r < ranks; ++r) counts[size_t(r)] = rowsOf(n_, r, ranks).count * widths[k];
-    comm_.allgather((*buffers_.outputs)[first + k], counts);
+    comm_.startGather((*buffers_.outputs)[first + k], counts);
   }
 }
 

@@ -50,11 +50,18 @@ class Communicator {
   // the call every rank holds every rank's part.
   virtual void allgather(float* data, const std::vector<int64_t>& counts) = 0;
   virtual void broadcastFromRoot(float* data, int64_t count) = 0;
+  // Collectives started now and completed together by complete(): a step's several results (the
+  // gradient sum, the losses, every head's rows) cost one wait instead of one each. Buffers stay
+  // untouched until complete() (`counts` is read at the call). These defaults complete each at once.
+  virtual void startSum(float* data, int64_t count) { allreduceSum(data, count); }
+  virtual void startSum(double* data, int64_t count) { allreduceSum(data, count); }
+  virtual void startGather(float* data, const std::vector<int64_t>& counts) { allgather(data, counts); }
+  virtual void complete() {}
   // An in-place sum over all ranks overlapped with the computation that produces `data`:
   // overlapBegin before it starts, overlapReady(begin, end) as parts become final (never touched
-  // again until overlapFinish), overlapFinish after it ends; then data holds the sum, as after
-  // allreduceSum. The ranks may report different parts at different times (a rank without rows
-  // reports none). This default sums everything in overlapFinish.
+  // again until complete()), overlapFinish after it ends; after complete() data holds the sum, as
+  // after allreduceSum. The ranks may report different parts at different times (a rank without
+  // rows reports none). This default sums everything in overlapFinish.
   virtual void overlapBegin(float* data, int64_t count) {
     overlapData_ = data;
     overlapCount_ = count;
@@ -147,10 +154,13 @@ class DataParallelKernels final : public StepKernels {
  private:
   // The local train_step (measureStep when `measure`), then the global batch's results.
   void trainStepOf(const float* lossWeights, bool measure);
-  // Local losses → the global batch's (Σ_r f_i·L_i^r); then losses[T] = Σ w_i·L_i.
-  void reduceLosses(const float* lossWeights);
-  // Head outputs (and, with reps, the rep_grads rows) of every slice onto every rank.
-  void gatherRows(size_t firstOutput, size_t outputs, const std::vector<int64_t>& widths);
+  // Starts the sum of the local losses into the global batch's (Σ_r f_i·L_i^r); after
+  // comm_.complete(), finishLosses sets them and losses[T] = Σ w_i·L_i.
+  void startLosses();
+  void finishLosses(const float* lossWeights);
+  // Starts gathering the head outputs (and, with reps, the rep_grads rows) of every slice onto
+  // every rank; complete after comm_.complete().
+  void startGatherRows(size_t firstOutput, size_t outputs, const std::vector<int64_t>& widths);
   static void gradsReady(void* self, int64_t begin, int64_t end);
 
   const ModelSpec& spec_;
@@ -162,6 +172,7 @@ class DataParallelKernels final : public StepKernels {
   std::vector<int64_t> globalPresent_;
   std::vector<double> factor_;  // f_i = p_i / P_i
   std::vector<float> scaled_;   // w_i · f_i
+  std::vector<double> lossSum_;  // Σ_r f_i·L_i^r, in flight between startLosses and finishLosses
   std::vector<int64_t> headWidths_, repWidths_;
   std::vector<float> state_;  // the state parameters, packed for syncState's broadcast
   std::vector<float> rootParams_;  // checkInSync's copy of rank 0's

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <thread>
 #include <unistd.h>
@@ -93,22 +94,41 @@ class MpiCommunicator final : public Communicator {
   double collectiveSeconds() const override { return waited_; }
   int size() const override { return size_; }
 
-  void allreduceSum(float* data, int64_t count) override { reduce(data, count, MPI_FLOAT, sizeof(float)); }
-  void allreduceSum(double* data, int64_t count) override { reduce(data, count, MPI_DOUBLE, sizeof(double)); }
-
+  void allreduceSum(float* data, int64_t count) override {
+    startSum(data, count);
+    complete();
+  }
+  void allreduceSum(double* data, int64_t count) override {
+    startSum(data, count);
+    complete();
+  }
   void allgather(float* data, const std::vector<int64_t>& counts) override {
-    std::vector<int> c(counts.size()), displ(counts.size());
+    startGather(data, counts);
+    complete();
+  }
+
+  void startSum(float* data, int64_t count) override { startReduce(data, count, MPI_FLOAT, sizeof(float)); }
+  void startSum(double* data, int64_t count) override { startReduce(data, count, MPI_DOUBLE, sizeof(double)); }
+
+  void startGather(float* data, const std::vector<int64_t>& counts) override {
+    // MPI reads the count and displacement arrays until the gather completes.
+    GatherLayout& g = gathers_.emplace_back();
     int64_t at = 0;
-    for (size_t r = 0; r < counts.size(); ++r) {
-      c[r] = toInt(counts[r], "a gather");
-      displ[r] = toInt(at, "a gather");
-      at += counts[r];
+    for (int64_t c : counts) {
+      g.counts.push_back(toInt(c, "a gather"));
+      g.displs.push_back(toInt(at, "a gather"));
+      at += c;
     }
-    std::vector<MPI_Request> req(1);
-    check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, c.data(), displ.data(), MPI_FLOAT, comm_,
-                          &req[0]),
+    pending_.emplace_back();
+    check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, g.counts.data(), g.displs.data(), MPI_FLOAT,
+                          comm_, &pending_.back()),
           "MPI_Iallgatherv");
-    wait(req, "gathering the batch's outputs");
+  }
+
+  void complete() override {
+    wait(pending_, "summing gradients");
+    pending_.clear();
+    gathers_.clear();
   }
 
   void broadcastFromRoot(float* data, int64_t count) override {
@@ -152,7 +172,8 @@ class MpiCommunicator final : public Communicator {
   }
   void overlapFinish() override {
     while (nextBucket_ >= 0) startBucket(nextBucket_--);
-    wait(overlapReq_, "summing gradients");
+    pending_.insert(pending_.end(), overlapReq_.begin(), overlapReq_.end());
+    overlapReq_.clear();
   }
 
   [[noreturn]] void abort(int status) override {
@@ -170,15 +191,13 @@ class MpiCommunicator final : public Communicator {
           "MPI_Iallreduce");
   }
 
-  void reduce(void* data, int64_t count, MPI_Datatype type, size_t bytes) {
-    std::vector<MPI_Request> req;
+  void startReduce(void* data, int64_t count, MPI_Datatype type, size_t bytes) {
     for (int64_t at = 0; at < count; at += kBucketFloats) {
-      req.emplace_back();
+      pending_.emplace_back();
       check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(data) + size_t(at) * bytes,
-                           int(std::min(kBucketFloats, count - at)), type, MPI_SUM, comm_, &req.back()),
+                           int(std::min(kBucketFloats, count - at)), type, MPI_SUM, comm_, &pending_.back()),
             "MPI_Iallreduce");
     }
-    wait(req, "summing gradients");
   }
 
   // Polls until every request completes. Spins first (a step's collectives usually complete in
@@ -217,6 +236,13 @@ class MpiCommunicator final : public Communicator {
   std::vector<int64_t> missing_;
   int64_t nextBucket_ = -1;
   std::vector<MPI_Request> overlapReq_;
+  // The collectives started and not yet completed (complete() waits for them all), and the
+  // count/displacement arrays of their gathers (a deque: started ones never move).
+  struct GatherLayout {
+    std::vector<int> counts, displs;
+  };
+  std::vector<MPI_Request> pending_;
+  std::deque<GatherLayout> gathers_;
 };
 
 }  // namespace

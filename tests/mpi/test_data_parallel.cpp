@@ -119,9 +119,13 @@ double relative(double a, double b, double floor) { return std::fabs(a - b) / st
 }  // namespace
 
 TEST_CASE("mpirun -np N matches the single-process run step by step") {
-  auto [weighting, ranks] = GENERATE(table<std::string, int>({{"fixed", 2}, {"fixed", 3}, {"pcgrad", 2}, {"mgda", 2}}));
-  const auto dir = setUp("mpi_" + weighting + "_" + std::to_string(ranks), weighting);
-  const std::string train = std::string("'" MTLC_BINARY "' train dp.mtl --steps 40 -q ");
+  // The last row: ranks × kernel threads (the recommended layout, one rank per machine with N
+  // threads) against one process on as many threads.
+  auto [weighting, ranks, threads] = GENERATE(table<std::string, int, int>(
+      {{"fixed", 2, 1}, {"fixed", 3, 1}, {"pcgrad", 2, 1}, {"mgda", 2, 1}, {"fixed", 2, 2}}));
+  const auto dir = setUp("mpi_" + weighting + "_" + std::to_string(ranks) + "x" + std::to_string(threads), weighting);
+  const std::string train =
+      std::string("'" MTLC_BINARY "' train dp.mtl --steps 40 -q --threads ") + std::to_string(threads) + " ";
 
   const Timed single = runShell(train + "--log single.jsonl --save single.safetensors", dir, 120);
   REQUIRE(single.exitCode == 0);
