@@ -21,8 +21,10 @@ RowRange rowsOf(int64_t n, int rank, int ranks) {
 
 std::string describeSlices(const Communicator& comm, int64_t batch) {
   const int64_t small = batch / comm.size(), large = (batch + comm.size() - 1) / comm.size();
-  return fmt::format("data-parallel: {} ranks, each computing {} rows of every batch of {}", comm.size(),
-                     small == large ? fmt::format("{}", small) : fmt::format("{} or {}", small, large), batch);
+  const std::string settings = comm.settings();
+  return fmt::format("data-parallel: {} ranks, each computing {} rows of every batch of {}{}", comm.size(),
+                     small == large ? fmt::format("{}", small) : fmt::format("{} or {}", small, large), batch,
+                     settings.empty() ? "" : fmt::format(" (Open MPI, set by mtlc: {})", settings));
 }
 
 std::string describeCollectives(const Communicator& comm, int64_t steps, double loopSeconds) {

@@ -68,6 +68,8 @@ class Communicator {
   }
   virtual void overlapReady(int64_t begin, int64_t end) {}
   virtual void overlapFinish() { allreduceSum(overlapData_, overlapCount_); }
+  // The transport settings this job runs with that mtlc chose ("" when none), for the start line.
+  virtual std::string settings() const { return ""; }
   // Seconds spent in the training steps' collectives so far (their transfers, and waiting for
   // slower ranks); the initial broadcast is not counted.
   virtual double collectiveSeconds() const = 0;
