@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def main():
                          "configurations alternating --reps times; a table of the median over reps of each "
                          "configuration's median and minimum time per message size")
     a = ap.parse_args()
+    # A SIGTERM (`timeout`) still removes the temporary programs beside the model (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.allreduce_sweep:
         return allreduce_sweep(a)
     if a.cost_model and not a.btl:
