@@ -1,15 +1,22 @@
 #!/usr/bin/python3
-"""The PyTorch side of the benchmark: the same models as bench/models/*.mtl and examples/fashion.mtl.
+"""The PyTorch side of the benchmark: the same models as bench/models/*.mtl and examples/*.mtl.
 
     /usr/bin/python3 bench/peers.py MODEL [--batch N] [--steps N] [--warmup N] [--reps N]
                                           [--threads N] [--json]
-    MODEL: mlp | cnn | mmoe
+    MODEL: mlp | cnn | mmoe | resnet | dense
+      cnn: examples/fashion.mtl; resnet: examples/resnet_fashion.mtl; dense: examples/dense_fashion.mtl
+    /usr/bin/python3 bench/peers.py --check MTLC_BINARY
+      every peer against its program: the same learnable-parameter count as `mtlc MODEL` prints,
+      and one finite training step (exit 1 otherwise, 77 without torch; a CTest test). The count
+      catches a missing or extra layer, bias or shortcut and a wrong width, not a wrong stride
 
 Runs with Debian's python3-torch (1.13) on `--threads` threads (default 1: torch.set_num_threads(1),
 one inter-op thread). Image models train on the real Fashion-MNIST train split, read from the IDX
 .gz files with gzip + numpy (pixels / 255, as mtlc's fashion_mnist source); the MMoE trains on the
 MMoE paper's synthetic regression pair (same generator as mtlc's synthetic_mmoe, numpy's random
-numbers). A step is exactly what a PyTorch training loop does per batch, and what mtlc's trainer
+numbers); the dense U-Net trains on multi_fashion_dense as the contract defines it (two items on a
+36x36 canvas, resized bilinearly to 28x28; its first DENSE_ROWS samples, with numpy's permutation
+for the second item: the step's cost does not depend on which rows it draws). A step is exactly what a PyTorch training loop does per batch, and what mtlc's trainer
 does: gather the batch's rows of a shuffled epoch order (index_select from the in-memory tensors),
 zero_grad, forward, the task losses, the weighted sum, backward, optimizer step. Only full batches
 are used. After --warmup steps, --reps blocks of --steps steps are timed and the median block is
@@ -42,10 +49,14 @@ def _threads_arg():
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = _threads_arg()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+try:
+    import numpy as np  # noqa: E402
+    import torch  # noqa: E402
+    import torch.nn as nn  # noqa: E402
+    import torch.nn.functional as F  # noqa: E402
+except ImportError as e:  # no torch for this python: nothing to compare with (CTest: skipped)
+    print(f"peers.py: {e}", file=sys.stderr)
+    sys.exit(77)
 
 FASHION_DIR = os.environ.get("MTLC_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 
@@ -111,6 +122,33 @@ class TwoHeads(nn.Module):
         return self.category(h), self.footwear(h)
 
 
+DENSE_ROWS = 12000
+
+
+def multi_fashion_dense(rows=DENSE_ROWS, chunk=2000):
+    """image [rows, 1, 28, 28], segment [rows, 28, 28] int64, left/right_pixels [rows, 1, 28, 28],
+    left/right [rows] int64: item i at the top-left of a 36x36 canvas, item perm(i) at offset 8, the
+    max where they overlap, each canvas resized to 28x28 (bilinear, pixel centres aligned)."""
+    pixels, labels = fashion_train()
+    items = pixels.view(-1, 28, 28)
+    perm = torch.from_numpy(np.random.default_rng(1).permutation(items.shape[0])[:rows])
+    resize = lambda c: F.interpolate(c.unsqueeze(1), size=(28, 28), mode="bilinear", align_corners=False)
+    out = {k: [] for k in ("image", "segment", "left_pixels", "right_pixels")}
+    for i in range(0, rows, chunk):  # in chunks: the 36x36 canvases of every row at once are large
+        n = min(chunk, rows - i)
+        top, bottom = torch.zeros(n, 36, 36), torch.zeros(n, 36, 36)
+        top[:, :28, :28] = items[i:i + n]
+        bottom[:, 8:, 8:] = items[perm[i:i + n]]
+        lp, rp = resize(top), resize(bottom)
+        out["image"].append(resize(torch.maximum(top, bottom)))
+        out["left_pixels"].append(lp)
+        out["right_pixels"].append(rp)
+        out["segment"].append(torch.where((lp < 0.1) & (rp < 0.1), 0, torch.where(lp >= rp, 1, 2)).squeeze(1).long())
+    data = {k: torch.cat(v) for k, v in out.items()}
+    data["left"], data["right"] = labels[:rows], labels[perm]
+    return data
+
+
 def mlp():  # bench/models/mlp.mtl
     return TwoHeads(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU()),
                     nn.Linear(128, 10), nn.Linear(128, 1))
@@ -140,17 +178,95 @@ class MMoE(nn.Module):  # bench/models/mmoe.mtl
         return outs
 
 
+class BasicBlock(nn.Module):  # residual { conv-bn-relu-conv-bn }, a 1x1 conv + bn shortcut on a change
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                  nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet():  # examples/resnet_fashion.mtl: stem, 3 stages of 2 basic blocks, global average pool
+    layers, cin = [nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+    for cout, stride in ((16, 1), (16, 1), (32, 2), (32, 1), (64, 2), (64, 1)):
+        layers.append(BasicBlock(cin, cout, stride))
+        cin = cout
+    trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return TwoHeads(trunk, nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
+                    nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)))
+
+
+def conv_bn_relu(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class DenseUNet(nn.Module):  # examples/dense_fashion.mtl
+    def __init__(self):
+        super().__init__()
+        self.enc1 = nn.Sequential(*conv_bn_relu(1, 16))                       # [16, 28, 28]
+        self.enc2 = nn.Sequential(nn.MaxPool2d(2), *conv_bn_relu(16, 32))     # [32, 14, 14]
+        self.bottleneck = nn.Sequential(nn.MaxPool2d(2), *conv_bn_relu(32, 64))  # [64, 7, 7]
+        self.up2 = nn.ConvTranspose2d(64, 32, 2, stride=2)
+        self.dec2 = nn.Sequential(*conv_bn_relu(64, 32))
+        self.up1 = nn.ConvTranspose2d(32, 16, 2, stride=2)
+        self.dec1 = nn.Sequential(*conv_bn_relu(32, 16))
+        self.pixel_heads = nn.ModuleList(nn.Conv2d(16, c, 1) for c in (3, 1, 1))  # segment, left/right_pixels
+        self.class_heads = nn.ModuleList(nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 64), nn.ReLU(),
+                                                       nn.Linear(64, 10)) for _ in range(2))  # left, right
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        b = self.bottleneck(e2)
+        d2 = self.dec2(torch.cat([self.up2(b), e2], 1))   # concat(up2, enc2)
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))  # concat(up1, enc1)
+        return [h(d1) for h in self.pixel_heads] + [h(b) for h in self.class_heads]
+
+
 # ---- one configuration -----------------------------------------------------------------------------
+
+PROGRAMS = {"mlp": "bench/models/mlp.mtl", "cnn": "examples/fashion.mtl", "mmoe": "bench/models/mmoe.mtl",
+            "resnet": "examples/resnet_fashion.mtl", "dense": "examples/dense_fashion.mtl"}
+
+
+def check(mtlc):
+    """Each peer against its program: learnable parameters as mtlc counts them (a layer too
+    many, a missing shortcut or another width changes the count), and one finite step."""
+    import re
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    bad = 0
+    for name, program in PROGRAMS.items():
+        p = subprocess.run([mtlc, os.path.join(root, program)],  # compiles and prints a summary
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        m = re.search(r"^\s*learnable total\s+(\d+)", p.stdout, re.M)
+        model, opt, inputs, targets, loss_fn, _ = setup(name)
+        ours = sum(p.numel() for p in model.parameters())
+        idx = torch.arange(4)
+        opt.zero_grad()
+        total = loss_fn(model(inputs.index_select(0, idx)), [t.index_select(0, idx) for t in targets])
+        total.backward()
+        opt.step()
+        ok = m is not None and int(m.group(1)) == ours and math.isfinite(float(total))
+        bad += not ok
+        print(f"{name}: {program} {m.group(1) if m else '?'} learnable parameters, the peer {ours}; "
+              f"loss {float(total):.4f}: {'ok' if ok else 'MISMATCH'}")
+    return 1 if bad else 0
+
 
 def setup(name):
     """model, optimizer, inputs tensor, label tensors, loss(outputs, labels) -> total."""
     t0 = time.perf_counter()
-    if name in ("mlp", "cnn"):
+    if name in ("mlp", "cnn", "resnet"):
         pixels, labels = fashion_train()
         footwear = ((labels == 5) | (labels == 7) | (labels == 9)).to(torch.float32).unsqueeze(1)
         inputs = pixels if name == "mlp" else pixels.view(-1, 1, 28, 28)
         targets = [labels, footwear]
-        model = mlp() if name == "mlp" else cnn()
+        model = {"mlp": mlp, "cnn": cnn, "resnet": resnet}[name]()
 
         def loss(outs, ys):
             return 1.0 * F.cross_entropy(outs[0], ys[0]) + 0.5 * F.binary_cross_entropy_with_logits(outs[1], ys[1])
@@ -160,8 +276,16 @@ def setup(name):
 
         def loss(outs, ys):
             return 1.0 * F.mse_loss(outs[0], ys[0]) + 1.0 * F.mse_loss(outs[1], ys[1])
+    elif name == "dense":
+        d = multi_fashion_dense()
+        inputs, model = d["image"], DenseUNet()
+        targets = [d[k] for k in ("segment", "left_pixels", "right_pixels", "left", "right")]
+
+        def loss(outs, ys):  # every weight 1: per-pixel cross_entropy and l1 (means), cross_entropy
+            return (F.cross_entropy(outs[0], ys[0]) + F.l1_loss(outs[1], ys[1]) + F.l1_loss(outs[2], ys[2])
+                    + F.cross_entropy(outs[3], ys[3]) + F.cross_entropy(outs[4], ys[4]))
     else:
-        sys.exit(f"peers.py: unknown model {name!r} (mlp, cnn, mmoe)")
+        sys.exit(f"peers.py: unknown model {name!r} (mlp, cnn, mmoe, resnet, dense)")
     load_ms = (time.perf_counter() - t0) * 1000
     if name == "mlp":
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -172,7 +296,8 @@ def setup(name):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--check", metavar="MTLC", help="check every peer against its program (see the top)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
@@ -183,6 +308,10 @@ def main():
                     help="experiment: flush denormals to zero (torch.set_flush_denormal); not torch's default")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.check:
+        sys.exit(check(a.check))
+    if not a.model:
+        ap.error("a MODEL or --check MTLC")
 
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)

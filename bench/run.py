@@ -1,29 +1,34 @@
 #!/usr/bin/python3
 """One command for the whole benchmark: mtlc against PyTorch (and its matmul against OpenBLAS).
 
-    /usr/bin/python3 bench/run.py [--build DIR] [--quick] [--reps N] [--no-profile] [--out FILE]
+    /usr/bin/python3 bench/run.py [--build DIR] [--quick] [--reps N] [--no-profile] [--denormals] [--out FILE]
 
-Needs `mtlc_bench` and `sgemm_openblas` built in DIR (default: build-bench, else build):
+Needs `mtlc`, `mtlc_bench` and `sgemm_openblas` built in DIR (default: build-bench, else build):
     cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release
-    cmake --build build-bench --target mtlc_bench sgemm_openblas
+    cmake --build build-bench --target mtlc mtlc_bench sgemm_openblas
 
 In one run it measures, each configuration in its own process (so peak RSS is that run's):
-  - training throughput of the MLP (batch 1, 64, 256), the flagship CNN examples/fashion.mtl
-    (batch 64) and the MMoE (batch 256), 1 thread each: mtlc's bare step (bench/mtlc_bench), mtlc
-    as a user runs it (`mtlc train`: gather, step, metrics, epoch lines and the JSONL log; the
-    wall time of a long run less that of a short one, so start-up and compile cancel), and the
-    same model in PyTorch (bench/peers.py) in its strongest one-core configuration (tcmalloc
-    preloaded: with glibc malloc its large activations are returned to the OS and faulted back
-    every step; OpenBLAS's kernel as --torch-coretype picks; warm-up steps first) and, for
-    reference, as this environment starts it (glibc malloc, the environment's OPENBLAS_*);
-    compile time (.mtl → JIT ready) and peak RSS;
+  - training throughput, 1 thread, of the MLP (batch 1, 64, 256), the flagship CNN
+    examples/fashion.mtl (batch 64), the MMoE (batch 256), examples/resnet_fashion.mtl (batch 64)
+    and the U-Net examples/dense_fashion.mtl (batch 32): mtlc's bare step (bench/mtlc_bench), mtlc
+    as a user runs it (`mtlc train --steps N --threads 1`: gather, step, metrics, progress, epoch
+    lines and the JSONL log; the training loop's seconds from its closing line, a long run less a
+    short one, so the first steps' warm-up cancels, and start-up and compiling are not in it; the
+    program's test source is left out), and the same model in PyTorch (bench/peers.py) in its strongest
+    one-core configuration (tcmalloc preloaded: with glibc malloc its large activations are
+    returned to the OS and faulted back every step; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+    removed, so OpenBLAS picks its own kernel; mkldnn convolutions, its default; warm-up steps
+    first) and, for reference, as this environment starts it (glibc malloc, the environment's
+    OPENBLAS_*); each peer names the OpenBLAS kernel it got; compile time (.mtl → JIT ready) and
+    peak RSS; --denormals adds the MLP at batch 1 with denormals flushed by both and kept by both;
   - mtlc's matmul kernel alone against OpenBLAS's cblas_sgemm (1 thread), n = 64 … 1024, with
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment, naming the
     OpenBLAS kernel that ran; each size runs mtlc and then OpenBLAS, so the two sides of a ratio
     are measured seconds apart;
-  - 1 against 2 threads on the MLP at batch 256: for mtlc the medians of three alternating 1- and
-    2-thread runs (the VM's speed drifts over minutes), with the load average around them (other
-    processes on the machine make the 2-thread number unreliable);
+  - 1 against 2 threads on the MLP at batch 256, the flagship, the ResNet and the U-Net: for mtlc
+    the medians of three alternating 1- and 2-thread runs (the VM's speed drifts over minutes),
+    with the load average around them (other processes on the machine make the 2-thread number
+    unreliable); PyTorch its 1-thread run of the model table and one 2-thread run;
   - where the flagship's training step goes: each train_step kernel timed in place.
 Every number is the median of --reps (default 5) timed repetitions after warm-up steps. Prints
 markdown tables; writes every raw result to --out (default DIR/bench-results.json).
@@ -43,7 +48,8 @@ PY = "/usr/bin/python3"
 
 # (label, mtlc program, peers.py model, batch, steps per repetition, warm-up steps, denormals)
 # denormals: None = each framework's default (mtlc flushes them, PyTorch does not), "flush" = both
-# flush (peers.py --ftz), "keep" = neither does (mtlc_bench --keep-denormals).
+# flush (peers.py --ftz), "keep" = neither does (mtlc_bench --keep-denormals); those two rows run
+# with --denormals only.
 MODELS = [
     ("MLP", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, None),
     ("MLP, denormals flushed (both)", "bench/models/mlp.mtl", "mlp", 1, 1000, 200, "flush"),
@@ -52,6 +58,15 @@ MODELS = [
     ("MLP", "bench/models/mlp.mtl", "mlp", 256, 60, 10, None),
     ("CNN (examples/fashion.mtl)", "examples/fashion.mtl", "cnn", 64, 20, 3, None),
     ("MMoE", "bench/models/mmoe.mtl", "mmoe", 256, 200, 20, None),
+    ("ResNet (examples/resnet_fashion.mtl)", "examples/resnet_fashion.mtl", "resnet", 64, 3, 2, None),
+    ("U-Net (examples/dense_fashion.mtl)", "examples/dense_fashion.mtl", "dense", 32, 6, 2, None),
+]
+# 1 against 2 threads on these (program, peers.py model, batch, steps per repetition, warm-up).
+THREAD_MODELS = [
+    ("bench/models/mlp.mtl", "mlp", 256, 60, 10),
+    ("examples/fashion.mtl", "cnn", 64, 20, 3),
+    ("examples/resnet_fashion.mtl", "resnet", 64, 3, 2),
+    ("examples/dense_fashion.mtl", "dense", 32, 6, 2),
 ]
 # The peer's allocator in its strongest configuration (Debian's libtcmalloc-minimal4, which ./run
 # installs), as PyTorch's CPU performance guide recommends.
@@ -83,8 +98,11 @@ def run_json(cmd, env=None, allow_fail=False):
     return out
 
 
-def train_wall_seconds(mtlc, program, steps, keep_denormals):
-    """Wall time of `mtlc train PROGRAM --steps N` as a user runs it, 1 thread, with a JSONL log."""
+def run_mtlc_train(mtlc, program, steps, batch, keep_denormals):
+    """`mtlc train PROGRAM --steps N` as a user runs it, 1 thread, with a JSONL log: (wall seconds,
+    seconds of its training loop from its closing line "trained N steps in Xs (R samples/s)", which
+    leave out start-up, loading, compiling and the test evaluation)."""
+    import re
     log = program + ".jsonl"
     cmd = [mtlc, "train", program, "--steps", str(steps), "--epochs", "100000", "--threads", "1", "--log", log] \
         + (["--keep-denormals"] if keep_denormals else [])
@@ -95,29 +113,40 @@ def train_wall_seconds(mtlc, program, steps, keep_denormals):
           f"{'' if p.returncode == 0 else f'  (exit {p.returncode})'}", file=sys.stderr, flush=True)
     if p.returncode != 0:
         sys.exit(f"run.py: {' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr}{p.stdout}")
-    return secs
+    m = re.search(r"^trained (\d+) steps? in [\d.]+s \((\d+) samples/s\)", p.stdout, re.M)
+    if not m or int(m.group(1)) != steps or int(m.group(2)) == 0:
+        sys.exit(f"run.py: {' '.join(cmd)}: no closing line \"trained {steps} steps in ...\":\n{p.stdout}")
+    # The rate has 3 to 7 significant digits here: the loop's seconds to about 0.1%.
+    return secs, steps * batch / int(m.group(2))
 
 
 def time_mtlc_train(mtlc, program, batch, bare_us, warmup, reps, keep_denormals, workdir, quick):
     """µs per step of `mtlc train` on `program` at `batch`: the median over `reps` pairs of runs of
-    (wall(warm-up + n steps) − wall(warm-up steps)) / n, with n steps lasting TRAIN_SECONDS at the
-    bare step's speed. Both runs compile, load and start the same way, so only the steps remain."""
+    (loop(warm-up + n steps) − loop(warm-up steps)) / n, loop = the seconds of the training loop by
+    mtlc's own report, with n steps lasting TRAIN_SECONDS at the bare step's speed, so the first
+    steps' warm-up cancels. The wall-clock difference of the same runs (start-up, loading and
+    compiling cancel too, up to their noise) is kept as a cross-check."""
     import re
     text = open(os.path.join(ROOT, program)).read()
     text, count = re.subn(r"(\n\s*batch\s+)\d+", lambda m: m.group(1) + str(batch), text, count=1)
     if count != 1:
         sys.exit(f"run.py: no `batch N` line in {program}")
+    # No test source: its evaluation is not a step (the loop's seconds leave it out), and for the
+    # ResNet and the U-Net it would take longer than the timed steps.
+    text = re.sub(r"\n[ \t]*test[ \t]+[^\n]*", "", text)
     path = os.path.join(workdir, f"{os.path.splitext(os.path.basename(program))[0]}_b{batch}.mtl")
     open(path, "w").write(text)
-    n = max(20, int((0.2 if quick else TRAIN_SECONDS) * 1e6 / max(bare_us, 1)))
-    diffs = []
+    n = max(4, int((0.2 if quick else TRAIN_SECONDS) * 1e6 / max(bare_us, 1)))
+    diffs, wall_diffs = [], []
     for _ in range(reps):
-        short = train_wall_seconds(mtlc, path, warmup, keep_denormals)
-        long = train_wall_seconds(mtlc, path, warmup + n, keep_denormals)
-        diffs.append((long - short) * 1e6 / n)
+        short_wall, short_loop = run_mtlc_train(mtlc, path, warmup, batch, keep_denormals)
+        long_wall, long_loop = run_mtlc_train(mtlc, path, warmup + n, batch, keep_denormals)
+        diffs.append((long_loop - short_loop) * 1e6 / n)
+        wall_diffs.append((long_wall - short_wall) * 1e6 / n)
     us = sorted(diffs)[len(diffs) // 2]
     return {"us_per_step": us, "samples_per_s": batch * 1e6 / us, "batch": batch, "steps": n,
-            "rep_us_per_step": diffs}
+            "rep_us_per_step": diffs, "wall_us_per_step": sorted(wall_diffs)[len(wall_diffs) // 2],
+            "rep_wall_us_per_step": wall_diffs}
 
 
 def fmt_rate(r):
@@ -144,11 +173,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="few steps: a smoke test, not a measurement")
     ap.add_argument("--reps", type=int, default=0, help="timed repetitions per measurement (default 5; quick 3)")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-kernel profile of the flagship")
+    ap.add_argument("--denormals", action="store_true",
+                    help="also the MLP at batch 1 with denormals flushed by both and kept by both")
     ap.add_argument("--out", help="raw results as JSON (default BUILD/bench-results.json)")
     ap.add_argument("--torch-coretype", default="auto",
-                    help="OPENBLAS_CORETYPE for the PyTorch runs: auto (SkylakeX when the CPU has AVX-512 and "
-                         "OpenBLAS does not pick an AVX-512 kernel by itself), default (OpenBLAS's own "
-                         "detection), or a core name")
+                    help="OPENBLAS_CORETYPE for the strongest PyTorch runs: auto (OpenBLAS's own detection, "
+                         "or SkylakeX when the CPU has AVX-512 and OpenBLAS does not pick an AVX-512 kernel "
+                         "by itself), default (OpenBLAS's own detection), or a core name")
     a = ap.parse_args()
 
     build = a.build or next((os.path.join(ROOT, d) for d in ("build-bench", "build")
@@ -184,8 +215,8 @@ def main():
         detected = run_json([sgemm, "--reps", "1", "64"], env=blas_env)["corename"]
     avx512 = "avx512f" in cpu_flags()
     if a.torch_coretype == "auto":
-        torch_core = os.environ.get("OPENBLAS_CORETYPE") or (
-            "SkylakeX" if avx512 and detected not in AVX512_CORES else None)
+        # never the environment's OPENBLAS_CORETYPE: the strongest runs are without it
+        torch_core = "SkylakeX" if avx512 and detected and detected not in AVX512_CORES else None
     else:
         torch_core = None if a.torch_coretype == "default" else a.torch_coretype
     if not os.path.exists(TCMALLOC):
@@ -205,6 +236,8 @@ def main():
 
     # ---- models
     for label, program, peer, batch, steps, warmup, ftz in MODELS:
+        if ftz and not a.denormals:
+            continue
         s, w = scale(steps), warm(warmup)
         common = ["--batch", str(batch), "--steps", str(s), "--warmup", str(w), "--reps", str(reps), "--json"]
         m = run_json([bench, os.path.join(ROOT, program)] + common
@@ -220,27 +253,33 @@ def main():
         results["models"].append({"label": label, "program": program, "batch": batch, "ftz": ftz,
                                   "mtlc": m, "mtlc_train": train, "torch": t, "torch_default": t_default})
 
-    # ---- threads
-    mlp256 = next(r for r in results["models"] if r["program"].endswith("mlp.mtl") and r["batch"] == 256)
-    if mlp256["mtlc"] and mlp256["mtlc"].get("threads_supported"):
-        load_before = os.getloadavg()[0]
-        s = scale(60)
-        common = ["--batch", "256", "--steps", str(s), "--warmup", str(warm(10)), "--reps", str(reps), "--json"]
-        # mtlc: 1- and 2-thread runs alternate, the same settings each, and the ratio is of the
-        # medians: this VM's speed drifts by 10% over minutes, which a 1-thread number taken
-        # minutes earlier (the model table's) would put into the ratio.
+    # ---- threads: mtlc's 1- and 2-thread runs alternate, the same settings each, and the ratio is
+    # of the medians: this VM's speed drifts by 10% over minutes, which a 1-thread number taken
+    # minutes earlier (the model table's) would put into the ratio. PyTorch: the model table's
+    # 1-thread run and one 2-thread run.
+    results["threads"] = []
+    load_before = os.getloadavg()[0]
+    for program, peer, batch, steps, warmup in THREAD_MODELS:
+        common = ["--batch", str(batch), "--steps", str(scale(steps)), "--warmup", str(warm(warmup)),
+                  "--reps", str(reps), "--json"]
         runs = {1: [], 2: []}
         for _ in range(1 if a.quick else 3):
             for threads in (1, 2):
-                runs[threads].append(run_json([bench, os.path.join(ROOT, "bench/models/mlp.mtl"), "--threads",
-                                               str(threads), "--compile-reps", "1"] + common))
-        def median_run(rs):
-            return sorted(rs, key=lambda r: r["samples_per_s"])[len(rs) // 2]
-        t2 = run_json([PY, os.path.join(ROOT, "bench", "peers.py"), "mlp", "--threads", "2"] + common, env=torch_env)
-        results["threads"] = {"mtlc1": median_run(runs[1]), "torch1": mlp256["torch"], "mtlc2": median_run(runs[2]),
-                              "torch2": t2, "mtlc_pairs": [[r1["samples_per_s"], r2["samples_per_s"]]
-                                                           for r1, r2 in zip(runs[1], runs[2])],
-                              "loadavg": [load_before, os.getloadavg()[0]]}
+                r = run_json([bench, os.path.join(ROOT, program), "--threads", str(threads), "--compile-reps", "1"]
+                             + common, allow_fail=True)
+                if r and r.get("supported", False) and r.get("threads_supported", True):
+                    runs[threads].append(r)
+        if not runs[1] or not runs[2]:
+            continue
+        peer_cmd = [PY, os.path.join(ROOT, "bench", "peers.py"), peer] + common
+        t1 = next((r["torch"] for r in results["models"] if r["program"] == program and r["batch"] == batch
+                   and not r["ftz"]), None) or run_json(peer_cmd + ["--threads", "1"], env=torch_env)
+        t2 = run_json(peer_cmd + ["--threads", "2"], env=torch_env)
+        results["threads"].append({"program": program, "batch": batch, "mtlc1": median_run(runs[1]),
+                                   "mtlc2": median_run(runs[2]), "torch1": t1, "torch2": t2,
+                                   "mtlc_pairs": [[r1["samples_per_s"], r2["samples_per_s"]]
+                                                  for r1, r2 in zip(runs[1], runs[2])]})
+    results["threads_loadavg"] = [load_before, os.getloadavg()[0]]
 
     # ---- compile time of the flagship on one thread and on every CPU (jit/ParallelCompile.h)
     results["compile"] = []
@@ -294,6 +333,10 @@ def main():
     print(f"raw results: {out}", file=sys.stderr)
 
 
+def median_run(rs):
+    return sorted(rs, key=lambda r: r["samples_per_s"])[len(rs) // 2]
+
+
 def cpu_flags():
     try:
         with open("/proc/cpuinfo") as f:
@@ -326,12 +369,17 @@ def report(res):
              f"{' (QUICK: a smoke test, not a measurement)' if res['quick'] else ''}; 1-minute load average "
              f"{res.get('loadavg_start', float('nan')):.1f} at the start, {res.get('loadavg_end', float('nan')):.1f} at the end.")
     denv = res.get("default_env") or {}
+    got = sorted({r["torch"].get("openblas_core") or "?" for r in res["models"] if r["torch"]})
+    got_default = sorted({r["torch_default"].get("openblas_core") or "?" for r in res["models"] if r.get("torch_default")})
     L.append(f"PyTorch: {torch_ver} at its strongest on one core: tcmalloc preloaded, OpenBLAS kernel `{core or det or '?'}`"
              + (f" (OPENBLAS_CORETYPE={core}: by itself OpenBLAS picks `{det}` on this CPU)" if core and det and core != det else "")
-             + ", warm-up steps first. \"As started\": the same runs with glibc malloc and the environment's "
-             + (", ".join(f"{k}={v}" for k, v in sorted(denv.items())) or "settings") + ", for reference. "
-             "`mtlc train`: the step as a user runs it (gather, step, metrics, epoch lines, the JSONL log); bare: "
-             "mtlc_bench's step. Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
+             + f" (the peers report `{'`, `'.join(got)}`), mkldnn convolutions (its default), warm-up steps first. "
+             "\"As started\": the same runs with glibc malloc and the environment's "
+             + (", ".join(f"{k}={v}" for k, v in sorted(denv.items())) or "settings (no OPENBLAS_* set, no LD_PRELOAD)")
+             + f", for reference (OpenBLAS kernel `{'`, `'.join(got_default)}`). "
+             "`mtlc train`: the step as a user runs it (gather, step, metrics, progress, epoch lines, the JSONL log), "
+             "from the training-loop seconds of its closing line, a long run less a short one; bare: "
+             "mtlc_bench's step in-process. Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
              "CPU = CPU time / wall time of the timed steps (mtlc / PyTorch): below 1 another process took the core.")
     L.append("")
     L.append("| model | batch | `mtlc train` | mtlc bare | train / bare | PyTorch | `mtlc train` / PyTorch "
@@ -382,23 +430,24 @@ def report(res):
         L.append(row)
     L.append("")
 
-    th = res.get("threads")
-    if th:
-        la = th.get("loadavg") or [float("nan")] * 2
-        pairs = th.get("mtlc_pairs") or []
-        L.append(f"Threads, MLP batch 256 (samples/s; 1-minute load average {la[0]:.1f} before, {la[1]:.1f} after "
-                 f"the 2-thread runs, on {os.cpu_count()} cores). mtlc: the medians of {len(pairs)} alternating 1- and "
-                 f"2-thread runs (the pairs' ratios: {', '.join(f'{b / a:.2f}×' for a, b in pairs)}); "
-                 "PyTorch: its 1-thread run of the table above and one 2-thread run:")
+    ths = res.get("threads") or []
+    if ths:
+        la = res.get("threads_loadavg") or [float("nan")] * 2
+        L.append(f"Threads (samples/s; 1-minute load average {la[0]:.1f} before, {la[1]:.1f} after these runs, on "
+                 f"{os.cpu_count()} cores). mtlc: mtlc_bench's step, the medians of alternating 1- and 2-thread runs "
+                 "(each pair's ratio in the pairs column); PyTorch (strongest): the 1-thread run of the table above "
+                 "and one 2-thread run:")
         L.append("")
-        L.append("| | 1 thread | 2 threads | 2 / 1 |")
-        L.append("| --- | ---: | ---: | ---: |")
-        for who in ("mtlc", "torch"):
-            one, two = th[who + "1"], th[who + "2"]
-            L.append(f"| {'mtlc' if who == 'mtlc' else 'PyTorch'} | {one['samples_per_s']:,.0f} "
-                     f"| {two['samples_per_s']:,.0f} | {two['samples_per_s'] / one['samples_per_s']:.2f}× |")
+        L.append("| model | batch | mtlc 1 thread | mtlc 2 threads | mtlc 2 / 1 | (pairs) "
+                 "| PyTorch 1 | PyTorch 2 | PyTorch 2 / 1 |")
+        L.append("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+        for th in ths:
+            m1, m2, t1, t2 = (th[k]["samples_per_s"] for k in ("mtlc1", "mtlc2", "torch1", "torch2"))
+            pairs = ", ".join(f"{y / x:.2f}×" for x, y in th["mtlc_pairs"])
+            L.append(f"| `{th['program']}` | {th['batch']} | {m1:,.0f} | {m2:,.0f} | {m2 / m1:.2f}× | {pairs} "
+                     f"| {t1:,.0f} | {t2:,.0f} | {t2 / t1:.2f}× |")
     else:
-        L.append("Threads: no 2-thread measurement (the MLP at batch 256 did not run).")
+        L.append("Threads: no 2-thread measurement (mtlc_bench ran none of the models on 2 threads).")
     L.append("")
 
     comp = res.get("compile") or []

@@ -117,6 +117,32 @@ class StopSignals {
   struct sigaction oldInt_ {}, oldTerm_ {};
 };
 
+// The log's step record (Trainer.h), built once: its keys and their order are the same for every step
+// of a run, so a step only refills the numbers in place and the tree is not allocated again.
+struct StepLogLine {
+  ojson json;
+  ojson *step = nullptr, *epoch = nullptr, *loss = nullptr, *lr = nullptr, *gradNorm = nullptr;
+  std::vector<std::pair<ojson*, ojson*>> tasks;  // each task's "loss" and "weight"
+
+  StepLogLine(const ModelSpec& spec, bool withGradNorm) {
+    json["step"] = int64_t(0);
+    json["epoch"] = int64_t(0);
+    json["loss"] = 0.0;
+    json["lr"] = 0.0;
+    ojson byTask = ojson::object();
+    for (const TaskSpec& t : spec.tasks) byTask[t.name] = {{"loss", 0.0f}, {"weight", 0.0f}};
+    json["tasks"] = std::move(byTask);
+    if (withGradNorm) json["grad_norm"] = 0.0;
+    // Pointers into the finished tree: nothing is inserted after this.
+    step = &json["step"], epoch = &json["epoch"], loss = &json["loss"], lr = &json["lr"];
+    for (const TaskSpec& t : spec.tasks) {
+      ojson& task = json["tasks"][t.name];
+      tasks.emplace_back(&task["loss"], &task["weight"]);
+    }
+    if (withGradNorm) gradNorm = &json["grad_norm"];
+  }
+};
+
 TrainingRun::TrainingRun(const ModelSpec& spec, const TrainOptions& options, std::ostream& out)
     : spec_(spec), opt_(options), out_(out), ts_(spec.train), T_(int64_t(spec.tasks.size())),
       trainData_(options.trainData ? *options.trainData : loadedTrain_),
@@ -491,18 +517,18 @@ bool TrainingRun::optimizerStep(int64_t e) {
 // The step's log line: the means over its group's batches (one batch without accumulate).
 void TrainingRun::logStep(int64_t step, int64_t e, double gradNorm) {
   if (!log_.is_open() && !opt_.onLogLine) return;
-  ojson j;
-  j["step"] = step;
-  j["epoch"] = e + 1;
-  j["loss"] = groupTotal_ / double(groupBatches_);
-  j["lr"] = optimizer_->lr();
-  ojson tasks = ojson::object();
-  for (int64_t t = 0; t < T_; ++t)
-    tasks[spec_.tasks[t].name] = {{"loss", groupLosses_[size_t(t)] / float(groupBatches_)},
-                                  {"weight", groupWeights_[size_t(t)]}};
-  j["tasks"] = tasks;
-  if (ts_.clipGradNorm > 0) j["grad_norm"] = gradNorm;
-  writeLogLine(j.dump());
+  if (!stepLine_) stepLine_ = std::make_unique<StepLogLine>(spec_, ts_.clipGradNorm > 0);
+  StepLogLine& l = *stepLine_;
+  *l.step = step;
+  *l.epoch = e + 1;
+  *l.loss = groupTotal_ / double(groupBatches_);
+  *l.lr = optimizer_->lr();
+  for (int64_t t = 0; t < T_; ++t) {
+    *l.tasks[size_t(t)].first = groupLosses_[size_t(t)] / float(groupBatches_);
+    *l.tasks[size_t(t)].second = groupWeights_[size_t(t)];
+  }
+  if (l.gradNorm) *l.gradNorm = gradNorm;
+  writeLogLine(l.json.dump());
 }
 
 void TrainingRun::writeLogLine(const std::string& line) {

@@ -35,6 +35,7 @@
 namespace mtlc::rt {
 
 class StopSignals;
+struct StepLogLine;  // TrainingRun.cpp
 
 class TrainingRun {
  public:
@@ -105,6 +106,7 @@ class TrainingRun {
   std::string initNote_;
   std::vector<std::string> initLines_, freshNames_;
   std::ofstream log_;
+  std::unique_ptr<StepLogLine> stepLine_;  // the log's step record, refilled every step
 
   // The loop and where it stands (a checkpoint saves this position).
   std::optional<Batcher> batcher_;
