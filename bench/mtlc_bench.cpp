@@ -230,7 +230,8 @@ ojson profileOps(const ir::Module &src, int64_t batch, int64_t reps, double step
     for (auto &a : r.inputs) r.inputPtrs.push_back(a.data());
     for (auto &a : r.outputs) r.outputPtrs.push_back(a.data());
     r.args = mtlc_args{r.params.data(), r.grads.data(), r.acts.data(), r.inputPtrs.data(), r.inputPtrs.data(),
-                       r.weights.data(), r.losses.data(), r.outputPtrs.data(), batch, 1, nullptr, nullptr, 0};
+                       r.weights.data(), r.losses.data(), r.outputPtrs.data(), batch, 1, nullptr, nullptr, 0,
+                       nullptr, nullptr};
     pool.attach(r.args);
     mtlc_entry_fn f = r.code.entry("run");
     auto t0 = Clock::now();
@@ -530,7 +531,7 @@ int benchMatmul(const Options &o) {
   for (int64_t i = 0; i < cAt; ++i) params[i] = dist(rng);
   float weight = 1.f, loss = 0.f;
   mtlc_args args{params.data(), grads.data(), acts.data(), nullptr, nullptr, &weight, &loss, nullptr, 1, 1,
-                 nullptr, nullptr, 0};
+                 nullptr, nullptr, 0, nullptr, nullptr};
   rt::ThreadPool pool(int(o.threads));
   pool.attach(args);
   mtlc_entry_fn f = code.entry("run");

@@ -261,7 +261,7 @@ py::dict Model::predict(const py::dict& inputs) {
     mtlc_args args{.params = params_.data(), .grads = nullptr, .acts = acts.data(), .inputs = inPtrs.data(),
                    .labels = labelPtrs.data(), .loss_weights = weights.data(), .losses = losses.data(),
                    .outputs = outPtrs.data(), .n = 0, .seed = 0, .pool = nullptr, .parallel_for = nullptr,
-                   .threads = 0};
+                   .threads = 0, .grads_ready = nullptr, .grads_ready_ctx = nullptr};
     pool().attach(args);
     for (int64_t first = 0; first < in.rows; first += s.maxBatch) {
       for (size_t i = 0; i < I; ++i) inPtrs[i] = inBase[i] + first * s.inputs[i].size;

@@ -162,7 +162,7 @@ struct Runner {
     for (auto &v : outputs) out.push_back(v.data());
     mtlc_args args{params.data(), grads.data(),       acts.data(),   in.data(), lab.data(),
                    lossWeights.data(), losses.data(), out.data(),    n,         seed,
-                   nullptr,            nullptr,       0};
+                   nullptr,            nullptr,       0,         nullptr,   nullptr};
     code.entry(fn)(&args);
   }
 };
