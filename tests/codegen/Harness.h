@@ -117,4 +117,27 @@ inline MatmulNodes randomMatmul(Harness &h, int64_t M, int64_t K, int64_t N, boo
   return {a, b, c};
 }
 
+// One loss and its backward on one head (prediction `predDims`, label `labelDims`, both per
+// sample), the loss bound as task 0's, the prediction uniform in [-3, 3), dL = loss_weights[0].
+struct LossFixture {
+  Harness h;
+  Node *pred, *label, *loss, *grad;
+  double dL = 0.7;
+
+  LossFixture(int64_t maxBatch, OpKind fwd, OpKind bwd, std::vector<int64_t> predDims,
+          std::vector<int64_t> labelDims, int threads = 1)
+      : h(maxBatch) {
+    h.threads = threads;
+    pred = h.input(std::move(predDims));
+    label = h.label(std::move(labelDims));
+    loss = h.b.loss(fwd, pred, label);
+    grad = h.b.lossBwd(bwd, pred, label, h.lossWeight(0));
+    h.bind(loss, ir::Output::Kind::TaskLoss, 0);
+    h.fillUniform(pred, -3, 3);
+    h.lossWeights()[0] = (float)dL;
+  }
+  float *P() { return h.data(pred); }
+  float *Y() { return h.data(label); }
+};
+
 }  // namespace mtlc::test

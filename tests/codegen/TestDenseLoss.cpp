@@ -19,24 +19,13 @@ namespace {
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-// Loss + backward of one kind on a [C, H, W] head; dL comes from loss_weights[0].
-struct DenseRun {
-  Harness h{6};
-  Node *pred, *label, *loss, *grad;
-  double dL = 0.7;
-
-  DenseRun(OpKind fwd, OpKind bwd, int64_t C, int64_t H, int64_t W, int threads = 1) {
-    h.threads = threads;
-    pred = h.input({C, H, W});
-    label = fwd == OpKind::CrossEntropy ? h.label({H * W}) : h.label({C, H, W});
-    loss = h.b.loss(fwd, pred, label);
-    grad = h.b.lossBwd(bwd, pred, label, h.lossWeight(0));
-    h.bind(loss, ir::Output::Kind::TaskLoss, 0);
-    h.fillUniform(pred, -3, 3);
-    h.lossWeights()[0] = (float)dL;
-  }
-  float *P() { return h.data(pred); }
-  float *Y() { return h.data(label); }
+// Loss + backward of one kind on a [C, H, W] head: a class index per pixel for cross-entropy,
+// a [C, H, W] label otherwise.
+struct DenseRun : LossFixture {
+  DenseRun(OpKind fwd, OpKind bwd, int64_t C, int64_t H, int64_t W, int threads = 1)
+      : LossFixture(6, fwd, bwd, {C, H, W},
+                fwd == OpKind::CrossEntropy ? std::vector<int64_t>{H * W} : std::vector<int64_t>{C, H, W},
+                threads) {}
 };
 
 // Per-pixel cross-entropy over n samples of [C, P] logits and [P] labels, NaN skipped.

@@ -12,29 +12,21 @@ using namespace mtlc::test;
 
 namespace {
 
-// Loss + backward for one loss kind; dL comes from loss_weights[0] (a scalar node).
-struct LossRun {
-  Harness h{8};
-  Node *pred, *label, *loss, *grad;
+// Loss + backward for one loss kind, run on n samples with saturated logits in the first two
+// columns; P and Y hold the prediction and label as run.
+struct LossRun : LossFixture {
   std::vector<double> P, Y;
-  double dL = 0.7;
 
   LossRun(OpKind fwd, OpKind bwd, int64_t width, int64_t labelWidth, int64_t n, bool classes,
-          bool binary, const std::string &target = "") {
+          bool binary, const std::string &target = "")
+      : LossFixture(8, fwd, bwd, {width}, {labelWidth}) {
     h.options.keepIR = true;
     h.options.target = target;
-    pred = h.input({width});
-    label = h.label({labelWidth});
-    loss = h.b.loss(fwd, pred, label);
-    grad = h.b.lossBwd(bwd, pred, label, h.lossWeight(0));
-    h.bind(loss, ir::Output::Kind::TaskLoss, 0);
-    h.fillUniform(pred, -3, 3);
     float *p = h.data(pred);
     p[0] = 50, p[1] = -50;  // saturated logits
     if (classes) h.fillClasses(label, (int)width);
     else if (binary) h.fillClasses(label, 2);
     else h.fillUniform(label, -2, 2);
-    h.lossWeights()[0] = (float)dL;
     h.run(n);
     P = values(h, pred);
     Y = values(h, label);

@@ -18,23 +18,10 @@ namespace {
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-// Loss + backward for one loss kind; dL comes from loss_weights[0].
-struct MaskedRun {
-  Harness h{8};
-  Node *pred, *label, *loss, *grad;
-  double dL = 0.7;
-
-  MaskedRun(OpKind fwd, OpKind bwd, int64_t width, int64_t labelWidth) {
-    pred = h.input({width});
-    label = h.label({labelWidth});
-    loss = h.b.loss(fwd, pred, label);
-    grad = h.b.lossBwd(bwd, pred, label, h.lossWeight(0));
-    h.bind(loss, ir::Output::Kind::TaskLoss, 0);
-    h.fillUniform(pred, -3, 3);
-    h.lossWeights()[0] = (float)dL;
-  }
-  float *P() { return h.data(pred); }
-  float *Y() { return h.data(label); }
+// Loss + backward for one loss kind on a 1-D head.
+struct MaskedRun : LossFixture {
+  MaskedRun(OpKind fwd, OpKind bwd, int64_t width, int64_t labelWidth)
+      : LossFixture(8, fwd, bwd, {width}, {labelWidth}) {}
 };
 
 double logSumExp(const double *z, int64_t C) {
