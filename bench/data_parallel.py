@@ -58,6 +58,10 @@ def main():
     ap.add_argument("--btl", default="",
                     help="Open MPI transports to compare, e.g. vader,tcp: each rank count runs once per "
                          "transport with `--mca btl self,X` (default: Open MPI's own choice)")
+    ap.add_argument("--sum", default="shared",
+                    help="gradient sums to compare on several ranks, e.g. shared,mpi: each rank count runs once per "
+                         "sum with MTLC_GRADIENT_SUM=X (shared: mtlc's default on one machine; mpi: MPI_Iallreduce "
+                         "over the transport of --btl)")
     ap.add_argument("--model", default=os.path.join(ROOT, "bench", "models", "mlp.mtl"),
                     help="the program to train (its `batch` is replaced; default bench/models/mlp.mtl)")
     ap.add_argument("--threads", type=int, default=1, help="kernel threads of every process (default 1)")
@@ -182,10 +186,16 @@ def run_configs(a, mtlc, paths, tmp, results):
     if a.cost_model:
         configs.append((f"1 process, batch {a.batch // 2}", 1, a.batch // 2, "", train(a.batch // 2)))
     for n in [int(x) for x in a.ranks.split(",")]:
-        for btl in a.btl.split(",") if a.btl else [""]:
-            mca = ["--mca", "btl", "self," + btl] if btl else []
-            configs.append((f"{n} rank{'s' if n > 1 else ''} (mpirun{', ' + btl if btl else ''})", n, a.batch, btl,
-                            ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n)] + mca + train(a.batch)))
+        for path in a.sum.split(",") if n > 1 else ["shared"]:
+            for btl in a.btl.split(",") if a.btl else [""]:
+                if n > 1 and path == "shared" and btl == "tcp":
+                    continue  # the shared sum does not use the transport: one run is enough
+                mca = ["--mca", "btl", "self," + btl] if btl else []
+                label = f"{n} rank{'s' if n > 1 else ''} (mpirun{', ' + btl if btl else ''}" + \
+                    (f", {path} sum)" if n > 1 else ")")
+                configs.append((label, n, a.batch, btl if n == 1 or path == "mpi" else "shared",
+                                ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n), "-x",
+                                 f"MTLC_GRADIENT_SUM={path}"] + mca + train(a.batch)))
     # Repetition by repetition, every configuration in turn: a change of the machine's load hits all alike.
     runs = {label: ([], [], []) for label, *_ in configs}
     for _ in range(a.reps):

@@ -24,7 +24,7 @@ std::string describeSlices(const Communicator& comm, int64_t batch) {
   const std::string settings = comm.settings();
   return fmt::format("data-parallel: {} ranks, each computing {} rows of every batch of {}{}", comm.size(),
                      small == large ? fmt::format("{}", small) : fmt::format("{} or {}", small, large), batch,
-                     settings.empty() ? "" : fmt::format(" (Open MPI, set by mtlc: {})", settings));
+                     settings.empty() ? "" : fmt::format(" ({})", settings));
 }
 
 std::string describeCollectives(const Communicator& comm, int64_t steps, double loopSeconds) {

@@ -68,7 +68,12 @@ class Communicator {
   }
   virtual void overlapReady(int64_t begin, int64_t end) {}
   virtual void overlapFinish() { allreduceSum(overlapData_, overlapCount_); }
-  // The transport settings this job runs with that mtlc chose ("" when none), for the start line.
+  // Collective, once, before training: memory for a gradient arena of `count` floats (zeroed)
+  // whose overlapped sums need no transfer (shared by the ranks of one machine), or null when
+  // this job has none: the caller then allocates its own.
+  virtual float* sharedGradients(int64_t /*count*/) { return nullptr; }
+  // How this job sums and which transport settings mtlc chose ("" when nothing to say), for the
+  // start line.
   virtual std::string settings() const { return ""; }
   // Seconds spent in the training steps' collectives so far (their transfers, and waiting for
   // slower ranks); the initial broadcast is not counted.

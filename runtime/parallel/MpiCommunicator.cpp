@@ -3,6 +3,7 @@
 // why a surviving rank stops when the job is aborted. Compiled only with MTLC_HAVE_MPI.
 #if MTLC_HAVE_MPI
 #include "runtime/parallel/Distributed.h"
+#include "runtime/parallel/SharedGradientSum.h"
 
 #include "spec/Error.h"
 
@@ -87,12 +88,28 @@ class MpiCommunicator final : public Communicator {
     std::signal(SIGTERM, onTerminate);
   }
   ~MpiCommunicator() override {
+    shared_.reset();  // its window and communicator go before MPI does
     MPI_Comm_free(&comm_);
     MPI_Finalize();
   }
 
   int rank() const override { return rank_; }
-  std::string settings() const override { return settings_; }
+  std::string settings() const override {
+    if (!shared_) return settings_.empty() ? "" : "Open MPI, set by mtlc: " + settings_;
+    return "gradients summed in shared memory" + (settings_.empty() ? "" : "; Open MPI, set by mtlc: " + settings_);
+  }
+
+  // MTLC_GRADIENT_SUM=mpi keeps the gradient sum in MPI (to compare, or where a shared window
+  // misbehaves); any other value, or none, shares memory when every rank is on this machine.
+  float* sharedGradients(int64_t count) override {
+    const char* env = std::getenv("MTLC_GRADIENT_SUM");
+    int want = env && std::strcmp(env, "mpi") == 0 ? 0 : 1;
+    if (env && *env && want && std::strcmp(env, "shared") != 0)
+      throwError("MTLC_GRADIENT_SUM={}: expected `shared` or `mpi`", env);
+    MPI_Allreduce(MPI_IN_PLACE, &want, 1, MPI_INT, MPI_MIN, comm_);  // one path for every rank
+    if (want) shared_ = SharedGradientSum::create(comm_, count, timeout_);
+    return shared_ ? shared_->data() : nullptr;
+  }
   double collectiveSeconds() const override { return waited_; }
   int size() const override { return size_; }
 
@@ -128,6 +145,12 @@ class MpiCommunicator final : public Communicator {
   }
 
   void complete() override {
+    if (sharedPending_) {
+      const double start = seconds();
+      shared_->complete();
+      sharedPending_ = false;
+      waited_ += seconds() - start;
+    }
     wait(pending_, "summing gradients");
     pending_.clear();
     gathers_.clear();
@@ -151,6 +174,11 @@ class MpiCommunicator final : public Communicator {
   // collectives only inside MPI calls.
   void overlapBegin(float* data, int64_t count) override {
     Communicator::overlapBegin(data, count);
+    sharing_ = shared_ && data == shared_->data() && count == shared_->count();
+    if (sharing_) {
+      shared_->begin();
+      return;
+    }
     const int64_t buckets = (count + kOverlapBucketFloats - 1) / kOverlapBucketFloats;
     missing_.resize(size_t(buckets));
     for (int64_t b = 0; b < buckets; ++b)
@@ -160,6 +188,11 @@ class MpiCommunicator final : public Communicator {
   }
   void overlapReady(int64_t begin, int64_t end) override {
     const double start = seconds();
+    if (sharing_) {
+      shared_->ready(begin, end);
+      waited_ += seconds() - start;
+      return;
+    }
     for (int64_t b = begin / kOverlapBucketFloats; b * kOverlapBucketFloats < end; ++b) {
       const int64_t lo = std::max(begin, b * kOverlapBucketFloats);
       const int64_t hi = std::min(end, (b + 1) * kOverlapBucketFloats);
@@ -173,6 +206,11 @@ class MpiCommunicator final : public Communicator {
     waited_ += seconds() - start;
   }
   void overlapFinish() override {
+    if (sharing_) {
+      shared_->finish();
+      sharedPending_ = true;
+      return;
+    }
     while (nextBucket_ >= 0) startBucket(nextBucket_--);
     pending_.insert(pending_.end(), overlapReq_.begin(), overlapReq_.end());
     overlapReq_.clear();
@@ -239,6 +277,10 @@ class MpiCommunicator final : public Communicator {
   std::vector<int64_t> missing_;
   int64_t nextBucket_ = -1;
   std::vector<MPI_Request> overlapReq_;
+  // The gradient arena in memory shared by the ranks of this machine (sharedGradients), whether
+  // the overlapped sum in flight runs through it, and whether complete() must finish it.
+  std::unique_ptr<SharedGradientSum> shared_;
+  bool sharing_ = false, sharedPending_ = false;
   // The collectives started and not yet completed (complete() waits for them all), and the
   // count/displacement arrays of their gathers (a deque: started ones never move).
   struct GatherLayout {

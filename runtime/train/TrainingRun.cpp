@@ -226,7 +226,12 @@ void TrainingRun::loadData() {
 void TrainingRun::createState() {
   weighting_ = Weighting::create(spec_, seed_);
   params_.resize(spec_.paramCount);
-  grads_.resize(spec_.paramCount);
+  // Ranks on one machine share their gradient arenas, so the sum needs no transfer (Distributed.h).
+  grad_ = opt_.comm && opt_.comm->size() > 1 ? opt_.comm->sharedGradients(spec_.paramCount) : nullptr;
+  if (!grad_) {
+    grads_.resize(spec_.paramCount);
+    grad_ = grads_.data();
+  }
   taskGrads_.resize(weighting_->needsTaskGrads() ? T_ * spec_.paramCount : 0);
   if (ts_.accumulate > 1) accum_.resize(spec_.paramCount);
   groupLosses_.assign(size_t(T_), 0.0f);
@@ -367,10 +372,10 @@ void TrainingRun::printLabelCounts() {
 
 void TrainingRun::startLoop() {
   batcher_.emplace(trainData_, ts_.batch, ts_.shuffle, seed_);
-  kernels_.emplace(spec_, *ws_, params_.data(), grads_.data(), taskGrads_, *pool_);
+  kernels_.emplace(spec_, *ws_, params_.data(), grad_, taskGrads_, *pool_);
   if (opt_.comm && opt_.comm->size() > 1) {
     parallel_.emplace(spec_, *opt_.comm, *kernels_,
-                      StepBuffers{grads_.data(), taskGrads_.size() ? taskGrads_.data() : nullptr, ws_->losses.data(),
+                      StepBuffers{grad_, taskGrads_.size() ? taskGrads_.data() : nullptr, ws_->losses.data(),
                                   &ws_->outputPtrs});
     out_ << describeSlices(*opt_.comm, ts_.batch) << '\n' << std::flush;
   }
@@ -460,7 +465,7 @@ StepResult TrainingRun::runBatch(int64_t b, int64_t e, int64_t micro) {
   if (ts_.accumulate > 1) {
     const float scale = 1.0f / float(ts_.accumulate);
     float* acc = accum_.data();
-    const float* g = grads_.data();
+    const float* g = grad_;
     if (micro == 0)
       for (int64_t i = 0; i < spec_.paramCount; ++i) acc[i] = g[i] * scale;
     else
@@ -487,7 +492,7 @@ StepResult TrainingRun::runBatch(int64_t b, int64_t e, int64_t micro) {
 // after this step, and finish writes the final checkpoint). False: the run stops.
 bool TrainingRun::optimizerStep(int64_t e) {
   const int64_t step = report_.steps + 1;
-  float* g = ts_.accumulate > 1 ? accum_.data() : grads_.data();
+  float* g = ts_.accumulate > 1 ? accum_.data() : grad_;
   double gradNorm = kNaN;
   if (ts_.clipGradNorm > 0) {
     gradNorm = clipGradNorm(g, activeSpans_, ts_.clipGradNorm);

@@ -99,6 +99,7 @@ class TrainingRun {
   std::optional<ScopedFlushDenormals> flush_;
   std::unique_ptr<Weighting> weighting_;
   Arena params_, grads_, taskGrads_;
+  float* grad_ = nullptr;  // the gradient arena: grads_, or the communicator's shared one
   Arena accum_;  // accumulate N > 1: the group's Σ grads / N (the optimizer's gradient)
   std::optional<Workspace> ws_;
   std::optional<Optimizer> optimizer_;

@@ -119,22 +119,32 @@ double relative(double a, double b, double floor) { return std::fabs(a - b) / st
 }  // namespace
 
 TEST_CASE("mpirun -np N matches the single-process run step by step") {
-  // The last row: ranks × kernel threads (the recommended layout, one rank per machine with N
-  // threads) against one process on as many threads.
-  auto [weighting, ranks, threads] = GENERATE(table<std::string, int, int>(
-      {{"fixed", 2, 1}, {"fixed", 3, 1}, {"pcgrad", 2, 1}, {"mgda", 2, 1}, {"fixed", 2, 2}}));
-  const auto dir = setUp("mpi_" + weighting + "_" + std::to_string(ranks) + "x" + std::to_string(threads), weighting);
+  // The gradient summed in shared memory (the default on one machine) and through MPI
+  // (MTLC_GRADIENT_SUM=mpi, what ranks on several machines use). The last row: ranks × kernel
+  // threads (the recommended layout, one rank per machine with N threads) against one process on
+  // as many threads.
+  auto [weighting, ranks, threads, sum] = GENERATE(table<std::string, int, int, std::string>(
+      {{"fixed", 2, 1, "shared"},
+       {"fixed", 3, 1, "shared"},
+       {"fixed", 2, 1, "mpi"},
+       {"fixed", 3, 1, "mpi"},
+       {"pcgrad", 2, 1, "shared"},
+       {"mgda", 2, 1, "shared"},
+       {"fixed", 2, 2, "shared"}}));
+  const auto dir = setUp("mpi_" + weighting + "_" + std::to_string(ranks) + "x" + std::to_string(threads) + "_" + sum,
+                         weighting);
   const std::string train =
       std::string("'" MTLC_BINARY "' train dp.mtl --steps 40 -q --threads ") + std::to_string(threads) + " ";
 
   const Timed single = runShell(train + "--log single.jsonl --save single.safetensors", dir, 120);
   REQUIRE(single.exitCode == 0);
-  const Timed dp = runShell(kMpirun + "-np " + std::to_string(ranks) + " " + train +
+  const Timed dp = runShell(kMpirun + "-x MTLC_GRADIENT_SUM=" + sum + " -np " + std::to_string(ranks) + " " + train +
                                 "--log dp.jsonl --save dp.safetensors",
                             dir, 120);
   INFO(dp.err);
   REQUIRE(dp.exitCode == 0);
   CHECK(dp.out.find("data-parallel: " + std::to_string(ranks) + " ranks") != std::string::npos);
+  CHECK((dp.out.find("gradients summed in shared memory") != std::string::npos) == (sum == "shared"));
 
   const auto a = steps(dir / "single.jsonl"), b = steps(dir / "dp.jsonl");
   REQUIRE(a.size() == 40);
