@@ -2,7 +2,7 @@
 """Data-parallel scaling: samples/s of `mtlc train` on 1 process and under `mpirun -np N`.
 
     /usr/bin/python3 bench/data_parallel.py [--build DIR] [--ranks 1,2] [--batch 256] [--steps 60]
-                                            [--reps 3] [--threads 1] [--btl vader,tcp]
+                                            [--reps 3] [--threads 1] [--btl vader,tcp] [--sum shared,mpi]
                                             [--model FILE.mtl] [--json] [--cost-model]
     /usr/bin/python3 bench/data_parallel.py --allreduce-sweep [--reps 3] [--json]
 
@@ -14,13 +14,16 @@ batch is counted once), and on more than one rank the time rank 0 spent in colle
 transfers and waiting for the other ranks). "1 process" is plain `mtlc train`; "N ranks" is
 `mpirun --oversubscribe --bind-to none -np N mtlc train`. Each number is the median of --reps
 runs; every process runs its kernels on --threads threads (default 1: ranks × 1 thread against one
-process on 1 thread). --btl compares Open MPI transports (`--mca btl self,X` for each X); --model
+process on 1 thread). --sum compares the gradient sums on several ranks (MTLC_GRADIENT_SUM: shared,
+mtlc's default on one machine, or mpi); --btl compares Open MPI transports (`--mca btl self,X` for
+each X: the MPI sum's and every rank's small collectives'); --model
 trains another program (the flagship: examples/fashion.mtl). The 1-minute load average before each
 run is printed with it, since on a shared machine the ranks compete with whatever else runs. The
 configurations alternate run by run (every configuration once per repetition).
 
---cost-model adds what bench/dp_model.py needs (one process at half the batch, the parameter count,
-bench/allreduce_time per transport); with --json the output is the file dp_model.py reads.
+--cost-model adds what bench/dp_model.py needs (one process at half the batch, two such processes
+side by side, the parameter count, bench/allreduce_time per transport and bench/shared_sum_time);
+with --json the output is the file dp_model.py reads.
 --allreduce-sweep times bench/allreduce_time under the Open MPI configurations of SWEEP instead
 (docs/data-parallel.md, Transport).
 """
@@ -41,11 +44,29 @@ def run_once(cmd, cwd):
     p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         sys.exit(f"data_parallel.py: {' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr}{p.stdout}")
-    m = re.search(r"trained (\d+) steps? in [\d.]+s \((\d+) samples/s\)", p.stdout)
+    return parse_run(cmd, p.stdout)
+
+
+def parse_run(cmd, out):
+    m = re.search(r"trained (\d+) steps? in [\d.]+s \((\d+) samples/s\)", out)
     if not m:
-        sys.exit(f"data_parallel.py: no throughput in the output of {' '.join(cmd)}:\n{p.stdout}")
-    c = re.search(r"data-parallel: ([\d.]+) ms/step \((\d+)%\) in collectives", p.stdout)
+        sys.exit(f"data_parallel.py: no throughput in the output of {' '.join(cmd)}:\n{out}")
+    c = re.search(r"data-parallel: ([\d.]+) ms/step \((\d+)%\) in collectives", out)
     return int(m.group(2)), (float(c.group(1)), int(c.group(2))) if c else None
+
+
+def run_side_by_side(cmd, cwd, n):
+    """n copies of one command at once (the cores as N ranks of one machine load them, without
+    MPI): the mean of their samples/s."""
+    procs = [subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    rates = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"data_parallel.py: {' '.join(cmd)} failed (exit {p.returncode}):\n{err}{out}")
+        rates.append(parse_run(cmd, out)[0])
+    return int(statistics.mean(rates)), None
 
 
 def main():
@@ -58,10 +79,10 @@ def main():
     ap.add_argument("--btl", default="",
                     help="Open MPI transports to compare, e.g. vader,tcp: each rank count runs once per "
                          "transport with `--mca btl self,X` (default: Open MPI's own choice)")
-    ap.add_argument("--sum", default="shared",
+    ap.add_argument("--sum", default="",
                     help="gradient sums to compare on several ranks, e.g. shared,mpi: each rank count runs once per "
                          "sum with MTLC_GRADIENT_SUM=X (shared: mtlc's default on one machine; mpi: MPI_Iallreduce "
-                         "over the transport of --btl)")
+                         "over the transport of --btl; default shared, with --cost-model shared,mpi)")
     ap.add_argument("--model", default=os.path.join(ROOT, "bench", "models", "mlp.mtl"),
                     help="the program to train (its `batch` is replaced; default bench/models/mlp.mtl)")
     ap.add_argument("--threads", type=int, default=1, help="kernel threads of every process (default 1)")
@@ -82,6 +103,8 @@ def main():
         return allreduce_sweep(a)
     if a.cost_model and not a.btl:
         a.btl = "vader,tcp"
+    if not a.sum:
+        a.sum = "shared,mpi" if a.cost_model else "shared"
     mtlc = os.path.abspath(os.path.join(a.build, "mtlc"))
     if not os.path.exists(mtlc):
         sys.exit(f"data_parallel.py: {mtlc} not found (build first, or pass --build DIR)")
@@ -125,6 +148,12 @@ def model_terms(a, mtlc, path, tmp):
         out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
         allreduce[btl] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         print(f"  allreduce_time, {btl}: {len(allreduce[btl])} sizes", file=sys.stderr, flush=True)
+    if "shared" in a.sum.split(","):
+        tool = os.path.join(a.build, "bench", "shared_sum_time")
+        cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2", tool]
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
+        allreduce["shared"] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        print(f"  shared_sum_time: {len(allreduce['shared'])} sizes", file=sys.stderr, flush=True)
     return {"model": os.path.relpath(a.model, ROOT), "batch": a.batch, "params": int(params.group(1)),
             "output_floats": sum(heads), "heads": len(heads), "allreduce": allreduce}
 
@@ -185,6 +214,8 @@ def run_configs(a, mtlc, paths, tmp, results):
     configs = [("1 process", 1, a.batch, "", train(a.batch))]
     if a.cost_model:
         configs.append((f"1 process, batch {a.batch // 2}", 1, a.batch // 2, "", train(a.batch // 2)))
+        configs.append((f"2 processes side by side, batch {a.batch // 2}", 1, a.batch // 2, "side by side",
+                        train(a.batch // 2)))
     for n in [int(x) for x in a.ranks.split(",")]:
         for path in a.sum.split(",") if n > 1 else ["shared"]:
             for btl in a.btl.split(",") if a.btl else [""]:
@@ -202,7 +233,7 @@ def run_configs(a, mtlc, paths, tmp, results):
         for label, n, batch, btl, cmd in configs:
             rates, loads, comm = runs[label]
             loads.append(os.getloadavg()[0])
-            rate, c = run_once(cmd, tmp)
+            rate, c = run_side_by_side(cmd, tmp, 2) if btl == "side by side" else run_once(cmd, tmp)
             rates.append(rate)
             if c:
                 comm.append(c)

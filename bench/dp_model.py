@@ -14,7 +14,13 @@ The model: one optimizer step on N ranks at global batch B costs
   per-message latency and β_bw the bandwidth. On 2 ranks this is 2α + G/β_bw: β_bw is the inverse
   slope of a least-squares line through bench/allreduce_time's times (Iallreduce + Wait, 4 KiB to
   4 MiB) per transport, α half the median time left over at 4–16 KiB;
-- gather (ring allgather, one per head): (N−1)·α per head + (N−1)/N · B · outputs · 4 bytes / β_bw;
+- the shared-memory sum of ranks on one machine (mtlc's default there): a + G·s, the least-squares
+  line through bench/shared_sum_time's times (4 KiB to 4 MiB, 2 ranks);
+- gather (ring allgather, one per head): (N−1)·α per head + (N−1)/N · B · outputs · 4 bytes / β_bw,
+  over MPI whatever sums the gradient (vader's terms for the shared sum);
+- ranks on one machine share its caches and memory bandwidth: the 2-rank prediction is given twice,
+  with the compute of B/2 rows measured alone (fixed + per_sample · B/2) and measured with two such
+  processes side by side (data_parallel.py's "2 processes side by side"), the error on the latter;
 - no credit for overlap: the prediction is the step as if the gradient sum waited for the backward
   pass (the overlap can only make the measured step shorter; what it hides is the difference).
 
@@ -53,18 +59,31 @@ def allreduce_s(grad_bytes, n, alpha, bandwidth):
     return 2 * (n - 1) * alpha + 2 * (n - 1) / n * grad_bytes / bandwidth
 
 
-def step_s(m, n, alpha, bandwidth):
-    b = m["batch"]
-    gather = (n - 1) * m["heads"] * alpha + (n - 1) / n * b * m["output_floats"] * 4 / bandwidth
+def gather_s(m, n, alpha, bandwidth):
+    return (n - 1) * m["heads"] * alpha + (n - 1) / n * m["batch"] * m["output_floats"] * 4 / bandwidth
 
-    return m["fixed_s"] + m["per_sample_s"] * b / n + allreduce_s(m["grad_bytes"], n, alpha, bandwidth) + gather
+
+def step_s(m, n, alpha, bandwidth, compute=None):
+    """One step on n ranks over a network of (alpha, bandwidth); `compute` replaces the compute term."""
+    if compute is None:
+        compute = m["fixed_s"] + m["per_sample_s"] * m["batch"] / n
+    return compute + allreduce_s(m["grad_bytes"], n, alpha, bandwidth) + gather_s(m, n, alpha, bandwidth)
+
+
+def shared_step_s(m, lines, statistic, mpi_alpha, mpi_bandwidth, compute=None):
+    """One step on 2 ranks of one machine with the shared-memory sum (a + G·s) and MPI's gather."""
+    a, slope = fit_line([(l["bytes"], l[statistic + "_us"] * 1e-6) for l in lines if l["ranks"] == 2])
+    if compute is None:
+        compute = m["fixed_s"] + m["per_sample_s"] * m["batch"] / 2
+    return compute + a + slope * m["grad_bytes"] + gather_s(m, 2, mpi_alpha, mpi_bandwidth), a, slope
 
 
 def compute_terms(run):
     """fixed and per-sample seconds from the 1-process runs at B and B/2."""
     b = run["batch"]
     full = next(r for r in run["results"] if r["ranks"] == 1 and r["batch"] == b and r["config"] == "1 process")
-    half = next(r for r in run["results"] if r["ranks"] == 1 and r["batch"] == b // 2)
+    half = next(r for r in run["results"] if r["ranks"] == 1 and r["batch"] == b // 2 and r.get("btl") != "side by side")
+    busy = next((r for r in run["results"] if r.get("btl") == "side by side"), None)
     t_full, t_half = b / full["samples_per_s"], (b // 2) / half["samples_per_s"]
     fixed = 2 * t_half - t_full
     per_sample = (t_full - t_half) / (b - b // 2)
@@ -72,7 +91,7 @@ def compute_terms(run):
         fixed, per_sample = 0.0, t_full / b
     return {"batch": b, "fixed_s": fixed, "per_sample_s": per_sample,
             "one_process_step_s": t_full, "grad_bytes": 4 * run["params"], "output_floats": run["output_floats"],
-            "heads": run["heads"]}
+            "heads": run["heads"], "busy_half_step_s": (b // 2) / busy["samples_per_s"] if busy else None}
 
 
 def report(run, statistic):
@@ -81,19 +100,37 @@ def report(run, statistic):
           f"{m['grad_bytes'] / 1e6:.2f} MB of gradients)\n")
     print(f"compute: fixed {m['fixed_s'] * 1e3:.3f} ms/step + {m['per_sample_s'] * 1e6:.2f} µs/sample "
           f"(one process: {m['one_process_step_s'] * 1e3:.3f} ms/step at batch {m['batch']})\n")
-    print("| transport | α (µs) | bandwidth (GB/s) | predicted 2-rank step (ms) | measured (ms) | error |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    busy = m["busy_half_step_s"]
+    if busy:
+        print(f"compute of {m['batch'] // 2} rows with two processes side by side: {busy * 1e3:.3f} ms/step "
+              f"(alone: {(m['fixed_s'] + m['per_sample_s'] * m['batch'] / 2) * 1e3:.3f})\n")
+    print("| gradient sum | α or a (µs) | bandwidth (GB/s) | predicted 2-rank step, compute alone (ms) | "
+          "predicted, cores busy (ms) | measured (ms) | error |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    terms = {t: transport_terms(lines, statistic) for t, lines in run.get("allreduce", {}).items() if t != "shared"}
     for transport, lines in sorted(run.get("allreduce", {}).items()):
-        alpha, bw = transport_terms(lines, statistic)
-        pred = step_s(m, 2, alpha, bw)
+        if transport == "shared":
+            mpi_alpha, mpi_bw = terms.get("vader", next(iter(terms.values()), (0.0, float("inf"))))
+            pred, alpha, slope = shared_step_s(m, lines, statistic, mpi_alpha, mpi_bw)
+            pred_busy = shared_step_s(m, lines, statistic, mpi_alpha, mpi_bw, busy)[0] if busy else None
+            bw = 1 / slope if slope > 0 else float("inf")
+            label = "shared memory"
+        else:
+            alpha, bw = terms[transport]
+            pred = step_s(m, 2, alpha, bw)
+            pred_busy = step_s(m, 2, alpha, bw, busy) if busy else None
+            label = f"MPI, {transport}"
         meas = [r for r in run["results"] if r["ranks"] == 2 and r.get("btl") == transport]
+        ref = pred_busy if pred_busy is not None else pred
         if meas:
             t = m["batch"] / meas[0]["samples_per_s"]
-            err = f"{100 * (pred - t) / t:+.0f}%"
+            err = f"{100 * (ref - t) / t:+.0f}%"
             meas_text = f"{t * 1e3:.3f}"
         else:
             meas_text, err = "-", "-"
-        print(f"| {transport} | {alpha * 1e6:.1f} | {bw / 1e9:.2f} | {pred * 1e3:.3f} | {meas_text} | {err} |")
+        busy_text = f"{pred_busy * 1e3:.3f}" if pred_busy is not None else "-"
+        print(f"| {label} | {alpha * 1e6:.1f} | {bw / 1e9:.2f} | {pred * 1e3:.3f} | {busy_text} | {meas_text} | "
+              f"{err} |")
     print("\nProjection, one rank per machine (fixed + per-sample terms as above, α and bandwidth assumed; "
           "speed-up against the model's one machine):\n")
     nets = [(25, 5e-6), (25, 20e-6), (100, 5e-6), (100, 20e-6)]
