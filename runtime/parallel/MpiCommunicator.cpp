@@ -22,6 +22,7 @@
 #include <limits>
 #include <thread>
 #include <utility>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace mtlc::rt {
@@ -106,6 +107,18 @@ class MpiCommunicator final : public Communicator {
     int want = env && std::strcmp(env, "mpi") == 0 ? 0 : 1;
     if (env && *env && want && std::strcmp(env, "shared") != 0)
       throwError("MTLC_GRADIENT_SUM={}: expected `shared` or `mpi`", env);
+    // Open MPI backs the window with a file in /dev/shm. Where that holds less than every rank's
+    // arena (a container's 64 MiB default), touching the window would end the ranks with SIGBUS.
+    const double need = 1.05 * double(size_) * double(count) * sizeof(float) + (1 << 20);
+    struct statvfs fs;
+    if (want && statvfs("/dev/shm", &fs) == 0 && double(fs.f_bavail) * double(fs.f_frsize) < need) {
+      want = 0;
+      if (rank_ == 0)
+        std::fprintf(stderr,
+                     "mtlc: note: /dev/shm has %.0f MiB free, less than the %.0f MiB the ranks' shared gradient "
+                     "arenas need; summing gradients through MPI\n",
+                     double(fs.f_bavail) * double(fs.f_frsize) / 1048576.0, need / 1048576.0);
+    }
     MPI_Allreduce(MPI_IN_PLACE, &want, 1, MPI_INT, MPI_MIN, comm_);  // one path for every rank
     if (want) shared_ = SharedGradientSum::create(comm_, count, timeout_);
     return shared_ ? shared_->data() : nullptr;

@@ -347,6 +347,30 @@ TEST_CASE("killing one rank mid-run ends the job with an error within seconds; i
   }
 }
 
+// Open MPI backs the shared gradient arenas with a file in /dev/shm; where /dev/shm is too small
+// (a container's 64 MiB default against a large model) the ranks must sum through MPI, not die of
+// SIGBUS. A private mount namespace with a 1 MiB /dev/shm stands in (needs root: skipped without).
+TEST_CASE("a /dev/shm too small for the shared gradient falls back to the MPI sum") {
+  const auto dir = setUp("mpi_small_shm", "fixed");
+  if (runShell("unshare -m true", dir, 30).exitCode != 0) {
+    WARN("unshare -m is not permitted here: skipped");
+    return;
+  }
+  const std::string train = "'" MTLC_BINARY "' train dp.mtl --steps 40 -q --threads 1 ";
+  REQUIRE(runShell(train + "--log single.jsonl", dir, 120).exitCode == 0);
+  const Timed dp = runShell("unshare -m sh -c \"mount -t tmpfs -o size=1m tmpfs /dev/shm && " + kMpirun +
+                                "--mca btl self,tcp -np 2 " + train + "--log dp.jsonl\"",
+                            dir, 120);
+  INFO(dp.out << dp.err);
+  REQUIRE(dp.exitCode == 0);
+  CHECK(dp.err.find("less than the") != std::string::npos);
+  CHECK(dp.err.find("summing gradients through MPI") != std::string::npos);
+  CHECK(dp.out.find("gradients summed in shared memory") == std::string::npos);
+  const auto a = steps(dir / "single.jsonl"), b = steps(dir / "dp.jsonl");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(relative(a[i]["loss"], b[i]["loss"], 1e-12) < 1e-5);
+}
+
 TEST_CASE("only `mtlc train` runs under an MPI launcher") {
   // What a launcher sets; `mtlc MODEL` (compile only) must not pretend to be one of N processes.
   const auto dir = testDir("mpi_other");
