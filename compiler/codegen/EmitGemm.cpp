@@ -82,11 +82,14 @@ struct Choice {
 // accumulator is a serial chain; 5 cycles on Haswell and Zen, 4 on Skylake: with 4, AVX2's
 // 8-accumulator 2×4 tile would tie with 6×2, which runs faster); all of it times `kCost` when the operands come from memory rather than packed panels.
 // Per tile and slice: the tile's trip through the stack buffer to the store code, a fixed 20,
-// `tileCost` more (the packed form's micro-kernel call), and 4 per 64-byte line of C it writes:
-// when K is short the stores are the product, and a tile one AVX2 vector wide writes half lines
-// (the batch-1 weight gradient is such a product: there the cost of its stores picks the tile).
+// `tileCost` more (the packed form's micro-kernel call), and per 64-byte line of C it writes 4
+// when the tile is one row, 10 when it has several: when K is short the stores are the product, a
+// tile one AVX2 vector wide writes half lines, and a tile of MR rows keeps MR interleaved write
+// streams open where a one-row tile, walking along its row, writes C as one sequential stream
+// (the batch-1 weight gradient, K = 1, ran twice as fast with 1×4 tiles as with 14×2 or 6×4).
 // Unless forced, the menu is, for NRV = 1, 2, 4, the most rows the registers hold
-// (MR·NRV accumulators + NRV B vectors + a broadcast): few distinct micro-kernels per module.
+// (MR·NRV accumulators + NRV B vectors + a broadcast), and one row of 4 vectors: few distinct
+// micro-kernels per module.
 Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t M, int64_t N,
                      int64_t K, int64_t kc, double kCost, double tileCost) {
   const bool forced = o && (o->gemmMR || o->gemmNRV);
@@ -99,14 +102,14 @@ Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t 
       const int most = std::min(28, (target.vectorRegisters - 1 - nrv) / nrv);
       const bool even = evenRows && mr == int(ceilDiv(M, ceilDiv(M, most)));
       if (forced ? (o->gemmMR && o->gemmMR != mr) || (o->gemmNRV && o->gemmNRV != nrv)
-                 : nrv == 3 || (mr != most && !even))
+                 : nrv == 3 || (mr != most && !even && !(mr == 1 && nrv == 4)))
         continue;
       if (mr * nrv + nrv + 1 > target.vectorRegisters) continue;
       if (mr > kGemmMaxTile || nrv * target.lanes > kGemmMaxTile) continue;
       double perK = std::max({mr * nrv * 0.5, (mr + nrv) * 0.5, 5.0}) * kCost;
       double tiles = double(ceilDiv(M, mr)) * double(ceilDiv(N, int64_t(nrv) * target.lanes));
       double lines = double(mr) * double(ceilDiv(int64_t(nrv) * target.lanes, 16));
-      double perTile = 2.0 * mr * nrv + 20.0 + tileCost + 4.0 * lines;
+      double perTile = 2.0 * mr * nrv + 20.0 + tileCost + (mr == 1 ? 4.0 : 10.0) * lines;
       double cycles = tiles * (perK * double(K) + double(ceilDiv(K, kc)) * perTile);
       if (cycles < best.cycles) best = {cycles, mr, nrv};
     }

@@ -93,6 +93,11 @@ TEST_CASE("gemm: AVX2 and generic vector shapes, assorted register tiles", "[cod
         }
   checkGemm(options("avx512", 14, 2), 30, 30, 70, false, false);
   checkGemm(options("avx512", 6, 4), 30, 30, 70, true, true);
+  // The one-row tile the cost model picks for store-bound products (K = 1, a batch of one).
+  for (bool tA : {false, true}) {
+    checkGemm(options("avx512", 1, 4), 30, 1, 70, tA, false);
+    checkGemm(options("avx512", 1, 4), 1, 45, 150, tA, false);
+  }
 }
 
 TEST_CASE("gemm: the direct forms (axpy, dot) and forced packing, every target", "[codegen][gemm]") {
@@ -115,6 +120,8 @@ TEST_CASE("gemm: the direct forms (axpy, dot) and forced packing, every target",
 // "[gemmforms]" prints each form's rate). Batch-1 weight gradient dW = dyᵀ·x, 256×1×784: with
 // K = 1 the stores are the product, and on Zen 3 the axpy form's 6×2 tiles took 22.3 µs against
 // 27.9 µs for 14×1 (half cache lines per row) and 37.5 µs packed (a call and a packed B per tile).
+// On Zen 4 (AVX-512) one-row 1×4 tiles, which write C as one sequential stream, took about half
+// the time of 14×2 or 6×4 (mtlc_bench --mkn 256,1,784 --trans tn --gemm-kind axpy --gemm-tile).
 TEST_CASE("gemm: form and register tile chosen by the cost model", "[codegen][gemm]") {
   auto choice = [](const char *target, int64_t M, int64_t K, int64_t N, bool tA, bool tB) {
     return codegen::gemmChoice(codegen::namedTarget(target), nullptr, 1, M, K, N, tA, tB);
@@ -122,6 +129,10 @@ TEST_CASE("gemm: form and register tile chosen by the cost model", "[codegen][ge
   CHECK(choice("zen-avx2", 256, 1, 784, true, false) == "axpy 6x2");
   CHECK(choice("avx2", 256, 1, 784, true, false) == "axpy 6x2");
   CHECK(choice("avx2", 128, 1, 256, true, false) == "axpy 6x2");
+  CHECK(choice("avx512", 256, 1, 784, true, false) == "axpy 1x4");
+  CHECK(choice("avx512", 128, 1, 256, true, false) == "axpy 1x4");
+  // K = 4 is no longer store-bound: the tile of many rows again.
+  CHECK(choice("avx512", 256, 4, 784, true, false) == "axpy 14x2");
   // Long K: packing pays, with the tile that keeps both FMA ports busy.
   CHECK(choice("avx2", 256, 256, 784, false, false) == "packed 6x2");
   CHECK(choice("avx2", 256, 784, 256, false, true) == "packed 6x2");
