@@ -8,7 +8,8 @@
 //
 // so the multiply-adds run in the packed GEMM (EmitGemm.cpp). The node's scratch
 // (convScratchFloats) holds the column matrix (none for a 1×1, stride 1, unpadded convolution,
-// which uses the sample itself), then the GEMM's packing panels.
+// which uses the sample itself), then the GEMM's packing panels. A forward with few taps at
+// stride 1 (a first layer: K = C·KH·KW as small as 9) runs EmitConvDirect.cpp's kernel instead.
 #include "Kernel.h"
 #include "LoopBuilder.h"
 #include "GemmBlocking.h"
@@ -173,8 +174,10 @@ int64_t convScratchFloats(const ir::Node &n, int64_t) {
     default: throw std::logic_error("convScratchFloats: not a convolution");
   }
   ConvShape s{(*x)[0], (*x)[1], (*x)[2], (*y)[0], (*y)[1], (*y)[2], (*w)[2], (*w)[3], n.ints.at(0), n.ints.at(1)};
+  // The direct form's, or the GEMM's when bf16 products take this path after all (convDirect).
+  int64_t direct = convDirectShape(n) ? convDirectScratchFloats(n) : 0;
   switch (n.op) {
-    case ir::OpKind::Conv2d: return kConvChunks * convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
+    case ir::OpKind::Conv2d: return std::max(direct, kConvChunks * convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0));
     case ir::OpKind::Conv2dBwdFilter:
       return kConvChunks * convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), s.O * s.taps());
     default: return kConvChunks * convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
@@ -203,6 +206,7 @@ void chainInPlace(Kernel &k, llvm::Value *out, llvm::Value *flat0, int64_t count
 }
 
 void emitConv2d(Kernel &k) {
+  if (convDirect(k)) return emitConv2dDirect(k);
   ConvShape s = shapeOf(k.inType(0), k.inType(1), k.type(), k);
   int64_t chunk = convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {

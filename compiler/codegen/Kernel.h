@@ -183,6 +183,13 @@ void emitMatMul(Kernel &k);                                      // EmitMatMul.c
 void emitConv2d(Kernel &k);                                      // EmitConv.cpp
 void emitConv2dBwdData(Kernel &k);
 void emitConv2dBwdFilter(Kernel &k);
+// The direct conv2d for stride 1 and at most kDirectConvMaxTaps = C·KH·KW taps
+// (EmitConvDirect.cpp): convDirect says whether k's node runs it; emitConv2d dispatches to it.
+inline constexpr int64_t kDirectConvMaxTaps = 27;
+bool convDirectShape(const ir::Node &n);
+bool convDirect(const Kernel &k);
+int64_t convDirectScratchFloats(const ir::Node &n);
+void emitConv2dDirect(Kernel &k);
 
 // Scratch hooks (kernelScratchFloats): the working memory an op's kernel needs, by its emitter.
 int64_t matMulScratchFloats(const ir::Node &n, int64_t maxBatch);  // EmitMatMul.cpp

@@ -158,6 +158,14 @@ std::vector<Case> makeCases() {
   cs.push_back({"conv2d", "conv 3x3 s2 p1 straight on a [1,9,8] input", [](Net &net) {
                   mseHead(net, net.conv(net.input({1, 9, 8}), 2, 3, 3, 2, 1, "conv1"));
                 }});
+  // A first layer over one channel (the direct forward, EmitConvDirect.cpp): rows of 19 and 17
+  // outputs (a vector and an overlapping one), unpadded and padded.
+  cs.push_back({"conv2d", "conv 3x3 s1 over one channel [1,5,21], p0 and p1, to a maxpool", [](Net &net) {
+                  Node *c = net.conv(net.input({1, 5, 21}), 3, 3, 3, 1, 0, "first");  // [3,3,19]
+                  Node *d = net.conv(net.input({1, 4, 17}), 2, 3, 3, 1, 1, "padded");  // [2,4,17]
+                  mseHead(net, net.b.maxPool(c, 2, 2));
+                  mseHead(net, d);
+                }});
   // The ResNet geometries: a 7x7 stride-2 stem padded by 3, a "same" 7x7, a 1x1 stride-2 shortcut
   // on an odd extent.
   cs.push_back(convolution(7, 7, 2, 3, " (ResNet stem)"));

@@ -62,10 +62,11 @@ void checkTaps(Harness &h, const Geometry &g, int64_t n, const ConvNodes &c, boo
   requireClose(h.read(c.dw), DW, 1e-5, 1e-5, names[2]);
 }
 
-void checkConv(const Geometry &g, int64_t n) {
+void checkConv(const Geometry &g, int64_t n, const std::string &target = "") {
   INFO("C" << g.C << " H" << g.H << " W" << g.W << " O" << g.O << " k" << g.KH << "x" << g.KW
             << " stride " << g.stride << " pad " << g.pad << " n " << n);
   Harness h(6);
+  h.options.target = target;
   Node *x = h.input({g.C, g.H, g.W});
   Node *w = h.param({g.O, g.C, g.KH, g.KW});
   Node *y = h.b.conv2d(x, w, g.stride, g.pad);
@@ -91,6 +92,23 @@ TEST_CASE("conv2d: single channel, 1×1 and 5×5 kernels", "[codegen][conv]") {
   checkConv({1, 6, 5, 3, 1, 1, 1, 0}, 2);
   checkConv({2, 8, 9, 3, 5, 5, 1, 2}, 3);
   checkConv({2, 5, 5, 2, 4, 4, 3, 2}, 1);  // padding reaches whole rows
+}
+
+// Few taps at stride 1 run the direct forward kernel (EmitConvDirect.cpp): rows as wide as a
+// vector, wider (an overlapping last vector), narrower (half and quarter vectors); padding; 27
+// taps (the most) and 28 (the GEMM again); on every target's vector width.
+TEST_CASE("conv2d: few input channels, stride 1 (direct forward)", "[codegen][conv]") {
+  for (const char *target : {"", "avx512", "avx2", "generic"}) {
+    INFO("target " << (*target ? target : "host"));
+    checkConv({1, 28, 28, 32, 3, 3, 1, 0}, 3, target);  // the flagship's first layer: rows of 26
+    checkConv({1, 28, 28, 16, 3, 3, 1, 1}, 6, target);  // resnet_fashion's stem: padded, rows of 28
+    checkConv({1, 18, 18, 5, 3, 3, 1, 0}, 2, target);   // rows of 16
+    checkConv({1, 7, 13, 3, 3, 3, 1, 1}, 4, target);    // padded, rows of 13
+    checkConv({2, 6, 9, 3, 2, 3, 1, 0}, 2, target);     // rows of 7
+    checkConv({3, 5, 6, 4, 3, 3, 1, 1}, 3, target);     // 27 taps, rows of 6
+    checkConv({7, 5, 9, 2, 2, 2, 1, 0}, 2, target);     // 28 taps: im2col and GEMM
+    checkConv({1, 6, 5, 3, 3, 3, 1, 0}, 2, target);     // rows of 3: narrower than 4 lanes
+  }
 }
 
 TEST_CASE("conv2d: the ResNet geometries (7×7 stem, same-size 3×3, strided 1×1 shortcut)", "[codegen][conv]") {

@@ -80,5 +80,8 @@ TEST_CASE("pooling: windows that tile their rows run as vectors (k = stride = 2,
     checkPool(2, 9, 70, 2, 2, 2, false, target);    // 35 outputs per row: several vectors
     checkPool(2, 10, 50, 3, 3, 2, true, target);    // leftover row and columns, ties
     checkPool(1, 9, 37, 4, 4, 2, false, target);
+    checkPool(3, 6, 23, 2, 2, 2, true, target);     // rows of 11 outputs, a leftover column, ties
+    checkPool(2, 4, 10, 2, 2, 3, false, target);    // rows of 5
+    checkPool(2, 7, 7, 2, 2, 2, true, target);      // rows of 3, ties
   }
 }
