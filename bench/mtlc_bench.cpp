@@ -15,7 +15,8 @@
 //     kernel of the entry points (codegen::CodegenOptions::nodeHook), and the time between one
 //     kernel's end and the next, summed over the timed steps, is that kernel's. Unlike
 //     --profile-ops it sees what a kernel pays for its inputs' place (another core's cache, memory)
-//     and for waiting on the slowest thread; the hook costs a call per kernel.
+//     and for waiting on the slowest thread; the hook costs a call per kernel. With --profile-cpu
+//     (1 thread) the time is the thread's CPU time, for comparing kernels on a loaded machine.
 //     --predict: also times the predict entry point (eval mode: batchnorm's running statistics)
 //     on the last training batch, --reps blocks of --steps calls, the median block per batch.
 //
@@ -47,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -119,15 +121,22 @@ struct Compiled {
 // --profile-step: the kernels' time inside train_step, by the node each kernel writes last.
 struct StepProfile {
   bool timing = false;             // inside a timed train_step
-  Clock::time_point last;          // the previous kernel's end (or the step's start)
+  bool cpuClock = false;           // --profile-cpu: the calling thread's CPU time, not wall time
+  double last = 0;                 // µs: the previous kernel's end (or the step's start)
   std::map<int32_t, double> us;    // summed over the timed steps
+  double now() const {
+    if (!cpuClock) return std::chrono::duration<double, std::micro>(Clock::now().time_since_epoch()).count();
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return 1e6 * double(t.tv_sec) + 1e-3 * double(t.tv_nsec);
+  }
 };
 StepProfile gStepProfile;
 
 // The nodeHook: called after every kernel with the id of the node it wrote last.
 void stepHook(int32_t node, const float *, int64_t) {
-  const auto now = Clock::now();
-  if (gStepProfile.timing) gStepProfile.us[node] += std::chrono::duration<double, std::micro>(now - gStepProfile.last).count();
+  const double now = gStepProfile.now();
+  if (gStepProfile.timing) gStepProfile.us[node] += now - gStepProfile.last;
   gStepProfile.last = now;
 }
 
@@ -354,7 +363,7 @@ int benchModel(const Options &o) {
     args.seed = rt::mix64(rt::mix64(o.seed) ^ uint64_t(step));
     pool.attach(args);
     auto p1 = Clock::now();
-    gStepProfile.last = p1;
+    gStepProfile.last = gStepProfile.now();
     spec.trainStep(&args);
     for (int64_t t = 0; t <= T; ++t)
       if (!std::isfinite(losses[t])) throw std::runtime_error(fmt::format("loss became {} at step {}", losses[t], step));
@@ -611,6 +620,9 @@ int main(int argc, char **argv) {
   app.add_flag("--profile-ops", o.profileOps, "also time each train_step kernel alone");
   app.add_flag("--predict", o.predict, "also time predict (eval mode) on a training batch");
   app.add_flag("--profile-step", o.profileStep, "also time each train_step kernel in place (a call after every kernel)");
+  app.add_flag("--profile-cpu", gStepProfile.cpuClock,
+               "with --profile-step and 1 thread: the thread's CPU time per kernel, which other "
+               "processes' load does not inflate (a worker thread's share is not counted)");
   bool ftz = false;
   app.add_flag("--ftz", ftz, "flush denormals to zero (MXCSR FTZ+DAZ), as rt::train does: the default");
   app.add_flag("--keep-denormals", o.keepDenormals, "do not flush denormals (mtlc train --keep-denormals)");
