@@ -6,6 +6,12 @@
 //   filter grad    dW  += dy_s · colᵀ       summed over the batch
 //   data grad      dcol = Wᵀ · dy_s,  dx_s = col2im(dcol)   (overlapping taps add up)
 //
+// except that a stride-1 data gradient with a square kernel and padding <= KH − 1 (every 3×3
+// "same" layer) is itself a forward convolution: dx = conv(dy, W') with the taps flipped and the
+// channels swapped, W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw], padding KH−1−pad. Its GEMM is
+// [C, O·KH·KW]·[O·KH·KW, H·W], the forward's shape, where Wᵀ·dy is a product only O deep whose
+// [C·KH·KW, OH·OW] result col2im then scatters back (a read-modify-write per tap).
+//
 // so the multiply-adds run in the packed GEMM (EmitGemm.cpp). The node's scratch
 // (convScratchFloats) holds the column matrix (none for a 1×1, stride 1, unpadded convolution,
 // which uses the sample itself), then the GEMM's packing panels. A forward with few taps at
@@ -15,6 +21,7 @@
 #include "GemmBlocking.h"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 namespace mtlc::codegen {
@@ -72,6 +79,19 @@ std::pair<llvm::Value *, llvm::Value *> inputRow(Kernel &k, const ConvShape &s, 
   return {ih, k.b.CreateICmpULT(ih, k.c(s.H))};  // unsigned: negative rows are outside too
 }
 
+// For stride 1 the taps of one output row at one kernel column read consecutive input columns
+// (iw = ow − pad + kw): body(ow0, inRange, inRow) per vector of outputs ow0 + lane, inRange the
+// lanes in [lo, hi) (the taps inside the image), inRow those < OW.
+template <typename Body>
+void forRowVectors(Kernel &k, const ConvShape &s, llvm::Value *lo, llvm::Value *hi, Body body) {
+  const int VL = k.lanes();
+  forLoop(k.b, k.c((s.OW + VL - 1) / VL), [&](llvm::Value *v) {
+    llvm::Value *ow0 = k.mul(v, VL);
+    llvm::Value *inRange = k.b.CreateAnd(k.laneMask(VL, ow0, hi), k.b.CreateNot(k.laneMask(VL, ow0, lo)));
+    body(ow0, inRange, k.laneMask(VL, ow0, k.c(s.OW)));
+  }, "ov");
+}
+
 // col[r, oh·OW + ow] = x[c, oh·st − pad + kh, ow·st − pad + kw], or 0 in the padding.
 void im2col(Kernel &k, const ConvShape &s, llvm::Value *x, llvm::Value *col) {
   forTapRows(k, s, [&](llvm::Value *r, llvm::Value *c, llvm::Value *kh, llvm::Value *kw,
@@ -83,6 +103,13 @@ void im2col(Kernel &k, const ConvShape &s, llvm::Value *x, llvm::Value *col) {
       llvm::Value *seg = k.at(col, k.add(k.mul(r, s.P()), k.mul(oh, s.OW)));
       // A row outside the image is all padding: an empty copy range, zeros everywhere.
       llvm::Value *copyHi = k.b.CreateSelect(rowInside, hi, lo);
+      if (s.stride == 1) {  // whole vectors: masked-off lanes load as 0, the padding
+        llvm::Value *rowAt = k.add(k.mul(ih, s.W), iwShift);
+        forRowVectors(k, s, lo, copyHi, [&](llvm::Value *ow0, llvm::Value *inRange, llvm::Value *inRow) {
+          k.maskedStore(k.maskedLoad(k.lanes(), xPlane, k.add(rowAt, ow0), inRange), seg, ow0, inRow);
+        });
+        return;
+      }
       forLoop(k.b, lo, [&](llvm::Value *ow) { k.store(k.f32(0), seg, ow); }, "pad");
       forLoop(k.b, lo, copyHi, [&](llvm::Value *ow) {
         llvm::Value *iw = k.add(k.mul(ow, s.stride), iwShift);
@@ -133,6 +160,7 @@ Gemm constGemm(Kernel &k, const ConvShape &s, llvm::Value *A, llvm::Value *B, ll
   g.M = k.c(M), g.K = k.c(K), g.N = k.c(N);
   g.staticM = M, g.staticK = K, g.staticN = N;
   g.pack = packing(k, s);
+  g.convolution = true;
   return g;
 }
 
@@ -159,6 +187,19 @@ void forSampleChunks(Kernel &k, int64_t chunkFloats, int64_t sampleWork,
 
 int64_t colFloats(const ConvShape &s) { return s.pointwise() ? 0 : s.taps() * s.P(); }
 
+// The forward convolution from dy to dx that a stride-1 data gradient is (see the top), if it is one.
+std::optional<ConvShape> dataGradAsConv(const ConvShape &s) {
+  if (s.stride != 1 || s.KH != s.KW || s.pad > s.KH - 1 || s.pointwise()) return std::nullopt;
+  return ConvShape{s.O, s.OH, s.OW, s.C, s.H, s.W, s.KH, s.KW, 1, s.KH - 1 - s.pad};
+}
+
+// A chunk of the data gradient: the column matrix and panels of its GEMM, then (as a forward
+// convolution) the flipped filters.
+int64_t dataGradChunkFloats(const ConvShape &s) {
+  if (auto f = dataGradAsConv(s)) return convChunkFloats(colFloats(*f), f->O, f->taps(), f->P(), s.O * s.taps());
+  return convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
+}
+
 }  // namespace
 
 // kConvChunks chunks, each with one sample's column matrix [C·KH·KW, OH·OW] (none for a
@@ -180,7 +221,7 @@ int64_t convScratchFloats(const ir::Node &n, int64_t) {
     case ir::OpKind::Conv2d: return std::max(direct, kConvChunks * convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0));
     case ir::OpKind::Conv2dBwdFilter:
       return kConvChunks * convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), s.O * s.taps());
-    default: return kConvChunks * convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
+    default: return kConvChunks * dataGradChunkFloats(s);
   }
 }
 
@@ -262,9 +303,40 @@ void emitConv2dBwdFilter(Kernel &k) {
   chainInPlace(k, k.out, k.c(0), OT);  // the sum over the batch is final only now
 }
 
+// W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw] (the forward convolution's filters of a data
+// gradient, see the top) at `flipped`.
+void flipFilters(Kernel &k, const ConvShape &s, llvm::Value *w, llvm::Value *flipped) {
+  const int64_t KK = s.KH * s.KW;
+  forLoop(k.b, k.c(s.O), [&](llvm::Value *o) {
+    forLoop(k.b, k.c(s.C), [&](llvm::Value *c) {
+      llvm::Value *from = k.mul(k.add(k.mul(o, s.C), c), KK);
+      llvm::Value *to = k.mul(k.add(k.mul(c, s.O), o), KK);
+      forLoop(k.b, k.c(KK), [&](llvm::Value *t) {
+        k.store(k.load(w, k.add(from, k.sub(k.c(KK - 1), t))), flipped, k.add(to, t));
+      }, "t");
+    }, "c");
+  }, "o");
+}
+
 void emitConv2dBwdData(Kernel &k) {
   ConvShape s = shapeOf(k.type(), k.inType(1), k.inType(0), k);
-  int64_t chunk = convChunkFloats(colFloats(s), s.taps(), s.O, s.P(), 0);
+  const int64_t chunk = dataGradChunkFloats(s);
+  if (auto f = dataGradAsConv(s)) {
+    // Each chunk flips the filters into its own area: one area per chunk is how the plan's
+    // scratch is laid out, and the copy is a small fraction of the chunk's products.
+    const int64_t flippedAt = chunk - (s.O * s.taps() + 15) / 16 * 16;
+    forSampleChunks(k, chunk, s.O * s.taps() * s.P(),
+        [&](Kernel &h, llvm::Value *) { flipFilters(h, s, h.in[1], h.at(h.scratch, h.c(flippedAt))); },
+        [&](Kernel &h, llvm::Value *n) {
+          llvm::Value *dys = h.at(h.in[0], h.mul(n, s.O * s.P()));
+          llvm::Value *dxs = h.at(h.out, h.mul(n, s.C * s.H * s.W));
+          Gemm g = constGemm(h, *f, h.at(h.scratch, h.c(flippedAt)), columns(h, *f, dys), dxs, f->O,
+                             f->taps(), f->P());
+          chainEpilogue(h, g, n, f->O, f->P());
+          emitGemm(h, g);
+        });
+    return;
+  }
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {
     llvm::Value *dys = h.at(h.in[0], h.mul(n, s.O * s.P()));
     llvm::Value *dxs = h.at(h.out, h.mul(n, s.C * s.H * s.W));

@@ -150,6 +150,9 @@ struct Gemm {
   Epilogue epilogue;            // empty: store the product
   // Static extents where known (-1: the batch size n, bounded by maxBatch) for tiling decisions.
   int64_t staticM = -1, staticK = -1, staticN = -1;
+  // A convolution's product (EmitConv.cpp): on 16-lane targets its packed form takes the 8×1
+  // register tile (see chooseTiling in EmitGemm.cpp).
+  bool convolution = false;
 };
 void emitGemm(Kernel &k, const Gemm &g);                         // EmitGemm.cpp
 

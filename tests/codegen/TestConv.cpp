@@ -62,9 +62,10 @@ void checkTaps(Harness &h, const Geometry &g, int64_t n, const ConvNodes &c, boo
   requireClose(h.read(c.dw), DW, 1e-5, 1e-5, names[2]);
 }
 
-void checkConv(const Geometry &g, int64_t n, const std::string &target = "") {
+void checkConvOn(const Geometry &g, int64_t n, const char *target) {
   INFO("C" << g.C << " H" << g.H << " W" << g.W << " O" << g.O << " k" << g.KH << "x" << g.KW
-            << " stride " << g.stride << " pad " << g.pad << " n " << n);
+            << " stride " << g.stride << " pad " << g.pad << " n " << n << " target "
+            << (*target ? target : "host"));
   Harness h(6);
   h.options.target = target;
   Node *x = h.input({g.C, g.H, g.W});
@@ -75,6 +76,12 @@ void checkConv(const Geometry &g, int64_t n, const std::string &target = "") {
   Node *dw = h.b.conv2dBwdFilter(x, dy, w->type, g.stride, g.pad);
   REQUIRE(y->type == dy->type);
   checkTaps(h, g, n, {x, w, y, dy, dx, dw}, false, {"conv2d", "conv2d_bwd_data", "conv2d_bwd_filter"});
+}
+
+// On the host's vectors and on the narrower targets' (AVX2, AVX2 with the Zen mask checks, the
+// 4-lane generic form): the stride-1 column copies run in whole vectors, masked at the edges.
+void checkConv(const Geometry &g, int64_t n) {
+  for (const char *target : {"", "avx2", "zen-avx2", "generic"}) checkConvOn(g, n, target);
 }
 
 }  // namespace
@@ -100,14 +107,14 @@ TEST_CASE("conv2d: single channel, 1×1 and 5×5 kernels", "[codegen][conv]") {
 TEST_CASE("conv2d: few input channels, stride 1 (direct forward)", "[codegen][conv]") {
   for (const char *target : {"", "avx512", "avx2", "generic"}) {
     INFO("target " << (*target ? target : "host"));
-    checkConv({1, 28, 28, 32, 3, 3, 1, 0}, 3, target);  // the flagship's first layer: rows of 26
-    checkConv({1, 28, 28, 16, 3, 3, 1, 1}, 6, target);  // resnet_fashion's stem: padded, rows of 28
-    checkConv({1, 18, 18, 5, 3, 3, 1, 0}, 2, target);   // rows of 16
-    checkConv({1, 7, 13, 3, 3, 3, 1, 1}, 4, target);    // padded, rows of 13
-    checkConv({2, 6, 9, 3, 2, 3, 1, 0}, 2, target);     // rows of 7
-    checkConv({3, 5, 6, 4, 3, 3, 1, 1}, 3, target);     // 27 taps, rows of 6
-    checkConv({7, 5, 9, 2, 2, 2, 1, 0}, 2, target);     // 28 taps: im2col and GEMM
-    checkConv({1, 6, 5, 3, 3, 3, 1, 0}, 2, target);     // rows of 3: narrower than 4 lanes
+    checkConvOn({1, 28, 28, 32, 3, 3, 1, 0}, 3, target);  // the flagship's first layer: rows of 26
+    checkConvOn({1, 28, 28, 16, 3, 3, 1, 1}, 6, target);  // resnet_fashion's stem: padded, rows of 28
+    checkConvOn({1, 18, 18, 5, 3, 3, 1, 0}, 2, target);   // rows of 16
+    checkConvOn({1, 7, 13, 3, 3, 3, 1, 1}, 4, target);    // padded, rows of 13
+    checkConvOn({2, 6, 9, 3, 2, 3, 1, 0}, 2, target);     // rows of 7
+    checkConvOn({3, 5, 6, 4, 3, 3, 1, 1}, 3, target);     // 27 taps, rows of 6
+    checkConvOn({7, 5, 9, 2, 2, 2, 1, 0}, 2, target);     // 28 taps: im2col and GEMM
+    checkConvOn({1, 6, 5, 3, 3, 3, 1, 0}, 2, target);     // rows of 3: narrower than 4 lanes
   }
 }
 
@@ -122,6 +129,13 @@ TEST_CASE("conv2d: the ResNet geometries (7×7 stem, same-size 3×3, strided 1×
 TEST_CASE("conv2d: planes wider than one GEMM column tile, pointwise", "[codegen][conv]") {
   checkConv({2, 24, 25, 3, 3, 3, 1, 1}, 2);  // OH·OW = 600
   checkConv({3, 24, 23, 4, 1, 1, 1, 0}, 3);  // 1×1: no column matrix, OH·OW = 552
+}
+
+TEST_CASE("conv2d: stride-1 rows of several vectors, padding wider than the taps", "[codegen][conv]") {
+  checkConv({3, 6, 37, 5, 3, 3, 1, 1}, 3);   // OW = 37: two whole vectors and a partial one
+  checkConv({2, 5, 18, 3, 3, 3, 1, 3}, 2);   // padding 3 > 2: whole rows and columns of padding
+  checkConv({2, 7, 33, 4, 3, 5, 1, 2}, 3);   // non-square kernel, OW = 33
+  checkConv({16, 7, 7, 16, 3, 3, 1, 1}, 2);  // many channels, rows shorter than a vector
 }
 
 namespace {
