@@ -197,11 +197,12 @@ Tiling chooseTiling(const TargetInfo &target, const CodegenOptions *o, int64_t m
 
 // A convolution's packed product on a 16-lane target runs the 8×1 tile, unless tiling is forced
 // or bf16: its shapes (M = 16 to 64 channels, K = C·KH·KW taps in slices of up to kGemmMaxKC,
-// N = 49 to 784 positions) ran faster with it than with the cost model's wide tiles (6×4, 14×2)
-// in every convolution kernel of examples/resnet_fashion.mtl on Zen 4 (`mtlc_bench --profile-step
-// --profile-cpu`, bench/RESULTS.md). The likely cause: a wide tile's B panel (kc × 64 floats) does
-// not stay in L1 across the row panels, the 8×1 tile's (kc × 16) does, and its 8 accumulators
-// still cover the FMA latency. The direct forms (axpy, dot) are left as the cost model picks them.
+// N = 49 to 784 positions) ran faster with it than with the cost model's wide tiles (6×4, 14×2),
+// or as fast on the 7×7 planes, in the convolution kernels of examples/resnet_fashion.mtl on Zen 4
+// (`mtlc_bench --profile-step --profile-cpu`, bench/RESULTS.md). The likely cause: a wide tile's
+// B panel (kc × 64 floats) does not stay in L1 across the row panels, the 8×1 tile's (kc × 16)
+// does, and its 8 accumulators still cover the FMA latency. The direct forms (axpy, dot) are left
+// as the cost model picks them (the dot form stays ahead on the 16-channel filter gradients).
 Tiling chooseTiling(const Kernel &k, const Gemm &g) {
   Tiling t = chooseTiling(k.target(), k.opts, k.maxBatch, g.staticM, g.staticK, g.staticN, g.transA, g.transB);
   const CodegenOptions *o = k.opts;
