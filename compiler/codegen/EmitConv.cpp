@@ -79,9 +79,10 @@ std::pair<llvm::Value *, llvm::Value *> inputRow(Kernel &k, const ConvShape &s, 
   return {ih, k.b.CreateICmpULT(ih, k.c(s.H))};  // unsigned: negative rows are outside too
 }
 
-// For stride 1 the taps of one output row at one kernel column read consecutive input columns
-// (iw = ow − pad + kw): body(ow0, inRange, inRow) per vector of outputs ow0 + lane, inRange the
-// lanes in [lo, hi) (the taps inside the image), inRow those < OW.
+// The taps of one output row at one kernel column read input columns iw = ow·stride − pad + kw,
+// consecutive for stride 1, every other one for stride 2 (evenLanes): body(ow0, inRange, inRow)
+// per vector of outputs ow0 + lane, inRange the lanes in [lo, hi) (the taps inside the image),
+// inRow those < OW.
 template <typename Body>
 void forRowVectors(Kernel &k, const ConvShape &s, llvm::Value *lo, llvm::Value *hi, Body body) {
   const int VL = k.lanes();
@@ -90,6 +91,23 @@ void forRowVectors(Kernel &k, const ConvShape &s, llvm::Value *lo, llvm::Value *
     llvm::Value *inRange = k.b.CreateAnd(k.laneMask(VL, ow0, hi), k.b.CreateNot(k.laneMask(VL, ow0, lo)));
     body(ow0, inRange, k.laneMask(VL, ow0, k.c(s.OW)));
   }, "ov");
+}
+
+// Lane l = x[from + 2·l] where `mask` has lane l on, else 0 (a stride-2 row of taps): the two
+// vectors of consecutive inputs, each loaded where it holds a wanted (even) lane, then their even
+// lanes.
+llvm::Value *evenLanes(Kernel &k, llvm::Value *x, llvm::Value *from, llvm::Value *mask) {
+  const int VL = k.lanes();
+  llvm::Value *noLanes = llvm::Constant::getNullValue(mask->getType());
+  llvm::SmallVector<llvm::Value *, 2> halves;
+  for (int h = 0; h < 2; ++h) {
+    llvm::SmallVector<int, 16> spread(VL);  // input lane j of this half wants output lane (h·VL + j) / 2
+    for (int j = 0; j < VL; ++j) spread[j] = j % 2 == 0 ? (h * VL + j) / 2 : VL;  // VL: off
+    halves.push_back(k.maskedLoad(VL, x, k.add(from, h * VL), k.b.CreateShuffleVector(mask, noLanes, spread)));
+  }
+  llvm::SmallVector<int, 16> even(VL);
+  for (int l = 0; l < VL; ++l) even[l] = 2 * l;
+  return k.b.CreateShuffleVector(halves[0], halves[1], even);
 }
 
 // col[r, oh·OW + ow] = x[c, oh·st − pad + kh, ow·st − pad + kw], or 0 in the padding.
@@ -103,10 +121,13 @@ void im2col(Kernel &k, const ConvShape &s, llvm::Value *x, llvm::Value *col) {
       llvm::Value *seg = k.at(col, k.add(k.mul(r, s.P()), k.mul(oh, s.OW)));
       // A row outside the image is all padding: an empty copy range, zeros everywhere.
       llvm::Value *copyHi = k.b.CreateSelect(rowInside, hi, lo);
-      if (s.stride == 1) {  // whole vectors: masked-off lanes load as 0, the padding
+      if (s.stride <= 2) {  // whole vectors: masked-off lanes load as 0, the padding
         llvm::Value *rowAt = k.add(k.mul(ih, s.W), iwShift);
         forRowVectors(k, s, lo, copyHi, [&](llvm::Value *ow0, llvm::Value *inRange, llvm::Value *inRow) {
-          k.maskedStore(k.maskedLoad(k.lanes(), xPlane, k.add(rowAt, ow0), inRange), seg, ow0, inRow);
+          llvm::Value *from = k.add(rowAt, k.mul(ow0, s.stride));
+          llvm::Value *v = s.stride == 1 ? k.maskedLoad(k.lanes(), xPlane, from, inRange)
+                                         : evenLanes(k, xPlane, from, inRange);
+          k.maskedStore(v, seg, ow0, inRow);
         });
         return;
       }

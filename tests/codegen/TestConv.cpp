@@ -138,6 +138,13 @@ TEST_CASE("conv2d: stride-1 rows of several vectors, padding wider than the taps
   checkConv({16, 7, 7, 16, 3, 3, 1, 1}, 2);  // many channels, rows shorter than a vector
 }
 
+TEST_CASE("conv2d: stride-2 rows of several vectors", "[codegen][conv]") {
+  checkConv({2, 9, 40, 3, 3, 3, 2, 1}, 3);   // OW = 20: a whole vector and a partial one
+  checkConv({3, 8, 37, 4, 1, 1, 2, 0}, 2);   // 1×1 projection, OW = 19
+  checkConv({2, 6, 35, 3, 5, 3, 2, 2}, 2);   // non-square kernel, padding 2, OW = 18
+  checkConv({2, 5, 12, 2, 3, 3, 2, 3}, 2);   // padding 3 > 2: whole padded rows and columns
+}
+
 namespace {
 
 // conv_transpose2d (nn.ConvTranspose2d): x[C,H,W], w[C,O,KH,KW]; every input element scatters
