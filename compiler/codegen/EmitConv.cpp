@@ -6,16 +6,16 @@
 //   filter grad    dW  += dy_s · colᵀ       summed over the batch
 //   data grad      dcol = Wᵀ · dy_s,  dx_s = col2im(dcol)   (overlapping taps add up)
 //
-// except that a stride-1 data gradient with a square kernel and padding <= KH − 1 (every 3×3
-// "same" layer) is itself a forward convolution: dx = conv(dy, W') with the taps flipped and the
-// channels swapped, W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw], padding KH−1−pad. Its GEMM is
-// [C, O·KH·KW]·[O·KH·KW, H·W], the forward's shape, where Wᵀ·dy is a product only O deep whose
-// [C·KH·KW, OH·OW] result col2im then scatters back (a read-modify-write per tap).
-//
 // so the multiply-adds run in the packed GEMM (EmitGemm.cpp). The node's scratch
 // (convScratchFloats) holds the column matrix (none for a 1×1, stride 1, unpadded convolution,
 // which uses the sample itself), then the GEMM's packing panels. A forward with few taps at
 // stride 1 (a first layer: K = C·KH·KW as small as 9) runs EmitConvDirect.cpp's kernel instead.
+//
+// A stride-1 data gradient with a square kernel and padding <= KH − 1 (every 3×3 "same" layer)
+// is itself a forward convolution instead: dx = conv(dy, W') with the taps flipped and the
+// channels swapped, W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw], padding KH−1−pad. Its GEMM is
+// [C, O·KH·KW]·[O·KH·KW, H·W], the forward's shape, where Wᵀ·dy is a product only O deep whose
+// [C·KH·KW, OH·OW] result col2im then scatters back (a read-modify-write per tap).
 #include "Kernel.h"
 #include "LoopBuilder.h"
 #include "GemmBlocking.h"
