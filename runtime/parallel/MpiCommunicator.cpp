@@ -160,7 +160,12 @@ class MpiCommunicator final : public Communicator {
   void complete() override {
     if (sharedPending_) {
       const double start = seconds();
-      shared_->complete();
+      // The step's losses and head outputs (MPI) move while this rank waits for the others' sums.
+      shared_->complete([this] {
+        int done = 0;
+        if (!pending_.empty())
+          check(MPI_Testall(int(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE), "summing gradients");
+      });
       sharedPending_ = false;
       waited_ += seconds() - start;
     }

@@ -186,8 +186,9 @@ void SharedGradientSum::sumBucket(int64_t b) {
   store(&done_[size_t(rank_)][b], epoch_);
 }
 
-void SharedGradientSum::progress(bool wait) {
+void SharedGradientSum::progress(bool wait, const std::function<void()>* poll) {
   Backoff backoff(timeout_, rank_, size_);
+  int64_t spins = 0;
   while (!owned_.empty()) {
     bool summed = false;
     // The highest buckets first: the output layers' gradients, final earliest.
@@ -198,19 +199,26 @@ void SharedGradientSum::progress(bool wait) {
         summed = true;
       }
     if (!wait) return;
-    if (!summed) backoff();
+    if (!summed) {
+      if (poll && *poll && (++spins & 63) == 0) (*poll)();
+      backoff();
+    }
   }
 }
 
-void SharedGradientSum::waitAllDone() {
+void SharedGradientSum::waitAllDone(const std::function<void()>& poll) {
   Backoff backoff(timeout_, rank_, size_);
+  int64_t spins = 0;
   for (int64_t b = buckets_ - 1; b >= 0; --b)
-    while (load(&done_[size_t(b % size_)][b]) != epoch_) backoff();
+    while (load(&done_[size_t(b % size_)][b]) != epoch_) {
+      if (poll && (++spins & 63) == 0) poll();
+      backoff();
+    }
 }
 
-void SharedGradientSum::complete() {
-  progress(true);
-  waitAllDone();
+void SharedGradientSum::complete(const std::function<void()>& poll) {
+  progress(true, &poll);
+  waitAllDone(poll);
 }
 
 }  // namespace mtlc::rt

@@ -26,6 +26,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -50,20 +51,22 @@ class SharedGradientSum {
   int64_t count() const { return count_; }
 
   // One sum: begin() before the arena is written, ready(begin, end) as parts of it become final
-  // (floats [begin, end)), finish() when all of it is, complete() before it is read.
+  // (floats [begin, end)), finish() when all of it is, complete() before it is read. While
+  // complete() waits for the other ranks it calls `poll` now and then (the caller's MPI
+  // collectives of the step advance only inside MPI calls).
   void begin();
   void ready(int64_t begin, int64_t end);
   void finish();
-  void complete();
+  void complete(const std::function<void()>& poll = {});
 
  private:
   SharedGradientSum() = default;
   void markReady(int64_t bucket);
   // Sums the owned buckets whose parts are all ready; with `wait`, every owned bucket.
-  void progress(bool wait);
+  void progress(bool wait, const std::function<void()>* poll = nullptr);
   bool allReady(int64_t bucket) const;
   void sumBucket(int64_t bucket);
-  void waitAllDone();
+  void waitAllDone(const std::function<void()>& poll);
 
   MPI_Comm node_ = MPI_COMM_NULL;
   MPI_Win win_ = MPI_WIN_NULL;
