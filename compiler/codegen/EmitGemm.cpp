@@ -96,6 +96,10 @@ Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t 
   // bf16 products also consider the rows that split M evenly into as many panels as the most
   // rows do (a 32-row product: two panels of 16 rather than 28 and 4 real rows of 28).
   const bool evenRows = o && o->bf16 && target.bf16;
+  // A bf16 tile's broadcasts are not free beside its vdpbf16ps: a tile one vector wide (a
+  // broadcast per vdpbf16ps) runs clearly below 13×2 or 6×4 (one per two or four) on Zen 4
+  // (bench/RESULTS.md), so each row's broadcast adds a third of a vdpbf16ps to the k step.
+  const double broadcastCost = evenRows ? 1.0 / 3.0 : 0.0;
   Choice best;
   for (int nrv = 1; nrv <= 4; ++nrv)
     for (int mr = 1; mr <= 32; ++mr) {
@@ -106,7 +110,7 @@ Choice broadcastTile(const TargetInfo &target, const CodegenOptions *o, int64_t 
         continue;
       if (mr * nrv + nrv + 1 > target.vectorRegisters) continue;
       if (mr > kGemmMaxTile || nrv * target.lanes > kGemmMaxTile) continue;
-      double perK = std::max({mr * nrv * 0.5, (mr + nrv) * 0.5, 5.0}) * kCost;
+      double perK = std::max({mr * nrv * 0.5 + mr * broadcastCost, (mr + nrv) * 0.5, 5.0}) * kCost;
       double tiles = double(ceilDiv(M, mr)) * double(ceilDiv(N, int64_t(nrv) * target.lanes));
       double lines = double(mr) * double(ceilDiv(int64_t(nrv) * target.lanes, 16));
       double perTile = 2.0 * mr * nrv + 20.0 + tileCost + (mr == 1 ? 4.0 : 10.0) * lines;
