@@ -76,9 +76,9 @@ struct CodegenOptions {
   // function void hook(int32_t node id, const float *values, int64_t count) that each entry
   // point calls after every kernel with the values it wrote; 0 (the default) emits no call.
   uint64_t nodeHook = 0;
-  // `train { precision bf16 }`: every GEMM (matmuls, convolutions, both gradients) packs its
-  // operands as bf16 and multiplies with vdpbf16ps into fp32 accumulators; everything else stays
-  // fp32. Only where target.bf16 (jit::compile clears it elsewhere: the fp32 fallback).
+  // `train { precision bf16 }`: every GEMM (matmuls, convolutions, both gradients; not Gemm::fp32)
+  // packs its operands as bf16 and multiplies with vdpbf16ps into fp32 accumulators; everything
+  // else stays fp32. Only where target.bf16 (jit::compile clears it elsewhere: the fp32 fallback).
   bool bf16 = false;
 };
 

@@ -281,14 +281,17 @@ void emitConv2d(Kernel &k) {
 }
 
 // dW = Σ_chunks (Σ_{samples of the chunk} dy_s · col_sᵀ): each chunk sums into its partial, the
-// partials are added in chunk order. With bf16 products and fewer taps than output channels (a
-// first layer's 3×3 filters over one channel: 9 taps) the partial is dWᵀ = col_s · dy_sᵀ: the
-// bf16 GEMM's vectors run along C's columns, and 9 of them would fill 9 of a vector's 16 lanes.
+// partials are added in chunk order. Under precision bf16, a filter of fewer taps than a vector
+// has lanes (a first layer's 3×3 filters over one channel: 9 taps) keeps fp32 products: each
+// sample's product is then too small for packing both its operands as bf16 to pay, where fp32
+// reads them in place (bench/RESULTS.md). With bf16 products and fewer taps than output channels
+// the partial is dWᵀ = col_s · dy_sᵀ: the bf16 GEMM's vectors run along C's columns.
 void emitConv2dBwdFilter(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.type(), k.inType(1), k);
   const int64_t OT = s.O * s.taps();
   const int64_t C = std::min<int64_t>(kConvChunks, std::max<int64_t>(k.maxBatch, 1));
-  const bool transposed = k.opts && k.opts->bf16 && k.target().bf16 && s.taps() < s.O;
+  const bool bf16 = k.opts && k.opts->bf16 && k.target().bf16 && s.taps() >= k.target().lanes;
+  const bool transposed = bf16 && s.taps() < s.O;
   // The GEMM's panels take the same floats either way round (gemmSlotFloats adds M's and N's).
   int64_t chunk = convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
   int64_t partialAt = chunk - (OT + 15) / 16 * 16;
@@ -302,6 +305,7 @@ void emitConv2dBwdFilter(Kernel &k) {
                             : constGemm(h, s, dys, columns(h, s, xs), partial, s.O, s.P(), s.taps());
         g.transB = true;
         g.accumulate = true;
+        g.fp32 = !bf16;
         emitGemm(h, g);
       });
   // In chunk order, one loop (not one per chunk: each would be vectorised on its own).

@@ -208,8 +208,15 @@ Tiling chooseTiling(const TargetInfo &target, const CodegenOptions *o, int64_t m
 // does, and its 8 accumulators still cover the FMA latency. The direct forms (axpy, dot) are left
 // as the cost model picks them (the dot form stays ahead on the 16-channel filter gradients).
 Tiling chooseTiling(const Kernel &k, const Gemm &g) {
-  Tiling t = chooseTiling(k.target(), k.opts, k.maxBatch, g.staticM, g.staticK, g.staticN, g.transA, g.transB);
+  // A product kept in fp32 under bf16 (Gemm::fp32) is tiled as an fp32 one.
+  CodegenOptions fp32;
   const CodegenOptions *o = k.opts;
+  if (g.fp32 && o && o->bf16) {
+    fp32 = *o;
+    fp32.bf16 = false;
+    o = &fp32;
+  }
+  Tiling t = chooseTiling(k.target(), o, k.maxBatch, g.staticM, g.staticK, g.staticN, g.transA, g.transB);
   const bool forced = o && (o->gemmMR || o->gemmNRV || o->gemmKind != GemmKind::Auto);
   if (!g.convolution || forced || t.bf16 || t.kind != GemmKind::Packed || t.VL != 16) return t;
   CodegenOptions narrow = o ? *o : CodegenOptions{};

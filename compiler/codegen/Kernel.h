@@ -148,6 +148,9 @@ struct Gemm {
   enum class Split { Auto, Rows, Cols } prefer = Split::Auto;
   llvm::Value *lda = nullptr, *ldb = nullptr, *ldc = nullptr;  // i64; null: dense
   Epilogue epilogue;            // empty: store the product
+  // fp32 operands even under CodegenOptions::bf16: a product whose packing as bf16 would cost
+  // more than vdpbf16ps saves (a convolution's filter gradient over few taps, EmitConv.cpp).
+  bool fp32 = false;
   // Static extents where known (-1: the batch size n, bounded by maxBatch) for tiling decisions.
   int64_t staticM = -1, staticK = -1, staticN = -1;
   // A convolution's product (EmitConv.cpp): on 16-lane targets its packed form takes the 8×1

@@ -5,7 +5,9 @@
 // K-term float sum). Each check also confirms the tolerance is tight enough to tell: against the
 // unrounded operands' product some element is off by more than it. Transpositions, odd K, several
 // K slices, edge tiles, conv2d forward and both gradients, and bit-identical results on 1 and 2
-// threads. Skipped, with a message, on a CPU without AVX-512 BF16.
+// threads. A filter gradient of fewer taps than a vector's 16 lanes keeps fp32 products (EmitConv):
+// it is checked the other way round, within the fp32 bound of the unrounded product and outside it
+// from the rounded one. Skipped, with a message, on a CPU without AVX-512 BF16.
 #include "Harness.h"
 
 #include <cmath>
@@ -45,12 +47,13 @@ bool bf16Host() {
 // One product's expectation: the rounded operands' sum in double, the bound on its fp32
 // accumulation error, and the unrounded sum (which the check must be able to tell apart).
 struct Expected {
-  std::vector<double> value, bound, exact;
-  explicit Expected(size_t n) : value(n), bound(n), exact(n) {}
+  std::vector<double> value, bound, exact, exactBound;
+  explicit Expected(size_t n) : value(n), bound(n), exact(n), exactBound(n) {}
   void add(size_t i, double a, double b) {
     value[i] += bf16(a) * bf16(b);
     bound[i] += std::fabs(bf16(a) * bf16(b));
     exact[i] += a * b;
+    exactBound[i] += std::fabs(a * b);
   }
 };
 
@@ -68,6 +71,23 @@ void requireBf16(const std::vector<double> &got, const Expected &e, int64_t K, c
   }
   CHECK(bad == 0);
   CHECK(exactTold);  // the unrounded product fails the same check: the tolerance can fail
+}
+
+// got within the fp32 bound of e.exact everywhere (K terms, each product rounded too), and the
+// bf16-rounded operands' sum outside it somewhere.
+void requireFp32(const std::vector<double> &got, const Expected &e, int64_t K, const std::string &what) {
+  REQUIRE(got.size() == e.exact.size());
+  const double perTerm = double(K + 1) * std::ldexp(1.0, -24);
+  int bad = 0;
+  bool roundedTold = false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = perTerm * e.exactBound[i] + 1e-30;
+    if (!(std::fabs(got[i] - e.exact[i]) <= tol) && bad++ < 5)
+      UNSCOPED_INFO(what << "[" << i << "]: got " << got[i] << ", want " << e.exact[i] << " ± " << tol);
+    roundedTold |= std::fabs(e.value[i] - e.exact[i]) > tol;
+  }
+  CHECK(bad == 0);
+  CHECK(roundedTold);  // bf16 operands would fail it: the check tells the precisions apart
 }
 
 jit::CompileOptions bf16Options(int mr = 0, int nrv = 0, int64_t kc = 0, int64_t mb = 0, int64_t nb = 0) {
@@ -181,6 +201,7 @@ TEST_CASE("bf16 conv2d forward and gradients", "[codegen][bf16]") {
     // (the filter gradient adds the per-chunk sums: n·OH·OW terms in all).
     requireBf16(h.read(y), Y, g.C * g.K * g.K, "conv2d");
     requireBf16(h.read(dx), DX, g.O * g.K * g.K, "conv2d_bwd_data");
-    requireBf16(h.read(dw), DW, n * OH * OW, "conv2d_bwd_filter");
+    if (g.C * g.K * g.K < 16) requireFp32(h.read(dw), DW, n * OH * OW, "conv2d_bwd_filter (fp32)");
+    else requireBf16(h.read(dw), DW, n * OH * OW, "conv2d_bwd_filter");
   }
 }
