@@ -57,37 +57,33 @@ struct Expected {
   }
 };
 
-// got within the accumulation bound of e.value everywhere, and e.exact outside it somewhere.
-void requireBf16(const std::vector<double> &got, const Expected &e, int64_t K, const std::string &what) {
-  REQUIRE(got.size() == e.value.size());
-  const double perTerm = double(K) * std::ldexp(1.0, -24);
+// got within perTerm·bound[i] of want[i] everywhere, and `other` (the sum in the other precision)
+// outside that somewhere: the tolerance is tight enough to fail.
+void requireWithin(const std::vector<double> &got, const std::vector<double> &want, const std::vector<double> &bound,
+                   const std::vector<double> &other, double perTerm, const std::string &what) {
+  REQUIRE(got.size() == want.size());
   int bad = 0;
-  bool exactTold = false;
+  bool otherTold = false;
   for (size_t i = 0; i < got.size(); ++i) {
-    const double tol = perTerm * e.bound[i] + 1e-30;
-    if (!(std::fabs(got[i] - e.value[i]) <= tol) && bad++ < 5)
-      UNSCOPED_INFO(what << "[" << i << "]: got " << got[i] << ", want " << e.value[i] << " ± " << tol);
-    exactTold |= std::fabs(e.exact[i] - e.value[i]) > tol;
+    const double tol = perTerm * bound[i] + 1e-30;
+    if (!(std::fabs(got[i] - want[i]) <= tol) && bad++ < 5)
+      UNSCOPED_INFO(what << "[" << i << "]: got " << got[i] << ", want " << want[i] << " ± " << tol);
+    otherTold |= std::fabs(other[i] - want[i]) > tol;
   }
   CHECK(bad == 0);
-  CHECK(exactTold);  // the unrounded product fails the same check: the tolerance can fail
+  CHECK(otherTold);
+}
+
+// got within the accumulation bound of e.value everywhere, and e.exact (the unrounded product)
+// outside it somewhere.
+void requireBf16(const std::vector<double> &got, const Expected &e, int64_t K, const std::string &what) {
+  requireWithin(got, e.value, e.bound, e.exact, double(K) * std::ldexp(1.0, -24), what);
 }
 
 // got within the fp32 bound of e.exact everywhere (K terms, each product rounded too), and the
 // bf16-rounded operands' sum outside it somewhere.
 void requireFp32(const std::vector<double> &got, const Expected &e, int64_t K, const std::string &what) {
-  REQUIRE(got.size() == e.exact.size());
-  const double perTerm = double(K + 1) * std::ldexp(1.0, -24);
-  int bad = 0;
-  bool roundedTold = false;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double tol = perTerm * e.exactBound[i] + 1e-30;
-    if (!(std::fabs(got[i] - e.exact[i]) <= tol) && bad++ < 5)
-      UNSCOPED_INFO(what << "[" << i << "]: got " << got[i] << ", want " << e.exact[i] << " ± " << tol);
-    roundedTold |= std::fabs(e.value[i] - e.exact[i]) > tol;
-  }
-  CHECK(bad == 0);
-  CHECK(roundedTold);  // bf16 operands would fail it: the check tells the precisions apart
+  requireWithin(got, e.exact, e.exactBound, e.value, double(K + 1) * std::ldexp(1.0, -24), what);
 }
 
 jit::CompileOptions bf16Options(int mr = 0, int nrv = 0, int64_t kc = 0, int64_t mb = 0, int64_t nb = 0) {
