@@ -267,17 +267,26 @@ void chainInPlace(Kernel &k, llvm::Value *out, llvm::Value *flat0, int64_t count
   }, "e");
 }
 
+namespace {
+
+// Sample n of a forward convolution of shape s: y_s = W · im2col(x_s), the fused chain in the
+// GEMM's store (the forward itself, and a stride-1 data gradient as one).
+void convolveSample(Kernel &h, const ConvShape &s, llvm::Value *w, llvm::Value *x, llvm::Value *y, llvm::Value *n) {
+  llvm::Value *xs = h.at(x, h.mul(n, s.C * s.H * s.W));
+  llvm::Value *ys = h.at(y, h.mul(n, s.O * s.P()));
+  Gemm g = constGemm(h, s, w, columns(h, s, xs), ys, s.O, s.taps(), s.P());
+  chainEpilogue(h, g, n, s.O, s.P());
+  emitGemm(h, g);
+}
+
+}  // namespace
+
 void emitConv2d(Kernel &k) {
   if (convDirect(k)) return emitConv2dDirect(k);
   ConvShape s = shapeOf(k.inType(0), k.inType(1), k.type(), k);
   int64_t chunk = convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0);
-  forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr, [&](Kernel &h, llvm::Value *n) {
-    llvm::Value *xs = h.at(h.in[0], h.mul(n, s.C * s.H * s.W));
-    llvm::Value *ys = h.at(h.out, h.mul(n, s.O * s.P()));
-    Gemm g = constGemm(h, s, h.in[1], columns(h, s, xs), ys, s.O, s.taps(), s.P());
-    chainEpilogue(h, g, n, s.O, s.P());
-    emitGemm(h, g);
-  });
+  forSampleChunks(k, chunk, s.O * s.taps() * s.P(), nullptr,
+                  [&](Kernel &h, llvm::Value *n) { convolveSample(h, s, h.in[1], h.in[0], h.out, n); });
 }
 
 // dW = Σ_chunks (Σ_{samples of the chunk} dy_s · col_sᵀ): each chunk sums into its partial, the
@@ -353,12 +362,7 @@ void emitConv2dBwdData(Kernel &k) {
     forSampleChunks(k, chunk, s.O * s.taps() * s.P(),
         [&](Kernel &h, llvm::Value *) { flipFilters(h, s, h.in[1], h.at(h.scratch, h.c(flippedAt))); },
         [&](Kernel &h, llvm::Value *n) {
-          llvm::Value *dys = h.at(h.in[0], h.mul(n, s.O * s.P()));
-          llvm::Value *dxs = h.at(h.out, h.mul(n, s.C * s.H * s.W));
-          Gemm g = constGemm(h, *f, h.at(h.scratch, h.c(flippedAt)), columns(h, *f, dys), dxs, f->O,
-                             f->taps(), f->P());
-          chainEpilogue(h, g, n, f->O, f->P());
-          emitGemm(h, g);
+          convolveSample(h, *f, h.at(h.scratch, h.c(flippedAt)), h.in[0], h.out, n);
         });
     return;
   }
