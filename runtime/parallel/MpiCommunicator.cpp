@@ -3,6 +3,7 @@
 // why a surviving rank stops when the job is aborted. Compiled only with MTLC_HAVE_MPI.
 #if MTLC_HAVE_MPI
 #include "runtime/parallel/Distributed.h"
+#include "runtime/parallel/RankWait.h"
 #include "runtime/parallel/SharedGradientSum.h"
 
 #include "spec/Error.h"
@@ -48,11 +49,6 @@ extern "C" void onTerminate(int sig) {
     (void)ignored;
   }
   _exit(128 + sig);
-}
-
-double seconds() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
 std::string mpiErrorText(int code) {
@@ -159,7 +155,7 @@ class MpiCommunicator final : public Communicator {
 
   void complete() override {
     if (sharedPending_) {
-      const double start = seconds();
+      const double start = monotonicSeconds();
       // The step's losses and head outputs (MPI) move while this rank waits for the others' sums.
       shared_->complete([this] {
         int done = 0;
@@ -167,7 +163,7 @@ class MpiCommunicator final : public Communicator {
           check(MPI_Testall(int(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE), "summing gradients");
       });
       sharedPending_ = false;
-      waited_ += seconds() - start;
+      waited_ += monotonicSeconds() - start;
     }
     wait(pending_, "summing gradients");
     pending_.clear();
@@ -192,8 +188,7 @@ class MpiCommunicator final : public Communicator {
   // collectives only inside MPI calls.
   void overlapBegin(float* data, int64_t count) override {
     Communicator::overlapBegin(data, count);
-    sharing_ = shared_ && data == shared_->data() && count == shared_->count();
-    if (sharing_) {
+    if (sharing()) {
       shared_->begin();
       return;
     }
@@ -205,10 +200,10 @@ class MpiCommunicator final : public Communicator {
     overlapReq_.clear();
   }
   void overlapReady(int64_t begin, int64_t end) override {
-    const double start = seconds();
-    if (sharing_) {
+    const double start = monotonicSeconds();
+    if (sharing()) {
       shared_->ready(begin, end);
-      waited_ += seconds() - start;
+      waited_ += monotonicSeconds() - start;
       return;
     }
     for (int64_t b = begin / kOverlapBucketFloats; b * kOverlapBucketFloats < end; ++b) {
@@ -221,10 +216,10 @@ class MpiCommunicator final : public Communicator {
       int done = 0;
       check(MPI_Testall(int(overlapReq_.size()), overlapReq_.data(), &done, MPI_STATUSES_IGNORE), "summing gradients");
     }
-    waited_ += seconds() - start;
+    waited_ += monotonicSeconds() - start;
   }
   void overlapFinish() override {
-    if (sharing_) {
+    if (sharing()) {
       shared_->finish();
       sharedPending_ = true;
       return;
@@ -241,6 +236,9 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // Whether the overlapped sum in flight runs through the shared arena.
+  bool sharing() const { return shared_ && overlapData_ == shared_->data() && overlapCount_ == shared_->count(); }
+
   void startBucket(int64_t b) {
     const int64_t at = b * kOverlapBucketFloats;
     overlapReq_.emplace_back();
@@ -263,19 +261,16 @@ class MpiCommunicator final : public Communicator {
   // evaluation leaves the CPU to it; past the deadline the job is stuck: an Error.
   void wait(std::vector<MPI_Request>& req, const char* what, bool counted = true) {
     if (req.empty()) return;
-    const double start = seconds();
+    const double start = monotonicSeconds();
     for (int64_t polls = 0;; ++polls) {
       int done = 0;
       check(MPI_Testall(int(req.size()), req.data(), &done, MPI_STATUSES_IGNORE), what);
       if (done) {
-        if (counted) waited_ += seconds() - start;
+        if (counted) waited_ += monotonicSeconds() - start;
         return;
       }
       if (polls > 2000) {
-        if (timeout_ > 0 && seconds() - start > timeout_)
-          throwError("rank {} of {}: no answer from the other ranks for {:.0f} s while {} (a rank is lost or stuck; "
-                     "MTLC_MPI_TIMEOUT sets the limit)",
-                     rank_, size_, timeout_, what);
+        if (timeout_ > 0 && monotonicSeconds() - start > timeout_) throwNoAnswer(rank_, size_, timeout_, what);
         std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 1000 : 50));
       }
     }
@@ -295,10 +290,10 @@ class MpiCommunicator final : public Communicator {
   std::vector<int64_t> missing_;
   int64_t nextBucket_ = -1;
   std::vector<MPI_Request> overlapReq_;
-  // The gradient arena in memory shared by the ranks of this machine (sharedGradients), whether
-  // the overlapped sum in flight runs through it, and whether complete() must finish it.
+  // The gradient arena in memory shared by the ranks of this machine (sharedGradients), and
+  // whether complete() must finish a sum through it.
   std::unique_ptr<SharedGradientSum> shared_;
-  bool sharing_ = false, sharedPending_ = false;
+  bool sharedPending_ = false;
   // The collectives started and not yet completed (complete() waits for them all), and the
   // count/displacement arrays of their gathers (a deque: started ones never move).
   struct GatherLayout {

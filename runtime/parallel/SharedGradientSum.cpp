@@ -2,7 +2,7 @@
 #if MTLC_HAVE_MPI
 #include "runtime/parallel/SharedGradientSum.h"
 
-#include "spec/Error.h"
+#include "runtime/parallel/RankWait.h"
 
 #include <algorithm>
 #include <atomic>
@@ -15,11 +15,6 @@
 namespace mtlc::rt {
 
 namespace {
-
-double seconds() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
 
 uint64_t load(const uint64_t* flag) {
   return std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(flag)).load(std::memory_order_acquire);
@@ -45,11 +40,9 @@ class Backoff {
       sched_yield();
       return;
     }
-    if (start_ == 0) start_ = seconds();
-    if (timeout_ > 0 && seconds() - start_ > timeout_)
-      throwError("rank {} of {}: no answer from the other ranks for {:.0f} s while summing gradients (a rank is "
-                 "lost or stuck; MTLC_MPI_TIMEOUT sets the limit)",
-                 rank_, size_, timeout_);
+    if (start_ == 0) start_ = monotonicSeconds();
+    if (timeout_ > 0 && monotonicSeconds() - start_ > timeout_)
+      throwNoAnswer(rank_, size_, timeout_, "summing gradients");
     std::this_thread::sleep_for(std::chrono::microseconds(polls_ < 30000 ? 20 : 1000));
   }
 
