@@ -78,7 +78,8 @@ bool rootAppliesChain(OpKind op) {
     case OpKind::MaxPoolBwd:
     case OpKind::AvgPoolBwd:
     case OpKind::BatchNorm:
-    case OpKind::GlobalAvgPoolBwd: return true;
+    case OpKind::GlobalAvgPoolBwd:
+    case OpKind::MixBwdInput: return true;
     default: return supportedMember(op);
   }
 }

@@ -1,8 +1,8 @@
 // Expert mixtures (MMoE, CGC/PLE, cross-stitch): the gate's softmax, the weighted sum of expert
 // outputs, and their gradients.
 //
-// Softmax runs per sample over a [k] vector: the row's max is subtracted before exp (float expf),
-// the normaliser is summed in double. Mix is out = Σ_k w_k·x_k, one contiguous loop over the
+// Softmax runs per sample over a [k] vector: the row's max is subtracted before exp (Math.cpp's,
+// ≤ 1 ulp), the normaliser is summed in double. Mix is out = Σ_k w_k·x_k, one contiguous loop over the
 // sample's elements with the E inputs unrolled (E is a compile-time operand count); w is either a
 // per-sample gate (batched [E], w[s,k]) or an unbatched [R,E] matrix of which row `ints[0]` is used
 // for every sample (cross-stitch units). Gradient sums over a sample's elements are float
@@ -43,13 +43,14 @@ void emitSoftmax(Kernel &k) {
                                   [&](llvm::Value *c, llvm::Value *acc) {
                                     return k.maxnum(acc, k.load(xRow, c));
                                   }, "c");
-    // First pass: the unnormalised exponentials go straight to y, their sum to a double.
+    // The unnormalised exponentials go straight to y in a loop of their own, which vectorises
+    // (the exp is Math.cpp's polynomial, not a libm call); then their sum, in double.
+    forLoop(b, k.c(K), [&](llvm::Value *c) {
+      k.store(k.exp(b.CreateFSub(k.load(xRow, c), max)), yRow, c);
+    }, "c");
     llvm::Value *sum = reduceLoop(b, k.c(0), k.c(K), k.f64(0),
                                   [&](llvm::Value *c, llvm::Value *acc) {
-                                    llvm::Value *e = k.math(llvm::Intrinsic::exp,
-                                                            b.CreateFSub(k.load(xRow, c), max));
-                                    k.store(e, yRow, c);
-                                    return k.sumAdd(acc, k.toDouble(e));
+                                    return k.sumAdd(acc, k.toDouble(k.load(yRow, c)));
                                   }, "c");
     llvm::Value *inv = k.toFloat(b.CreateFDiv(k.f64(1), sum));
     forLoop(b, k.c(K), [&](llvm::Value *c) {
@@ -152,8 +153,8 @@ void emitMixBwdInput(Kernel &k) {
     llvm::Value *w = mw.gate ? mw.load(k, s, which) : fixed;
     llvm::Value *row = k.mul(s, D);
     forLoop(b, k.c(D), [&](llvm::Value *j) {
-      llvm::Value *i = k.add(row, j);
-      k.store(b.CreateFMul(w, k.load(k.in[1], i)), k.out, i);
+      llvm::Value *i = k.add(row, j), *v = b.CreateFMul(w, k.load(k.in[1], i));
+      k.store(k.chain ? k.chain(k, v, ElementSite{i}) : v, k.out, i);
     }, "j");
   }, "s");
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 namespace mtlc::ir {
@@ -87,6 +88,28 @@ Function *Module::function(const std::string &fname) const {
   for (auto &f : functions)
     if (f->name == fname) return f.get();
   return nullptr;
+}
+
+std::vector<int> paramSpan(const Module &m, int first, const std::vector<int64_t> &dims) {
+  if (first < 0 || first >= (int)m.params.size() || dims.empty()) return {};
+  auto sameTrailing = [&](const ParamInfo &p) {
+    return p.shape.size() == dims.size() && !p.state && std::equal(dims.begin() + 1, dims.end(), p.shape.begin() + 1);
+  };
+  std::unordered_map<int64_t, int> at;  // offset -> the non-empty parameter starting there
+  for (size_t i = 0; i < m.params.size(); ++i)
+    if (m.params[i].elements() > 0) at.emplace(m.params[i].offset, (int)i);
+  std::vector<int> run;
+  int64_t offset = m.params[first].offset, rows = 0;
+  while (rows < dims[0]) {
+    auto it = at.find(offset);
+    if (it == at.end() || !sameTrailing(m.params[it->second])) return {};
+    const ParamInfo &p = m.params[it->second];
+    run.push_back(it->second);
+    rows += p.shape[0];
+    offset += p.elements();
+  }
+  if (rows != dims[0] || run.front() != first) return {};
+  return run;
 }
 
 }  // namespace mtlc::ir

@@ -111,4 +111,12 @@ struct Module {
   Function *function(const std::string &name) const;
 };
 
+// A parameter span: the trainable parameters that lie back to back in the arena from
+// params[first].offset, each with the trailing dims of `dims`, their rows adding up to dims[0]
+// (the weights of sibling products, passes/SiblingProducts.cpp). A Param node of that type reads
+// them as one tensor, a Grad output of that type writes all their gradients. Returns their indices
+// in arena order ({first} for the parameter's own shape), or nothing when the arena there is not
+// such a run.
+std::vector<int> paramSpan(const Module &m, int first, const std::vector<int64_t> &dims);
+
 }  // namespace mtlc::ir

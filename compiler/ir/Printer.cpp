@@ -12,10 +12,12 @@ std::string attrs(const Module &m, const Node &n) {
     case OpKind::Input: return fmt::format(" {}", n.ints[0]);
     case OpKind::Label:
     case OpKind::LossWeight: return fmt::format(" task {}", n.ints[0]);
-    case OpKind::Param:
-      return fmt::format(" \"{}\"", n.ints[0] < (int64_t)m.params.size()
-                                        ? m.params[n.ints[0]].name
-                                        : fmt::format("#{}", n.ints[0]));
+    case OpKind::Param: {
+      if (n.ints[0] >= (int64_t)m.params.size()) return fmt::format(" \"#{}\"", n.ints[0]);
+      const std::vector<int> span = paramSpan(m, (int)n.ints[0], n.type.dims);
+      if (span.size() < 2) return fmt::format(" \"{}\"", m.params[n.ints[0]].name);
+      return fmt::format(" \"{}\" .. \"{}\"", m.params[span.front()].name, m.params[span.back()].name);
+    }
     case OpKind::Const: return fmt::format(" {}", n.f);
     case OpKind::MatMul:
       return std::string(n.ints[0] ? " transA" : "") + (n.ints[1] ? " transB" : "");
@@ -66,9 +68,12 @@ std::string outputName(const Module &m, const Output &o) {
     case Output::Kind::TaskGrad:
       return fmt::format("task_grad(task {}, {})", o.task,
                          o.index < (int)m.params.size() ? m.params[o.index].name : std::to_string(o.index));
-    case Output::Kind::Grad:
-      return fmt::format("grad({})", o.index < (int)m.params.size() ? m.params[o.index].name
-                                                                    : std::to_string(o.index));
+    case Output::Kind::Grad: {
+      if (o.index >= (int)m.params.size()) return fmt::format("grad({})", o.index);
+      const std::vector<int> span = paramSpan(m, o.index, o.value->type.dims);
+      if (span.size() < 2) return fmt::format("grad({})", m.params[o.index].name);
+      return fmt::format("grad({} .. {})", m.params[span.front()].name, m.params[span.back()].name);
+    }
   }
   return "?";
 }

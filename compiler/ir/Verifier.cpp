@@ -34,8 +34,8 @@ struct Checker {
         break;
       case OpKind::Param:
         if (idx < 0 || idx >= (int64_t)m.params.size()) fail(&n, "parameter index out of range");
-        else if (n.type.batched || n.type.dims != m.params[idx].shape)
-          fail(&n, "type differs from the parameter table");
+        else if (n.type.batched || (n.type.dims != m.params[idx].shape && paramSpan(m, (int)idx, n.type.dims).empty()))
+          fail(&n, "type differs from the parameter table (and is no span of adjacent parameters)");
         break;
       case OpKind::LossWeight:
         if (idx < 0 || idx >= (int64_t)m.labels.size()) fail(&n, "task index out of range");
@@ -98,8 +98,9 @@ struct Checker {
           [[fallthrough]];
         case Output::Kind::Grad:
           if (o.index < 0 || o.index >= (int)m.params.size()) fail(o.value, "grad of unknown parameter");
-          else if (o.value->type.batched || o.value->type.dims != m.params[o.index].shape)
-            fail(o.value, "gradient type differs from its parameter");
+          else if (o.value->type.batched || (o.value->type.dims != m.params[o.index].shape &&
+                                             paramSpan(m, o.index, o.value->type.dims).empty()))
+            fail(o.value, "gradient type differs from its parameter (and is no span of adjacent parameters)");
           else if (m.params[o.index].state)
             fail(o.value, "gradient of a state parameter");
           break;

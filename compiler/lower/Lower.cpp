@@ -2,10 +2,13 @@
 
 #include "autodiff/Autodiff.h"
 #include "ir/Builder.h"
+#include "ir/Siblings.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
+#include <numeric>
 #include <unordered_set>
 
 namespace mtlc::lower {
@@ -521,6 +524,50 @@ void recordTaskReach(const std::vector<Node *> &losses, std::vector<rt::ParamSpe
   }
 }
 
+// Moves the weights of sibling products (ir/Siblings.h) back to back in the arena, in program
+// order, so the pass `siblings` can read each group as one span; every other parameter keeps its
+// place in the order. Only offsets move: the table, and with it the order parameters are drawn in
+// at initialisation, and every name stay as they are. A weight whose size is not a whole number of
+// alignment units would leave a gap after it, so a group takes at most one, last.
+void placeSiblingWeights(LoweredModel &out) {
+  ir::Module &m = out.module;
+  const ir::Function *train = m.function("train_step");
+  if (!train) return;
+  std::vector<int> runOf(m.params.size(), -1);
+  std::vector<std::vector<int>> runs;
+  for (const ir::SiblingProducts &g : ir::findSiblingProducts(m, *train)) {
+    std::vector<int> run;
+    for (int p : g.params)
+      if (m.params[p].elements() % kParamAlign == 0) run.push_back(p);
+    for (int p : g.params)
+      if (m.params[p].elements() % kParamAlign != 0) {
+        run.push_back(p);
+        break;
+      }
+    if (run.size() < 2) continue;
+    for (int p : run) runOf[p] = (int)runs.size();
+    runs.push_back(std::move(run));
+  }
+  if (runs.empty()) return;
+  std::vector<int> order(m.params.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return m.params[a].offset < m.params[b].offset; });
+  int64_t top = 0;
+  auto place = [&](int p) {
+    m.params[p].offset = out.params[p].offset = top;
+    top += (m.params[p].elements() + kParamAlign - 1) / kParamAlign * kParamAlign;
+  };
+  std::vector<bool> placed(runs.size(), false);
+  for (int p : order) {
+    if (runOf[p] < 0) place(p);
+    else if (!placed[runOf[p]]) {
+      placed[runOf[p]] = true;
+      for (int q : runs[runOf[p]]) place(q);
+    }
+  }
+  m.paramFloats = top;
+}
+
 bool needsTaskGradients(rt::WeightingKind weighting) { return vocab::has(weighting, vocab::kTaskGradients); }
 
 }  // namespace
@@ -601,6 +648,7 @@ LoweredModel lowerModel(const sema::Model &model, int64_t maxBatch) {
       }
     }
   }
+  placeSiblingWeights(out);
   // Mark frozen blocks' parameters.
   for (auto &p : out.params)
     for (const auto &f : model.train.freeze)

@@ -1,6 +1,7 @@
 // The pass pipeline over the graph IR. One file per pass:
 //   fold-constants  FoldConstants.cpp         x·1, x+0, const∘const (loss weights into the gradient seeds)
 //   cse             CommonSubexpressions.cpp  identical nodes merged
+//   siblings        SiblingProducts.cpp       products of one input through adjacent weights as one
 //   dce             DeadCode.cpp              nodes no output needs dropped
 //   fusion          Fusion.cpp                nodes grouped into single kernels (a plan, not a rewrite)
 // and one list, Pipeline.cpp, that orders them. Each rewrite changes one function in place and
@@ -25,13 +26,17 @@ bool foldConstants(ir::Function &f);
 bool eliminateCommonSubexpressions(ir::Function &f);
 // Nodes no output depends on are dropped.
 bool eliminateDeadCode(ir::Function &f);
+// Sibling products whose weights lie back to back in the arena become one product over the span
+// (SiblingProducts.cpp).
+bool fuseSiblingProducts(const ir::Module &m, ir::Function &f);
 
 struct GraphPass {
   const char *name;
-  bool (*run)(ir::Function &);
+  bool (*run)(const ir::Module &, ir::Function &);
 };
 
-// The rewrites in order: folding exposes common subexpressions, and both leave dead nodes behind.
+// The rewrites in order: folding exposes common subexpressions, which shows siblings their one
+// input; all of them leave dead nodes behind.
 const std::vector<GraphPass> &graphPasses();
 
 // The fusion planner's name in the pipeline (it runs after the rewrites, in scheduleModule).
@@ -48,7 +53,7 @@ struct PassSettings {
 };
 
 // "" when every name is a pass; else a message naming the first unknown one and listing the
-// known ones: "unknown pass 'cs' (known: fold-constants, cse, dce, fusion)".
+// known ones: "unknown pass 'cs' (known: fold-constants, cse, siblings, dce, fusion)".
 std::string checkPassNames(const std::vector<std::string> &names);
 
 // Runs every rewrite that `settings` enables on every function. With verifyEach, throws

@@ -10,9 +10,10 @@ namespace mtlc::passes {
 
 const std::vector<GraphPass> &graphPasses() {
   static const std::vector<GraphPass> list = {
-      {"fold-constants", foldConstants},
-      {"cse", eliminateCommonSubexpressions},
-      {"dce", eliminateDeadCode},
+      {"fold-constants", [](const ir::Module &, ir::Function &f) { return foldConstants(f); }},
+      {"cse", [](const ir::Module &, ir::Function &f) { return eliminateCommonSubexpressions(f); }},
+      {"siblings", fuseSiblingProducts},
+      {"dce", [](const ir::Module &, ir::Function &f) { return eliminateDeadCode(f); }},
   };
   return list;
 }
@@ -43,7 +44,7 @@ void runGraphPasses(ir::Module &m, const PassSettings &settings, bool verifyEach
   for (auto &fn : m.functions) {
     for (const GraphPass &pass : graphPasses()) {
       if (!settings.runs(pass.name)) continue;
-      pass.run(*fn);
+      pass.run(m, *fn);
       if (!verifyEach) continue;
       auto problems = ir::verify(m, *fn);
       if (!problems.empty())

@@ -563,7 +563,7 @@ void ReplSession::cmdInit(const std::string &path) {
   rt::TensorFile file = rt::readSafeTensors(path);
   rt::InitReport ir = rt::loadMatchingParams(file, path, spec, live_->params.data());
   if (ir.complete() && ir.unused.empty()) {
-    bool opt = rt::loadOptimizerState(file, path, *live_->optimizer);
+    bool opt = rt::loadOptimizerState(file, path, spec, *live_->optimizer);
     fmt::print(out_, "loaded parameters{} from {}\n", opt ? " and optimizer state" : "", path);
     return;
   }

@@ -646,7 +646,7 @@ void ReplSession::trainDelegated(int64_t steps) {
   double secs = msSince(t0) / 1000;
   rt::TensorFile file = rt::readSafeTensors(outp);
   rt::loadParams(file, outp, spec, live_->params.data());
-  rt::loadOptimizerState(file, outp, *live_->optimizer);
+  rt::loadOptimizerState(file, outp, spec, *live_->optimizer);
   rt::loadWeightingState(file, spec, *weighting_);
   delegated_ = rt::loadTrainPosition(file, outp, spec);
   epoch_ = delegated_->epoch;

@@ -21,4 +21,15 @@ struct ParamExtent {
 // offset, overlapping or adjacent ones merged.
 size_t trainableSpans(const ParamExtent *params, size_t count, int64_t paramCount, Span *out);
 
+// Checkpoints hold each arena-sized optimizer array (sgd's momentum, adam's m and v, ...) in table
+// order: the parameters as the table lists them, each from a 16-float boundary, padding zero. That
+// is the arena as lowering lays it out before it moves sibling products' weights together
+// (lower/Lower.cpp), so files read the same whatever the arena's order; an arena whose offsets
+// already follow the table is the file as it is. These copy an array between the arena's order and
+// the table's; `params` are the table's extents, in its order. False (nothing written) when the
+// table does not fit in `paramCount` floats.
+// Both sides are float arrays; either may be unaligned (a file's bytes): they are copied with memcpy.
+bool arenaToTableOrder(const ParamExtent *params, size_t count, int64_t paramCount, const void *arena, void *table);
+bool tableToArenaOrder(const ParamExtent *params, size_t count, int64_t paramCount, const void *table, void *arena);
+
 }  // namespace mtlc::core

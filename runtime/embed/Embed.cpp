@@ -99,9 +99,11 @@ struct Desc {
   List<ParamDesc> params;
   Span *trainable = nullptr;  // core::trainableSpans of the parameters
   size_t trainableCount = 0;
+  mtlc::core::ParamExtent *extents = nullptr;  // the parameters', in table order
   ~Desc() {
     std::free(text);
     std::free(trainable);
+    std::free(extents);
   }
 };
 
@@ -200,12 +202,11 @@ bool parseRecord(const Line &l, Desc &d) {
 // The optimizer's spans (core::trainableSpans, as the trainer's).
 bool buildTrainableSpans(Desc &d) {
   const size_t n = d.params.size;
-  auto *extents = static_cast<mtlc::core::ParamExtent *>(std::malloc((n ? n : 1) * sizeof(mtlc::core::ParamExtent)));
+  d.extents = static_cast<mtlc::core::ParamExtent *>(std::malloc((n ? n : 1) * sizeof(mtlc::core::ParamExtent)));
   d.trainable = static_cast<Span *>(std::malloc((n ? n : 1) * sizeof(Span)));
-  if (!extents || !d.trainable) return std::free(extents), false;
-  for (size_t i = 0; i < n; ++i) extents[i] = {d.params[i].offset, d.params[i].size, d.params[i].frozen};
-  d.trainableCount = mtlc::core::trainableSpans(extents, n, d.paramCount, d.trainable);
-  std::free(extents);
+  if (!d.extents || !d.trainable) return false;
+  for (size_t i = 0; i < n; ++i) d.extents[i] = {d.params[i].offset, d.params[i].size, d.params[i].frozen};
+  d.trainableCount = mtlc::core::trainableSpans(d.extents, n, d.paramCount, d.trainable);
   return true;
 }
 
@@ -523,9 +524,15 @@ int mtlc_embed_save(mtlc_embed_ctx *c, const char *path) {
   const float stepValue = float(c->optSteps);
   const int64_t one = 1, arena = d.paramCount;
   ok = ok && views.push({"optim.step", &one, 1, &stepValue});
+  // The state arrays in the table's order (core::arenaToTableOrder), as the trainer saves them.
   const mtlc::core::StateLayout layout = mtlc::core::stateLayout(d.optimizer);
   const float *arrays[2] = {c->optA.p, c->optB.p};
-  for (int s = 0; s < layout.count; ++s) ok = ok && views.push({layout.names[s], &arena, 1, arrays[s]});
+  Buffer tableOrder[2];
+  for (int s = 0; s < layout.count; ++s) {
+    ok = ok && tableOrder[s].alloc(d.paramCount) &&
+         mtlc::core::arenaToTableOrder(d.extents, d.params.size, d.paramCount, arrays[s], tableOrder[s].p);
+    ok = ok && views.push({layout.names[s], &arena, 1, tableOrder[s].p});
+  }
   if (!ok) return c->fail(MTLC_ERR_NOMEM, "out of memory");
   char steps[32];
   std::snprintf(steps, sizeof steps, "%lld", (long long)c->optSteps);
@@ -574,7 +581,9 @@ int mtlc_embed_load(mtlc_embed_ctx *c, const char *path) {
   resetOptimizer(c);
   if (withState) {
     for (size_t s = 0; s < stateCount; ++s)
-      std::memcpy(state[s].into->p, file.find(state[s].name)->data, size_t(d.paramCount) * sizeof(float));
+      if (!mtlc::core::tableToArenaOrder(d.extents, d.params.size, d.paramCount, file.find(state[s].name)->data,
+                                         state[s].into->p))
+        return c->fail(MTLC_ERR_INTERNAL, "the bundle's parameter table does not fit its arena");
     c->optSteps = int64_t(step);
   }
   c->error[0] = '\0';

@@ -1,6 +1,7 @@
 #include "runtime/io/Checkpoint.h"
 
 #include "runtime/core/SafeTensors.h"
+#include "runtime/core/Spans.h"
 
 #include "spec/Error.h"
 #include "runtime/train/Weighting.h"
@@ -19,15 +20,32 @@ static std::string taskList(const ModelSpec& spec) {
 
 static std::string accKey(const TaskSpec& t) { return "train.acc." + t.name; }
 
+static std::vector<core::ParamExtent> tableExtents(const ModelSpec& spec) {
+  std::vector<core::ParamExtent> e;
+  for (const ParamSpec& p : spec.params) e.push_back({p.offset, p.size, false});
+  return e;
+}
+
 void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float* params, Optimizer* optimizer,
                     Weighting* weighting, const TrainPosition* pos) {
   std::vector<TensorView> views;
   for (const ParamSpec& p : spec.params) views.push_back({p.name, p.shape, params + p.offset, p.integer});
   std::map<std::string, std::string> meta{{"format", "mtlc"}, {"model", spec.name}, {"tasks", taskList(spec)}};
+  std::vector<std::vector<float>> tableOrder;  // arena-sized state, in the file's order
   if (optimizer) {
     meta["optimizer"] = vocab::name(optimizer->spec().kind);
     meta["steps"] = std::to_string(optimizer->steps());
-    for (const Optimizer::StateTensor& s : optimizer->state()) views.push_back({s.name, {s.size}, s.data});
+    const std::vector<core::ParamExtent> extents = tableExtents(spec);
+    for (const Optimizer::StateTensor& s : optimizer->state()) {
+      if (s.size != spec.paramCount) {
+        views.push_back({s.name, {s.size}, s.data});
+        continue;
+      }
+      std::vector<float>& t = tableOrder.emplace_back(size_t(s.size));
+      if (!core::arenaToTableOrder(extents.data(), extents.size(), spec.paramCount, s.data, t.data()))
+        throwError("internal: the parameter table does not fit its {}-float arena", spec.paramCount);
+      views.push_back({s.name, {s.size}, t.data()});
+    }
   }
   if (weighting) {
     meta["weighting"] = vocab::name(spec.train.weighting);
@@ -196,11 +214,11 @@ InitReport loadMatchingParams(const TensorFile& f, const std::string& path, cons
   return r;
 }
 
-bool loadOptimizerState(const std::string& path, Optimizer& opt) {
-  return loadOptimizerState(readSafeTensors(path), path, opt);
+bool loadOptimizerState(const std::string& path, const ModelSpec& spec, Optimizer& opt) {
+  return loadOptimizerState(readSafeTensors(path), path, spec, opt);
 }
 
-bool loadOptimizerState(const TensorFile& f, const std::string& path, Optimizer& opt) {
+bool loadOptimizerState(const TensorFile& f, const std::string& path, const ModelSpec& spec, Optimizer& opt) {
   auto it = f.metadata.find("optimizer");
   if (it != f.metadata.end() && it->second != vocab::name(opt.spec().kind)) return false;
   std::vector<Optimizer::StateTensor> state = opt.state();
@@ -213,9 +231,12 @@ bool loadOptimizerState(const TensorFile& f, const std::string& path, Optimizer&
   }
   const float step = f.find("optim.step")->data[0];
   if (!isStepCount(step)) throwError("{}: `optim.step` is {}, not a step count", path, step);
+  const std::vector<core::ParamExtent> extents = tableExtents(spec);
   for (const auto& s : state) {
     const Tensor* t = f.find(s.name);
-    std::memcpy(s.data, t->data.data(), size_t(s.size) * sizeof(float));
+    if (s.size != spec.paramCount) std::memcpy(s.data, t->data.data(), size_t(s.size) * sizeof(float));
+    else if (!core::tableToArenaOrder(extents.data(), extents.size(), spec.paramCount, t->data.data(), s.data))
+      throwError("internal: the parameter table does not fit its {}-float arena", spec.paramCount);
   }
   opt.setSteps(int64_t(step));
   return true;

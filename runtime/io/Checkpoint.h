@@ -81,9 +81,10 @@ InitReport loadMatchingParams(const TensorFile& file, const std::string& path, c
 
 // Restores optimizer state saved by saveCheckpoint when the file has all of it for this
 // optimizer's kind and size; returns false (state untouched) when the file has none or another
-// optimizer's. A state tensor with the wrong size is an Error.
-bool loadOptimizerState(const std::string& path, Optimizer& optimizer);
-bool loadOptimizerState(const TensorFile& file, const std::string& path, Optimizer& optimizer);
+// optimizer's. A state tensor with the wrong size is an Error. Arena-sized arrays are in the file
+// in the table's order (core::arenaToTableOrder) and land in `spec`'s arena order.
+bool loadOptimizerState(const std::string& path, const ModelSpec& spec, Optimizer& optimizer);
+bool loadOptimizerState(const TensorFile& file, const std::string& path, const ModelSpec& spec, Optimizer& optimizer);
 
 // Restores the weighting's `mtl.` state when the file was saved by the same strategy for the same
 // tasks (metadata `weighting`, `tasks`) and holds every state tensor with its exact shape; returns

@@ -256,7 +256,7 @@ void TrainingRun::resumeState() {
     throwError("{}: the run trained with batch {} on {} samples; this one has batch {} and {} samples, so it "
                "cannot continue it", path, resumed_->batchSize, resumed_->rows, ts_.batch, trainData_.rows);
   loadParams(*resumeFile_, path, spec_, params_.data());
-  if (!loadOptimizerState(*resumeFile_, path, *optimizer_))
+  if (!loadOptimizerState(*resumeFile_, path, spec_, *optimizer_))
     throwError("{}: the checkpoint has no {} optimizer state for this model", path, vocab::name(ts_.optimizer.kind));
   if (!loadWeightingState(*resumeFile_, spec_, *weighting_))
     throwError("{}: the checkpoint has no `{}` weighting state for tasks {}", path, weighting_->describe(),
@@ -272,7 +272,7 @@ void TrainingRun::transferFrom(const std::string& path) {
   InitReport ir = loadMatchingParams(file, path, spec_, params_.data());
   freshNames_ = ir.freshNames;
   if (ir.complete() && ir.unused.empty()) {
-    bool withState = loadOptimizerState(file, path, *optimizer_);
+    bool withState = loadOptimizerState(file, path, spec_, *optimizer_);
     bool withWeighting = !weighting_->state().empty() && loadWeightingState(file, spec_, *weighting_);
     std::string extra;
     if (withState) extra = fmt::format("with optimizer state after {} steps", optimizer_->steps());

@@ -134,10 +134,11 @@ std::vector<double> dwaWeights(const std::vector<double>& older, const std::vect
 // ---- parts the strategies share (WeightingParts.h) ------------------------------------------------
 
 std::vector<Span> sharedSpans(const ModelSpec& spec) {
+  // In the table's order, not the arena's: the methods' random draws (graddrop) and sums follow
+  // the parameters as declared, whatever the arena's layout (lowering moves sibling weights).
   std::vector<Span> s;
   for (const ParamSpec& p : spec.params)
     if (p.shared() && p.learnable() && p.size > 0) s.push_back({p.offset, p.offset + p.size});
-  std::sort(s.begin(), s.end());
   return s;
 }
 

@@ -14,7 +14,7 @@ namespace mtlc::rt {
 using Span = std::pair<int64_t, int64_t>;  // [begin, end) element range in the parameter arena
 
 // The trainable shared parameters: what gradient surgery acts on. Shared = reached by two or more
-// tasks' losses (a task's own gate is not, as in LibMTL) and not frozen. Sorted by offset.
+// tasks' losses (a task's own gate is not, as in LibMTL) and not frozen. In the table's order.
 std::vector<Span> sharedSpans(const ModelSpec& spec);
 
 // Σ a[k]·b[k] over the spans, in double.

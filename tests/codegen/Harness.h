@@ -64,6 +64,7 @@ class Harness {
   std::vector<float> &losses() { return losses_; }
   std::vector<float> &outputBuffer(int task) { return outputs_.at(task); }
   std::vector<float> &grads() { return grads_; }
+  std::vector<float> &params() { return params_; }  // the arena, by ParamInfo::offset
 
   // Poisons the buffers the code must write (unless poison is false), then calls the entry point
   // with batch size n.

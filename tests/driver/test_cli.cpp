@@ -89,7 +89,7 @@ TEST_CASE("-O0 and --disable-pass turn passes off; unknown pass names are usage 
   CHECK(runMtlc("--disable-pass=cse --disable-pass=fusion " + example("tabular.mtl")).exitCode == 0);
   auto bad = runMtlc("--disable-pass=cs " + example("fashion.mtl"));
   CHECK(bad.exitCode == 2);
-  CHECK_THAT(bad.err, Catch::Contains("unknown pass 'cs' (known: fold-constants, cse, dce, fusion)"));
+  CHECK_THAT(bad.err, Catch::Contains("unknown pass 'cs' (known: fold-constants, cse, siblings, dce, fusion)"));
   CHECK(all.out != noFusion.out);
 }
 

@@ -76,7 +76,7 @@ void readAsTrainerDoes(Harness &h, const char *path) {
     throw;
   }
   rt::Optimizer optimizer(h.spec.train.optimizer, h.spec.paramCount);
-  if (rt::loadOptimizerState(file, path, optimizer) && optimizer.steps() < 0) {
+  if (rt::loadOptimizerState(file, path, h.spec, optimizer) && optimizer.steps() < 0) {
     std::fprintf(stderr, "mtlc_fuzz_checkpoint: optimizer state loaded with %lld steps\n", (long long)optimizer.steps());
     std::abort();
   }

@@ -22,15 +22,16 @@ TEST_CASE("the pass list keeps real programs valid and drops the loss-seed arith
     CHECK(mulsBefore > countOps(train, OpKind::Mul));
     CHECK(train.nodes.size() < before);
     CHECK(countOps(train, OpKind::Const) == 0);
-    // Every parameter still has its gradient.
-    int grads = 0;
-    for (const auto &o : train.outputs) grads += o.kind == ir::Output::Kind::Grad;
-    CHECK(grads == (int)lowered.module.params.size());
+    // Every parameter still has its gradient (sibling weights' in one span output).
+    int64_t grads = 0;
+    for (const auto &o : train.outputs)
+      if (o.kind == ir::Output::Kind::Grad) grads += (int64_t)ir::paramSpan(lowered.module, o.index, o.value->type.dims).size();
+    CHECK(grads == (int64_t)lowered.module.params.size());
   }
 }
 
 TEST_CASE("pass settings: -O0 runs none, --disable-pass one; names are checked") {
-  CHECK(passes::passNames() == std::vector<std::string>{"fold-constants", "cse", "dce", "fusion"});
+  CHECK(passes::passNames() == std::vector<std::string>{"fold-constants", "cse", "siblings", "dce", "fusion"});
   passes::PassSettings all, o0, noCse;
   o0.optimize = false;
   noCse.disabled = {"cse"};
@@ -41,7 +42,7 @@ TEST_CASE("pass settings: -O0 runs none, --disable-pass one; names are checked")
   }
   CHECK(passes::checkPassNames({"dce", "fusion"}).empty());
   CHECK(passes::checkPassNames({"dce", "DCE"}) ==
-        "unknown pass 'DCE' (known: fold-constants, cse, dce, fusion)");
+        "unknown pass 'DCE' (known: fold-constants, cse, siblings, dce, fusion)");
 
   // Without cse each task's gradient seed keeps its own `const 1`; without any pass the graph is
   // as lowered.

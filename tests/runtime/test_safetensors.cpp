@@ -162,7 +162,7 @@ TEST_CASE("checkpoints: params and optimizer state roundtrip; mismatches are ref
   loadParams(dir / "c.safetensors", spec, loaded.data());
   CHECK(loaded == params);
   Optimizer restored(os, 8);
-  REQUIRE(loadOptimizerState(dir / "c.safetensors", restored));
+  REQUIRE(loadOptimizerState(dir / "c.safetensors", spec, restored));
   CHECK(restored.steps() == 2);
   std::vector<float> a = scratch, b = scratch;
   opt.step(a.data(), grads.data());
@@ -172,7 +172,7 @@ TEST_CASE("checkpoints: params and optimizer state roundtrip; mismatches are ref
   sgd.kind = OptimizerKind::Sgd;
   sgd.momentum = 0.9;
   Optimizer other(sgd, 8);
-  CHECK_FALSE(loadOptimizerState(dir / "c.safetensors", other));  // adam state does not fit sgd
+  CHECK_FALSE(loadOptimizerState(dir / "c.safetensors", spec, other));  // adam state does not fit sgd
 
   // Shape and presence are checked; nothing is written on failure.
   ModelSpec wide = spec;
@@ -196,7 +196,7 @@ TEST_CASE("checkpoints: params and optimizer state roundtrip; mismatches are ref
   writeSafeTensors(dir / "d.safetensors", {{"head.0.weight", {2, 3}, params.data()}, {"head.0.bias", {2}, params.data() + 6},
                                            {"mtl.log_var", {1}, s.data()}});
   CHECK_NOTHROW(loadParams(dir / "d.safetensors", spec, loaded.data()));
-  CHECK_FALSE(loadOptimizerState(dir / "d.safetensors", restored));
+  CHECK_FALSE(loadOptimizerState(dir / "d.safetensors", spec, restored));
   writeText(dir / "junk.safetensors", "not a checkpoint");
   CHECK_THROWS_WITH(loadParams(dir / "junk.safetensors", spec, loaded.data()), Contains(dir / "junk.safetensors"));
 }
