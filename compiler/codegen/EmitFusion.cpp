@@ -47,7 +47,7 @@ Value *sideValue(Kernel &k, const ir::Node &member, int j, Value *ptr, Value *v,
   // A Broadcast member's other operands are [C] vectors read at the element's channel.
   if (ir::fusionClass(member.op) == ir::FusionClass::Broadcast && j >= 1) {
     const int64_t C = member.type.dims.at(0), rest = member.type.elements() / C;
-    if (!vt) return k.load(ptr, b.CreateURem(b.CreateUDiv(site.flat, k.c(rest)), k.c(C)));
+    if (!vt) return k.load(ptr, site.channel ? site.channel : b.CreateURem(b.CreateUDiv(site.flat, k.c(rest)), k.c(C)));
     if (site.channel) return site.perLane ? vecLoad(site.channel) : k.splat(lanes, k.load(ptr, site.channel));
     // No hint: each lane's channel, gathered.
     Value *idx = laneIndices(k, site.flat, lanes);
@@ -86,7 +86,26 @@ bool rootAppliesChain(OpKind op) {
 
 void chainAfterKernel(Kernel &k) {
   if (!k.chain || rootAppliesChain(k.node.op)) return;
-  Value *count = k.count(k.type());
+  const ir::Type &t = k.type();
+  if (t.batched && !t.dims.empty() && t.elements() > 1) {
+    // Sample, channel, rest: a per-channel member (a bias) reads its channel as the loop's index
+    // (no division per element), and the inner loop is contiguous, so it vectorises.
+    const int64_t C = t.dims[0], rest = t.elements() / C;
+    parallelRange(k, k.samples(t), std::max<int64_t>(1, 4096 / t.elements()), (1 << 15) / t.elements() + 1,
+                  [&](Kernel &h, Value *s0, Value *s1) {
+      forLoop(h.b, s0, s1, [&](Value *s) {
+        forLoop(h.b, h.c(C), [&](Value *c) {
+          Value *row = h.mul(h.add(h.mul(s, C), c), rest);
+          forLoop(h.b, h.c(rest), [&](Value *r) {
+            Value *i = h.add(row, r);
+            h.store(h.chain(h, h.load(h.out, i), ElementSite{i, nullptr, c}), h.out, i);
+          }, "r");
+        }, "c");
+      }, "s");
+    });
+    return;
+  }
+  Value *count = k.count(t);
   parallelFor(k, k.b.CreateUDiv(k.add(count, 4095), k.c(4096)), k.b.CreateICmpSGE(count, k.c(1 << 15)),
               [&](Kernel &h, Value *b0, Value *b1) {
                 Value *end = h.smin(h.mul(b1, 4096), count);
