@@ -120,12 +120,15 @@ def run_mtlc_train(mtlc, program, steps, batch, keep_denormals):
     return secs, steps * batch / int(m.group(2))
 
 
-def time_mtlc_train(mtlc, program, batch, bare_us, warmup, reps, keep_denormals, workdir, quick):
+def time_mtlc_train(mtlc, program, batch, bare_us, warmup, reps, keep_denormals, workdir, quick, bare_cmd=None):
     """µs per step of `mtlc train` on `program` at `batch`: the median over `reps` pairs of runs of
     (loop(warm-up + n steps) − loop(warm-up steps)) / n, loop = the seconds of the training loop by
     mtlc's own report, with n steps lasting TRAIN_SECONDS at the bare step's speed, so the first
     steps' warm-up cancels. The wall-clock difference of the same runs (start-up, loading and
-    compiling cancel too, up to their noise) is kept as a cross-check."""
+    compiling cancel too, up to their noise) is kept as a cross-check. With `bare_cmd` (mtlc_bench,
+    one repetition, --json) a bare step is timed just before each pair, and `over` is the median of
+    the pairs' train / bare − 1: this VM's speed drifts over minutes, so a bare step timed minutes
+    earlier would put the drift into the comparison."""
     import re
     text = open(os.path.join(ROOT, program)).read()
     text, count = re.subn(r"(\n\s*batch\s+)\d+", lambda m: m.group(1) + str(batch), text, count=1)
@@ -137,16 +140,20 @@ def time_mtlc_train(mtlc, program, batch, bare_us, warmup, reps, keep_denormals,
     path = os.path.join(workdir, f"{os.path.splitext(os.path.basename(program))[0]}_b{batch}.mtl")
     open(path, "w").write(text)
     n = max(4, int((0.2 if quick else TRAIN_SECONDS) * 1e6 / max(bare_us, 1)))
-    diffs, wall_diffs = [], []
+    diffs, wall_diffs, bares = [], [], []
     for _ in range(reps):
+        if bare_cmd:
+            bares.append(run_json(bare_cmd)["us_per_step"])
         short_wall, short_loop = run_mtlc_train(mtlc, path, warmup, batch, keep_denormals)
         long_wall, long_loop = run_mtlc_train(mtlc, path, warmup + n, batch, keep_denormals)
         diffs.append((long_loop - short_loop) * 1e6 / n)
         wall_diffs.append((long_wall - short_wall) * 1e6 / n)
     us = sorted(diffs)[len(diffs) // 2]
+    overs = sorted(d / b - 1 for d, b in zip(diffs, bares))
     return {"us_per_step": us, "samples_per_s": batch * 1e6 / us, "batch": batch, "steps": n,
             "rep_us_per_step": diffs, "wall_us_per_step": sorted(wall_diffs)[len(wall_diffs) // 2],
-            "rep_wall_us_per_step": wall_diffs}
+            "rep_wall_us_per_step": wall_diffs, "rep_bare_us_per_step": bares,
+            "over": overs[len(overs) // 2] if overs else None}
 
 
 def fmt_rate(r):
@@ -248,8 +255,10 @@ def main():
         t_default = run_json(peer_cmd, env=default_env)
         train = None
         if m and m.get("supported", False) and os.path.exists(mtlc_bin):
+            bare_once = [bench, os.path.join(ROOT, program), "--batch", str(batch), "--steps", str(s), "--warmup", str(w),
+                         "--reps", "1", "--compile-reps", "1", "--json"] + (["--keep-denormals"] if ftz == "keep" else [])
             train = time_mtlc_train(mtlc_bin, program, batch, m["us_per_step"], w, 1 if a.quick else 3,
-                                    ftz == "keep", workdir, a.quick)
+                                    ftz == "keep", workdir, a.quick, bare_once)
         results["models"].append({"label": label, "program": program, "batch": batch, "ftz": ftz,
                                   "mtlc": m, "mtlc_train": train, "torch": t, "torch_default": t_default})
 
@@ -379,7 +388,9 @@ def report(res):
              + f", for reference (OpenBLAS kernel `{'`, `'.join(got_default)}`). "
              "`mtlc train`: the step as a user runs it (gather, step, metrics, progress, epoch lines, the JSONL log), "
              "from the training-loop seconds of its closing line, a long run less a short one; bare: "
-             "mtlc_bench's step in-process. Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
+             "mtlc_bench's step in-process. Train / bare: the median over the train runs' pairs of their step against "
+             "a bare step timed just before the pair (the VM drifts over minutes). "
+             "Ratio = mtlc speed / PyTorch speed (> 1: mtlc is faster); batch 1 in µs/step. "
              "CPU = CPU time / wall time of the timed steps (mtlc / PyTorch): below 1 another process took the core.")
     L.append("")
     L.append("| model | batch | `mtlc train` | mtlc bare | train / bare | PyTorch | `mtlc train` / PyTorch "
@@ -397,7 +408,8 @@ def report(res):
         compile_ms = f"{m['compile_ms']:.0f} / {m['compile_ms_median']:.0f} ms" if len(m["compile_ms_all"]) > 1 \
             else f"{m['compile_ms']:.0f} ms"
         tr = r.get("mtlc_train")
-        over = f"{100 * (tr['us_per_step'] / m['us_per_step'] - 1):+.1f}%" if tr else "-"
+        over = "-" if not tr else f"{100 * tr['over']:+.1f}%" if tr.get("over") is not None \
+            else f"{100 * (tr['us_per_step'] / m['us_per_step'] - 1):+.1f}%"
         L.append(f"| {r['label']} | {r['batch']} | {fmt_rate(tr)} | {fmt_rate(m)} | {over} | {fmt_rate(t)} "
                  f"| {ratio(tr, t, r['batch']) if tr else '-'} | {ratio(m, t, r['batch'])} "
                  f"| {fmt_rate(r.get('torch_default'))} | {compile_ms} | {m['peak_rss_mib']:.0f} / {t['peak_rss_mib']:.0f} MiB "
