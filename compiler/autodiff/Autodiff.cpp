@@ -155,6 +155,7 @@ class ReverseMode {
         break;
       }
       case OpKind::Slice: accumulate(ops[0], b_.sliceBwd(g, ops[0]->type, n->ints[0])); break;
+      case OpKind::Transpose: accumulate(ops[0], b_.transpose(g)); break;
       default:
         throw ir::IRError(std::string("autodiff: no gradient rule for ") + ir::mnemonic(n->op));
     }

@@ -88,6 +88,22 @@ void emitSlice(Kernel &k) {
   }, "s");
 }
 
+// y[c, r] = x[r, c] for x [R, C], in 16 × 16 tiles so that both sides stay in cache lines.
+void emitTranspose(Kernel &k) {
+  const int64_t R = k.inType(0).dims.at(0), C = k.inType(0).dims.at(1), T = 16;
+  forLoop(k.b, k.c((R + T - 1) / T), [&](llvm::Value *rt) {
+    forLoop(k.b, k.c((C + T - 1) / T), [&](llvm::Value *ct) {
+      llvm::Value *r0 = k.mul(rt, T), *c0 = k.mul(ct, T);
+      llvm::Value *r1 = k.smin(k.add(r0, T), k.c(R)), *c1 = k.smin(k.add(c0, T), k.c(C));
+      forLoop(k.b, r0, r1, [&](llvm::Value *r) {
+        forLoop(k.b, c0, c1, [&](llvm::Value *c) {
+          k.store(k.load(k.in[0], k.add(k.mul(r, C), c)), k.out, k.add(k.mul(c, R), r));
+        }, "c");
+      }, "r");
+    }, "ct");
+  }, "rt");
+}
+
 // dx[s] = 0 except dx[s, offset + j] = dy[s, j], j < width: slice's gradient; ints = {offset, width}
 void emitSliceBwd(Kernel &k) {
   int64_t d = k.type().elements(), offset = k.attr(0), width = k.attr(1);

@@ -99,6 +99,7 @@ void emitKernelBody(Kernel &k) {
     case OpKind::EmbeddingBwd: return emitEmbeddingBwd(k);
     case OpKind::Concat: return emitConcat(k);
     case OpKind::Slice: return emitSlice(k);
+    case OpKind::Transpose: return emitTranspose(k);
     case OpKind::SliceBwd: return emitSliceBwd(k);
   }
   throw std::logic_error("codegen: unknown op kind");

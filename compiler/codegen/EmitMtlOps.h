@@ -19,6 +19,7 @@ void emitEmbedding(Kernel &k);      // table[V,D], idx[k] -> [k·D]; indices cla
 void emitEmbeddingBwd(Kernel &k);   // idx, dy -> dtable[V,D]: zero, then scatter-add
 void emitConcat(Kernel &k);         // x_0.. -> per-sample concatenation
 void emitSlice(Kernel &k);          // x[d] -> x[offset, offset+width)
+void emitTranspose(Kernel &k);      // x[R, C] -> [C, R]
 void emitSliceBwd(Kernel &k);       // dy[width] -> dx[d]: zero, dy at [offset, offset+width)
 
 }  // namespace mtlc::codegen

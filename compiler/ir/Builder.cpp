@@ -218,6 +218,11 @@ Node *Builder::slice(Node *x, int64_t offset, int64_t width) {
   return emit(OpKind::Slice, {x}, batched({width}), {offset, width});
 }
 
+Node *Builder::transpose(Node *x) {
+  require(!x->type.batched && x->type.dims.size() == 2, "transpose", "x must be an unbatched matrix");
+  return emit(OpKind::Transpose, {x}, Type{{x->type.dims[1], x->type.dims[0]}, false});
+}
+
 Node *Builder::sliceBwd(Node *dy, Type xType, int64_t offset) {
   const int64_t width = dy->type.elements();
   require(dy->type.batched && xType.batched && xType.dims.size() == 1 && offset >= 0 &&

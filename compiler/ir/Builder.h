@@ -50,6 +50,8 @@ class Builder {
   Node *embedding(Node *table, Node *indices);
   Node *concat(const std::vector<Node *> &xs);
   Node *slice(Node *x, int64_t offset, int64_t width);
+  // An unbatched matrix [R, C] as [C, R].
+  Node *transpose(Node *x);
 
   Node *biasGrad(Node *dy);
   Node *reduceBatch(Node *dy);

@@ -413,6 +413,14 @@ std::vector<Case> makeCases() {
                   Node *v = net.dense(x, 4, "fc2");
                   mseHead(net, net.b.mix(net.b.slice(h, 2, 1), {v}));
                 }});
+  cs.push_back({"transpose", "a weight used transposed (x·W with W [5,3] stored [3,5]), and transposed twice",
+                [](Net &net) {
+                  Node *x = net.input({5});
+                  Node *w = net.param("w", {3, 5});
+                  Node *y = net.b.matmul(x, net.b.transpose(w), false, false);        // x·Wᵀ, [n,3]
+                  Node *z = net.b.matmul(x, net.b.transpose(net.b.transpose(w)), false, true);  // the same
+                  mseHead(net, net.b.add(net.b.unary(K::Tanh, y), z));
+                }});
   cs.push_back(dselectCase(1, 2, 1.0));
   cs.push_back(dselectCase(2, 4, 1.5));
   cs.push_back(dselectCase(3, 8, -2.0));

@@ -176,6 +176,13 @@ class Interpreter {
         }
         break;
       }
+      case OpKind::Transpose: {  // unbatched [R, C] -> [C, R]
+        const auto &x = in(0);
+        const int64_t R = ops[0]->type.dims.at(0), C = ops[0]->type.dims.at(1);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t c = 0; c < C; ++c) y[c * R + r] = x[r * C + c];
+        break;
+      }
       case OpKind::Slice: {
         const auto &x = in(0);
         int64_t d = ops[0]->type.elements(), offset = node.ints.at(0), width = node.ints.at(1);

@@ -56,6 +56,7 @@ GRADCHECK_GROUP("mix")
 GRADCHECK_GROUP("embedding")
 GRADCHECK_GROUP("concat")
 GRADCHECK_GROUP("slice")
+GRADCHECK_GROUP("transpose")
 GRADCHECK_GROUP("dselect")
 GRADCHECK_GROUP("cross_entropy")
 GRADCHECK_GROUP("bce")
@@ -85,7 +86,8 @@ const std::set<K> kForward = {
     K::Conv2d,  K::MaxPool,   K::AvgPool,   K::Reshape,    K::Relu,      K::LeakyRelu, K::Sigmoid,
     K::Tanh,    K::Gelu,      K::Dropout,   K::LayerNorm,  K::Add,       K::Softmax, K::Mix,
     K::Embedding, K::Concat,  K::Mul,       K::CrossEntropy, K::BCE,     K::MSE,     K::L1,
-    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d, K::Cosine, K::SmoothStep, K::Slice};
+    K::BatchNorm, K::GlobalAvgPool, K::Upsample, K::ConvTranspose2d, K::Cosine, K::SmoothStep, K::Slice,
+    K::Transpose};
 // The backward ops autodiff emits: each must appear in some case's differentiated graph, which
 // (the cases putting parameters upstream of every op) means its kernel's output is checked.
 const std::set<K> kBackward = {

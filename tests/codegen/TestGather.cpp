@@ -146,3 +146,21 @@ TEST_CASE("slices of a concat give the parts back", "[codegen][gather]") {
   requireClose(h.read(sa), std::vector<double>(A.begin(), A.begin() + 21), 0, 0, "first part");
   requireClose(h.read(sc), std::vector<double>(C.begin(), C.begin() + 28), 0, 0, "second part");
 }
+
+TEST_CASE("transpose moves every element of a matrix across, tile edges included", "[codegen][gather]") {
+  for (auto [R, C] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {16, 16}, {37, 19}, {144, 100}, {1, 40}}) {
+    INFO(R << " x " << C);
+    Harness h(2);
+    Node *x = h.param({R, C});
+    Node *y = h.b.transpose(x);
+    h.prepare();
+    h.fillUniform(x);
+    h.run(1);
+    const std::vector<double> in = values(h, x), out = h.read(y);
+    REQUIRE(out.size() == size_t(R * C));
+    bool same = true;
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t c = 0; c < C; ++c) same = same && out[size_t(c * R + r)] == in[size_t(r * C + c)];
+    CHECK(same);
+  }
+}

@@ -19,12 +19,13 @@ struct Step {
   std::vector<float> losses, grads;
   std::vector<std::vector<float>> heads;
   int spanProducts = 0;  // products reading a parameter span
+  int transposes = 0;    // span gradients computed as Aᵀ·C and transposed
 };
 
 // A trunk with three heads (16, 8 and 1 wide) and a mixture-like second reader of x: experts
 // e0, e1 and a gate g over x, all siblings of the trunk's first product.
-Step runStep(bool siblings, int64_t n, codegen::GemmKind kind) {
-  Harness h(8, "train_step");
+Step runStep(bool siblings, int64_t n, codegen::GemmKind kind, int64_t maxBatch) {
+  Harness h(maxBatch, "train_step");
   h.options.codegen.gemmKind = kind;
   Node *x = h.input({24});
   Node *W0 = h.param({32, 24}), *b0 = h.param({32});
@@ -69,6 +70,7 @@ Step runStep(bool siblings, int64_t n, codegen::GemmKind kind) {
     if (node->op == OpKind::MatMul && node->operands[1]->op == OpKind::Param &&
         node->operands[1]->type.dims[0] != h.module.params[node->operands[1]->ints[0]].shape[0])
       ++s.spanProducts;
+  for (const auto &node : h.fn.nodes) s.transposes += node->op == OpKind::Transpose;
   h.prepare();
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-0.6f, 0.6f);
@@ -101,12 +103,15 @@ void requireAgree(const std::vector<float> &a, const std::vector<float> &b, cons
 TEST_CASE("sibling products over a span give the separate products' losses, heads and gradients",
           "[codegen][siblings]") {
   for (auto kind : {codegen::GemmKind::Auto, codegen::GemmKind::Packed, codegen::GemmKind::Axpy}) {
-    for (int64_t n : {1, 5, 8}) {
-      INFO("gemm kind " << int(kind) << ", n = " << n);
-      Step apart = runStep(false, n, kind), fused = runStep(true, n, kind);
+    // maxBatch 32: the x group's gradient ([64, 24]: 24 wide is 1.5 vectors, 64 rows are 4) is
+    // computed transposed; at 8 it is not.
+    for (auto [maxBatch, n] : {std::pair<int64_t, int64_t>{8, 1}, {8, 5}, {8, 8}, {32, 3}, {32, 32}}) {
+      INFO("gemm kind " << int(kind) << ", maxBatch " << maxBatch << ", n = " << n);
+      Step apart = runStep(false, n, kind, maxBatch), fused = runStep(true, n, kind, maxBatch);
       CHECK(apart.spanProducts == 0);
       // Forward over each span, the weight gradient of each span, the trunk's input gradient.
       CHECK(fused.spanProducts == 3);
+      CHECK(fused.transposes == (maxBatch >= 32 ? 1 : 0));
       requireAgree(fused.losses, apart.losses, "loss");
       requireAgree(fused.grads, apart.grads, "gradient");
       for (int t = 0; t < 3; ++t) requireAgree(fused.heads[t], apart.heads[t], "head");
