@@ -89,8 +89,10 @@ std::string gemmChoice(const TargetInfo &target, const CodegenOptions *opts, int
 
 // Working memory the kernel rooted at `n` needs, for batches of up to maxBatch samples: the op's
 // own scratch hook, beside its emitter (matMulScratchFloats, convScratchFloats), 0 for ops that
-// need none. A new op that needs scratch adds its hook to this function's switch (EmitModule.cpp).
-int64_t kernelScratchFloats(const ir::Node &n, int64_t maxBatch);
+// need none; `group` (null when the kernel runs alone) is its fusion group, whose per-sample
+// prologue takes room too. A new op that needs scratch adds its hook to this function's switch
+// (EmitModule.cpp).
+int64_t kernelScratchFloats(const ir::Node &n, const passes::FusionGroup *group, int64_t maxBatch);
 // The hooks the planner asks (passes::scheduleModule).
 passes::KernelHooks kernelHooks();
 

@@ -223,10 +223,25 @@ int64_t dataGradChunkFloats(const ConvShape &s) {
 
 }  // namespace
 
+namespace {
+
+int64_t rounded16(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+// A filter gradient's per-sample prologue and siblings (passes/Fusion.h): each chunk's area ends
+// with the sample's dy the prologue computes, [O, OH·OW]; after the chunks, the siblings' per-sample
+// channel sums [maxBatch, O].
+int64_t prologueChunkFloats(const ConvShape &s, bool prologue) { return prologue ? rounded16(s.O * s.P()) : 0; }
+int64_t channelSumFloats(const ConvShape &s, bool siblings, int64_t maxBatch) {
+  return siblings ? rounded16(std::max<int64_t>(maxBatch, 1) * s.O) : 0;
+}
+
+}  // namespace
+
 // kConvChunks chunks, each with one sample's column matrix [C·KH·KW, OH·OW] (none for a
 // pointwise convolution, whose input already is that matrix), the GEMM's panels and, for the
-// filter gradient, the chunk's partial sum. Not batch dependent: a chunk holds one sample at a time.
-int64_t convScratchFloats(const ir::Node &n, int64_t) {
+// filter gradient, the chunk's partial sum (and a fused prologue's sample). Not batch dependent
+// but for a fused filter gradient's per-sample channel sums: a chunk holds one sample at a time.
+int64_t convScratchFloats(const ir::Node &n, const passes::FusionGroup *group, int64_t maxBatch) {
   const std::vector<int64_t> *x = nullptr, *w = nullptr, *y = nullptr;
   switch (n.op) {
     case ir::OpKind::Conv2d: x = &n.operands[0]->type.dims, w = &n.operands[1]->type.dims, y = &n.type.dims; break;
@@ -240,8 +255,12 @@ int64_t convScratchFloats(const ir::Node &n, int64_t) {
   int64_t direct = convDirectShape(n) ? convDirectScratchFloats(n) : 0;
   switch (n.op) {
     case ir::OpKind::Conv2d: return std::max(direct, kConvChunks * convChunkFloats(colFloats(s), s.O, s.taps(), s.P(), 0));
-    case ir::OpKind::Conv2dBwdFilter:
-      return kConvChunks * convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), s.O * s.taps());
+    case ir::OpKind::Conv2dBwdFilter: {
+      const bool prologue = group && !group->prologue.empty();
+      const int64_t chunk = convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), s.O * s.taps());
+      return kConvChunks * (chunk + prologueChunkFloats(s, prologue)) +
+             channelSumFloats(s, group && !group->siblings.empty(), maxBatch);
+    }
     default: return kConvChunks * dataGradChunkFloats(s);
   }
 }
@@ -289,12 +308,27 @@ void emitConv2d(Kernel &k) {
                   [&](Kernel &h, llvm::Value *n) { convolveSample(h, s, h.in[1], h.in[0], h.out, n); });
 }
 
+// sums[o] = Σ_p dy_s[o, p], each channel's plane summed as bias_grad sums it (EmitElementwise.cpp).
+void channelSums(Kernel &h, const ConvShape &s, llvm::Value *dys, llvm::Value *sums) {
+  forLoop(h.b, h.c(s.O), [&](llvm::Value *o) {
+    llvm::Value *row = h.at(dys, h.mul(o, s.P()));
+    llvm::Value *sum = reduceLoop(h.b, h.c(0), h.c(s.P()), h.f32(0), [&](llvm::Value *r, llvm::Value *acc) {
+      return h.sumAdd(acc, h.load(row, r));
+    }, "r");
+    h.store(sum, sums, o);
+  }, "o");
+}
+
 // dW = Σ_chunks (Σ_{samples of the chunk} dy_s · col_sᵀ): each chunk sums into its partial, the
 // partials are added in chunk order. Under precision bf16, a filter of fewer taps than a vector
 // has lanes (a first layer's 3×3 filters over one channel: 9 taps) keeps fp32 products: each
 // sample's product is then too small for packing both its operands as bf16 to pay, where fp32
 // reads them in place (bench/RESULTS.md). With bf16 products and fewer taps than output channels
 // the partial is dWᵀ = col_s · dy_sᵀ: the bf16 GEMM's vectors run along C's columns.
+//
+// With a fused prologue (passes/Fusion.h) each sample's dy is computed into the chunk's area
+// first, and its channel sums, the siblings' (bias_grad's) terms, are kept per sample: the
+// siblings add them in sample order as bias_grad alone does, so their bits do not change.
 void emitConv2dBwdFilter(Kernel &k) {
   ConvShape s = shapeOf(k.inType(0), k.type(), k.inType(1), k);
   const int64_t OT = s.O * s.taps();
@@ -302,13 +336,16 @@ void emitConv2dBwdFilter(Kernel &k) {
   const bool bf16 = k.opts && k.opts->bf16 && k.target().bf16 && s.taps() >= k.target().lanes;
   const bool transposed = bf16 && s.taps() < s.O;
   // The GEMM's panels take the same floats either way round (gemmSlotFloats adds M's and N's).
-  int64_t chunk = convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
-  int64_t partialAt = chunk - (OT + 15) / 16 * 16;
+  const int64_t panels = convChunkFloats(colFloats(s), s.O, s.P(), s.taps(), OT);
+  const int64_t chunk = panels + prologueChunkFloats(s, bool(k.prologue));
+  const int64_t partialAt = panels - rounded16(OT), dyAt = panels, sumsAt = kConvChunks * chunk;
   forSampleChunks(k, chunk, s.O * s.taps() * s.P(),
       [&](Kernel &h, llvm::Value *) { h.zero(h.at(h.scratch, h.c(partialAt)), h.c(OT)); },
       [&](Kernel &h, llvm::Value *n) {
         llvm::Value *xs = h.at(h.in[0], h.mul(n, s.C * s.H * s.W));
-        llvm::Value *dys = h.at(h.in[1], h.mul(n, s.O * s.P()));
+        llvm::Value *dys = k.prologue ? h.at(h.scratch, h.c(dyAt)) : h.at(h.in[1], h.mul(n, s.O * s.P()));
+        if (k.prologue) k.prologue(h, n, dys);
+        if (!k.siblingOut.empty()) channelSums(h, s, dys, h.at(k.scratch, h.add(h.c(sumsAt), h.mul(n, s.O))));
         llvm::Value *partial = h.at(h.scratch, h.c(partialAt));
         Gemm g = transposed ? constGemm(h, s, columns(h, s, xs), dys, partial, s.taps(), s.P(), s.O)
                             : constGemm(h, s, dys, columns(h, s, xs), partial, s.O, s.P(), s.taps());
@@ -335,6 +372,15 @@ void emitConv2dBwdFilter(Kernel &k) {
     }, "e");
   }, "chunk");
   chainInPlace(k, k.out, k.c(0), OT);  // the sum over the batch is final only now
+  for (llvm::Value *out : k.siblingOut) {
+    k.zero(out, k.c(s.O));
+    forLoop(k.b, k.n, [&](llvm::Value *n) {
+      llvm::Value *sums = k.at(k.scratch, k.add(k.c(sumsAt), k.mul(n, s.O)));
+      forLoop(k.b, k.c(s.O), [&](llvm::Value *o) {
+        k.store(k.b.CreateFAdd(k.load(out, o), k.load(sums, o)), out, o);
+      }, "o");
+    }, "s");
+  }
 }
 
 // W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw] (the forward convolution's filters of a data

@@ -124,12 +124,22 @@ KernelSpec::KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &p
     for (int j = 0; j < (int)member.operands.size(); ++j)
       if (j != data) side.push_back({member.operands[j], i, j});
   }
+  for (size_t i = 0; i < g.prologue.size(); ++i) {
+    const ir::Node &member = *g.prologue[i];
+    int data = i == 0 ? -1 : passes::dataOperand(member, plan);
+    if (i > 0 && data < 0) throw std::logic_error("fusion: prologue member without a data operand");
+    for (int j = 0; j < (int)member.operands.size(); ++j)
+      if (j != data) prologueIn.push_back({member.operands[j], i, j});
+  }
+  siblings = g.siblings;
 }
 
-decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<Value *> sidePointers) {
-  std::vector<const ir::Node *> members = spec.group->chain;
-  std::vector<int> data = spec.dataOperand;
-  std::vector<KernelSpec::Side> side = spec.side;
+namespace {
+
+// The chain `members` (data: each one's chain operand; side: their other operands, read through
+// sidePointers) applied to a root value at one site.
+decltype(Kernel::chain) chainOf(std::vector<const ir::Node *> members, std::vector<int> data,
+                                std::vector<KernelSpec::Side> side, std::vector<Value *> sidePointers) {
   return [members, data, side, sidePointers](Kernel &k, Value *v, const ElementSite &site) {
     auto *vt = llvm::dyn_cast<llvm::FixedVectorType>(v->getType());
     Value *laneFlat = nullptr;  // per-lane indices, made when a member hashes them (dropout)
@@ -151,10 +161,56 @@ decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<Value *> 
   };
 }
 
+}  // namespace
+
+decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<Value *> sidePointers) {
+  return chainOf(spec.group->chain, spec.dataOperand, spec.side, std::move(sidePointers));
+}
+
+decltype(Kernel::prologue) fusedPrologue(const KernelSpec &spec, std::vector<Value *> inputs) {
+  const std::vector<const ir::Node *> members = spec.group->prologue;
+  std::vector<int> data;
+  for (size_t i = 1; i < members.size(); ++i)
+    for (int j = 0; j < (int)members[i]->operands.size(); ++j)
+      if (members[i]->operands[j] == members[i - 1]) {
+        data.push_back(j);
+        break;
+      }
+  const std::vector<KernelSpec::Side> in = spec.prologueIn;
+  return [members, data, in, inputs](Kernel &k, Value *sample, Value *into) {
+    // Sample `sample` of a batched operand; an unbatched one (a bias, a table) whole.
+    auto atSample = [&](const KernelSpec::Side &s, Value *ptr) {
+      return s.node->type.batched ? k.at(ptr, k.mul(sample, s.node->type.elements())) : ptr;
+    };
+    Kernel p{k.b, *members[0], into, {}, k.c(1), k.seed, nullptr, k.opts, 1, {}, nullptr, {}, {}};
+    p.in.resize(members[0]->operands.size(), nullptr);
+    std::vector<KernelSpec::Side> side;
+    std::vector<Value *> sidePointers;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in[i].member == 0) {
+        p.in[in[i].operand] = atSample(in[i], inputs[i]);
+        continue;
+      }
+      side.push_back({in[i].node, in[i].member - 1, in[i].operand});
+      sidePointers.push_back(atSample(in[i], inputs[i]));
+    }
+    if (members.size() > 1)
+      p.chain = chainOf({members.begin() + 1, members.end()}, data, side, sidePointers);
+    emitKernelBody(p);
+    chainAfterKernel(p);
+  };
+}
+
 void checkFusedKernels(const passes::FusionPlan &plan) {
   for (const passes::FusionGroup &g : plan.groups) {
     bool ok = supportedRoot(g.root->op);
     for (const ir::Node *member : g.chain) ok = ok && supportedMember(member->op);
+    if (!g.prologue.empty()) {
+      // The per-sample loop that runs a prologue is the filter gradient's (EmitConv.cpp).
+      ok = ok && g.root->op == OpKind::Conv2dBwdFilter && g.prologueOperand == 1 && supportedRoot(g.prologue[0]->op);
+      for (size_t i = 1; i < g.prologue.size(); ++i) ok = ok && supportedMember(g.prologue[i]->op);
+      for (const ir::Node *sibling : g.siblings) ok = ok && sibling->op == OpKind::BiasGrad;
+    }
     if (!ok) throw std::logic_error(std::string("fusion: unsupported group rooted at ") + ir::mnemonic(g.root->op));
   }
 }

@@ -22,6 +22,10 @@ struct KernelSpec {
     int operand;
   };
   std::vector<Side> side;
+  // A per-sample prologue's operands (member: index into group->prologue): every operand of its
+  // root, the others' but the chain's; then the siblings' results. Parameters after `side`.
+  std::vector<Side> prologueIn;
+  std::vector<const ir::Node *> siblings;
 
   explicit KernelSpec(const ir::Node &n) : root(&n) {}
   KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &plan);
@@ -38,5 +42,13 @@ void chainAfterKernel(Kernel &k);
 // The Kernel::chain of a group, reading its side operands through `sidePointers` (the kernel's
 // parameters, in spec.side order).
 decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<llvm::Value *> sidePointers);
+
+// The Kernel::prologue of a group with a per-sample prologue, reading its operands through
+// `inputs` (spec.prologueIn order): the producer's own emitter run for one sample (n = 1, its
+// batched operands at that sample), on the calling thread.
+decltype(Kernel::prologue) fusedPrologue(const KernelSpec &spec, std::vector<llvm::Value *> inputs);
+
+// The body of one node's kernel (EmitModule.cpp): the op's emitter.
+void emitKernelBody(Kernel &k);
 
 }  // namespace mtlc::codegen

@@ -23,8 +23,6 @@
 
 namespace mtlc::codegen {
 
-namespace {
-
 using ir::OpKind;
 using passes::Storage;
 
@@ -104,6 +102,8 @@ void emitKernelBody(Kernel &k) {
   }
   throw std::logic_error("codegen: unknown op kind");
 }
+
+namespace {
 
 using KernelCache = std::map<std::string, llvm::Function *>;
 
@@ -236,9 +236,13 @@ class EntryEmitter {
   // Named after the first node that uses it: k<number>.<mnemonic>[+<member>...][.<node name>]
   std::string kernelName(const KernelSpec &spec) const {
     const ir::Node &node = *spec.root;
-    std::string name = "k" + std::to_string(kernels_.size() - 1) + "." + ir::mnemonic(node.op);
+    std::string name = "k" + std::to_string(kernels_.size() - 1) + ".";
     if (spec.group)
-      for (const ir::Node *member : spec.group->chain) name += std::string("+") + ir::mnemonic(member->op);
+      for (const ir::Node *member : spec.group->prologue) name += std::string(ir::mnemonic(member->op)) + "+";
+    name += ir::mnemonic(node.op);
+    if (spec.group)
+      for (const auto *members : {&spec.group->chain, &spec.group->siblings})
+        for (const ir::Node *member : *members) name += std::string("+") + ir::mnemonic(member->op);
     const ir::Node &named = spec.group ? *spec.group->last() : node;
     if (!named.name.empty()) name += "." + named.name;
     return name;
@@ -249,8 +253,9 @@ class EntryEmitter {
   llvm::Function *declareKernel(const KernelSpec &spec, bool hasScratch, bool isCold, llvm::Module &into,
                                 const std::string &name, llvm::GlobalValue::LinkageTypes linkage) {
     const ir::Node &node = *spec.root;
-    unsigned reads = node.operands.size() + spec.side.size();
-    unsigned pointers = 1 + reads + (hasScratch ? 1 : 0);
+    unsigned reads = node.operands.size() + spec.side.size() + spec.prologueIn.size();
+    unsigned writes = spec.siblings.size();
+    unsigned pointers = 1 + reads + writes + (hasScratch ? 1 : 0);
     std::vector<llvm::Type *> params(pointers, b_.getPtrTy());
     params.push_back(b_.getInt64Ty());
     params.push_back(b_.getInt64Ty());
@@ -269,12 +274,14 @@ class EntryEmitter {
       fn->addParamAttr(i, llvm::Attribute::NoCapture);
       bool isOperand = i > 0 && i <= node.operands.size();
       bool isSide = i > node.operands.size() && i <= reads;
+      bool isSibling = i > reads && i <= reads + writes;
       // State the kernel updates in place (batchnorm's running statistics) stays writable.
       bool updated = isOperand && ir::updatesOperand(node.op, i - 1);
       if ((isOperand && !updated) || isSide) fn->addParamAttr(i, llvm::Attribute::ReadOnly);
       fn->getArg(i)->setName(i == 0 ? "out"
                              : isOperand ? "in" + std::to_string(i - 1)
                              : isSide    ? "side" + std::to_string(i - 1 - node.operands.size())
+                             : isSibling ? "sibling" + std::to_string(i - 1 - reads)
                                          : "scratch");
     }
     fn->getArg(pointers)->setName("n");
@@ -319,12 +326,20 @@ class EntryEmitter {
     // What the op emitters read: the function's arguments, the node and its fused chain (the
     // signature), opts and maxBatch (kernelContextKey). A field added to Kernel stops this from
     // compiling until the split emission's key covers it.
-    [[maybe_unused]] const auto &[builder, root, out, in, n, seed, scratch, opts, maxBatch, chain, args] = k;
+    [[maybe_unused]] const auto &[builder, root, out, in, n, seed, scratch, opts, maxBatch, chain, args, prologue,
+                                  siblingOut] = k;
     for (size_t i = 0; i < node.operands.size(); ++i) k.in.push_back(fn->getArg(i + 1));
     if (spec.group) {
-      std::vector<llvm::Value *> side;
-      for (size_t i = 0; i < spec.side.size(); ++i) side.push_back(fn->getArg(1 + node.operands.size() + i));
+      unsigned next = 1 + node.operands.size();
+      std::vector<llvm::Value *> side, prologueIn;
+      for (size_t i = 0; i < spec.side.size(); ++i) side.push_back(fn->getArg(next++));
+      for (size_t i = 0; i < spec.prologueIn.size(); ++i) prologueIn.push_back(fn->getArg(next++));
+      for (size_t i = 0; i < spec.siblings.size(); ++i) k.siblingOut.push_back(fn->getArg(next++));
       k.chain = fusedChain(spec, side);
+      if (!spec.group->prologue.empty()) {
+        k.prologue = fusedPrologue(spec, prologueIn);
+        k.in[spec.group->prologueOperand] = nullptr;  // never stored: the prologue computes it
+      }
     }
     emitKernelBody(k);
     chainAfterKernel(k);
@@ -340,14 +355,22 @@ class EntryEmitter {
     llvm::Function *fn = kernelFor(k, spec, hasScratch);
 
     std::vector<llvm::Value *> callArgs{nodePointer(result)};
-    for (const ir::Node *operand : node.operands) callArgs.push_back(nodePointer(*operand));
+    const int computed = spec.group ? spec.group->prologueOperand : -1;  // by the prologue: no storage
+    for (size_t i = 0; i < node.operands.size(); ++i)
+      callArgs.push_back((int)i == computed ? llvm::ConstantPointerNull::get(b_.getPtrTy())
+                                            : nodePointer(*node.operands[i]));
     for (const auto &side : spec.side) callArgs.push_back(nodePointer(*side.node));
+    for (const auto &in : spec.prologueIn) callArgs.push_back(nodePointer(*in.node));
+    for (const ir::Node *sibling : spec.siblings) callArgs.push_back(nodePointer(*sibling));
     if (hasScratch) callArgs.push_back(pointer({Storage::Base::Acts, 0, scratchOffset}));
     callArgs.push_back(n());
     callArgs.push_back(field(ArgsField::Seed));
     callArgs.push_back(args_);
     b_.CreateCall(fn, callArgs);
-    if (opts_.nodeHook) callNodeHook(result);
+    if (opts_.nodeHook) {
+      for (const ir::Node *sibling : spec.siblings) callNodeHook(*sibling);
+      callNodeHook(result);
+    }
   }
 
   using GradRange = std::pair<int64_t, int64_t>;  // [begin, end) of the grads arena
@@ -368,6 +391,8 @@ class EntryEmitter {
       note(spec.group ? *spec.group->last() : *spec.root);
       for (const ir::Node *operand : spec.root->operands) note(*operand);
       for (const auto &side : spec.side) note(*side.node);
+      for (const auto &in : spec.prologueIn) note(*in.node);
+      for (const ir::Node *sibling : spec.siblings) note(*sibling);
     }
     for (const ir::Output &o : f_.outputs) {
       const Storage &s = plan_.storage[o.value->id];
@@ -443,13 +468,13 @@ std::string entrySymbol(const ir::Module &m, const ir::Function &f) {
   return "mtlc_" + m.name + "_" + f.name;
 }
 
-int64_t kernelScratchFloats(const ir::Node &n, int64_t maxBatch) {
+int64_t kernelScratchFloats(const ir::Node &n, const passes::FusionGroup *group, int64_t maxBatch) {
   switch (n.op) {
     case OpKind::MatMul: return matMulScratchFloats(n, maxBatch);
     case OpKind::Conv2d:
     case OpKind::Conv2dBwdData:
     case OpKind::ConvTranspose2d:
-    case OpKind::Conv2dBwdFilter: return convScratchFloats(n, maxBatch);
+    case OpKind::Conv2dBwdFilter: return convScratchFloats(n, group, maxBatch);
     default: return 0;
   }
 }

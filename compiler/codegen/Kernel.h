@@ -41,6 +41,12 @@ struct Kernel {
   // Root emitters call it on each finished value right before its single store. EmitFusion.cpp.
   std::function<llvm::Value *(Kernel &k, llvm::Value *v, const ElementSite &site)> chain;
   llvm::Value *args = nullptr;           // const mtlc_args *: the call's record (threads), or null
+  // A fused per-sample prologue (passes/Fusion.h): writes sample `sample` (i64) of the value the
+  // root reads as its dy (its in[] entry is then null) into `into`, that value's per-sample floats
+  // of working memory. Empty when the root reads it from memory. EmitFusion.cpp.
+  std::function<void(Kernel &k, llvm::Value *sample, llvm::Value *into)> prologue;
+  // Where the group's siblings (bias_grad of the prologue's value) store their results, in order.
+  llvm::SmallVector<llvm::Value *, 1> siblingOut;
 
   const ir::Type &type() const { return node.type; }
   const ir::Type &inType(size_t i) const { return node.operands.at(i)->type; }
@@ -199,7 +205,8 @@ void emitConv2dDirect(Kernel &k);
 
 // Scratch hooks (kernelScratchFloats): the working memory an op's kernel needs, by its emitter.
 int64_t matMulScratchFloats(const ir::Node &n, int64_t maxBatch);  // EmitMatMul.cpp
-int64_t convScratchFloats(const ir::Node &n, int64_t maxBatch);    // EmitConv.cpp: the three convolutions
+// EmitConv.cpp: the three convolutions; the filter gradient's per-sample prologue and siblings.
+int64_t convScratchFloats(const ir::Node &n, const passes::FusionGroup *group, int64_t maxBatch);
 void emitPool(Kernel &k);                                        // EmitPool.cpp: MaxPool, AvgPool
 void emitMaxPoolBwd(Kernel &k);
 void emitAvgPoolBwd(Kernel &k);

@@ -59,10 +59,11 @@ KernelWork kernelWork(const KernelSpec &spec, int64_t maxBatch) {
   KernelWork w{contraction(*spec.root, maxBatch), traffic(*spec.root, maxBatch),
                transcendentalElements(*spec.root, maxBatch), explicitVectorKernel(spec.root->op)};
   if (spec.group)
-    for (const ir::Node *member : spec.group->chain) {
-      w.floats += traffic(*member, maxBatch);
-      w.mathElements += transcendentalElements(*member, maxBatch);
-    }
+    for (const auto *members : {&spec.group->chain, &spec.group->prologue, &spec.group->siblings})
+      for (const ir::Node *member : *members) {
+        w.floats += traffic(*member, maxBatch);
+        w.mathElements += transcendentalElements(*member, maxBatch);
+      }
   return w;
 }
 

@@ -63,7 +63,7 @@ void parallelFor(Kernel &k, llvm::Value *count, llvm::Value *worthIt,
   auto *start = llvm::BasicBlock::Create(ctx, "body", fn);
   {
     llvm::IRBuilder<> hb(start);
-    Kernel h{hb, k.node, k.out, k.in, k.n, k.seed, k.scratch, k.opts, k.maxBatch, k.chain, k.args};
+    Kernel h{hb, k.node, k.out, k.in, k.n, k.seed, k.scratch, k.opts, k.maxBatch, k.chain, k.args, k.prologue, k.siblingOut};
     body(h, fn->getArg(1), fn->getArg(2));
     hb.CreateRetVoid();
   }

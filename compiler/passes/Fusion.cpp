@@ -42,9 +42,90 @@ std::vector<int> chainCandidates(const Node &n) {
   }
 }
 
+// The operand through which a reduction over the batch reads one sample at a time, -1 for others:
+// the kernels that can run a per-sample prologue (root) or join one as a sibling.
+int perSampleRootOperand(const Node &n) { return n.op == OpKind::Conv2dBwdFilter ? 1 : -1; }
+bool perSampleSibling(const Node &n) { return n.op == OpKind::BiasGrad; }
+
+// A producer member that computes one sample from that sample of its batched operands (and all of
+// its unbatched ones): per-element, per-channel and data-movement ops, dropout excepted.
+bool perSampleProducer(const Node &n) {
+  auto c = ir::fusionClass(n.op);
+  bool cls = c == FusionClass::Elemwise || c == FusionClass::Broadcast ||
+             (c == FusionClass::Injective && n.op != OpKind::Reshape);
+  return cls && n.type.batched && n.op != OpKind::Dropout && n.op != OpKind::DropoutBwd;
+}
+
+struct FunctionFacts {
+  std::unordered_map<const Node *, size_t> position;
+  std::unordered_map<const Node *, std::vector<const Node *>> users;  // once per reading node
+  std::unordered_map<const Node *, bool> isOutput;
+};
+
+// Takes the producer of each per-sample reduction's operand in as its prologue (see Fusion.h).
+void addPrologues(const ir::Function &f, const FunctionFacts &facts, std::vector<FusionGroup> &groups) {
+  std::unordered_map<const Node *, size_t> groupAt;  // last node -> index, root -> index
+  for (size_t i = 0; i < groups.size(); ++i) groupAt[groups[i].last()] = groupAt[groups[i].root] = i;
+  std::vector<bool> absorbed(groups.size(), false);
+  std::vector<FusionGroup> added;
+  for (const auto &up : f.nodes) {
+    const Node &c = *up;
+    const int operand = perSampleRootOperand(c);
+    if (operand < 0) continue;
+    const Node *v = c.operands[operand];
+    auto own = groupAt.find(&c);
+    if (own != groupAt.end() && groups[own->second].root != &c) continue;
+    auto producer = groupAt.find(v);
+    FusionGroup p = producer != groupAt.end() ? groups[producer->second] : FusionGroup{v, {}};
+    if (p.last() != v || facts.isOutput.count(v) || !p.prologue.empty()) continue;
+    std::vector<const Node *> members{p.root};
+    members.insert(members.end(), p.chain.begin(), p.chain.end());
+    if (!std::all_of(members.begin(), members.end(), [](const Node *m) { return perSampleProducer(*m); })) continue;
+    const Node *last = own != groupAt.end() ? groups[own->second].last() : &c;
+    const size_t runsAt = facts.position.at(last);
+    std::vector<const Node *> siblings;
+    bool ok = true;
+    for (const Node *u : facts.users.at(v)) {
+      if (u == &c) {
+        ok = ok && std::count(c.operands.begin(), c.operands.end(), v) == 1;
+        continue;
+      }
+      ok = ok && perSampleSibling(*u) && facts.position.at(u) < runsAt && !groupAt.count(u);
+      if (ok)
+        for (const Node *w : facts.users.at(u)) ok = ok && facts.position.at(w) > runsAt;
+      siblings.push_back(u);
+    }
+    if (!ok) continue;
+    FusionGroup g = own != groupAt.end() ? groups[own->second] : FusionGroup{&c, {}};
+    g.prologue = std::move(members);
+    g.prologueOperand = operand;
+    g.siblings = std::move(siblings);
+    if (producer != groupAt.end()) absorbed[producer->second] = true;
+    if (own != groupAt.end()) {
+      groups[own->second] = std::move(g);
+    } else {
+      added.push_back(std::move(g));
+      groupAt[&c] = groups.size() + added.size() - 1;
+    }
+  }
+  for (FusionGroup &g : added) {
+    groups.push_back(std::move(g));
+    absorbed.push_back(false);
+  }
+  std::vector<FusionGroup> kept;
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (!absorbed[i]) kept.push_back(std::move(groups[i]));
+  groups = std::move(kept);
+}
+
 }  // namespace
 
 bool FusionPlan::isInterior(const Node *n) const {
+  const FusionGroup *g = group(n);
+  return g && g->last() != n && std::find(g->siblings.begin(), g->siblings.end(), n) == g->siblings.end();
+}
+
+bool FusionPlan::runsInGroup(const Node *n) const {
   const FusionGroup *g = group(n);
   return g && g->last() != n;
 }
@@ -57,8 +138,12 @@ const FusionGroup *FusionPlan::group(const Node *n) const {
 int dataOperand(const Node &n, const FusionPlan &plan) {
   const FusionGroup *g = plan.group(&n);
   if (!g || g->root == &n) return -1;
-  auto pos = std::find(g->chain.begin(), g->chain.end(), &n) - g->chain.begin();
-  const Node *prev = pos == 0 ? g->root : g->chain[pos - 1];
+  const Node *prev = nullptr;
+  if (auto it = std::find(g->chain.begin(), g->chain.end(), &n); it != g->chain.end())
+    prev = it == g->chain.begin() ? g->root : *std::prev(it);
+  else if (auto p = std::find(g->prologue.begin(), g->prologue.end(), &n); p != g->prologue.end())
+    prev = p == g->prologue.begin() ? nullptr : *std::prev(p);
+  if (!prev) return -1;
   for (int i : chainCandidates(n))
     if (n.operands[i] == prev) return i;
   return -1;
@@ -94,13 +179,24 @@ FusionPlan planFusion(const ir::Function &f) {
   }
   std::vector<FusionGroup> groups;
   for (auto &[last, g] : open) groups.push_back(std::move(g));
+  FunctionFacts facts{position, {}, isOutput};
+  for (const auto &up : f.nodes) {
+    facts.users[up.get()];
+    for (const Node *o : up->operands) {
+      auto &list = facts.users[o];
+      if (list.empty() || list.back() != up.get()) list.push_back(up.get());
+    }
+  }
+  addPrologues(f, facts, groups);
   std::sort(groups.begin(), groups.end(), [&](const FusionGroup &a, const FusionGroup &b) {
     return position.at(a.last()) < position.at(b.last());
   });
   plan.groups = std::move(groups);
   for (size_t gi = 0; gi < plan.groups.size(); ++gi) {
-    plan.groupOf[plan.groups[gi].root] = (int)gi;
-    for (const Node *m : plan.groups[gi].chain) plan.groupOf[m] = (int)gi;
+    const FusionGroup &g = plan.groups[gi];
+    plan.groupOf[g.root] = (int)gi;
+    for (const auto *members : {&g.chain, &g.prologue, &g.siblings})
+      for (const Node *m : *members) plan.groupOf[m] = (int)gi;
   }
   return plan;
 }
@@ -111,9 +207,15 @@ namespace {
 std::string fusionNote(const FusionPlan &plan, const Node &n) {
   const FusionGroup *g = plan.group(&n);
   if (!g) return "";
-  if (g->last() != &n) return "fused into %" + std::to_string(g->last()->id);
-  std::string text = "kernel: %" + std::to_string(g->root->id) + " " + ir::mnemonic(g->root->op);
-  for (const Node *member : g->chain) text += " -> %" + std::to_string(member->id) + " " + ir::mnemonic(member->op);
+  const std::string last = "%" + std::to_string(g->last()->id);
+  if (std::find(g->siblings.begin(), g->siblings.end(), &n) != g->siblings.end()) return "computed in " + last;
+  if (g->last() != &n) return "fused into " + last;
+  auto item = [](const Node *m) { return "%" + std::to_string(m->id) + " " + ir::mnemonic(m->op); };
+  std::string text = "kernel: ";
+  for (const Node *member : g->prologue) text += item(member) + " -> ";
+  text += item(g->root);
+  for (const Node *member : g->chain) text += " -> " + item(member);
+  for (const Node *sibling : g->siblings) text += ", " + item(sibling);
   return text;
 }
 

@@ -24,6 +24,16 @@
 //   training  batchnorm → add(·, skip) → relu      the statistics pass, then one normalise pass
 //   inference conv2d → batchnorm_eval → relu       the running statistics' scale and shift and the
 //                                                   relu in the conv's store epilogue
+//
+// Per-sample prologue. A reduction over the batch that runs one sample at a time (the filter
+// gradient conv2d_bwd_filter, reading its dy per sample) takes in front of it the group producing
+// that dy, when the producer's members are Elemwise, Broadcast or Injective ops (no dropout: it
+// hashes batch-wide element indices), every one batched, and the dy is read by nothing but the
+// filter gradient and bias_grad nodes (siblings) that run before the group's last node and whose
+// results are read only after it. The kernel then computes each sample's dy into its scratch and
+// accumulates the filter and bias gradients from it while it is in cache; the dy ([n,C,H,W]) is
+// never stored. So, after a convolution's relu and max-pool:
+//   backward  maxpool_bwd → relu_bwd → { conv2d_bwd_filter, bias_grad }   one pass over the batch
 #pragma once
 
 #include "ir/IR.h"
@@ -37,6 +47,13 @@ namespace mtlc::passes {
 struct FusionGroup {
   const ir::Node *root = nullptr;
   std::vector<const ir::Node *> chain;  // epilogue members in order (may be empty)
+  // The per-sample prologue (see above): the producer of the root's operand `prologueOperand`,
+  // its root first, then its chain; computed per sample inside the kernel, never stored.
+  std::vector<const ir::Node *> prologue;
+  int prologueOperand = -1;
+  // Other per-sample reductions of the prologue's value (bias_grad) the kernel computes in the same
+  // loop: each is stored where the memory plan puts it, like the group's last node.
+  std::vector<const ir::Node *> siblings;
   const ir::Node *last() const { return chain.empty() ? root : chain.back(); }
 };
 
@@ -44,15 +61,20 @@ struct FusionPlan {
   std::vector<FusionGroup> groups;                   // in the order of their last nodes
   std::unordered_map<const ir::Node *, int> groupOf; // every member of a group of size > 1
 
-  // True for a member whose value stays in registers (a group member other than the last).
+  // True for a member whose value stays in registers (a group member other than the last and
+  // its siblings).
   bool isInterior(const ir::Node *n) const;
+  // True for a member computed by its group's kernel at the group's last node: interior members
+  // and siblings.
+  bool runsInGroup(const ir::Node *n) const;
   // The group a node belongs to, or nullptr when it stands alone.
   const FusionGroup *group(const ir::Node *n) const;
 };
 
 FusionPlan planFusion(const ir::Function &f);
 
-// Which operand of an epilogue member carries the chain (see above); -1 if none qualifies.
+// Which operand of an epilogue or prologue chain member carries the chain (see above); -1 if none
+// qualifies (and for a prologue's root).
 int dataOperand(const ir::Node &n, const FusionPlan &plan);
 
 // The module's IR with every function's fusion groups marked (`--emit=ir-opt`): a member whose

@@ -178,8 +178,8 @@ MemoryPlan planMemory(const ir::Module &m, const ir::Function &f, const FusionPl
     const FusionGroup *group = fusion ? fusion->group(&n) : nullptr;
     const Node &kernel = group && group->last() == &n ? *group->root : n;
     // Leaves and views run no kernel; a fused member's kernel is its group's.
-    bool runsKernel = !isExternalLeaf(n.op) && n.op != OpKind::Reshape && !interior(n);
-    int64_t floats = runsKernel ? scratch(kernel, m.maxBatch) : 0;
+    bool runsKernel = !isExternalLeaf(n.op) && n.op != OpKind::Reshape && !(fusion && fusion->runsInGroup(&n));
+    int64_t floats = runsKernel ? scratch(kernel, group && group->last() == &n ? group : nullptr, m.maxBatch) : 0;
     if (floats) {
       plan.scratchFloats[kernel.id] = floats;
       plan.scratch[kernel.id] = acts.allocate(floats);

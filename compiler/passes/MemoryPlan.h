@@ -56,12 +56,15 @@ struct MemoryPlan {
 // Acts slots start at multiples of this many floats (64 bytes: one cache line, one AVX-512 vector).
 constexpr int64_t kSlotAlign = 16;
 
-// Floats of working memory the kernel of node `n` needs while it runs, for batches of up to
-// `maxBatch` samples; 0 for most ops. The back end answers it (codegen::kernelHooks: each op that
-// needs scratch says how much, next to its emitter), so the plan knows no kernel's internals.
-using ScratchFloats = std::function<int64_t(const ir::Node &n, int64_t maxBatch)>;
-
+struct FusionGroup;
 struct FusionPlan;
+
+// Floats of working memory the kernel rooted at node `n` needs while it runs, for batches of up to
+// `maxBatch` samples; 0 for most ops. `group` is the fusion group it runs (null when alone): a
+// per-sample prologue needs room for its samples. The back end answers it (codegen::kernelHooks:
+// each op that needs scratch says how much, next to its emitter), so the plan knows no kernel's
+// internals.
+using ScratchFloats = std::function<int64_t(const ir::Node &n, const FusionGroup *group, int64_t maxBatch)>;
 
 // Plans one function of `m` for batches of up to m.maxBatch samples. With a fusion plan
 // (passes/Fusion.h, as codegen executes it), each group runs as one kernel at its last node's

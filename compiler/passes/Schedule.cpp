@@ -23,9 +23,14 @@ using ir::OpKind;
 
 std::string kernelKey(const ScheduledFunction &sf, const ScheduledKernel &k) {
   std::string key = nodeSignature(*k.root);
-  if (const FusionGroup *g = sf.group(k))
+  if (const FusionGroup *g = sf.group(k)) {
     for (const ir::Node *member : g->chain)
       key += " | " + nodeSignature(*member) + " data" + std::to_string(dataOperand(*member, sf.fusion));
+    if (!g->prologue.empty()) key += " prologue" + std::to_string(g->prologueOperand);
+    for (const ir::Node *member : g->prologue)
+      key += " < " + nodeSignature(*member) + " data" + std::to_string(dataOperand(*member, sf.fusion));
+    for (const ir::Node *sibling : g->siblings) key += " & " + nodeSignature(*sibling);
+  }
   return key + " scratch=" + std::to_string(k.scratchFloats);
 }
 
@@ -36,7 +41,7 @@ ScheduledFunction scheduleFunction(const ir::Module &m, const ir::Function &f, b
   if (fuse) sf.fusion = planFusion(f);
   sf.memory = planMemory(m, f, fuse ? &sf.fusion : nullptr, hooks.scratchFloats);
   for (const auto &node : f.nodes) {
-    if (!hasKernel(node->op) || sf.fusion.isInterior(node.get())) continue;
+    if (!hasKernel(node->op) || sf.fusion.runsInGroup(node.get())) continue;
     ScheduledKernel k;
     auto it = sf.fusion.groupOf.find(node.get());
     k.group = it == sf.fusion.groupOf.end() ? -1 : it->second;

@@ -249,6 +249,25 @@ std::vector<Case> makeCases() {
                   Node *c = net.b.unary(K::Relu, net.b.biasAdd(net.b.conv2d(x, W, 1, 0), bias));
                   net.task(K::CrossEntropy, net.dense(flatten(net, net.b.maxPool(c, 2, 2)), 4, "head"));
                 }});
+  // The pool's and activation's gradients run per sample inside the filter and bias gradients
+  // (passes/Fusion.h, per-sample prologue): odd extents with a leftover row and column, strided
+  // and padded convolutions, overlapping windows, a tanh instead of the relu.
+  cs.push_back({"maxpool", "conv 3x3 s1 [2,9,8] -> relu -> maxpool 2 over [3,7,6] (a leftover row)",
+                [](Net &net) {
+                  Node *x = net.input({2, 9, 8}, {0, 1});
+                  Node *W = net.param("conv1.weight", {3, 2, 3, 3}, {-0.3, 0.3});
+                  Node *bias = net.param("conv1.bias", {3}, {0.6, 0.9});
+                  Node *c = net.b.unary(K::Relu, net.b.biasAdd(net.b.conv2d(x, W, 1, 0), bias));
+                  net.task(K::CrossEntropy, net.dense(flatten(net, net.b.maxPool(c, 2, 2)), 4, "head"));
+                }});
+  cs.push_back({"maxpool", "conv 3x3 s2 p1 [1,11,9] -> tanh -> maxpool 3 s2 (overlapping windows)",
+                [](Net &net) {
+                  Node *x = net.input({1, 11, 9}, {-1, 1});
+                  Node *W = net.param("conv1.weight", {4, 1, 3, 3}, {-0.5, 0.5});
+                  Node *bias = net.param("conv1.bias", {4}, {-0.2, 0.2});
+                  Node *c = net.b.unary(K::Tanh, net.b.biasAdd(net.b.conv2d(x, W, 2, 1), bias));  // [4,6,5]
+                  mseHead(net, net.b.maxPool(c, 3, 2));                                            // [4,2,2]
+                }});
 
   // ---- reshape ----
   cs.push_back({"reshape", "flatten [3,5,4] -> [60]", [](Net &net) {

@@ -7,7 +7,9 @@
 // memory plan keeps every operand a group reads out of the group's result slot.
 #include "Harness.h"
 
+#include <cmath>
 #include <functional>
+#include <tuple>
 
 using namespace mtlc;
 using namespace mtlc::test;
@@ -247,4 +249,83 @@ TEST_CASE("fusion: a value read twice or bound to an output stays unfused", "[co
   h.prepare();
   CHECK(h.fusion().group(y) == nullptr);
   CHECK(h.plan().storage[y->id].base == passes::Storage::Base::Acts);
+}
+
+namespace {
+
+// A convolution layer's backward after its activation and max-pool: dy = act_bwd(y, maxpool_bwd(y,
+// dp)) [+ extra], read only by the filter and bias gradients, so it runs per sample in their kernel.
+struct PrologueShape {
+  int64_t C, H, W, O, K, stride, pad, poolK, poolStride;
+  OpKind act;
+  bool addend;      // an elementwise add after the activation's gradient (a side operand per sample)
+  bool ties;        // y rounded to a few values: windows with several maxima
+};
+
+struct PrologueRun {
+  std::vector<double> dw, db;
+  std::string ir;
+  bool dyStored;
+};
+
+PrologueRun runPrologue(const PrologueShape &p, bool fuse, int64_t maxBatch, int64_t n, int threads) {
+  Harness h(maxBatch);
+  h.options.fuse = fuse;
+  h.options.keepIR = true;
+  h.threads = threads;
+  const int64_t OH = (p.H + 2 * p.pad - p.K) / p.stride + 1, OW = (p.W + 2 * p.pad - p.K) / p.stride + 1;
+  const int64_t PH = (OH - p.poolK) / p.poolStride + 1, PW = (OW - p.poolK) / p.poolStride + 1;
+  Node *x = h.input({p.C, p.H, p.W});
+  Node *y = h.input({p.O, OH, OW});
+  Node *dp = h.input({p.O, PH, PW});
+  Node *dy = h.b.unaryBwd(p.act, y, h.b.maxPoolBwd(y, dp, p.poolK, p.poolStride));
+  Node *extra = p.addend ? h.input({p.O, OH, OW}) : nullptr;
+  if (extra) dy = h.b.add(dy, extra);
+  Node *db = h.b.biasGrad(dy);
+  Node *dw = h.b.conv2dBwdFilter(x, dy, unbatched({p.O, p.C, p.K, p.K}), p.stride, p.pad);
+  h.prepare();
+  for (Node *in : {x, y, dp, extra})
+    if (in) h.fillUniform(in, -1.5, 1.5);
+  if (p.ties) {
+    float *v = h.data(y);
+    for (int64_t i = 0; i < maxBatch * y->type.elements(); ++i) v[i] = std::round(v[i]);  // -1, 0, 1, 2
+  }
+  h.run(n, 7);
+  return {h.read(dw), h.read(db), h.compiled().llvmIR,
+          h.plan().storage[dy->id].base != passes::Storage::Base::None};
+}
+
+}  // namespace
+
+TEST_CASE("fusion: the pool and activation gradients per sample inside the filter and bias gradients",
+          "[codegen][fusion]") {
+  const std::vector<PrologueShape> shapes{
+      {1, 28, 28, 32, 3, 1, 0, 2, 2, OpKind::ReluBwd, false, false},  // the flagship's first layer
+      {2, 9, 8, 3, 3, 1, 0, 2, 2, OpKind::ReluBwd, false, true},      // [3,7,6]: a leftover row, ties
+      {1, 11, 9, 4, 3, 2, 1, 3, 2, OpKind::TanhBwd, false, false},    // strided, padded, overlapping
+      {3, 10, 13, 5, 5, 1, 2, 2, 2, OpKind::ReluBwd, true, true},     // "same" 5x5, an addend, ties
+  };
+  for (const PrologueShape &p : shapes)
+    for (auto [maxBatch, n, threads] : {std::tuple{4, 3, 1}, std::tuple{16, 13, 2}}) {
+      INFO("x [" << p.C << "," << p.H << "," << p.W << "] O " << p.O << " k " << p.K << " s " << p.stride
+                 << " p " << p.pad << " pool " << p.poolK << "/" << p.poolStride << " batch " << n << " threads "
+                 << threads);
+      PrologueRun fused = runPrologue(p, true, maxBatch, n, threads);
+      PrologueRun plain = runPrologue(p, false, maxBatch, n, threads);
+      const std::string kernel = p.addend ? "maxpool_bwd+" + std::string(ir::mnemonic(p.act)) + "+add+conv2d_bwd_filter+bias_grad"
+                                          : "maxpool_bwd+" + std::string(ir::mnemonic(p.act)) + "+conv2d_bwd_filter+bias_grad";
+      CHECK(fused.ir.find("." + kernel + "\"(") != std::string::npos);
+      CHECK(plain.ir.find("." + kernel + "\"(") == std::string::npos);
+      CHECK_FALSE(fused.dyStored);
+      CHECK(plain.dyStored);
+      // The same products and the same sums in the same order: the bits do not change.
+      requireClose(fused.dw, plain.dw, 0, 0, "filter gradient, fused vs unfused");
+      requireClose(fused.db, plain.db, 0, 0, "bias gradient, fused vs unfused");
+      // The chunks are fixed, not per thread: two threads give the bits of one.
+      if (threads > 1) {
+        PrologueRun serial = runPrologue(p, true, maxBatch, n, 1);
+        requireClose(fused.dw, serial.dw, 0, 0, "filter gradient, 2 threads vs 1");
+        requireClose(fused.db, serial.db, 0, 0, "bias gradient, 2 threads vs 1");
+      }
+    }
 }

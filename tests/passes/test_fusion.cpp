@@ -73,10 +73,73 @@ TEST_CASE("backward: the relu derivative fuses into the matmul that produces the
   CHECK(hasGroup(plan, {OpKind::Conv2d, OpKind::BiasAdd, OpKind::Relu}));
   for (const auto &g : plan.groups)
     for (const auto *n : g.chain) CHECK(passes::dataOperand(*n, plan) >= 0);
-  // Nothing that is an output or has two readers is interior.
+  // Nothing that is an output or has two readers is interior, but a per-sample prologue's value,
+  // which its kernel's root and siblings read.
   auto uses = train.useCounts();
-  for (size_t i = 0; i < train.nodes.size(); ++i)
-    if (plan.isInterior(train.nodes[i].get())) CHECK(uses[i] == 1);
+  for (size_t i = 0; i < train.nodes.size(); ++i) {
+    const ir::Node *n = train.nodes[i].get();
+    if (!plan.isInterior(n)) continue;
+    const passes::FusionGroup *g = plan.group(n);
+    if (!g->prologue.empty() && g->prologue.back() == n) CHECK(uses[i] == 1 + (long)g->siblings.size());
+    else CHECK(uses[i] == 1);
+  }
+}
+
+TEST_CASE("backward: the pooling and relu gradients run per sample inside the filter and bias gradients") {
+  auto lowered = lowerExample("fashion.mtl");
+  passes::runGraphPasses(lowered.module);
+  const ir::Function &train = *lowered.module.function("train_step");
+  auto plan = passes::planFusion(train);
+  const passes::FusionGroup *g = nullptr;
+  for (const auto &group : plan.groups)
+    if (group.root->op == OpKind::Conv2dBwdFilter) g = &group;
+  REQUIRE(g != nullptr);
+  REQUIRE(g->prologue.size() == 2);
+  CHECK(g->prologue[0]->op == OpKind::MaxPoolBwd);
+  CHECK(g->prologue[1]->op == OpKind::ReluBwd);
+  CHECK(g->prologueOperand == 1);
+  CHECK(g->root->operands[1] == g->prologue[1]);
+  REQUIRE(g->siblings.size() == 1);
+  CHECK(g->siblings[0]->op == OpKind::BiasGrad);
+  CHECK(passes::dataOperand(*g->prologue[0], plan) == -1);
+  CHECK(passes::dataOperand(*g->prologue[1], plan) == 1);
+  // The data gradient is never stored; the bias gradient is, by the group's kernel.
+  for (const ir::Node *m : g->prologue) CHECK(plan.isInterior(m));
+  CHECK_FALSE(plan.isInterior(g->siblings[0]));
+  CHECK(plan.runsInGroup(g->siblings[0]));
+  CHECK_FALSE(plan.runsInGroup(g->root));
+  // The maxpool_bwd → relu_bwd group it replaces is gone.
+  CHECK_FALSE(hasGroup(plan, {OpKind::MaxPoolBwd, OpKind::ReluBwd}));
+  std::ostringstream os;
+  passes::printFused(lowered.module, train, os);
+  CHECK(os.str().find("kernel: %56 maxpool_bwd -> %57 relu_bwd -> %59 conv2d_bwd_filter, %58 bias_grad") !=
+        std::string::npos);
+  CHECK(os.str().find("bias_grad %57 : [32]  # d(trunk.0.bias)  ; computed in %59") != std::string::npos);
+}
+
+TEST_CASE("a per-sample prologue needs every reader of its value in the kernel") {
+  // Two conv layers: the second's dy (after its pool and relu) is also read by its data gradient,
+  // and the first's dy comes out of that data gradient's GEMM (not a per-sample producer): both
+  // are stored, and the filter gradients read them from memory.
+  auto lowered = lowerText(R"(model m
+input x : f32[1, 12, 12]
+shared t = x -> conv2d(4, kernel=3) -> relu -> conv2d(3, kernel=3) -> relu -> maxpool(2) -> flatten
+task a { t -> dense(2) loss cross_entropy }
+)");
+  passes::runGraphPasses(lowered.module);
+  const ir::Function &train = *lowered.module.function("train_step");
+  auto plan = passes::planFusion(train);
+  int filterGrads = 0;
+  for (const auto &up : train.nodes) {
+    if (up->op != OpKind::Conv2dBwdFilter) continue;
+    ++filterGrads;
+    CHECK_FALSE(plan.isInterior(up->operands[1]));
+    const passes::FusionGroup *g = plan.group(up.get());
+    CHECK((g == nullptr || g->prologue.empty()));
+  }
+  CHECK(filterGrads == 2);
+  for (const auto &up : train.nodes)
+    if (up->op == OpKind::BiasGrad) CHECK_FALSE(plan.runsInGroup(up.get()));
 }
 
 TEST_CASE("a value read twice is never fused away") {

@@ -12,7 +12,7 @@ using ir::OpKind;
 namespace {
 
 // Reuse does not depend on kernels' working memory (test_schedule.cpp plans scratch).
-int64_t noScratch(const ir::Node &, int64_t) { return 0; }
+int64_t noScratch(const ir::Node &, const passes::FusionGroup *, int64_t) { return 0; }
 
 // Intervals [first node, last reader] of every acts slot must not overlap in memory.
 void checkNoLiveOverlap(const ir::Module &m, const ir::Function &f, const passes::MemoryPlan &p) {

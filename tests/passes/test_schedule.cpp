@@ -19,7 +19,7 @@ bool hasKernel(OpKind op) {
 
 // A stand-in back end: every MatMul kernel asks for `floats` (times the batch when `perSample`).
 passes::KernelHooks matMulScratch(int64_t floats, int *calls, bool perSample = false) {
-  return {[=](const ir::Node &n, int64_t maxBatch) {
+  return {[=](const ir::Node &n, const passes::FusionGroup *, int64_t maxBatch) {
     ++*calls;
     return n.op == OpKind::MatMul ? floats * (perSample ? maxBatch : 1) : int64_t(0);
   }};
@@ -46,10 +46,10 @@ TEST_CASE("schedule: kernels in call order, each with the scratch its hook asked
     CHECK(sf.function == &f);
     CHECK_FALSE(sf.fusion.groups.empty());
     most = std::max(most, sf.memory.actsFloats);
-    // One kernel per node that computes, except the members that stay in registers; in node order.
+    // One kernel per node that computes, except the members its group computes; in node order.
     std::vector<const ir::Node *> expected;
     for (const auto &n : f.nodes)
-      if (hasKernel(n->op) && !sf.fusion.isInterior(n.get()))
+      if (hasKernel(n->op) && !sf.fusion.runsInGroup(n.get()))
         expected.push_back(sf.fusion.group(n.get()) ? sf.fusion.group(n.get())->root : n.get());
     std::vector<const ir::Node *> roots;
     for (const passes::ScheduledKernel &k : sf.kernels) {
