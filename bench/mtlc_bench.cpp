@@ -430,19 +430,31 @@ int benchModel(const Options &o) {
     const passes::FusionPlan fusion = passes::planFusion(*train);  // as compiled: fusion on
     std::vector<std::pair<double, std::string>> rows;
     double total = 0;
+    // A group's siblings are stored by its kernel (hooked after its last node): one row.
+    for (const auto &up : train->nodes)
+      if (fusion.runsInGroup(up.get()) && gStepProfile.us.count(int32_t(up->id))) {
+        gStepProfile.us[int32_t(fusion.group(up.get())->last()->id)] += gStepProfile.us[int32_t(up->id)];
+        gStepProfile.us.erase(int32_t(up->id));
+      }
     for (const auto &up : train->nodes) {
       auto it = gStepProfile.us.find(int32_t(up->id));
       if (it == gStepProfile.us.end()) continue;
-      // A fused kernel is named by its members, root first: "%2 conv2d+bias_add+relu trunk.1".
+      // A fused kernel is named by its members in order: "%2 conv2d+bias_add+relu trunk.1", a
+      // per-sample prologue first, the siblings last ("%56 maxpool_bwd+relu_bwd+conv2d_bwd_filter+bias_grad").
       const ir::Node &last = *up;
       const passes::FusionGroup *group = fusion.group(&last);
       const ir::Node &root = group ? *group->root : last;
-      std::string ops = ir::mnemonic(root.op);
+      const ir::Node &first = group && !group->prologue.empty() ? *group->prologue.front() : root;
+      std::string ops;
       if (group)
-        for (const ir::Node *member : group->chain) ops += "+" + std::string(ir::mnemonic(member->op));
+        for (const ir::Node *member : group->prologue) ops += std::string(ir::mnemonic(member->op)) + "+";
+      ops += ir::mnemonic(root.op);
+      if (group)
+        for (const auto *members : {&group->chain, &group->siblings})
+          for (const ir::Node *member : *members) ops += "+" + std::string(ir::mnemonic(member->op));
       std::string shapes;
       for (const ir::Node *op : root.operands) shapes += (shapes.empty() ? "" : ", ") + op->type.str();
-      rows.push_back({it->second / timedSteps, fmt::format("%{} {}{} ({}) -> {}", root.id, ops,
+      rows.push_back({it->second / timedSteps, fmt::format("%{} {}{} ({}) -> {}", first.id, ops,
                                                           last.name.empty() ? "" : " " + last.name, shapes,
                                                           last.type.str())});
       total += rows.back().first;

@@ -74,7 +74,8 @@ struct CodegenOptions {
   bool parallelAlways = false;
   // Diagnostics (the trainer's NaN/Inf locator, driver/NonFiniteLocator.h): the address of a C
   // function void hook(int32_t node id, const float *values, int64_t count) that each entry
-  // point calls after every kernel with the values it wrote; 0 (the default) emits no call.
+  // point calls after every kernel with the values it wrote (the group's last node first, then
+  // its siblings'); 0 (the default) emits no call.
   uint64_t nodeHook = 0;
   // `train { precision bf16 }`: every GEMM (matmuls, convolutions, both gradients; not Gemm::fp32)
   // packs its operands as bf16 and multiplies with vdpbf16ps into fp32 accumulators; everything

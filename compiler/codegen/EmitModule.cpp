@@ -368,8 +368,8 @@ class EntryEmitter {
     callArgs.push_back(args_);
     b_.CreateCall(fn, callArgs);
     if (opts_.nodeHook) {
-      for (const ir::Node *sibling : spec.siblings) callNodeHook(*sibling);
       callNodeHook(result);
+      for (const ir::Node *sibling : spec.siblings) callNodeHook(*sibling);
     }
   }
 
