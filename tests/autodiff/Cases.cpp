@@ -76,6 +76,19 @@ Case pooling(OpKind op, int64_t k, int64_t stride, const std::string &note) {
           }};
 }
 
+// A CNN's trunk: x -> conv 3x3 (its weight and bias the parameters checked) -> act -> maxpool ->
+// flatten -> dense(4) -> cross-entropy.
+Case trunk(const std::string &name, std::vector<int64_t> x, Range xr, int64_t O, int64_t stride, int64_t pad,
+           OpKind act, Range w, Range b, int64_t poolK, int64_t poolStride) {
+  return {"maxpool", name, [=](Net &net) {
+            Node *in = net.input(x, xr);
+            Node *W = net.param("conv1.weight", {O, x[0], 3, 3}, w);
+            Node *bias = net.param("conv1.bias", {O}, b);
+            Node *c = net.b.unary(act, net.b.biasAdd(net.b.conv2d(in, W, stride, pad), bias));
+            net.task(OpKind::CrossEntropy, net.dense(flatten(net, net.b.maxPool(c, poolK, poolStride)), 4, "head"));
+          }};
+}
+
 // x[2,5,4] -> conv(3, 3x3) [P1] -> [3,3,2] -> conv_transpose2d(2, khxkw, stride, pad, output_padding)
 // + bias -> flatten -> dense(2) -> MSE.
 Case transposed(int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t outPad, const std::string &note = "") {
@@ -241,33 +254,15 @@ std::vector<Case> makeCases() {
     cs.push_back(pooling(op, 2, 1, " (overlapping)"));
     cs.push_back(pooling(op, 3, 1, " (overlapping)"));
   }
-  cs.push_back({"maxpool", "conv -> relu -> maxpool 2 (the fashion trunk; bias keeps windows positive)",
-                [](Net &net) {
-                  Node *x = net.input({1, 8, 8}, {0, 1});
-                  Node *W = net.param("conv1.weight", {3, 1, 3, 3}, {-0.3, 0.3});
-                  Node *bias = net.param("conv1.bias", {3}, {0.6, 0.9});
-                  Node *c = net.b.unary(K::Relu, net.b.biasAdd(net.b.conv2d(x, W, 1, 0), bias));
-                  net.task(K::CrossEntropy, net.dense(flatten(net, net.b.maxPool(c, 2, 2)), 4, "head"));
-                }});
+  cs.push_back(trunk("conv -> relu -> maxpool 2 (the fashion trunk; bias keeps windows positive)",
+                     {1, 8, 8}, {0, 1}, 3, 1, 0, K::Relu, {-0.3, 0.3}, {0.6, 0.9}, 2, 2));
   // The pool's and activation's gradients run per sample inside the filter and bias gradients
   // (passes/Fusion.h, per-sample prologue): odd extents with a leftover row and column, strided
   // and padded convolutions, overlapping windows, a tanh instead of the relu.
-  cs.push_back({"maxpool", "conv 3x3 s1 [2,9,8] -> relu -> maxpool 2 over [3,7,6] (a leftover row)",
-                [](Net &net) {
-                  Node *x = net.input({2, 9, 8}, {0, 1});
-                  Node *W = net.param("conv1.weight", {3, 2, 3, 3}, {-0.3, 0.3});
-                  Node *bias = net.param("conv1.bias", {3}, {0.6, 0.9});
-                  Node *c = net.b.unary(K::Relu, net.b.biasAdd(net.b.conv2d(x, W, 1, 0), bias));
-                  net.task(K::CrossEntropy, net.dense(flatten(net, net.b.maxPool(c, 2, 2)), 4, "head"));
-                }});
-  cs.push_back({"maxpool", "conv 3x3 s2 p1 [1,11,9] -> tanh -> maxpool 3 s2 (overlapping windows)",
-                [](Net &net) {
-                  Node *x = net.input({1, 11, 9}, {-1, 1});
-                  Node *W = net.param("conv1.weight", {4, 1, 3, 3}, {-0.5, 0.5});
-                  Node *bias = net.param("conv1.bias", {4}, {-0.2, 0.2});
-                  Node *c = net.b.unary(K::Tanh, net.b.biasAdd(net.b.conv2d(x, W, 2, 1), bias));  // [4,6,5]
-                  mseHead(net, net.b.maxPool(c, 3, 2));                                            // [4,2,2]
-                }});
+  cs.push_back(trunk("conv 3x3 s1 [2,9,8] -> relu -> maxpool 2 over [3,7,6] (a leftover row)",
+                     {2, 9, 8}, {0, 1}, 3, 1, 0, K::Relu, {-0.3, 0.3}, {0.6, 0.9}, 2, 2));
+  cs.push_back(trunk("conv 3x3 s2 p1 [1,11,9] -> tanh -> maxpool 3 s2 over [4,6,5] (overlapping windows)",
+                     {1, 11, 9}, {-1, 1}, 4, 2, 1, K::Tanh, {-0.5, 0.5}, {-0.2, 0.2}, 3, 2));
 
   // ---- reshape ----
   cs.push_back({"reshape", "flatten [3,5,4] -> [60]", [](Net &net) {
