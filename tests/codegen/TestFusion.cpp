@@ -268,10 +268,11 @@ struct PrologueRun {
   bool dyStored;
 };
 
-PrologueRun runPrologue(const PrologueShape &p, bool fuse, int64_t maxBatch, int64_t n, int threads) {
+PrologueRun runPrologue(const PrologueShape &p, bool fuse, int64_t maxBatch, int64_t n, int threads, bool bf16) {
   Harness h(maxBatch);
   h.options.fuse = fuse;
   h.options.keepIR = true;
+  h.options.codegen.bf16 = bf16;  // the filter GEMM's bf16 forms where the host has them
   h.threads = threads;
   const int64_t OH = (p.H + 2 * p.pad - p.K) / p.stride + 1, OW = (p.W + 2 * p.pad - p.K) / p.stride + 1;
   const int64_t PH = (OH - p.poolK) / p.poolStride + 1, PW = (OW - p.poolK) / p.poolStride + 1;
@@ -304,14 +305,16 @@ TEST_CASE("fusion: the pool and activation gradients per sample inside the filte
       {2, 9, 8, 3, 3, 1, 0, 2, 2, OpKind::ReluBwd, false, true},      // [3,7,6]: a leftover row, ties
       {1, 11, 9, 4, 3, 2, 1, 3, 2, OpKind::TanhBwd, false, false},    // strided, padded, overlapping
       {3, 10, 13, 5, 5, 1, 2, 2, 2, OpKind::ReluBwd, true, true},     // "same" 5x5, an addend, ties
+      {3, 12, 12, 32, 3, 1, 1, 2, 2, OpKind::ReluBwd, false, false},  // 27 taps < 32 channels
   };
   for (const PrologueShape &p : shapes)
-    for (auto [maxBatch, n, threads] : {std::tuple{4, 3, 1}, std::tuple{16, 13, 2}}) {
+    for (auto [maxBatch, n, threads, bf16] : {std::tuple{4, 3, 1, false}, std::tuple{16, 13, 2, false},
+                                              std::tuple{4, 3, 1, true}}) {
       INFO("x [" << p.C << "," << p.H << "," << p.W << "] O " << p.O << " k " << p.K << " s " << p.stride
                  << " p " << p.pad << " pool " << p.poolK << "/" << p.poolStride << " batch " << n << " threads "
-                 << threads);
-      PrologueRun fused = runPrologue(p, true, maxBatch, n, threads);
-      PrologueRun plain = runPrologue(p, false, maxBatch, n, threads);
+                 << threads << (bf16 ? " bf16" : ""));
+      PrologueRun fused = runPrologue(p, true, maxBatch, n, threads, bf16);
+      PrologueRun plain = runPrologue(p, false, maxBatch, n, threads, bf16);
       const std::string kernel = p.addend ? "maxpool_bwd+" + std::string(ir::mnemonic(p.act)) + "+add+conv2d_bwd_filter+bias_grad"
                                           : "maxpool_bwd+" + std::string(ir::mnemonic(p.act)) + "+conv2d_bwd_filter+bias_grad";
       CHECK(fused.ir.find("." + kernel + "\"(") != std::string::npos);
@@ -323,7 +326,7 @@ TEST_CASE("fusion: the pool and activation gradients per sample inside the filte
       requireClose(fused.db, plain.db, 0, 0, "bias gradient, fused vs unfused");
       // The chunks are fixed, not per thread: two threads give the bits of one.
       if (threads > 1) {
-        PrologueRun serial = runPrologue(p, true, maxBatch, n, 1);
+        PrologueRun serial = runPrologue(p, true, maxBatch, n, 1, bf16);
         requireClose(fused.dw, serial.dw, 0, 0, "filter gradient, 2 threads vs 1");
         requireClose(fused.db, serial.db, 0, 0, "bias gradient, 2 threads vs 1");
       }
