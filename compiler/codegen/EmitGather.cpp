@@ -88,20 +88,40 @@ void emitSlice(Kernel &k) {
   }, "s");
 }
 
-// y[c, r] = x[r, c] for x [R, C], in 16 × 16 tiles so that both sides stay in cache lines.
+// y[c, r] = x[r, c] for x [R, C]. Whole 16 × 16 tiles go through registers: 16 row loads, four
+// stages of block swaps (Eklundh: at stage h, rows i and i + h trade their h-wide off-diagonal
+// blocks; after h = 8, 4, 2, 1 the tile is transposed), 16 row stores. The edges' elements
+// (rows from R − R mod 16, columns from C − C mod 16) are moved one by one.
 void emitTranspose(Kernel &k) {
   const int64_t R = k.inType(0).dims.at(0), C = k.inType(0).dims.at(1), T = 16;
-  forLoop(k.b, k.c((R + T - 1) / T), [&](llvm::Value *rt) {
-    forLoop(k.b, k.c((C + T - 1) / T), [&](llvm::Value *ct) {
+  const int64_t Rf = R / T * T, Cf = C / T * T;
+  llvm::IRBuilder<> &b = k.b;
+  auto move = [&](llvm::Value *r, llvm::Value *c) {
+    k.store(k.load(k.in[0], k.add(k.mul(r, C), c)), k.out, k.add(k.mul(c, R), r));
+  };
+  forLoop(b, k.c(Rf / T), [&](llvm::Value *rt) {
+    forLoop(b, k.c(Cf / T), [&](llvm::Value *ct) {
       llvm::Value *r0 = k.mul(rt, T), *c0 = k.mul(ct, T);
-      llvm::Value *r1 = k.smin(k.add(r0, T), k.c(R)), *c1 = k.smin(k.add(c0, T), k.c(C));
-      forLoop(k.b, r0, r1, [&](llvm::Value *r) {
-        forLoop(k.b, c0, c1, [&](llvm::Value *c) {
-          k.store(k.load(k.in[0], k.add(k.mul(r, C), c)), k.out, k.add(k.mul(c, R), r));
-        }, "c");
-      }, "r");
+      std::vector<llvm::Value *> row(T);
+      for (int64_t i = 0; i < T; ++i) row[i] = k.vload(T, k.in[0], k.add(k.mul(k.add(r0, i), C), c0));
+      for (int64_t h = T / 2; h >= 1; h /= 2) {
+        llvm::SmallVector<int, 16> lo, hi;  // lanes of shuffle(a, b): j < 16 from a, j ≥ 16 from b
+        for (int64_t j = 0; j < T; ++j) {
+          lo.push_back(int((j & h) == 0 ? j : T + j - h));
+          hi.push_back(int((j & h) == 0 ? j + h : T + j));
+        }
+        for (int64_t i = 0; i < T; ++i) {
+          if (i & h) continue;
+          llvm::Value *a = row[i], *bb = row[i + h];
+          row[i] = b.CreateShuffleVector(a, bb, lo);
+          row[i + h] = b.CreateShuffleVector(a, bb, hi);
+        }
+      }
+      for (int64_t i = 0; i < T; ++i) k.vstore(row[i], k.out, k.add(k.mul(k.add(c0, i), R), r0));
     }, "ct");
   }, "rt");
+  forLoop(b, k.c(Rf), [&](llvm::Value *r) { forLoop(b, k.c(Cf), k.c(C), [&](llvm::Value *c) { move(r, c); }, "c"); }, "r");
+  forLoop(b, k.c(Rf), k.c(R), [&](llvm::Value *r) { forLoop(b, k.c(C), [&](llvm::Value *c) { move(r, c); }, "c"); }, "r");
 }
 
 // dx[s] = 0 except dx[s, offset + j] = dy[s, j], j < width: slice's gradient; ints = {offset, width}

@@ -148,6 +148,34 @@ TEST_CASE("core spans: unfrozen parameters, sorted and merged; all of the arena 
   CHECK((out[1].begin == 6 && out[1].end == 8));
 }
 
+TEST_CASE("core spans: optimizer arrays in the table's order, whatever the arena's", "[core][spans]") {
+  // The table: a [20], b [16], c [3]; the arena (as lowering lays out sibling weights) puts b
+  // first, then c, then a. The table's order starts each on a 16-float boundary: a at 0, b at 32,
+  // c at 48, in 64 floats.
+  const core::ParamExtent moved[] = {{32, 20, false}, {0, 16, false}, {16, 3, false}};
+  std::vector<float> arena(64, -1), table(64, -1), back(64, -1);
+  for (int64_t i = 0; i < 20; ++i) arena[size_t(32 + i)] = float(100 + i);
+  for (int64_t i = 0; i < 16; ++i) arena[size_t(i)] = float(200 + i);
+  for (int64_t i = 0; i < 3; ++i) arena[size_t(16 + i)] = float(300 + i);
+  REQUIRE(core::arenaToTableOrder(moved, 3, 64, arena.data(), table.data()));
+  for (int64_t i = 0; i < 20; ++i) CHECK(table[size_t(i)] == float(100 + i));
+  for (int64_t i = 20; i < 32; ++i) CHECK(table[size_t(i)] == 0.0f);  // padding
+  for (int64_t i = 0; i < 16; ++i) CHECK(table[size_t(32 + i)] == float(200 + i));
+  for (int64_t i = 0; i < 3; ++i) CHECK(table[size_t(48 + i)] == float(300 + i));
+  REQUIRE(core::tableToArenaOrder(moved, 3, 64, table.data(), back.data()));
+  for (const auto &p : moved)
+    for (int64_t i = 0; i < p.size; ++i) CHECK(back[size_t(p.offset + i)] == arena[size_t(p.offset + i)]);
+  // An arena already in the table's order is the file as it is (hand-built, unpadded tables too).
+  const core::ParamExtent inOrder[] = {{0, 6, false}, {6, 2, false}};
+  std::vector<float> a8 = {1, 2, 3, 4, 5, 6, 7, 8}, t8(8, 0);
+  REQUIRE(core::arenaToTableOrder(inOrder, 2, 8, a8.data(), t8.data()));
+  CHECK(t8 == a8);
+  // A table that does not fit the arena is refused, nothing written.
+  std::vector<float> small(40, -1);
+  CHECK_FALSE(core::arenaToTableOrder(moved, 3, 40, arena.data(), small.data()));
+  CHECK(small == std::vector<float>(40, -1));
+}
+
 TEST_CASE("core init: Uniform draws within its given bound, as UniformFanIn with that bound", "[core][init]") {
   rt::Rng a(3), b(3);
   float u[64], f[64];
