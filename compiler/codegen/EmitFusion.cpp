@@ -128,6 +128,7 @@ KernelSpec::KernelSpec(const passes::FusionGroup &g, const passes::FusionPlan &p
     const ir::Node &member = *g.prologue[i];
     int data = i == 0 ? -1 : passes::dataOperand(member, plan);
     if (i > 0 && data < 0) throw std::logic_error("fusion: prologue member without a data operand");
+    if (i > 0) prologueData.push_back(data);
     for (int j = 0; j < (int)member.operands.size(); ++j)
       if (j != data) prologueIn.push_back({member.operands[j], i, j});
   }
@@ -169,13 +170,7 @@ decltype(Kernel::chain) fusedChain(const KernelSpec &spec, std::vector<Value *> 
 
 decltype(Kernel::prologue) fusedPrologue(const KernelSpec &spec, std::vector<Value *> inputs) {
   const std::vector<const ir::Node *> members = spec.group->prologue;
-  std::vector<int> data;
-  for (size_t i = 1; i < members.size(); ++i)
-    for (int j = 0; j < (int)members[i]->operands.size(); ++j)
-      if (members[i]->operands[j] == members[i - 1]) {
-        data.push_back(j);
-        break;
-      }
+  const std::vector<int> data = spec.prologueData;
   const std::vector<KernelSpec::Side> in = spec.prologueIn;
   return [members, data, in, inputs](Kernel &k, Value *sample, Value *into) {
     // Sample `sample` of a batched operand; an unbatched one (a bias, a table) whole.

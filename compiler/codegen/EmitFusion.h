@@ -25,6 +25,7 @@ struct KernelSpec {
   // A per-sample prologue's operands (member: index into group->prologue): every operand of its
   // root, the others' but the chain's; then the siblings' results. Parameters after `side`.
   std::vector<Side> prologueIn;
+  std::vector<int> prologueData;  // per prologue member after its root: the chain's operand
   std::vector<const ir::Node *> siblings;
 
   explicit KernelSpec(const ir::Node &n) : root(&n) {}

@@ -20,12 +20,6 @@ static std::string taskList(const ModelSpec& spec) {
 
 static std::string accKey(const TaskSpec& t) { return "train.acc." + t.name; }
 
-static std::vector<core::ParamExtent> tableExtents(const ModelSpec& spec) {
-  std::vector<core::ParamExtent> e;
-  for (const ParamSpec& p : spec.params) e.push_back({p.offset, p.size, false});
-  return e;
-}
-
 void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float* params, Optimizer* optimizer,
                     Weighting* weighting, const TrainPosition* pos) {
   std::vector<TensorView> views;
@@ -35,7 +29,7 @@ void saveCheckpoint(const std::string& path, const ModelSpec& spec, const float*
   if (optimizer) {
     meta["optimizer"] = vocab::name(optimizer->spec().kind);
     meta["steps"] = std::to_string(optimizer->steps());
-    const std::vector<core::ParamExtent> extents = tableExtents(spec);
+    const std::vector<core::ParamExtent> extents = paramExtents(spec);
     for (const Optimizer::StateTensor& s : optimizer->state()) {
       if (s.size != spec.paramCount) {
         views.push_back({s.name, {s.size}, s.data});
@@ -231,7 +225,7 @@ bool loadOptimizerState(const TensorFile& f, const std::string& path, const Mode
   }
   const float step = f.find("optim.step")->data[0];
   if (!isStepCount(step)) throwError("{}: `optim.step` is {}, not a step count", path, step);
-  const std::vector<core::ParamExtent> extents = tableExtents(spec);
+  const std::vector<core::ParamExtent> extents = paramExtents(spec);
   for (const auto& s : state) {
     const Tensor* t = f.find(s.name);
     if (s.size != spec.paramCount) std::memcpy(s.data, t->data.data(), size_t(s.size) * sizeof(float));

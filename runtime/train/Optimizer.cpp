@@ -75,10 +75,15 @@ void Optimizer::step(float* params, const float* grads, ThreadPool* pool) {
   }
 }
 
-std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec) {
+std::vector<core::ParamExtent> paramExtents(const ModelSpec& spec) {
   std::vector<core::ParamExtent> extents;
   extents.reserve(spec.params.size());
   for (const ParamSpec& p : spec.params) extents.push_back({p.offset, p.size, !p.learnable()});
+  return extents;
+}
+
+std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec) {
+  const std::vector<core::ParamExtent> extents = paramExtents(spec);
   std::vector<core::Span> spans(std::max<size_t>(extents.size(), 1));
   spans.resize(core::trainableSpans(extents.data(), extents.size(), spec.paramCount, spans.data()));
   std::vector<std::pair<int64_t, int64_t>> pairs;

@@ -35,6 +35,7 @@
 #pragma once
 
 #include "runtime/Arena.h"
+#include "runtime/core/Spans.h"
 #include "runtime/core/Update.h"
 #include "spec/ModelSpec.h"
 
@@ -92,6 +93,8 @@ class Optimizer {
 // The active spans of a model: its learnable parameters (neither frozen nor state, such as
 // batchnorm's running statistics), adjacent ones merged; one span [0, paramCount) when all are.
 std::vector<std::pair<int64_t, int64_t>> trainableSpans(const ModelSpec& spec);
+// Every parameter's extent in the arena, in the table's order; frozen: not learnt.
+std::vector<core::ParamExtent> paramExtents(const ModelSpec& spec);
 
 // trainableSpans cut where `lr_scale` changes (spec.train.lrScale, by ParamSpec::block), with
 // each piece's learning-rate multiplier (1 for a block not listed).
